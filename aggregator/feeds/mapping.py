@@ -1,0 +1,97 @@
+"""A feed's field mapping: how one partner record becomes a raw record (see ``aggregator.normalize``).
+
+The same shape serves every format; only what a *reference* means differs: a JSON path relative to
+the record (``address.zip``, ``phones[0].number``), a CSV column name, a CSS selector (with
+``@attr`` for an attribute) inside an HTML card or row. Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: raw-record keys a mapping may fill (see aggregator.normalize)
+RECORD_FIELDS = frozenset({
+    "source_id", "name", "alternate_name", "address_1", "address_2", "city", "state", "postal_code",
+    "latitude", "longitude", "phone", "intake_phone", "hotline_phone", "website", "status",
+    "levels_of_care", "payment", "populations", "languages", "source_url", "reported_at",
+})
+LIST_FIELDS = frozenset({"levels_of_care", "payment", "populations", "languages"})
+AVAILABILITY_FIELDS = frozenset({
+    "level_of_care", "status", "beds_available", "beds_total", "accepting", "waitlist_size",
+    "notes", "reported_at",
+})
+
+
+@dataclass(frozen=True)
+class AvailabilityMapping:
+    """One availability observation per record: fields are references; ``constants`` literals.
+
+    E.g. a CSV with a ``detox_beds`` column: ``constants={"level_of_care": "detox"},
+    fields={"beds_available": "detox_beds"}``."""
+
+    fields: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordMapping:
+    #: where the records are: a JSON path to the list, a CSS selector for each card/row
+    records: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    #: when the partner has no id: hash these references' values into a stable source_id
+    id_from: tuple[str, ...] = ()
+    availability: tuple[AvailabilityMapping, ...] = ()
+    #: a list inside each record (JSON path) whose items map through ``availability_item``
+    availability_list: str = ""
+    availability_item: AvailabilityMapping | None = None
+    value_maps: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: JSON: the next page's URL (pagination by next link)
+    next_page: str = ""
+    #: HTML: within a card, how many header rows to skip; CSV: the delimiter
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+Getter = Callable[[str], Any]
+ListGetter = Callable[[str], list[Getter]]
+
+
+def apply(get: Getter, mapping: RecordMapping, list_get: ListGetter | None = None) -> dict[str, Any]:
+    """Build one raw record from a format's reference getter."""
+    raw: dict[str, Any] = dict(mapping.constants)
+    for name, ref in mapping.fields.items():
+        value = get(ref)
+        if value not in (None, "", []):
+            raw[name] = value
+    if mapping.id_from and not raw.get("source_id"):
+        raw["source_id"] = stable_id(get(ref) for ref in mapping.id_from)
+    observations = [_observation(get, m) for m in mapping.availability]
+    if mapping.availability_list and mapping.availability_item and list_get is not None:
+        observations += [_observation(g, mapping.availability_item)
+                         for g in list_get(mapping.availability_list)]
+    observations = [o for o in observations if _has_data(o)]
+    if observations:
+        raw["availability"] = observations
+    return raw
+
+
+def _observation(get: Getter, m: AvailabilityMapping) -> dict[str, Any]:
+    obs: dict[str, Any] = dict(m.constants)
+    for name, ref in m.fields.items():
+        value = get(ref)
+        if value not in (None, ""):
+            obs[name] = value
+    return obs
+
+
+def _has_data(obs: Mapping[str, Any]) -> bool:
+    return any(k != "level_of_care" and v not in (None, "") for k, v in obs.items())
+
+
+def stable_id(values: Any) -> str:
+    """A short stable id from identifying values (case and spacing do not matter)."""
+    text = "|".join(" ".join(str(v or "").lower().split()) for v in values)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -1,0 +1,356 @@
+"""``near()``: which centers near here can take someone right now?
+
+The location is a latitude/longitude or a ZIP code (offline centroid; never a network call on this
+path). Filters OR within a group and AND across groups. Results come nearest-first with the
+distance, the center's record and per-level availability carrying its status, data age and a
+freshness flag. Past an observation's freshness window the public sees ``unknown`` (with when it
+was last confirmed); operators still see the last figures, marked stale. An empty answer says what
+was searched and whether a wider radius or fewer filters would find something.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from aggregator import geography
+from aggregator.errors import InvalidQuery, UnknownZip
+from aggregator.model import (
+    OPEN_STATUSES,
+    AvailabilityStatus,
+    LevelOfCare,
+    Payment,
+    Population,
+)
+from aggregator.store import GROUPS, RawHit, Store
+
+DEFAULT_RADIUS_MI = 25.0
+MAX_RADIUS_MI = 100.0
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 50
+
+Audience = Literal["public", "operator"]
+
+_VOCAB: dict[str, type[StrEnum] | None] = {
+    "levels_of_care": LevelOfCare,
+    "payment": Payment,
+    "populations": Population,
+    "languages": None,  # ISO 639-1
+}
+
+
+@dataclass(frozen=True)
+class Origin:
+    latitude: float
+    longitude: float
+    resolved_from: str  # "coordinates" | "zip"
+    zip: str | None = None
+    place: str | None = None  # "Cambridge, MA" for a ZIP
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "latitude": self.latitude, "longitude": self.longitude,
+            "resolved_from": self.resolved_from, "zip": self.zip, "place": self.place,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    distance_mi: float
+    center: dict[str, Any]
+    availability: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "distance_mi": self.distance_mi, **self.center,
+                "availability": self.availability}
+
+
+@dataclass
+class NearAnswer:
+    origin: Origin
+    radius_mi: float
+    limit: int
+    filters: dict[str, list[str]]
+    available_only: bool
+    results: list[Hit]
+    hint: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin.as_dict(),
+            "radius_mi": self.radius_mi,
+            "limit": self.limit,
+            "filters": self.filters,
+            "available_only": self.available_only,
+            "count": len(self.results),
+            "results": [h.as_dict() for h in self.results],
+            "hint": self.hint,
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_zip(raw: str) -> Origin:
+    text = raw.strip()
+    m = re.fullmatch(r"(\d{5})(?:-\d{4})?", text)
+    if not m:
+        raise InvalidQuery("zip", f"{text[:20]!r} is not a 5-digit ZIP code")
+    place = geography.zip_place(m.group(1))
+    if place is None:
+        raise UnknownZip(m.group(1))
+    return Origin(place.latitude, place.longitude, "zip", place.zip_code, f"{place.city}, {place.state}")
+
+
+def resolve_coordinates(latitude: float, longitude: float) -> Origin:
+    for name, value, bound in (("lat", latitude, 90.0), ("lon", longitude, 180.0)):
+        if not isinstance(value, int | float) or value != value or not -bound <= value <= bound:
+            raise InvalidQuery(name, f"must be a number within -{bound:g}..{bound:g}")
+    if abs(latitude) > 85.05112878:
+        raise InvalidQuery("lat", "must be within -85.05..85.05 (the map's limit)")
+    return Origin(float(latitude), float(longitude), "coordinates")
+
+
+def _filters(filters: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]]:
+    clean: dict[str, list[str]] = {}
+    for group, values in (filters or {}).items():
+        if group not in _VOCAB:
+            raise InvalidQuery(group, f"unknown filter; use one of {', '.join(_VOCAB)}")
+        vocab = _VOCAB[group]
+        out = []
+        for v in values:
+            value = str(v).strip().lower()
+            if vocab is not None and value not in vocab._value2member_map_:
+                raise InvalidQuery(
+                    group, f"{value[:40]!r} is not one of {', '.join(m.value for m in vocab)}"
+                )
+            if vocab is None and not re.fullmatch(r"[a-z]{2}", value):
+                raise InvalidQuery(group, f"{value[:40]!r} is not an ISO 639-1 language code")
+            if value not in out:
+                out.append(value)
+        if out:
+            clean[group] = sorted(out)
+    return clean
+
+
+def near(
+    store: Store,
+    *,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    zip: str | None = None,
+    radius_mi: float = DEFAULT_RADIUS_MI,
+    levels_of_care: Iterable[str] = (),
+    payment: Iterable[str] = (),
+    populations: Iterable[str] = (),
+    languages: Iterable[str] = (),
+    available_only: bool = False,
+    limit: int = DEFAULT_LIMIT,
+    audience: Audience = "public",
+    now: datetime | None = None,
+    origin: Origin | None = None,
+    helpline: str = "",
+) -> NearAnswer:
+    """Centers near a place, nearest first. See the module docstring for the contract.
+
+    ``radius_mi`` is capped at ``MAX_RADIUS_MI`` and ``limit`` at ``MAX_LIMIT`` (the answer says
+    which were used). Raises ``InvalidQuery`` (naming the parameter) or ``UnknownZip``."""
+    if origin is None:
+        if zip is not None and (latitude is not None or longitude is not None):
+            raise InvalidQuery("zip", "give a ZIP code or lat/lon, not both")
+        if zip is not None:
+            origin = resolve_zip(zip)
+        elif latitude is not None and longitude is not None:
+            origin = resolve_coordinates(latitude, longitude)
+        else:
+            raise InvalidQuery("location", "give a ZIP code or both lat and lon")
+    if not isinstance(radius_mi, int | float) or radius_mi != radius_mi or radius_mi <= 0:
+        raise InvalidQuery("radius_mi", "must be a positive number of miles")
+    if not isinstance(limit, int) or limit < 1:
+        raise InvalidQuery("limit", "must be a whole number of at least 1")
+    notes = []
+    if radius_mi > MAX_RADIUS_MI:
+        notes.append(f"radius capped at {MAX_RADIUS_MI:g} miles")
+    if limit > MAX_LIMIT:
+        notes.append(f"limit capped at {MAX_LIMIT}")
+    radius = float(min(radius_mi, MAX_RADIUS_MI))
+    limit = min(limit, MAX_LIMIT)
+    filters = _filters({
+        "levels_of_care": levels_of_care, "payment": payment,
+        "populations": populations, "languages": languages,
+    })
+    now = now or datetime.now(UTC)
+
+    hits = _search(store, origin, radius, limit, filters, available_only, now)
+    answer = NearAnswer(
+        origin=origin, radius_mi=radius, limit=limit, filters=filters,
+        available_only=available_only,
+        results=[_hit(h, now, audience) for h in hits], notes=notes,
+    )
+    if not answer.results:
+        answer.hint = _hint(store, origin, radius, filters, available_only, now, helpline)
+    return answer
+
+
+def _search(
+    store: Store, origin: Origin, radius: float, limit: int, filters: dict[str, list[str]],
+    available_only: bool, now: datetime,
+) -> list[RawHit]:
+    groups = [[f"{GROUPS[g]}:{v}" for v in values] for g, values in filters.items()]
+    return store.search(
+        longitude=origin.longitude, latitude=origin.latitude, radius_mi=radius, limit=limit,
+        groups=groups, levels=filters.get("levels_of_care", ()), available_only=available_only,
+        now=now, first_radius_mi=min(radius, 2.0 if limit <= 10 else 5.0),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+
+
+def _hit(raw: RawHit, now: datetime, audience: Audience) -> Hit:
+    center_id, distance, center, observations = raw
+    return Hit(center_id, round(distance, 2), center,
+               availability_view(center, observations, now, audience))
+
+
+def availability_view(
+    center: Mapping[str, Any], observations: Sequence[dict[str, Any]], now: datetime,
+    audience: Audience,
+) -> list[dict[str, Any]]:
+    """One entry per level of care: the freshest observation among sources, judged for freshness.
+
+    Levels the center offers but nobody has reported on read ``unknown`` with no age. The stored
+    observations are reshaped in place (they are parsed anew for every answer)."""
+    now_ms = now.timestamp() * 1000
+    best: dict[str, tuple[bool, int, dict[str, Any]]] = {}
+    for o in observations:
+        rt = o["rt"]
+        fresh = rt + o["freshness_seconds"] * 1000 > now_ms
+        cur = best.get(o["level_of_care"])
+        if cur is None or (fresh, rt) > cur[:2]:
+            best[o["level_of_care"]] = (fresh, rt, o)
+    levels = center["services"]["levels_of_care"]
+    out = []
+    for level in levels:
+        entry = best.pop(level, None)
+        out.append(_view(entry, now_ms, audience) if entry else _no_report(level))
+    for entry in best.values():  # observed levels the center's services do not list
+        out.append(_view(entry, now_ms, audience))
+    return out
+
+
+def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, audience: Audience) -> dict[str, Any]:
+    fresh, rt, view = entry
+    del view["rt"], view["sig"], view["freshness_seconds"]
+    view["age_seconds"] = int(now_ms - rt) // 1000 if now_ms > rt else 0
+    view["fresh"] = fresh
+    if audience == "public":
+        del view["reported_by"]
+        if not fresh:
+            view.update(_HIDDEN_WHEN_STALE)
+    return view
+
+
+_HIDDEN_WHEN_STALE = {
+    "status": AvailabilityStatus.UNKNOWN.value, "beds_available": None, "beds_total": None,
+    "accepting": None, "waitlist_size": None, "notes": "",
+}
+
+
+def _no_report(level: str) -> dict[str, Any]:
+    return {
+        "level_of_care": level, "status": AvailabilityStatus.UNKNOWN.value, "beds_available": None,
+        "beds_total": None, "accepting": None, "waitlist_size": None, "notes": "",
+        "source": None, "reported_at": None, "checked_at": None, "changed_at": None,
+        "age_seconds": None, "fresh": False,
+    }
+
+
+def is_open(view: Mapping[str, Any]) -> bool:
+    return bool(view["fresh"]) and view["status"] in {s.value for s in OPEN_STATUSES}
+
+
+def age_words(seconds: int) -> str:
+    """'5 minutes', '3 hours': how the public and operators read a data age."""
+    if seconds < 90:
+        return "1 second" if seconds == 1 else f"{seconds} seconds"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} minutes"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)} hours"
+    return f"{round(seconds / 86400)} days"
+
+
+# --------------------------------------------------------------------------------------------------
+# The empty answer
+
+
+def _hint(
+    store: Store, origin: Origin, radius: float, filters: dict[str, list[str]], available_only: bool,
+    now: datetime, helpline: str,
+) -> dict[str, Any]:
+    """What was searched, and what a wider radius or fewer filters would find (nearest distance)."""
+
+    def nearest(r: float, f: dict[str, list[str]], avail: bool) -> float | None:
+        hits = _search(store, origin, r, 1, f, avail, now)
+        return round(hits[0][1], 1) if hits else None
+
+    suggestions: list[dict[str, Any]] = []
+    if radius < MAX_RADIUS_MI and (d := nearest(MAX_RADIUS_MI, filters, available_only)) is not None:
+        suggestions.append({"change": "wider_radius", "radius_mi": MAX_RADIUS_MI, "nearest_mi": d})
+    if available_only and (d := nearest(radius, filters, False)) is not None:
+        suggestions.append({"change": "include_unconfirmed_availability", "nearest_mi": d})
+    for group in filters:
+        fewer = {g: v for g, v in filters.items() if g != group}
+        if (d := nearest(radius, fewer, available_only)) is not None:
+            suggestions.append({"change": "drop_filter", "filter": group, "nearest_mi": d})
+    if len(filters) > 1 and (d := nearest(radius, {}, available_only)) is not None:
+        suggestions.append({"change": "drop_all_filters", "nearest_mi": d})
+
+    where = origin.place or f"{origin.latitude:.4f}, {origin.longitude:.4f}"
+    if suggestions:
+        message = f"No centers matched within {radius:g} miles of {where}; " + "; ".join(
+            _suggestion_words(s) for s in suggestions
+        ) + "."
+    else:
+        message = (f"No centers matched within {radius:g} miles of {where}, and none would with a "
+                   f"wider radius or fewer filters.")
+    if helpline:
+        message += f" Call {helpline} and we will help you find a place."
+    return {
+        "searched": {"origin": origin.as_dict(), "radius_mi": radius, "filters": filters,
+                     "available_only": available_only},
+        "suggestions": suggestions,
+        "message": message,
+        "helpline": helpline or None,
+    }
+
+
+def _suggestion_words(s: Mapping[str, Any]) -> str:
+    if s["change"] == "wider_radius":
+        return f"within {s['radius_mi']:g} miles the nearest is {s['nearest_mi']:g} miles away"
+    if s["change"] == "include_unconfirmed_availability":
+        return f"without 'available now' the nearest is {s['nearest_mi']:g} miles away"
+    if s["change"] == "drop_filter":
+        return f"without the {s['filter'].replace('_', ' ')} filter the nearest is {s['nearest_mi']:g} miles away"
+    return f"without any filter the nearest is {s['nearest_mi']:g} miles away"
+
+
+def get_center(store: Store, center_id: str, *, audience: Audience = "public",
+               now: datetime | None = None) -> dict[str, Any] | None:
+    """One center by id with its availability view, or None."""
+    found = store.get_center(center_id)
+    if found is None:
+        return None
+    center, observations = found
+    now = now or datetime.now(UTC)
+    center["availability"] = availability_view(center, observations, now, audience)
+    return center

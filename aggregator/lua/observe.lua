@@ -1,0 +1,34 @@
+-- Upsert availability observations; an older report never overwrites a newer one.
+--
+-- ARGV  prefix, then per observation: center_id, field ("{level}|{source}"), json
+-- Each json carries rt (reported_at, epoch milliseconds: exact in Lua's doubles), sig (a digest of the figures) and
+-- reported_at (ISO). changed_at moves only when the figures change.
+-- Rebuilds the read document of every center it wrote to. Returns {written, stale}.
+local prefix = ARGV[1]
+local written, stale = 0, 0
+local touched = {}
+for i = 2, #ARGV, 3 do
+  local key = prefix .. 'a:' .. ARGV[i]
+  local field = ARGV[i + 1]
+  local new = cjson.decode(ARGV[i + 2])
+  local cur = redis.call('HGET', key, field)
+  local apply = true
+  if cur then
+    local old = cjson.decode(cur)
+    if new.rt < old.rt then
+      apply = false
+    elseif new.sig == old.sig and old.changed_at ~= cjson.null then
+      new.changed_at = old.changed_at
+    end
+  end
+  if apply then
+    if new.changed_at == nil or new.changed_at == cjson.null then new.changed_at = new.reported_at end
+    redis.call('HSET', key, field, cjson.encode(new))
+    written = written + 1
+    touched[ARGV[i]] = true
+  else
+    stale = stale + 1
+  end
+end
+for id in pairs(touched) do compose(prefix, id) end
+return {written, stale}

@@ -1,0 +1,636 @@
+"""Raw partner record -> canonical ``Center`` + ``Availability`` observations, with reasons. Pure.
+
+A raw record is what a format adapter (``aggregator.feeds``) produces after applying the feed's
+mapping: a flat ``dict`` with these keys (all optional except ``source_id`` and ``name``)::
+
+    source_id, name, alternate_name, address_1, address_2, city, state, postal_code, country,
+    latitude, longitude, phone, intake_phone, hotline_phone, phones [{number, role}], website,
+    status, levels_of_care, payment, populations, languages   (a list, or one string with ; , |)
+    external_ids [{system, value}], source_url, reported_at,
+    availability [{level_of_care, status, beds_available, beds_total, accepting,
+                   waitlist_size, notes, reported_at}]
+
+Every normalizer either returns a clean value or raises ``InvalidValue(field, reason)``: never
+anything else, whatever the input (a hypothesis property holds them to that).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from dateutil import parser as dateparser
+from pydantic import ValidationError
+
+from aggregator import geography, vocabulary
+from aggregator.errors import InvalidValue
+from aggregator.model import (
+    Accepting,
+    Address,
+    Availability,
+    AvailabilityStatus,
+    Center,
+    CenterStatus,
+    ExternalId,
+    GeoPrecision,
+    LevelOfCare,
+    Phone,
+    PhoneRole,
+    Rejection,
+    Services,
+    Source,
+    make_center_id,
+    rejections_from,
+)
+
+# --------------------------------------------------------------------------------------------------
+# Field normalizers
+
+
+def phone_e164(raw: object, field: str = "phone") -> str:
+    """A US phone number in any common shape to E.164 ('(617) 555-0123' -> '+16175550123')."""
+    text = _text(raw)
+    if not text:
+        raise InvalidValue(field, "empty")
+    if len(text) > 40:
+        raise InvalidValue(field, "too long to be a phone number")
+    try:
+        number = phonenumbers.parse(text, "US")
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidValue(field, f"not a phone number ({text!r})") from exc
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidValue(field, f"impossible number {text!r}")
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidValue(field, f"not a valid number {text!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def state_code(raw: object, field: str = "state") -> str:
+    text = _text(raw)
+    if not text:
+        raise InvalidValue(field, "empty")
+    code = geography.state_code(text[:40])
+    if code is None:
+        raise InvalidValue(field, f"{text[:40]!r} is not a US state or territory")
+    return code
+
+
+_ZIP = re.compile(r"^(?:(\d{5})(?:[- ]?\d{4})?|(\d{3,4}))$")
+
+
+def zip5(raw: object, state: str | None = None, field: str = "postal_code") -> str:
+    """A 5-digit ZIP string. Restores leading zeros lost by spreadsheets ('8332' -> '08332').
+
+    With ``state``, the ZIP must exist and belong to that state (a wrong ZIP would place the center
+    in the wrong town)."""
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    text = _text(raw)
+    if not text:
+        raise InvalidValue(field, "empty")
+    m = _ZIP.match(text)
+    if not m:
+        raise InvalidValue(field, f"{text[:20]!r} is not a ZIP code")
+    code = (m.group(1) or m.group(2)).zfill(5)
+    if code == "00000":
+        raise InvalidValue(field, "00000 is not a ZIP code")
+    place = geography.zip_place(code)
+    if state is not None:
+        if place is None:
+            raise InvalidValue(field, f"ZIP {code} does not exist")
+        if place.state != state:
+            raise InvalidValue(field, f"ZIP {code} is in {place.state}, not {state}")
+    return code
+
+
+_US_ZONES = {
+    "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
+    "AKST": -9, "AKDT": -8, "HST": -10, "AST": -4, "CHST": 10, "SST": -11, "UTC": 0, "GMT": 0,
+    "Z": 0,
+}
+_GENERIC_ZONES = {
+    "ET": "America/New_York", "CT": "America/Chicago", "MT": "America/Denver",
+    "PT": "America/Los_Angeles", "AKT": "America/Anchorage", "HT": "Pacific/Honolulu",
+}
+_TZINFOS = {name: hours * 3600 for name, hours in _US_ZONES.items()}
+_PREFIX = re.compile(r"^\s*(?:last\s+updated|updated(?:\s+at)?|as\s+of|reported)\s*:?\s*", re.I)
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidValue("timezone", f"unknown time zone {name!r}") from exc
+
+
+def timestamp(
+    raw: object, tz: str = "UTC", field: str = "reported_at", now: datetime | None = None
+) -> datetime:
+    """Any partner time to an aware UTC datetime.
+
+    Naive times are read in the feed's time zone ``tz``; 'EST'/'EDT'-style and 'ET'-style suffixes
+    are honoured; epoch seconds and milliseconds are accepted. With ``now``, a time more than ten
+    minutes in the future is a reason (a partner clock or a day/month swap), not a value."""
+    if isinstance(raw, datetime):
+        value = raw
+    elif isinstance(raw, bool):
+        raise InvalidValue(field, "not a time")
+    elif isinstance(raw, int | float):
+        if not math.isfinite(raw):
+            raise InvalidValue(field, "not a time")
+        seconds = raw / 1000 if raw > 1e11 else raw
+        if not 0 < seconds < 1e10:
+            raise InvalidValue(field, f"epoch {raw} is out of range")
+        value = datetime.fromtimestamp(seconds, UTC)
+    else:
+        text = _PREFIX.sub("", _text(raw))
+        if not text:
+            raise InvalidValue(field, "empty")
+        if len(text) > 64:
+            raise InvalidValue(field, "too long to be a time")
+        generic = None
+        m = re.search(r"\s([A-Z]{2,3})$", text)
+        if m and m.group(1) in _GENERIC_ZONES:
+            generic, text = _GENERIC_ZONES[m.group(1)], text[: m.start()]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", dateparser.UnknownTimezoneWarning)
+                value = dateparser.parse(text, tzinfos=_TZINFOS)
+        except dateparser.UnknownTimezoneWarning as exc:
+            raise InvalidValue(field, f"{text!r} has a time zone we do not know") from exc
+        except (ValueError, OverflowError, TypeError, dateparser.ParserError) as exc:
+            raise InvalidValue(field, f"{text!r} is not a time") from exc
+        if value is None:
+            raise InvalidValue(field, f"{text!r} is not a time")
+        if generic and value.tzinfo is None:
+            value = value.replace(tzinfo=zone(generic))
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=zone(tz))
+    try:
+        value = value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidValue(field, "time out of range") from exc
+    if value < _EARLIEST:
+        raise InvalidValue(field, f"{value:%Y-%m-%d} is before 2000")
+    if now is not None and value > now + timedelta(minutes=10):
+        raise InvalidValue(field, f"{value.isoformat()} is in the future")
+    return value
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    latitude: float
+    longitude: float
+    fixed: str = ""  # what was repaired, e.g. "latitude and longitude were swapped"
+
+
+def coordinates(raw_lat: object, raw_lon: object, state: str | None) -> Coordinates:
+    """Check a feed's coordinates: inside the US and inside the record's state.
+
+    Swapped latitude/longitude and a dropped minus sign on the longitude are repaired when the
+    repaired point lies in the record's state; the repair is named in ``fixed``."""
+    lat = _number(raw_lat, "latitude")
+    lon = _number(raw_lon, "longitude")
+    if lat == 0.0 and lon == 0.0:
+        raise InvalidValue("latitude", "0,0 is a placeholder, not a location")
+
+    def fits(a: float, b: float) -> bool:
+        return -90 <= a <= 90 and -180 <= b <= 180 and (
+            geography.in_state(a, b, state) if state else geography.in_us(a, b)
+        )
+
+    if fits(lat, lon):
+        return Coordinates(lat, lon)
+    for a, b, why in (
+        (lon, lat, "latitude and longitude were swapped"),
+        (lat, -lon, "longitude sign was missing"),
+        (-lon, lat, "latitude and longitude were swapped and the longitude sign was missing"),
+    ):
+        if fits(a, b):
+            return Coordinates(a, b, why)
+    if not (-90 <= lat <= 90):
+        raise InvalidValue("latitude", f"{lat} is outside -90..90")
+    if not (-180 <= lon <= 180):
+        raise InvalidValue("longitude", f"{lon} is outside -180..180")
+    if not geography.in_us(lat, lon):
+        raise InvalidValue("latitude", f"({lat}, {lon}) is outside the United States")
+    raise InvalidValue("latitude", f"({lat}, {lon}) is not in {state}")
+
+
+def count(raw: object, field: str) -> int | None:
+    """A bed or waitlist count: int >= 0, or None when the partner gave nothing ('', 'N/A')."""
+    if raw is None or isinstance(raw, bool):
+        if isinstance(raw, bool):
+            raise InvalidValue(field, "a yes/no is not a count")
+        return None
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, float):
+        if not math.isfinite(raw) or not raw.is_integer():
+            raise InvalidValue(field, f"{raw} is not a whole number")
+        value = int(raw)
+    else:
+        text = _text(raw)
+        if text.lower() in ("", "n/a", "na", "-", "--", "null", "none", "unknown", "?"):
+            return None
+        m = re.fullmatch(r"(-?\d{1,7})(?:\.0+)?(?:\s*beds?)?", text, re.I)
+        if not m:
+            raise InvalidValue(field, f"{text[:30]!r} is not a count")
+        value = int(m.group(1))
+    if value < 0:
+        raise InvalidValue(field, f"{value} is negative")
+    if value > 100_000:
+        raise InvalidValue(field, f"{value} is implausibly large")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True)
+class FeedContext:
+    """What normalization needs to know about the feed and the moment; passed in, never read."""
+
+    feed_id: str
+    now: datetime
+    source: Source = Source.PULL
+    timezone: str = "UTC"
+    freshness_seconds: int = 86400
+    #: a report older than this is rejected rather than stored (None: keep and let it show stale)
+    max_report_age_seconds: int | None = None
+    #: beds at or below this (and above 0) read as ``limited`` rather than ``available``
+    limited_threshold: int = 2
+    value_maps: Mapping[str, Mapping[str, Iterable[str]]] = field(default_factory=dict)
+    default_state: str | None = None
+
+
+@dataclass
+class NormalizedRecord:
+    source_id: str
+    center: Center | None
+    availability: list[Availability] = field(default_factory=list)
+    #: problems: the record's own (when ``center`` is None) or of fields and observations dropped
+    problems: list[Rejection] = field(default_factory=list)
+    #: partner terms with no canonical meaning, by field (informational)
+    unmapped: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: repairs made, e.g. swapped coordinates
+    repairs: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> bool:
+        return self.center is None
+
+
+# Availability observations of one record for the same level are combined; this is the order in
+# which a code meaning several levels ("R-WM": detox in a residential setting) picks its level.
+LEVEL_PRIORITY = (
+    LevelOfCare.DETOX, LevelOfCare.CRISIS, LevelOfCare.INPATIENT, LevelOfCare.PHP,
+    LevelOfCare.RESIDENTIAL, LevelOfCare.IOP, LevelOfCare.OTP, LevelOfCare.RECOVERY_HOUSING,
+    LevelOfCare.OUTPATIENT, LevelOfCare.MAT, LevelOfCare.TELEHEALTH,
+)
+
+_CENTER_STATUS = {
+    "active": CenterStatus.ACTIVE, "open": CenterStatus.ACTIVE, "": CenterStatus.ACTIVE,
+    "temporarily closed": CenterStatus.TEMPORARILY_CLOSED,
+    "temporarily_closed": CenterStatus.TEMPORARILY_CLOSED,
+    "inactive": CenterStatus.INACTIVE, "defunct": CenterStatus.INACTIVE,
+    "closed": CenterStatus.INACTIVE, "permanently closed": CenterStatus.INACTIVE,
+}
+
+
+def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedRecord:
+    """One raw record to a Center and its observations; never raises on bad data."""
+    source_id = _text(raw.get("source_id"))[:64]
+    out = NormalizedRecord(source_id=source_id, center=None)
+    label = source_id or _text(raw.get("name"))[:60] or "(no id)"
+
+    def problem(fld: str, reason: str) -> None:
+        out.problems.append(Rejection(record=label, field=fld, reason=reason))
+
+    if not source_id:
+        problem("source_id", "missing")
+        return out
+    name = _text(raw.get("name"))
+    if not name:
+        problem("name", "missing")
+        return out
+
+    # Address: state and ZIP are required (filters and the ZIP-centroid fallback need them).
+    try:
+        state_raw = raw.get("state") or ctx.default_state
+        state = state_code(state_raw)
+        postal = zip5(raw.get("postal_code"), state)
+    except InvalidValue as exc:
+        problem(exc.field, exc.reason)
+        return out
+
+    # Coordinates: dropped (to be geocoded) when implausible, repaired when the repair is certain.
+    lat = lon = None
+    if _present(raw.get("latitude")) or _present(raw.get("longitude")):
+        try:
+            c = coordinates(raw.get("latitude"), raw.get("longitude"), state)
+            lat, lon = c.latitude, c.longitude
+            if c.fixed:
+                out.repairs.append(c.fixed)
+        except InvalidValue as exc:
+            problem(exc.field, exc.reason + "; the address will be geocoded instead")
+
+    phones = _phones(raw, problem)
+    services = _services(raw, ctx, out)
+    status_text = _text(raw.get("status")).lower()
+    center_status = _CENTER_STATUS.get(status_text)
+    if center_status is None:
+        problem("status", f"unrecognized center status {status_text[:40]!r}; assumed active")
+        center_status = CenterStatus.ACTIVE
+
+    external_ids = []
+    for item in raw.get("external_ids") or ():
+        if isinstance(item, Mapping) and _text(item.get("value")):
+            external_ids.append(
+                ExternalId(system=_text(item.get("system"))[:100] or "partner",
+                           value=_text(item.get("value"))[:200])
+            )
+
+    try:
+        center = Center(
+            id=make_center_id(ctx.feed_id, source_id),
+            feed_id=ctx.feed_id,
+            source_id=source_id,
+            name=name[:300],
+            alternate_name=_text(raw.get("alternate_name"))[:300],
+            external_ids=tuple(external_ids),
+            address=Address(
+                address_1=_text(raw.get("address_1"))[:200],
+                address_2=_text(raw.get("address_2"))[:200],
+                city=_text(raw.get("city"))[:100],
+                state=state,
+                postal_code=postal,
+                country="US",
+            ),
+            latitude=lat,
+            longitude=lon,
+            geo_precision=GeoPrecision.FEED if lat is not None else None,
+            geo_source=ctx.feed_id if lat is not None else "",
+            phones=tuple(phones),
+            website=_text(raw.get("website"))[:500],
+            status=center_status,
+            services=services,
+            source_url=_text(raw.get("source_url"))[:1000],
+        )
+    except ValidationError as exc:
+        out.problems.extend(rejections_from(exc, label))
+        return out
+    out.center = center
+    out.availability = _observations(raw, center, ctx, problem)
+    return out
+
+
+def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
+    candidates: list[tuple[object, PhoneRole, str]] = [
+        (raw.get("phone"), PhoneRole.MAIN, "phone"),
+        (raw.get("intake_phone"), PhoneRole.INTAKE, "intake_phone"),
+        (raw.get("hotline_phone"), PhoneRole.HOTLINE, "hotline_phone"),
+    ]
+    for i, item in enumerate(raw.get("phones") or ()):
+        if isinstance(item, Mapping):
+            role_text = _text(item.get("role")).lower()
+            role = PhoneRole(role_text) if role_text in PhoneRole._value2member_map_ else PhoneRole.MAIN
+            candidates.append((item.get("number"), role, f"phones.{i}"))
+        else:
+            candidates.append((item, PhoneRole.MAIN, f"phones.{i}"))
+    phones: list[Phone] = []
+    seen: set[tuple[str, PhoneRole]] = set()
+    for value, role, fld in candidates:
+        if not _present(value):
+            continue
+        try:
+            number = phone_e164(value, fld)
+        except InvalidValue as exc:
+            problem(exc.field, exc.reason)
+            continue
+        if (number, role) not in seen:
+            seen.add((number, role))
+            phones.append(Phone(number=number, role=role))
+    return phones
+
+
+def _services(raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord) -> Services:
+    vm = ctx.value_maps
+    levels = vocabulary.map_levels_of_care(_terms(raw.get("levels_of_care")), vm.get("levels_of_care"))
+    payment = vocabulary.map_payment(_terms(raw.get("payment")), vm.get("payment"))
+    populations = vocabulary.map_populations(_terms(raw.get("populations")), vm.get("populations"))
+    languages, lang_unmapped = vocabulary.map_languages(_terms(raw.get("languages")))
+    for fld, unmapped in (
+        ("levels_of_care", levels.unmapped), ("payment", payment.unmapped),
+        ("populations", populations.unmapped), ("languages", lang_unmapped),
+    ):
+        if unmapped:
+            out.unmapped[fld] = unmapped
+    # a level with availability is a level the center offers
+    extra_levels: set[LevelOfCare] = set()
+    for entry in raw.get("availability") or ():
+        if isinstance(entry, Mapping):
+            extra_levels |= _observation_level(entry, ctx) or set()
+    return Services(
+        levels_of_care=tuple(levels.values | extra_levels),
+        payment=tuple(payment.values),
+        populations=tuple(populations.values),
+        languages=tuple(languages),
+    )
+
+
+def _observation_level(entry: Mapping[str, Any], ctx: FeedContext) -> set[LevelOfCare] | None:
+    mapped = vocabulary.map_levels_of_care(
+        _terms(entry.get("level_of_care")), ctx.value_maps.get("levels_of_care")
+    )
+    if not mapped.values:
+        return None
+    return {next(lv for lv in LEVEL_PRIORITY if lv in mapped.values)}
+
+
+_WAITLIST_N = re.compile(r"wait\s*-?\s*list\w*\s*[(:]?\s*(\d{1,5})", re.I)
+_BEDS_N = re.compile(r"^\s*(\d{1,5})\s*(?:open\s+)?(?:beds?|slots?|openings?|spots?)\b", re.I)
+
+
+def _observations(
+    raw: Mapping[str, Any], center: Center, ctx: FeedContext, problem: Any
+) -> list[Availability]:
+    combined: dict[LevelOfCare, dict[str, Any]] = {}
+    for i, entry in enumerate(raw.get("availability") or ()):
+        fld = f"availability.{i}"
+        if not isinstance(entry, Mapping):
+            problem(fld, "not an object")
+            continue
+        level_set = _observation_level(entry, ctx)
+        if level_set is None:
+            problem(f"{fld}.level_of_care",
+                    f"unrecognized level of care {_text(entry.get('level_of_care'))[:40]!r}")
+            continue
+        level = next(iter(level_set))
+        try:
+            obs = _observation_fields(entry, raw, ctx, fld)
+        except InvalidValue as exc:
+            problem(exc.field, exc.reason)
+            continue
+        prev = combined.get(level)
+        combined[level] = obs if prev is None else _combine(prev, obs)
+
+    result = []
+    for level, obs in combined.items():
+        try:
+            result.append(
+                Availability(
+                    center_id=center.id,
+                    level_of_care=level,
+                    source=ctx.source,
+                    checked_at=ctx.now,
+                    freshness_seconds=ctx.freshness_seconds,
+                    **obs,
+                )
+            )
+        except ValidationError as exc:
+            for r in rejections_from(exc, center.source_id):
+                problem(f"availability.{level.value}.{r.field}", r.reason)
+    return result
+
+
+def _observation_fields(
+    entry: Mapping[str, Any], raw: Mapping[str, Any], ctx: FeedContext, fld: str
+) -> dict[str, Any]:
+    status_text = _text(entry.get("status"))
+    beds = count(entry.get("beds_available"), f"{fld}.beds_available")
+    total = count(entry.get("beds_total"), f"{fld}.beds_total")
+    waitlist = count(entry.get("waitlist_size"), f"{fld}.waitlist_size")
+    if beds is not None and total is not None and beds > total:
+        raise InvalidValue(f"{fld}.beds_available", f"{beds} available exceeds {total} total")
+    if status_text:
+        if waitlist is None and (m := _WAITLIST_N.search(status_text)):
+            waitlist = int(m.group(1))
+        if beds is None and (m := _BEDS_N.match(status_text)):
+            beds = int(m.group(1))
+    status = vocabulary.map_status(status_text) if status_text else None
+    if status_text and status is None and beds is None:
+        raise InvalidValue(f"{fld}.status", f"unrecognized status {status_text[:40]!r}")
+    if beds is not None:
+        by_count = (
+            AvailabilityStatus.FULL if beds == 0
+            else AvailabilityStatus.LIMITED if beds <= ctx.limited_threshold
+            else AvailabilityStatus.AVAILABLE
+        )
+        if status is None or status in (AvailabilityStatus.AVAILABLE, AvailabilityStatus.LIMITED):
+            status = by_count
+        elif status is AvailabilityStatus.FULL and beds > 0:
+            raise InvalidValue(f"{fld}.status", f"'full' contradicts {beds} beds available")
+    if status is None:
+        status = AvailabilityStatus.WAITLIST if waitlist else AvailabilityStatus.UNKNOWN
+    accepting_text = _text(entry.get("accepting"))
+    accepting = vocabulary.map_accepting(accepting_text) if accepting_text else None
+    if accepting_text and accepting is None:
+        raise InvalidValue(f"{fld}.accepting", f"unrecognized value {accepting_text[:40]!r}")
+    if accepting is Accepting.NO and status in (AvailabilityStatus.AVAILABLE, AvailabilityStatus.LIMITED):
+        status = AvailabilityStatus.FULL if not beds else AvailabilityStatus.WAITLIST
+    reported_raw = entry.get("reported_at") or raw.get("reported_at")
+    reported_at = (
+        timestamp(reported_raw, ctx.timezone, f"{fld}.reported_at", ctx.now)
+        if _present(reported_raw)
+        else ctx.now
+    )
+    if ctx.max_report_age_seconds is not None:
+        age = (ctx.now - reported_at).total_seconds()
+        if age > ctx.max_report_age_seconds:
+            raise InvalidValue(
+                f"{fld}.reported_at",
+                f"reported {_age_words(age)} ago ({reported_at:%Y-%m-%d}); older than this feed keeps",
+            )
+    return {
+        "status": status,
+        "beds_available": beds,
+        "beds_total": total,
+        "accepting": accepting,
+        "waitlist_size": waitlist,
+        "notes": _text(entry.get("notes"))[:500],
+        "reported_at": reported_at,
+    }
+
+
+_STATUS_RANK = {s: i for i, s in enumerate((
+    AvailabilityStatus.AVAILABLE, AvailabilityStatus.LIMITED, AvailabilityStatus.ASSESSMENT_REQUIRED,
+    AvailabilityStatus.WAITLIST, AvailabilityStatus.FULL, AvailabilityStatus.CLOSED,
+    AvailabilityStatus.UNKNOWN,
+))}
+
+
+def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two reports for one level (e.g. men's and women's residential beds): sum what is counted."""
+
+    def add(x: int | None, y: int | None) -> int | None:
+        return None if x is None and y is None else (x or 0) + (y or 0)
+
+    out = dict(a)
+    out["beds_available"] = add(a["beds_available"], b["beds_available"])
+    out["beds_total"] = (
+        add(a["beds_total"], b["beds_total"])
+        if a["beds_total"] is not None and b["beds_total"] is not None else None
+    )
+    out["waitlist_size"] = add(a["waitlist_size"], b["waitlist_size"])
+    out["status"] = min(a["status"], b["status"], key=lambda s: _STATUS_RANK[s])
+    out["notes"] = "; ".join(n for n in (a["notes"], b["notes"]) if n)[:500]
+    out["reported_at"] = max(a["reported_at"], b["reported_at"])
+    if a["accepting"] != b["accepting"]:
+        out["accepting"] = a["accepting"] or b["accepting"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _text(raw: object) -> str:
+    if raw is None:
+        return ""
+    if isinstance(raw, float) and math.isnan(raw):
+        return ""
+    return " ".join(str(raw).replace("\xa0", " ").split())
+
+
+def _present(raw: object) -> bool:
+    return _text(raw).lower() not in ("", "n/a", "null", "none", "nan")
+
+
+def _number(raw: object, field: str) -> float:
+    if isinstance(raw, bool):
+        raise InvalidValue(field, "not a number")
+    try:
+        value = float(raw) if isinstance(raw, int | float) else float(_text(raw))
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(field, f"{_text(raw)[:30]!r} is not a number") from exc
+    if not math.isfinite(value):
+        raise InvalidValue(field, "not a finite number")
+    return value
+
+
+def _terms(raw: object) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [t for t in re.split(r"\s*[;|,]\s*", raw) if t.strip()]
+    if isinstance(raw, Iterable) and not isinstance(raw, Mapping | bytes):
+        return [_text(t) for t in raw if _text(t)]
+    return [_text(raw)]
+
+
+def _age_words(seconds: float) -> str:
+    days = seconds / 86400
+    if days >= 365:
+        return f"{days / 365.25:.1f} years"
+    if days >= 1:
+        return f"{days:.0f} days"
+    return f"{seconds / 3600:.1f} hours"

@@ -1,0 +1,424 @@
+"""The Redis store: the only module that imports redis.
+
+Key names are built here and nowhere else (``Keys``). Layout, under a configurable prefix::
+
+    c:{center_id}          hash  j=center JSON, d=read document [record, [observation...]],
+                                 t=index tokens, h=content digest, f=feed id
+    a:{center_id}          hash  "{level}|{source}" -> availability observation JSON
+    geo                    GEO   located, non-inactive centers
+    ix:{group}:{value}     set   center ids, e.g. ix:loc:detox, ix:pay:medicaid, ix:lang:es
+    feed:{feed_id}:m       set   the feed's current centers
+    feed:{feed_id}:meta    hash  digest and counts of the last applied snapshot
+    feeds                  set   feed ids that have a snapshot
+    needs_location         set   centers that could not be placed (kept, listed for operators)
+
+Invariants, held by writing each feed snapshot in one MULTI/EXEC transaction: a reader sees a feed
+whole-old or whole-new; a GEO member always has its record; index sets hold exactly the tokens in
+each record's ``t``. An older observation never overwrites a newer one (``lua/observe.lua``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from typing import Any, TypeVar
+
+import orjson
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from aggregator.errors import StoreUnavailable
+from aggregator.model import Availability, Center, CenterStatus
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "cav:"
+
+#: filter groups and their token prefixes
+GROUPS = {"levels_of_care": "loc", "payment": "pay", "populations": "pop", "languages": "lang"}
+
+
+class Keys:
+    """Every Redis key name the service uses, in one place."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+        self.geo = prefix + "geo"
+        self.feeds = prefix + "feeds"
+        self.needs_location = prefix + "needs_location"
+
+    def center(self, center_id: str) -> str:
+        return f"{self.prefix}c:{center_id}"
+
+    def availability(self, center_id: str) -> str:
+        return f"{self.prefix}a:{center_id}"
+
+    def index(self, token: str) -> str:
+        return f"{self.prefix}ix:{token}"
+
+    def feed_members(self, feed_id: str) -> str:
+        return f"{self.prefix}feed:{feed_id}:m"
+
+    def feed_meta(self, feed_id: str) -> str:
+        return f"{self.prefix}feed:{feed_id}:meta"
+
+
+def index_tokens(center: Center) -> list[str]:
+    """The filter index entries of a center: ``loc:detox``, ``pay:medicaid`` ..."""
+    s = center.services
+    tokens = [f"loc:{v}" for v in s.levels_of_care]
+    tokens += [f"pay:{v}" for v in s.payment]
+    tokens += [f"pop:{v}" for v in s.populations]
+    tokens += [f"lang:{v}" for v in s.languages]
+    return tokens
+
+
+def observation_field(obs: Availability) -> str:
+    return f"{obs.level_of_care.value}|{obs.source.value}"
+
+
+def observation_json(obs: Availability) -> bytes:
+    """The stored form: the model's JSON plus ``rt`` (reported_at, epoch ms) and ``sig``."""
+    data = obs.model_dump(mode="json", exclude={"center_id", "changed_at"})
+    figures = (
+        obs.status.value, obs.beds_available, obs.beds_total,
+        obs.accepting.value if obs.accepting else None, obs.waitlist_size, obs.notes,
+    )
+    data["rt"] = _ms(obs.reported_at)
+    data["sig"] = hashlib.blake2b(orjson.dumps(figures), digest_size=8).hexdigest()
+    return orjson.dumps(data)
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _lua(name: str) -> str:
+    return resources.files("aggregator").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
+
+
+#: one GEO hit: (center_id, distance_mi, center record, [observation, ...])
+RawHit = tuple[str, float, dict[str, Any], list[dict[str, Any]]]
+
+
+@dataclass
+class ReplaceResult:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    observations_written: int = 0
+    observations_stale: int = 0
+    observations_pruned: int = 0
+    needs_location: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.observations_written)
+
+
+def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50) -> redis.Redis:
+    """A client with explicit timeouts and bounded, jittered retries (never block forever)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), 2),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+class Store:
+    """Centers, availability and feed snapshots in Redis. Pass a client in (no globals)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self._near = client.register_script(_lua("near"))
+        prelude = _lua("doc")
+        self._observe_src = prelude + _lua("observe")
+        self._prune_src = prelude + _lua("prune")
+        self._compose_src = prelude + _lua("compose")
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> Store:
+        return cls(connect(url, **kwargs), prefix)
+
+    # ----------------------------------------------------------------------------------- errors
+
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except redis.exceptions.NoScriptError:
+            raise
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
+            raise StoreUnavailable(f"Redis unavailable while {what}: {exc}") from exc
+        except redis.ResponseError as exc:
+            if str(exc).startswith(("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN")):
+                raise StoreUnavailable(f"Redis refused {what}: {exc}") from exc
+            raise
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        with self._translated(what):
+            return fn()
+
+    def ping(self) -> bool:
+        return bool(self._call("pinging", self.redis.ping))
+
+    # ------------------------------------------------------------------------------------ reads
+
+    def search(
+        self,
+        *,
+        longitude: float,
+        latitude: float,
+        radius_mi: float,
+        limit: int,
+        groups: Sequence[Sequence[str]] = (),
+        levels: Sequence[str] = (),
+        available_only: bool = False,
+        now: datetime,
+        first_radius_mi: float = 2.0,
+    ) -> list[RawHit]:
+        """Nearest-first centers within ``radius_mi`` passing the filters, in one round trip.
+
+        ``groups``: index tokens, OR within a group and AND across groups. With ``available_only``
+        a center needs a fresh available/limited observation (at one of ``levels``, if given)."""
+        args: list[Any] = [
+            self.keys.prefix, repr(longitude), repr(latitude), repr(radius_mi), limit,
+            _ms(now), 1 if available_only else 0, repr(first_radius_mi), len(groups),
+        ]
+        for group in groups:
+            args.append(len(group))
+            args.extend(group)
+        args.append(len(levels))
+        args.extend(levels)
+        raw = self._call("searching", lambda: self._evalsha(self._near, self.keys.geo, args))
+        hits: list[RawHit] = []
+        for i in range(0, len(raw), 3):
+            record, observations = orjson.loads(raw[i + 2])
+            hits.append((raw[i].decode(), float(raw[i + 1]), record, observations))
+        return hits
+
+    def _evalsha(self, script: Any, key: str, args: list[Any]) -> Any:
+        """EVALSHA straight through the client (the hot path), loading the script if Redis lost it."""
+        try:
+            return self.redis.execute_command("EVALSHA", script.sha, 1, key, *args)
+        except redis.exceptions.NoScriptError:
+            return script(keys=[key], args=args)
+
+    def get_center(self, center_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """A center's record and its observations (as stored), or None."""
+        doc = self._call("reading a center", lambda: self.redis.hget(self.keys.center(center_id), "d"))
+        if doc is None:
+            return None
+        record, observations = orjson.loads(doc)
+        return record, observations
+
+    def _members(self, key: str) -> set[str]:
+        return {_str(m) for m in self._call("reading a set", lambda: self.redis.smembers(key))}
+
+    def feed_members(self, feed_id: str) -> set[str]:
+        return self._members(self.keys.feed_members(feed_id))
+
+    def feed_ids(self) -> set[str]:
+        return self._members(self.keys.feeds)
+
+    def feed_meta(self, feed_id: str) -> dict[str, str]:
+        raw = self._call("reading a feed", lambda: self.redis.hgetall(self.keys.feed_meta(feed_id)))
+        return {_str(k): _str(v) for k, v in raw.items()}
+
+    def needs_location(self) -> list[str]:
+        return sorted(self._members(self.keys.needs_location))
+
+    def count_located(self) -> int:
+        return int(self._call("counting", lambda: self.redis.zcard(self.keys.geo)))
+
+    # ----------------------------------------------------------------------------------- writes
+
+    def replace_feed(
+        self,
+        feed_id: str,
+        centers: Iterable[Center],
+        observations: Iterable[Availability],
+        *,
+        now: datetime,
+        source: str | None = None,
+    ) -> ReplaceResult:
+        """Make ``centers`` the feed's whole snapshot, atomically and idempotently.
+
+        Centers that left the feed leave every index; unchanged centers are not rewritten; the
+        feed's own observations (``source``) for levels a center no longer reports are dropped.
+        One MULTI/EXEC: a concurrent reader sees the old snapshot or the new one, never a mix."""
+        new = {c.id: c for c in centers}
+        obs = list(observations)
+        for c in new.values():
+            if c.feed_id != feed_id:
+                raise ValueError(f"center {c.id} does not belong to feed {feed_id}")
+        k = self.keys
+        members_key = k.feed_members(feed_id)
+        with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(members_key)
+                    result = self._queue_replace(pipe, feed_id, new, obs, now, source)
+                    replies = pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        if obs:
+            # replies: ..., observe {written, stale}, [prune count]
+            ob_reply = replies[-2] if source else replies[-1]
+            result.observations_written, result.observations_stale = int(ob_reply[0]), int(ob_reply[1])
+            if source:
+                result.observations_pruned = int(replies[-1])
+        return result
+
+    def _queue_replace(
+        self,
+        pipe: Any,
+        feed_id: str,
+        new: dict[str, Center],
+        obs: list[Availability],
+        now: datetime,
+        source: str | None,
+    ) -> ReplaceResult:
+        k = self.keys
+        old_ids = sorted(m.decode() for m in pipe.smembers(k.feed_members(feed_id)))
+        old: dict[str, tuple[bytes | None, set[str]]] = {}
+        if old_ids:
+            reader = self.redis.pipeline(transaction=False)
+            for cid in old_ids:
+                reader.hmget(k.center(cid), "h", "t")
+            for cid, (digest, tokens) in zip(old_ids, reader.execute(), strict=True):
+                old[cid] = (digest, set(tokens.decode().split()) if tokens else set())
+
+        result = ReplaceResult()
+        index_add: dict[str, list[str]] = defaultdict(list)
+        index_rem: dict[str, list[str]] = defaultdict(list)
+        geo_add: list[Any] = []
+        geo_rem: list[str] = []
+        pipe.multi()
+        for cid in sorted(set(old) - set(new)):
+            result.removed += 1
+            for t in old[cid][1]:
+                index_rem[t].append(cid)
+            geo_rem.append(cid)
+            pipe.delete(k.center(cid), k.availability(cid))
+        located_ok: list[str] = []
+        recomposed: list[str] = []
+        for cid, center in new.items():
+            record = center.model_dump_json().encode()
+            digest = hashlib.blake2b(record, digest_size=16).hexdigest().encode()
+            tokens = index_tokens(center)
+            indexed = center.status is not CenterStatus.INACTIVE
+            prev = old.get(cid)
+            if center.latitude is None:
+                result.needs_location.append(cid)
+            if prev is not None and prev[0] == digest:
+                result.unchanged += 1
+                continue
+            if prev is None:
+                result.added += 1
+            else:
+                result.updated += 1
+            prev_tokens = prev[1] if prev else set()
+            want = set(tokens) if indexed else set()
+            for t in want - prev_tokens:
+                index_add[t].append(cid)
+            for t in prev_tokens - want:
+                index_rem[t].append(cid)
+            pipe.hset(k.center(cid), mapping={"j": record, "h": digest, "t": " ".join(sorted(want)),
+                                              "f": feed_id})
+            recomposed.append(cid)
+            if center.latitude is not None and center.longitude is not None and indexed:
+                geo_add.extend((center.longitude, center.latitude, cid))
+                located_ok.append(cid)
+            else:
+                geo_rem.append(cid)
+        for t, ids in index_rem.items():
+            pipe.srem(k.index(t), *ids)
+        for t, ids in index_add.items():
+            pipe.sadd(k.index(t), *ids)
+        if geo_rem:
+            pipe.zrem(k.geo, *geo_rem)
+        for i in range(0, len(geo_add), 3 * 2000):
+            pipe.geoadd(k.geo, geo_add[i : i + 3 * 2000])
+        removed = sorted(set(old) - set(new))
+        if removed:
+            pipe.srem(k.needs_location, *removed)
+        if located_ok:
+            pipe.srem(k.needs_location, *located_ok)
+        if result.needs_location:
+            pipe.sadd(k.needs_location, *result.needs_location)
+        pipe.delete(k.feed_members(feed_id))
+        if new:
+            pipe.sadd(k.feed_members(feed_id), *sorted(new))
+            pipe.sadd(k.feeds, feed_id)
+        else:
+            pipe.srem(k.feeds, feed_id)
+        pipe.hset(k.feed_meta(feed_id), mapping={
+            "centers": len(new), "replaced_at": now.isoformat(),
+        })
+        if recomposed:
+            pipe.eval(self._compose_src, 0, k.prefix, *recomposed)
+        if obs:
+            args: list[Any] = [k.prefix]
+            for o in obs:
+                if o.center_id in new:
+                    args.extend((o.center_id, observation_field(o), observation_json(o)))
+            pipe.eval(self._observe_src, 0, *args)
+            if source:
+                prune: list[Any] = [k.prefix, source]
+                levels: dict[str, list[str]] = defaultdict(list)
+                for o in obs:
+                    levels[o.center_id].append(o.level_of_care.value)
+                for cid in new:
+                    lv = levels.get(cid, [])
+                    prune.extend((cid, len(lv), *lv))
+                pipe.eval(self._prune_src, 0, *prune)
+        elif source and new:
+            prune = [k.prefix, source]
+            for cid in new:
+                prune.extend((cid, 0))
+            pipe.eval(self._prune_src, 0, *prune)
+        return result
+
+    def record_observations(self, observations: Iterable[Availability]) -> tuple[int, int]:
+        """Upsert observations of existing centers (push, operator reports): (written, stale).
+
+        Observations of unknown centers are not written."""
+        obs = list(observations)
+        if not obs:
+            return 0, 0
+        k = self.keys
+
+        def run() -> tuple[int, int]:
+            exists = self.redis.pipeline(transaction=False)
+            for o in obs:
+                exists.exists(k.center(o.center_id))
+            known = [o for o, e in zip(obs, exists.execute(), strict=True) if e]
+            if not known:
+                return 0, 0
+            args: list[Any] = [k.prefix]
+            for o in known:
+                args.extend((o.center_id, observation_field(o), observation_json(o)))
+            written, stale = self.redis.eval(self._observe_src, 0, *args)
+            return int(written), int(stale)
+
+        return self._call("recording observations", run)

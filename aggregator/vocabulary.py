@@ -1,0 +1,341 @@
+"""Value maps from the partner vocabularies we meet onto the canonical ones in ``aggregator.model``.
+
+Sources: SAMHSA FindTreatment.gov filter codes (``DT``, ``RES``, ``MD`` ...), ASAM levels (``3.5``,
+``3.2-WM`` ...), Los Angeles County's bed-tool codes (``RS(3.1)``, ``R-WM``, ``RBH`` ...), and common
+free text ("Withdrawal Management", "Medi-Cal", "Sliding fee"). A feed's own ``value_map`` entries
+(from the partner registry) are consulted first, so onboarding a partner's codes needs no code.
+
+Each ``map_*`` function returns a ``Mapped``: the canonical values found and the terms that meant
+nothing to us (reported, never silently dropped). Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from aggregator.model import (
+    Accepting,
+    AvailabilityStatus,
+    LevelOfCare,
+    Payment,
+    Population,
+)
+
+E = TypeVar("E", bound=StrEnum)
+
+L = LevelOfCare
+P = Payment
+Pop = Population
+
+
+@dataclass(frozen=True)
+class Mapped(Generic[E]):
+    values: frozenset[E]
+    unmapped: tuple[str, ...] = ()
+
+
+def _key(term: str) -> str:
+    """Case- and punctuation-insensitive key: 'RS (3.1)' and 'rs(3.1)' meet."""
+    return re.sub(r"[\s_]+", " ", term.strip().lower()).replace(" (", "(").replace("( ", "(")
+
+
+# --------------------------------------------------------------------------------------------------
+# Levels of care
+
+LEVEL_CODES: dict[str, tuple[LevelOfCare, ...]] = {
+    # SAMHSA FindTreatment.gov care type / setting and MAT codes
+    "dt": (L.DETOX,),
+    "res": (L.RESIDENTIAL,),
+    "hi": (L.INPATIENT,),
+    "op": (L.OUTPATIENT,),
+    "otp": (L.OTP, L.MAT),
+    "mat": (L.MAT,),
+    "meth": (L.OTP, L.MAT),
+    "bu": (L.MAT,),
+    "nu": (L.MAT,),
+    "moa": (L.MAT,),
+    "hh": (L.RECOVERY_HOUSING,),
+    "tele": (L.TELEHEALTH,),
+    "ct": (L.TELEHEALTH,),
+    "wi": (L.CRISIS,),
+    "php": (L.PHP,),
+    "iop": (L.IOP,),
+    # ASAM levels of care
+    "1": (L.OUTPATIENT,),
+    "1.0": (L.OUTPATIENT,),
+    "2.1": (L.IOP,),
+    "2.5": (L.PHP,),
+    "3.1": (L.RESIDENTIAL,),
+    "3.3": (L.RESIDENTIAL,),
+    "3.5": (L.RESIDENTIAL,),
+    "3.7": (L.INPATIENT,),
+    "4": (L.INPATIENT,),
+    "4.0": (L.INPATIENT,),
+    "1-wm": (L.DETOX, L.OUTPATIENT),
+    "2-wm": (L.DETOX, L.OUTPATIENT),
+    "3.2-wm": (L.DETOX, L.RESIDENTIAL),
+    "3.7-wm": (L.DETOX, L.INPATIENT),
+    "4-wm": (L.DETOX, L.INPATIENT),
+    "otp(1)": (L.OTP, L.MAT),
+    # Los Angeles County SUD Service & Bed Availability Tool (la_county_sud_service_codes.csv)
+    "rs": (L.RESIDENTIAL,),
+    "rs(3.1)": (L.RESIDENTIAL,),
+    "rs(3.3)": (L.RESIDENTIAL,),
+    "rs(3.5)": (L.RESIDENTIAL,),
+    "psrs": (L.RESIDENTIAL,),
+    "psrs(3.3)": (L.RESIDENTIAL,),
+    "wm": (L.DETOX,),
+    "a-wm": (L.DETOX, L.OUTPATIENT),
+    "r-wm": (L.DETOX, L.RESIDENTIAL),
+    "i-wm": (L.DETOX, L.INPATIENT),
+    "rbh": (L.RECOVERY_HOUSING,),
+}
+
+# Free text, tried in order; a matched span is blanked so "intensive outpatient" is not also
+# "outpatient".
+LEVEL_PHRASES: tuple[tuple[str, tuple[LevelOfCare, ...]], ...] = (
+    (r"withdrawal management|detox\w*", (L.DETOX,)),
+    (r"partial hospitali[sz]ation|day treatment|\bphp\b", (L.PHP,)),
+    (r"intensive outpatient|\biop\b", (L.IOP,)),
+    (r"opioid treatment program|methadone|\botp\b", (L.OTP, L.MAT)),
+    (
+        r"medications? (?:for|assisted|for opioid use)[\w -]*|buprenorphine|suboxone|naltrexone|"
+        r"vivitrol|\bmat\b|\bmoud\b",
+        (L.MAT,),
+    ),
+    (
+        r"recovery (?:bridge )?housing|recovery residence|sober living|halfway house|"
+        r"transitional housing",
+        (L.RECOVERY_HOUSING,),
+    ),
+    (r"hospital inpatient|\binpatient\b", (L.INPATIENT,)),
+    (r"residential", (L.RESIDENTIAL,)),
+    (r"crisis|walk-in|psychiatric emergency", (L.CRISIS,)),
+    (r"tele(?:health|medicine)|virtual", (L.TELEHEALTH,)),
+    (r"outpatient|ambulatory", (L.OUTPATIENT,)),
+)
+
+# --------------------------------------------------------------------------------------------------
+# Payment
+
+PAYMENT_CODES: dict[str, tuple[Payment, ...]] = {
+    "pi": (P.PRIVATE,),
+    "md": (P.MEDICAID,),
+    "mc": (P.MEDICARE,),
+    "si": (P.STATE_FUNDED,),
+    "fsa": (P.STATE_FUNDED,),
+    "mi": (P.MILITARY,),
+    "itu": (P.IHS,),
+    "sf": (P.SELF_PAY,),
+    "np": (P.FREE,),
+    "ss": (P.SLIDING_SCALE,),
+    "pa": (P.PAYMENT_ASSISTANCE,),
+    "va": (P.VA,),
+}
+
+PAYMENT_PHRASES: tuple[tuple[str, tuple[Payment, ...]], ...] = (
+    (r"state[- ]financed|state[- ]funded|other than medicaid|federal.*funding", (P.STATE_FUNDED,)),
+    (r"medicaid|medi-?cal|masshealth|ahcccs|tenncare|apple health|soonercare", (P.MEDICAID,)),
+    (r"medicare", (P.MEDICARE,)),
+    (r"sliding (?:fee|scale)", (P.SLIDING_SCALE,)),
+    (r"payment assistance|financial assistance", (P.PAYMENT_ASSISTANCE,)),
+    (r"tricare|military", (P.MILITARY,)),
+    (r"\bva\b|veterans affairs|veterans administration", (P.VA,)),
+    (r"\bihs\b|tribal|indian health", (P.IHS,)),
+    (r"private|commercial|employer", (P.PRIVATE,)),
+    (r"self[- ]?pay|cash|out of pocket", (P.SELF_PAY,)),
+    (r"no (?:payment|charge|cost)|free|no fee", (P.FREE,)),
+)
+
+# --------------------------------------------------------------------------------------------------
+# Populations
+
+POPULATION_CODES: dict[str, tuple[Population, ...]] = {
+    "adlt": (Pop.ADULTS,),
+    "yad": (Pop.YOUNG_ADULTS,),
+    "chld": (Pop.ADOLESCENTS,),
+    "male": (Pop.MEN,),
+    "fem": (Pop.WOMEN,),
+    "vet": (Pop.VETERANS,),
+    "vamc": (Pop.VETERANS,),
+    "gl": (Pop.LGBTQ,),
+    "ah": (Pop.DEAF_HARD_OF_HEARING,),
+    "pw": (Pop.PREGNANT,),
+    "co": (Pop.CO_OCCURRING,),
+    "m": (Pop.MEN,),
+    "f": (Pop.WOMEN,),
+    # Los Angeles County "Client Served"
+    "youth": (Pop.ADOLESCENTS, Pop.YOUNG_ADULTS),
+    "perinatal": (Pop.PREGNANT,),
+    "lgbtqia": (Pop.LGBTQ,),
+}
+
+POPULATION_PHRASES: tuple[tuple[str, tuple[Population, ...]], ...] = (
+    (r"parent|with children", (Pop.PARENTS_WITH_CHILDREN,)),
+    (r"pregnan|perinatal|postpartum", (Pop.PREGNANT,)),
+    (r"young adult", (Pop.YOUNG_ADULTS,)),
+    (r"adolescent|teen|youth|under 18|children", (Pop.ADOLESCENTS,)),
+    (r"adult", (Pop.ADULTS,)),
+    (r"\bwomen\b|\bfemale\b", (Pop.WOMEN,)),
+    (r"\bmen\b|\bmale\b", (Pop.MEN,)),
+    (r"veteran", (Pop.VETERANS,)),
+    (r"lgbt|gay|lesbian|transgender", (Pop.LGBTQ,)),
+    (r"deaf|hard of hearing|hearing impaired", (Pop.DEAF_HARD_OF_HEARING,)),
+    (r"co-?occurring|dual diagnosis", (Pop.CO_OCCURRING,)),
+    (r"homeless|unhoused", (Pop.HOMELESS,)),
+    (r"criminal justice|court|probation|parole|re-?entry", (Pop.CRIMINAL_JUSTICE,)),
+)
+
+# --------------------------------------------------------------------------------------------------
+# Languages: names and SAMHSA codes to ISO 639-1
+
+LANGUAGE_NAMES: dict[str, str] = {
+    "english": "en", "spanish": "es", "arabic": "ar", "armenian": "hy", "cambodian": "km",
+    "khmer": "km", "cantonese": "zh", "mandarin": "zh", "chinese": "zh", "other chinese": "zh",
+    "any chinese language": "zh", "farsi": "fa", "persian": "fa", "korean": "ko", "russian": "ru",
+    "tagalog": "tl", "filipino": "tl", "vietnamese": "vi", "creole": "ht", "haitian creole": "ht",
+    "french": "fr", "german": "de", "greek": "el", "hebrew": "he", "hindi": "hi", "italian": "it",
+    "japanese": "ja", "polish": "pl", "portuguese": "pt", "navajo": "nv", "ojibwa": "oj",
+    "somali": "so", "amharic": "am", "urdu": "ur", "bengali": "bn", "punjabi": "pa",
+    "ukrainian": "uk", "thai": "th", "lao": "lo", "swahili": "sw", "nepali": "ne",
+}
+LANGUAGE_CODES: dict[str, str] = {
+    "sp": "es", "f4": "ar", "f17": "zh", "f19": "ht", "f25": "fa", "f28": "fr", "f30": "de",
+    "f31": "el", "f35": "he", "f36": "hi", "f42": "it", "f43": "ja", "f47": "ko", "f66": "pl",
+    "f67": "pt", "f70": "ru", "f81": "tl", "f92": "vi", "n23": "nv", "n24": "oj",
+}
+_ISO_639_1 = frozenset(LANGUAGE_NAMES.values()) | frozenset(LANGUAGE_CODES.values())
+
+# --------------------------------------------------------------------------------------------------
+# Availability status and accepting
+
+STATUS_WORDS: tuple[tuple[str, AvailabilityStatus], ...] = (
+    (r"assessment|screening required|call to assess", AvailabilityStatus.ASSESSMENT_REQUIRED),
+    (r"wait ?list|waiting list", AvailabilityStatus.WAITLIST),
+    (r"\bfull\b|no (?:beds|openings|capacity|availability)|not available|at capacity|none",
+     AvailabilityStatus.FULL),
+    (r"closed|inactive|defunct", AvailabilityStatus.CLOSED),
+    (r"limited|few|low", AvailabilityStatus.LIMITED),
+    (r"available|open|yes|accepting|vacant|some|free|capacity", AvailabilityStatus.AVAILABLE),
+    (r"^(?:n/?a|unknown|-+|\?|tbd|not reported|call)$", AvailabilityStatus.UNKNOWN),
+)
+
+ACCEPTING_WORDS: tuple[tuple[str, Accepting], ...] = (
+    (r"existing|current (?:clients|patients) only|existptonly|existptfam", Accepting.EXISTING_ONLY),
+    (r"^(?:no|false|not accepting|nopt|n)$|not accepting", Accepting.NO),
+    (r"^(?:yes|true|new|newpt|y|accepting)$|accepting new", Accepting.NEW),
+)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _map(
+    terms: Iterable[str],
+    codes: Mapping[str, tuple[E, ...]],
+    phrases: tuple[tuple[str, tuple[E, ...]], ...],
+    overrides: Mapping[str, Iterable[str]] | None,
+    enum: type[E],
+) -> Mapped[E]:
+    found: set[E] = set()
+    unmapped: list[str] = []
+    over = {_key(k): v for k, v in (overrides or {}).items()}
+    for raw in terms:
+        term = str(raw).strip()
+        if not term:
+            continue
+        k = _key(term)
+        if k in over:
+            found.update(enum(v) for v in over[k])
+            continue
+        if k in codes:
+            found.update(codes[k])
+            continue
+        if k in enum._value2member_map_:
+            found.add(enum(k))
+            continue
+        rest, hit = k, False
+        for pattern, values in phrases:
+            rest, n = re.subn(pattern, " ", rest)
+            if n:
+                found.update(values)
+                hit = True
+        if not hit:
+            unmapped.append(term)
+    return Mapped(frozenset(found), tuple(unmapped))
+
+
+def map_levels_of_care(
+    terms: Iterable[str], overrides: Mapping[str, Iterable[str]] | None = None
+) -> Mapped[LevelOfCare]:
+    return _map(terms, LEVEL_CODES, LEVEL_PHRASES, overrides, LevelOfCare)
+
+
+def map_payment(
+    terms: Iterable[str], overrides: Mapping[str, Iterable[str]] | None = None
+) -> Mapped[Payment]:
+    return _map(terms, PAYMENT_CODES, PAYMENT_PHRASES, overrides, Payment)
+
+
+def map_populations(
+    terms: Iterable[str], overrides: Mapping[str, Iterable[str]] | None = None
+) -> Mapped[Population]:
+    return _map(terms, POPULATION_CODES, POPULATION_PHRASES, overrides, Population)
+
+
+_LANGUAGE_RUN = re.compile("|".join(sorted((n for n in LANGUAGE_NAMES), key=len, reverse=True)))
+
+
+def map_languages(terms: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Language names, SAMHSA codes (``SP``, ``F17``) or ISO codes to ISO 639-1.
+
+    Handles run-together names as scraped from some bed boards ("EnglishSpanish")."""
+    found: set[str] = set()
+    unmapped: list[str] = []
+    for raw in terms:
+        term = str(raw).strip()
+        if not term:
+            continue
+        k = _key(term)
+        code = k.split("-", 1)[0] if re.match(r"^[a-z]\d+-|^sp-", k) else k
+        if code in LANGUAGE_CODES:
+            found.add(LANGUAGE_CODES[code])
+        elif k in LANGUAGE_NAMES:
+            found.add(LANGUAGE_NAMES[k])
+        elif k in _ISO_639_1:
+            found.add(k)
+        else:
+            names = _LANGUAGE_RUN.findall(k)
+            leftover = _LANGUAGE_RUN.sub("", k).strip(" ,;/")
+            if names and not leftover:
+                found.update(LANGUAGE_NAMES[n] for n in names)
+            else:
+                unmapped.append(term)
+    return frozenset(found), tuple(unmapped)
+
+
+def map_status(text: str) -> AvailabilityStatus | None:
+    """A partner's status word ("FULL", "Waitlist", "Open", "N/A") to ours; None if unrecognized."""
+    k = _key(text)
+    if not k:
+        return None
+    if k in AvailabilityStatus._value2member_map_:
+        return AvailabilityStatus(k)
+    for pattern, status in STATUS_WORDS:
+        if re.search(pattern, k):
+            return status
+    return None
+
+
+def map_accepting(text: str) -> Accepting | None:
+    k = _key(text)
+    if k in Accepting._value2member_map_:
+        return Accepting(k)
+    for pattern, value in ACCEPTING_WORDS:
+        if re.search(pattern, k):
+            return value
+    return None

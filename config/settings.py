@@ -1,0 +1,93 @@
+"""Settings: the environment, read once, cast strictly. A wrong value fails at start naming the key.
+
+Every setting, its default and meaning is listed in ``SETTINGS`` (the README's table is this list).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from aggregator.errors import ConfigError
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _redis_url(text: str) -> str:
+    if text and not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    cast: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: dict[str, Setting] = {
+    "redis_url": Setting("REDIS_URL", "", _redis_url,
+                         "Redis for data, queue and caches. Empty: `centers` starts its own redis-server."),
+    "data_dir": Setting("CENTERS_DATA_DIR", "var", str,
+                        "Folder for the embedded Redis's data and append-only file."),
+    "key_prefix": Setting("CENTERS_KEY_PREFIX", "cav:", str, "Prefix of every Redis key the service writes."),
+    "feeds_file": Setting("CENTERS_FEEDS_FILE", "", str,
+                          "Partner registry (TOML). Empty: config/feeds.toml if present, else the demo."),
+    "helpline": Setting("CENTERS_HELPLINE", "1-800-662-4357", str,
+                        "Phone number offered when a search finds nothing."),
+    "user_agent": Setting("CENTERS_USER_AGENT", "center-availability/0.1 (helpline capacity aggregator)",
+                          str, "User-Agent sent to partner feeds and the geocoder."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = ""
+    data_dir: str = "var"
+    key_prefix: str = "cav:"
+    feeds_file: str = ""
+    helpline: str = "1-800-662-4357"
+    user_agent: str = "center-availability/0.1 (helpline capacity aggregator)"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            spec = SETTINGS[f.name]
+            raw = env.get(spec.env, spec.default)
+            try:
+                values[f.name] = spec.cast(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"setting {spec.env}={raw!r}: {exc}") from exc
+        return cls(**values)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)

@@ -1,0 +1,77 @@
+"""The `centers` command as a user runs it: a subprocess, its own Redis when none is configured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aggregator.redis_process import ping
+
+
+def centers(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aggregator.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env["CENTERS_DATA_DIR"] = str(tmp_path / "var")
+    return env
+
+
+def test_near_starts_its_own_redis_and_answers_in_json(clean_env: dict[str, str], tmp_path: Path) -> None:
+    loaded = centers("load-sample", "--bundled", env=clean_env)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "44 centers" in loaded.stdout
+    result = centers("near", "02139", "--json", "--level-of-care", "detox", env=clean_env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["origin"]["place"] == "Cambridge, MA"
+    assert answer["results"], answer
+    assert all("detox" in r["services"]["levels_of_care"] for r in answer["results"])
+    distances = [r["distance_mi"] for r in answer["results"]]
+    assert distances == sorted(distances)
+    # the data persisted in the data folder, and the private redis-server is gone
+    assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()
+    assert not (tmp_path / "var" / "redis" / "url").exists()
+
+
+def test_near_prints_a_table(clean_env: dict[str, str]) -> None:
+    assert centers("load-sample", "--bundled", env=clean_env).returncode == 0
+    result = centers("near", "90013", "--radius", "10", env=clean_env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Centers within 10 miles of Los Angeles, CA")
+    assert "mi" in lines[1] and "+1213555" in lines[1]
+
+
+def test_with_redis_url_it_uses_that_redis(redis_url: str, clean_env: dict[str, str]) -> None:
+    env = {**clean_env, "REDIS_URL": redis_url, "CENTERS_KEY_PREFIX": "cli-test:"}
+    assert centers("load-sample", "--bundled", env=env).returncode == 0
+    result = centers("near", "42.3647,-71.1042", "--json", "--limit", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["results"]) == 3
+    assert not (Path(clean_env["CENTERS_DATA_DIR"]) / "redis").exists()
+    host, port = redis_url.split("//")[1].split("/")[0].split(":")
+    assert ping(host, int(port))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["near", "Springfield"], "not a ZIP code or 'lat,lon'"),
+     (["near", "99999"], "ZIP code '99999' does not exist"),
+     (["near", "02139", "--payment", "gold"], "payment: 'gold' is not one of")],
+)
+def test_errors_are_one_line_and_a_nonzero_exit(clean_env: dict[str, str], args: list[str], message: str) -> None:
+    assert centers("load-sample", "--bundled", env=clean_env).returncode == 0
+    result = centers(*args, env=clean_env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

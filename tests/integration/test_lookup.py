@@ -1,0 +1,210 @@
+"""near(): nearest first, filters, freshness, and a useful empty answer, on a real Redis."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from aggregator.errors import InvalidQuery, UnknownZip
+from aggregator.geography import haversine_mi
+from aggregator.lookup import MAX_LIMIT, MAX_RADIUS_MI, get_center, near
+from aggregator.store import Store
+from tests.integration.factories import CAMBRIDGE, NOW, ago, center, observation
+
+
+@pytest.fixture
+def metro(store: Store) -> Store:
+    """Four Cambridge-area centers with different services and availability."""
+    lat, lon = CAMBRIDGE
+    a = center("f", "detox-medicaid", lat + 0.01, lon, levels_of_care=["detox"], payment=["medicaid"],
+               languages=["es"])
+    b = center("f", "detox-private", lat + 0.02, lon, levels_of_care=["detox"], payment=["private"])
+    c = center("f", "res-sliding", lat + 0.03, lon, levels_of_care=["residential"], payment=["sliding_scale"],
+               populations=["women"])
+    d = center("f", "far-otp", lat + 0.5, lon, levels_of_care=["otp"], payment=["medicaid"])
+    obs = [
+        observation(a, "detox", "available", beds_available=3, reported_at=ago(minutes=5)),
+        observation(b, "detox", "available", beds_available=2, reported_at=ago(hours=5)),  # stale (15 min window)
+        observation(c, "residential", "waitlist", waitlist_size=4, reported_at=ago(minutes=1)),
+    ]
+    store.replace_feed("f", [a, b, c, d], obs, now=NOW, source="pull")
+    return store
+
+
+def ids(answer: object) -> list[str]:
+    return [h.id for h in answer.results]  # type: ignore[attr-defined]
+
+
+def test_nearest_first_with_distances(metro: Store) -> None:
+    answer = near(metro, zip="02139", now=NOW)
+    assert ids(answer) == ["f:detox-medicaid", "f:detox-private", "f:res-sliding"]
+    assert answer.origin.resolved_from == "zip"
+    assert answer.origin.place == "Cambridge, MA"
+    for hit in answer.results:
+        expected = haversine_mi(*CAMBRIDGE, hit.center["latitude"], hit.center["longitude"])
+        assert hit.distance_mi == pytest.approx(expected, rel=0.005, abs=0.01)
+    assert near(metro, zip="02139", radius_mi=50, now=NOW).results[-1].id == "f:far-otp"
+
+
+def test_latitude_longitude_origin(metro: Store) -> None:
+    answer = near(metro, latitude=CAMBRIDGE[0], longitude=CAMBRIDGE[1], radius_mi=1.5, now=NOW)
+    assert answer.origin.resolved_from == "coordinates"
+    assert ids(answer) == ["f:detox-medicaid", "f:detox-private"]
+
+
+def test_filters_or_within_a_group_and_across_groups(metro: Store) -> None:
+    assert ids(near(metro, zip="02139", payment=["medicaid", "sliding_scale"], now=NOW)) == [
+        "f:detox-medicaid", "f:res-sliding"]
+    assert ids(near(metro, zip="02139", payment=["medicaid", "private"], levels_of_care=["detox"], now=NOW)) == [
+        "f:detox-medicaid", "f:detox-private"]
+    assert ids(near(metro, zip="02139", payment=["private"], languages=["es"], now=NOW)) == []
+    assert ids(near(metro, zip="02139", populations=["women"], now=NOW)) == ["f:res-sliding"]
+
+
+def test_stale_availability_reads_unknown_to_the_public_and_stale_to_operators(metro: Store) -> None:
+    public = near(metro, zip="02139", levels_of_care=["detox"], now=NOW).results[1]
+    [detox] = public.availability
+    assert detox["status"] == "unknown"
+    assert detox["beds_available"] is None
+    assert detox["fresh"] is False
+    assert detox["age_seconds"] == 5 * 3600
+    operator = near(metro, zip="02139", levels_of_care=["detox"], now=NOW, audience="operator").results[1]
+    [detox] = operator.availability
+    assert (detox["status"], detox["beds_available"], detox["fresh"]) == ("available", 2, False)
+
+
+def test_fresh_availability_is_live(metro: Store) -> None:
+    [detox] = near(metro, zip="02139", now=NOW).results[0].availability
+    got = (detox["status"], detox["beds_available"], detox["fresh"], detox["age_seconds"])
+    assert got == ("available", 3, True, 300)
+
+
+def test_available_only_keeps_fresh_open_availability(metro: Store) -> None:
+    assert ids(near(metro, zip="02139", available_only=True, now=NOW)) == ["f:detox-medicaid"]
+    later = NOW.replace(hour=NOW.hour + 1)
+    assert ids(near(metro, zip="02139", available_only=True, now=later)) == []
+
+
+def test_available_only_with_a_level_looks_at_that_level(store: Store) -> None:
+    lat, lon = CAMBRIDGE
+    a = center("f", "a", lat, lon, levels_of_care=["detox", "outpatient"])
+    store.replace_feed("f", [a], [observation(a, "outpatient", "available"), observation(a, "detox", "full")],
+                       now=NOW, source="pull")
+    assert ids(near(store, zip="02139", available_only=True, now=NOW)) == ["f:a"]
+    assert ids(near(store, zip="02139", available_only=True, levels_of_care=["detox"], now=NOW)) == []
+
+
+def test_newest_source_wins_and_operator_reports_expire(store: Store) -> None:
+    lat, lon = CAMBRIDGE
+    a = center("f", "a", lat, lon, levels_of_care=["detox"])
+    store.replace_feed("f", [a], [observation(a, "detox", "full", beds_available=0, reported_at=ago(minutes=10))],
+                       now=NOW, source="pull")
+    store.record_observations([observation(a, "detox", "available", beds_available=1, source="operator",
+                                           reported_at=ago(minutes=2), freshness=3600, reported_by="op-7")])
+    [view] = near(store, zip="02139", now=NOW).results[0].availability
+    assert (view["source"], view["status"], view["beds_available"]) == ("operator", "available", 1)
+    # the operator report expired; the feed's own (fresh) report shows again
+    later = NOW.replace(hour=NOW.hour + 2)
+    store.record_observations([observation(a, "detox", "full", beds_available=0, reported_at=later)])
+    [view] = near(store, zip="02139", now=later).results[0].availability
+    assert (view["source"], view["status"]) == ("pull", "full")
+
+
+def test_an_empty_answer_says_what_was_searched_and_what_would_help(metro: Store) -> None:
+    answer = near(metro, zip="02139", levels_of_care=["otp"], radius_mi=10, now=NOW, helpline="1-800-662-4357")
+    assert answer.results == []
+    hint = answer.hint
+    assert hint is not None
+    assert hint["searched"]["filters"] == {"levels_of_care": ["otp"]}
+    assert hint["searched"]["radius_mi"] == 10
+    changes = {s["change"]: s for s in hint["suggestions"]}
+    assert changes["wider_radius"]["nearest_mi"] == pytest.approx(34.5, abs=0.5)
+    assert changes["drop_filter"]["filter"] == "levels_of_care"
+    assert "1-800-662-4357" in hint["message"]
+
+
+def test_nothing_anywhere_says_so(metro: Store) -> None:
+    answer = near(metro, zip="99501", now=NOW)  # Anchorage
+    assert answer.hint is not None
+    assert answer.hint["suggestions"] == []
+    assert "none would" in answer.hint["message"]
+
+
+def test_radius_and_limit_are_capped(store: Store) -> None:
+    lat, lon = CAMBRIDGE
+    store.replace_feed("f", [center("f", str(i), lat + i / 2000, lon) for i in range(80)], [], now=NOW)
+    answer = near(store, zip="02139", radius_mi=5000, limit=500, now=NOW)
+    assert answer.radius_mi == MAX_RADIUS_MI
+    assert answer.limit == MAX_LIMIT
+    assert len(answer.results) == MAX_LIMIT
+    assert answer.notes
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [({"zip": "1234"}, "zip"), ({"zip": "ABCDE"}, "zip"), ({"latitude": 95.0, "longitude": 0.0}, "lat"),
+     ({"latitude": 42.0, "longitude": -200.0}, "lon"), ({}, "location"),
+     ({"zip": "02139", "radius_mi": 0}, "radius_mi"), ({"zip": "02139", "limit": 0}, "limit"),
+     ({"zip": "02139", "payment": ["gold bars"]}, "payment"), ({"zip": "02139", "languages": ["spanish"]}, "languages"),
+     ({"zip": "02139", "latitude": 1.0, "longitude": 1.0}, "zip")],
+)
+def test_bad_queries_name_the_parameter(store: Store, kwargs: dict[str, object], parameter: str) -> None:
+    with pytest.raises(InvalidQuery) as err:
+        near(store, now=NOW, **kwargs)  # type: ignore[arg-type]
+    assert err.value.parameter == parameter
+
+
+def test_a_zip_that_does_not_exist_is_named(store: Store) -> None:
+    with pytest.raises(UnknownZip, match="99999"):
+        near(store, zip="99999", now=NOW)
+
+
+def test_ghost_members_are_skipped(metro: Store) -> None:
+    metro.redis.geoadd(metro.keys.geo, (-71.1042, 42.3650, "f:ghost"))
+    assert "f:ghost" not in ids(near(metro, zip="02139", now=NOW))
+
+
+def test_get_center_by_id(metro: Store) -> None:
+    found = get_center(metro, "f:detox-medicaid", now=NOW)
+    assert found is not None
+    assert found["availability"][0]["beds_available"] == 3
+    assert get_center(metro, "f:nope") is None
+
+
+def test_outward_search_agrees_with_brute_force(store: Store) -> None:
+    """Random centers and filters: near() returns exactly the nearest matching ones, in order."""
+    rng = random.Random(11)
+    lat0, lon0 = CAMBRIDGE
+    centers, obs = [], []
+    for i in range(600):
+        lat = lat0 + rng.uniform(-0.6, 0.6)
+        lon = lon0 + rng.uniform(-0.8, 0.8)
+        c = center("f", str(i), lat, lon, levels_of_care=rng.sample(["detox", "residential", "otp"], rng.randint(1, 2)),
+                   payment=rng.sample(["medicaid", "private", "self_pay"], rng.randint(1, 2)))
+        centers.append(c)
+        if rng.random() < 0.5:
+            obs.append(observation(c, c.services.levels_of_care[0], rng.choice(["available", "full"]),
+                                   reported_at=ago(minutes=rng.choice([1, 60]))))
+    store.replace_feed("f", centers, obs, now=NOW, source="pull")
+    open_ids = {o.center_id for o in obs if o.status == "available" and o.reported_at > ago(minutes=15)}
+    for trial in range(30):
+        radius = rng.choice([1, 3, 10, 25, 40])
+        limit = rng.choice([1, 5, 10, 30])
+        pay = rng.sample(["medicaid", "private", "self_pay"], rng.randint(0, 2))
+        lvl = rng.sample(["detox", "residential", "otp"], rng.randint(0, 1))
+        only = trial % 3 == 0
+        expected = sorted(
+            (haversine_mi(lat0, lon0, c.latitude, c.longitude), c.id)  # type: ignore[arg-type]
+            for c in centers
+            if (not pay or set(pay) & set(c.services.payment))
+            and (not lvl or set(lvl) & set(c.services.levels_of_care))
+            and (not only or c.id in open_ids)
+        )
+        expected = [e for e in expected if e[0] <= radius - 0.02][:limit]
+        got = near(store, latitude=lat0, longitude=lon0, radius_mi=radius, limit=limit, payment=pay,
+                   levels_of_care=lvl, available_only=only and not lvl, now=NOW)
+        if only and lvl:
+            continue
+        got_ids = [h.id for h in got.results]
+        assert got_ids[: len(expected)] == [e[1] for e in expected], (radius, limit, pay, lvl)

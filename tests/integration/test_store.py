@@ -1,0 +1,136 @@
+"""The Redis store on a real redis-server: atomic, idempotent snapshots; no ghosts; newest wins."""
+
+from __future__ import annotations
+
+from aggregator.store import Store
+from tests.integration.factories import NOW, ago, center, observation
+
+
+def dump(store: Store) -> dict[bytes, object]:
+    """Every key and its value (for comparing whole states)."""
+    r = store.redis
+    out: dict[bytes, object] = {}
+    for key in sorted(r.keys("*")):
+        kind = r.type(key)
+        if kind == b"hash":
+            value = dict(r.hgetall(key))
+            out[key] = {k: v for k, v in value.items()} if b"meta" not in key else sorted(value)
+        elif kind == b"set":
+            out[key] = sorted(r.smembers(key))
+        elif kind == b"zset":
+            out[key] = r.zrange(key, 0, -1, withscores=True)
+        else:
+            out[key] = r.get(key)
+    return out
+
+
+def test_replacing_a_snapshot_is_idempotent(store: Store) -> None:
+    centers = [center("f", str(i), 42.36 + i / 1000, -71.1, levels_of_care=["detox"], payment=["medicaid"])
+               for i in range(20)]
+    obs = [observation(c, beds_available=2) for c in centers]
+    first = store.replace_feed("f", centers, obs, now=NOW, source="pull")
+    assert (first.added, first.observations_written) == (20, 20)
+    before = dump(store)
+    again = store.replace_feed("f", centers, obs, now=NOW, source="pull")
+    assert (again.added, again.updated, again.unchanged, again.removed) == (0, 0, 20, 0)
+    assert dump(store) == before
+
+
+def test_a_center_that_left_its_feed_leaves_every_index(store: Store) -> None:
+    a = center("f", "a", 42.36, -71.1, levels_of_care=["detox"], languages=["es"])
+    b = center("f", "b", 42.37, -71.1, levels_of_care=["detox"])
+    store.replace_feed("f", [a, b], [observation(a), observation(b)], now=NOW, source="pull")
+    result = store.replace_feed("f", [b], [observation(b)], now=NOW, source="pull")
+    assert result.removed == 1
+    r, k = store.redis, store.keys
+    assert r.zscore(k.geo, "f:a") is None
+    assert not r.sismember(k.index("loc:detox"), "f:a")
+    assert not r.exists(k.index("lang:es"))
+    assert not r.exists(k.center("f:a"), k.availability("f:a"))
+    assert store.feed_members("f") == {"f:b"}
+
+
+def test_no_geo_member_is_ever_without_its_record(store: Store) -> None:
+    for n in (50, 10, 30, 0, 5):
+        cs = [center("f", str(i), 42.3 + i / 500, -71.1) for i in range(n)]
+        store.replace_feed("f", cs, [], now=NOW)
+        members = {m.decode() for m in store.redis.zrange(store.keys.geo, 0, -1)}
+        records = {k.decode().split("c:", 1)[1] for k in store.redis.keys(store.keys.center("*"))}
+        assert members == records == {c.id for c in cs}
+
+
+def test_changed_services_move_between_filter_indexes(store: Store) -> None:
+    a = center("f", "a", 42.36, -71.1, payment=["medicaid"])
+    store.replace_feed("f", [a], [], now=NOW)
+    a2 = center("f", "a", 42.36, -71.1, payment=["private"])
+    assert store.replace_feed("f", [a2], [], now=NOW).updated == 1
+    k = store.keys
+    assert not store.redis.sismember(k.index("pay:medicaid"), "f:a")
+    assert store.redis.sismember(k.index("pay:private"), "f:a")
+
+
+def test_feeds_do_not_touch_each_other(store: Store) -> None:
+    store.replace_feed("one", [center("one", "a", 42.36, -71.1)], [], now=NOW)
+    store.replace_feed("two", [center("two", "a", 42.36, -71.1)], [], now=NOW)
+    store.replace_feed("one", [], [], now=NOW)
+    assert store.feed_ids() == {"two"}
+    assert store.count_located() == 1
+
+
+def test_an_older_observation_never_overwrites_a_newer_one(store: Store) -> None:
+    c = center("f", "a", 42.36, -71.1)
+    store.replace_feed("f", [c], [], now=NOW)
+    newer = observation(c, status="full", beds_available=0, reported_at=ago(minutes=1), source="push")
+    older = observation(c, status="available", beds_available=4, reported_at=ago(minutes=10), source="push")
+    assert store.record_observations([newer]) == (1, 0)
+    assert store.record_observations([older]) == (0, 1)
+    _, stored = store.get_center("f:a") or ({}, [])
+    assert stored[0]["status"] == "full"
+
+
+def test_changed_at_moves_only_when_the_figures_change(store: Store) -> None:
+    c = center("f", "a", 42.36, -71.1)
+    store.replace_feed("f", [c], [], now=NOW)
+
+    def changed_at() -> str:
+        _, stored = store.get_center("f:a") or ({}, [])
+        return str(stored[0]["changed_at"])
+
+    store.record_observations([observation(c, beds_available=3, reported_at=ago(minutes=30))])
+    first = changed_at()
+    store.record_observations([observation(c, beds_available=3, reported_at=ago(minutes=20))])
+    assert changed_at() == first
+    store.record_observations([observation(c, beds_available=1, status="limited", reported_at=ago(minutes=10))])
+    assert changed_at() != first
+
+
+def test_a_feed_drops_its_own_observations_for_levels_it_no_longer_reports(store: Store) -> None:
+    c = center("f", "a", 42.36, -71.1)
+    store.replace_feed("f", [c], [observation(c, "detox"), observation(c, "residential")], now=NOW, source="pull")
+    store.record_observations([observation(c, "outpatient", source="operator")])
+    result = store.replace_feed("f", [c], [observation(c, "detox")], now=NOW, source="pull")
+    assert result.observations_pruned == 1
+    fields = {f.decode() for f in store.redis.hkeys(store.keys.availability("f:a"))}
+    assert fields == {"detox|pull", "outpatient|operator"}
+
+
+def test_unplaced_centers_are_kept_and_listed(store: Store) -> None:
+    a = center("f", "a")  # no coordinates
+    result = store.replace_feed("f", [a], [], now=NOW)
+    assert result.needs_location == ["f:a"]
+    assert store.needs_location() == ["f:a"]
+    assert store.get_center("f:a") is not None
+    store.replace_feed("f", [center("f", "a", 42.36, -71.1)], [], now=NOW)
+    assert store.needs_location() == []
+
+
+def test_inactive_centers_are_kept_but_not_searchable(store: Store) -> None:
+    store.replace_feed("f", [center("f", "a", 42.36, -71.1, status="inactive", levels_of_care=["detox"])], [], now=NOW)
+    assert store.get_center("f:a") is not None
+    assert store.count_located() == 0
+    assert not store.redis.exists(store.keys.index("loc:detox"))
+
+
+def test_observations_of_unknown_centers_are_not_written(store: Store) -> None:
+    assert store.record_observations([observation("f:nobody")]) == (0, 0)
+    assert not store.redis.exists(store.keys.availability("f:nobody"))
