@@ -5,14 +5,17 @@ Dependencies (store, clock, geocoder) are passed in.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aggregator.model import Availability, Center, Rejection
 from aggregator.normalize import FeedContext, normalize_record
 from aggregator.store import ReplaceResult, Store
+from config.registry import FeedConfig
 
 #: how many rejections are kept verbatim in a report (counts by reason are always complete)
 REJECTION_SAMPLE = 50
@@ -49,13 +52,21 @@ class IngestReport:
 
 
 def reason_key(r: Rejection) -> str:
-    """Group reasons: 'postal_code: ZIP 99999 does not exist' -> 'postal_code: ZIP does not exist'."""
-    import re
-
+    """Group reasons: 'postal_code: ZIP 99999 does not exist' -> 'postal_code: ZIP N does not exist'."""
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "…", r.reason)
     text = re.sub(r"-?\d[\d.:\-T+Z ]*", "N ", text)
     field_ = re.sub(r"\.\d+", "", r.field)
     return f"{field_}: {' '.join(text.split())}"
+
+
+def context_for(feed: FeedConfig, now: datetime) -> FeedContext:
+    """What normalization needs to know about a registered feed, at ``now``."""
+    return FeedContext(
+        feed_id=feed.id, now=now, source=feed.source, timezone=feed.timezone,
+        freshness_seconds=feed.freshness_seconds, max_report_age_seconds=feed.max_report_age_seconds,
+        limited_threshold=feed.limited_threshold, value_maps=feed.mapping.value_maps,
+        default_state=feed.default_state,
+    )
 
 
 def normalize_all(

@@ -60,7 +60,7 @@ def shared_samhsa_file(root: Path | None = None) -> Path | None:
 
 
 def load_samhsa(store: Store, path: Path, now: datetime) -> IngestReport:
-    raws = csv_feed.parse(path.read_bytes(), SAMHSA_MAPPING)
+    raws = csv_feed.parse_one(path.read_bytes(), SAMHSA_MAPPING)
     ctx = FeedContext(feed_id=SAMHSA_FEED, now=now, source=Source.PULL, freshness_seconds=86400 * 30)
     return apply_snapshot(store, raws, ctx)
 
@@ -71,7 +71,7 @@ def bundled_sample() -> bytes:
 
 def load_bundled_sample(store: Store, now: datetime, freshness_seconds: int = 3600) -> IngestReport:
     """The fictional sample, its availability stamped as reported ``now``."""
-    raws = csv_feed.parse(bundled_sample(), SAMPLE_MAPPING)
+    raws = csv_feed.parse_one(bundled_sample(), SAMPLE_MAPPING)
     ctx = FeedContext(feed_id=SAMPLE_FEED, now=now, source=Source.PULL,
                       freshness_seconds=freshness_seconds)
     return apply_snapshot(store, raws, ctx)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from aggregator.errors import ParseError
+from aggregator.feeds import Document
 from aggregator.feeds.mapping import RecordMapping, apply
 
 MAX_FIELD = 1_000_000
@@ -28,7 +30,12 @@ def decode(body: bytes) -> str:
             raise ParseError(f"CSV is neither UTF-8 nor Windows-1252 text: {exc}") from exc
 
 
-def parse(body: bytes, mapping: RecordMapping) -> list[dict[str, Any]]:
+def parse(documents: Sequence[Document], mapping: RecordMapping) -> list[dict[str, Any]]:
+    """Every document is one CSV export (several when a feed is split across files)."""
+    return [record for doc in documents for record in parse_one(doc.body, mapping)]
+
+
+def parse_one(body: bytes, mapping: RecordMapping) -> list[dict[str, Any]]:
     text = decode(body)
     if not text.strip():
         raise ParseError("CSV is empty")

@@ -48,7 +48,8 @@ def test_near_prints_a_table(clean_env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Centers within 10 miles of Los Angeles, CA")
-    assert "mi" in lines[1] and "+1213555" in lines[1]
+    assert " mi " in lines[1]
+    assert "+1213555" in lines[1]
 
 
 def test_with_redis_url_it_uses_that_redis(redis_url: str, clean_env: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ MAPPING = RecordMapping(
 def test_bom_crlf_and_quoted_newlines() -> None:
     body = ('\ufeffID,Name,State,Zip,Detox Beds\r\n1,"Harbor\r\nHouse",MA,02139,3\r\n'
             '2,"Smith, Jones & Co",NJ,8332,\r\n\r\n').encode()
-    records = csv_feed.parse(body, MAPPING)
+    records = csv_feed.parse_one(body, MAPPING)
     assert records == [
         {"source_id": "1", "name": "Harbor\r\nHouse", "state": "MA", "postal_code": "02139",
          "availability": [{"level_of_care": "detox", "beds_available": "3"}]},
@@ -30,29 +30,29 @@ def test_semicolon_and_tab_delimiters_are_sniffed() -> None:
     for d in (";", "\t", "|"):
         body = d.join(["ID", "Name", "State", "Zip", "Detox Beds"]).encode() + b"\n" + d.join(
             ["1", "A", "MA", "02139", "0"]).encode()
-        assert csv_feed.parse(body, MAPPING)[0]["name"] == "A"
+        assert csv_feed.parse_one(body, MAPPING)[0]["name"] == "A"
 
 
 def test_windows_1252_export_is_read() -> None:
     body = "ID,Name,State,Zip,Detox Beds\n1,Niño House,CA,90013,2\n".encode("cp1252")
-    assert csv_feed.parse(body, MAPPING)[0]["name"] == "Niño House"
+    assert csv_feed.parse_one(body, MAPPING)[0]["name"] == "Niño House"
 
 
 def test_a_changed_layout_names_the_missing_column() -> None:
     body = b"Identifier,Name,State,Zip,Beds\n1,A,MA,02139,0\n"
     with pytest.raises(ParseError, match=r"'Detox Beds'.*'ID'|'ID'.*'Detox Beds'"):
-        csv_feed.parse(body, MAPPING)
+        csv_feed.parse_one(body, MAPPING)
 
 
 @pytest.mark.parametrize("body", [b"", b"   \n", b"\x00\x01\x02binary"])
 def test_empty_or_binary_bodies_are_parse_errors(body: bytes) -> None:
     with pytest.raises(ParseError):
-        csv_feed.parse(body, MAPPING)
+        csv_feed.parse_one(body, MAPPING)
 
 
 def test_id_from_builds_a_stable_id() -> None:
     mapping = RecordMapping(fields={"name": "Name"}, id_from=("Name", "Zip"))
-    a = csv_feed.parse(b"Name,Zip\nHarbor House,02139\n", mapping)[0]["source_id"]
-    b = csv_feed.parse(b"Name,Zip\n harbor  HOUSE ,02139\n", mapping)[0]["source_id"]
+    a = csv_feed.parse_one(b"Name,Zip\nHarbor House,02139\n", mapping)[0]["source_id"]
+    b = csv_feed.parse_one(b"Name,Zip\n harbor  HOUSE ,02139\n", mapping)[0]["source_id"]
     assert a == b
     assert len(a) == 16
