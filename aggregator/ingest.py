@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aggregator.geocode import Geocoder, PlacementReport, place_all
 from aggregator.model import Availability, Center, Rejection
 from aggregator.normalize import FeedContext, normalize_record
 from aggregator.store import ReplaceResult, Store
@@ -34,6 +35,7 @@ class IngestReport:
     unmapped: Counter[str] = field(default_factory=Counter)
     repairs: Counter[str] = field(default_factory=Counter)
     stored: ReplaceResult | None = None
+    placement: PlacementReport | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,7 @@ class IngestReport:
             "unmapped": dict(self.unmapped.most_common(50)),
             "repairs": dict(self.repairs),
             "stored": self.stored.__dict__ if self.stored else None,
+            "placement": self.placement.as_dict() if self.placement else None,
         }
 
 
@@ -110,9 +113,13 @@ def _reject(report: IngestReport, problems: list[Rejection]) -> None:
             report.rejections.append(p)
 
 
-def apply_snapshot(store: Store, raws: Iterable[Mapping[str, Any]], ctx: FeedContext) -> IngestReport:
-    """Normalize and store a feed's whole snapshot (atomically replacing the previous one)."""
+def apply_snapshot(store: Store, raws: Iterable[Mapping[str, Any]], ctx: FeedContext,
+                   geocoder: Geocoder | None = None) -> IngestReport:
+    """Normalize, place and store a feed's whole snapshot (atomically replacing the previous one).
+
+    Without a geocoder, centers lacking plausible coordinates are placed at their ZIP centroid."""
     centers, observations, report = normalize_all(raws, ctx)
+    centers, report.placement = place_all(centers, geocoder, ctx.now)
     report.stored = store.replace_feed(
         ctx.feed_id, centers, observations, now=ctx.now, source=ctx.source.value
     )

@@ -11,6 +11,9 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     feed:{feed_id}:meta    hash  digest and counts of the last applied snapshot
     feeds                  set   feed ids that have a snapshot
     needs_location         set   centers that could not be placed (kept, listed for operators)
+    geocode:c:{digest}     str   a geocoder answer (found or not found), with a time to live
+    geocode:retry          zset  center ids to geocode again after an outage (score: when)
+    limit:{name}           str   next free slot of a shared rate limit (epoch ms)
 
 Invariants, held by writing each feed snapshot in one MULTI/EXEC transaction: a reader sees a feed
 whole-old or whole-new; a GEO member always has its record; index sets hold exactly the tokens in
@@ -26,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import redis
@@ -35,8 +38,6 @@ from redis.retry import Retry
 
 from aggregator.errors import StoreUnavailable
 from aggregator.model import Availability, Center, CenterStatus
-
-T = TypeVar("T")
 
 DEFAULT_PREFIX = "cav:"
 
@@ -67,6 +68,16 @@ class Keys:
 
     def feed_meta(self, feed_id: str) -> str:
         return f"{self.prefix}feed:{feed_id}:meta"
+
+    def geocode_answer(self, digest: str) -> str:
+        return f"{self.prefix}geocode:c:{digest}"
+
+    @property
+    def geocode_retry(self) -> str:
+        return f"{self.prefix}geocode:retry"
+
+    def limit(self, name: str) -> str:
+        return f"{self.prefix}limit:{name}"
 
 
 def index_tokens(center: Center) -> list[str]:
@@ -153,6 +164,7 @@ class Store:
         self._observe_src = prelude + _lua("observe")
         self._prune_src = prelude + _lua("prune")
         self._compose_src = prelude + _lua("compose")
+        self._ratelimit = client.register_script(_lua("ratelimit"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> Store:
@@ -173,7 +185,8 @@ class Store:
                 raise StoreUnavailable(f"Redis refused {what}: {exc}") from exc
             raise
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one client call, translating redis-py's errors (its reply types are loose: Any)."""
         with self._translated(what):
             return fn()
 
@@ -422,3 +435,94 @@ class Store:
             return int(written), int(stale)
 
         return self._call("recording observations", run)
+
+    # ------------------------------------------------------------------------ geocoding support
+
+    def cached_answers(self, digests: Sequence[str]) -> list[bytes | None]:
+        """Cached geocoder answers for these digests (None where nothing is cached)."""
+        if not digests:
+            return []
+        keys = [self.keys.geocode_answer(d) for d in digests]
+        return list(self._call("reading the geocode cache", lambda: self.redis.mget(keys)))
+
+    def cache_answer(self, digest: str, answer: bytes, ttl_seconds: int) -> None:
+        self._call("writing the geocode cache",
+                   lambda: self.redis.set(self.keys.geocode_answer(digest), answer, ex=ttl_seconds))
+
+    def reserve_slot(self, name: str, interval_ms: int, defer_ms: int = 0) -> int:
+        """Reserve the next slot of the shared limit ``name``; returns milliseconds to wait first.
+
+        ``defer_ms`` pushes every process's next slot back (a server asked us to slow down)."""
+        return int(self._call("rate limiting", lambda: self._ratelimit(keys=[self.keys.limit(name)],
+                                                                        args=[interval_ms, defer_ms])))
+
+    def queue_geocode_retry(self, center_ids: Iterable[str], due: datetime) -> int:
+        ids = list(center_ids)
+        if not ids:
+            return 0
+        score = due.timestamp()
+        return int(self._call("queueing geocode retries",
+                              lambda: self.redis.zadd(self.keys.geocode_retry, {i: score for i in ids})))
+
+    def due_geocode_retries(self, now: datetime, limit: int = 100) -> list[str]:
+        raw = self._call("reading geocode retries", lambda: self.redis.zrangebyscore(
+            self.keys.geocode_retry, "-inf", now.timestamp(), start=0, num=limit))
+        return [_str(m) for m in raw]
+
+    def pending_geocode_retries(self) -> list[str]:
+        raw = self._call("reading geocode retries",
+                         lambda: self.redis.zrange(self.keys.geocode_retry, 0, -1))
+        return [_str(m) for m in raw]
+
+    def drop_geocode_retries(self, center_ids: Iterable[str]) -> None:
+        ids = list(center_ids)
+        if ids:
+            self._call("clearing geocode retries", lambda: self.redis.zrem(self.keys.geocode_retry, *ids))
+
+    def update_location(self, center: Center) -> bool:
+        """Rewrite one stored center whose location changed (a geocode retry succeeded).
+
+        Only if it is still the stored version's feed member; keeps the GEO index, the
+        needs-location list and the read document in step, in one transaction."""
+        k = self.keys
+        record = center.model_dump_json().encode()
+        digest = hashlib.blake2b(record, digest_size=16).hexdigest().encode()
+
+        def run() -> bool:
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.watch(k.center(center.id))
+                if not pipe.sismember(k.feed_members(center.feed_id), center.id):
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.hset(k.center(center.id), mapping={"j": record, "h": digest})
+                if center.latitude is not None and center.longitude is not None and (
+                        center.status is not CenterStatus.INACTIVE):
+                    pipe.geoadd(k.geo, (center.longitude, center.latitude, center.id))
+                    pipe.srem(k.needs_location, center.id)
+                pipe.eval(self._compose_src, 0, k.prefix, center.id)
+                try:
+                    pipe.execute()
+                except redis.WatchError:
+                    return False
+                return True
+
+        return self._call("updating a location", run)
+
+    def stored_record(self, center_id: str) -> bytes | None:
+        raw = self._call("reading a center", lambda: self.redis.hget(self.keys.center(center_id), "j"))
+        return raw if raw is None or isinstance(raw, bytes) else raw.encode()
+
+    def stored_records(self, center_ids: Sequence[str]) -> dict[str, bytes]:
+        """The stored records of these centers (those that exist), in one round trip."""
+        if not center_ids:
+            return {}
+
+        def read() -> Any:
+            pipe = self.redis.pipeline(transaction=False)
+            for cid in center_ids:
+                pipe.hget(self.keys.center(cid), "j")
+            return pipe.execute()
+
+        return {cid: raw for cid, raw in zip(center_ids, self._call("reading centers", read), strict=True)
+                if raw is not None}

@@ -5,9 +5,10 @@ Every setting, its default and meaning is listed in ``SETTINGS`` (the README's t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,19 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _scheme(text: str) -> str:
+    if text not in ("http", "https"):
+        raise ValueError("must be http or https")
+    return text
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
+
+
 def _redis_url(text: str) -> str:
     if text and not text.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("must start with redis://, rediss:// or unix://")
@@ -62,7 +76,20 @@ SETTINGS: dict[str, Setting] = {
     "helpline": Setting("CENTERS_HELPLINE", "1-800-662-4357", str,
                         "Phone number offered when a search finds nothing."),
     "user_agent": Setting("CENTERS_USER_AGENT", "center-availability/0.1 (helpline capacity aggregator)",
-                          str, "User-Agent sent to partner feeds and the geocoder."),
+                          str, "User-Agent sent to partner feeds and the geocoder (identify your deployment)."),
+    "geocoder": Setting("CENTERS_GEOCODER", "nominatim", str,
+                        "geopy geocoder name (nominatim, photon, pelias, ...); 'none': ZIP centroids only."),
+    "geocoder_domain": Setting("CENTERS_GEOCODER_DOMAIN", "nominatim.openstreetmap.org", str,
+                               "Geocoder host (a self-hosted Nominatim, e.g. nominatim.internal:8080)."),
+    "geocoder_scheme": Setting("CENTERS_GEOCODER_SCHEME", "https", _scheme, "http or https."),
+    "geocoder_timeout": Setting("CENTERS_GEOCODER_TIMEOUT", "5", _positive_float, "Seconds per request."),
+    "geocoder_min_interval": Setting("CENTERS_GEOCODER_MIN_INTERVAL", "1.0", _positive_float,
+                                     "Seconds between geocoder requests across all processes (public "
+                                     "Nominatim allows 1 per second)."),
+    "geocoder_max_per_run": Setting("CENTERS_GEOCODER_MAX_PER_RUN", "200", _positive_int,
+                                    "Geocoder requests one feed run may make; the rest are queued."),
+    "geocoder_options": Setting("CENTERS_GEOCODER_OPTIONS", "{}", _json_object,
+                                "JSON object of extra keyword arguments for the geopy geocoder (api_key ...)."),
 }
 
 
@@ -74,6 +101,13 @@ class Settings:
     feeds_file: str = ""
     helpline: str = "1-800-662-4357"
     user_agent: str = "center-availability/0.1 (helpline capacity aggregator)"
+    geocoder: str = "nominatim"
+    geocoder_domain: str = "nominatim.openstreetmap.org"
+    geocoder_scheme: str = "https"
+    geocoder_timeout: float = 5.0
+    geocoder_min_interval: float = 1.0
+    geocoder_max_per_run: int = 200
+    geocoder_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
