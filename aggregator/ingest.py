@@ -1,17 +1,25 @@
-"""One feed run: raw records -> normalize -> place -> store, with a report of what was kept and why not.
+"""One feed run: fetch -> parse -> normalize -> place -> store, with a report of what was kept and why not.
 
-Dependencies (store, clock, geocoder) are passed in.
+``Pipeline.run`` is what a worker calls for a pulled feed: it skips unchanged content (HTTP 304 or the
+same bytes), holds back a run that would empty the feed or remove too much of it (an operator
+releases it), keeps feed health, and on any failure leaves the last good snapshot in place to age
+into ``unknown``. Dependencies (store, fetcher, geocoder, clock, environment) are passed in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from aggregator.errors import AggregatorError, ConfigError, FetchPermanent, ParseError, TransientError
+from aggregator.feeds import Document, follower_for, parser_for
+from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
 from aggregator.model import Availability, Center, Rejection
 from aggregator.normalize import FeedContext, normalize_record
@@ -36,6 +44,7 @@ class IngestReport:
     repairs: Counter[str] = field(default_factory=Counter)
     stored: ReplaceResult | None = None
     placement: PlacementReport | None = None
+    newest_data_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,7 +66,7 @@ class IngestReport:
 def reason_key(r: Rejection) -> str:
     """Group reasons: 'postal_code: ZIP 99999 does not exist' -> 'postal_code: ZIP N does not exist'."""
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "…", r.reason)
-    text = re.sub(r"-?\d[\d.:\-T+Z ]*", "N ", text)
+    text = re.sub(r"-?\d(?:[\d.:\-T+Z]| (?=\d))*", "N", text)
     field_ = re.sub(r"\.\d+", "", r.field)
     return f"{field_}: {' '.join(text.split())}"
 
@@ -102,6 +111,7 @@ def normalize_all(
             if len(report.field_problems) < REJECTION_SAMPLE:
                 report.field_problems.append(p)
     report.observations = len(observations)
+    report.newest_data_at = max((o.reported_at for o in observations), default=None)
     return list(centers.values()), observations, report
 
 
@@ -124,3 +134,211 @@ def apply_snapshot(store: Store, raws: Iterable[Mapping[str, Any]], ctx: FeedCon
         ctx.feed_id, centers, observations, now=ctx.now, source=ctx.source.value
     )
     return report
+
+
+# --------------------------------------------------------------------------------------------------
+# A pulled feed's run: fetch -> (unchanged? stop) -> parse -> normalize -> (held?) -> place -> store
+
+STATE_SAMPLE = 20  # rejections kept in feed health
+
+
+@dataclass
+class RunOutcome:
+    feed_id: str
+    status: str  # applied | unchanged | not_modified | held | waiting | busy | failed
+    report: IngestReport | None = None
+    error: str = ""
+    error_kind: str = ""
+    documents: int = 0
+    retry_after: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"feed_id": self.feed_id, "status": self.status, "error": self.error,
+                "error_kind": self.error_kind, "documents": self.documents,
+                "report": self.report.as_dict() if self.report else None}
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+class Pipeline:
+    """Runs feeds with the dependencies it is given (store, fetcher, geocoder, clock, environment)."""
+
+    def __init__(self, store: Store, fetcher: Fetcher, *, geocoder: Geocoder | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.geocoder = geocoder
+        self.environ = environ if environ is not None else {}
+        self.clock = clock
+
+    # ------------------------------------------------------------------------------------ pull
+
+    def run(self, feed: FeedConfig, *, force: bool = False,
+            progress: Callable[[str], None] | None = None) -> RunOutcome:
+        """One run of a pulled feed. Records health; raises TransientError (after recording it) so a
+        caller can retry; a PermanentError is recorded and returned as a failed outcome."""
+        say = progress or (lambda _msg: None)
+        now = self.clock()
+        state = self.store.feed_state(feed.id)
+        if not force and float(state.get("next_fetch_after") or 0) > now.timestamp():
+            return RunOutcome(feed.id, "waiting")
+        self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)})
+        try:
+            say(f"fetching {feed.url}")
+            documents, first = self._fetch_all(feed, state, force)
+            checked: dict[str, str | int | float] = {"last_checked": _iso(now), "consecutive_failures": 0,
+                       "next_fetch_after": now.timestamp() + (first.max_age or 0)}
+            if first.not_modified:
+                self.store.set_feed_state(feed.id, {**checked, "last_outcome": "not_modified"})
+                return RunOutcome(feed.id, "not_modified", documents=1)
+            digest = hashlib.sha256(b"".join(hashlib.sha256(d.body).digest() for d in documents)).hexdigest()
+            if digest == state.get("digest") and not force:
+                self.store.set_feed_state(feed.id, {**checked, "last_outcome": "unchanged"})
+                return RunOutcome(feed.id, "unchanged", documents=len(documents))
+            say(f"parsing {len(documents)} document(s), {sum(len(d.body) for d in documents):,} bytes")
+            raws = parser_for(feed.parser or feed.format)(documents, feed.mapping)
+            if not raws:
+                raise ParseError("the feed contained no records (empty export, or a page of another shape)")
+            ctx = context_for(feed, now)
+            centers, observations, report = normalize_all(raws, ctx)
+            say(f"normalized {report.records} records: {report.accepted} centers, {report.rejected} rejected")
+            validators = {"etag": first.etag, "last_modified": first.last_modified, "digest": digest}
+            held = _hold_reason(self.store, feed, centers)
+            if held:
+                self._hold(feed, centers, observations, report, held, now)
+                self.store.set_feed_state(feed.id, {**checked, "last_outcome": "held"})
+                return RunOutcome(feed.id, "held", report, documents=len(documents))
+            self._apply(feed, centers, observations, report, now, say)
+            self.store.set_feed_state(feed.id, {**checked, **validators, **self._success(report, now)},
+                                      delete=("last_error", "last_error_kind", "last_error_at"))
+            return RunOutcome(feed.id, "applied", report, documents=len(documents))
+        except AggregatorError as exc:
+            retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+            values: dict[str, str | int | float] = {
+                "last_error": str(exc)[:500], "last_error_kind": exc.kind, "last_error_at": _iso(now),
+                "last_outcome": "failed"}
+            if retry_after:
+                values["next_fetch_after"] = now.timestamp() + min(retry_after, 3600)
+            self.store.set_feed_state(feed.id, values, increment="consecutive_failures")
+            if isinstance(exc, TransientError):
+                raise
+            return RunOutcome(feed.id, "failed", error=str(exc), error_kind=exc.kind)
+
+    def run_locked(self, feed: FeedConfig, *, force: bool = False, lock_seconds: float = 600,
+                   progress: Callable[[str], None] | None = None) -> RunOutcome:
+        """``run`` under the feed's lock: a feed never runs twice at once (a second caller skips)."""
+        token = self.store.acquire_lock(f"feed:{feed.id}", lock_seconds)
+        if token is None:
+            return RunOutcome(feed.id, "busy")
+        try:
+            return self.run(feed, force=force, progress=progress)
+        finally:
+            self.store.release_lock(f"feed:{feed.id}", token)
+
+    def record_failure(self, feed_id: str, kind: str, message: str) -> None:
+        """A failure the run itself could not record (killed by a time limit)."""
+        self.store.set_feed_state(feed_id, {"last_error": message[:500], "last_error_kind": kind,
+                                            "last_error_at": _iso(self.clock()), "last_outcome": "failed"},
+                                  increment="consecutive_failures")
+
+    def _fetch_all(self, feed: FeedConfig, state: Mapping[str, str], force: bool) -> tuple[list[Document], Fetched]:
+        headers = {}
+        if feed.credentials is not None:
+            value = self.environ.get(feed.credentials.env)
+            if not value:
+                raise ConfigError(f"feed '{feed.id}': credentials variable {feed.credentials.env} is not set")
+            headers = credentials_header(feed.credentials.header, value, feed.credentials.scheme)
+        validators = None if force else Validators(state.get("etag", ""), state.get("last_modified", ""))
+
+        def get(url: str, v: Validators | None) -> Fetched:
+            return self.fetcher.get(url, fmt=feed.format, max_bytes=feed.max_bytes, timeout=feed.timeout_seconds,
+                                    allow_private=feed.allow_private, validators=v, headers=headers)
+
+        first = get(feed.url, validators)
+        if first.not_modified:
+            return [], first
+        documents = [Document(first.url, first.body, first.content_type)]
+        follow = follower_for(feed.parser or feed.format)
+        queue = list(follow(documents[0], feed.mapping)) if follow else []
+        seen = {feed.url, first.url}
+        while queue:
+            url = queue.pop(0)
+            if url in seen:
+                continue
+            if len(documents) >= feed.max_pages:
+                raise FetchPermanent(f"feed '{feed.id}': more than {feed.max_pages} documents (max_pages)")
+            seen.add(url)
+            got = get(url, None)
+            doc = Document(got.url, got.body, got.content_type)
+            documents.append(doc)
+            if follow:
+                queue.extend(follow(doc, feed.mapping))
+        return documents, first
+
+    def _success(self, report: IngestReport, now: datetime) -> dict[str, str | int | float]:
+        return {
+            "last_success": _iso(now), "last_outcome": "applied", "records": report.records,
+            "accepted": report.accepted, "rejected": report.rejected, "observations": report.observations,
+            "centers": report.accepted,
+            "problems_by_reason": json.dumps(dict(report.problems_by_reason.most_common(STATE_SAMPLE))),
+            "rejections": json.dumps([r.model_dump() for r in (report.rejections + report.field_problems)
+                                      [:STATE_SAMPLE]]),
+            "newest_data_at": _iso(report.newest_data_at) if report.newest_data_at else "",
+            "placement": json.dumps(report.placement.as_dict() if report.placement else {}),
+        }
+
+    def _apply(self, feed: FeedConfig, centers: list[Center], observations: list[Availability],
+               report: IngestReport, now: datetime, say: Callable[[str], None]) -> None:
+        say(f"placing {len(centers)} centers")
+        placed, report.placement = place_all(centers, self.geocoder, now)
+        say("storing the snapshot")
+        report.stored = self.store.replace_feed(feed.id, placed, observations, now=now, source=feed.source.value)
+
+    # ------------------------------------------------------------------------------ quarantine
+
+    def _hold(self, feed: FeedConfig, centers: list[Center], observations: list[Availability],
+              report: IngestReport, reason: str, now: datetime) -> None:
+        snapshot = {
+            "held_at": _iso(now), "reason": reason,
+            "centers": [c.model_dump(mode="json") for c in centers],
+            "availability": [o.model_dump(mode="json") for o in observations],
+            "report": report.as_dict(),
+        }
+        self.store.hold_snapshot(feed.id, json.dumps(snapshot).encode())
+        self.store.set_feed_state(feed.id, {"held_reason": reason, "held_at": _iso(now)})
+
+    def release(self, feed: FeedConfig, *, by: str = "") -> RunOutcome:
+        """An operator lets a held run through: it is applied as it was fetched."""
+        raw = self.store.held_snapshot(feed.id)
+        if raw is None:
+            return RunOutcome(feed.id, "failed", error="no held run to release", error_kind="not_held")
+        snapshot = json.loads(raw)
+        centers = [Center.model_validate(c) for c in snapshot["centers"]]
+        observations = [Availability.model_validate(o) for o in snapshot["availability"]]
+        now = self.clock()
+        report = IngestReport(feed_id=feed.id, records=snapshot["report"]["records"],
+                              accepted=len(centers), rejected=snapshot["report"]["rejected"],
+                              observations=len(observations))
+        self._apply(feed, centers, observations, report, now, lambda _m: None)
+        self.store.drop_held_snapshot(feed.id)
+        self.store.set_feed_state(feed.id, {**self._success(report, now), "released_by": by,
+                                            "released_at": _iso(now)},
+                                  delete=("held_reason", "held_at", "digest", "etag", "last_modified"))
+        return RunOutcome(feed.id, "applied", report)
+
+
+def _hold_reason(store: Store, feed: FeedConfig, centers: Sequence[Center]) -> str:
+    """Why a run must wait for an operator: it empties the feed, or removes too much of it."""
+    old = store.feed_members(feed.id)
+    if not old:
+        return ""
+    if not centers:
+        return f"the run would remove all {len(old)} centers of this feed"
+    removed = len(old - {c.id for c in centers})
+    if removed / len(old) > feed.quarantine_share:
+        return (f"the run would remove {removed} of {len(old)} centers ({removed / len(old):.0%}, more than "
+                f"the {feed.quarantine_share:.0%} this feed allows)")
+    return ""

@@ -69,6 +69,8 @@ def phone_e164(raw: object, field: str = "phone") -> str:
         raise InvalidValue(field, f"impossible number {text!r}")
     if not phonenumbers.is_valid_number(number):
         raise InvalidValue(field, f"not a valid number {text!r}")
+    if number.country_code != 1:
+        raise InvalidValue(field, f"{text!r} is not a US or US-territory number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -316,6 +318,9 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
     def problem(fld: str, reason: str) -> None:
         out.problems.append(Rejection(record=label, field=fld, reason=reason))
 
+    if raw.get("_problem"):  # the adapter could not read this record and says why
+        problem("record", _text(raw.get("_problem"))[:300])
+        return out
     if not source_id:
         problem("source_id", "missing")
         return out
@@ -438,7 +443,7 @@ def _services(raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord) -
     # a level with availability is a level the center offers
     extra_levels: set[LevelOfCare] = set()
     for entry in raw.get("availability") or ():
-        if isinstance(entry, Mapping):
+        if isinstance(entry, Mapping) and _informative(entry):
             extra_levels |= _observation_level(entry, ctx) or set()
     return Services(
         levels_of_care=tuple(levels.values | extra_levels),
@@ -457,8 +462,21 @@ def _observation_level(entry: Mapping[str, Any], ctx: FeedContext) -> set[LevelO
     return {next(lv for lv in LEVEL_PRIORITY if lv in mapped.values)}
 
 
-_WAITLIST_N = re.compile(r"wait\s*-?\s*list\w*\s*[(:]?\s*(\d{1,5})", re.I)
-_BEDS_N = re.compile(r"^\s*(\d{1,5})\s*(?:open\s+)?(?:beds?|slots?|openings?|spots?)\b", re.I)
+_WAITLIST_N = re.compile(r"wait\s*-?\s*list\w*\s*[(:\-–]?\s*(\d{1,5})", re.I)
+_COUNT_WORDS = r"(?:beds?|slots?|openings?|spots?|places?)"
+_BEDS_N = (  # a count inside a status cell: "5", "2 beds", "3 open", "12 available beds", "Beds: 4", "Open (4)"
+    re.compile(rf"^(\d{{1,5}})(?:\s+(?:open|available|vacant|free))?(?:\s+{_COUNT_WORDS})?"
+               rf"(?:\s+(?:open|available|left|free))?$", re.I),
+    re.compile(rf"^(?:{_COUNT_WORDS}|open|available|vacant)\s*(?:open|available)?\s*[:(]\s*(\d{{1,5}})\s*\)?$", re.I),
+)
+
+
+def _informative(entry: Mapping[str, Any]) -> bool:
+    """Does a partner's availability entry say anything? ("N/A" in every cell does not.)"""
+    if any(_present(entry.get(k)) for k in ("beds_available", "beds_total", "waitlist_size", "accepting")):
+        return True
+    status = _text(entry.get("status"))
+    return bool(status) and vocabulary.map_status(status) is not AvailabilityStatus.UNKNOWN
 
 
 def _observations(
@@ -470,10 +488,12 @@ def _observations(
         if not isinstance(entry, Mapping):
             problem(fld, "not an object")
             continue
+        if not _informative(entry):
+            continue  # "N/A", blank: nothing reported for this level
         level_set = _observation_level(entry, ctx)
         if level_set is None:
-            problem(f"{fld}.level_of_care",
-                    f"unrecognized level of care {_text(entry.get('level_of_care'))[:40]!r}")
+            level_text = "; ".join(_terms(entry.get("level_of_care")))
+            problem(f"{fld}.level_of_care", f"unrecognized level of care {level_text[:40]!r}")
             continue
         level = next(iter(level_set))
         try:
@@ -515,8 +535,11 @@ def _observation_fields(
     if status_text:
         if waitlist is None and (m := _WAITLIST_N.search(status_text)):
             waitlist = int(m.group(1))
-        if beds is None and (m := _BEDS_N.match(status_text)):
-            beds = int(m.group(1))
+        if beds is None:
+            for pattern in _BEDS_N:
+                if m := pattern.match(status_text):
+                    beds = int(m.group(1))
+                    break
     status = vocabulary.map_status(status_text) if status_text else None
     if status_text and status is None and beds is None:
         raise InvalidValue(f"{fld}.status", f"unrecognized status {status_text[:40]!r}")

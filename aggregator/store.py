@@ -11,6 +11,9 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     feed:{feed_id}:meta    hash  digest and counts of the last applied snapshot
     feeds                  set   feed ids that have a snapshot
     needs_location         set   centers that could not be placed (kept, listed for operators)
+    feed:{feed_id}:state   hash  feed health: last attempt/success/error, counts, validators, digest
+    feed:{feed_id}:held    str   a quarantined snapshot waiting for an operator (JSON)
+    lock:{name}            str   a lock's token (SET NX PX), e.g. one run per feed at a time
     geocode:c:{digest}     str   a geocoder answer (found or not found), with a time to live
     geocode:retry          zset  center ids to geocode again after an outage (score: when)
     limit:{name}           str   next free slot of a shared rate limit (epoch ms)
@@ -23,8 +26,9 @@ each record's ``t``. An older observation never overwrites a newer one (``lua/ob
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +72,15 @@ class Keys:
 
     def feed_meta(self, feed_id: str) -> str:
         return f"{self.prefix}feed:{feed_id}:meta"
+
+    def feed_state(self, feed_id: str) -> str:
+        return f"{self.prefix}feed:{feed_id}:state"
+
+    def feed_held(self, feed_id: str) -> str:
+        return f"{self.prefix}feed:{feed_id}:held"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}lock:{name}"
 
     def geocode_answer(self, digest: str) -> str:
         return f"{self.prefix}geocode:c:{digest}"
@@ -165,6 +178,8 @@ class Store:
         self._prune_src = prelude + _lua("prune")
         self._compose_src = prelude + _lua("compose")
         self._ratelimit = client.register_script(_lua("ratelimit"))
+        self._unlock = client.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> Store:
@@ -526,3 +541,56 @@ class Store:
 
         return {cid: raw for cid, raw in zip(center_ids, self._call("reading centers", read), strict=True)
                 if raw is not None}
+
+    # ------------------------------------------------------------------------------ feed health
+
+    def feed_state(self, feed_id: str) -> dict[str, str]:
+        raw = self._call("reading feed health", lambda: self.redis.hgetall(self.keys.feed_state(feed_id)))
+        return {_str(k): _str(v) for k, v in raw.items()}
+
+    def feed_states(self, feed_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        def read() -> Any:
+            pipe = self.redis.pipeline(transaction=False)
+            for fid in feed_ids:
+                pipe.hgetall(self.keys.feed_state(fid))
+            return pipe.execute()
+
+        replies = self._call("reading feed health", read) if feed_ids else []
+        return {fid: {_str(k): _str(v) for k, v in raw.items()} for fid, raw in zip(feed_ids, replies, strict=True)}
+
+    def set_feed_state(self, feed_id: str, values: Mapping[str, str | int | float], *,
+                       increment: str | None = None, delete: Sequence[str] = ()) -> None:
+        def write() -> Any:
+            pipe = self.redis.pipeline(transaction=True)
+            if values:
+                pipe.hset(self.keys.feed_state(feed_id), mapping=dict(values))  # type: ignore[arg-type]
+            if increment:
+                pipe.hincrby(self.keys.feed_state(feed_id), increment, 1)
+            if delete:
+                pipe.hdel(self.keys.feed_state(feed_id), *delete)
+            return pipe.execute()
+
+        self._call("writing feed health", write)
+
+    def hold_snapshot(self, feed_id: str, snapshot: bytes) -> None:
+        self._call("holding a snapshot", lambda: self.redis.set(self.keys.feed_held(feed_id), snapshot))
+
+    def held_snapshot(self, feed_id: str) -> bytes | None:
+        raw = self._call("reading a held snapshot", lambda: self.redis.get(self.keys.feed_held(feed_id)))
+        return raw if raw is None or isinstance(raw, bytes) else raw.encode()
+
+    def drop_held_snapshot(self, feed_id: str) -> None:
+        self._call("dropping a held snapshot", lambda: self.redis.delete(self.keys.feed_held(feed_id)))
+
+    # ------------------------------------------------------------------------------------ locks
+
+    def acquire_lock(self, name: str, ttl_seconds: float) -> str | None:
+        """A token if we now hold the lock ``name`` (for at most ``ttl_seconds``), else None."""
+        token = secrets.token_hex(16)
+        ok = self._call("taking a lock", lambda: self.redis.set(self.keys.lock(name), token, nx=True,
+                                                                  px=int(ttl_seconds * 1000)))
+        return token if ok else None
+
+    def release_lock(self, name: str, token: str) -> bool:
+        """Release only if still ours (a lock that expired and was taken by another run stays)."""
+        return bool(self._call("releasing a lock", lambda: self._unlock(keys=[self.keys.lock(name)], args=[token])))

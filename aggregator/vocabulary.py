@@ -98,6 +98,13 @@ LEVEL_CODES: dict[str, tuple[LevelOfCare, ...]] = {
 # Free text, tried in order; a matched span is blanked so "intensive outpatient" is not also
 # "outpatient".
 LEVEL_PHRASES: tuple[tuple[str, tuple[LevelOfCare, ...]], ...] = (
+    (r"\b(?:asam\s*(?:level\s*)?)?(?:3\.2|3\.7|4)-wm\b", (L.DETOX, L.INPATIENT)),
+    (r"\b(?:asam\s*(?:level\s*)?)?[12]-wm\b", (L.DETOX, L.OUTPATIENT)),
+    (r"\basam\s*(?:level\s*)?3\.[135]\b", (L.RESIDENTIAL,)),
+    (r"\basam\s*(?:level\s*)?(?:3\.7|4(?:\.0)?)\b", (L.INPATIENT,)),
+    (r"\basam\s*(?:level\s*)?2\.1\b", (L.IOP,)),
+    (r"\basam\s*(?:level\s*)?2\.5\b", (L.PHP,)),
+    (r"\basam\s*(?:level\s*)?1(?:\.0)?\b", (L.OUTPATIENT,)),
     (r"withdrawal management|detox\w*", (L.DETOX,)),
     (r"partial hospitali[sz]ation|day treatment|\bphp\b", (L.PHP,)),
     (r"intensive outpatient|\biop\b", (L.IOP,)),
@@ -200,7 +207,8 @@ LANGUAGE_NAMES: dict[str, str] = {
     "tagalog": "tl", "filipino": "tl", "vietnamese": "vi", "creole": "ht", "haitian creole": "ht",
     "french": "fr", "german": "de", "greek": "el", "hebrew": "he", "hindi": "hi", "italian": "it",
     "japanese": "ja", "polish": "pl", "portuguese": "pt", "navajo": "nv", "ojibwa": "oj",
-    "somali": "so", "amharic": "am", "urdu": "ur", "bengali": "bn", "punjabi": "pa",
+    "somali": "so", "amharic": "am", "samoan": "sm", "other chinese languages": "zh", "urdu": "ur",
+    "bengali": "bn", "punjabi": "pa",
     "ukrainian": "uk", "thai": "th", "lao": "lo", "swahili": "sw", "nepali": "ne",
 }
 LANGUAGE_CODES: dict[str, str] = {
@@ -214,17 +222,21 @@ _ISO_639_1 = frozenset(LANGUAGE_NAMES.values()) | frozenset(LANGUAGE_CODES.value
 # Availability status and accepting
 
 STATUS_WORDS: tuple[tuple[str, AvailabilityStatus], ...] = (
+    (r"^(?:n/?a|unknown|-+|—|\?|tbd|not reported|call|call for (?:availability|beds|details)|see notes)$",
+     AvailabilityStatus.UNKNOWN),
     (r"assessment|screening required|call to assess", AvailabilityStatus.ASSESSMENT_REQUIRED),
-    (r"wait ?list|waiting list", AvailabilityStatus.WAITLIST),
-    (r"\bfull\b|no (?:beds|openings|capacity|availability)|not available|at capacity|none",
-     AvailabilityStatus.FULL),
-    (r"closed|inactive|defunct", AvailabilityStatus.CLOSED),
-    (r"limited|few|low", AvailabilityStatus.LIMITED),
-    (r"available|open|yes|accepting|vacant|some|free|capacity", AvailabilityStatus.AVAILABLE),
-    (r"^(?:n/?a|unknown|-+|\?|tbd|not reported|call)$", AvailabilityStatus.UNKNOWN),
+    (r"wait\s*-?\s*list|waiting list", AvailabilityStatus.WAITLIST),
+    (r"temporarily closed|\bclosed\b|inactive|defunct", AvailabilityStatus.CLOSED),
+    (r"\bfull\b|\bno (?:beds|openings|capacity|availability|vacanc\w*)\b|\bunavailable\b|"
+     r"not (?:available|accepting)|\bat capacity\b|^none$|^no$", AvailabilityStatus.FULL),
+    (r"\blimited\b|\bfew\b|\blow\b", AvailabilityStatus.LIMITED),
+    (r"\bavailable\b|\bopen\b|^yes$|\baccepting\b|\bvacan(?:t|cy|cies)\b|\bsome\b|\bhas capacity\b",
+     AvailabilityStatus.AVAILABLE),
 )
 
 ACCEPTING_WORDS: tuple[tuple[str, Accepting], ...] = (
+    (r":\s*(?:no|false)$", Accepting.NO),
+    (r":\s*(?:yes|true)$", Accepting.NEW),
     (r"existing|current (?:clients|patients) only|existptonly|existptfam", Accepting.EXISTING_ONLY),
     (r"^(?:no|false|not accepting|nopt|n)$|not accepting", Accepting.NO),
     (r"^(?:yes|true|new|newpt|y|accepting)$|accepting new", Accepting.NEW),

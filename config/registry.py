@@ -175,6 +175,36 @@ def _availability(data: Any, where: str) -> AvailabilityMapping:
     return AvailabilityMapping(fields=fields, constants=constants)
 
 
+def _is_state_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and len(x) == 2 and x.isupper() for x in v)
+
+
+#: the options each format reads, and how to check a value: (test, what it must be)
+OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
+    "csv": {"delimiter": (lambda v: isinstance(v, str) and len(v) == 1, "one character")},
+    "json": {"ndjson": (lambda v: isinstance(v, bool), "true or false")},
+    "html": {"encoding": (lambda v: isinstance(v, str) and v, "an encoding name"),
+             "skip_rows": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                           "a whole number >= 0")},
+    "hsds": {},
+    "smart": {"rebase": (lambda v: isinstance(v, bool), "true or false"),
+              "states": (_is_state_list, "a list of 2-letter state codes, e.g. [\"MA\"]"),
+              "level_of_care": (lambda v: v in LevelOfCare._value2member_map_,
+                                f"one of {', '.join(m.value for m in LevelOfCare)}")},
+}
+
+
+def _check_options(fmt: str, options: Mapping[str, Any], where: str) -> None:
+    known = OPTIONS.get(fmt, {})
+    for key, value in options.items():
+        if key not in known:
+            names = ", ".join(known) or "none"
+            raise ConfigError(f"{where}: option '{key}' is not read by format '{fmt}' (its options: {names})")
+        test, what = known[key]
+        if not test(value):
+            raise ConfigError(f"{where}: option '{key}' must be {what}, not {value!r}")
+
+
 def _mapping(data: Any, where: str) -> RecordMapping:
     t = _Table(data, where)
     fields = _str_map(t.get("fields", dict, {}), f"{where}.fields", RECORD_FIELDS)
@@ -292,7 +322,7 @@ def _feed(data: Any, index: int, known_parsers: frozenset[str]) -> FeedConfig:
         credentials=credentials,
         push=push,
         parser=parser,
-        mapping=_mapping(t.get("mapping", dict, {}), f"{where}.mapping"),
+        mapping=(mapping := _mapping(t.get("mapping", dict, {}), f"{where}.mapping")),
         allow_private=allow_private,
         max_bytes=size(t.get("max_bytes", (str, int), "20MB"), f"{where}: key 'max_bytes'"),
         max_pages=t.get("max_pages", int, 50),
@@ -304,9 +334,11 @@ def _feed(data: Any, index: int, known_parsers: frozenset[str]) -> FeedConfig:
         enabled=t.get("enabled", bool, True),
     )
     t.done()
+    if not parser:
+        _check_options(fmt, mapping.options, f"{where}.mapping.options")
     if config.freshness_seconds < 60:
         raise ConfigError(f"{where}: key 'freshness' must be at least 1 minute")
-    if fmt in ("csv", "json", "html") and not parser and not config.mapping.fields:
+    if fmt in ("csv", "json", "html", "push") and not parser and not config.mapping.fields:
         raise ConfigError(f"{where}: key 'mapping.fields' is required for format '{fmt}' (or a 'parser')")
     return config
 

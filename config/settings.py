@@ -68,6 +68,8 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "redis_url": Setting("REDIS_URL", "", _redis_url,
                          "Redis for data, queue and caches. Empty: `centers` starts its own redis-server."),
+    "broker_url": Setting("CENTERS_BROKER_URL", "", _redis_url,
+                          "Celery broker. Empty: REDIS_URL's server, database 1 (data stays in its own)."),
     "data_dir": Setting("CENTERS_DATA_DIR", "var", str,
                         "Folder for the embedded Redis's data and append-only file."),
     "key_prefix": Setting("CENTERS_KEY_PREFIX", "cav:", str, "Prefix of every Redis key the service writes."),
@@ -96,6 +98,7 @@ SETTINGS: dict[str, Setting] = {
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = ""
+    broker_url: str = ""
     data_dir: str = "var"
     key_prefix: str = "cav:"
     feeds_file: str = ""
@@ -125,3 +128,21 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    def broker(self) -> str:
+        """The broker URL: CENTERS_BROKER_URL, else database 1 of REDIS_URL's server."""
+        if self.broker_url:
+            return self.broker_url
+        if not self.redis_url:
+            raise ConfigError("setting REDIS_URL is required to run workers (`centers serve` starts its own)")
+        base, _, db = self.redis_url.rpartition("/")
+        if base.endswith(("redis:/", "rediss:/")) or not db.isdigit():
+            return self.redis_url.rstrip("/") + "/1"
+        return f"{base}/{int(db) + 1}"
+
+    def registry_path(self) -> Path | None:
+        """The partner registry: CENTERS_FEEDS_FILE, else config/feeds.toml when present."""
+        if self.feeds_file:
+            return Path(self.feeds_file)
+        default = Path("config") / "feeds.toml"
+        return default if default.exists() else None

@@ -69,3 +69,10 @@ def test_golden(case: Path) -> None:
             pytest.fail(f"{expected_path} was missing and has been written: read it, then commit it")
     assert got == json.loads(expected_path.read_text())
 
+def test_there_is_a_golden_case_for_every_format() -> None:
+    formats = set()
+    for case in CASES.iterdir():
+        if (case / "feed.toml").exists():
+            [feed] = tomllib.loads((case / "feed.toml").read_text())["feed"]
+            formats.add(feed["format"])
+    assert formats >= {"csv", "json", "html", "hsds", "smart"}

@@ -1,0 +1,247 @@
+"""Feed runs against partner servers on 127.0.0.1: fetch, skip unchanged, hold, health, faults."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from aggregator.errors import TransientError
+from aggregator.fetch import Fetcher, new_session
+from aggregator.ingest import Pipeline
+from aggregator.lookup import near
+from aggregator.store import Store
+from config import registry
+from config.registry import FeedConfig
+from tests.integration.factories import NOW
+from tests.servers import LoopbackServer, Response
+
+HEADER = "ID,Name,State,ZIP,Lat,Lon,Services,Detox beds,Updated\n"
+
+
+def rows(n: int, start: int = 0, beds: int = 3) -> bytes:
+    lines = [f"C{i},Center {i},MA,02139,{42.36 + i / 10000:.5f},-71.10,DT,{beds},11/27/2026 9:45 AM"
+             for i in range(start, start + n)]
+    return (HEADER + "\n".join(lines) + "\n").encode()
+
+
+def csv_feed(url: str, **extra: object) -> FeedConfig:
+    table = {
+        "id": "beds", "format": "csv", "url": url, "allow_private": True, "timezone": "America/New_York",
+        "freshness": "24h", "timeout": 2,
+        "mapping": {
+            "fields": {"source_id": "ID", "name": "Name", "state": "State", "postal_code": "ZIP",
+                       "latitude": "Lat", "longitude": "Lon", "levels_of_care": "Services",
+                       "reported_at": "Updated"},
+            "availability": [{"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox beds"}}],
+        },
+        **extra,
+    }
+    [feed] = registry.parse({"feed": [table]}).feeds
+    return feed
+
+
+@pytest.fixture
+def partner() -> Iterator[LoopbackServer]:
+    server = LoopbackServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pipeline(store: Store) -> Pipeline:
+    clock = iter(NOW + timedelta(minutes=i) for i in range(10_000))
+    return Pipeline(store, Fetcher(new_session("center-availability-tests/1.0")), clock=lambda: next(clock))
+
+
+def csv(body: bytes, **headers: str) -> Response:
+    return Response(200, body, {"Content-Type": "text/csv", **headers})
+
+
+def test_a_run_stores_the_feed_and_records_health(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(5)))
+    outcome = pipeline.run(csv_feed(partner.url("/beds.csv")))
+    assert outcome.status == "applied"
+    assert len(near(store, zip="02139", now=NOW).results) == 5
+    health = store.feed_state("beds")
+    assert health["last_outcome"] == "applied" and health["accepted"] == "5" and health["rejected"] == "0"
+    assert health["newest_data_at"] == "2026-11-27T14:45:00Z"
+    assert partner.requests()[0].headers["user-agent"] == "center-availability-tests/1.0"
+
+
+def test_an_unchanged_body_writes_nothing(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(5)))
+    feed = csv_feed(partner.url("/beds.csv"))
+    pipeline.run(feed)
+    before = store.redis.dbsize(), store.redis.hgetall(store.keys.center("beds:C0"))
+    store.redis.config_resetstat()
+    assert pipeline.run(feed).status == "unchanged"
+    writes = {k: v for k, v in store.redis.info("commandstats").items()
+              if any(w in k for w in ("hset", "geoadd", "sadd", "eval", "del", "srem", "zrem"))}
+    assert set(writes) <= {"cmdstat_hset"}  # feed health only
+    assert writes.get("cmdstat_hset", {}).get("calls", 0) <= 2
+    assert (store.redis.dbsize(), store.redis.hgetall(store.keys.center("beds:C0"))) == before
+
+
+def test_a_304_is_not_parsed(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    def conditional(req: object) -> Response:
+        if getattr(req, "headers", {}).get("if-none-match") == '"v1"':
+            return Response(304)
+        return csv(rows(3), ETag='"v1"', **{"Last-Modified": "Fri, 27 Nov 2026 14:00:00 GMT"})
+
+    partner.route("/beds.csv", conditional)
+    feed = csv_feed(partner.url("/beds.csv"))
+    assert pipeline.run(feed).status == "applied"
+    assert pipeline.run(feed).status == "not_modified"
+    second = partner.requests()[1]
+    assert second.headers["if-none-match"] == '"v1"'
+    assert second.headers["if-modified-since"] == "Fri, 27 Nov 2026 14:00:00 GMT"
+    assert store.feed_state("beds")["last_outcome"] == "not_modified"
+
+
+def test_cache_control_max_age_is_honoured(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(2), **{"Cache-Control": "public, max-age=3600"}))
+    feed = csv_feed(partner.url("/beds.csv"))
+    pipeline.run(feed)
+    assert pipeline.run(feed).status == "waiting"  # a minute later: the partner said an hour
+    assert len(partner.requests()) == 1
+    assert pipeline.run(feed, force=True).status == "applied"  # an operator's "run now" still runs
+
+
+def test_a_run_that_would_empty_or_gut_the_feed_is_held_for_an_operator(
+        store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(10)))
+    feed = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
+    pipeline.run(feed)
+    partner.route("/beds.csv", csv(rows(4)))  # 6 of 10 gone
+    outcome = pipeline.run(feed)
+    assert outcome.status == "held"
+    assert len(store.feed_members("beds")) == 10  # nothing applied
+    health = store.feed_state("beds")
+    assert "remove 6 of 10 centers (60%" in health["held_reason"]
+    released = pipeline.release(feed, by="operator-7")
+    assert released.status == "applied"
+    assert len(store.feed_members("beds")) == 4
+    assert "held_reason" not in store.feed_state("beds")
+    assert store.held_snapshot("beds") is None
+
+
+def test_a_small_change_is_applied(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(10)))
+    feed = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
+    pipeline.run(feed)
+    partner.route("/beds.csv", csv(rows(9, start=1)))
+    assert pipeline.run(feed).status == "applied"
+
+
+BIG = 200_000
+
+
+@pytest.mark.parametrize(
+    ("response", "kind", "message"),
+    [
+        (Response(500, b"oops"), "fetch_transient", "HTTP 500"),
+        (Response(503, b"busy", {"Retry-After": "120"}), "fetch_transient", "HTTP 503"),
+        (Response(404, b"gone"), "fetch_permanent", "HTTP 404"),
+        (Response(200, b"late", {"Content-Type": "text/csv"}, delay=3), "fetch_transient", "timed out"),
+        (Response(200, HEADER.encode() + b"C1,A,MA,02139", {"Content-Type": "text/csv", "Content-Length": "500"},
+                  truncate_to=40), "fetch_transient", "cut short"),
+        (Response(200, b"<html><body>Please log in</body></html>", {"Content-Type": "text/html"}),
+         "fetch_permanent", "content type 'text/html' cannot be a csv feed"),
+        (Response(200, b"x" * BIG, {"Content-Type": "text/csv"}), "fetch_permanent", "cap"),
+        (Response(200, gzip.compress(b"y" * (BIG * 20)), {"Content-Type": "text/csv", "Content-Encoding": "gzip"}),
+         "fetch_permanent", "decompressed"),
+        (Response(200, b"Identifier,Title\n1,A\n", {"Content-Type": "text/csv"}), "parse", "columns missing"),
+        (Response(200, b"", {"Content-Type": "text/csv"}), "parse", "empty"),
+        (Response(200, b"\x00\x01\x02\x03", {"Content-Type": "text/csv"}), "parse", "NUL"),
+        (Response(200, b"x", {"Content-Type": "text/csv"}, chunks=[b"ID,", b"Na"], delay=1.2), "fetch_transient",
+         "total time limit"),
+    ],
+    ids=["500", "503", "404", "timeout", "truncated", "login-page", "over-cap", "gzip-bomb", "layout-change",
+         "empty", "binary", "slowloris"],
+)
+def test_a_faulty_source_keeps_the_last_good_data_and_says_why(
+        store: Store, partner: LoopbackServer, pipeline: Pipeline, response: Response, kind: str, message: str) -> None:
+    partner.route("/beds.csv", csv(rows(5)))
+    feed = csv_feed(partner.url("/beds.csv"), max_bytes=BIG // 2)
+    pipeline.run(feed)
+    partner.route("/beds.csv", response)
+    try:
+        outcome = pipeline.run(feed, force=True)
+    except TransientError:
+        outcome = None
+    health = store.feed_state("beds")
+    assert health["last_error_kind"] == kind
+    assert message in health["last_error"]
+    assert health["consecutive_failures"] == "1"
+    assert health["last_success"]  # the earlier success is still on record
+    assert (outcome is None) == (kind == "fetch_transient")
+    assert len(near(store, zip="02139", now=NOW).results) == 5  # the previous snapshot stands
+    if "Retry-After" in response.headers:
+        assert float(health["next_fetch_after"]) >= NOW.timestamp() + 120
+
+
+def test_stale_data_after_failures_ages_into_unknown(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(1)))
+    feed = csv_feed(partner.url("/beds.csv"), freshness="1h")
+    pipeline.run(feed)
+    partner.route("/beds.csv", Response(500))
+    with pytest.raises(TransientError):
+        pipeline.run(feed, force=True)
+    [hit] = near(store, zip="02139", now=NOW + timedelta(hours=3)).results
+    assert hit.availability[0]["status"] == "unknown"  # never "0 beds", never the old "3 beds" as live
+
+
+def test_private_destinations_are_refused_unless_allow_listed(store: Store, partner: LoopbackServer) -> None:
+    partner.route("/beds.csv", csv(rows(1)))
+    fetcher = Fetcher(new_session("t"))
+    pipeline = Pipeline(store, fetcher, clock=lambda: NOW)
+    feed = csv_feed(partner.url("/beds.csv"))
+    unlisted = FeedConfig(**{**feed.__dict__, "allow_private": False})
+    outcome = pipeline.run(unlisted, force=True)
+    assert outcome.status == "failed"
+    assert "refused destination 127.0.0.1" in outcome.error
+    assert partner.requests() == []
+
+
+def test_redirects_are_checked_on_every_hop(store: Store, partner: LoopbackServer) -> None:
+    # a public-looking host that redirects into the private network
+    partner.route("/start", Response(302, b"", {"Location": "http://10.0.0.5/secret"}))
+    fetcher = Fetcher(new_session("t"), resolver=lambda host, port: ["93.184.216.34"] if host == "partner.example"
+                      else ["10.0.0.5"])
+    session = fetcher.session
+
+    def via_loopback(url: str, **kw: object) -> object:
+        return session.__class__.get(session, url.replace("http://partner.example", partner.url("")), **kw)
+
+    session.get = via_loopback  # type: ignore[method-assign]
+    from aggregator.errors import FetchPermanent
+
+    with pytest.raises(FetchPermanent, match=r"refused destination 10\.0\.0\.5"):
+        fetcher.get("http://partner.example/start", fmt="csv", max_bytes=1000, timeout=2)
+
+
+def test_credentials_come_from_the_environment_and_stay_on_the_host(store: Store, partner: LoopbackServer) -> None:
+    partner.route("/beds.csv", csv(rows(1)))
+    feed = csv_feed(partner.url("/beds.csv"), credentials={"header": "Authorization", "env": "BEDS_TOKEN",
+                                                          "scheme": "Bearer"})
+    pipeline = Pipeline(store, Fetcher(new_session("t")), environ={"BEDS_TOKEN": "s3cret"}, clock=lambda: NOW)
+    assert pipeline.run(feed).status == "applied"
+    assert partner.requests()[0].headers["authorization"] == "Bearer s3cret"
+    missing = Pipeline(store, Fetcher(new_session("t")), environ={}, clock=lambda: NOW).run(feed, force=True)
+    assert missing.status == "failed"
+    assert "BEDS_TOKEN is not set" in missing.error
+    assert "s3cret" not in json.dumps(store.feed_state("beds"))
+
+
+def test_a_feed_never_runs_twice_at_once(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(1)))
+    feed = csv_feed(partner.url("/beds.csv"))
+    token = store.acquire_lock("feed:beds", 60)
+    assert token is not None
+    assert pipeline.run_locked(feed).status == "busy"
+    store.release_lock("feed:beds", token)
+    assert pipeline.run_locked(feed).status == "applied"

@@ -1,0 +1,124 @@
+"""The Celery application: ``create_app(settings, registry)``; ``app`` is what ``celery -A`` runs.
+
+Configured for a Redis broker per the reliability notes: JSON only; late acks with idempotent tasks;
+rejection on a lost worker; prefetch of one; soft and hard time limits well below the broker's
+visibility timeout; unlimited broker reconnects; long tasks cancelled on connection loss; children
+recycled by task count and memory. Clients (Redis, the HTTP session, the geocoder) are built per
+worker process, after the fork, and handed to the core: tasks stay thin.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import requests
+from celery import Celery
+from celery.signals import worker_process_init
+
+from aggregator.fetch import Fetcher, new_session
+from aggregator.geocode import Geocoder, GeocoderConfig
+from aggregator.ingest import Pipeline
+from aggregator.store import Store
+from config import registry as registry_module
+from config.registry import Registry
+from config.settings import Settings
+from workers import schedule
+
+VISIBILITY_TIMEOUT = 1800
+SOFT_TIME_LIMIT = 240
+HARD_TIME_LIMIT = 300
+assert SOFT_TIME_LIMIT < HARD_TIME_LIMIT < VISIBILITY_TIMEOUT
+
+
+class WorkerContext:
+    """What tasks need, built lazily in each worker process (never shared across a fork)."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.from_url(self.settings.redis_url, self.settings.key_prefix)
+
+    @cached_property
+    def session(self) -> requests.Session:
+        return new_session(self.settings.user_agent)
+
+    @cached_property
+    def geocoder(self) -> Geocoder | None:
+        config = GeocoderConfig.from_settings(self.settings)
+        return Geocoder(self.store, config) if config.enabled else None
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.store, Fetcher(self.session), geocoder=self.geocoder, environ=dict(os.environ))
+
+    def reset(self) -> None:
+        for name in ("store", "session", "geocoder", "pipeline"):
+            self.__dict__.pop(name, None)
+
+
+def load_registry(settings: Settings) -> Registry:
+    path = settings.registry_path()
+    return registry_module.load(path) if path is not None else Registry(())
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    registry = registry if registry is not None else load_registry(settings)
+    app = Celery("centers", include=["workers.tasks"])
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT, "socket_timeout": 5, "socket_connect_timeout": 5,
+                 "health_check_interval": 30, "retry_on_timeout": True}
+    app.conf.update(
+        broker_url=settings.broker(),
+        broker_transport_options=transport,
+        result_backend=None,
+        task_ignore_result=True,
+        result_expires=3600,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=SOFT_TIME_LIMIT,
+        task_time_limit=HARD_TIME_LIMIT,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=30.0,
+        worker_enable_soft_shutdown_on_idle=True,
+        worker_max_tasks_per_child=200,
+        worker_max_memory_per_child=400_000,
+        task_default_queue="feeds",
+        task_routes={"geocode.*": {"queue": "geocode"}, "feeds.*": {"queue": "feeds"}},
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2,
+                                   "interval_max": 0.5},
+        beat_schedule=schedule.build(registry),
+        beat_schedule_filename=str(Path(settings.data_dir) / "celerybeat-schedule"),
+        timezone="UTC",
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+    )
+    app.centers = WorkerContext(settings, registry)
+    return app
+
+
+def context(app: Any) -> WorkerContext:
+    ctx: WorkerContext = app.centers
+    return ctx
+
+
+@worker_process_init.connect
+def _fresh_clients(**_kwargs: Any) -> None:
+    """A forked child must not reuse its parent's sockets."""
+    current = globals().get("app")
+    if current is not None:
+        context(current).reset()
+
+
+app = create_app() if os.environ.get("CENTERS_NO_APP") != "1" else Celery("centers")

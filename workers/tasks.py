@@ -1,0 +1,54 @@
+"""Thin tasks: an id in, one call into ``aggregator``, retries decided by the error's type.
+
+Transient errors retry with exponential backoff and full jitter (or the server's Retry-After),
+capped well below the broker's visibility timeout; permanent errors are recorded in feed health
+and not retried. Every task is idempotent: a feed run replaces the feed's snapshot as a whole.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from aggregator.errors import TransientError
+from aggregator.geocode import retry_pending
+from workers.celery_app import context
+
+MAX_RETRIES = 5
+BACKOFF_BASE = 5.0
+BACKOFF_MAX = 600.0
+
+
+def backoff(retries: int, retry_after: float | None = None) -> float:
+    if retry_after:
+        return min(retry_after, BACKOFF_MAX)
+    return random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2 ** retries))
+
+
+@shared_task(name="feeds.run", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def run_feed(self: Task, feed_id: str, force: bool = False) -> dict[str, Any]:
+    ctx = context(self.app)
+    try:
+        feed = ctx.registry.get(feed_id)
+    except KeyError:
+        return {"feed_id": feed_id, "status": "failed", "error": "no such feed in the registry"}
+    try:
+        return ctx.pipeline.run_locked(feed, force=force).as_dict()
+    except TransientError as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc.retry_after)) from exc
+    except SoftTimeLimitExceeded:
+        ctx.pipeline.record_failure(feed_id, "time_limit", "the run took longer than the time limit; nothing "
+                                                           "was written")
+        return {"feed_id": feed_id, "status": "failed", "error": "time limit"}
+
+
+@shared_task(name="geocode.retry_pending", bind=True, acks_late=True)
+def geocode_retry_pending(self: Task) -> dict[str, int]:
+    ctx = context(self.app)
+    if ctx.geocoder is None:
+        return {}
+    return retry_pending(ctx.store, ctx.geocoder, datetime.now(UTC))
