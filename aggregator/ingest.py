@@ -200,7 +200,7 @@ class Pipeline:
                 return RunOutcome(feed.id, "unchanged", documents=len(documents))
             say(f"parsing {len(documents)} document(s), {sum(len(d.body) for d in documents):,} bytes")
             raws = parser_for(feed.parser or feed.format)(documents, feed.mapping)
-            if not raws:
+            if not raws and not self.store.feed_members(feed.id):
                 raise ParseError("the feed contained no records (empty export, or a page of another shape)")
             ctx = context_for(feed, now)
             centers, observations, report = normalize_all(raws, ctx)

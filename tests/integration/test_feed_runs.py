@@ -245,3 +245,50 @@ def test_a_feed_never_runs_twice_at_once(store: Store, partner: LoopbackServer, 
     assert pipeline.run_locked(feed).status == "busy"
     store.release_lock("feed:beds", token)
     assert pipeline.run_locked(feed).status == "applied"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:6379/", "http://[::1]/", "http://0x7f000001/",
+     "http://2130706433/", "http://[::ffff:10.0.0.1]/", "http://10.0.0.5/", "http://100.64.0.1/",
+     "file:///etc/passwd", "gopher://partner.example/", "https://user:pw@partner.example/"],
+)
+def test_dangerous_destinations_are_refused_before_any_connection(url: str) -> None:
+    from aggregator.errors import FetchPermanent
+
+    def resolver(host: str, port: int) -> list[str]:  # what the system resolver answers for each
+        import socket
+
+        try:
+            return [socket.getaddrinfo(host, port)[0][4][0]]
+        except OSError:
+            return ["93.184.216.34"]
+
+    fetcher = Fetcher(new_session("t"), resolver=resolver)
+    with pytest.raises(FetchPermanent, match="refused destination|only http|user names"):
+        fetcher.get(url, fmt="csv", max_bytes=1000, timeout=2)
+
+
+def test_feed_health_lists_held_and_failing_feeds_first(store: Store, partner: LoopbackServer,
+                                                        pipeline: Pipeline) -> None:
+    from aggregator.health import feed_health
+
+    partner.route("/a.csv", csv(rows(10)))
+    partner.route("/b.csv", csv(rows(3)))
+    held = FeedConfig(**{**csv_feed(partner.url("/a.csv")).__dict__, "id": "a-held"})
+    failing = FeedConfig(**{**csv_feed(partner.url("/b.csv")).__dict__, "id": "b-failing"})
+    fine = FeedConfig(**{**csv_feed(partner.url("/b.csv")).__dict__, "id": "c-fine"})
+    never = FeedConfig(**{**csv_feed(partner.url("/b.csv")).__dict__, "id": "d-never"})
+    for f in (held, failing, fine):
+        pipeline.run(f)
+    partner.route("/a.csv", csv(b"ID,Name,State,ZIP,Lat,Lon,Services,Detox beds,Updated\n"))
+    pipeline.run(held, force=True)  # empty export: held, not applied
+    partner.route("/b.csv", Response(404))
+    pipeline.run(failing, force=True)
+    health = feed_health([fine, never, failing, held], store, NOW + timedelta(minutes=30))
+    assert [(h["id"], h["status"]) for h in health] == [
+        ("a-held", "held"), ("b-failing", "failing"), ("d-never", "never_run"), ("c-fine", "ok")]
+    assert "remove all 10 centers" in health[0]["held"]["reason"]
+    assert health[1]["last_error"].endswith("HTTP 404")
+    assert health[3]["data_age_seconds"] == 45 * 60  # reported 9:45 local, asked at 10:30 local
+    assert health[3]["accepted"] == 3

@@ -1,0 +1,70 @@
+"""Feed health for operators: every feed's last attempt, success and error, counts, data age.
+
+Held (quarantined) feeds come first, then failing and stale ones, then the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from aggregator.store import Store
+from config.registry import FeedConfig
+
+_ORDER = {"held": 0, "failing": 1, "stale": 2, "never_run": 3, "ok": 4}
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _json(text: str | None, default: Any) -> Any:
+    try:
+        return json.loads(text) if text else default
+    except ValueError:
+        return default
+
+
+def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> list[dict[str, Any]]:
+    states = store.feed_states([f.id for f in feeds])
+    out = []
+    for feed in feeds:
+        s = states.get(feed.id, {})
+        newest = _when(s.get("newest_data_at"))
+        age = int((now - newest).total_seconds()) if newest else None
+        failures = int(s.get("consecutive_failures") or 0)
+        held = {"reason": s["held_reason"], "at": s.get("held_at")} if s.get("held_reason") else None
+        stale = age is None or age > feed.freshness_seconds
+        if held:
+            status = "held"
+        elif failures:
+            status = "failing"
+        elif not s.get("last_success"):
+            status = "never_run"
+        elif stale:
+            status = "stale"
+        else:
+            status = "ok"
+        out.append({
+            "id": feed.id, "partner": feed.partner, "format": feed.format, "source": feed.source.value,
+            "url": feed.url, "enabled": feed.enabled, "schedule_seconds": feed.schedule_seconds,
+            "freshness_seconds": feed.freshness_seconds, "status": status, "stale": stale, "held": held,
+            "last_attempt": s.get("last_attempt"), "last_success": s.get("last_success"),
+            "last_checked": s.get("last_checked"), "last_outcome": s.get("last_outcome"),
+            "last_error": s.get("last_error"), "last_error_kind": s.get("last_error_kind"),
+            "last_error_at": s.get("last_error_at"), "consecutive_failures": failures,
+            "records": int(s.get("records") or 0), "accepted": int(s.get("accepted") or 0),
+            "rejected": int(s.get("rejected") or 0), "observations": int(s.get("observations") or 0),
+            "problems_by_reason": _json(s.get("problems_by_reason"), {}),
+            "rejections": _json(s.get("rejections"), []),
+            "newest_data_at": s.get("newest_data_at") or None, "data_age_seconds": age,
+        })
+    out.sort(key=lambda h: (_ORDER[h["status"]], h["id"]))
+    return out
