@@ -265,7 +265,7 @@ def test_dangerous_destinations_are_refused_before_any_connection(url: str) -> N
             return ["93.184.216.34"]
 
     fetcher = Fetcher(new_session("t"), resolver=resolver)
-    with pytest.raises(FetchPermanent, match="refused destination|only http|user names"):
+    with pytest.raises(FetchPermanent, match=r"refused destination|only http|user names"):
         fetcher.get(url, fmt="csv", max_bytes=1000, timeout=2)
 
 
