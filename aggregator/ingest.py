@@ -23,6 +23,7 @@ from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
 from aggregator.model import Availability, Center, Rejection
 from aggregator.normalize import FeedContext, normalize_record
+from aggregator.push import parse_push
 from aggregator.store import ReplaceResult, Store
 from config.registry import FeedConfig
 
@@ -185,7 +186,7 @@ class Pipeline:
         state = self.store.feed_state(feed.id)
         if not force and float(state.get("next_fetch_after") or 0) > now.timestamp():
             return RunOutcome(feed.id, "waiting")
-        self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)})
+        self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)}, increment="runs")
         try:
             say(f"fetching {feed.url}")
             documents, first = self._fetch_all(feed, state, force)
@@ -223,6 +224,7 @@ class Pipeline:
             if retry_after:
                 values["next_fetch_after"] = now.timestamp() + min(retry_after, 3600)
             self.store.set_feed_state(feed.id, values, increment="consecutive_failures")
+            self.store.set_feed_state(feed.id, {}, increment="failures")
             if isinstance(exc, TransientError):
                 raise
             return RunOutcome(feed.id, "failed", error=str(exc), error_kind=exc.kind)
@@ -291,11 +293,50 @@ class Pipeline:
         }
 
     def _apply(self, feed: FeedConfig, centers: list[Center], observations: list[Availability],
-               report: IngestReport, now: datetime, say: Callable[[str], None]) -> None:
+               report: IngestReport, now: datetime, say: Callable[[str], None], *, partial: bool = False) -> None:
         say(f"placing {len(centers)} centers")
         placed, report.placement = place_all(centers, self.geocoder, now)
         say("storing the snapshot")
-        report.stored = self.store.replace_feed(feed.id, placed, observations, now=now, source=feed.source.value)
+        report.stored = self.store.replace_feed(feed.id, placed, observations, now=now, source=feed.source.value,
+                                                partial=partial)
+
+    # ------------------------------------------------------------------------------------ push
+
+    def apply_push(self, feed: FeedConfig, ingest_id: str) -> dict[str, Any]:
+        """Apply a stored partner push: an update of the centers it carries (nothing else removed).
+
+        Idempotent: a push already done is not applied twice. The result is kept with the push."""
+        record = self.store.push_record(ingest_id)
+        if record is None:
+            return {"ingest_id": ingest_id, "status": "missing"}
+        if record.get("status") in (b"done", b"failed"):
+            return {"ingest_id": ingest_id, "status": record["status"].decode()}
+        now = self.clock()
+        self.store.update_push(ingest_id, {"status": "processing", "started_at": _iso(now)})
+        self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)})
+        try:
+            kind = record["kind"].decode()
+            raws = parse_push(record["body"], kind, feed.mapping, f"push {ingest_id}")
+            centers, observations, report = normalize_all(raws, context_for(feed, now))
+            self._apply(feed, centers, observations, report, now, lambda _m: None, partial=True)
+        except AggregatorError as exc:
+            self.store.update_push(ingest_id, {"status": "failed", "error": str(exc)[:500],
+                                               "error_kind": exc.kind, "finished_at": _iso(self.clock())})
+            self.store.set_feed_state(feed.id, {"last_error": f"push {ingest_id}: {exc}"[:500],
+                                                "last_error_kind": exc.kind, "last_error_at": _iso(now),
+                                                "last_outcome": "failed"}, increment="consecutive_failures")
+            if isinstance(exc, TransientError):
+                raise
+            return {"ingest_id": ingest_id, "status": "failed", "error": str(exc)}
+        rejections = [r.model_dump() for r in report.rejections + report.field_problems]
+        self.store.update_push(ingest_id, {
+            "status": "done", "finished_at": _iso(self.clock()), "records": report.records,
+            "accepted": report.accepted, "rejected": report.rejected, "observations": report.observations,
+            "rejections": json.dumps(rejections),
+        })
+        self.store.set_feed_state(feed.id, {**self._success(report, now), "consecutive_failures": 0},
+                                  delete=("last_error", "last_error_kind", "last_error_at"))
+        return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 
     # ------------------------------------------------------------------------------ quarantine
 

@@ -14,6 +14,9 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     feed:{feed_id}:state   hash  feed health: last attempt/success/error, counts, validators, digest
     feed:{feed_id}:held    str   a quarantined snapshot waiting for an operator (JSON)
     lock:{name}            str   a lock's token (SET NX PX), e.g. one run per feed at a time
+    push:{ingest_id}       hash  a partner push, stored before it is acknowledged, then its result
+    push:event:{feed}:{id} str   the ingest that accepted a partner's event id (replay protection)
+    rate:{client}          str   requests in the current window (per-client rate limit)
     geocode:c:{digest}     str   a geocoder answer (found or not found), with a time to live
     geocode:retry          zset  center ids to geocode again after an outage (score: when)
     limit:{name}           str   next free slot of a shared rate limit (epoch ms)
@@ -81,6 +84,15 @@ class Keys:
 
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{name}"
+
+    def push(self, ingest_id: str) -> str:
+        return f"{self.prefix}push:{ingest_id}"
+
+    def push_event(self, feed_id: str, event_id: str) -> str:
+        return f"{self.prefix}push:event:{feed_id}:{event_id}"
+
+    def rate(self, client: str) -> str:
+        return f"{self.prefix}rate:{client}"
 
     def geocode_answer(self, digest: str) -> str:
         return f"{self.prefix}geocode:c:{digest}"
@@ -151,8 +163,10 @@ class ReplaceResult:
         return bool(self.added or self.updated or self.removed or self.observations_written)
 
 
-def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50) -> redis.Redis:
-    """A client with explicit timeouts and bounded, jittered retries (never block forever)."""
+def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50, retries: int = 2) -> redis.Redis:
+    """A client with explicit timeouts and bounded, jittered retries (never block forever).
+
+    The HTTP API uses a short timeout and no retries: while Redis is down it must answer 503 fast."""
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -160,8 +174,8 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50) -> red
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), 2),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError] if retries else [],
     )
     return redis.Redis(connection_pool=pool)
 
@@ -178,6 +192,10 @@ class Store:
         self._prune_src = prelude + _lua("prune")
         self._compose_src = prelude + _lua("compose")
         self._ratelimit = client.register_script(_lua("ratelimit"))
+        self._accept_push = client.register_script(_lua("accept_push"))
+        self._rate = client.register_script(
+            "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+            "return {n, redis.call('PTTL', KEYS[1])}")
         self._unlock = client.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 
@@ -287,12 +305,14 @@ class Store:
         *,
         now: datetime,
         source: str | None = None,
+        partial: bool = False,
     ) -> ReplaceResult:
         """Make ``centers`` the feed's whole snapshot, atomically and idempotently.
 
         Centers that left the feed leave every index; unchanged centers are not rewritten; the
         feed's own observations (``source``) for levels a center no longer reports are dropped.
-        One MULTI/EXEC: a concurrent reader sees the old snapshot or the new one, never a mix."""
+        One MULTI/EXEC: a concurrent reader sees the old snapshot or the new one, never a mix.
+        ``partial``: an update of some centers (a partner's push): nothing else is removed."""
         new = {c.id: c for c in centers}
         obs = list(observations)
         for c in new.values():
@@ -303,8 +323,8 @@ class Store:
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(members_key)
-                    result = self._queue_replace(pipe, feed_id, new, obs, now, source)
+                    pipe.watch(members_key, k.feed_meta(feed_id))
+                    result = self._queue_replace(pipe, feed_id, new, obs, now, source, partial)
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
@@ -325,9 +345,11 @@ class Store:
         obs: list[Availability],
         now: datetime,
         source: str | None,
+        partial: bool,
     ) -> ReplaceResult:
         k = self.keys
-        old_ids = sorted(m.decode() for m in pipe.smembers(k.feed_members(feed_id)))
+        all_ids = {_str(m) for m in pipe.smembers(k.feed_members(feed_id))}
+        old_ids = sorted(all_ids & set(new)) if partial else sorted(all_ids)
         old: dict[str, tuple[bytes | None, set[str]]] = {}
         if old_ids:
             reader = self.redis.pipeline(transaction=False)
@@ -394,14 +416,15 @@ class Store:
             pipe.srem(k.needs_location, *located_ok)
         if result.needs_location:
             pipe.sadd(k.needs_location, *result.needs_location)
-        pipe.delete(k.feed_members(feed_id))
+        if not partial:
+            pipe.delete(k.feed_members(feed_id))
         if new:
             pipe.sadd(k.feed_members(feed_id), *sorted(new))
             pipe.sadd(k.feeds, feed_id)
-        else:
+        elif not partial:
             pipe.srem(k.feeds, feed_id)
         pipe.hset(k.feed_meta(feed_id), mapping={
-            "centers": len(new), "replaced_at": now.isoformat(),
+            "centers": len(all_ids | set(new)) if partial else len(new), "replaced_at": now.isoformat(),
         })
         if recomposed:
             pipe.eval(self._compose_src, 0, k.prefix, *recomposed)
@@ -594,3 +617,37 @@ class Store:
     def release_lock(self, name: str, token: str) -> bool:
         """Release only if still ours (a lock that expired and was taken by another run stays)."""
         return bool(self._call("releasing a lock", lambda: self._unlock(keys=[self.keys.lock(name)], args=[token])))
+
+    # ------------------------------------------------------------------------------------ pushes
+
+    def accept_push(self, feed_id: str, event_id: str, ingest_id: str, fields: Mapping[str, bytes | str],
+                    *, event_ttl: int = 86400, push_ttl: int = 7 * 86400) -> str | None:
+        """Store a push durably under ``ingest_id``, once per (feed, event id).
+
+        Returns None when stored, else the ingest id that already accepted this event id."""
+        args: list[Any] = [ingest_id, event_ttl, push_ttl]
+        for k, v in fields.items():
+            args.extend((k, v))
+        existing = self._call("storing a push", lambda: self._accept_push(
+            keys=[self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id)], args=args))
+        return None if existing in (None, b"", "") else _str(existing)
+
+    def forget_push(self, feed_id: str, event_id: str, ingest_id: str) -> None:
+        """Undo ``accept_push`` (it could not be queued): the partner may retry with the same event id."""
+        self._call("forgetting a push", lambda: self.redis.delete(self.keys.push_event(feed_id, event_id),
+                                                                    self.keys.push(ingest_id)))
+
+    def push_record(self, ingest_id: str) -> dict[str, bytes] | None:
+        raw = self._call("reading a push", lambda: self.redis.hgetall(self.keys.push(ingest_id)))
+        return {_str(k): v for k, v in raw.items()} if raw else None
+
+    def update_push(self, ingest_id: str, values: Mapping[str, str | int]) -> None:
+        self._call("updating a push", lambda: self.redis.hset(self.keys.push(ingest_id),
+                                                              mapping=dict(values)))  # type: ignore[arg-type]
+
+    # ----------------------------------------------------------------------------- rate limits
+
+    def count_request(self, client: str, window_ms: int) -> tuple[int, int]:
+        """Count one request of ``client`` in a fixed window: (requests so far, ms until the window ends)."""
+        n, pttl = self._call("rate limiting", lambda: self._rate(keys=[self.keys.rate(client)], args=[window_ms]))
+        return int(n), max(0, int(pttl))

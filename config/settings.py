@@ -31,11 +31,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number (0 for any free port)")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise ValueError("must be a positive number")
     return value
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _tokens(text: str) -> tuple[tuple[str, str], ...]:
+    """'alice:t0k3n, t0k3n2' -> (("alice", "t0k3n"), ("operator", "t0k3n2")); tokens of 16+ characters."""
+    out = []
+    for part in _csv_list(text):
+        name, sep, token = part.partition(":")
+        if not sep:
+            name, token = "operator", part
+        if len(token) < 16:
+            raise ValueError("each operator token must be at least 16 characters")
+        out.append((name.strip() or "operator", token.strip()))
+    return tuple(out)
 
 
 def _scheme(text: str) -> str:
@@ -79,6 +103,20 @@ SETTINGS: dict[str, Setting] = {
                         "Phone number offered when a search finds nothing."),
     "user_agent": Setting("CENTERS_USER_AGENT", "center-availability/0.1 (helpline capacity aggregator)",
                           str, "User-Agent sent to partner feeds and the geocoder (identify your deployment)."),
+    "operator_tokens": Setting("CENTERS_OPERATOR_TOKENS", "", _tokens,
+                               "Operator bearer tokens, comma-separated, each 'name:token' (name shown in "
+                               "reports) or a bare token. Empty: operator endpoints refuse everyone."),
+    "cors_origins": Setting("CENTERS_CORS_ORIGINS", "", _csv_list,
+                            "Origins allowed to call the public API from a browser, comma-separated ('*' for any)."),
+    "rate_limit": Setting("CENTERS_RATE_LIMIT", "120", _positive_int,
+                          "Public requests per client per minute before 429."),
+    "trust_proxy": Setting("CENTERS_TRUST_PROXY", "false", _bool,
+                           "Take the client address from X-Forwarded-For (only behind your own proxy)."),
+    "push_max_bytes": Setting("CENTERS_PUSH_MAX_BYTES", "5000000", _positive_int, "Largest push body (413 above)."),
+    "public_max_age": Setting("CENTERS_PUBLIC_MAX_AGE", "10", _positive_int,
+                              "Cache-Control max-age, seconds, of public search answers."),
+    "api_host": Setting("CENTERS_API_HOST", "127.0.0.1", str, "Address `centers serve` binds the HTTP API to."),
+    "api_port": Setting("CENTERS_API_PORT", "8000", _port, "Port of the HTTP API (0: a free port)."),
     "geocoder": Setting("CENTERS_GEOCODER", "nominatim", str,
                         "geopy geocoder name (nominatim, photon, pelias, ...); 'none': ZIP centroids only."),
     "geocoder_domain": Setting("CENTERS_GEOCODER_DOMAIN", "nominatim.openstreetmap.org", str,
@@ -104,6 +142,14 @@ class Settings:
     feeds_file: str = ""
     helpline: str = "1-800-662-4357"
     user_agent: str = "center-availability/0.1 (helpline capacity aggregator)"
+    operator_tokens: tuple[tuple[str, str], ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    rate_limit: int = 120
+    trust_proxy: bool = False
+    push_max_bytes: int = 5_000_000
+    public_max_age: int = 10
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
     geocoder: str = "nominatim"
     geocoder_domain: str = "nominatim.openstreetmap.org"
     geocoder_scheme: str = "https"

@@ -52,3 +52,29 @@ def geocode_retry_pending(self: Task) -> dict[str, int]:
     if ctx.geocoder is None:
         return {}
     return retry_pending(ctx.store, ctx.geocoder, datetime.now(UTC))
+
+
+@shared_task(name="feeds.ingest_push", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def ingest_push(self: Task, feed_id: str, ingest_id: str) -> dict[str, Any]:
+    ctx = context(self.app)
+    try:
+        feed = ctx.registry.get(feed_id)
+    except KeyError:
+        return {"ingest_id": ingest_id, "status": "failed", "error": "no such feed in the registry"}
+    try:
+        return ctx.pipeline.apply_push(feed, ingest_id)
+    except TransientError as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc.retry_after)) from exc
+
+
+@shared_task(name="feeds.release", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def release_feed(self: Task, feed_id: str, by: str = "") -> dict[str, Any]:
+    ctx = context(self.app)
+    try:
+        feed = ctx.registry.get(feed_id)
+    except KeyError:
+        return {"feed_id": feed_id, "status": "failed", "error": "no such feed in the registry"}
+    try:
+        return ctx.pipeline.release(feed, by=by).as_dict()
+    except TransientError as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc.retry_after)) from exc

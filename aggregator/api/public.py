@@ -1,0 +1,136 @@
+"""Public routes: the near-you search and a center by id. No login; rate limited per client."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from aggregator import lookup
+from aggregator.api.common import ApiError, client_address, json_response, state_of
+from aggregator.model import LevelOfCare, Payment, Population
+
+router = APIRouter(tags=["public"])
+
+
+def rate_limited(request: Request) -> None:
+    st = state_of(request)
+    client = client_address(request, st.settings.trust_proxy)
+    count, remaining_ms = st.store.count_request(client, 60_000)
+    if count > st.settings.rate_limit:
+        retry = max(1, (remaining_ms + 999) // 1000)
+        raise ApiError(429, "rate_limited", f"more than {st.settings.rate_limit} requests a minute; retry in "
+                                            f"{retry} s", headers={"Retry-After": str(retry)})
+
+
+class Availability(BaseModel):
+    level_of_care: str
+    status: str = Field(description="available, limited, waitlist, full, assessment_required, closed or unknown")
+    beds_available: int | None = None
+    beds_total: int | None = None
+    accepting: str | None = None
+    waitlist_size: int | None = None
+    notes: str = ""
+    source: str | None = None
+    reported_at: str | None = Field(None, description="what the partner asserts, UTC")
+    checked_at: str | None = None
+    changed_at: str | None = None
+    age_seconds: int | None = Field(None, description="seconds since reported_at")
+    fresh: bool = Field(description="false past the feed's freshness window: the status then reads unknown")
+
+
+class CenterResult(BaseModel):
+    id: str
+    name: str
+    distance_mi: float | None = None
+    address: dict[str, str]
+    latitude: float | None = None
+    longitude: float | None = None
+    geo_precision: str | None = None
+    phones: list[dict[str, str]]
+    website: str = ""
+    status: str
+    services: dict[str, list[str]]
+    source_url: str = ""
+    availability: list[Availability]
+
+
+class NearAnswer(BaseModel):
+    origin: dict[str, Any] = Field(description="the search's centre and how it was resolved (zip or coordinates)")
+    radius_mi: float
+    limit: int
+    filters: dict[str, list[str]]
+    available_only: bool
+    count: int
+    results: list[CenterResult]
+    hint: dict[str, Any] | None = Field(None, description="on an empty answer: what was searched and what would help")
+    notes: list[str]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    parameter: str | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "unknown ZIP code or center"},
+    422: {"model": ErrorBody, "description": "a parameter is invalid (named in 'parameter')"},
+    429: {"model": ErrorBody, "description": "rate limited; see Retry-After"},
+    503: {"model": ErrorBody, "description": "the store is unreachable"},
+}
+
+
+@router.get("/v1/centers/near", response_model=NearAnswer, responses=ERRORS, dependencies=[Depends(rate_limited)],
+            summary="Centers near a place, nearest first")
+def centers_near(
+    request: Request,
+    lat: Annotated[float | None, Query(ge=-85.05, le=85.05, description="latitude (with lon)")] = None,
+    lon: Annotated[float | None, Query(ge=-180, le=180, description="longitude (with lat)")] = None,
+    zip: Annotated[str | None, Query(pattern=r"^\d{5}$", description="5-digit ZIP code (instead of lat/lon)")] = None,
+    radius_mi: Annotated[float, Query(gt=0, le=lookup.MAX_RADIUS_MI)] = lookup.DEFAULT_RADIUS_MI,
+    level_of_care: Annotated[list[LevelOfCare], Query(description="repeatable; OR within, AND across")] = [],  # noqa: B006
+    payment: Annotated[list[Payment], Query()] = [],  # noqa: B006
+    population: Annotated[list[Population], Query()] = [],  # noqa: B006
+    language: Annotated[list[Annotated[str, Query(pattern=r"^[a-z]{2}$")]], Query(
+        description="ISO 639-1 code")] = [],  # noqa: B006
+    available_only: Annotated[bool, Query(description="only centers with fresh open availability")] = False,
+    limit: Annotated[int, Query(ge=1, le=lookup.MAX_LIMIT)] = lookup.DEFAULT_LIMIT,
+) -> Response:
+    st = state_of(request)
+    if (lat is None) != (lon is None):
+        raise ApiError(422, "invalid_parameter", "give both lat and lon", parameter="lat" if lat is None else "lon")
+    answer = lookup.near(
+        st.store, latitude=lat, longitude=lon, zip=zip, radius_mi=radius_mi, levels_of_care=level_of_care,
+        payment=payment, populations=population, languages=language, available_only=available_only, limit=limit,
+        audience="public", now=st.clock(), helpline=st.settings.helpline,
+    )
+    st.metrics.lookup("public", bool(answer.results))
+    body = answer.as_dict()
+    body["results"] = [public_center(r) for r in body["results"]]
+    return json_response(body, headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})
+
+
+PUBLIC_FIELDS = ("id", "name", "alternate_name", "distance_mi", "address", "latitude", "longitude", "geo_precision",
+                 "phones", "website", "status", "services", "source_url", "availability")
+
+
+def public_center(record: dict[str, Any]) -> dict[str, Any]:
+    """What the public sees of a center (no internal ids of partners' systems)."""
+    return {k: record[k] for k in PUBLIC_FIELDS if k in record}
+
+
+@router.get("/v1/centers/{center_id}", response_model=CenterResult, responses=ERRORS,
+            dependencies=[Depends(rate_limited)], summary="One center by its stable id")
+def center_by_id(
+    request: Request,
+    center_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,160}$", max_length=161)],
+) -> Response:
+    st = state_of(request)
+    found = lookup.get_center(st.store, center_id, audience="public", now=st.clock())
+    if found is None:
+        raise ApiError(404, "not_found", f"no center {center_id!r}", center_id=center_id)
+    return json_response(public_center(found),
+                         headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})
