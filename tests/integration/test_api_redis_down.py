@@ -1,0 +1,115 @@
+"""While Redis is down or hung, every data endpoint answers 503 JSON within a second; it recovers by itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aggregator.push import sign
+from aggregator.redis_process import RedisProcess, free_port
+from tests.integration.api_server import ApiServer
+
+TOKEN = "operator-token-0123456789abcdef"
+SECRET = "push-secret-0123456789abcdef"
+REGISTRY = """
+[[feed]]
+id = "pusher"
+format = "push"
+push = { hmac_secret_env = ["PUSH_SECRET"] }
+[feed.mapping.fields]
+source_id = "id"
+name = "name"
+state = "state"
+postal_code = "zip"
+"""
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path / "redis", port=free_port(), persistent=False)
+    server.start()
+    yield server
+    if server.process is not None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+@pytest.fixture
+def api(own_redis: RedisProcess, tmp_path: Path) -> Iterator[ApiServer]:
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(REGISTRY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env.update({"REDIS_URL": own_redis.url, "CENTERS_FEEDS_FILE": str(feeds), "CENTERS_GEOCODER": "none",
+                "CENTERS_OPERATOR_TOKENS": TOKEN, "PUSH_SECRET": SECRET, "CENTERS_DATA_DIR": str(tmp_path)})
+    server = ApiServer(env, tmp_path).start()
+    yield server
+    server.stop()
+
+
+def calls() -> list[tuple[str, str, dict[str, Any]]]:
+    body = b'[{"id": "1", "name": "A", "state": "MA", "zip": "02139"}]'
+    ts = str(int(time.time()))
+    signed = {"webhook-id": f"e{time.monotonic_ns()}", "webhook-timestamp": ts, "content-type": "application/json"}
+    signed["webhook-signature"] = sign(SECRET.encode(), signed["webhook-id"], ts, body)
+    op = {"authorization": f"Bearer {TOKEN}"}
+    return [
+        ("GET", "/v1/centers/near?zip=02139", {}),
+        ("GET", "/v1/centers/pusher:1", {}),
+        ("GET", "/readyz", {}),
+        ("GET", "/v1/feeds", {"headers": op}),
+        ("GET", "/v1/ingests/ing_" + "0" * 32, {}),
+        ("POST", "/v1/feeds/pusher/records", {"headers": signed, "content": body}),
+        ("POST", "/v1/centers/pusher:1/reports", {"headers": op, "json": {"level_of_care": "detox", "status": "full"}}),
+    ]
+
+
+def assert_all_unavailable(client: httpx.Client) -> None:
+    for method, path, kw in calls():
+        started = time.monotonic()
+        resp = client.request(method, path, **kw)
+        elapsed = time.monotonic() - started
+        assert resp.status_code == 503, (path, resp.status_code, resp.text)
+        assert resp.json()["error"] == "unavailable", path
+        assert elapsed < 1.0, (path, elapsed)
+
+
+def assert_recovers(client: httpx.Client) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(client.get(p).status_code == 200 for p in ("/readyz", "/v1/centers/near?zip=02139")):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the API did not recover after Redis came back")
+
+
+def test_redis_stopped_then_restarted(own_redis: RedisProcess, api: ApiServer) -> None:
+    with api.client() as client:
+        assert client.get("/v1/centers/near", params={"zip": "02139"}).status_code == 200
+        port = own_redis.port
+        own_redis.stop()
+        assert_all_unavailable(client)
+        assert client.get("/healthz").status_code == 200  # the process itself is up
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200 and "centers_store_up 0.0" in metrics.text
+        own_redis.port = port
+        own_redis.start()
+        assert_recovers(client)
+
+
+def test_redis_hung_then_resumed(own_redis: RedisProcess, api: ApiServer) -> None:
+    with api.client() as client:
+        assert client.get("/v1/centers/near", params={"zip": "02139"}).status_code == 200
+        assert own_redis.process is not None
+        os.kill(own_redis.process.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+        try:
+            assert_all_unavailable(client)
+        finally:
+            os.kill(own_redis.process.pid, signal.SIGCONT)
+        assert_recovers(client)
