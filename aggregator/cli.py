@@ -1,4 +1,5 @@
-"""The ``centers`` command: search near a place, load data, and (later) run the service.
+"""The ``centers`` command: run the service, search, watch feeds, run one now, check configuration,
+record a phone report.
 
 Errors are one readable line and a non-zero exit code, never a traceback.
 """
@@ -6,21 +7,24 @@ Errors are one readable line and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import contextlib
-import re
+import os
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import orjson
 
 from aggregator import lookup, sample
-from aggregator.errors import AggregatorError, InvalidQuery
+from aggregator.errors import AggregatorError, ConfigError, InvalidQuery
 from aggregator.runtime import redis_url
 from aggregator.store import Store
-from config.settings import Settings
+from config import registry as registry_module
+from config.registry import Registry
+from config.settings import SETTINGS, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,8 +36,9 @@ def friendly_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
-        except (AggregatorError, RuntimeError, FileNotFoundError, OSError) as exc:
-            raise click.ClickException(str(exc)) from None
+        except (AggregatorError, RuntimeError, FileNotFoundError, OSError, KeyError) as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise click.ClickException(text) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -48,8 +53,16 @@ def open_store(settings: Settings) -> Iterator[Store]:
             store.redis.connection_pool.disconnect()
 
 
+def load_registry(settings: Settings) -> Registry:
+    path = settings.registry_path()
+    if path is None:
+        demo = settings.data_path / "demo" / "feeds.toml"
+        path = demo if demo.exists() else None
+    return registry_module.load(path) if path is not None else Registry(())
+
+
 def ensure_data(store: Store, now: datetime, echo: Callable[[str], None]) -> None:
-    """With no feed loaded yet, load the SAMHSA list where present, else the bundled sample."""
+    """With nothing loaded yet, load the SAMHSA list where present, else the bundled sample."""
     if store.feed_ids():
         return
     path = sample.shared_samhsa_file()
@@ -62,12 +75,34 @@ def ensure_data(store: Store, now: datetime, echo: Callable[[str], None]) -> Non
     echo(f"Loaded {report.accepted} centers ({report.rejected} rejected).")
 
 
+def write_json(data: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+
 @click.group()
 def main() -> None:
     """Treatment center availability: which centers near here can take someone right now?"""
 
 
-_COORDS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
+# ----------------------------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.option("--demo/--no-demo", default=None, help="Run the demo partners (default: when no registry is set).")
+@click.option("--host", default=None, help="Address for the HTTP API (default CENTERS_API_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port for the HTTP API (default CENTERS_API_PORT, 8000).")
+@click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
+@friendly_errors
+def serve(demo: bool | None, host: str | None, port: int | None, concurrency: int) -> None:
+    """Run everything: Redis (unless REDIS_URL is set), a worker with its schedule, and the HTTP API."""
+    from aggregator.serve import serve as run
+
+    settings = Settings.from_env()
+    run(settings, demo=demo, host=host or settings.api_host, port=settings.api_port if port is None else port,
+        echo=click.echo, concurrency=concurrency)
+
+
+# ------------------------------------------------------------------------------------------ near
 
 
 @main.command()
@@ -86,26 +121,24 @@ _COORDS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
 def near(place: str, radius_mi: float, levels: tuple[str, ...], payment: tuple[str, ...],
          population: tuple[str, ...], language: tuple[str, ...], available_only: bool, limit: int,
          public: bool, as_json: bool) -> None:
-    """Centers near PLACE: a ZIP code or 'lat,lon'."""
+    """Centers near PLACE: a ZIP code, 'lat,lon' or an address."""
+    from aggregator.geocode import Geocoder, GeocoderConfig, origin_for_place
+
     settings = Settings.from_env()
-    location: dict[str, Any]
-    if m := _COORDS.match(place):
-        location = {"latitude": float(m.group(1)), "longitude": float(m.group(2))}
-    elif re.fullmatch(r"\s*\d{5}(-\d{4})?\s*", place):
-        location = {"zip": place.strip()}
-    else:
-        raise InvalidQuery("place", f"{place!r} is not a ZIP code or 'lat,lon'")
     now = datetime.now(UTC)
     echo: Callable[[str], None] = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     with open_store(settings) as store:
+        config = GeocoderConfig.from_settings(settings)
+        geocoder = Geocoder(store, config) if config.enabled else None
+        origin = origin_for_place(place, geocoder)
         ensure_data(store, now, echo)
         answer = lookup.near(
-            store, **location, radius_mi=radius_mi, levels_of_care=levels, payment=payment,
+            store, origin=origin, radius_mi=radius_mi, levels_of_care=levels, payment=payment,
             populations=population, languages=language, available_only=available_only, limit=limit,
             audience="public" if public else "operator", now=now, helpline=settings.helpline,
         )
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(answer.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        write_json(answer.as_dict())
         return
     click.echo(render_table(answer))
 
@@ -118,7 +151,7 @@ def _availability_words(levels: list[dict[str, Any]]) -> str:
         figures = a["status"]
         if a["beds_available"] is not None:
             figures += f" {a['beds_available']} beds"
-        if a["waitlist_size"]:
+        if a.get("waitlist_size"):
             figures += f" ({a['waitlist_size']} waiting)"
         mark = "" if a["fresh"] else " STALE"
         parts.append(f"{a['level_of_care']}: {figures}, {lookup.age_words(a['age_seconds'])} ago{mark}")
@@ -146,6 +179,135 @@ def render_table(answer: lookup.NearAnswer) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------------------- feeds
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@friendly_errors
+def feeds(as_json: bool) -> None:
+    """Feed health: held and failing feeds first."""
+    from aggregator.health import feed_health
+
+    settings = Settings.from_env()
+    reg = load_registry(settings)
+    with open_store(settings) as store:
+        health = feed_health(reg.feeds, store, datetime.now(UTC))
+    if as_json:
+        write_json(health)
+        return
+    if not health:
+        click.echo("No feeds configured (CENTERS_FEEDS_FILE or config/feeds.toml).")
+        return
+    for h in health:
+        age = f"data {lookup.age_words(h['data_age_seconds'])} old" if h["data_age_seconds"] is not None else "no data"
+        line = (f"{h['status'].upper():<9} {h['id']:<22} {h['format']:<5} {age:<22} "
+                f"accepted {h['accepted']}, rejected {h['rejected']}")
+        click.echo(line)
+        if h["held"]:
+            click.echo(f"          held: {h['held']['reason']} (release: POST /v1/feeds/{h['id']}/release)")
+        if h["last_error"]:
+            click.echo(f"          last error ({h['last_error_kind']}, {h['consecutive_failures']} in a row): "
+                       f"{h['last_error']}")
+
+
+@main.command()
+@click.argument("feed_id")
+@friendly_errors
+def ingest(feed_id: str) -> None:
+    """Run one feed now (ignoring its schedule and max-age), with progress."""
+    from aggregator.fetch import Fetcher, new_session
+    from aggregator.geocode import Geocoder, GeocoderConfig
+    from aggregator.ingest import Pipeline
+
+    settings = Settings.from_env()
+    reg = load_registry(settings)
+    if feed_id not in reg:
+        raise ConfigError(f"no feed {feed_id!r} in the registry ({', '.join(f.id for f in reg.feeds) or 'empty'})")
+    feed = reg.get(feed_id)
+    if not feed.pulled:
+        raise ConfigError(f"feed {feed_id!r} is a push feed: partners send it, nothing to fetch")
+    with open_store(settings) as store:
+        config = GeocoderConfig.from_settings(settings)
+        geocoder = Geocoder(store, config) if config.enabled else None
+        pipeline = Pipeline(store, Fetcher(new_session(settings.user_agent)), geocoder=geocoder,
+                            environ=dict(os.environ))
+        outcome = pipeline.run_locked(feed, force=True, progress=lambda m: click.echo(f"  {m}", err=True))
+    if outcome.status == "busy":
+        raise RuntimeError(f"feed {feed_id!r} is being run by a worker right now; try again shortly")
+    if outcome.status == "failed":
+        raise RuntimeError(f"{feed_id}: {outcome.error}")
+    r = outcome.report
+    click.echo(f"{feed_id}: {outcome.status}" + (
+        f": {r.records} records, {r.accepted} centers, {r.rejected} rejected, {r.observations} observations"
+        if r else ""))
+    if r:
+        for reason, n in r.problems_by_reason.most_common(8):
+            click.echo(f"  {n:>6}  {reason}")
+
+
+@main.command("check-config")
+@friendly_errors
+def check_config() -> None:
+    """Validate the settings and the partner registry; say what is wrong."""
+    settings = Settings.from_env()
+    path = settings.registry_path()
+    if path is None:
+        click.echo("settings: ok; no partner registry (CENTERS_FEEDS_FILE or config/feeds.toml): "
+                   "`centers serve` will run the demo")
+        return
+    reg = registry_module.load(path)
+    missing = []
+    for feed in reg.feeds:
+        names = [feed.credentials.env] if feed.credentials else []
+        if feed.push:
+            names += [*feed.push.hmac_secret_env, *feed.push.bearer_key_env]
+        missing += [f"feed '{feed.id}': environment variable {n} is not set" for n in names if not os.environ.get(n)]
+    click.echo(f"settings: ok; registry {path}: {len(reg.feeds)} feeds ok "
+               f"({', '.join(sorted({f.format for f in reg.feeds}))})")
+    for m in missing:
+        click.echo(f"warning: {m}")
+
+
+@main.command()
+@click.argument("center_id")
+@click.option("--level-of-care", "level", required=True, help="detox, residential, ...")
+@click.option("--status", required=True, help="available, limited, waitlist, full, assessment_required, closed")
+@click.option("--beds", type=int, default=None, help="Beds available, as told on the phone.")
+@click.option("--total", type=int, default=None, help="Beds in all.")
+@click.option("--waitlist", type=int, default=None, help="People waiting.")
+@click.option("--expires", default="4h", show_default=True, help="How long it may show as live: 30m, 4h, 1d.")
+@click.option("--by", "by", default=None, help="Who took the call (default: $USER).")
+@click.option("--notes", default="", help="e.g. who at the center confirmed it.")
+@friendly_errors
+def report(center_id: str, level: str, status: str, beds: int | None, total: int | None, waitlist: int | None,
+           expires: str, by: str | None, notes: str) -> None:
+    """Record what a center said on the phone (its own source, 'operator', with an expiry)."""
+    from pydantic import ValidationError
+
+    from aggregator.model import Availability, Source
+
+    settings = Settings.from_env()
+    seconds = registry_module.duration(expires, "--expires")
+    now = datetime.now(UTC)
+    try:
+        obs = Availability.model_validate({
+            "center_id": center_id, "level_of_care": level, "source": Source.OPERATOR, "status": status,
+            "beds_available": beds, "beds_total": total, "waitlist_size": waitlist, "notes": notes,
+            "reported_at": now, "checked_at": now, "freshness_seconds": seconds,
+            "reported_by": by or os.environ.get("USER", "operator")})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidQuery(".".join(str(p) for p in first["loc"]) or "report", first["msg"]) from None
+    with open_store(settings) as store:
+        written, _stale = store.record_observations([obs])
+    if not written:
+        raise InvalidQuery("center_id", f"no center {center_id!r}")
+    until = (now + timedelta(seconds=seconds)).astimezone().strftime("%H:%M %Z")
+    click.echo(f"{center_id}: {level} {status}" + (f", {beds} beds" if beds is not None else "")
+               + f" recorded by {obs.reported_by}; shown as live until {until}")
+
+
 @main.command("load-sample")
 @click.option("--samhsa", "samhsa_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Path to samhsa_sud_facilities_geocoded.csv (default: ../shared/data if present).")
@@ -153,19 +315,24 @@ def render_table(answer: lookup.NearAnswer) -> str:
 @friendly_errors
 def load_sample(samhsa_path: str | None, bundled: bool) -> None:
     """Load the SAMHSA facility list, or the bundled sample, as a feed snapshot."""
-    from pathlib import Path
-
     settings = Settings.from_env()
     now = datetime.now(UTC)
     with open_store(settings) as store:
         path = None if bundled else (Path(samhsa_path) if samhsa_path else sample.shared_samhsa_file())
-        report = (sample.load_samhsa(store, path, now) if path
-                  else sample.load_bundled_sample(store, now))
-    click.echo(f"{report.feed_id}: {report.records} records, {report.accepted} centers, "
-               f"{report.rejected} rejected, {report.observations} availability observations")
-    for reason, n in report.problems_by_reason.most_common(10):
+        result = (sample.load_samhsa(store, path, now) if path else sample.load_bundled_sample(store, now))
+    click.echo(f"{result.feed_id}: {result.records} records, {result.accepted} centers, "
+               f"{result.rejected} rejected, {result.observations} availability observations")
+    for reason, n in result.problems_by_reason.most_common(10):
         click.echo(f"  {n:>6}  {reason}")
+
+
+@main.command()
+def settings() -> None:
+    """List every setting, its environment variable, default and meaning."""
+    for spec in SETTINGS.values():
+        click.echo(f"{spec.env:<32} default {spec.default or '(empty)'!r}\n    {spec.help}")
 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+

@@ -11,7 +11,8 @@ module, with ``raise ... from exc``, so callers decide by type, never by message
     └── PermanentError            retrying the same input gives the same answer
         ├── InvalidValue          one field of one record is unusable (field + reason)
         ├── InvalidQuery          a lookup was asked something impossible (parameter + reason)
-        │   └── UnknownZip        a ZIP code that does not exist
+        │   ├── UnknownZip        a ZIP code that does not exist
+    │   └── PlaceNotFound     an operator's free-text place the geocoder could not find
         ├── ConfigError           settings or partner registry are wrong (feed + key)
         ├── FetchPermanent        404, 401, refused destination, body over the cap, wrong type
         ├── ParseError            the feed's bytes do not match its format or mapping
@@ -85,6 +86,14 @@ class UnknownZip(InvalidQuery):
     def __init__(self, zip_code: str) -> None:
         super().__init__("zip", f"ZIP code {zip_code!r} does not exist")
         self.zip_code = zip_code
+
+
+class PlaceNotFound(InvalidQuery):
+    kind = "place_not_found"
+
+    def __init__(self, place: str) -> None:
+        super().__init__("place", f"no US place found for {place!r}")
+        self.place = place
 
 
 class ConfigError(PermanentError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ from geopy import exc as geopy_exc
 from geopy.adapters import RequestsAdapter
 from geopy.geocoders import Nominatim, get_geocoder_for_service
 
-from aggregator import geography
-from aggregator.errors import GeocoderPermanent, GeocoderTransient
+from aggregator import geography, lookup
+from aggregator.errors import GeocoderPermanent, GeocoderTransient, InvalidQuery, PlaceNotFound
 from aggregator.model import Center, GeoPrecision
 from aggregator.store import Store
 from config.settings import Settings
@@ -397,3 +398,28 @@ def locate_text(geocoder: Geocoder, text: str) -> Answer:
     if not query:
         raise GeocoderPermanent("empty place")
     return geocoder.lookup(query, require_street=False)
+
+
+_COORDS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+def origin_for_place(place: str, geocoder: Geocoder | None) -> lookup.Origin:
+    """An operator's place: a ZIP, 'lat,lon', or an address through the cached, rate-limited geocoder.
+
+    Raises InvalidQuery, UnknownZip, PlaceNotFound, or GeocoderTransient (address search is down)."""
+    text = " ".join(place.split())
+    if re.fullmatch(r"\d{5}(-\d{4})?", text):
+        return lookup.resolve_zip(text)
+    if m := _COORDS.match(text):
+        return lookup.resolve_coordinates(float(m.group(1)), float(m.group(2)))
+    if not text:
+        raise InvalidQuery("place", "enter a ZIP code, 'lat,lon' or an address")
+    if geocoder is None or not geocoder.enabled:
+        raise InvalidQuery("place", "enter a ZIP code or 'lat,lon' (address search is off)")
+    try:
+        answer = locate_text(geocoder, text)
+    except GeocoderPermanent as exc:
+        raise InvalidQuery("place", str(exc)) from exc
+    if not answer.found or answer.latitude is None or answer.longitude is None:
+        raise PlaceNotFound(text)
+    return lookup.Origin(answer.latitude, answer.longitude, "address", None, answer.label or text)

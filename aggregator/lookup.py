@@ -189,10 +189,11 @@ def near(
     now = now or datetime.now(UTC)
 
     hits = _search(store, origin, radius, limit, filters, available_only, now)
+    now_ms = now.timestamp() * 1000
     answer = NearAnswer(
         origin=origin, radius_mi=radius, limit=limit, filters=filters,
         available_only=available_only,
-        results=[_hit(h, now, audience) for h in hits], notes=notes,
+        results=[_hit(h, now_ms, audience) for h in hits], notes=notes,
     )
     if not answer.results:
         answer.hint = _hint(store, origin, radius, filters, available_only, now, helpline)
@@ -203,11 +204,12 @@ def _search(
     store: Store, origin: Origin, radius: float, limit: int, filters: dict[str, list[str]],
     available_only: bool, now: datetime,
 ) -> list[RawHit]:
-    groups = [[f"{GROUPS[g]}:{v}" for v in values] for g, values in filters.items()]
+    # the level-of-care filter is applied by searching the per-level indexes; the rest by tokens
+    groups = [[f"{GROUPS[g]}:{v}" for v in values] for g, values in filters.items() if g != "levels_of_care"]
     return store.search(
         longitude=origin.longitude, latitude=origin.latitude, radius_mi=radius, limit=limit,
-        groups=groups, levels=filters.get("levels_of_care", ()), available_only=available_only,
-        now=now, first_radius_mi=min(radius, 2.0 if limit <= 10 else 5.0),
+        groups=groups, levels=filters.get("levels_of_care", ()), level_filter="levels_of_care" in filters,
+        available_only=available_only, now=now, first_radius_mi=min(radius, 2.0 if limit <= 10 else 5.0),
     )
 
 
@@ -215,10 +217,9 @@ def _search(
 # Results
 
 
-def _hit(raw: RawHit, now: datetime, audience: Audience) -> Hit:
+def _hit(raw: RawHit, now_ms: float, audience: Audience) -> Hit:
     center_id, distance, center, observations = raw
-    return Hit(center_id, round(distance, 2), center,
-               availability_view(center, observations, now, audience))
+    return Hit(center_id, round(distance, 2), center, _levels(center, observations, now_ms, audience))
 
 
 def availability_view(
@@ -229,30 +230,35 @@ def availability_view(
 
     Levels the center offers but nobody has reported on read ``unknown`` with no age. The stored
     observations are reshaped in place (they are parsed anew for every answer)."""
-    now_ms = now.timestamp() * 1000
+    return _levels(center, observations, now.timestamp() * 1000, audience)
+
+
+def _levels(center: Mapping[str, Any], observations: Sequence[dict[str, Any]], now_ms: float,
+            audience: Audience) -> list[dict[str, Any]]:
     best: dict[str, tuple[bool, int, dict[str, Any]]] = {}
     for o in observations:
         rt = o["rt"]
         fresh = rt + o["freshness_seconds"] * 1000 > now_ms
-        cur = best.get(o["level_of_care"])
+        level = o["level_of_care"]
+        cur = best.get(level)
         if cur is None or (fresh, rt) > cur[:2]:
-            best[o["level_of_care"]] = (fresh, rt, o)
-    levels = center["services"]["levels_of_care"]
+            best[level] = (fresh, rt, o)
+    public = audience == "public"
     out = []
-    for level in levels:
+    for level in center["services"]["levels_of_care"]:
         entry = best.pop(level, None)
-        out.append(_view(entry, now_ms, audience) if entry else _no_report(level))
+        out.append(_view(entry, now_ms, public) if entry else _no_report(level))
     for entry in best.values():  # observed levels the center's services do not list
-        out.append(_view(entry, now_ms, audience))
+        out.append(_view(entry, now_ms, public))
     return out
 
 
-def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, audience: Audience) -> dict[str, Any]:
+def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, public: bool) -> dict[str, Any]:
     fresh, rt, view = entry
     del view["rt"], view["sig"], view["freshness_seconds"]
     view["age_seconds"] = int(now_ms - rt) // 1000 if now_ms > rt else 0
     view["fresh"] = fresh
-    if audience == "public":
+    if public:
         del view["reported_by"]
         if not fresh:
             view.update(_HIDDEN_WHEN_STALE)

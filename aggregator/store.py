@@ -6,6 +6,7 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
                                  t=index tokens, h=content digest, f=feed id
     a:{center_id}          hash  "{level}|{source}" -> availability observation JSON
     geo                    GEO   located, non-inactive centers
+    geo:loc:{level}        GEO   the same, for each level of care (a level filter searches only these)
     ix:{group}:{value}     set   center ids, e.g. ix:loc:detox, ix:pay:medicaid, ix:lang:es
     feed:{feed_id}:m       set   the feed's current centers
     feed:{feed_id}:meta    hash  digest and counts of the last applied snapshot
@@ -40,6 +41,7 @@ from typing import Any
 
 import orjson
 import redis
+import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
@@ -63,6 +65,13 @@ class Keys:
 
     def center(self, center_id: str) -> str:
         return f"{self.prefix}c:{center_id}"
+
+    def geo_level(self, level: str) -> str:
+        return f"{self.prefix}geo:loc:{level}"
+
+    def geo_keys(self, tokens: Iterable[str]) -> list[str]:
+        """The GEO indexes a center with these index tokens belongs in (when located and active)."""
+        return [self.geo] + [self.geo_level(t[4:]) for t in tokens if t.startswith("loc:")]
 
     def availability(self, center_id: str) -> str:
         return f"{self.prefix}a:{center_id}"
@@ -166,17 +175,25 @@ class ReplaceResult:
 def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50, retries: int = 2) -> redis.Redis:
     """A client with explicit timeouts and bounded, jittered retries (never block forever).
 
-    The HTTP API uses a short timeout and no retries: while Redis is down it must answer 503 fast."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError] if retries else [],
-    )
+    ``redis+sentinel://host1:26379,host2:26379/<master name>/<db>`` follows the primary that Redis
+    Sentinel names, across failovers. The HTTP API uses a short timeout and no retries: while
+    Redis is down it must answer 503 fast."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError] if retries else [],
+    }
+    if url.startswith("redis+sentinel://"):
+        hosts, _, rest = url.removeprefix("redis+sentinel://").partition("/")
+        service, _, db = rest.partition("/")
+        if not hosts or not service:
+            raise ValueError("a Sentinel URL is redis+sentinel://host:port[,host:port]/<master name>[/<db>]")
+        sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(",")]
+        sentinel = redis.sentinel.Sentinel(sentinels, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return sentinel.master_for(service, db=int(db or 0), max_connections=max_connections, **options)
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout, **options)
     return redis.Redis(connection_pool=pool)
 
 
@@ -237,6 +254,7 @@ class Store:
         limit: int,
         groups: Sequence[Sequence[str]] = (),
         levels: Sequence[str] = (),
+        level_filter: bool = False,
         available_only: bool = False,
         now: datetime,
         first_radius_mi: float = 2.0,
@@ -244,7 +262,8 @@ class Store:
         """Nearest-first centers within ``radius_mi`` passing the filters, in one round trip.
 
         ``groups``: index tokens, OR within a group and AND across groups. With ``available_only``
-        a center needs a fresh available/limited observation (at one of ``levels``, if given)."""
+        a center needs a fresh available/limited observation (at one of ``levels``, if given).
+        ``level_filter``: only centers offering one of ``levels`` (searched in their own indexes)."""
         args: list[Any] = [
             self.keys.prefix, repr(longitude), repr(latitude), repr(radius_mi), limit,
             _ms(now), 1 if available_only else 0, repr(first_radius_mi), len(groups),
@@ -254,19 +273,20 @@ class Store:
             args.extend(group)
         args.append(len(levels))
         args.extend(levels)
-        raw = self._call("searching", lambda: self._evalsha(self._near, self.keys.geo, args))
+        keys = [self.keys.geo_level(lv) for lv in levels] if level_filter and levels else [self.keys.geo]
+        raw = self._call("searching", lambda: self._evalsha(self._near, keys, args))
         hits: list[RawHit] = []
         for i in range(0, len(raw), 3):
             record, observations = orjson.loads(raw[i + 2])
             hits.append((raw[i].decode(), float(raw[i + 1]), record, observations))
         return hits
 
-    def _evalsha(self, script: Any, key: str, args: list[Any]) -> Any:
+    def _evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA straight through the client (the hot path), loading the script if Redis lost it."""
         try:
-            return self.redis.execute_command("EVALSHA", script.sha, 1, key, *args)
+            return self.redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
-            return script(keys=[key], args=args)
+            return script(keys=keys, args=args)
 
     def get_center(self, center_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """A center's record and its observations (as stored), or None."""
@@ -361,14 +381,15 @@ class Store:
         result = ReplaceResult()
         index_add: dict[str, list[str]] = defaultdict(list)
         index_rem: dict[str, list[str]] = defaultdict(list)
-        geo_add: list[Any] = []
-        geo_rem: list[str] = []
+        geo_add: dict[str, list[Any]] = defaultdict(list)
+        geo_rem: dict[str, list[str]] = defaultdict(list)
         pipe.multi()
         for cid in sorted(set(old) - set(new)):
             result.removed += 1
             for t in old[cid][1]:
                 index_rem[t].append(cid)
-            geo_rem.append(cid)
+            for key in k.geo_keys(old[cid][1]):
+                geo_rem[key].append(cid)
             pipe.delete(k.center(cid), k.availability(cid))
         located_ok: list[str] = []
         recomposed: list[str] = []
@@ -396,19 +417,25 @@ class Store:
             pipe.hset(k.center(cid), mapping={"j": record, "h": digest, "t": " ".join(sorted(want)),
                                               "f": feed_id})
             recomposed.append(cid)
-            if center.latitude is not None and center.longitude is not None and indexed:
-                geo_add.extend((center.longitude, center.latitude, cid))
+            located = center.latitude is not None and center.longitude is not None
+            new_geo = set(k.geo_keys(want)) if located and indexed else set()
+            for key in set(k.geo_keys(prev_tokens)) - new_geo:
+                geo_rem[key].append(cid)
+            if new_geo:
+                for key in new_geo:
+                    geo_add[key].extend((center.longitude, center.latitude, cid))
                 located_ok.append(cid)
             else:
-                geo_rem.append(cid)
+                geo_rem[k.geo].append(cid)
         for t, ids in index_rem.items():
             pipe.srem(k.index(t), *ids)
         for t, ids in index_add.items():
             pipe.sadd(k.index(t), *ids)
-        if geo_rem:
-            pipe.zrem(k.geo, *geo_rem)
-        for i in range(0, len(geo_add), 3 * 2000):
-            pipe.geoadd(k.geo, geo_add[i : i + 3 * 2000])
+        for key, ids in geo_rem.items():
+            pipe.zrem(key, *ids)
+        for key, members in geo_add.items():
+            for i in range(0, len(members), 3 * 2000):
+                pipe.geoadd(key, members[i : i + 3 * 2000])
         removed = sorted(set(old) - set(new))
         if removed:
             pipe.srem(k.needs_location, *removed)
@@ -536,7 +563,8 @@ class Store:
                 pipe.hset(k.center(center.id), mapping={"j": record, "h": digest})
                 if center.latitude is not None and center.longitude is not None and (
                         center.status is not CenterStatus.INACTIVE):
-                    pipe.geoadd(k.geo, (center.longitude, center.latitude, center.id))
+                    for key in k.geo_keys(index_tokens(center)):
+                        pipe.geoadd(key, (center.longitude, center.latitude, center.id))
                     pipe.srem(k.needs_location, center.id)
                 pipe.eval(self._compose_src, 0, k.prefix, center.id)
                 try:

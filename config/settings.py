@@ -76,8 +76,8 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _redis_url(text: str) -> str:
-    if text and not text.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("must start with redis://, rediss:// or unix://")
+    if text and not text.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://", "sentinel://")):
+        raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
     return text
 
 

@@ -121,4 +121,10 @@ def _fresh_clients(**_kwargs: Any) -> None:
         context(current).reset()
 
 
-app = create_app() if os.environ.get("CENTERS_NO_APP") != "1" else Celery("centers")
+def __getattr__(name: str) -> Any:
+    """``app`` is built on first use (``celery -A workers.celery_app``), from the environment then."""
+    if name == "app":
+        built = create_app()
+        globals()["app"] = built
+        return built
+    raise AttributeError(name)

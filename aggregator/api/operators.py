@@ -6,7 +6,6 @@ answer is 401 and nothing else.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -16,16 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aggregator import lookup
 from aggregator.api.common import ApiError, AppState, json_response, require_operator, state_of
-from aggregator.errors import GeocoderPermanent, GeocoderTransient
-from aggregator.geocode import locate_text
+from aggregator.errors import GeocoderTransient, PlaceNotFound
+from aggregator.geocode import origin_for_place
 from aggregator.health import feed_health
 from aggregator.model import Availability, AvailabilityStatus, LevelOfCare, Payment, Population, Source
 
 router = APIRouter(tags=["operators"], dependencies=[Depends(require_operator)],
                    responses={401: {"description": "no valid operator token"}, 503: {}})
-
-_COORDS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
-
 
 class Report(BaseModel):
     """What a center said on the phone."""
@@ -85,25 +81,14 @@ def report(request: Request, center_id: Annotated[str, Path(pattern=r"^[A-Za-z0-
 
 
 def resolve_place(st: AppState, place: str) -> lookup.Origin:
-    """An operator's place: a ZIP, 'lat,lon', or free text through the cached, rate-limited geocoder."""
-    text = place.strip()
-    if re.fullmatch(r"\d{5}(-\d{4})?", text):
-        return lookup.resolve_zip(text)
-    if m := _COORDS.match(text):
-        return lookup.resolve_coordinates(float(m.group(1)), float(m.group(2)))
-    if st.geocoder is None or not st.geocoder.enabled:
-        raise ApiError(422, "invalid_parameter", "enter a ZIP code or 'lat,lon' (address search is off)",
-                       parameter="place")
+    """An operator's place (see geocode.origin_for_place); address search being down is a 503."""
     try:
-        answer = locate_text(st.geocoder, text)
+        return origin_for_place(place, st.geocoder)
     except GeocoderTransient as exc:
         raise ApiError(503, "geocoder_unavailable", "address search is unavailable right now; use a ZIP code",
                        headers={"Retry-After": "10"}) from exc
-    except GeocoderPermanent as exc:
-        raise ApiError(422, "invalid_parameter", str(exc), parameter="place") from exc
-    if not answer.found or answer.latitude is None or answer.longitude is None:
-        raise ApiError(404, "place_not_found", f"no US place found for {text!r}", place=text)
-    return lookup.Origin(answer.latitude, answer.longitude, "address", None, answer.label or text)
+    except PlaceNotFound as exc:
+        raise ApiError(404, "place_not_found", exc.reason, place=exc.place) from exc
 
 
 def operator_search(st: AppState, *, place: str, radius_mi: float, level_of_care: list[Any], payment: list[Any],

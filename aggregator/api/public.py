@@ -84,7 +84,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/v1/centers/near", response_model=NearAnswer, responses=ERRORS, dependencies=[Depends(rate_limited)],
-            summary="Centers near a place, nearest first")
+            summary="Centers near a place, nearest first",
+            description="Give `zip`, or both `lat` and `lon` (not both kinds): otherwise 422 naming `location`.")
 def centers_near(
     request: Request,
     lat: Annotated[float | None, Query(ge=-85.05, le=85.05, description="latitude (with lon)")] = None,

@@ -1,12 +1,14 @@
--- Nearest centers that pass the filters, with their records and availability, in one round trip.
+-- Nearest centers that pass the filters, with their read documents, in one round trip.
 --
--- KEYS[1]  the GEO index
+-- KEYS     GEO indexes to search: the main one, or one per requested level of care (geo:loc:{level},
+--          which hold only centers offering that level: the most selective filter costs nothing)
 -- ARGV     prefix, lon, lat, radius_mi, limit, now_ms, available_only (0|1), first_radius_mi,
 --          n_groups, then per group: n_tokens, token..., then n_levels, level...
 --
 -- Searches outward (first_radius, x4, ... up to radius) and asks GEOSEARCH only for as many
 -- nearest candidates as it needs, so the nearest ten in a dense metro cost a small search, not a
--- scan of every center within 25 miles. Members without a record (ghosts) are skipped.
+-- scan of every center within 25 miles. Several indexes are merged by distance, taking only what
+-- is certainly nearest-first. Members without a record (ghosts) are skipped.
 -- Returns a flat list: id, distance_mi, document ([record, [observation, ...]]), ...
 local prefix = ARGV[1]
 local lon, lat = ARGV[2], ARGV[3]
@@ -20,9 +22,9 @@ local i = 10
 local groups = {}
 for g = 1, tonumber(ARGV[9]) do
   local n = tonumber(ARGV[i]); i = i + 1
-  local keys = {}
-  for k = 1, n do keys[k] = prefix .. 'ix:' .. ARGV[i]; i = i + 1 end
-  groups[g] = keys
+  local tokens = {}
+  for k = 1, n do tokens[k] = ' ' .. ARGV[i] .. ' '; i = i + 1 end
+  groups[g] = tokens
 end
 local levels = nil
 local n_levels = tonumber(ARGV[i]); i = i + 1
@@ -31,11 +33,16 @@ if n_levels > 0 then
   for k = 1, n_levels do levels[ARGV[i]] = true; i = i + 1 end
 end
 
+-- a center's index tokens (c:{id} field t, e.g. "loc:detox pay:medicaid"): one read per candidate
 local function passes_filters(id)
+  if #groups == 0 then return true end
+  local t = redis.call('HGET', prefix .. 'c:' .. id, 't')
+  if not t then return false end
+  t = ' ' .. t .. ' '
   for g = 1, #groups do
     local ok = false
-    for _, key in ipairs(groups[g]) do
-      if redis.call('SISMEMBER', key, id) == 1 then ok = true; break end
+    for _, token in ipairs(groups[g]) do
+      if string.find(t, token, 1, true) then ok = true; break end
     end
     if not ok then return false end
   end
@@ -53,16 +60,29 @@ local function open_now(avail)
   return false
 end
 
+local function by_distance(a, b) return tonumber(a[2]) < tonumber(b[2]) end
+
 local out = {}
 local found = 0
 local seen = {}
 local want = limit
 if #groups > 0 or available_only then want = limit * 4 end
 while true do
-  local res = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lon, lat, 'BYRADIUS', r, 'mi',
-                         'ASC', 'COUNT', want, 'WITHDIST')
-  for _, item in ipairs(res) do
+  local batch = {}
+  local cutoff = nil  -- beyond the last distance of a truncated index, order is not yet known
+  for _, key in ipairs(KEYS) do
+    local res = redis.call('GEOSEARCH', key, 'FROMLONLAT', lon, lat, 'BYRADIUS', r, 'mi', 'ASC',
+                           'COUNT', want, 'WITHDIST')
+    if #res >= want then
+      local last = tonumber(res[#res][2])
+      if cutoff == nil or last < cutoff then cutoff = last end
+    end
+    for _, item in ipairs(res) do batch[#batch + 1] = item end
+  end
+  if #KEYS > 1 then table.sort(batch, by_distance) end
+  for _, item in ipairs(batch) do
     local id = item[1]
+    if cutoff ~= nil and tonumber(item[2]) > cutoff then break end
     if not seen[id] then
       seen[id] = true
       if passes_filters(id) then
@@ -77,7 +97,7 @@ while true do
       end
     end
   end
-  if #res >= want then
+  if cutoff ~= nil then
     want = want * 4
   elseif r >= radius then
     return out

@@ -22,6 +22,7 @@ def centers(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess
 def clean_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
     env["CENTERS_DATA_DIR"] = str(tmp_path / "var")
+    env["CENTERS_GEOCODER"] = "none"
     return env
 
 
@@ -65,7 +66,7 @@ def test_with_redis_url_it_uses_that_redis(redis_url: str, clean_env: dict[str, 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["near", "Springfield"], "not a ZIP code or 'lat,lon'"),
+    [(["near", "Springfield, MA"], "enter a ZIP code or 'lat,lon' (address search is off)"),
      (["near", "99999"], "ZIP code '99999' does not exist"),
      (["near", "02139", "--payment", "gold"], "payment: 'gold' is not one of")],
 )
@@ -76,3 +77,75 @@ def test_errors_are_one_line_and_a_nonzero_exit(clean_env: dict[str, str], args:
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_check_config_names_the_feed_and_the_key(clean_env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "feeds.toml"
+    broken.write_text('[[feed]]\nid = "ma-beds"\nformat = "csv"\nurl = "https://x.example/b.csv"\n'
+                      'schedule = "every so often"\n[feed.mapping.fields]\nname = "Name"\n')
+    result = centers("check-config", env={**clean_env, "CENTERS_FEEDS_FILE": str(broken)})
+    assert result.returncode != 0
+    assert "feed 'ma-beds': key 'schedule'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    example = Path(__file__).resolve().parents[2] / "config" / "feeds.example.toml"
+    ok = centers("check-config", env={**clean_env, "CENTERS_FEEDS_FILE": str(example)})
+    assert ok.returncode == 0, ok.stderr
+    assert "feeds ok" in ok.stdout
+    assert "MA_BEDS_TOKEN is not set" in ok.stdout  # a warning, not an error
+
+
+def test_a_wrong_setting_is_one_line(clean_env: dict[str, str]) -> None:
+    result = centers("check-config", env={**clean_env, "CENTERS_RATE_LIMIT": "lots"})
+    assert result.returncode != 0
+    assert "CENTERS_RATE_LIMIT" in result.stderr
+
+
+def test_ingest_feeds_and_report(clean_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.servers import LoopbackServer, Response
+
+    partner = LoopbackServer().start()
+    try:
+        partner.route("/beds.csv", Response(200, b"ID,Name,State,ZIP,Lat,Lon,Services,Detox beds\n"
+                                                 b"A1,Cambridge Detox,MA,02139,42.365,-71.104,DT,4\n",
+                                            {"Content-Type": "text/csv"}))
+        feeds = tmp_path / "feeds.toml"
+        feeds.write_text(f'''[[feed]]
+id = "beds"
+format = "csv"
+url = "{partner.url("/beds.csv")}"
+allow_private = true
+[feed.mapping.fields]
+source_id = "ID"
+name = "Name"
+state = "State"
+postal_code = "ZIP"
+latitude = "Lat"
+longitude = "Lon"
+levels_of_care = "Services"
+[[feed.mapping.availability]]
+constants = {{ level_of_care = "detox" }}
+fields = {{ beds_available = "Detox beds" }}
+''')
+        env = {**clean_env, "CENTERS_FEEDS_FILE": str(feeds)}
+        ran = centers("ingest", "beds", env=env)
+        assert ran.returncode == 0, ran.stderr
+        assert "beds: applied: 1 records, 1 centers, 0 rejected, 1 observations" in ran.stdout
+        assert "fetching" in ran.stderr  # progress
+        health = centers("feeds", "--json", env=env)
+        [feed] = json.loads(health.stdout)
+        assert (feed["id"], feed["status"], feed["accepted"]) == ("beds", "ok", 1)
+        reported = centers("report", "beds:A1", "--level-of-care", "detox", "--status", "full", "--beds", "0",
+                           "--expires", "2h", "--by", "dana", env=env)
+        assert reported.returncode == 0, reported.stderr
+        assert "recorded by dana" in reported.stdout
+        answer = json.loads(centers("near", "02139", "--json", env=env).stdout)
+        [detox] = answer["results"][0]["availability"]
+        assert (detox["source"], detox["status"], detox["beds_available"]) == ("operator", "full", 0)
+        missing = centers("report", "beds:nope", "--level-of-care", "detox", "--status", "full", env=env)
+        assert missing.returncode != 0
+        assert "no center 'beds:nope'" in missing.stderr
+        unknown = centers("ingest", "nope", env=env)
+        assert unknown.returncode != 0
+        assert "no feed 'nope'" in unknown.stderr
+    finally:
+        partner.stop()
