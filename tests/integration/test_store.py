@@ -51,12 +51,26 @@ def test_a_center_that_left_its_feed_leaves_every_index(store: Store) -> None:
 
 
 def test_no_geo_member_is_ever_without_its_record(store: Store) -> None:
+    levels = ["detox", "residential", "otp"]
     for n in (50, 10, 30, 0, 5):
-        cs = [center("f", str(i), 42.3 + i / 500, -71.1) for i in range(n)]
+        cs = [center("f", str(i), 42.3 + i / 500, -71.1, levels_of_care=[levels[(i + n) % 3]]) for i in range(n)]
         store.replace_feed("f", cs, [], now=NOW)
         members = {m.decode() for m in store.redis.zrange(store.keys.geo, 0, -1)}
         records = {k.decode().split("c:", 1)[1] for k in store.redis.keys(store.keys.center("*"))}
         assert members == records == {c.id for c in cs}
+        for level in levels:  # each level's own index holds exactly the centers offering it
+            in_level = {m.decode() for m in store.redis.zrange(store.keys.geo_level(level), 0, -1)}
+            assert in_level == {c.id for c in cs if level in c.services.levels_of_care}
+
+
+def test_a_center_that_stops_offering_a_level_leaves_that_level_s_index(store: Store) -> None:
+    store.replace_feed("f", [center("f", "a", 42.36, -71.1, levels_of_care=["detox", "residential"])], [], now=NOW)
+    store.replace_feed("f", [center("f", "a", 42.36, -71.1, levels_of_care=["residential"])], [], now=NOW)
+    assert store.redis.zscore(store.keys.geo_level("detox"), "f:a") is None
+    assert store.redis.zscore(store.keys.geo_level("residential"), "f:a") is not None
+    store.replace_feed("f", [center("f", "a", levels_of_care=["residential"])], [], now=NOW)  # lost its place
+    assert store.redis.zscore(store.keys.geo_level("residential"), "f:a") is None
+    assert store.redis.zscore(store.keys.geo, "f:a") is None
 
 
 def test_changed_services_move_between_filter_indexes(store: Store) -> None:
