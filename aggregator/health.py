@@ -16,7 +16,8 @@ from config.registry import FeedConfig
 _ORDER = {"held": 0, "failing": 1, "stale": 2, "never_run": 3, "ok": 4}
 
 
-def _when(text: str | None) -> datetime | None:
+def parse_when(text: str | None) -> datetime | None:
+    """A stored ISO time ('...Z') back to a datetime; None when absent or unreadable."""
     if not text:
         return None
     try:
@@ -37,7 +38,7 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
     out = []
     for feed in feeds:
         s = states.get(feed.id, {})
-        newest = _when(s.get("newest_data_at"))
+        newest = parse_when(s.get("newest_data_at"))
         age = int((now - newest).total_seconds()) if newest else None
         failures = int(s.get("consecutive_failures") or 0)
         held = {"reason": s["held_reason"], "at": s.get("held_at")} if s.get("held_reason") else None

@@ -8,6 +8,7 @@ and not retried. Every task is idempotent: a feed run replaces the feed's snapsh
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from aggregator.errors import TransientError
 from aggregator.geocode import retry_pending
+from config.registry import FeedConfig
 from workers.celery_app import context
 
 MAX_RETRIES = 5
@@ -29,21 +31,38 @@ def backoff(retries: int, retry_after: float | None = None) -> float:
     return random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2 ** retries))
 
 
-@shared_task(name="feeds.run", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def run_feed(self: Task, feed_id: str, force: bool = False) -> dict[str, Any]:
-    ctx = context(self.app)
+def _on_feed(task: Task, feed_id: str, work: Callable[[FeedConfig], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``work`` on a registered feed; a transient error is retried with backoff and jitter."""
     try:
-        feed = ctx.registry.get(feed_id)
+        feed = context(task.app).registry.get(feed_id)
     except KeyError:
         return {"feed_id": feed_id, "status": "failed", "error": "no such feed in the registry"}
     try:
-        return ctx.pipeline.run_locked(feed, force=force).as_dict()
+        return work(feed)
     except TransientError as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc.retry_after)) from exc
+        raise task.retry(exc=exc, countdown=backoff(task.request.retries, exc.retry_after)) from exc
+
+
+@shared_task(name="feeds.run", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def run_feed(self: Task, feed_id: str, force: bool = False) -> dict[str, Any]:
+    pipeline = context(self.app).pipeline
+    try:
+        return _on_feed(self, feed_id, lambda feed: pipeline.run_locked(feed, force=force).as_dict())
     except SoftTimeLimitExceeded:
-        ctx.pipeline.record_failure(feed_id, "time_limit", "the run took longer than the time limit; nothing "
-                                                           "was written")
+        pipeline.record_failure(feed_id, "time_limit", "the run took longer than the time limit; nothing was written")
         return {"feed_id": feed_id, "status": "failed", "error": "time limit"}
+
+
+@shared_task(name="feeds.ingest_push", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def ingest_push(self: Task, feed_id: str, ingest_id: str) -> dict[str, Any]:
+    pipeline = context(self.app).pipeline
+    return _on_feed(self, feed_id, lambda feed: pipeline.apply_push(feed, ingest_id))
+
+
+@shared_task(name="feeds.release", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def release_feed(self: Task, feed_id: str, by: str = "") -> dict[str, Any]:
+    pipeline = context(self.app).pipeline
+    return _on_feed(self, feed_id, lambda feed: pipeline.release(feed, by=by).as_dict())
 
 
 @shared_task(name="geocode.retry_pending", bind=True, acks_late=True)
@@ -52,29 +71,3 @@ def geocode_retry_pending(self: Task) -> dict[str, int]:
     if ctx.geocoder is None:
         return {}
     return retry_pending(ctx.store, ctx.geocoder, datetime.now(UTC))
-
-
-@shared_task(name="feeds.ingest_push", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def ingest_push(self: Task, feed_id: str, ingest_id: str) -> dict[str, Any]:
-    ctx = context(self.app)
-    try:
-        feed = ctx.registry.get(feed_id)
-    except KeyError:
-        return {"ingest_id": ingest_id, "status": "failed", "error": "no such feed in the registry"}
-    try:
-        return ctx.pipeline.apply_push(feed, ingest_id)
-    except TransientError as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc.retry_after)) from exc
-
-
-@shared_task(name="feeds.release", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def release_feed(self: Task, feed_id: str, by: str = "") -> dict[str, Any]:
-    ctx = context(self.app)
-    try:
-        feed = ctx.registry.get(feed_id)
-    except KeyError:
-        return {"feed_id": feed_id, "status": "failed", "error": "no such feed in the registry"}
-    try:
-        return ctx.pipeline.release(feed, by=by).as_dict()
-    except TransientError as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries, exc.retry_after)) from exc

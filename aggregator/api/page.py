@@ -30,7 +30,7 @@ from aggregator import lookup
 from aggregator.api.common import ApiError, AppState, operator_name, state_of
 from aggregator.api.operators import operator_search
 from aggregator.errors import InvalidQuery, StoreUnavailable, UnknownZip
-from aggregator.health import feed_health
+from aggregator.health import feed_health, parse_when
 from aggregator.model import LevelOfCare, Payment, Population
 
 router = APIRouter(tags=["operators"], include_in_schema=False)
@@ -81,18 +81,9 @@ def phone_words(number: str) -> str:
     return f"({m.group(1)}) {m.group(2)}-{m.group(3)}" if m else number
 
 
-def _when(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def when_words(text: str | None) -> str:
     """'2026-11-27T09:07:46.806255Z' -> '2026-11-27 09:07 UTC'."""
-    when = _when(text)
+    when = parse_when(text)
     return when.strftime("%Y-%m-%d %H:%M UTC") if when else (text or "")
 
 
@@ -220,7 +211,7 @@ def _feed_rows(st: AppState, now: datetime) -> list[dict[str, Any]]:
     rows = feed_health(st.registry.feeds, st.store, now)
     for row in rows:
         for key in ("last_success", "last_error_at", "last_attempt"):
-            when = _when(row.get(key))
+            when = parse_when(row.get(key))
             row[key + "_ago"] = lookup.age_words(max(0, int((now - when).total_seconds()))) if when else None
     return rows
 
