@@ -112,6 +112,8 @@ SETTINGS: dict[str, Setting] = {
                           "Public requests per client per minute before 429."),
     "trust_proxy": Setting("CENTERS_TRUST_PROXY", "false", _bool,
                            "Take the client address from X-Forwarded-For (only behind your own proxy)."),
+    "push_rate_limit": Setting("CENTERS_PUSH_RATE_LIMIT", "600", _positive_int,
+                               "Pushes per partner feed per minute before 429."),
     "push_max_bytes": Setting("CENTERS_PUSH_MAX_BYTES", "5000000", _positive_int, "Largest push body (413 above)."),
     "public_max_age": Setting("CENTERS_PUBLIC_MAX_AGE", "10", _positive_int,
                               "Cache-Control max-age, seconds, of public search answers."),
@@ -146,6 +148,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     rate_limit: int = 120
     trust_proxy: bool = False
+    push_rate_limit: int = 600
     push_max_bytes: int = 5_000_000
     public_max_age: int = 10
     api_host: str = "127.0.0.1"

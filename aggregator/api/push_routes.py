@@ -2,9 +2,10 @@
 
 Order of checks: the feed exists and takes pushes (404); the body is not too large (413) and of a
 type we read (415); the caller is this feed's partner (401 if unknown, 403 if it is another
-partner); the timestamp is within 5 minutes (401); the event id is new (409, with the ingest that
-took it). Only then is the body stored in Redis and the ingest task queued; if either fails the
-answer is 503 and nothing is kept, so the partner can retry with the same event id.
+partner); the timestamp is within 5 minutes (401); the partner is within its rate (429 with
+Retry-After); the event id is new (409, with the ingest that took it). Only then is the body stored
+in Redis and the ingest task queued; if either fails the answer is 503 and nothing is kept, so the
+partner can retry with the same event id.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _caller(st: AppState, feed_id: str, request: Request, body: bytes) -> str:
 
 @router.post("/v1/feeds/{feed_id}/records", status_code=202, response_model=Accepted,
              summary="Push records (JSON array, NDJSON or CSV), mapped by the feed's configuration",
-             responses={401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 415: {}, 503: {}})
+             responses={401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 415: {}, 429: {}, 503: {}})
 async def push_records(request: Request,
                        feed_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]) -> Response:
     st = state_of(request)
@@ -104,6 +105,12 @@ async def push_records(request: Request,
         raise ApiError(415, "unsupported_media_type",
                        "send application/json, application/x-ndjson or text/csv")
     event_id = _caller(st, feed_id, request, body)
+    count, remaining_ms = st.store.count_request(f"push:{feed_id}", 60_000)
+    if count > st.settings.push_rate_limit:
+        retry = max(1, (remaining_ms + 999) // 1000)
+        st.metrics.push(feed_id, "rate_limited")
+        raise ApiError(429, "rate_limited", f"more than {st.settings.push_rate_limit} pushes a minute to this feed; "
+                                            f"retry in {retry} s", headers={"Retry-After": str(retry)})
     ingest_id = "ing_" + secrets_module.token_hex(16)
     now = st.clock()
     existing = st.store.accept_push(feed_id, event_id, ingest_id, {

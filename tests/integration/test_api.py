@@ -304,6 +304,26 @@ def test_the_public_is_rate_limited_per_client(stack: dict[str, Any]) -> None:
         limited.stop()
 
 
+def test_a_partner_is_rate_limited_per_feed(stack: dict[str, Any]) -> None:
+    limited = ApiServer({**stack["env"], "CENTERS_PUSH_RATE_LIMIT": "2"}, stack["tmp"]).start()
+    try:
+        stack["store"].redis.delete(stack["store"].keys.rate("push:harbor"))
+        with limited.client() as client:
+            body = json.dumps([RECORDS[0]]).encode()
+            codes = [client.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).status_code
+                     for _ in range(3)]
+            assert codes == [202, 202, 429]
+            refused = client.post("/v1/feeds/harbor/records", content=body, headers=signed(body))
+            assert refused.json()["error"] == "rate_limited"
+            assert int(refused.headers["retry-after"]) >= 1
+            # an unauthenticated caller never spends the partner's allowance
+            assert client.post("/v1/feeds/beacon/records", content=body,
+                               headers={"content-type": "application/json"}).status_code == 401
+    finally:
+        limited.stop()
+        stack["store"].redis.delete(stack["store"].keys.rate("push:harbor"))
+
+
 def test_cors_when_configured(stack: dict[str, Any]) -> None:
     server = ApiServer({**stack["env"], "CENTERS_CORS_ORIGINS": "https://helpline.example.org"}, stack["tmp"]).start()
     try:
