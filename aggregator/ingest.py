@@ -230,9 +230,11 @@ class Pipeline:
             return RunOutcome(feed.id, "failed", error=str(exc), error_kind=exc.kind)
 
     def run_locked(self, feed: FeedConfig, *, force: bool = False, lock_seconds: float = 600,
-                   progress: Callable[[str], None] | None = None) -> RunOutcome:
-        """``run`` under the feed's lock: a feed never runs twice at once (a second caller skips)."""
-        token = self.store.acquire_lock(f"feed:{feed.id}", lock_seconds)
+                   progress: Callable[[str], None] | None = None, owner: str | None = None) -> RunOutcome:
+        """``run`` under the feed's lock: a feed never runs twice at once (a second caller skips).
+
+        ``owner``: the job's id; a redelivered job takes back the lock its killed attempt held."""
+        token = self.store.acquire_lock(f"feed:{feed.id}", lock_seconds, owner=owner)
         if token is None:
             return RunOutcome(feed.id, "busy")
         try:

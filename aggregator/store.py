@@ -18,6 +18,7 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     push:{ingest_id}       hash  a partner push, stored before it is acknowledged, then its result
     push:event:{feed}:{id} str   the ingest that accepted a partner's event id (replay protection)
     rate:{client}          str   requests in the current window (per-client rate limit)
+    deliveries:{job}       str   how often a queued job has been started (redelivery cap)
     geocode:c:{digest}     str   a geocoder answer (found or not found), with a time to live
     geocode:retry          zset  center ids to geocode again after an outage (score: when)
     limit:{name}           str   next free slot of a shared rate limit (epoch ms)
@@ -102,6 +103,9 @@ class Keys:
 
     def rate(self, client: str) -> str:
         return f"{self.prefix}rate:{client}"
+
+    def deliveries(self, job: str) -> str:
+        return f"{self.prefix}deliveries:{job}"
 
     def geocode_answer(self, digest: str) -> str:
         return f"{self.prefix}geocode:c:{digest}"
@@ -213,6 +217,10 @@ class Store:
         self._rate = client.register_script(
             "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
             "return {n, redis.call('PTTL', KEYS[1])}")
+        self._lock = client.register_script(
+            "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end "
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+            "return 0")
         self._unlock = client.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 
@@ -635,11 +643,14 @@ class Store:
 
     # ------------------------------------------------------------------------------------ locks
 
-    def acquire_lock(self, name: str, ttl_seconds: float) -> str | None:
-        """A token if we now hold the lock ``name`` (for at most ``ttl_seconds``), else None."""
-        token = secrets.token_hex(16)
-        ok = self._call("taking a lock", lambda: self.redis.set(self.keys.lock(name), token, nx=True,
-                                                                  px=int(ttl_seconds * 1000)))
+    def acquire_lock(self, name: str, ttl_seconds: float, owner: str | None = None) -> str | None:
+        """A token if we now hold the lock ``name`` (for at most ``ttl_seconds``), else None.
+
+        With ``owner`` (e.g. a task id, the same across redeliveries) the owner takes back a lock it
+        still holds from an earlier attempt that died, instead of waiting for it to expire."""
+        token = owner or secrets.token_hex(16)
+        ok = self._call("taking a lock", lambda: self._lock(keys=[self.keys.lock(name)],
+                                                             args=[token, int(ttl_seconds * 1000)]))
         return token if ok else None
 
     def release_lock(self, name: str, token: str) -> bool:
@@ -679,3 +690,14 @@ class Store:
         """Count one request of ``client`` in a fixed window: (requests so far, ms until the window ends)."""
         n, pttl = self._call("rate limiting", lambda: self._rate(keys=[self.keys.rate(client)], args=[window_ms]))
         return int(n), max(0, int(pttl))
+
+    def count_delivery(self, job: str, ttl_seconds: int = 86400) -> int:
+        """Count one start of ``job`` (a task id: the same across retries and redeliveries)."""
+
+        def run() -> Any:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.incr(self.keys.deliveries(job))
+            pipe.expire(self.keys.deliveries(job), ttl_seconds)
+            return pipe.execute()[0]
+
+        return int(self._call("counting deliveries", run))

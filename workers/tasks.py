@@ -7,6 +7,7 @@ and not retried. Every task is idempotent: a feed run replaces the feed's snapsh
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +21,12 @@ from aggregator.geocode import retry_pending
 from config.registry import FeedConfig
 from workers.celery_app import context
 
+log = logging.getLogger(__name__)
+
 MAX_RETRIES = 5
+#: a job started more often than this (retries plus redeliveries after a lost worker) is set aside:
+#: a poison message must not loop forever under acks_late + reject_on_worker_lost
+MAX_DELIVERIES = 10
 BACKOFF_BASE = 5.0
 BACKOFF_MAX = 600.0
 
@@ -33,10 +39,18 @@ def backoff(retries: int, retry_after: float | None = None) -> float:
 
 def _on_feed(task: Task, feed_id: str, work: Callable[[FeedConfig], dict[str, Any]]) -> dict[str, Any]:
     """Run ``work`` on a registered feed; a transient error is retried with backoff and jitter."""
+    ctx = context(task.app)
     try:
-        feed = context(task.app).registry.get(feed_id)
+        feed = ctx.registry.get(feed_id)
     except KeyError:
         return {"feed_id": feed_id, "status": "failed", "error": "no such feed in the registry"}
+    deliveries = ctx.store.count_delivery(task.request.id or "")
+    if deliveries > MAX_DELIVERIES:
+        message = (f"job {task.request.id} set aside after {deliveries - 1} starts "
+                   "(it keeps failing or killing its worker)")
+        ctx.pipeline.record_failure(feed_id, "poisoned", message)
+        log.error(message)
+        return {"feed_id": feed_id, "status": "failed", "error": message}
     try:
         return work(feed)
     except TransientError as exc:
@@ -47,7 +61,8 @@ def _on_feed(task: Task, feed_id: str, work: Callable[[FeedConfig], dict[str, An
 def run_feed(self: Task, feed_id: str, force: bool = False) -> dict[str, Any]:
     pipeline = context(self.app).pipeline
     try:
-        return _on_feed(self, feed_id, lambda feed: pipeline.run_locked(feed, force=force).as_dict())
+        return _on_feed(self, feed_id,
+                        lambda feed: pipeline.run_locked(feed, force=force, owner=self.request.id).as_dict())
     except SoftTimeLimitExceeded:
         pipeline.record_failure(feed_id, "time_limit", "the run took longer than the time limit; nothing was written")
         return {"feed_id": feed_id, "status": "failed", "error": "time limit"}

@@ -245,6 +245,10 @@ def test_a_feed_never_runs_twice_at_once(store: Store, partner: LoopbackServer, 
     assert pipeline.run_locked(feed).status == "busy"
     store.release_lock("feed:beds", token)
     assert pipeline.run_locked(feed).status == "applied"
+    # a job whose earlier attempt died holding the lock takes it back; another job still waits
+    assert store.acquire_lock("feed:beds", 60, owner="job-1") == "job-1"
+    assert pipeline.run_locked(feed, owner="job-2").status == "busy"
+    assert pipeline.run_locked(feed, owner="job-1", force=True).status == "applied"
 
 
 @pytest.mark.parametrize(

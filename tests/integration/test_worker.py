@@ -11,8 +11,10 @@ import pytest
 
 from aggregator.lookup import near
 from aggregator.store import Store
+from config.settings import Settings
 from tests.integration.worker import WorkerProcess, wait_for
 from tests.servers import LoopbackServer, Response
+from workers.celery_app import load_registry
 
 CSV = (b"ID,Name,State,ZIP,Lat,Lon,Services,Detox beds\n"
        b"A1,Cambridge Detox,MA,02139,42.3650,-71.1040,DT,4\n"
@@ -165,3 +167,83 @@ def test_faulty_sources_leave_errors_in_health_and_the_worker_running(
     hits = near(worker_store, zip="02139", radius_mi=1, now=datetime.now(UTC)).results
     assert hits[0].availability[0]["beds_available"] == 7
     assert worker.alive
+
+
+SLOW_REGISTRY = """
+[[feed]]
+id = "slow"
+format = "csv"
+url = "{base}/slow.csv"
+allow_private = true
+schedule = "1h"
+[feed.mapping.fields]
+source_id = "ID"
+name = "Name"
+state = "State"
+postal_code = "ZIP"
+latitude = "Lat"
+longitude = "Lon"
+"""
+
+
+def test_a_run_killed_with_its_worker_child_is_redelivered_and_completes(tmp_path: Path, redis_url: str) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    from workers.celery_app import create_app
+
+    partner = LoopbackServer().start()
+    partner.route("/slow.csv", Response(200, CSV, {"Content-Type": "text/csv"}, delay=30))
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(SLOW_REGISTRY.format(base=partner.url("").rstrip("/")))
+    w = WorkerProcess(redis_url, feeds, tmp_path, beat=False)
+    w.flush()
+    w.start()
+    store = Store.from_url(w.url, "wk:")
+    try:
+        app = create_app(Settings.from_env(w.env), load_registry(Settings.from_env(w.env)))
+        app.send_task("feeds.run", args=["slow", True], queue="feeds")
+        app.close()
+        wait_for(lambda: len(partner.requests("/slow.csv")) == 1, 30, "the run to start fetching", w.log)
+        assert w.process is not None
+        children = psutil.Process(w.process.pid).children(recursive=True)
+        busy = [c for c in children if any(conn.raddr and conn.raddr.port == partner.port
+                                           for conn in c.net_connections("tcp"))]
+        assert len(busy) == 1, children
+        os.kill(busy[0].pid, signal.SIGKILL)  # the pool child dies mid-fetch
+        partner.route("/slow.csv", Response(200, CSV, {"Content-Type": "text/csv"}))
+        wait_for(lambda: store.feed_state("slow").get("last_outcome") == "applied", 60,
+                 "the redelivered run to complete", w.log)
+        assert len(partner.requests("/slow.csv")) >= 2
+        assert store.feed_members("slow") == {"slow:A1", "slow:A2"}
+        assert w.alive
+    finally:
+        w.stop()
+        partner.stop()
+        store.redis.connection_pool.disconnect()
+
+
+def test_a_job_that_keeps_coming_back_is_set_aside(tmp_path: Path, redis_url: str) -> None:
+    from workers.celery_app import create_app
+    from workers.tasks import MAX_DELIVERIES
+
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(SLOW_REGISTRY.format(base="http://127.0.0.1:9"))
+    w = WorkerProcess(redis_url, feeds, tmp_path, beat=False)
+    w.flush()
+    store = Store.from_url(w.url, "wk:")
+    store.redis.set(store.keys.deliveries("poison-1"), MAX_DELIVERIES)  # it has been started this often
+    w.start()
+    try:
+        app = create_app(Settings.from_env(w.env), load_registry(Settings.from_env(w.env)))
+        app.send_task("feeds.run", args=["slow", True], queue="feeds", task_id="poison-1")
+        app.close()
+        wait_for(lambda: store.feed_state("slow").get("last_error_kind") == "poisoned", 30,
+                 "the job to be set aside", w.log)
+        assert "set aside after" in store.feed_state("slow")["last_error"]
+        assert w.alive
+    finally:
+        w.stop()
+        store.redis.connection_pool.disconnect()
