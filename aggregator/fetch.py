@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -293,7 +292,3 @@ def credentials_header(header: str, env_value: str | None, scheme: str) -> dict[
         return {}
     return {header: f"{scheme} {env_value}".strip()}
 
-
-def describe(fetched: Fetched) -> dict[str, Any]:
-    return {"url": fetched.url, "status": fetched.status, "bytes": len(fetched.body),
-            "elapsed": round(fetched.elapsed, 3), "redirects": fetched.redirects}

@@ -20,7 +20,6 @@ from typing import Any, Literal
 from aggregator import geography
 from aggregator.errors import InvalidQuery, UnknownZip
 from aggregator.model import (
-    OPEN_STATUSES,
     AvailabilityStatus,
     LevelOfCare,
     Payment,
@@ -278,10 +277,6 @@ def _no_report(level: str) -> dict[str, Any]:
         "source": None, "reported_at": None, "checked_at": None, "changed_at": None,
         "age_seconds": None, "fresh": False,
     }
-
-
-def is_open(view: Mapping[str, Any]) -> bool:
-    return bool(view["fresh"]) and view["status"] in {s.value for s in OPEN_STATUSES}
 
 
 def age_words(seconds: int) -> str:

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from aggregator import geography, vocabulary
 from aggregator.errors import InvalidValue
 from aggregator.model import (
+    OPEN_STATUSES,
     Accepting,
     Address,
     Availability,
@@ -549,7 +550,7 @@ def _observation_fields(
             else AvailabilityStatus.LIMITED if beds <= ctx.limited_threshold
             else AvailabilityStatus.AVAILABLE
         )
-        if status is None or status in (AvailabilityStatus.AVAILABLE, AvailabilityStatus.LIMITED):
+        if status is None or status in OPEN_STATUSES:
             status = by_count
         elif status is AvailabilityStatus.FULL and beds > 0:
             raise InvalidValue(f"{fld}.status", f"'full' contradicts {beds} beds available")
@@ -559,7 +560,7 @@ def _observation_fields(
     accepting = vocabulary.map_accepting(accepting_text) if accepting_text else None
     if accepting_text and accepting is None:
         raise InvalidValue(f"{fld}.accepting", f"unrecognized value {accepting_text[:40]!r}")
-    if accepting is Accepting.NO and status in (AvailabilityStatus.AVAILABLE, AvailabilityStatus.LIMITED):
+    if accepting is Accepting.NO and status in OPEN_STATUSES:
         status = AvailabilityStatus.FULL if not beds else AvailabilityStatus.WAITLIST
     reported_raw = entry.get("reported_at") or raw.get("reported_at")
     reported_at = (

@@ -50,13 +50,18 @@ SAMPLE_MAPPING = RecordMapping(
 )
 
 
-def shared_samhsa_file(root: Path | None = None) -> Path | None:
-    base = root or Path.cwd()
-    for candidate in (base / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"):
-        path = candidate / "samhsa_sud_facilities_geocoded.csv"
-        if path.is_file():
-            return path.resolve()
+def shared_data_dir() -> Path | None:
+    """The workplace's ../shared/data (beside the current folder or this checkout), if present."""
+    for candidate in (Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate.resolve()
     return None
+
+
+def shared_samhsa_file() -> Path | None:
+    folder = shared_data_dir()
+    path = folder / "samhsa_sud_facilities_geocoded.csv" if folder else None
+    return path if path is not None and path.is_file() else None
 
 
 def load_samhsa(store: Store, path: Path, now: datetime) -> IngestReport:

@@ -22,18 +22,12 @@ from urllib.request import urlopen
 from aggregator.demo import DemoPartners
 from aggregator.redis_process import free_port
 from aggregator.runtime import redis_url
+from aggregator.sample import shared_data_dir
 from config.settings import Settings
 
 
 class Stopped(Exception):
     pass
-
-
-def _shared_data() -> Path | None:
-    for candidate in (Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"):
-        if candidate.is_dir():
-            return candidate.resolve()
-    return None
 
 
 @contextmanager
@@ -95,7 +89,7 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
             echo(f"Redis:         {url}" + ("" if settings.redis_url else f" (ours, data in {data / 'redis'})"))
             env = {**os.environ, "REDIS_URL": url, "CENTERS_DATA_DIR": str(data)}
             if use_demo:
-                partners = DemoPartners(_shared_data()).start()
+                partners = DemoPartners(shared_data_dir()).start()
                 stack.callback(partners.stop)
                 demo_dir = data / "demo"
                 demo_dir.mkdir(exist_ok=True)

@@ -583,10 +583,6 @@ class Store:
 
         return self._call("updating a location", run)
 
-    def stored_record(self, center_id: str) -> bytes | None:
-        raw = self._call("reading a center", lambda: self.redis.hget(self.keys.center(center_id), "j"))
-        return raw if raw is None or isinstance(raw, bytes) else raw.encode()
-
     def stored_records(self, center_ids: Sequence[str]) -> dict[str, bytes]:
         """The stored records of these centers (those that exist), in one round trip."""
         if not center_ids:

@@ -67,6 +67,15 @@ def client_address(request: Request, trust_proxy: bool) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def enforce_rate(st: AppState, key: str, limit: int, what: str) -> None:
+    """429 with Retry-After once ``key`` has made more than ``limit`` requests this minute."""
+    count, remaining_ms = st.store.count_request(key, 60_000)
+    if count > limit:
+        retry = max(1, (remaining_ms + 999) // 1000)
+        raise ApiError(429, "rate_limited", f"more than {limit} {what} a minute; retry in {retry} s",
+                       headers={"Retry-After": str(retry)})
+
+
 def operator_name(request: Request, st: AppState) -> str | None:
     """The operator a request's bearer token (or the operator page's cookie) belongs to, or None."""
     auth = request.headers.get("authorization", "")

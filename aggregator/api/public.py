@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from aggregator import lookup
-from aggregator.api.common import ApiError, client_address, json_response, state_of
+from aggregator.api.common import ApiError, client_address, enforce_rate, json_response, state_of
 from aggregator.model import LevelOfCare, Payment, Population
 
 router = APIRouter(tags=["public"])
@@ -17,12 +17,7 @@ router = APIRouter(tags=["public"])
 
 def rate_limited(request: Request) -> None:
     st = state_of(request)
-    client = client_address(request, st.settings.trust_proxy)
-    count, remaining_ms = st.store.count_request(client, 60_000)
-    if count > st.settings.rate_limit:
-        retry = max(1, (remaining_ms + 999) // 1000)
-        raise ApiError(429, "rate_limited", f"more than {st.settings.rate_limit} requests a minute; retry in "
-                                            f"{retry} s", headers={"Retry-After": str(retry)})
+    enforce_rate(st, client_address(request, st.settings.trust_proxy), st.settings.rate_limit, "requests")
 
 
 class Availability(BaseModel):

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from aggregator.api.common import ApiError, AppState, json_response, state_of
+from aggregator.api.common import ApiError, AppState, enforce_rate, json_response, state_of
 from aggregator.push import content_kind, key_matches, rejections_by_record, signature_matches, timestamp_fresh
 
 router = APIRouter(tags=["partners"])
@@ -105,12 +105,11 @@ async def push_records(request: Request,
         raise ApiError(415, "unsupported_media_type",
                        "send application/json, application/x-ndjson or text/csv")
     event_id = _caller(st, feed_id, request, body)
-    count, remaining_ms = st.store.count_request(f"push:{feed_id}", 60_000)
-    if count > st.settings.push_rate_limit:
-        retry = max(1, (remaining_ms + 999) // 1000)
+    try:
+        enforce_rate(st, f"push:{feed_id}", st.settings.push_rate_limit, "pushes to this feed")
+    except ApiError:
         st.metrics.push(feed_id, "rate_limited")
-        raise ApiError(429, "rate_limited", f"more than {st.settings.push_rate_limit} pushes a minute to this feed; "
-                                            f"retry in {retry} s", headers={"Retry-After": str(retry)})
+        raise
     ingest_id = "ing_" + secrets_module.token_hex(16)
     now = st.clock()
     existing = st.store.accept_push(feed_id, event_id, ingest_id, {

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -442,8 +440,3 @@ def test_nothing_returns_a_stack_trace(api: httpx.Client) -> None:
         assert "Traceback" not in resp.text
         assert resp.headers["content-type"].startswith("application/json")
 
-
-def test_env_holds_no_secret_in_the_registry(stack: dict[str, Any]) -> None:
-    text = (Path(stack["tmp"]) / "feeds.toml").read_text()
-    assert HARBOR_SECRET not in text and "HARBOR_SECRET" in text
-    assert os.environ.get("HARBOR_SECRET") is None
