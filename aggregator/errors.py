@@ -12,16 +12,19 @@ module, with ``raise ... from exc``, so callers decide by type, never by message
         ├── InvalidValue          one field of one record is unusable (field + reason)
         ├── InvalidQuery          a lookup was asked something impossible (parameter + reason)
         │   ├── UnknownZip        a ZIP code that does not exist
-    │   └── PlaceNotFound     an operator's free-text place the geocoder could not find
+        │   └── PlaceNotFound     an operator's free-text place the geocoder could not find
         ├── ConfigError           settings or partner registry are wrong (feed + key)
         ├── FetchPermanent        404, 401, refused destination, body over the cap, wrong type
         ├── ParseError            the feed's bytes do not match its format or mapping
-        └── GeocoderPermanent     the geocoder refused the query or our credentials
+        ├── GeocoderPermanent     the geocoder refused the query or our credentials
+        └── RunRejected           a feed run accepted too few of its records to be applied
 
 ``TransientError.retry_after`` carries a server's hint (seconds) where one was given.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class AggregatorError(Exception):
@@ -112,3 +115,15 @@ class ParseError(PermanentError):
 
 class GeocoderPermanent(PermanentError):
     kind = "geocoder_permanent"
+
+
+class RunRejected(PermanentError):
+    """A feed run that accepted nothing, or less than the feed's ``min_accepted_share``: not applied.
+
+    ``report`` is the run's ingest report (its reasons go to feed health)."""
+
+    kind = "rejected"
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report

@@ -133,3 +133,18 @@ def haversine_mi(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_MI * math.asin(min(1.0, math.sqrt(a)))
+
+
+def nearest_zip(lat: float, lon: float, state: str, max_mi: float = 50.0) -> str | None:
+    """The ZIP code of ``state`` whose centroid is nearest a point (within ``max_mi``), or None."""
+    best: tuple[float, str] | None = None
+    for code, z in _zip_table().items():
+        if z["state"] != state:
+            continue
+        place = zip_place(code)
+        if place is None:
+            continue
+        d = haversine_mi(lat, lon, place.latitude, place.longitude)
+        if best is None or d < best[0]:
+            best = (d, code)
+    return best[1] if best is not None and best[0] <= max_mi else None

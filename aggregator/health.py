@@ -1,6 +1,9 @@
 """Feed health for operators: every feed's last attempt, success and error, counts, data age.
 
-Held (quarantined) feeds come first, then failing and stale ones, then the rest.
+Held (quarantined) feeds come first, then failing (the last run failed, or accepted too few of its
+records to be applied), partial (some of its files could not be fetched; the rest was applied) and
+stale ones, then the rest. Each feed carries its last run's repairs, unmapped terms and dropped
+values, with example records, so nothing is lost without a word.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from aggregator.store import Store
 from config.registry import FeedConfig
 
-_ORDER = {"held": 0, "failing": 1, "stale": 2, "never_run": 3, "ok": 4}
+_ORDER = {"held": 0, "failing": 1, "partial": 2, "stale": 3, "never_run": 4, "ok": 5}
 
 
 def parse_when(text: str | None) -> datetime | None:
@@ -39,7 +42,7 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
     for feed in feeds:
         s = states.get(feed.id, {})
         newest = parse_when(s.get("newest_data_at"))
-        age = int((now - newest).total_seconds()) if newest else None
+        age = max(0, int((now - newest).total_seconds())) if newest else None
         failures = int(s.get("consecutive_failures") or 0)
         held = {"reason": s["held_reason"], "at": s.get("held_at")} if s.get("held_reason") else None
         stale = age is None or age > feed.freshness_seconds
@@ -49,6 +52,8 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
             status = "failing"
         elif not s.get("last_success"):
             status = "never_run"
+        elif s.get("last_outcome") == "partial":
+            status = "partial"
         elif stale:
             status = "stale"
         else:
@@ -65,6 +70,11 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
             "rejected": int(s.get("rejected") or 0), "observations": int(s.get("observations") or 0),
             "problems_by_reason": _json(s.get("problems_by_reason"), {}),
             "rejections": _json(s.get("rejections"), []),
+            "quality": _json(s.get("quality"), {"repairs": [], "unmapped": [], "dropped": []}),
+            "repeated": int(s.get("repeated") or 0),
+            "failed_documents": _json(s.get("failed_documents"), []),
+            "last_run": {"records": int(s.get("run_records") or 0), "accepted": int(s.get("run_accepted") or 0),
+                         "rejected": int(s.get("run_rejected") or 0)},
             "newest_data_at": s.get("newest_data_at") or None, "data_age_seconds": age,
         })
     out.sort(key=lambda h: (_ORDER[h["status"]], h["id"]))

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aggregator.errors import AggregatorError, ConfigError, FetchPermanent, ParseError, TransientError
+from aggregator.errors import (
+    AggregatorError,
+    ConfigError,
+    FetchPermanent,
+    FetchTransient,
+    ParseError,
+    RunRejected,
+    TransientError,
+)
 from aggregator.feeds import Document, follower_for, parser_for
 from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
@@ -29,6 +37,12 @@ from config.registry import FeedConfig
 
 #: how many rejections are kept verbatim in a report (counts by reason are always complete)
 REJECTION_SAMPLE = 50
+#: records named as examples of one repair, unmapped term or dropped value
+EXAMPLES = 5
+#: formats whose follow-up documents stand alone (API pages, per-state files): one that fails is
+#: reported and the rest applied as a partial run, which updates what it carries and removes nothing
+PARTIAL_FORMATS = frozenset({"json", "smart"})
+REPEATED = "repeated in this feed; the newest report was kept"
 
 
 @dataclass
@@ -43,6 +57,14 @@ class IngestReport:
     field_problems: list[Rejection] = field(default_factory=list)
     unmapped: Counter[str] = field(default_factory=Counter)
     repairs: Counter[str] = field(default_factory=Counter)
+    #: values dropped from accepted records (field problems), by grouped reason
+    dropped: Counter[str] = field(default_factory=Counter)
+    #: a few record ids per repair, unmapped term and dropped reason
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    #: records whose id repeated an earlier one (the newest report of each id is kept)
+    repeated: int = 0
+    #: follow-up documents that could not be fetched (a partial run): "url: error"
+    failed_documents: list[str] = field(default_factory=list)
     stored: ReplaceResult | None = None
     placement: PlacementReport | None = None
     newest_data_at: datetime | None = None
@@ -59,9 +81,32 @@ class IngestReport:
             "field_problems": [r.model_dump() for r in self.field_problems],
             "unmapped": dict(self.unmapped.most_common(50)),
             "repairs": dict(self.repairs),
+            "dropped": dict(self.dropped.most_common(50)),
+            "quality": self.quality(),
+            "repeated": self.repeated,
+            "failed_documents": self.failed_documents,
             "stored": self.stored.__dict__ if self.stored else None,
             "placement": self.placement.as_dict() if self.placement else None,
         }
+
+
+    def note(self, kind: str, key: str, record: str) -> None:
+        examples = self.examples.setdefault(f"{kind}:{key}", [])
+        if len(examples) < EXAMPLES and record not in examples:
+            examples.append(record)
+
+    def quality(self, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+        """Repairs made, terms left unmapped and values dropped: counts with example records."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for kind, counter in (("repairs", self.repairs), ("unmapped", self.unmapped), ("dropped", self.dropped)):
+            out[kind] = [{"what": key, "count": n, "records": self.examples.get(f"{kind}:{key}", [])}
+                         for key, n in counter.most_common(limit)]
+        return out
+
+    def summary(self) -> str:
+        """One line on the main reasons records or values were lost, for feed health."""
+        reasons = "; ".join(f"{k} ({n})" for k, n in self.problems_by_reason.most_common(3))
+        return reasons or "no reason recorded"
 
 
 def reason_key(r: Rejection) -> str:
@@ -78,42 +123,56 @@ def context_for(feed: FeedConfig, now: datetime) -> FeedContext:
         feed_id=feed.id, now=now, source=feed.source, timezone=feed.timezone,
         freshness_seconds=feed.freshness_seconds, max_report_age_seconds=feed.max_report_age_seconds,
         limited_threshold=feed.limited_threshold, value_maps=feed.mapping.value_maps,
-        default_state=feed.default_state,
+        default_state=feed.default_state, null_values=frozenset(
+            " ".join(v.lower().split()) for v in feed.mapping.null_values),
     )
 
 
 def normalize_all(
     raws: Iterable[Mapping[str, Any]], ctx: FeedContext
 ) -> tuple[list[Center], list[Availability], IngestReport]:
-    """Normalize a feed's raw records; duplicates of a source_id keep the first and reject the rest."""
+    """Normalize a feed's raw records.
+
+    A source_id seen twice keeps the record with the newest report (its latest observation; a tie,
+    or no observation at all, keeps the earlier record), whatever order the partner's pages came
+    in; the other is counted as rejected with reason ``source_id: repeated in this feed ...``."""
     report = IngestReport(feed_id=ctx.feed_id)
-    centers: dict[str, Center] = {}
-    observations: list[Availability] = []
+    centers: dict[str, tuple[Center, list[Availability], datetime | None]] = {}
     for raw in raws:
         report.records += 1
         result = normalize_record(raw, ctx)
+        label = result.source_id or "(no id)"
         for fld, terms in result.unmapped.items():
             for t in terms:
                 report.unmapped[f"{fld}: {t}"] += 1
+                report.note("unmapped", f"{fld}: {t}", label)
         for repair in result.repairs:
             report.repairs[repair] += 1
+            report.note("repairs", repair, label)
         if result.center is None:
             _reject(report, result.problems)
             continue
-        if result.center.id in centers:
-            _reject(report, [Rejection(record=result.source_id, field="source_id",
-                                       reason="duplicate of an earlier record in this feed")])
-            continue
-        centers[result.center.id] = result.center
-        observations.extend(result.availability)
-        report.accepted += 1
+        newest = max((o.reported_at for o in result.availability), default=None)
+        earlier = centers.get(result.center.id)
+        if earlier is not None:
+            report.repeated += 1
+            _reject(report, [Rejection(record=result.source_id, field="source_id", reason=REPEATED)])
+            if not (newest is not None and (earlier[2] is None or newest > earlier[2])):
+                continue
+        else:
+            report.accepted += 1
+        centers[result.center.id] = (result.center, result.availability, newest)
         for p in result.problems:
-            report.problems_by_reason[reason_key(p)] += 1
+            key = reason_key(p)
+            report.problems_by_reason[key] += 1
+            report.dropped[key] += 1
+            report.note("dropped", key, label)
             if len(report.field_problems) < REJECTION_SAMPLE:
                 report.field_problems.append(p)
+    observations = [o for _, obs, _ in centers.values() for o in obs]
     report.observations = len(observations)
     report.newest_data_at = max((o.reported_at for o in observations), default=None)
-    return list(centers.values()), observations, report
+    return [c for c, _, _ in centers.values()], observations, report
 
 
 def _reject(report: IngestReport, problems: list[Rejection]) -> None:
@@ -146,7 +205,7 @@ STATE_SAMPLE = 20  # rejections kept in feed health
 @dataclass
 class RunOutcome:
     feed_id: str
-    status: str  # applied | unchanged | not_modified | held | waiting | busy | failed
+    status: str  # applied | partial | unchanged | not_modified | held | waiting | busy | failed
     report: IngestReport | None = None
     error: str = ""
     error_kind: str = ""
@@ -189,7 +248,7 @@ class Pipeline:
         self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)}, increment="runs")
         try:
             say(f"fetching {feed.url}")
-            documents, first = self._fetch_all(feed, state, force)
+            documents, first, failed = self._fetch_all(feed, state, force)
             checked: dict[str, str | int | float] = {"last_checked": _iso(now), "consecutive_failures": 0,
                        "next_fetch_after": now.timestamp() + (first.max_age or 0)}
             if first.not_modified:
@@ -205,29 +264,36 @@ class Pipeline:
                 raise ParseError("the feed contained no records (empty export, or a page of another shape)")
             ctx = context_for(feed, now)
             centers, observations, report = normalize_all(raws, ctx)
+            report.failed_documents = failed
             say(f"normalized {report.records} records: {report.accepted} centers, {report.rejected} rejected")
+            self._check_share(feed, report)
             validators = {"etag": first.etag, "last_modified": first.last_modified, "digest": digest}
-            held = _hold_reason(self.store, feed, centers)
+            partial = bool(failed)
+            held = "" if partial else _hold_reason(self.store, feed, centers)
             if held:
                 self._hold(feed, centers, observations, report, held, now)
                 self.store.set_feed_state(feed.id, {**checked, "last_outcome": "held"})
                 return RunOutcome(feed.id, "held", report, documents=len(documents))
-            self._apply(feed, centers, observations, report, now, say)
-            self.store.set_feed_state(feed.id, {**checked, **validators, **self._success(report, now)},
-                                      delete=("last_error", "last_error_kind", "last_error_at"))
-            return RunOutcome(feed.id, "applied", report, documents=len(documents))
+            self._apply(feed, centers, observations, report, now, say, partial=partial)
+            outcome = "partial" if partial else "applied"
+            self.store.set_feed_state(
+                feed.id, {**checked, **validators, **self._success(report, now), "last_outcome": outcome},
+                delete=("last_error", "last_error_kind", "last_error_at"))
+            return RunOutcome(feed.id, outcome, report, documents=len(documents))
         except AggregatorError as exc:
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
             values: dict[str, str | int | float] = {
                 "last_error": str(exc)[:500], "last_error_kind": exc.kind, "last_error_at": _iso(now),
                 "last_outcome": "failed"}
+            if isinstance(exc, RunRejected) and exc.report is not None:
+                values.update(self._details(exc.report))
             if retry_after:
                 values["next_fetch_after"] = now.timestamp() + min(retry_after, 3600)
             self.store.set_feed_state(feed.id, values, increment="consecutive_failures")
             self.store.set_feed_state(feed.id, {}, increment="failures")
             if isinstance(exc, TransientError):
                 raise
-            return RunOutcome(feed.id, "failed", error=str(exc), error_kind=exc.kind)
+            return RunOutcome(feed.id, "failed", getattr(exc, "report", None), error=str(exc), error_kind=exc.kind)
 
     def run_locked(self, feed: FeedConfig, *, force: bool = False, lock_seconds: float = 600,
                    progress: Callable[[str], None] | None = None, owner: str | None = None) -> RunOutcome:
@@ -248,7 +314,37 @@ class Pipeline:
                                             "last_error_at": _iso(self.clock()), "last_outcome": "failed"},
                                   increment="consecutive_failures")
 
-    def _fetch_all(self, feed: FeedConfig, state: Mapping[str, str], force: bool) -> tuple[list[Document], Fetched]:
+    def _check_share(self, feed: FeedConfig, report: IngestReport) -> None:
+        """A run accepting nothing, or less than the feed's share of its records, is not applied."""
+        if not report.records:
+            return
+        share = report.accepted / report.records
+        if report.accepted and share >= feed.min_accepted_share:
+            return
+        # repeats of one id are not losses: judge against the distinct records
+        distinct = report.records - report.repeated
+        if report.accepted and distinct and report.accepted / distinct >= feed.min_accepted_share:
+            return
+        raise RunRejected(
+            f"accepted {report.accepted} of {report.records} records "
+            f"({'none' if not report.accepted else f'{share:.0%}'}; this feed needs "
+            f"{feed.min_accepted_share:.0%}); the last good data stays. Main reasons: {report.summary()}",
+            report=report)
+
+    def _details(self, report: IngestReport) -> dict[str, str | int | float]:
+        """What the operator needs to see of a run's losses: reasons, samples, repairs, unmapped terms."""
+        return {
+            "problems_by_reason": json.dumps(dict(report.problems_by_reason.most_common(STATE_SAMPLE))),
+            "rejections": json.dumps([r.model_dump() for r in (report.rejections + report.field_problems)
+                                      [:STATE_SAMPLE]]),
+            "quality": json.dumps(report.quality()),
+            "repeated": report.repeated,
+            "failed_documents": json.dumps(report.failed_documents[:STATE_SAMPLE]),
+            "run_records": report.records, "run_accepted": report.accepted, "run_rejected": report.rejected,
+        }
+
+    def _fetch_all(self, feed: FeedConfig, state: Mapping[str, str], force: bool
+                   ) -> tuple[list[Document], Fetched, list[str]]:
         headers = {}
         if feed.credentials is not None:
             value = self.environ.get(feed.credentials.env)
@@ -262,8 +358,9 @@ class Pipeline:
                                     allow_private=feed.allow_private, validators=v, headers=headers)
 
         first = get(feed.url, validators)
+        failed: list[str] = []
         if first.not_modified:
-            return [], first
+            return [], first, failed
         documents = [Document(first.url, first.body, first.content_type)]
         follow = follower_for(feed.parser or feed.format)
         queue = list(follow(documents[0], feed.mapping)) if follow else []
@@ -275,21 +372,27 @@ class Pipeline:
             if len(documents) >= feed.max_pages:
                 raise FetchPermanent(f"feed '{feed.id}': more than {feed.max_pages} documents (max_pages)")
             seen.add(url)
-            got = get(url, None)
+            try:
+                got = get(url, None)
+            except (FetchPermanent, FetchTransient) as exc:
+                if feed.format not in PARTIAL_FORMATS or feed.parser:
+                    raise
+                failed.append(f"{url}: {exc}"[:300])
+                continue
             doc = Document(got.url, got.body, got.content_type)
             documents.append(doc)
             if follow:
                 queue.extend(follow(doc, feed.mapping))
-        return documents, first
+        if failed and len(documents) == 1 and follow is not None and feed.format == "smart":
+            raise FetchPermanent(f"every file the manifest lists failed: {failed[0]}")
+        return documents, first, failed
 
     def _success(self, report: IngestReport, now: datetime) -> dict[str, str | int | float]:
         return {
             "last_success": _iso(now), "last_outcome": "applied", "records": report.records,
             "accepted": report.accepted, "rejected": report.rejected, "observations": report.observations,
             "centers": report.accepted,
-            "problems_by_reason": json.dumps(dict(report.problems_by_reason.most_common(STATE_SAMPLE))),
-            "rejections": json.dumps([r.model_dump() for r in (report.rejections + report.field_problems)
-                                      [:STATE_SAMPLE]]),
+            **self._details(report),
             "newest_data_at": _iso(report.newest_data_at) if report.newest_data_at else "",
             "placement": json.dumps(report.placement.as_dict() if report.placement else {}),
         }

@@ -3,7 +3,8 @@
 A raw record is what a format adapter (``aggregator.feeds``) produces after applying the feed's
 mapping: a flat ``dict`` with these keys (all optional except ``source_id`` and ``name``)::
 
-    source_id, name, alternate_name, address_1, address_2, city, state, postal_code, country,
+    source_id, name, alternate_name, address (one line), address_1, address_2, city, state,
+    postal_code, country,
     latitude, longitude, phone, intake_phone, hotline_phone, phones [{number, role}], website,
     status, levels_of_care, payment, populations, languages   (a list, or one string with ; , |)
     external_ids [{system, value}], source_url, reported_at,
@@ -12,6 +13,11 @@ mapping: a flat ``dict`` with these keys (all optional except ``source_id`` and 
 
 Every normalizer either returns a clean value or raises ``InvalidValue(field, reason)``: never
 anything else, whatever the input (a hypothesis property holds them to that).
+
+Cells holding a null word of the feed (``NA``, ``N/A``, ``-``, ``null``, ...) are read as empty. A phone
+cell may hold several numbers with words between them (``(410) 955-5439 Intake: (410) 955-5578``): each
+number is kept with the role its label gives (intake, hotline; fax numbers are dropped, with a word).
+A one-line ``address`` is split into street, city, state and ZIP (``aggregator.address``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from dateutil import parser as dateparser
 from pydantic import ValidationError
 
 from aggregator import geography, vocabulary
+from aggregator.address import split_one_line
 from aggregator.errors import InvalidValue
+from aggregator.feeds.mapping import DEFAULT_NULL_VALUES
 from aggregator.model import (
     OPEN_STATUSES,
     Accepting,
@@ -85,7 +93,7 @@ def state_code(raw: object, field: str = "state") -> str:
     return code
 
 
-_ZIP = re.compile(r"^(?:(\d{5})(?:[- ]?\d{4})?|(\d{3,4}))$")
+_ZIP = re.compile(r"^(?:(\d{5})(?:[- ]?\d{4})?|(\d{3,4})(?:[- ]\d{4})?)$")
 
 
 def zip5(raw: object, state: str | None = None, field: str = "postal_code") -> str:
@@ -125,6 +133,8 @@ _GENERIC_ZONES = {
 _TZINFOS = {name: hours * 3600 for name, hours in _US_ZONES.items()}
 _PREFIX = re.compile(r"^\s*(?:last\s+updated|updated(?:\s+at)?|as\s+of|reported)\s*:?\s*", re.I)
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+#: how far ahead of our clock a partner's time may be and still be read (as now)
+MAX_CLOCK_SKEW = timedelta(minutes=10)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -141,7 +151,8 @@ def timestamp(
 
     Naive times are read in the feed's time zone ``tz``; 'EST'/'EDT'-style and 'ET'-style suffixes
     are honoured; epoch seconds and milliseconds are accepted. With ``now``, a time more than ten
-    minutes in the future is a reason (a partner clock or a day/month swap), not a value."""
+    minutes in the future is a reason (a partner clock or a day/month swap), not a value; a time
+    less far ahead is clamped to ``now`` (clock skew), so no age is ever negative."""
     if isinstance(raw, datetime):
         value = raw
     elif isinstance(raw, bool):
@@ -183,8 +194,10 @@ def timestamp(
         raise InvalidValue(field, "time out of range") from exc
     if value < _EARLIEST:
         raise InvalidValue(field, f"{value:%Y-%m-%d} is before 2000")
-    if now is not None and value > now + timedelta(minutes=10):
-        raise InvalidValue(field, f"{value.isoformat()} is in the future")
+    if now is not None and value > now:
+        if value > now + MAX_CLOCK_SKEW:
+            raise InvalidValue(field, f"{value.isoformat()} is in the future")
+        value = now  # a partner clock a little ahead: never a negative age
     return value
 
 
@@ -274,6 +287,8 @@ class FeedContext:
     limited_threshold: int = 2
     value_maps: Mapping[str, Mapping[str, Iterable[str]]] = field(default_factory=dict)
     default_state: str | None = None
+    #: cell texts meaning "no value" (compared case-insensitively)
+    null_values: Iterable[str] = DEFAULT_NULL_VALUES
 
 
 @dataclass
@@ -312,6 +327,7 @@ _CENTER_STATUS = {
 
 def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedRecord:
     """One raw record to a Center and its observations; never raises on bad data."""
+    raw = without_nulls(raw, _null_set(ctx.null_values))
     source_id = _text(raw.get("source_id"))[:64]
     out = NormalizedRecord(source_id=source_id, center=None)
     label = source_id or _text(raw.get("name"))[:60] or "(no id)"
@@ -330,11 +346,16 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
         problem("name", "missing")
         return out
 
+    address_problem = ""
+    if _present(raw.get("address")):
+        raw, address_problem = _with_address_parts(raw)
+
     # Address: state and ZIP are required (filters and the ZIP-centroid fallback need them).
     try:
         state_raw = raw.get("state") or ctx.default_state
+        if address_problem and not _present(state_raw):
+            raise InvalidValue("address", address_problem)
         state = state_code(state_raw)
-        postal = zip5(raw.get("postal_code"), state)
     except InvalidValue as exc:
         problem(exc.field, exc.reason)
         return out
@@ -349,6 +370,21 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
                 out.repairs.append(c.fixed)
         except InvalidValue as exc:
             problem(exc.field, exc.reason + "; the address will be geocoded instead")
+
+    try:
+        if address_problem and not _present(raw.get("postal_code")):
+            raise InvalidValue("address", address_problem)
+        postal = zip5(raw.get("postal_code"), state)
+        if len(_digits(raw.get("postal_code"))) in (3, 4, 7, 8):
+            out.repairs.append("ZIP leading zero restored")
+    except InvalidValue as exc:
+        nearest = geography.nearest_zip(lat, lon, state) if lat is not None and lon is not None else None
+        if nearest is None:
+            problem(exc.field, exc.reason)
+            return out
+        # the feed's coordinates are good and in the state: keep the center, with the nearest ZIP
+        postal = nearest
+        problem(exc.field, f"{exc.reason}; ZIP {nearest}, nearest the feed's coordinates, is used instead")
 
     phones = _phones(raw, problem)
     services = _services(raw, ctx, out)
@@ -400,12 +436,77 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
     return out
 
 
+#: a word before a number that gives its role; the last one before the number counts
+_ROLE_WORDS = (
+    (re.compile(r"\bfax\b|\bfacsimile\b", re.I), None),
+    (re.compile(r"hot\s*-?\s*line|crisis|24\s*/\s*7|24[- ]?(?:hour|hr)|emergency|after[- ]hours", re.I),
+     PhoneRole.HOTLINE),
+    (re.compile(r"intake|admission|admit|referral|appointment|scheduling|screening", re.I), PhoneRole.INTAKE),
+    (re.compile(r"\bmain\b|\boffice\b|\bphone\b|\btel\b|\bvoice\b", re.I), PhoneRole.MAIN),
+)
+#: a run of digits and phone punctuation long enough to be a number
+_DIGIT_RUN = re.compile(r"\+?\(?\d[\d\s().\-]{5,}\d")
+_NO_ROLE = object()
+
+
+def _label_role(label: str) -> PhoneRole | object | None:
+    """The role the last role word in ``label`` gives: a PhoneRole, None (a fax), or _NO_ROLE."""
+    found: tuple[int, PhoneRole | None] | None = None
+    for pattern, role in _ROLE_WORDS:
+        for m in pattern.finditer(label):
+            if found is None or m.start() > found[0]:
+                found = (m.start(), role)
+    return _NO_ROLE if found is None else found[1]
+
+
+def phone_numbers(raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "phone"
+                  ) -> tuple[list[tuple[str, PhoneRole]], list[InvalidValue]]:
+    """Every US number in a cell, in E.164, with its role, and the reasons for what was not kept.
+
+    ``phonenumbers.PhoneNumberMatcher`` finds the numbers; the words before each give its role
+    (``role`` when none does); fax numbers and numbers that cannot be read are reasons."""
+    text = _text(raw)
+    if not text:
+        return [], [InvalidValue(field, "empty")]
+    if len(text) > 400:
+        return [], [InvalidValue(field, "too long to be phone numbers")]
+    found: list[tuple[str, PhoneRole]] = []
+    problems: list[InvalidValue] = []
+    last_end = 0
+    leftover: list[str] = []
+    for match in phonenumbers.PhoneNumberMatcher(text, "US"):
+        label_role = _label_role(text[last_end:match.start])
+        leftover.append(text[last_end:match.start])
+        last_end = match.end
+        number = match.number
+        if number.country_code != 1:
+            problems.append(InvalidValue(field, f"{match.raw_string!r} is not a US or US-territory number"))
+            continue
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if label_role is None:
+            problems.append(InvalidValue(field, f"fax number {match.raw_string!r} dropped"))
+            continue
+        found.append((e164, label_role if isinstance(label_role, PhoneRole) else role))
+    leftover.append(text[last_end:])
+    if not found and not problems:
+        try:
+            return [(phone_e164(text, field), role)], []
+        except InvalidValue as exc:
+            return [], [exc]
+    for rest in leftover:
+        for m in _DIGIT_RUN.finditer(rest):
+            if len(re.sub(r"\D", "", m.group())) >= 7:
+                problems.append(InvalidValue(field, f"unreadable number {m.group()!r}; the others are kept"))
+    return found, problems
+
+
 def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
-    candidates: list[tuple[object, PhoneRole, str]] = [
-        (raw.get("phone"), PhoneRole.MAIN, "phone"),
-        (raw.get("intake_phone"), PhoneRole.INTAKE, "intake_phone"),
-        (raw.get("hotline_phone"), PhoneRole.HOTLINE, "hotline_phone"),
-    ]
+    candidates: list[tuple[object, PhoneRole, str]] = []
+    for key, role in (("phone", PhoneRole.MAIN), ("intake_phone", PhoneRole.INTAKE),
+                      ("hotline_phone", PhoneRole.HOTLINE)):
+        value = raw.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            candidates.append((item, role, key))
     for i, item in enumerate(raw.get("phones") or ()):
         if isinstance(item, Mapping):
             role_text = _text(item.get("role")).lower()
@@ -418,14 +519,13 @@ def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
     for value, role, fld in candidates:
         if not _present(value):
             continue
-        try:
-            number = phone_e164(value, fld)
-        except InvalidValue as exc:
+        numbers, problems = phone_numbers(value, role, fld)
+        for exc in problems:
             problem(exc.field, exc.reason)
-            continue
-        if (number, role) not in seen:
-            seen.add((number, role))
-            phones.append(Phone(number=number, role=role))
+        for number, number_role in numbers:
+            if (number, number_role) not in seen:
+                seen.add((number, number_role))
+                phones.append(Phone(number=number, role=number_role))
     return phones
 
 
@@ -615,6 +715,44 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def _null_set(values: Iterable[str]) -> frozenset[str]:
+    return values if isinstance(values, frozenset) else frozenset(" ".join(v.lower().split()) for v in values)
+
+
+def _is_null(value: object, nulls: frozenset[str]) -> bool:
+    return isinstance(value, str) and " ".join(value.lower().split()) in nulls
+
+
+def without_nulls(raw: Mapping[str, Any], nulls: frozenset[str]) -> dict[str, Any]:
+    """The record with null words ('NA', '-', 'null' ...) removed: from fields, list items and entries."""
+    if not nulls:
+        return dict(raw)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if _is_null(value, nulls):
+            continue
+        if isinstance(value, list):
+            value = [without_nulls(v, nulls) if isinstance(v, Mapping) else v for v in value
+                     if not _is_null(v, nulls)]
+        out[key] = value
+    return out
+
+
+def _with_address_parts(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Fill street, city, state and ZIP from a one-line ``address`` where the record lacks them."""
+    parts = split_one_line(_text(raw.get("address")))
+    out = dict(raw)
+    for key in ("address_1", "address_2", "city", "state", "postal_code"):
+        value = getattr(parts, key)
+        if value and not _present(out.get(key)):
+            out[key] = value
+    return out, parts.problem
+
+
+def _digits(raw: object) -> str:
+    return re.sub(r"\D", "", _text(raw))
 
 
 def _text(raw: object) -> str:

@@ -17,10 +17,12 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aggregator.errors import ConfigError
+from aggregator.errors import ConfigError, ParseError
 from aggregator.feeds.mapping import (
     AVAILABILITY_FIELDS,
+    DEFAULT_NULL_VALUES,
     RECORD_FIELDS,
+    SPLIT_FIELDS,
     AvailabilityMapping,
     RecordMapping,
 )
@@ -72,6 +74,8 @@ class FeedConfig:
     max_pages: int = 50
     timeout_seconds: float = 30.0
     quarantine_share: float = 0.3
+    #: a run accepting less than this share of its records fails (the last good data stays)
+    min_accepted_share: float = 0.5
     max_report_age_seconds: int | None = None
     limited_threshold: int = 2
     default_state: str | None = None
@@ -184,6 +188,7 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     "csv": {"delimiter": (lambda v: isinstance(v, str) and len(v) == 1, "one character")},
     "json": {"ndjson": (lambda v: isinstance(v, bool), "true or false")},
     "html": {"encoding": (lambda v: isinstance(v, str) and v, "an encoding name"),
+             "rowspan": (lambda v: v == "carry", "\"carry\" (continuation rows join the row they continue)"),
              "skip_rows": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                            "a whole number >= 0")},
     "hsds": {},
@@ -205,9 +210,35 @@ def _check_options(fmt: str, options: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: option '{key}' must be {what}, not {value!r}")
 
 
+def _fields(data: Any, where: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """``name = "Column"`` or ``name = { from = "Column", split = "/" }`` (split: one or a list of separators)."""
+    t = _Table(data, where)
+    fields: dict[str, str] = {}
+    splits: dict[str, tuple[str, ...]] = {}
+    for key in list(t.data):
+        if key not in RECORD_FIELDS:
+            raise ConfigError(f"{where}: unknown field '{key}' (known: {', '.join(sorted(RECORD_FIELDS))})")
+        value = t.get(key, (str, dict))
+        if isinstance(value, str):
+            fields[key] = value
+            continue
+        ft = _Table(value, f"{where}.{key}")
+        fields[key] = ft.get("from", str, required=True)
+        split = ft.get("split", (str, list), required=True)
+        separators = (split,) if isinstance(split, str) else tuple(split)
+        if not separators or not all(isinstance(x, str) and x for x in separators):
+            raise ConfigError(f"{where}.{key}: key 'split' must be a separator such as \"/\" or a list of them")
+        if key not in SPLIT_FIELDS:
+            raise ConfigError(f"{where}.{key}: only list and phone fields can be split "
+                              f"({', '.join(sorted(SPLIT_FIELDS))})")
+        ft.done()
+        splits[key] = separators
+    return fields, splits
+
+
 def _mapping(data: Any, where: str) -> RecordMapping:
     t = _Table(data, where)
-    fields = _str_map(t.get("fields", dict, {}), f"{where}.fields", RECORD_FIELDS)
+    fields, splits = _fields(t.get("fields", dict, {}), f"{where}.fields")
     constants_t = _Table(t.get("constants", dict, {}), f"{where}.constants")
     constants: dict[str, Any] = {}
     for key in list(constants_t.data):
@@ -245,6 +276,9 @@ def _mapping(data: Any, where: str) -> RecordMapping:
                     raise ConfigError(f"{where}.value_maps.{group}: '{term}' maps to unknown value '{v}'")
             value_maps[group][term] = tuple(values)
     options = t.get("options", dict, {})
+    null_values = t.get("null_values", list, list(DEFAULT_NULL_VALUES))
+    if not all(isinstance(x, str) for x in null_values):
+        raise ConfigError(f"{where}: key 'null_values' must be a list of strings, e.g. [\"NA\", \"-\"]")
     mapping = RecordMapping(
         records=t.get("records", str, ""),
         fields=fields,
@@ -254,6 +288,8 @@ def _mapping(data: Any, where: str) -> RecordMapping:
         availability_list=availability_list,
         availability_item=availability_item,
         value_maps=value_maps,
+        splits=splits,
+        null_values=tuple(null_values),
         next_page=t.get("next_page", str, ""),
         options=dict(options),
     )
@@ -309,6 +345,9 @@ def _feed(data: Any, index: int, known_parsers: frozenset[str]) -> FeedConfig:
     share = t.get("quarantine_share", (int, float), 0.3)
     if not 0 < share <= 1:
         raise ConfigError(f"{where}: key 'quarantine_share' must be within (0, 1]")
+    min_share = t.get("min_accepted_share", (int, float), 0.5)
+    if not 0 <= min_share <= 1:
+        raise ConfigError(f"{where}: key 'min_accepted_share' must be within [0, 1]")
     max_age = t.get("max_report_age", (str, int))
     config = FeedConfig(
         id=feed_id,
@@ -328,6 +367,7 @@ def _feed(data: Any, index: int, known_parsers: frozenset[str]) -> FeedConfig:
         max_pages=t.get("max_pages", int, 50),
         timeout_seconds=float(t.get("timeout", (int, float), 30)),
         quarantine_share=float(share),
+        min_accepted_share=float(min_share),
         max_report_age_seconds=duration(max_age, f"{where}: key 'max_report_age'") if max_age else None,
         limited_threshold=t.get("limited_threshold", int, 2),
         default_state=t.get("default_state", str),
@@ -336,11 +376,34 @@ def _feed(data: Any, index: int, known_parsers: frozenset[str]) -> FeedConfig:
     t.done()
     if not parser:
         _check_options(fmt, mapping.options, f"{where}.mapping.options")
+    if fmt in ("json", "push") and not parser:
+        _check_references(mapping, f"{where}.mapping")
     if config.freshness_seconds < 60:
         raise ConfigError(f"{where}: key 'freshness' must be at least 1 minute")
     if fmt in ("csv", "json", "html", "push") and not parser and not config.mapping.fields:
         raise ConfigError(f"{where}: key 'mapping.fields' is required for format '{fmt}' (or a 'parser')")
     return config
+
+
+def _check_references(mapping: RecordMapping, where: str) -> None:
+    """Every JSON reference must be a JMESPath expression (or an older dotted path), checked at start."""
+    from aggregator.feeds.json import expression
+
+    refs = [(f"fields.{k}", v) for k, v in mapping.fields.items()]
+    refs += [(f"availability[{i}].fields.{k}", v) for i, m in enumerate(mapping.availability)
+             for k, v in m.fields.items()]
+    if mapping.availability_list:
+        refs.append(("availability_list.path", mapping.availability_list))
+    if mapping.availability_item is not None:
+        refs += [(f"availability_list.fields.{k}", v) for k, v in mapping.availability_item.fields.items()]
+    refs += [("id_from", v) for v in mapping.id_from]
+    if mapping.next_page:
+        refs.append(("next_page", mapping.next_page))
+    for key, ref in refs:
+        try:
+            expression(ref)
+        except ParseError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
 
 
 def _check_url(url: str, where: str, allow_private: bool) -> None:

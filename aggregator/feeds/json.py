@@ -1,13 +1,18 @@
 """JSON APIs and NDJSON files: bytes + mapping -> raw records. Pure.
 
-Paths (``mapping.records``, field references, ``availability_list``, ``next_page``) are dotted keys with
-list indexes: ``name``, ``address.zip``, ``phones[0].number``, ``phones[-1].number``, ``results[0].items``,
-and ``services[*].code`` (every item; a list). A leading ``$.`` is allowed. Keys containing ``.`` or
-brackets cannot be named.
+Field references (and ``availability_list``) are **JMESPath** expressions relative to the record
+(https://jmespath.org): ``name``, ``address.zip``, ``phones[0].number``, ``services[*].code`` (every
+item; a list), ``services[?f2=='TC'].f3`` (the items whose ``f2`` is ``TC``),
+``contacts[?kind=='hotline'] | [0].number`` (the first such item). A leading ``$.`` is allowed. The
+older dotted paths keep working as they were written, including keys JMESPath would need quoted
+(``address.zip-code``, ``Facility Name``): they are read as ``"address"."zip-code"``.
 
-A field reference landing on a string, number or true/false gives it unchanged; on a list of those,
-the list (for list fields such as ``levels_of_care``); on an object, a list holding objects, or
-nothing, ``None`` (the field is left out).
+``mapping.records`` and ``next_page`` are dotted paths (``data.items``, ``results[0].items``,
+``links.next``), or any JMESPath expression when they are not.
+
+A field reference landing on a string, number or true/false gives it unchanged; on a list of those
+(nested lists are flattened), the list (for list fields such as ``levels_of_care``); on an object, a
+list holding objects, or nothing, ``None`` (the field is left out).
 
 ``mapping.records`` leads from the document to the list of records (``""``: the document is the list).
 A missing key or a value that is not a list is a ``ParseError`` naming the key and the keys that exist.
@@ -29,7 +34,9 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import jmespath
 import orjson
+from jmespath.exceptions import JMESPathError
 
 from aggregator.errors import ParseError
 from aggregator.feeds import Document
@@ -80,7 +87,7 @@ def follow(document: Document, mapping: RecordMapping) -> list[str]:
     """The next page's URL, from ``mapping.next_page`` resolved on the whole document; [] on the last page."""
     if not mapping.next_page:
         return []
-    value = resolve(load(document.body, bool(mapping.options.get("ndjson"))), steps(mapping.next_page))
+    value = expression(mapping.next_page)(load(document.body, bool(mapping.options.get("ndjson"))))
     if not isinstance(value, str) or not value.strip():
         return []
     url = urljoin(document.url, value.strip())
@@ -175,23 +182,81 @@ def resolve(value: Any, path: tuple[Step, ...]) -> Any:
 
 
 def field_value(value: Any) -> Any:
-    """What a field may hold: a scalar, or a list of scalars; None for objects."""
+    """What a field may hold: a scalar, or a list of scalars (nested lists flattened); None for objects."""
     if isinstance(value, list):
-        items = [v for v in value if v is not None]
+        items = list(_flatten(value))
         return items if all(isinstance(v, _SCALARS) for v in items) else None
     return value if isinstance(value, _SCALARS) else None
 
 
+def _flatten(values: list[Any]) -> Any:
+    for v in values:
+        if isinstance(v, list):
+            yield from _flatten(v)
+        elif v is not None:
+            yield v
+
+
+Search = Any  # a function: JSON value -> what the reference finds there
+
+
+@lru_cache(maxsize=2048)
+def expression(ref: str) -> Search:
+    """A compiled reference: a plain dotted path is followed directly (fast); anything else is JMESPath.
+
+    Raises ParseError naming the reference when it is neither."""
+    text = ref.strip()
+    text = text[2:] if text.startswith("$.") else text[1:] if text.startswith("$") else text
+    if _SIMPLE.fullmatch(text):
+        path = steps(text)
+        return lambda value: resolve(value, path)
+    try:
+        compiled = jmespath.compile(text)
+    except JMESPathError as exc:
+        legacy = _legacy(text)
+        if legacy is None:
+            detail = " ".join(str(exc).split())[:200]
+            raise ParseError(f"reference {ref!r} is not a JMESPath expression ({detail}); e.g. 'address.zip', "
+                             "'phones[0].number', \"contacts[?kind=='hotline'] | [0].number\"") from exc
+        compiled = jmespath.compile(legacy)
+    return compiled.search
+
+
+#: a dotted path of plain keys and list indexes: followed without JMESPath (the same meaning)
+_SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\[(?:-?\d+|\*)\])*(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[(?:-?\d+|\*)\])*)*")
+
+
+def _legacy(text: str) -> str | None:
+    """An older dotted path whose keys JMESPath needs quoted ('address.zip-code' -> '"address"."zip-code"')."""
+    try:
+        path = steps(text)
+    except ParseError:
+        return None
+    out = ""
+    for step in path:
+        if step is None:
+            out += "[*]"
+        elif isinstance(step, int):
+            out += f"[{step}]"
+        else:
+            out += ("." if out else "") + orjson.dumps(step).decode()
+    try:
+        jmespath.compile(out or "@")
+    except JMESPathError:
+        return None
+    return out or "@"
+
+
 def getter(record: dict[str, Any]) -> Getter:
     def get(ref: str) -> Any:
-        return field_value(resolve(record, steps(ref)))
+        return field_value(expression(ref)(record))
 
     return get
 
 
 def _list_getter(record: dict[str, Any]) -> ListGetter:
     def list_get(path: str) -> list[Getter]:
-        found = resolve(record, steps(path))
+        found = expression(path)(record)
         items = found if isinstance(found, list) else [found]
         return [getter(item) for item in items if isinstance(item, dict)]
 
@@ -205,7 +270,14 @@ def records_at(document: Any, path: str) -> list[Any]:
     def fail(reason: str) -> ParseError:
         return ParseError(f"records path {path!r}: {reason}")
 
-    for step in steps(path):
+    try:
+        path_steps = steps(path)
+    except ParseError:  # not a dotted path: a JMESPath expression
+        found = expression(path)(document)
+        if not isinstance(found, list):
+            raise fail(f"the expression gives {_kind(found)}, not a list of records") from None
+        return found
+    for step in path_steps:
         place = f"{where!r}" if where else "the document"
         if step is None:
             raise fail("[*] cannot be used here; name one list, e.g. 'results[0].items'")

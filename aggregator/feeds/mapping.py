@@ -1,8 +1,12 @@
 """A feed's field mapping: how one partner record becomes a raw record (see ``aggregator.normalize``).
 
-The same shape serves every format; only what a *reference* means differs: a JSON path relative to
-the record (``address.zip``, ``phones[0].number``), a CSV column name, a CSS selector (with
-``@attr`` for an attribute) inside an HTML card or row. Pure.
+The same shape serves every format; only what a *reference* means differs: a JMESPath expression
+relative to the record (``address.zip``, ``phones[0].number``, ``contacts[?kind=='hotline'] | [0].number``),
+a CSV column name, a CSS selector (with ``@attr`` for an attribute) inside an HTML card or row. Pure.
+
+A field may split its cell before value mapping (``splits``: ``"OTP/MD/DT"`` with ``/`` gives
+``["OTP", "MD", "DT"]``). ``address`` takes a one-line US address that normalization splits into
+street, city, state and ZIP. ``null_values`` are the cell texts that mean "nothing" (``NA``, ``-``).
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ from typing import Any
 
 #: raw-record keys a mapping may fill (see aggregator.normalize)
 RECORD_FIELDS = frozenset({
-    "source_id", "name", "alternate_name", "address_1", "address_2", "city", "state", "postal_code",
+    "source_id", "name", "alternate_name", "address", "address_1", "address_2", "city", "state", "postal_code",
     "latitude", "longitude", "phone", "intake_phone", "hotline_phone", "website", "status",
     "levels_of_care", "payment", "populations", "languages", "source_url", "reported_at",
 })
 LIST_FIELDS = frozenset({"levels_of_care", "payment", "populations", "languages"})
+PHONE_FIELDS = frozenset({"phone", "intake_phone", "hotline_phone"})
+#: fields whose cell may be split into several values (``{ from = "...", split = "/" }``)
+SPLIT_FIELDS = LIST_FIELDS | PHONE_FIELDS
+#: cell texts that mean "no value" unless a feed says otherwise (compared without case)
+DEFAULT_NULL_VALUES = ("NA", "N/A", "n.a.", "null", "nil", "none", "-", "--", "---", "?", "unknown", "TBD", "#N/A")
 AVAILABILITY_FIELDS = frozenset({
     "level_of_care", "status", "beds_available", "beds_total", "accepting", "waitlist_size",
     "notes", "reported_at",
@@ -49,6 +58,10 @@ class RecordMapping:
     availability_list: str = ""
     availability_item: AvailabilityMapping | None = None
     value_maps: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: canonical field -> separators its cell is split on before value mapping
+    splits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: cell texts meaning "no value" (compared case-insensitively, after trimming)
+    null_values: tuple[str, ...] = DEFAULT_NULL_VALUES
     #: JSON: the next page's URL (pagination by next link)
     next_page: str = ""
     #: HTML: within a card, how many header rows to skip; CSV: the delimiter
@@ -65,7 +78,8 @@ def apply(get: Getter, mapping: RecordMapping, list_get: ListGetter | None = Non
     for name, ref in mapping.fields.items():
         value = get(ref)
         if value not in (None, "", []):
-            raw[name] = value
+            separators = mapping.splits.get(name)
+            raw[name] = split_cell(value, separators) if separators else value
     if mapping.id_from and not raw.get("source_id"):
         raw["source_id"] = stable_id(get(ref) for ref in mapping.id_from)
     observations = [_observation(get, m) for m in mapping.availability]
@@ -89,6 +103,21 @@ def _observation(get: Getter, m: AvailabilityMapping) -> dict[str, Any]:
 
 def _has_data(obs: Mapping[str, Any]) -> bool:
     return any(k != "level_of_care" and v not in (None, "") for k, v in obs.items())
+
+
+def split_cell(value: Any, separators: tuple[str, ...]) -> Any:
+    """'OTP/MD/DT' on '/' -> ['OTP', 'MD', 'DT']; a list's items are split each; other values pass."""
+    items = value if isinstance(value, list) else [value]
+    out: list[Any] = []
+    for item in items:
+        if not isinstance(item, str):
+            out.append(item)
+            continue
+        parts = [item]
+        for sep in separators:
+            parts = [piece for part in parts for piece in part.split(sep)]
+        out += [p.strip() for p in parts if p.strip()]
+    return out
 
 
 def stable_id(values: Any) -> str:

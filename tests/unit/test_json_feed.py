@@ -143,7 +143,7 @@ def test_references_that_lead_nowhere_give_nothing(ref: str) -> None:
 
 @pytest.mark.parametrize("ref", ["a..b", "a[x]", "a[", "a]", "a[0]b", "."])
 def test_a_malformed_reference_is_a_parse_error(ref: str) -> None:
-    with pytest.raises(ParseError, match="is not a JSON path"):
+    with pytest.raises(ParseError, match="is not a JMESPath expression"):
         one({"a": 1}, name=ref)
 
 

@@ -255,7 +255,8 @@ def test_a_good_record_becomes_a_center_and_observations() -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"source_id": ""}, "source_id"), ({"name": "  "}, "name"), ({"state": "Atlantis"}, "state"),
-     ({"postal_code": "99999"}, "postal_code"), ({"postal_code": "10001"}, "postal_code")],
+     ({"postal_code": "99999", "latitude": None, "longitude": None}, "postal_code"),
+     ({"postal_code": "10001", "latitude": None, "longitude": None}, "postal_code")],
 )
 def test_a_record_that_cannot_be_placed_or_named_is_rejected_naming_the_field(
     change: dict[str, object], field: str
@@ -324,7 +325,7 @@ def test_swapped_coordinates_are_repaired_and_reported() -> None:
     result = normalize_record(good_raw(latitude="-71.07", longitude="42.34"), ctx())
     assert result.center is not None
     assert (result.center.latitude, result.center.longitude) == (42.34, -71.07)
-    assert result.repairs == ["latitude and longitude were swapped"]
+    assert result.repairs == ["latitude and longitude were swapped", "ZIP leading zero restored"]
 
 
 def test_unmapped_terms_are_reported() -> None:
