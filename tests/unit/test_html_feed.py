@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -240,6 +241,170 @@ def test_cells_that_say_nothing_make_no_observation(cell: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# options.rowspan = "carry": a facility's first row spans its programs' rows
+
+BOARD = b"""<html><body><table id="beds"><tbody>
+<tr><th>Facility</th><th>Address</th><th>Phone</th><th>Program</th><th>Beds</th></tr>
+<tr><td rowspan="3">Harbor House</td><td rowspan="3">12 Main St</td><td rowspan="3">617-555-0101</td>
+    <td>Detox</td><td>2 beds</td></tr>
+<tr><td>Residential</td><td>FULL</td></tr>
+<tr><td>Outpatient</td><td>Waitlist (3)</td></tr>
+<tr><td>Cedar Clinic</td><td>4 Elm St</td><td>413-555-0102</td><td>Detox</td><td>FULL</td></tr>
+</tbody></table></body></html>"""
+
+PROGRAMS = RecordMapping(
+    records="table#beds tbody tr",
+    fields={"name": "td:nth-of-type(1)", "address_1": "td:nth-of-type(2)", "phone": "td:nth-of-type(3)"},
+    availability=(AvailabilityMapping(fields={"level_of_care": "td:nth-of-type(4)", "status": "td:nth-of-type(5)"}),),
+)
+CARRY = replace(PROGRAMS, options={"rowspan": "carry"})
+
+
+def test_rowspan_carry_gives_one_record_per_facility_with_every_program() -> None:
+    assert html_feed.parse_one(BOARD, CARRY) == [
+        {"name": "Harbor House", "address_1": "12 Main St", "phone": "617-555-0101", "availability": [
+            {"level_of_care": "Detox", "status": "2 beds"},
+            {"level_of_care": "Residential", "status": "FULL"},
+            {"level_of_care": "Outpatient", "status": "Waitlist (3)"}]},
+        {"name": "Cedar Clinic", "address_1": "4 Elm St", "phone": "413-555-0102",
+         "availability": [{"level_of_care": "Detox", "status": "FULL"}]},
+    ]
+
+
+def test_without_rowspan_carry_continuation_rows_are_records_named_after_a_program() -> None:
+    """Today's reading of the markup as it is: a continuation row's first cell is a program."""
+    records = html_feed.parse_one(BOARD, PROGRAMS)
+    assert [r["name"] for r in records] == ["Harbor House", "Residential", "Outpatient", "Cedar Clinic"]
+    assert records[1] == {"name": "Residential", "address_1": "FULL"}
+    assert records[0]["availability"] == [{"level_of_care": "Detox", "status": "2 beds"}]
+
+
+def test_carried_cells_are_marked_copies_at_their_column_position_colspan_included() -> None:
+    page = b"""<table id="beds"><tbody>
+    <tr><td rowspan="2">Harbor House</td><td>Detox</td><td rowspan="2" colspan="2">12 Main St</td><td>2 beds</td>
+        <td rowspan="2">617-555-0101</td></tr>
+    <tr><td>Residential</td><td>FULL</td></tr>
+    </tbody></table>"""
+    mapping = RecordMapping(
+        records="table#beds tbody tr",
+        fields={"name": "td:nth-of-type(1)", "address_1": "td:nth-of-type(3)", "phone": "td:nth-of-type(5)"},
+        availability=(
+            AvailabilityMapping(fields={"level_of_care": "td:nth-of-type(2)", "status": "td:nth-of-type(4)"}),
+            AvailabilityMapping(fields={"notes": "td[data-rowspan-copy]"}, constants={"level_of_care": "copies"}),
+        ),
+        options={"rowspan": "carry"},
+    )
+    [raw] = html_feed.parse_one(page, mapping)
+    assert raw == {"name": "Harbor House", "address_1": "12 Main St", "phone": "617-555-0101", "availability": [
+        {"level_of_care": "Detox", "status": "2 beds"},
+        {"level_of_care": "Residential", "status": "FULL"},
+        {"level_of_care": "copies", "notes": ["Harbor House", "12 Main St", "617-555-0101"]},
+    ]}
+
+
+def test_a_carried_cell_past_a_short_rows_end_keeps_its_column() -> None:
+    page = b"""<table id="beds">
+    <tr><td rowspan="2">Harbor House</td><td>Detox</td><td>2 beds</td><td rowspan="2">617-555-0101</td></tr>
+    <tr><td>Residential</td></tr>
+    </table>"""
+    mapping = RecordMapping(
+        records="table#beds tr", fields={"name": "td:nth-of-type(1)"},
+        availability=(AvailabilityMapping(fields={"level_of_care": "td:nth-of-type(2)", "status": "td:nth-of-type(3)",
+                                                  "notes": "td:nth-of-type(4)"}),),
+        options={"rowspan": "carry"})
+    assert html_feed.parse_one(page, mapping) == [{"name": "Harbor House", "availability": [
+        {"level_of_care": "Detox", "status": "2 beds", "notes": "617-555-0101"},
+        {"level_of_care": "Residential", "notes": "617-555-0101"}]}]
+
+
+@pytest.mark.parametrize("rowspan", ["9", "0", "99999999999999", "3 rows", " 5"])
+def test_a_rowspan_running_past_the_tables_last_row_stops_there(rowspan: str) -> None:
+    page = f"""<table id="beds"><tbody>
+    <tr><td rowspan="{rowspan}">Harbor House</td><td>12 Main St</td><td>617-555-0101</td><td>Detox</td>
+        <td>2 beds</td></tr>
+    <tr><td>4 Elm St</td><td>413-555-0102</td><td>Residential</td><td>FULL</td></tr>
+    </tbody></table>""".encode()
+    [raw] = html_feed.parse_one(page, CARRY)
+    assert raw["name"] == "Harbor House"
+    assert raw["address_1"] == "12 Main St"
+    assert raw["availability"] == [{"level_of_care": "Detox", "status": "2 beds"},
+                                   {"level_of_care": "Residential", "status": "FULL"}]
+
+
+def test_a_rowspan_does_not_run_into_the_next_row_group() -> None:
+    page = BOARD.replace(b"<tr><td>Outpatient", b"</tbody><tbody><tr><td>Outpatient")
+    records = html_feed.parse_one(page, CARRY)
+    assert [r["name"] for r in records] == ["Harbor House", "Outpatient", "Cedar Clinic"]
+    assert len(records[0]["availability"]) == 2
+
+
+@pytest.mark.parametrize("group", ["", "</thead><tbody>"])
+def test_a_colspan_in_the_header_does_not_shift_columns(group: str) -> None:
+    page = f"""<table id="beds">{"<thead>" if group else ""}
+    <tr><th rowspan="2">Facility</th><th colspan="2">Contact</th><th rowspan="2">Program</th>
+        <th rowspan="2">Beds</th></tr>
+    <tr><th>Address</th><th>Phone</th></tr>{group}
+    <tr><td rowspan="2">Harbor House</td><td rowspan="2">12 Main St</td><td rowspan="2">617-555-0101</td>
+        <td>Detox</td><td>2 beds</td></tr>
+    <tr><td>Residential</td><td>FULL</td></tr>
+    <tr><td colspan="3">Cedar Clinic, 4 Elm St</td><td>Detox</td><td>FULL</td></tr>
+    {"</tbody>" if group else ""}</table>""".encode()
+    mapping = replace(CARRY, records="table#beds tr")
+    assert html_feed.parse_one(page, mapping) == [
+        {"name": "Harbor House", "address_1": "12 Main St", "phone": "617-555-0101", "availability": [
+            {"level_of_care": "Detox", "status": "2 beds"}, {"level_of_care": "Residential", "status": "FULL"}]},
+        {"name": "Cedar Clinic, 4 Elm St", "address_1": "Detox", "phone": "FULL"},
+    ]
+
+
+def test_merged_rows_union_list_fields_and_fill_only_missing_scalars() -> None:
+    page = b"""<table id="beds"><tbody>
+    <tr><td rowspan="3">Harbor House</td><td>Detox</td><td>Medicaid</td><td></td></tr>
+    <tr><td>Residential</td><td>Medicaid</td><td>https://harbor.example.org</td></tr>
+    <tr><td>Detox</td><td>Private insurance</td><td>https://other.example.org</td></tr>
+    </tbody></table>"""
+    payment_constant = ["Self-pay"]
+    mapping = RecordMapping(
+        records="table#beds tbody tr",
+        fields={"name": "td:nth-of-type(1)", "levels_of_care": "td:nth-of-type(2)", "languages": "td:nth-of-type(3)",
+                "website": "td:nth-of-type(4)"},
+        constants={"payment": payment_constant, "status": "active"},
+        options={"rowspan": "carry"},
+    )
+    assert html_feed.parse_one(page, mapping) == [{
+        "name": "Harbor House", "status": "active", "payment": ["Self-pay"],
+        "levels_of_care": ["Detox", "Residential"], "languages": ["Medicaid", "Private insurance"],
+        "website": "https://harbor.example.org"}]
+    assert payment_constant == ["Self-pay"]
+
+
+def test_a_records_selector_can_match_continuation_rows_by_their_carried_cells() -> None:
+    page = BOARD.replace(b'<td rowspan="3">Harbor', b'<td rowspan="3" class="name">Harbor').replace(
+        b"<td>Cedar", b'<td class="name">Cedar')
+    records = html_feed.parse_one(page, replace(CARRY, records="table#beds tr:has(td.name)"))
+    assert [len(r["availability"]) for r in records] == [3, 1]
+
+
+def test_the_carried_rows_of_a_skipped_first_row_are_records_of_their_own() -> None:
+    records = html_feed.parse_one(BOARD, replace(CARRY, options={"rowspan": "carry", "skip_rows": 2}))
+    assert [(r["name"], r["availability"][0]["level_of_care"]) for r in records] == [
+        ("Harbor House", "Residential"), ("Harbor House", "Outpatient"), ("Cedar Clinic", "Detox")]
+
+
+def test_cards_inside_a_layout_table_are_left_alone() -> None:
+    page = b"""<table><tr><td rowspan="2"><div class="facility"><h3>Harbor</h3></div></td><td>ad</td></tr>
+    <tr><td><div class="facility"><h3>Cedar</h3></div></td></tr></table>"""
+    mapping = RecordMapping(records="div.facility", fields={"name": "h3"}, options={"rowspan": "carry"})
+    assert html_feed.parse_one(page, mapping) == [{"name": "Harbor"}, {"name": "Cedar"}]
+
+
+@pytest.mark.parametrize("value", ["merge", True, ""])
+def test_rowspan_takes_only_carry(value: Any) -> None:
+    with pytest.raises(ParseError, match=r"options.rowspan must be 'carry'"):
+        html_feed.parse_one(BOARD, replace(PROGRAMS, options={"rowspan": value}))
+
+
+# --------------------------------------------------------------------------------------------------
 # Property: whatever the bytes, only ParseError
 
 
@@ -247,9 +412,11 @@ markup = st.lists(st.sampled_from([
     "<table id='beds'>", "<tbody>", "<tr>", "<td>", "</td>", "<th>", "<a href='x/1'>", "</a>", "<br>", "&nbsp;",
     "<!--", "-->", "<script>", "</script>", "FULL", "Waitlist (3)", "2 beds", "N/A", "Niño", "\x00", "{", "<?xml ?>",
     "<meta charset='utf-16'>", "<meta charset='bogus'>", "\ufeff", "</tr>", "</table>",
+    "<td rowspan='3'>", "<td rowspan='0' colspan='2'>", "<th colspan='9'>", "<tbody>", "</tbody>", "<thead>",
 ]), max_size=30).map(lambda parts: "".join(parts).encode("utf-8", "surrogatepass"))
 HTML_MAPPINGS = [ROWS, RecordMapping(records="tr", fields={"name": ".", "website": "a@href"},
-                                     options={"encoding": "windows-1252"})]
+                                     options={"encoding": "windows-1252"}), CARRY,
+                 RecordMapping(records="tr, td", fields={"name": "td:nth-of-type(2)"}, options={"rowspan": "carry"})]
 
 
 @settings(max_examples=400, deadline=None)
