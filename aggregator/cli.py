@@ -151,6 +151,10 @@ def _availability_words(levels: list[dict[str, Any]]) -> str:
         figures = a["status"]
         if a["beds_available"] is not None:
             figures += f" {a['beds_available']} beds"
+        if a.get("appointments_available") is not None:
+            figures += f" {a['appointments_available']} appointments"
+            if a.get("next_appointment_at"):
+                figures += f" (next {a['next_appointment_at']})"
         if a.get("waitlist_size"):
             figures += f" ({a['waitlist_size']} waiting)"
         mark = "" if a["fresh"] else " STALE"

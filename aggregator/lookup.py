@@ -266,15 +266,17 @@ def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, public: bool) 
 
 _HIDDEN_WHEN_STALE = {
     "status": AvailabilityStatus.UNKNOWN.value, "beds_available": None, "beds_total": None,
-    "accepting": None, "waitlist_size": None, "notes": "",
+    "accepting": None, "waitlist_size": None, "appointments_available": None, "next_appointment_at": None,
+    "notes": "",
 }
 
 
 def _no_report(level: str) -> dict[str, Any]:
     return {
         "level_of_care": level, "status": AvailabilityStatus.UNKNOWN.value, "beds_available": None,
-        "beds_total": None, "accepting": None, "waitlist_size": None, "notes": "",
-        "source": None, "reported_at": None, "checked_at": None, "changed_at": None,
+        "beds_total": None, "accepting": None, "waitlist_size": None, "appointments_available": None,
+        "next_appointment_at": None, "notes": "", "source": None, "reported_at": None, "checked_at": None,
+        "changed_at": None,
         "age_seconds": None, "fresh": False,
     }
 

@@ -268,6 +268,10 @@ class Availability(_Record):
     beds_total: BedCount | None = None
     accepting: Accepting | None = None
     waitlist_size: BedCount | None = None
+    #: open intake appointments (SMART Scheduling Links slots): never beds
+    appointments_available: BedCount | None = None
+    #: the start of the earliest open appointment, aware UTC
+    next_appointment_at: datetime | None = None
     notes: Annotated[str, Field(max_length=500)] = ""
     reported_at: datetime
     checked_at: datetime
@@ -276,7 +280,7 @@ class Availability(_Record):
     freshness_seconds: Annotated[int, Field(gt=0, le=90 * 86400)]
     reported_by: Annotated[str, Field(max_length=100)] = ""
 
-    @field_validator("reported_at", "checked_at", "changed_at")
+    @field_validator("reported_at", "checked_at", "changed_at", "next_appointment_at")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and (v.tzinfo is None or v.utcoffset() is None):

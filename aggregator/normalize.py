@@ -574,7 +574,8 @@ _BEDS_N = (  # a count inside a status cell: "5", "2 beds", "3 open", "12 availa
 
 def _informative(entry: Mapping[str, Any]) -> bool:
     """Does a partner's availability entry say anything? ("N/A" in every cell does not.)"""
-    if any(_present(entry.get(k)) for k in ("beds_available", "beds_total", "waitlist_size", "accepting")):
+    if any(_present(entry.get(k)) for k in ("beds_available", "beds_total", "waitlist_size", "accepting",
+                                             "appointments_available")):
         return True
     status = _text(entry.get("status"))
     return bool(status) and vocabulary.map_status(status) is not AvailabilityStatus.UNKNOWN
@@ -644,6 +645,11 @@ def _observation_fields(
     status = vocabulary.map_status(status_text) if status_text else None
     if status_text and status is None and beds is None:
         raise InvalidValue(f"{fld}.status", f"unrecognized status {status_text[:40]!r}")
+    appointments = count(entry.get("appointments_available"), f"{fld}.appointments_available")
+    next_raw = entry.get("next_appointment_at")
+    next_appointment = timestamp(next_raw, ctx.timezone, f"{fld}.next_appointment_at") if _present(next_raw) else None
+    if beds is None and appointments is not None and (status is None or status in OPEN_STATUSES):
+        status = AvailabilityStatus.AVAILABLE if appointments else AvailabilityStatus.FULL
     if beds is not None:
         by_count = (
             AvailabilityStatus.FULL if beds == 0
@@ -681,6 +687,8 @@ def _observation_fields(
         "beds_total": total,
         "accepting": accepting,
         "waitlist_size": waitlist,
+        "appointments_available": appointments,
+        "next_appointment_at": next_appointment,
         "notes": _text(entry.get("notes"))[:500],
         "reported_at": reported_at,
     }
@@ -706,6 +714,9 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         if a["beds_total"] is not None and b["beds_total"] is not None else None
     )
     out["waitlist_size"] = add(a["waitlist_size"], b["waitlist_size"])
+    out["appointments_available"] = add(a["appointments_available"], b["appointments_available"])
+    nexts = [t for t in (a["next_appointment_at"], b["next_appointment_at"]) if t is not None]
+    out["next_appointment_at"] = min(nexts, default=None)
     out["status"] = min(a["status"], b["status"], key=lambda s: _STATUS_RANK[s])
     out["notes"] = "; ".join(n for n in (a["notes"], b["notes"]) if n)[:500]
     out["reported_at"] = max(a["reported_at"], b["reported_at"])

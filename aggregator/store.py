@@ -138,6 +138,7 @@ def observation_json(obs: Availability) -> bytes:
     figures = (
         obs.status.value, obs.beds_available, obs.beds_total,
         obs.accepting.value if obs.accepting else None, obs.waitlist_size, obs.notes,
+        obs.appointments_available, obs.next_appointment_at.isoformat() if obs.next_appointment_at else None,
     )
     data["rt"] = _ms(obs.reported_at)
     data["sig"] = hashlib.blake2b(orjson.dumps(figures), digest_size=8).hexdigest()

@@ -27,6 +27,8 @@ class Availability(BaseModel):
     beds_total: int | None = None
     accepting: str | None = None
     waitlist_size: int | None = None
+    appointments_available: int | None = Field(None, description="open intake appointments (not beds)")
+    next_appointment_at: str | None = Field(None, description="start of the earliest open appointment, UTC")
     notes: str = ""
     source: str | None = None
     reported_at: str | None = Field(None, description="what the partner asserts, UTC")

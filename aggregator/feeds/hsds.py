@@ -1,11 +1,15 @@
 """Open Referral HSDS 3.x: JSON objects, lists and API pages, and the tabular CSV package -> raw records. Pure.
 
-**What one raw record is.** One record per (service, physical location) pair: ``source_id`` is the
-``service_at_location`` id, else ``{service id}.{location id}`` (hashed down to 64 characters when
-longer, as two UUIDs are). A service with no physical location still yields one record
-(``source_id`` = service id, no address), which normalization rejects for the missing state: the
-partner sees that the service could not be placed rather than losing it silently. A ``location``
-document on its own (no service anywhere) yields a record for the site (name = location name).
+**What one raw record is.** One record per physical location: one place is one row in an answer,
+however many services the partner lists there. ``source_id`` is the location id (cut and ended with
+a hash when longer than 64 characters); a location object without an id takes its
+``service_at_location`` id, else it has none (and normalization rejects it for that). Every service
+linked to the location (by a ``service_at_location``, nested or by id) is merged into that record.
+A service with no physical location (only virtual ones, or none) still yields one record of its
+own (``source_id`` = service id, no address; named by the rule below, so after its organization),
+which normalization rejects for the missing state: the partner sees that the service could not be
+placed rather than losing it silently. A ``location`` document that no service links to yields a
+record for the site alone.
 
 **JSON accepted.** A ``service`` (full: nested ``service_at_locations[].location``), a
 ``service_at_location`` (full: nested ``service`` and ``location``), an ``organization`` (with
@@ -23,24 +27,32 @@ Package (e.g. a git symlink stub) is a ``ParseError``: the adapter never guesses
 that link to ids that do not exist (a ``service_capacity`` row for an unknown service) are dropped:
 there is no record to hang them on (see the report's recommendation for an adapter warning channel).
 
-**Fields.** name = service name; alternate_name = organization name (else location name) when it
-differs; address from the location's ``physical`` address (else only the city, state and ZIP of its
-first non-virtual address, e.g. a ``postal`` one: enough to place the site, while a PO box is no
-street to send anyone to); lat/lon from the location; phones from the
-service_at_location, the service, then the location (the organization's only when none; fax and
-pager numbers skipped; "intake"/"hotline" in a phone's description set its role); website = service
-``url`` else organization ``website``; status = service ``status``; languages = ISO code when given
-as two letters, else name; levels_of_care = service name, description and the ``code``/``name`` of
-taxonomy terms attached through ``attributes`` (free text for the vocabulary); payment =
-``fees_description`` (else deprecated ``fees``) and each cost option's ``option``; the location's
+**Fields.** name = the location's name, else the organization's name, else (last resort) the first
+service's name; alternate_name = the organization's name when it differs from the chosen name (else
+none). The organization is the location's own (``organization_id``), else the first service's.
+Address from the location's ``physical`` address (else only the city, state and ZIP of its first
+non-virtual address, e.g. a ``postal`` one: enough to place the site, while a PO box is no street
+to send anyone to); lat/lon from the location. From the services at the location, in the order
+they were read, merged: phones = the union (each number once, compared by its digits) of each
+service_at_location's and each service's, then the location's (the organization's only when none;
+fax and pager numbers skipped; "intake"/"hotline" in a phone's description set its role); website =
+the first service ``url``, else organization ``website``; status = "active" when any service is
+active, else the first service's ``status`` (none when a service gives none: normalization reads
+that as active); languages = the union of the services' then the location's (ISO code when given
+as two letters, else name); levels_of_care = the union of each service's name, description and the
+``code``/``name`` of taxonomy terms attached through ``attributes`` (free text for the vocabulary: a
+service with no capacity still names its level this way); payment = the union of each service's
+``fees_description`` (else deprecated ``fees``) and its cost options' ``option``; the location's
 ``external_identifier`` becomes an external id. A mapping's ``constants`` are applied to every record.
 
 **Capacity (3.1 ``service_capacity``).** A unit that counts places (``Bed``, ``Beds``, ``Place``,
 ``Slot``, ``Space``, optionally qualified: "Adult male beds") becomes an availability entry:
 ``beds_available`` = available, ``beds_total`` = maximum, ``reported_at`` = updated, notes = the
-capacity's description, ``level_of_care`` = the service's own level text (normalization picks the
-level). Any other unit is *never* read as beds: the entry carries ``beds_available`` = "<available>
-<unit>" (e.g. ``'12 Kilogram'``), which normalization rejects with the reason
+service's name then the capacity's description ("Detox program: 4 adult beds"), ``level_of_care`` =
+that service's own level texts (normalization picks the level). Every capacity of every service at
+the location is its own entry, even two for one level (normalization combines those). Any other
+unit is *never* read as beds: the entry carries ``beds_available`` = "<available> <unit>" (e.g.
+``'12 Kilogram'``), which normalization rejects with the reason
 ``availability.N.beds_available: '12 Kilogram' is not a count``, naming the unit. Capacity hangs off
 the service, not the site: a service with capacity at several physical locations gets, at each, an
 entry "<available> shared by <n> sites", rejected the same way, instead of counting the beds n times.
@@ -423,88 +435,100 @@ class _Graph:
     # ---- writing
 
     def records(self, mapping: RecordMapping) -> list[dict[str, Any]]:
+        """One record per physical location (its services merged), per unplaced service, per bare location."""
         by_service: dict[str, list[_Pair]] = {}
         for pair in self.pairs.values():
             by_service.setdefault(pair.service, []).append(pair)
-        out: list[dict[str, Any]] = []
-        for key, service in self.services.items():
-            org = self.orgs.get(self.service_org.get(key, ""), {})
+        at_location: dict[str, list[_Pair]] = {}  # physical location -> its pairs, in service order
+        sites: dict[str, int] = {}  # service -> how many physical locations it is at
+        order: list[tuple[str | None, str]] = []  # (location, service): a location's record, or an unplaced service's
+        for key in self.services:
             pairs = [p for p in by_service.get(key, []) if _physical(self.locations.get(p.location))]
+            sites[key] = len(pairs)
             if not pairs:
-                out.append(self._record(mapping, key, service, org, None, 1))
+                order.append((None, key))
             for pair in pairs:
-                out.append(self._record(mapping, key, service, org, pair, len(pairs)))
+                if pair.location not in at_location:
+                    at_location[pair.location] = []
+                    order.append((pair.location, ""))
+                at_location[pair.location].append(pair)
         for key in self.top_locations:
             if not any(p.location == key for p in self.pairs.values()):
-                out.append(self._location_record(mapping, key))
+                order.append((key, ""))
+        out: list[dict[str, Any]] = []
+        for location, service_key in order:
+            members: list[tuple[str, _Pair | None]] = (
+                [(p.service, p) for p in at_location.get(location, [])] if location is not None
+                else [(service_key, None)]
+            )
+            out.append(self._record(mapping, location, members, sites))
         return out
 
     def _record(
-        self, mapping: RecordMapping, key: str, service: Mapping[str, Any], org: Mapping[str, Any],
-        pair: _Pair | None, sites: int,
+        self, mapping: RecordMapping, location: str | None, members: list[tuple[str, _Pair | None]],
+        sites: Mapping[str, int],
     ) -> dict[str, Any]:
-        loc: Mapping[str, Any] = self.locations.get(pair.location, {}) if pair else {}
+        """The record of one physical location and all its services (or of one service with no location)."""
+        loc: Mapping[str, Any] = self.locations.get(location, {}) if location is not None else {}
+        services = [(key, self.services[key], pair) for key, pair in members]
+        org: Mapping[str, Any] = self.orgs.get(_s(loc.get("organization_id")), {}) or next(
+            (self.orgs[o] for key, _, _ in services if (o := self.service_org.get(key, "")) in self.orgs), {})
         raw: dict[str, Any] = dict(mapping.constants)
-        service_id = "" if key.startswith("#") else key
-        location_id = "" if pair is None or pair.location.startswith("#") else pair.location
-        raw["source_id"] = _source_id(pair.sal_id if pair else "", service_id, location_id, pair is not None)
-        name = _s(service.get("name")) or _s(loc.get("name"))
+        if location is None:
+            raw["source_id"] = "" if members[0][0].startswith("#") else members[0][0]
+        elif location.startswith("#"):  # a location without an id: its service_at_location's id, if any
+            raw["source_id"] = next((p.sal_id for _, _, p in services if p and p.sal_id), "")
+        else:
+            raw["source_id"] = _source_id(location)
+        name = _s(loc.get("name")) or _s(org.get("name")) or next(
+            (_s(svc.get("name")) for _, svc, _ in services if _s(svc.get("name"))), "")
         raw["name"] = name
-        for alternate in (_s(org.get("name")), _s(loc.get("name"))):
-            if alternate and alternate != name:
-                raw["alternate_name"] = alternate
-                break
+        if _s(org.get("name")) and _s(org.get("name")) != name:
+            raw["alternate_name"] = _s(org.get("name"))
         raw.update(_place(loc))
-        phones = _phones(
-            [*(pair.phones if pair else []), *_dicts(service.get("phones")), *_dicts(loc.get("phones"))]
-        ) or _phones(_dicts(org.get("phones")))
+        phones = _phones([
+            *(phone for _, svc, pair in services
+              for phone in [*(pair.phones if pair else []), *_dicts(svc.get("phones"))]),
+            *_dicts(loc.get("phones")),
+        ]) or _phones(_dicts(org.get("phones")))
         if phones:
             raw["phones"] = phones
-        website = _s(service.get("url")) or _s(org.get("website")) or _s(org.get("url"))
+        website = next((_s(svc.get("url")) for _, svc, _ in services if _s(svc.get("url"))), "") or _s(
+            org.get("website")) or _s(org.get("url"))
         if website:
             raw["website"] = website
-        if _s(service.get("status")):
-            raw["status"] = _s(service.get("status"))
-        languages = _languages([*_dicts(service.get("languages")), *_dicts(loc.get("languages"))])
+        statuses = [_s(svc.get("status")) for _, svc, _ in services]
+        active = next((s for s in statuses if s.lower() == "active"), "")
+        if active or (statuses and all(statuses)):  # a service with no status is not read as closed
+            raw["status"] = active or statuses[0]
+        languages = _languages([
+            *(lang for _, svc, _ in services for lang in _dicts(svc.get("languages"))),
+            *_dicts(loc.get("languages")),
+        ])
         if languages:
             raw["languages"] = languages
-        levels = _unique([
-            _s(service.get("name")), _s(service.get("description")),
-            *_term_texts([*_dicts(service.get("attributes")), *(pair.attributes if pair else [])]),
-        ])
+        own_levels = {key: _service_levels(svc, pair) for key, svc, pair in services}
+        levels = _unique([text for texts in own_levels.values() for text in texts])
         if levels:
             raw["levels_of_care"] = levels
         payment = _unique([
-            _s(service.get("fees_description")) or _s(service.get("fees")),
-            *(_s(c.get("option")) for c in _dicts(service.get("cost_options"))),
+            text for _, svc, _ in services for text in (
+                _s(svc.get("fees_description")) or _s(svc.get("fees")),
+                *(_s(c.get("option")) for c in _dicts(svc.get("cost_options"))),
+            )
         ])
         if payment:
             raw["payment"] = payment
-        url = self.service_url.get(key, "")
+        url = next((self.service_url[key] for key, _, _ in services if self.service_url.get(key)), "") or (
+            self.location_url.get(location, "") if location is not None else "")
         if url:
             raw["source_url"] = url
-        entries = [_capacity(c, "; ".join(levels), sites) for c in _dicts(service.get("capacities"))]
+        entries = [
+            _capacity(cap, "; ".join(own_levels[key]), max(sites.get(key, 1), 1), _s(svc.get("name")))
+            for key, svc, _ in services for cap in _dicts(svc.get("capacities"))
+        ]
         if entries:
             raw["availability"] = entries
-        return raw
-
-    def _location_record(self, mapping: RecordMapping, key: str) -> dict[str, Any]:
-        loc = self.locations[key]
-        org = self.orgs.get(_s(loc.get("organization_id")), {})
-        raw: dict[str, Any] = dict(mapping.constants)
-        raw["source_id"] = "" if key.startswith("#") else key
-        raw["name"] = _s(loc.get("name"))
-        if _s(org.get("name")) and _s(org.get("name")) != raw["name"]:
-            raw["alternate_name"] = _s(org.get("name"))
-        raw.update(_place(loc))
-        phones = _phones(_dicts(loc.get("phones")))
-        if phones:
-            raw["phones"] = phones
-        languages = _languages(_dicts(loc.get("languages")))
-        if languages:
-            raw["languages"] = languages
-        if self.location_url.get(key):
-            raw["source_url"] = self.location_url[key]
         return raw
 
 
@@ -535,17 +559,19 @@ def _kind(obj: Any) -> str | None:
 # Field helpers
 
 
-def _source_id(sal_id: str, service_id: str, location_id: str, paired: bool) -> str:
-    if sal_id:
-        return sal_id
-    if not paired:
-        return service_id
-    if not service_id or not location_id:
-        return ""
-    combined = f"{service_id}.{location_id}"
-    if len(combined) <= _MAX_ID:
-        return combined
-    return f"{service_id[:_MAX_ID - 17]}.{stable_id([service_id, location_id])}"
+def _source_id(location_id: str) -> str:
+    """The location's id; one longer than an id may be is cut and ends in a hash of the whole."""
+    if len(location_id) <= _MAX_ID:
+        return location_id
+    return f"{location_id[:_MAX_ID - 17]}.{stable_id([location_id])}"
+
+
+def _service_levels(service: Mapping[str, Any], pair: _Pair | None) -> list[str]:
+    """A service's own level-of-care texts: its name, description and taxonomy terms (free text)."""
+    return _unique([
+        _s(service.get("name")), _s(service.get("description")),
+        *_term_texts([*_dicts(service.get("attributes")), *(pair.attributes if pair else [])]),
+    ])
 
 
 def _place(loc: Mapping[str, Any]) -> dict[str, Any]:
@@ -590,9 +616,10 @@ def _phones(items: list[Mapping[str, Any]]) -> list[dict[str, str]]:
     seen: set[str] = set()
     for item in items:
         number = _s(item.get("number")).strip("\"' ")
-        if not number or _s(item.get("type")).lower() in _SKIPPED_PHONE_TYPES or number in seen:
+        key = re.sub(r"\D", "", number) or number  # one number however it is written
+        if not number or _s(item.get("type")).lower() in _SKIPPED_PHONE_TYPES or key in seen:
             continue
-        seen.add(number)
+        seen.add(key)
         text = _s(item.get("description")).lower()
         role = "intake" if re.search(r"intake|admission", text) else (
             "hotline" if re.search(r"hotline|crisis line", text) else "main")
@@ -617,7 +644,7 @@ def _term_texts(attributes: list[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def _capacity(cap: Mapping[str, Any], level_text: str, sites: int) -> dict[str, Any]:
+def _capacity(cap: Mapping[str, Any], level_text: str, sites: int, service_name: str) -> dict[str, Any]:
     unit = cap.get("unit")
     unit_name = (_s(unit.get("name")) if isinstance(unit, Mapping) else _s(cap.get("unit_name")))[:100]
     available = _scalar(cap.get("available"))
@@ -636,8 +663,9 @@ def _capacity(cap: Mapping[str, Any], level_text: str, sites: int) -> dict[str, 
     updated = _scalar(cap.get("updated"))
     if updated is not None:
         entry["reported_at"] = updated
-    if _s(cap.get("description")):
-        entry["notes"] = _s(cap.get("description"))
+    notes = ": ".join(t for t in (service_name, _s(cap.get("description"))) if t)
+    if notes:  # the service's name first: several services share one location's record
+        entry["notes"] = notes
     return entry
 
 

@@ -30,7 +30,7 @@ SPLIT_FIELDS = LIST_FIELDS | PHONE_FIELDS
 DEFAULT_NULL_VALUES = ("NA", "N/A", "n.a.", "null", "nil", "none", "-", "--", "---", "?", "unknown", "TBD", "#N/A")
 AVAILABILITY_FIELDS = frozenset({
     "level_of_care", "status", "beds_available", "beds_total", "accepting", "waitlist_size",
-    "notes", "reported_at",
+    "appointments_available", "next_appointment_at", "notes", "reported_at",
 })
 
 

@@ -3,8 +3,11 @@
 **follow.** On the manifest (JSON with ``output``) returns the ``url`` of every output of type
 Location, Schedule or Slot (other types are ignored). ``options.states`` (a list of state codes):
 an output tagged with ``extension.state`` is kept only when a tag is in the list (Slot outputs as the
-spec intends, and Location/Schedule outputs when a publisher tags them too); untagged outputs are
-kept, since nothing says they are out of region. ``options.rebase = true``: each output URL keeps its
+spec intends, and Location/Schedule outputs when a publisher tags them too); an untagged output whose
+file name carries a state code on its own (``locations-RI.ndjson``, ``ma_slots.ndjson``) is
+judged by that code; other outputs are kept, since nothing says they are out of region. A listed file
+that cannot be fetched (404, timeout) is reported in the run, and the rest of the feed is applied as
+a partial run (``aggregator.ingest``). ``options.rebase = true``: each output URL keeps its
 file name (and query) but takes the manifest's own scheme, host and directory, so a locally served
 copy of a feed whose manifest names its public host works.
 
@@ -21,12 +24,12 @@ adapter never reads the clock. A slot counts when it is ``free`` and its ``end``
 transactionTime; its weight is the ``slot-capacity`` extension (``valueInteger``, 1 when absent).
 Then, for the location:
 
-* counted slots -> ``beds_available`` = their total, status ``available``, notes
-  "N open appointments from <first start>"; ``beds_total`` = the capacity of all its current slots
-  (free and busy), when any;
+* counted slots -> ``appointments_available`` = their total (appointments, never beds), status
+  ``available``, ``next_appointment_at`` = the earliest start, notes "N open appointments of M from
+  <first start>";
 * else a Schedule with ``has-availability`` = ``unknown`` -> status ``unknown`` (slots of such a
   schedule are not trusted: the aggregator that published it could not read its source);
-* else any slot (busy, or past) or ``has-availability`` = ``none`` -> status ``full``, 0 available;
+* else any slot (busy, or past) or ``has-availability`` = ``none`` -> status ``full``, 0 appointments;
 * else ``has-availability`` = ``some`` -> status ``available`` with no count.
 
 ``level_of_care`` is ``options.level_of_care`` (default ``outpatient``): SMART carries intake
@@ -82,7 +85,7 @@ def follow(document: Document, mapping: RecordMapping) -> list[str]:
         if not isinstance(url, str) or not url.strip():
             continue
         if states is not None:
-            tags = _tags(output)
+            tags = _tags(output) or _file_states(url)
             if tags and not tags & states:
                 continue
         url = url.strip()
@@ -104,6 +107,16 @@ def _tags(output: Mapping[str, Any]) -> set[str]:
     raw = ext.get("state") if isinstance(ext, Mapping) else None
     values = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
     return {v.strip().upper() for v in values if isinstance(v, str) and v.strip()}
+
+
+#: a state code standing alone in a file name: locations-MA.ndjson, ri_slots.ndjson
+_NAME_TOKEN = re.compile(r"(?:^|[/_.\-])([A-Za-z]{2})(?=[/_.\-]|$)")
+
+
+def _file_states(url: str) -> set[str]:
+    """State codes a per-state file's name carries (its path after the host), when it has any."""
+    found = {m.group(1).upper() for m in _NAME_TOKEN.finditer(PurePosixPath(urlsplit(url).path).name)}
+    return {code for code in found if code in geography.STATE_NAMES}
 
 
 def _states(mapping: RecordMapping) -> set[str] | None:
@@ -344,17 +357,18 @@ def _availability(feed: _Feed, now: datetime | None) -> dict[str, dict[str, Any]
     out: dict[str, dict[str, Any]] = {}
     for lid, t in tallies.items():
         if t.free:
-            notes = f"{t.free} open appointments" + (f" from {t.first[1]}" if t.first else "")
-            out[lid] = {"status": "available", "beds_available": t.free, "beds_total": t.total, "notes": notes}
+            notes = f"{t.free} open appointments" + (f" of {t.total}" if t.total > t.free else "") + (
+                f" from {t.first[1]}" if t.first else "")
+            out[lid] = {"status": "available", "appointments_available": t.free, "notes": notes}
+            if t.first:
+                out[lid]["next_appointment_at"] = t.first[1]
         elif "unknown" in t.marks:
             out[lid] = {"status": "unknown", "notes": "the publisher reports availability unknown"}
         elif t.any_slot or "none" in t.marks:
-            out[lid] = {"status": "full", "beds_available": 0, "notes": (
+            out[lid] = {"status": "full", "appointments_available": 0, "notes": (
                 f"no open appointments ({t.current} booked slot{'s' if t.current != 1 else ''})" if t.current
                 else "no open appointments: every listed slot has ended" if t.any_slot
                 else "no open appointments")}
-            if t.current:
-                out[lid]["beds_total"] = t.total
         elif "some" in t.marks:
             out[lid] = {"status": "available", "notes": "the publisher reports some availability; no slots listed"}
     return out

@@ -83,11 +83,11 @@ def service(**over: Any) -> dict[str, Any]:
 # JSON shapes
 
 
-def test_a_full_service_is_one_record_per_physical_location() -> None:
+def test_a_full_service_is_one_record_per_physical_location_named_after_the_location() -> None:
     [raw] = parse(doc(service()))
     assert raw == {
-        "source_id": "sal-1",
-        "name": "Medically Monitored Detox",
+        "source_id": "loc-1",
+        "name": "Harbor Light Worcester",
         "alternate_name": "Harbor Light Recovery Inc.",
         "address_1": "25 Pleasant St", "address_2": "Floor 2", "city": "Worcester", "state": "MA",
         "postal_code": "01609", "latitude": 42.2746, "longitude": -71.8063,
@@ -103,7 +103,7 @@ def test_a_full_service_is_one_record_per_physical_location() -> None:
         "availability": [{
             "level_of_care": "Medically Monitored Detox; Withdrawal management for adults.; DT; Detoxification",
             "beds_available": 3, "beds_total": 16, "reported_at": "2026-11-27T09:30:00-05:00",
-            "notes": "Detox beds",
+            "notes": "Medically Monitored Detox: Detox beds",
         }],
     }
 
@@ -111,7 +111,8 @@ def test_a_full_service_is_one_record_per_physical_location() -> None:
 def test_the_record_normalizes_to_a_center_with_beds() -> None:
     centers, observations, report = normalize_all(parse(doc(service())), ctx())
     [center] = centers
-    assert center.id == "hsds:sal-1"
+    assert center.id == "hsds:loc-1"
+    assert (center.name, center.alternate_name) == ("Harbor Light Worcester", "Harbor Light Recovery Inc.")
     assert center.services.levels_of_care == ("detox",)
     assert set(center.services.payment) == {"sliding_scale", "medicaid"}
     assert center.services.languages == ("es", "pt")
@@ -141,25 +142,39 @@ def test_service_at_location_organization_and_list_shapes_give_the_same_record()
 def test_links_by_id_resolve_across_documents() -> None:
     svc = service(service_at_locations=[{"id": "sal-9", "service_id": "svc-1", "location_id": "loc-1"}])
     [raw] = parse(doc(svc), doc(WORCESTER, "location.json"))
-    assert (raw["source_id"], raw["city"], raw["postal_code"]) == ("sal-9", "Worcester", "01609")
+    assert (raw["source_id"], raw["name"], raw["city"], raw["postal_code"]) == (
+        "loc-1", "Harbor Light Worcester", "Worcester", "01609")
 
 
-def test_without_a_service_at_location_id_the_pair_names_the_record() -> None:
+def test_the_location_id_names_the_record_and_a_long_one_is_hashed_down() -> None:
     svc = service(service_at_locations=[{"location": WORCESTER}])
-    assert parse(doc(svc))[0]["source_id"] == "svc-1.loc-1"
-    long_svc, long_loc = "ac148810-d857-441c-9679-408f346de14b", "3a19ff88-4620-4d17-9830-ac1d859eb5d5"
-    svc = service(id=long_svc, service_at_locations=[{"location": {**WORCESTER, "id": long_loc}}])
+    assert parse(doc(svc))[0]["source_id"] == "loc-1"
+    long_loc = "3a19ff88-4620-4d17-9830-ac1d859eb5d5.ac148810-d857-441c-9679-408f346de14b"
+    svc = service(service_at_locations=[{"id": "sal-1", "location": {**WORCESTER, "id": long_loc}}])
     first, again = parse(doc(svc))[0]["source_id"], parse(doc(svc))[0]["source_id"]
     assert first == again
     assert len(first) <= 64
     assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", first)
-    assert first.startswith(long_svc[:20])
+    assert first.startswith(long_loc[:40])
+    other = service(service_at_locations=[{"location": {**WORCESTER, "id": long_loc[:-1] + "c"}}])
+    assert parse(doc(other))[0]["source_id"] != first
+
+
+def test_a_location_without_an_id_takes_its_service_at_location_id() -> None:
+    anonymous = {k: v for k, v in WORCESTER.items() if k != "id"}
+    assert parse(doc(service(service_at_locations=[{"id": "sal-1", "location": anonymous}])))[0][
+        "source_id"] == "sal-1"
+    [raw] = parse(doc(service(service_at_locations=[{"location": anonymous}])))
+    assert raw["source_id"] == ""
+    _, _, report = normalize_all([raw], ctx())
+    assert [(r.field, r.reason) for r in report.rejections] == [("source_id", "missing")]
 
 
 def test_a_service_with_no_physical_location_is_surfaced_not_lost() -> None:
     svc = service(service_at_locations=[{"id": "sal-2", "location": ONLINE}], capacities=[])
     [raw] = parse(doc(svc))
     assert raw["source_id"] == "svc-1"
+    assert (raw["name"], raw["levels_of_care"][0]) == ("Harbor Light Recovery Inc.", "Medically Monitored Detox")
     assert "state" not in raw
     centers, _, report = normalize_all([raw], ctx())
     assert centers == []
@@ -179,6 +194,132 @@ def test_status_and_mapping_constants() -> None:
     assert raw["populations"] == ["adults"]
     [center], _, _ = normalize_all([raw], ctx())
     assert center.status == "temporarily_closed"
+
+
+# --------------------------------------------------------------------------------------------------
+# One location, several services: one record, named after the place
+
+
+def residential(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": "svc-2", "name": "Adult Residential Treatment", "status": "active",
+        "url": "https://harbor.example.org/residential",
+        "organization": ORG,
+        "phones": [{"id": "p-2", "number": "508-555-0146", "description": "Admissions"},
+                   {"id": "p-1b", "number": "(508) 555-0142"}],
+        "languages": [{"id": "l-3", "name": "Haitian Creole", "code": "ht"}],
+        "cost_options": [{"id": "c-2", "option": "Private insurance"}],
+        "capacities": [{"id": "cap-2", "unit": {"id": "u-1", "name": "Beds"}, "available": 5, "maximum": 24,
+                        "updated": "2026-11-27T10:00:00-05:00", "description": "Men's unit"}],
+        "service_at_locations": [{"id": "sal-3", "location_id": "loc-1"}],
+    }
+    base.update(over)
+    return base
+
+
+def test_a_location_with_two_services_is_one_record_named_after_the_location() -> None:
+    raws = parse(doc([service(), residential()]))
+    assert len(raws) == 1
+    [raw] = raws
+    assert (raw["source_id"], raw["name"], raw["alternate_name"]) == (
+        "loc-1", "Harbor Light Worcester", "Harbor Light Recovery Inc.")
+    assert raw["levels_of_care"] == ["Medically Monitored Detox", "Withdrawal management for adults.", "DT",
+                                     "Detoxification", "Adult Residential Treatment"]
+    assert raw["payment"] == ["Sliding fee scale", "MassHealth accepted", "Private insurance"]
+    assert raw["languages"] == ["es", "ht", "Portuguese"]
+    # the union of both services' phones and the site's, each number once (the first role it had)
+    assert raw["phones"] == [{"number": "508-555-0145", "role": "main"}, {"number": "(508) 555-0142", "role": "intake"},
+                             {"number": "508-555-0146", "role": "intake"}, {"number": "508-555-0143", "role": "main"}]
+    assert raw["website"] == "https://harbor.example.org/residential"  # the first service url
+    assert [(e["level_of_care"], e["beds_available"], e["notes"]) for e in raw["availability"]] == [
+        ("Medically Monitored Detox; Withdrawal management for adults.; DT; Detoxification", 3,
+         "Medically Monitored Detox: Detox beds"),
+        ("Adult Residential Treatment", 5, "Adult Residential Treatment: Men's unit"),
+    ]
+    [center], observations, report = normalize_all(raws, ctx())
+    assert (center.id, center.name) == ("hsds:loc-1", "Harbor Light Worcester")
+    assert set(center.services.levels_of_care) == {"detox", "residential"}
+    assert {(o.level_of_care, o.beds_available, o.beds_total, o.notes) for o in observations} == {
+        ("detox", 3, 16, "Medically Monitored Detox: Detox beds"),
+        ("residential", 5, 24, "Adult Residential Treatment: Men's unit"),
+    }
+    assert report.rejections == []
+
+
+def test_the_same_location_in_every_json_shape_is_still_one_record() -> None:
+    org = {**ORG, "locations": [WORCESTER], "services": [
+        {**service(), "organization": None, "service_at_locations": [{"id": "sal-1", "location_id": "loc-1"}]},
+        {**residential(), "organization": None},
+    ]}
+    [raw] = parse(doc(org, "org.json"))
+    assert (raw["source_id"], raw["name"]) == ("loc-1", "Harbor Light Worcester")
+    assert len(raw["availability"]) == 2
+    sals = [{"id": "sal-1", "service": service(service_at_locations=[]), "location": WORCESTER},
+            {"id": "sal-3", "service": residential(service_at_locations=[]), "location_id": "loc-1"}]
+    assert [r["source_id"] for r in parse(doc(sals, "sal.json"))] == ["loc-1"]
+
+
+def test_the_organization_names_a_location_without_a_name_and_the_service_is_the_last_resort() -> None:
+    unnamed = {k: v for k, v in WORCESTER.items() if k != "name"}
+    [raw] = parse(doc(service(service_at_locations=[{"id": "sal-1", "location": unnamed}])))
+    assert raw["name"] == "Harbor Light Recovery Inc."
+    assert "alternate_name" not in raw  # the organization is already the name
+    [raw] = parse(doc(service(organization=None, service_at_locations=[{"id": "sal-1", "location": unnamed}])))
+    assert raw["name"] == "Medically Monitored Detox"
+    assert "alternate_name" not in raw
+    # the location's own organization comes before its services' organization
+    sites_org = {"id": "org-2", "name": "Worcester County Recovery Collaborative", "website": "https://wcrc.example.org"}
+    located = {**unnamed, "organization_id": "org-2"}
+    [raw] = parse(doc([sites_org, service(service_at_locations=[{"id": "sal-1", "location": located}])]))
+    assert raw["name"] == "Worcester County Recovery Collaborative"
+
+
+def test_the_service_name_starts_each_availability_note() -> None:
+    caps = [{"id": "c-1", "unit": {"name": "Beds"}, "available": 4, "maximum": 8, "description": "4 adult beds"},
+            {"id": "c-2", "unit": {"name": "Beds"}, "available": 1, "maximum": 2}]
+    [raw] = parse(doc(service(name="Detox program", capacities=caps)))
+    assert [e["notes"] for e in raw["availability"]] == ["Detox program: 4 adult beds", "Detox program"]
+    [raw] = parse(doc(service(name=None, capacities=caps[:1])))
+    assert raw["availability"][0]["notes"] == "4 adult beds"
+
+
+def test_a_service_without_capacity_still_names_its_level() -> None:
+    counseling = residential(id="svc-3", name="Outpatient counseling", capacities=[],
+                             service_at_locations=[{"id": "sal-4", "location_id": "loc-1"}])
+    [raw] = parse(doc([service(), counseling]))
+    assert "Outpatient counseling" in raw["levels_of_care"]
+    assert len(raw["availability"]) == 1
+    [center], _, _ = normalize_all([raw], ctx())
+    assert set(center.services.levels_of_care) == {"detox", "outpatient"}
+
+
+def test_two_capacities_for_one_level_at_one_location_are_both_kept() -> None:
+    second = residential(name="Women's Detox", description="", attributes=[],
+                         capacities=[{"id": "cap-w", "unit": {"name": "Beds"}, "available": 2, "maximum": 6,
+                                      "updated": "2026-11-27T10:00:00-05:00", "description": "Women's unit"}])
+    [raw] = parse(doc([service(), second]))
+    assert [(e["beds_available"], e["notes"]) for e in raw["availability"]] == [
+        (3, "Medically Monitored Detox: Detox beds"), (2, "Women's Detox: Women's unit")]
+    _, [obs], report = normalize_all([raw], ctx())  # normalization sums one level's reports
+    assert (obs.level_of_care, obs.beds_available, obs.beds_total) == ("detox", 5, 22)
+    assert obs.notes == "Medically Monitored Detox: Detox beds; Women's Detox: Women's unit"
+    assert report.field_problems == []
+
+
+@pytest.mark.parametrize(("statuses", "expected"), [
+    (("inactive", "active"), "active"),
+    (("temporarily closed", "inactive"), "temporarily closed"),
+    (("inactive", None), None),  # a service with no status is not read as closed
+])
+def test_a_location_is_active_when_any_of_its_services_is(statuses: tuple[str | None, str | None],
+                                                          expected: str | None) -> None:
+    [raw] = parse(doc([service(status=statuses[0]), residential(status=statuses[1])]))
+    assert raw.get("status") == expected
+
+
+def test_the_organization_website_when_no_service_has_a_url() -> None:
+    [raw] = parse(doc([service(), residential(url="")]))
+    assert raw["website"] == "https://harbor.example.org"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,7 +354,7 @@ def test_capacity_of_a_service_at_several_sites_is_not_counted_at_each() -> None
              "latitude": 42.1015, "longitude": -72.5898}
     svc = service(service_at_locations=[{"id": "sal-1", "location": WORCESTER}, {"id": "sal-3", "location": other}])
     raws = parse(doc(svc))
-    assert [r["source_id"] for r in raws] == ["sal-1", "sal-3"]
+    assert [r["source_id"] for r in raws] == ["loc-1", "loc-2"]
     centers, observations, report = normalize_all(raws, ctx())
     assert len(centers) == 2
     assert observations == []
@@ -241,7 +382,7 @@ def test_a_page_follows_to_the_next_page_and_stops_at_the_last() -> None:
     last: dict[str, Any]
     for last in ({**page, "page_number": 3}, {**page, "page_number": "1", "last_page": True}, {"contents": []}):
         assert hsds.follow(Document(url=d.url, body=json.dumps(last).encode()), MAPPING) == []
-    assert [r["source_id"] for r in hsds.parse([d], MAPPING)] == ["sal-1"]
+    assert [r["source_id"] for r in hsds.parse([d], MAPPING)] == ["loc-1"]
 
 
 def test_an_empty_page_is_read_as_no_records() -> None:
@@ -307,14 +448,14 @@ def table_docs(tables: dict[str, str], base: str = "https://hsds.example.org/pkg
 
 def test_tables_recognized_by_file_name_join_into_records() -> None:
     [raw] = hsds.parse(table_docs(TABLES), MAPPING)
-    assert raw["source_id"] == "sal-1"
+    assert raw["source_id"] == "loc-1"
     assert (raw["name"], raw["alternate_name"], raw["website"]) == (
-        "Opioid Treatment Program", "Riverbend Health", "riverbend.example.org")
+        "Riverbend Providence", "Riverbend Health", "riverbend.example.org")
     assert (raw["address_1"], raw["state"], raw["postal_code"]) == ("100 Westminster St", "RI", "02903")
     assert raw["phones"] == [{"number": "401-555-0110", "role": "intake"}]
     assert raw["availability"] == [{"level_of_care": "Opioid Treatment Program; Methadone dosing",
                                     "beds_available": "4", "beds_total": "40",
-                                    "reported_at": "2026-11-27T08:00:00Z"}]
+                                    "reported_at": "2026-11-27T08:00:00Z", "notes": "Opioid Treatment Program"}]
     _, [obs], _ = normalize_all([raw], ctx())
     assert (obs.level_of_care, obs.beds_available) == ("otp", 4)
 
@@ -326,7 +467,7 @@ def test_a_package_descriptor_names_tables_whatever_their_file_names() -> None:
     descriptor = Document(url="https://hsds.example.org/pkg/datapackage.json", body=json.dumps(package).encode())
     assert len(hsds.follow(descriptor, MAPPING)) == len(TABLES)
     [raw] = hsds.parse([descriptor, *table_docs(renamed)], MAPPING)
-    assert raw["source_id"] == "sal-1"
+    assert raw["source_id"] == "loc-1"
     with pytest.raises(ParseError, match="none of its services tables"):
         hsds.parse([descriptor], MAPPING)
 
@@ -408,9 +549,9 @@ def test_every_shared_json_example_parses() -> None:
     for path in files:
         records = hsds.parse([shared_doc(path)], MAPPING)
         assert records, path.name
-        expected = {"location.json": "3a19ff88-4620-4d17-9830-ac1d859eb5d5",
-                    "service_list.json": "ac148810-d857-441c-9679-408f346de14b"}.get(
-            path.name, "e94c9f38-1e8f-4564-91d4-d53501ab1765")
+        # every example names one location (MyCity Civic Center), except the service list, which has none
+        expected = {"service_list.json": "ac148810-d857-441c-9679-408f346de14b"}.get(
+            path.name, "3a19ff88-4620-4d17-9830-ac1d859eb5d5")
         assert [r["source_id"] for r in records] == [expected], path.name
         normalize_all(records, ctx())  # the example's 'MyState' / 'ABC 1234' address is rejected, never raised
 
@@ -468,8 +609,9 @@ def test_shared_csv_package_parses_through_follow() -> None:
             "units.csv", "phones.csv"} <= names
     assert "accessibility.csv" not in names
     [raw] = hsds.parse(documents, MAPPING)
-    assert raw["source_id"] == "e94c9f38-1e8f-4564-91d4-d53501ab1765"
-    assert (raw["name"], raw["alternate_name"]) == ("Community Counselling", "Example Organization Inc.")
+    assert raw["source_id"] == "3a19ff88-4620-4d17-9830-ac1d859eb5d5"
+    # the location's organization_id names no organization in the package: the service's is used
+    assert (raw["name"], raw["alternate_name"]) == ("MyCity Civic Center", "Example Organization Inc.")
     assert raw["languages"] == ["ur"]
     # service_capacity.csv names a service (f75b808e-...) and a unit that the package does not hold:
     # there is nothing to attach it to, and it is never attached to another service.

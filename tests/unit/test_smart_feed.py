@@ -191,19 +191,22 @@ def test_free_current_slots_are_summed_by_capacity() -> None:
                slot("4", "s-1", "busy", *SOON, capacity=2),
                slot("5", "s-1", "free", "2026-11-27T14:00:00Z", "2026-11-27T15:00:00Z")),  # under way
     )
-    assert entry == {"level_of_care": "outpatient", "status": "available", "beds_available": 5, "beds_total": 7,
-                     "notes": "5 open appointments from 2026-11-27T14:00:00Z",
+    # appointments, never beds: 5 open of the 7 current (2 booked)
+    assert entry == {"level_of_care": "outpatient", "status": "available", "appointments_available": 5,
+                     "next_appointment_at": "2026-11-27T14:00:00Z",
+                     "notes": "5 open appointments of 7 from 2026-11-27T14:00:00Z",
                      "reported_at": "2026-11-27T14:30:00Z"}
+    assert not {"beds_available", "beds_total"} & entry.keys()
 
 
 def test_only_busy_or_past_slots_is_full() -> None:
     docs = [manifest(), ndjson("locations.ndjson", location()), ndjson("schedules.ndjson", schedule("s-1"))]
     busy = entry_for(*docs, ndjson("slots.ndjson", slot("1", "s-1", "busy", *SOON), slot("2", "s-1", "free", *PAST)))
     assert busy is not None
-    assert (busy["status"], busy["beds_available"], busy["beds_total"]) == ("full", 0, 1)
+    assert (busy["status"], busy["appointments_available"], "beds_available" in busy) == ("full", 0, False)
     past = entry_for(*docs, ndjson("slots.ndjson", slot("2", "s-1", "free", *PAST)))
     assert past is not None
-    assert (past["status"], past["beds_available"], "beds_total" in past) == ("full", 0, False)
+    assert (past["status"], past["appointments_available"], "beds_total" in past) == ("full", 0, False)
     assert past["notes"] == "no open appointments: every listed slot has ended"
 
 
@@ -214,6 +217,7 @@ def test_has_availability_unknown_means_unknown_and_its_slots_are_not_trusted() 
     assert entry is not None
     assert entry["status"] == "unknown"
     assert "beds_available" not in entry
+    assert "appointments_available" not in entry
     [center], observations, _ = normalize_all(
         smart.parse([manifest(), ndjson("locations.ndjson", location()),
                      ndjson("schedules.ndjson", schedule("s-1", availability="unknown"))], MAPPING),
@@ -228,8 +232,8 @@ def test_has_availability_none_and_some_without_slots() -> None:
     some = entry_for(*base, ndjson("schedules.ndjson", schedule("s-1", availability="some")))
     assert none is not None
     assert some is not None
-    assert (none["status"], none["beds_available"]) == ("full", 0)
-    assert (some["status"], "beds_available" in some) == ("available", False)
+    assert (none["status"], none["appointments_available"]) == ("full", 0)
+    assert (some["status"], "appointments_available" in some) == ("available", False)
     assert entry_for(*base, ndjson("schedules.ndjson", schedule("s-1"))) is None
 
 
@@ -241,7 +245,7 @@ def test_absolute_references_link_and_dangling_ones_are_ignored() -> None:
     entry = entry_for(manifest(), ndjson("locations.ndjson", location()), ndjson("schedules.ndjson", sched),
                       ndjson("slots.ndjson", free, slot("2", "s-nowhere", "free", *SOON, capacity=9)))
     assert entry is not None
-    assert entry["beds_available"] == 1
+    assert entry["appointments_available"] == 1
 
 
 def test_level_of_care_comes_from_the_mapping() -> None:
@@ -258,7 +262,7 @@ def test_without_a_manifest_every_free_slot_counts_and_no_time_is_invented() -> 
                           MAPPING)
     [raw] = records
     assert "reported_at" not in raw
-    assert raw["availability"][0]["beds_available"] == 2
+    assert raw["availability"][0]["appointments_available"] == 2
     assert "reported_at" not in raw["availability"][0]
 
 
@@ -395,7 +399,7 @@ def test_shared_example_as_published_yields_ten_centers_all_past() -> None:
     assert report.rejections == []
     # Every slot of the example ended weeks before its manifest's transactionTime (2021-04-22).
     assert free_capacity_after(datetime(2021, 4, 22, 14, 28, 21, tzinfo=UTC)) == {}
-    assert {(o.status, o.beds_available) for o in observations} == {("full", 0)}
+    assert {(o.status, o.appointments_available, o.beds_available) for o in observations} == {("full", 0, None)}
     assert len(observations) == 10
     assert all(o.reported_at == datetime(2021, 4, 22, 14, 28, 21, 582000, tzinfo=UTC) for o in observations)
 
@@ -407,9 +411,10 @@ def test_shared_example_counts_free_slots_after_transaction_time() -> None:
     assert len(expected) == 10
     assert all(v > 0 for v in expected.values())
     raws = smart.parse(shared_feed(when), MAPPING)
-    got = {r["source_id"]: r["availability"][0]["beds_available"] for r in raws}
+    got = {r["source_id"]: r["availability"][0]["appointments_available"] for r in raws}
     assert got == expected
     centers, observations, _ = normalize_all(raws, FeedContext(feed_id="smart", now=NOW))
     assert len(centers) == 10
-    assert {o.center_id.split(":")[1]: o.beds_available for o in observations} == expected
+    assert {o.center_id.split(":")[1]: o.appointments_available for o in observations} == expected
+    assert {o.beds_available for o in observations} == {None}  # slots are never beds
     assert {o.status for o in observations} == {"available"}

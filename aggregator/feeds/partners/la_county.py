@@ -8,6 +8,16 @@ One row per listing, read by column name (``agency_name``, ``agency_name_seconda
   list view prints the label ``Secondary Agency Name:`` instead of the name; such a row takes the name of
   the one row of the same snapshot with the same agency, address, phone, beds and update time (the same
   listing in the detail view), else keeps the label in its id and shows no secondary name.
+* a confidential site (empty street) also hashes the digits of its phone: an agency lists several
+  recovery houses in one ZIP under the same ``,City, CA ZIP``, mostly with no secondary name, so name and
+  address cannot tell them apart. Of the columns that tell some of them apart, only the phone is printed
+  alike in both views of one house (so the two views keep one id) and is not part of the report: the bed
+  string (counts and their groups) and the update time are the report and may change with the next one;
+  populations, languages, wheelchair access and hours are descriptions the agency edits, and most are
+  printed differently (or not at all) in the list view.
+  Houses that share agency, city and ZIP, secondary name and phone still share an id, and ingestion keeps
+  only one of them, the one with the newest report (in the 2025-08-14 scrape 2 houses are told apart by
+  their phone, 41 are still lost so). A site with a street keeps the three-part id.
 * addresses ``street,City, CA\\xa0ZIP``; the street may hold commas and is empty for confidential sites
   (``,Los Angeles, CA 90013``).
 * run-together beds ``RS(3.1)Adult - M: 6Adult - F: 0RS(3.5)Adult - M: 6R-WMAdult - M: 0``: one
@@ -111,7 +121,8 @@ def record(row: Mapping[str, Any], named: Mapping[tuple[str, ...], str],
     phrases = population_phrases(col["populations_served"])
     raw: dict[str, Any] = dict(constants or {})
     values: dict[str, Any] = {
-        "source_id": stable_id((col["agency_name"], secondary, col["agency_address"])),
+        "source_id": source_id(col["agency_name"], secondary, col["agency_address"], address.street,
+                               col["agency_phone"]),
         "name": col["agency_name"],
         "alternate_name": shown,
         "address_1": address.street,
@@ -128,6 +139,15 @@ def record(row: Mapping[str, Any], named: Mapping[tuple[str, ...], str],
     }
     raw.update((k, v) for k, v in values.items() if v not in ("", []))
     return raw
+
+
+def source_id(name: str, secondary: str, address_text: str, street: str, phone: str) -> str:
+    """Agency, secondary name and address text; for a confidential site (no street) also the phone's digits,
+    which tell an agency's houses in one ZIP apart and are the same in both views of one house."""
+    parts = [name, secondary, address_text]
+    if not street:
+        parts.append(re.sub(r"\D", "", phone))
+    return stable_id(parts)
 
 
 def secondary_names(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, ...], str]:
