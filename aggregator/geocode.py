@@ -1,7 +1,9 @@
 """Placing centers on the map: the only module that imports geopy.
 
 The chain, per center: the feed's coordinates when plausible (inside the US, inside the record's
-state, near its ZIP centroid) -> the cached answer for its normalized address -> the geocoder
+state, near its ZIP centroid; when they are far from the ZIP, the address's city decides: a city that
+agrees with the coordinates and not with the ZIP means a ZIP typo, and the coordinates are kept; every
+such decision is recorded with its reason) -> the cached answer for its normalized address -> the geocoder
 (Nominatim by default; any geopy geocoder by name), through a rate limit shared by every process
 -> the ZIP centroid (``geo_precision=postal_code``). An answer vaguer than a street, or in another
 state, counts as not found. A geocoder outage is never recorded as "not found": the center is
@@ -274,6 +276,10 @@ class PlacementReport:
     queued: int = 0  # placed by ZIP centroid after an outage or over the run's budget; to retry
     unplaced: list[str] = field(default_factory=list)
     dropped_feed_coordinates: list[str] = field(default_factory=list)
+    #: feed coordinates kept although far from the ZIP, because the address's city agrees with them
+    feed_over_zip: int = 0
+    #: why each disagreement between the feed's coordinates and its ZIP was decided as it was
+    decisions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -284,6 +290,43 @@ def _with_location(center: Center, lat: float | None, lon: float | None, precisi
                    source: str) -> Center:
     return center.model_copy(update={"latitude": lat, "longitude": lon, "geo_precision": precision,
                                      "geo_source": source})
+
+
+#: a point within this of one of a city's ZIP centroids is "in" that city
+CITY_KM = 25.0
+DECISIONS_KEPT = 50
+
+
+def _decide(report: PlacementReport, text: str) -> None:
+    if len(report.decisions) < DECISIONS_KEPT:
+        report.decisions.append(text)
+
+
+def _disagreement(center: Center, lat: float, lon: float, km: float) -> tuple[str, str]:
+    """The feed's coordinates are ``km`` from its ZIP: which to believe, by the address's city.
+
+    ("feed", why) when the city agrees with the coordinates and not with the ZIP (a ZIP typo);
+    ("zip", why) when it agrees with the ZIP and not with the coordinates (bad coordinates);
+    ("", why) when the city cannot tell (none given, unknown, or agreeing with both or neither)."""
+    zip_code, city, state = center.address.postal_code, center.address.city, center.address.state
+    place = geography.zip_place(zip_code)
+    if not city:
+        return "", f"coordinates {km:.0f} km from ZIP {zip_code} and no city to judge by"
+    city_to_point = geography.km_from_city(lat, lon, city, state)
+    if city_to_point is None:
+        return "", f"coordinates {km:.0f} km from ZIP {zip_code}; the city {city!r} is not known in {state}"
+    city_to_zip = geography.km_from_city(place.latitude, place.longitude, city, state) if place else None
+    point_agrees = city_to_point <= CITY_KM
+    zip_agrees = city_to_zip is not None and city_to_zip <= CITY_KM
+    zip_city = f"{place.city}, " if place else ""
+    if point_agrees and not zip_agrees:
+        return "feed", (f"the city {city} agrees with them ({city_to_point:.0f} km), while ZIP {zip_code} "
+                        f"({zip_city}{km:.0f} km away) does not: a ZIP typo")
+    if zip_agrees and not point_agrees:
+        return "zip", (f"the city {city} agrees with ZIP {zip_code}, while the coordinates are {km:.0f} km "
+                       f"from it and {city_to_point:.0f} km from {city}")
+    return "", (f"coordinates {km:.0f} km from ZIP {zip_code}; the city {city} agrees with "
+                + ("both" if point_agrees else "neither"))
 
 
 def zip_centroid(center: Center) -> Center:
@@ -306,6 +349,19 @@ def place_all(centers: Sequence[Center], geocoder: Geocoder | None, now: datetim
                 out[i] = c
                 report.feed += 1
                 continue
+            winner, why = _disagreement(c, c.latitude, c.longitude, km)
+            geocodable = address_query(c) is not None and geocoder is not None and geocoder.enabled
+            if winner == "feed":
+                out[i] = c
+                report.feed += 1
+                report.feed_over_zip += 1
+                _decide(report, f"{c.id}: kept the feed's coordinates: {why}")
+                continue
+            if winner == "zip":
+                _decide(report, f"{c.id}: dropped the feed's coordinates: {why}")
+            else:
+                _decide(report, f"{c.id}: {why}; " + (
+                    "the geocoder decides" if geocodable else "no geocoder: the ZIP centroid is used"))
             report.dropped_feed_coordinates.append(f"{c.id}: {km:.0f} km from ZIP {c.address.postal_code}")
         query = address_query(c)
         if query is not None and geocoder is not None and geocoder.enabled:

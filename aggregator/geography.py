@@ -8,6 +8,7 @@ plausibility check needs (is this point roughly in Massachusetts?), not a border
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -148,3 +149,34 @@ def nearest_zip(lat: float, lon: float, state: str, max_mi: float = 50.0) -> str
         if best is None or d < best[0]:
             best = (d, code)
     return best[1] if best is not None and best[0] <= max_mi else None
+
+
+def _city_key(city: str) -> str:
+    text = re.sub(r"[^a-z0-9 ]", " ", city.lower().replace("saint ", "st ").replace("mount ", "mt "))
+    return " ".join(text.split())
+
+
+@cache
+def _city_points() -> dict[tuple[str, str], tuple[tuple[float, float], ...]]:
+    """(state, city) -> the centroids of the ZIP codes that name that city (offline, from zipcodes)."""
+    points: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for code, z in _zip_table().items():
+        place = zip_place(code)
+        if place is None:
+            continue
+        for name in [z.get("city") or "", *(z.get("acceptable_cities") or [])]:
+            if name:
+                points.setdefault((z["state"], _city_key(name)), []).append((place.latitude, place.longitude))
+    return {k: tuple(v) for k, v in points.items()}
+
+
+def km_from_city(lat: float, lon: float, city: str, state: str) -> float | None:
+    """Distance (km) from a point to the nearest ZIP centroid of a city; None for a city we do not know."""
+    points = _city_points().get((state, _city_key(city)))
+    if not points:
+        return None
+    return min(haversine_mi(lat, lon, a, b) for a, b in points) * 1.609344
+
+
+def same_city(a: str, b: str) -> bool:
+    return bool(a) and _city_key(a) == _city_key(b)

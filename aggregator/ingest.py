@@ -274,7 +274,7 @@ class Pipeline:
                 self._hold(feed, centers, observations, report, held, now)
                 self.store.set_feed_state(feed.id, {**checked, "last_outcome": "held"})
                 return RunOutcome(feed.id, "held", report, documents=len(documents))
-            self._apply(feed, centers, observations, report, now, say, partial=partial)
+            self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial)
             outcome = "partial" if partial else "applied"
             self.store.set_feed_state(
                 feed.id, {**checked, **validators, **self._success(report, now), "last_outcome": outcome},
@@ -398,12 +398,15 @@ class Pipeline:
         }
 
     def _apply(self, feed: FeedConfig, centers: list[Center], observations: list[Availability],
-               report: IngestReport, now: datetime, say: Callable[[str], None], *, partial: bool = False) -> None:
+               report: IngestReport, now: datetime, say: Callable[[str], None], *, partial: bool = False,
+               prune: bool = True) -> None:
+        """Place and store. ``partial``: remove no center; ``prune``: drop this feed's figures for levels a
+        center no longer reports (not when files of the run are missing: their figures may be in them)."""
         say(f"placing {len(centers)} centers")
         placed, report.placement = place_all(centers, self.geocoder, now)
         say("storing the snapshot")
-        report.stored = self.store.replace_feed(feed.id, placed, observations, now=now, source=feed.source.value,
-                                                partial=partial)
+        report.stored = self.store.replace_feed(feed.id, placed, observations, now=now,
+                                                source=feed.source.value if prune else None, partial=partial)
 
     # ------------------------------------------------------------------------------------ push
 

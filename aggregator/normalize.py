@@ -531,16 +531,20 @@ def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
 
 def _services(raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord) -> Services:
     vm = ctx.value_maps
-    levels = vocabulary.map_levels_of_care(_terms(raw.get("levels_of_care")), vm.get("levels_of_care"))
-    payment = vocabulary.map_payment(_terms(raw.get("payment")), vm.get("payment"))
-    populations = vocabulary.map_populations(_terms(raw.get("populations")), vm.get("populations"))
-    languages, lang_unmapped = vocabulary.map_languages(_terms(raw.get("languages")))
-    for fld, unmapped in (
-        ("levels_of_care", levels.unmapped), ("payment", payment.unmapped),
-        ("populations", populations.unmapped), ("languages", lang_unmapped),
-    ):
-        if unmapped:
-            out.unmapped[fld] = unmapped
+    terms = {fld: _terms(raw.get(fld)) for fld in ("levels_of_care", "payment", "populations", "languages")}
+    levels = vocabulary.map_levels_of_care(terms["levels_of_care"], vm.get("levels_of_care"))
+    payment = vocabulary.map_payment(terms["payment"], vm.get("payment"))
+    populations = vocabulary.map_populations(terms["populations"], vm.get("populations"))
+    languages, lang_unmapped = vocabulary.map_languages(terms["languages"])
+    unmapped_by_field = {"levels_of_care": levels.unmapped, "payment": payment.unmapped,
+                         "populations": populations.unmapped, "languages": lang_unmapped}
+    # one column of mixed codes ("OTP/MD/DT/SF") feeds several groups: a term another group maps is not lost
+    mapped_somewhere = {t.lower() for fld, ts in terms.items() for t in ts
+                        if t not in unmapped_by_field[fld]}
+    for fld, unmapped in unmapped_by_field.items():
+        lost = tuple(t for t in unmapped if t.lower() not in mapped_somewhere)
+        if lost:
+            out.unmapped[fld] = lost
     # a level with availability is a level the center offers
     extra_levels: set[LevelOfCare] = set()
     for entry in raw.get("availability") or ():

@@ -164,6 +164,7 @@ def parse(documents: Sequence[Document], mapping: RecordMapping) -> list[dict[st
     states = _states(mapping)
     level = str(mapping.options.get("level_of_care") or "outpatient")
     by_location = _availability(feed, now)
+    scheduled = {lid for lids in feed.schedule_locations.values() for lid in lids}
     records: list[dict[str, Any]] = []
     for loc in feed.locations:
         lid = loc["id"]
@@ -175,6 +176,9 @@ def parse(documents: Sequence[Document], mapping: RecordMapping) -> list[dict[st
         if transaction_time:
             raw["reported_at"] = transaction_time
         entry = by_location.get(lid)
+        if entry is None and lid in scheduled:
+            # a schedule and no slot evidence (its slots file may be missing): it still offers the level
+            raw["levels_of_care"] = [*_as_list(raw.get("levels_of_care")), level]
         if entry is not None:
             # a location with a schedule offers what the feed's appointments are for
             raw["levels_of_care"] = [*_as_list(raw.get("levels_of_care")), level]

@@ -31,7 +31,7 @@ def test_every_row_is_accounted_for(samhsa_report: object, samhsa_store: Store) 
     assert r.accepted + r.rejected == 14034  # type: ignore[attr-defined]
     # the only rows left out are exact duplicates of an earlier row
     assert set(r.problems_by_reason) <= {  # type: ignore[attr-defined]
-        "source_id: duplicate of an earlier record in this feed",
+        "source_id: repeated in this feed; the newest report was kept",
         *[k for k in r.problems_by_reason if k.startswith(("latitude", "longitude"))],  # type: ignore[attr-defined]
     }
     assert r.rejected < 20  # type: ignore[attr-defined]
