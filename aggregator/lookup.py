@@ -282,9 +282,12 @@ def _no_report(level: str) -> dict[str, Any]:
 
 
 def age_words(seconds: int) -> str:
-    """'5 minutes', '3 hours': how the public and operators read a data age."""
+    """'5 minutes', '3 hours': how the public and operators read a data age (never negative, never '0')."""
+    seconds = max(0, seconds)
+    if seconds < 10:
+        return "a few seconds"
     if seconds < 90:
-        return "1 second" if seconds == 1 else f"{seconds} seconds"
+        return f"{seconds} seconds"
     if seconds < 5400:
         return f"{round(seconds / 60)} minutes"
     if seconds < 2 * 86400:

@@ -1,4 +1,4 @@
-"""Placing a center when the feed's coordinates and its ZIP disagree: the evidence decides, and says why."""
+"""Placing a center when the feed's coordinates and its ZIP disagree (the evidence decides, and says why); ages in words."""
 
 from __future__ import annotations
 
@@ -65,3 +65,10 @@ def test_an_unknown_zip_without_coordinates_is_still_rejected() -> None:
     result = normalize_record(raw, FeedContext(feed_id="f", now=NOW))
     assert result.center is None
     assert [(p.field, p.reason) for p in result.problems] == [("postal_code", "ZIP 01699 does not exist")]
+
+
+def test_an_age_reads_in_words_and_is_never_negative_or_zero() -> None:
+    from aggregator.lookup import age_words
+
+    assert [age_words(s) for s in (-188, 0, 9, 45, 600, 7200, 3 * 86400)] == [
+        "a few seconds", "a few seconds", "a few seconds", "45 seconds", "10 minutes", "2 hours", "3 days"]
