@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
@@ -25,6 +25,9 @@ from aggregator.store import Store
 from config import registry as registry_module
 from config.registry import Registry
 from config.settings import SETTINGS, Settings
+
+if TYPE_CHECKING:
+    from aggregator.ingest import IngestReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -173,7 +176,8 @@ def render_table(answer: lookup.NearAnswer) -> str:
     rows = []
     for h in answer.results:
         c = h.center
-        phone = next((p["number"] for p in c.get("phones", []) if p["role"] in ("intake", "main")), "")
+        phone = next((p["number"] + (f" x{p['extension']}" if p.get("extension") else "")
+                      for p in c.get("phones", []) if p["role"] in ("intake", "main")), "")
         rows.append((f"{h.distance_mi:.1f} mi", c["name"][:44], c["address"]["city"][:18],
                      _availability_words(h.availability), phone))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -208,11 +212,42 @@ def feeds(as_json: bool) -> None:
         line = (f"{h['status'].upper():<9} {h['id']:<22} {h['format']:<5} {age:<22} "
                 f"accepted {h['accepted']}, rejected {h['rejected']}")
         click.echo(line)
+        quality = _quality_counts(h)
+        if quality:
+            click.echo(f"          last run: {quality}")
         if h["held"]:
             click.echo(f"          held: {h['held']['reason']} (release: POST /v1/feeds/{h['id']}/release)")
         if h["last_error"]:
             click.echo(f"          last error ({h['last_error_kind']}, {h['consecutive_failures']} in a row): "
                        f"{h['last_error']}")
+
+
+def _quality_counts(h: dict[str, Any]) -> str:
+    """'12 repairs, 3 unmapped terms, 5 dropped values, 2 repeated ids, 1 document not fetched', or ''."""
+    quality = h.get("quality") or {}
+    parts = []
+    for kind, words in (("repairs", "repairs"), ("unmapped", "unmapped terms"), ("dropped", "dropped values")):
+        total = sum(int(item.get("count") or 0) for item in quality.get(kind) or [])
+        if total:
+            parts.append(f"{total} {words}")
+    if h.get("repeated"):
+        parts.append(f"{h['repeated']} repeated ids")
+    failed = h.get("failed_documents") or []
+    if failed:
+        parts.append(f"{len(failed)} document{'s' if len(failed) != 1 else ''} not fetched")
+    return ", ".join(parts)
+
+
+def _echo_report(feed_id: str, status: str, r: IngestReport) -> None:
+    """A run's counts, main reasons, repairs, unmapped terms, dropped values, repeats and failed documents."""
+    from aggregator.onboard import quality_lines
+
+    click.echo(f"{feed_id}: {status}: {r.records} records, {r.accepted} centers, {r.rejected} rejected, "
+               f"{r.observations} observations")
+    for reason, n in r.problems_by_reason.most_common(8):
+        click.echo(f"  {n:>6}  {reason}")
+    for line in quality_lines(r.quality(), repeated=r.repeated, failed_documents=r.failed_documents):
+        click.echo(line)
 
 
 @main.command()
@@ -240,14 +275,58 @@ def ingest(feed_id: str) -> None:
     if outcome.status == "busy":
         raise RuntimeError(f"feed {feed_id!r} is being run by a worker right now; try again shortly")
     if outcome.status == "failed":
+        if outcome.report is not None:  # a run that accepted too few records: what it would have lost
+            _echo_report(feed_id, "failed", outcome.report)
         raise RuntimeError(f"{feed_id}: {outcome.error}")
-    r = outcome.report
-    click.echo(f"{feed_id}: {outcome.status}" + (
-        f": {r.records} records, {r.accepted} centers, {r.rejected} rejected, {r.observations} observations"
-        if r else ""))
-    if r:
-        for reason, n in r.problems_by_reason.most_common(8):
-            click.echo(f"  {n:>6}  {reason}")
+    if outcome.report is None:
+        click.echo(f"{feed_id}: {outcome.status}")
+    else:
+        _echo_report(feed_id, outcome.status, outcome.report)
+
+
+FEED_FORMATS = ("csv", "json", "html", "hsds", "smart")
+
+
+@main.group()
+def feed() -> None:
+    """Onboard partner feeds: try a sample before it goes in the registry."""
+
+
+@feed.command("try")
+@click.argument("source", metavar="URL_OR_FILE")
+@click.option("--format", "fmt", type=click.Choice(FEED_FORMATS), default=None,
+              help="The feed's format (default: from the file's extension).")
+@click.option("--mapping", "mapping_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A TOML file of what goes under [feed.mapping] (default: the suggested mapping).")
+@click.option("--allow-private", is_flag=True, help="Allow a loopback or private address (a test server).")
+@click.option("--json", "as_json", is_flag=True, help="Everything as one JSON object.")
+@friendly_errors
+def feed_try(source: str, fmt: str | None, mapping_path: str | None, allow_private: bool, as_json: bool) -> None:
+    """A dry run of a partner's sample: its columns, a suggested mapping, and what an ingest would keep,
+    reject, repair, leave unmapped and drop. Writes nothing."""
+    from aggregator import onboard
+    from aggregator.fetch import Fetcher, new_session
+
+    fmt = fmt or _format_from_name(source)
+    fetcher = Fetcher(new_session(Settings.from_env().user_agent)) if onboard.is_url(source) else None
+    result = onboard.run_trial(source, fmt, now=datetime.now(UTC), fetcher=fetcher, mapping_file=mapping_path,
+                               allow_private=allow_private, show=None if as_json else click.echo)
+    if as_json:
+        write_json(result)
+
+
+_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".ndjson": "json",
+               ".jsonl": "json", ".html": "html", ".htm": "html"}
+
+
+def _format_from_name(source: str) -> str:
+    from urllib.parse import urlsplit
+
+    suffix = Path(urlsplit(source).path).suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise ConfigError(f"cannot tell the format of {source!r}: give --format "
+                               f"({'|'.join(FEED_FORMATS)})")
+    return _EXTENSIONS[suffix]
 
 
 @main.command("check-config")

@@ -30,7 +30,7 @@ from aggregator.feeds import Document, follower_for, parser_for
 from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
 from aggregator.model import Availability, Center, Rejection
-from aggregator.normalize import FeedContext, normalize_record
+from aggregator.normalize import FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
 from aggregator.store import ReplaceResult, Store
 from config.registry import FeedConfig
@@ -135,9 +135,12 @@ def normalize_all(
 
     A source_id seen twice keeps the record with the newest report (its latest observation; a tie,
     or no observation at all, keeps the earlier record), whatever order the partner's pages came
-    in; the other is counted as rejected with reason ``source_id: repeated in this feed ...``."""
+    in; the other is counted as rejected with reason ``source_id: repeated in this feed ...``, with its
+    own problems beside it (a repeat whose report was rejected as "in the future" says so). Field
+    problems are counted for the records kept."""
     report = IngestReport(feed_id=ctx.feed_id)
-    centers: dict[str, tuple[Center, list[Availability], datetime | None]] = {}
+    kept: dict[str, NormalizedRecord] = {}
+    newest: dict[str, datetime | None] = {}
     for raw in raws:
         report.records += 1
         result = normalize_record(raw, ctx)
@@ -152,33 +155,52 @@ def normalize_all(
         if result.center is None:
             _reject(report, result.problems)
             continue
-        newest = max((o.reported_at for o in result.availability), default=None)
-        earlier = centers.get(result.center.id)
-        if earlier is not None:
-            report.repeated += 1
-            _reject(report, [Rejection(record=result.source_id, field="source_id", reason=REPEATED)])
-            if not (newest is not None and (earlier[2] is None or newest > earlier[2])):
-                continue
-        else:
+        center_id = result.center.id
+        latest = max((o.reported_at for o in result.availability), default=None)
+        earlier = kept.get(center_id)
+        if earlier is None:
             report.accepted += 1
-        centers[result.center.id] = (result.center, result.availability, newest)
+        else:
+            report.repeated += 1
+            before = newest[center_id]
+            wins = latest is not None and (before is None or latest > before)
+            loser = earlier if wins else result
+            _reject(report, [Rejection(record=loser.source_id, field="source_id", reason=REPEATED),
+                             *loser.problems])
+            if not wins:
+                continue
+        kept[center_id] = result
+        newest[center_id] = latest
+    for result in kept.values():
         for p in result.problems:
             key = reason_key(p)
             report.problems_by_reason[key] += 1
             report.dropped[key] += 1
-            report.note("dropped", key, label)
+            report.note("dropped", key, result.source_id)
             if len(report.field_problems) < REJECTION_SAMPLE:
                 report.field_problems.append(p)
-    observations = [o for _, obs, _ in centers.values() for o in obs]
+    centers = [r.center for r in kept.values() if r.center is not None]
+    observations = [o for r in kept.values() for o in r.availability]
     report.observations = len(observations)
     report.newest_data_at = max((o.reported_at for o in observations), default=None)
-    return [c for c, _, _ in centers.values()], observations, report
+    return centers, observations, report
+
+
+def accepts_enough(report: IngestReport, min_share: float) -> bool:
+    """Did a run accept something, and at least ``min_share`` of its records? Repeats of one id are not
+    losses: the share is also judged against the distinct records."""
+    if not report.accepted:
+        return False
+    distinct = report.records - report.repeated
+    return report.accepted / report.records >= min_share or (distinct > 0 and report.accepted / distinct >= min_share)
 
 
 def _reject(report: IngestReport, problems: list[Rejection]) -> None:
+    """One record rejected: its first problem is the reason counted; the rest are shown beside it."""
     report.rejected += 1
-    for p in problems[:1] or [Rejection(field="record", reason="rejected")]:
-        report.problems_by_reason[reason_key(p)] += 1
+    problems = problems or [Rejection(field="record", reason="rejected")]
+    report.problems_by_reason[reason_key(problems[0])] += 1
+    for p in problems[:3]:
         if len(report.rejections) < REJECTION_SAMPLE:
             report.rejections.append(p)
 
@@ -316,15 +338,9 @@ class Pipeline:
 
     def _check_share(self, feed: FeedConfig, report: IngestReport) -> None:
         """A run accepting nothing, or less than the feed's share of its records, is not applied."""
-        if not report.records:
+        if not report.records or accepts_enough(report, feed.min_accepted_share):
             return
         share = report.accepted / report.records
-        if report.accepted and share >= feed.min_accepted_share:
-            return
-        # repeats of one id are not losses: judge against the distinct records
-        distinct = report.records - report.repeated
-        if report.accepted and distinct and report.accepted / distinct >= feed.min_accepted_share:
-            return
         raise RunRejected(
             f"accepted {report.accepted} of {report.records} records "
             f"({'none' if not report.accepted else f'{share:.0%}'}; this feed needs "

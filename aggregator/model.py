@@ -163,6 +163,8 @@ class Address(_Record):
 class Phone(_Record):
     number: str
     role: PhoneRole = PhoneRole.MAIN
+    #: digits dialled after the number ("ext. 12"), when the partner gave one
+    extension: Annotated[str, Field(max_length=10, pattern=r"^\d*$")] = ""
 
     @field_validator("number")
     @classmethod

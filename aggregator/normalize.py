@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -93,7 +94,7 @@ def state_code(raw: object, field: str = "state") -> str:
     return code
 
 
-_ZIP = re.compile(r"^(?:(\d{5})(?:[- ]?\d{4})?|(\d{3,4})(?:[- ]\d{4})?)$")
+_ZIP = re.compile(r"^(?:(\d{5})(?:[- ]?\d{4})?|(\d{3,4})(?:[- ]?\d{4})?)$")
 
 
 def zip5(raw: object, state: str | None = None, field: str = "postal_code") -> str:
@@ -436,61 +437,87 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
     return out
 
 
-#: a word before a number that gives its role; the last one before the number counts
-_ROLE_WORDS = (
-    (re.compile(r"\bfax\b|\bfacsimile\b", re.I), None),
+#: words that give a number its role; None: not a number to call (fax, TTY), dropped with a word
+_ROLE_WORDS: tuple[tuple[re.Pattern[str], PhoneRole | None, str], ...] = (
+    (re.compile(r"\bfax\b|\bfacsimile\b|\bfx\b|\bf\s*:", re.I), None, "fax"),
+    (re.compile(r"\btty\b|\btdd\b|\btext\s*telephone\b", re.I), None, "TTY"),
     (re.compile(r"hot\s*-?\s*line|crisis|24\s*/\s*7|24[- ]?(?:hour|hr)|emergency|after[- ]hours", re.I),
-     PhoneRole.HOTLINE),
-    (re.compile(r"intake|admission|admit|referral|appointment|scheduling|screening", re.I), PhoneRole.INTAKE),
-    (re.compile(r"\bmain\b|\boffice\b|\bphone\b|\btel\b|\bvoice\b", re.I), PhoneRole.MAIN),
+     PhoneRole.HOTLINE, ""),
+    (re.compile(r"intake|admission|admit|referral|appointment|scheduling|screening", re.I), PhoneRole.INTAKE, ""),
+    (re.compile(r"\bmain\b|\boffice\b|\bphone\b|\btel\b|\bvoice\b|\b[pt]\s*:", re.I), PhoneRole.MAIN, ""),
 )
+#: a label written right after a number: "410-555-0100 (fax)"; after the last number also "... fax"
+_SUFFIX = re.compile(r"^\s*[-–:]?\s*[(\[]\s*([^()\[\]]{1,20}?)\s*[)\]]", re.I)
+_LAST_SUFFIX = re.compile(r"^\s*[-–]?\s*(fax|tty|tdd|intake|hotline|main)\b[\s.;,]*$", re.I)
+#: what between two numbers says "the same kind": "or", "/", ",", "and"
+_CONNECTIVE = re.compile(r"^[\s,/&;|]*(?:or|and)?[\s,/&;|]*$", re.I)
 #: a run of digits and phone punctuation long enough to be a number
 _DIGIT_RUN = re.compile(r"\+?\(?\d[\d\s().\-]{5,}\d")
-_NO_ROLE = object()
+
+Label = tuple[PhoneRole | None, str] | None  # (role or None for dropped, what it is), None: no role word
 
 
-def _label_role(label: str) -> PhoneRole | object | None:
-    """The role the last role word in ``label`` gives: a PhoneRole, None (a fax), or _NO_ROLE."""
-    found: tuple[int, PhoneRole | None] | None = None
-    for pattern, role in _ROLE_WORDS:
-        for m in pattern.finditer(label):
+def _label(text: str) -> Label:
+    """The role the last role word in ``text`` gives, or None when it holds none."""
+    found: tuple[int, PhoneRole | None, str] | None = None
+    for pattern, role, what in _ROLE_WORDS:
+        for m in pattern.finditer(text):
             if found is None or m.start() > found[0]:
-                found = (m.start(), role)
-    return _NO_ROLE if found is None else found[1]
+                found = (m.start(), role, what)
+    return None if found is None else (found[1], found[2])
 
 
 def phone_numbers(raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "phone"
-                  ) -> tuple[list[tuple[str, PhoneRole]], list[InvalidValue]]:
-    """Every US number in a cell, in E.164, with its role, and the reasons for what was not kept.
+                  ) -> tuple[list[Phone], list[InvalidValue]]:
+    """Every US number in a cell, in E.164, with its role and extension, and the reasons for what was not kept.
 
-    ``phonenumbers.PhoneNumberMatcher`` finds the numbers; the words before each give its role
-    (``role`` when none does); fax numbers and numbers that cannot be read are reasons."""
+    ``phonenumbers.PhoneNumberMatcher`` finds the numbers. A label right after a number
+    ("(fax)", "(intake)") or the last role word before it ("Intake: ...", "F: ...") gives its role; a
+    number joined to the one before by "or", "/" or "," shares its role; else ``role``. Fax and TTY
+    numbers, non-US numbers and digits that cannot be read are reasons, never a number to call."""
     text = _text(raw)
     if not text:
         return [], [InvalidValue(field, "empty")]
     if len(text) > 400:
         return [], [InvalidValue(field, "too long to be phone numbers")]
-    found: list[tuple[str, PhoneRole]] = []
+    matches = list(phonenumbers.PhoneNumberMatcher(text, "US"))
+    found: list[Phone] = []
     problems: list[InvalidValue] = []
-    last_end = 0
     leftover: list[str] = []
-    for match in phonenumbers.PhoneNumberMatcher(text, "US"):
-        label_role = _label_role(text[last_end:match.start])
-        leftover.append(text[last_end:match.start])
-        last_end = match.end
+    cursor = 0  # where the text not yet read as a label or a number starts
+    previous: Label = None
+    for i, match in enumerate(matches):
+        before = text[cursor:match.start]
+        leftover.append(before)
+        nxt = matches[i + 1].start if i + 1 < len(matches) else len(text)
+        after = text[match.end:nxt]
+        suffix = _SUFFIX.match(after) or (_LAST_SUFFIX.match(after) if i + 1 == len(matches) else None)
+        label = _label(suffix.group(1)) if suffix else None
+        cursor = match.end + (suffix.end() if label is not None and suffix else 0)
+        if label is None:
+            label = _label(before)
+        if label is None and previous is not None and i and _CONNECTIVE.match(before):
+            label = previous
+        previous = label
         number = match.number
         if number.country_code != 1:
             problems.append(InvalidValue(field, f"{match.raw_string!r} is not a US or US-territory number"))
             continue
-        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        if label_role is None:
-            problems.append(InvalidValue(field, f"fax number {match.raw_string!r} dropped"))
+        if label is not None and label[0] is None:
+            problems.append(InvalidValue(field, f"{label[1]} number {match.raw_string!r} dropped"))
             continue
-        found.append((e164, label_role if isinstance(label_role, PhoneRole) else role))
-    leftover.append(text[last_end:])
-    if not found and not problems:
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        extension = number.extension or ""
+        if not extension.isdigit() or len(extension) > 10:
+            if extension:
+                problems.append(InvalidValue(field, f"extension {extension[:20]!r} of {match.raw_string!r} not kept"))
+            extension = ""
+        found.append(Phone(number=e164, role=label[0] if label is not None and label[0] is not None else role,
+                           extension=extension))
+    leftover.append(text[cursor:])
+    if not matches:
         try:
-            return [(phone_e164(text, field), role)], []
+            return [Phone(number=phone_e164(text, field), role=role)], []
         except InvalidValue as exc:
             return [], [exc]
     for rest in leftover:
@@ -522,10 +549,10 @@ def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
         numbers, problems = phone_numbers(value, role, fld)
         for exc in problems:
             problem(exc.field, exc.reason)
-        for number, number_role in numbers:
-            if (number, number_role) not in seen:
-                seen.add((number, number_role))
-                phones.append(Phone(number=number, role=number_role))
+        for phone in numbers:
+            if (phone.number, phone.role) not in seen:
+                seen.add((phone.number, phone.role))
+                phones.append(phone)
     return phones
 
 
@@ -733,7 +760,14 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _null_set(values: Iterable[str]) -> frozenset[str]:
-    return values if isinstance(values, frozenset) else frozenset(" ".join(v.lower().split()) for v in values)
+    key = values if isinstance(values, frozenset | tuple) else tuple(values)
+    return null_words(key)
+
+
+@lru_cache(maxsize=64)
+def null_words(values: frozenset[str] | tuple[str, ...]) -> frozenset[str]:
+    """A feed's null words as compared: lower case, spaces folded."""
+    return frozenset(" ".join(v.lower().split()) for v in values)
 
 
 def _is_null(value: object, nulls: frozenset[str]) -> bool:
@@ -795,12 +829,13 @@ def _number(raw: object, field: str) -> float:
 
 
 def _terms(raw: object) -> list[str]:
+    """A list field's terms: a cell split on ; | , (each list item too: "DT; RES" in one item is two)."""
     if raw is None:
         return []
     if isinstance(raw, str):
         return [t for t in re.split(r"\s*[;|,]\s*", raw) if t.strip()]
     if isinstance(raw, Iterable) and not isinstance(raw, Mapping | bytes):
-        return [_text(t) for t in raw if _text(t)]
+        return [t for item in raw if _text(item) for t in _terms(_text(item))]
     return [_text(raw)]
 
 

@@ -223,6 +223,9 @@ def _fields(data: Any, where: str) -> tuple[dict[str, str], dict[str, tuple[str,
             fields[key] = value
             continue
         ft = _Table(value, f"{where}.{key}")
+        unknown = sorted(set(ft.data) - {"from", "split"})
+        if unknown:
+            raise ConfigError(f"{where}.{key}: unknown key '{unknown[0]}' (a field table has 'from' and 'split')")
         fields[key] = ft.get("from", str, required=True)
         split = ft.get("split", (str, list), required=True)
         separators = (split,) if isinstance(split, str) else tuple(split)

@@ -41,7 +41,7 @@ def parse_one(body: bytes, mapping: RecordMapping) -> list[dict[str, Any]]:
         raise ParseError("CSV is empty")
     if "\x00" in text:
         raise ParseError("CSV contains NUL bytes: not a text export")
-    delimiter = mapping.options.get("delimiter") or _sniff(text)
+    delimiter = mapping.options.get("delimiter") or sniff(text)
     csv.field_size_limit(MAX_FIELD)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
@@ -79,7 +79,7 @@ def _referenced(mapping: RecordMapping) -> set[str]:
     return refs
 
 
-def _sniff(text: str) -> str:
+def sniff(text: str) -> str:
     first = text.split("\n", 1)[0]
     counts = {d: first.count(d) for d in (",", ";", "|", "\t")}
     best = max(counts, key=lambda d: counts[d])

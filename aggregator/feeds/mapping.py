@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 #: raw-record keys a mapping may fill (see aggregator.normalize)
@@ -79,7 +80,12 @@ def apply(get: Getter, mapping: RecordMapping, list_get: ListGetter | None = Non
         value = get(ref)
         if value not in (None, "", []):
             separators = mapping.splits.get(name)
-            raw[name] = split_cell(value, separators) if separators else value
+            if separators:  # a null word is no value, not pieces to split ("N/A" on "/")
+                nulls = _nulls(mapping.null_values)
+                if isinstance(value, str) and " ".join(value.lower().split()) in nulls:
+                    continue
+                value = split_cell(value, separators)
+            raw[name] = value
     if mapping.id_from and not raw.get("source_id"):
         raw["source_id"] = stable_id(get(ref) for ref in mapping.id_from)
     observations = [_observation(get, m) for m in mapping.availability]
@@ -103,6 +109,11 @@ def _observation(get: Getter, m: AvailabilityMapping) -> dict[str, Any]:
 
 def _has_data(obs: Mapping[str, Any]) -> bool:
     return any(k != "level_of_care" and v not in (None, "") for k, v in obs.items())
+
+
+@lru_cache(maxsize=64)
+def _nulls(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(" ".join(v.lower().split()) for v in values)
 
 
 def split_cell(value: Any, separators: tuple[str, ...]) -> Any:

@@ -4,7 +4,7 @@
 Location, Schedule or Slot (other types are ignored). ``options.states`` (a list of state codes):
 an output tagged with ``extension.state`` is kept only when a tag is in the list (Slot outputs as the
 spec intends, and Location/Schedule outputs when a publisher tags them too); an untagged output whose
-file name carries a state code on its own (``locations-RI.ndjson``, ``ma_slots.ndjson``) is
+file name carries a state code in capitals on its own (``locations-RI.ndjson``, ``NH_slots.ndjson``) is
 judged by that code; other outputs are kept, since nothing says they are out of region. A listed file
 that cannot be fetched (404, timeout) is reported in the run, and the rest of the feed is applied as
 a partial run (``aggregator.ingest``). ``options.rebase = true``: each output URL keeps its
@@ -109,13 +109,14 @@ def _tags(output: Mapping[str, Any]) -> set[str]:
     return {v.strip().upper() for v in values if isinstance(v, str) and v.strip()}
 
 
-#: a state code standing alone in a file name: locations-MA.ndjson, ri_slots.ndjson
-_NAME_TOKEN = re.compile(r"(?:^|[/_.\-])([A-Za-z]{2})(?=[/_.\-]|$)")
+#: a state code in capitals standing alone in a file name: locations-MA.ndjson, RI_slots.ndjson (a word
+#: such as "la" in slots-la-county.ndjson is not read as a state)
+_NAME_TOKEN = re.compile(r"(?:^|[/_.\-])([A-Z]{2})(?=[/_.\-]|$)")
 
 
 def _file_states(url: str) -> set[str]:
     """State codes a per-state file's name carries (its path after the host), when it has any."""
-    found = {m.group(1).upper() for m in _NAME_TOKEN.finditer(PurePosixPath(urlsplit(url).path).name)}
+    found = {m.group(1) for m in _NAME_TOKEN.finditer(PurePosixPath(urlsplit(url).path).name)}
     return {code for code in found if code in geography.STATE_NAMES}
 
 

@@ -137,7 +137,7 @@ def test_a_signed_push_becomes_visible_in_near(api: httpx.Client, stack: dict[st
     assert set(by_id) >= {"harbor:h-1", "harbor:h-2"}
     detox = by_id["harbor:h-1"]["availability"][0]
     assert (detox["status"], detox["beds_available"], detox["source"], detox["fresh"]) == ("available", 3, "push", True)
-    assert by_id["harbor:h-1"]["phones"] == [{"number": "+16175550142", "role": "main"}]
+    assert by_id["harbor:h-1"]["phones"] == [{"number": "+16175550142", "role": "main", "extension": ""}]
 
 
 def test_a_push_is_an_update_not_a_snapshot(api: httpx.Client, stack: dict[str, Any]) -> None:

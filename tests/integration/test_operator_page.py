@@ -7,6 +7,7 @@ centers of our own with availability (live, stale, none), one of them and one pa
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -109,7 +110,10 @@ def load_own_centers(store: Store, now: datetime) -> None:
     store.set_feed_state("nightly", {
         "last_attempt": _iso(now - timedelta(minutes=12)), "last_success": _iso(now - timedelta(minutes=12)),
         "accepted": 2, "rejected": 1, "records": 3, "newest_data_at": _iso(now - timedelta(minutes=12)),
-        "last_outcome": "applied"})
+        "last_outcome": "applied", "repeated": 1, "quality": json.dumps({
+            "repairs": [{"what": "latitude and longitude were swapped", "count": 2, "records": ["n-1", "n-2"]}],
+            "unmapped": [{"what": "levels_of_care: <b>Program 9</b>", "count": 1, "records": ["n-2"]}],
+            "dropped": [{"what": "phone: fax number … dropped", "count": 1, "records": ["n-1"]}]})})
     store.set_feed_state("harbor", {
         "last_attempt": _iso(now - timedelta(minutes=3)), "last_success": _iso(now - timedelta(hours=2)),
         "accepted": 1, "rejected": 0, "newest_data_at": _iso(now - timedelta(hours=2)),
@@ -251,6 +255,11 @@ def test_a_zip_search_shows_real_facilities_badges_phones_and_feed_health(operat
     assert feeds.index("Harbor Health") < feeds.index("SAMHSA facility list")
     assert "partner answered HTTP 503 &lt;html&gt;Service Unavailable&lt;/html&gt;" in feeds
     assert "2 failed runs in a row" in feeds
+    # nothing lost without a word: repairs, unmapped terms and dropped values, escaped, with examples
+    assert "Repaired: 2" in feeds and "2 × latitude and longitude were swapped" in feeds
+    assert "Unmapped terms: 1" in feeds and "levels_of_care: &lt;b&gt;Program 9&lt;/b&gt;" in feeds
+    assert "Dropped values: 1" in feeds and "(e.g. n-1)" in feeds
+    assert "1 repeated id: the newest report kept" in feeds
     # the nearest first: our centers sit by the ZIP's centre, the SAMHSA facility 0.4 miles off
     results = body[body.index('<table id="results">'):body.index('<table id="feeds">')]
     assert results.index("Riverside Detox Center") < results.index("Institute for Health and Recovery Inc")

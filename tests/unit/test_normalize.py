@@ -90,7 +90,7 @@ def test_zip_is_a_five_digit_string(raw: object, state: str, expected: str) -> N
     [
         ("ABCDE", "MA", "not a ZIP"),
         ("00000", None, "00000"),
-        ("1234567", "MA", "not a ZIP"),
+        ("1234567", "MA", "ZIP 00123 does not exist"),  # read as a 3-digit ZIP with its +4
         ("99999", "MA", "does not exist"),
         ("90013", "MA", "is in CA, not MA"),
     ],

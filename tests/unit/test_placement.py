@@ -1,4 +1,4 @@
-"""Placing a center when the feed's coordinates and its ZIP disagree (the evidence decides, and says why); ages in words."""
+"""Placing a center when feed coordinates and ZIP disagree (the evidence decides, and says why); ages in words."""
 
 from __future__ import annotations
 
