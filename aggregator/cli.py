@@ -287,6 +287,69 @@ def ingest(feed_id: str) -> None:
 FEED_FORMATS = ("csv", "json", "html", "hsds", "smart")
 
 
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a list.")
+@click.pass_context
+@friendly_errors
+def matches(ctx: click.Context, as_json: bool) -> None:
+    """Pairs the matcher could not decide: confirm or split them (decisions stick across runs)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = Settings.from_env()
+    with open_store(settings) as store:
+        pending = store.pending_matches()
+        described = [(m, store.stored_records([m["record"]]).get(m["record"]), store.get_center(m["facility"]))
+                     for m in pending]
+    if as_json:
+        write_json([{**m, "record_center": orjson.loads(r) if r else None, "facility_center": f[0] if f else None}
+                    for m, r, f in described])
+        return
+    if not described:
+        click.echo("No pairs waiting for a decision.")
+        return
+    for m, r, f in described:
+        rec = orjson.loads(r) if r else {}
+        fac = f[0] if f else {}
+        scores = ", ".join(f"{k} {v:g}" for k, v in m.get("scores", {}).items())
+        click.echo(f"{m['record']}  {rec.get('name', '?')}, {rec.get('address', {}).get('address_1', '')} "
+                   f"{rec.get('address', {}).get('city', '')}")
+        click.echo(f"  ~ {m['facility']}  {fac.get('name', '?')}, {fac.get('address', {}).get('address_1', '')} "
+                   f"{fac.get('address', {}).get('city', '')}")
+        click.echo(f"  {m['rule']} ({scores})")
+        click.echo(f"  centers matches confirm {m['record']} {m['facility']}   |   "
+                   f"centers matches split {m['record']} {m['facility']}")
+
+
+def _decide(record_id: str, facility_id: str, decision: str) -> None:
+    settings = Settings.from_env()
+    with open_store(settings) as store:
+        try:
+            target = store.decide_match(record_id, facility_id, decision, by=os.environ.get("USER", "operator"),
+                                        now=datetime.now(UTC))
+        except KeyError as exc:
+            raise InvalidQuery("record_id", f"no record or facility {exc.args[0]!r}") from None
+    click.echo(f"{record_id} is now part of {target}" + (" (kept apart from " + facility_id + ")"
+                                                           if decision == "different" else ""))
+
+
+@matches.command("confirm")
+@click.argument("record_id")
+@click.argument("facility_id")
+@friendly_errors
+def matches_confirm(record_id: str, facility_id: str) -> None:
+    """The record and the facility are one place."""
+    _decide(record_id, facility_id, "same")
+
+
+@matches.command("split")
+@click.argument("record_id")
+@click.argument("facility_id")
+@friendly_errors
+def matches_split(record_id: str, facility_id: str) -> None:
+    """The record and the facility are different places."""
+    _decide(record_id, facility_id, "different")
+
+
 @main.group()
 def feed() -> None:
     """Onboard partner feeds: try a sample before it goes in the registry."""

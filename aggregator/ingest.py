@@ -422,7 +422,8 @@ class Pipeline:
         placed, report.placement = place_all(centers, self.geocoder, now)
         say("storing the snapshot")
         report.stored = self.store.replace_feed(feed.id, placed, observations, now=now,
-                                                source=feed.source.value if prune else None, partial=partial)
+                                                source=feed.source.value if prune else None, partial=partial,
+                                                authority=feed.authority)
 
     # ------------------------------------------------------------------------------------ push
 

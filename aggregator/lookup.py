@@ -218,7 +218,24 @@ def _search(
 
 def _hit(raw: RawHit, now_ms: float, audience: Audience) -> Hit:
     center_id, distance, center, observations = raw
+    _date_sources(center, observations)
     return Hit(center_id, round(distance, 2), center, _levels(center, observations, now_ms, audience))
+
+
+def _date_sources(center: dict[str, Any], observations: Sequence[Mapping[str, Any]]) -> None:
+    """Each linked record's newest report, on the facility's ``sources`` (before observations are reshaped)."""
+    sources = center.get("sources")
+    if not sources:
+        return
+    newest: dict[str, int] = {}
+    for o in observations:
+        record = o.get("record")
+        if record is not None and o["rt"] > newest.get(record, -1):
+            newest[record] = o["rt"]
+    for src in sources:
+        rt = newest.get(src["id"])
+        src["reported_at"] = (datetime.fromtimestamp(rt / 1000, UTC).isoformat().replace("+00:00", "Z")
+                              if rt is not None else None)
 
 
 def availability_view(
@@ -358,5 +375,6 @@ def get_center(store: Store, center_id: str, *, audience: Audience = "public",
         return None
     center, observations = found
     now = now or datetime.now(UTC)
+    _date_sources(center, observations)
     center["availability"] = availability_view(center, observations, now, audience)
     return center

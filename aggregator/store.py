@@ -31,12 +31,13 @@ each record's ``t``. An older observation never overwrites a newer one (``lua/ob
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -46,8 +47,9 @@ import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from aggregator import facility, match
 from aggregator.errors import StoreUnavailable
-from aggregator.model import Availability, Center, CenterStatus
+from aggregator.model import Availability, Center, CenterStatus, GeoPrecision
 
 DEFAULT_PREFIX = "cav:"
 
@@ -64,8 +66,25 @@ class Keys:
         self.feeds = prefix + "feeds"
         self.needs_location = prefix + "needs_location"
 
-    def center(self, center_id: str) -> str:
-        return f"{self.prefix}c:{center_id}"
+    def center(self, facility_id: str) -> str:
+        """A facility: its composed record, read document, index tokens and member records."""
+        return f"{self.prefix}c:{facility_id}"
+
+    def record(self, record_id: str) -> str:
+        """A feed record as the partner sent it (normalized), and the facility it is linked to."""
+        return f"{self.prefix}r:{record_id}"
+
+    def identifier(self, system: str, value: str) -> str:
+        return f"{self.prefix}xid:{system}:{value}"
+
+    @property
+    def matches(self) -> str:
+        """Pairs the matcher could not decide, for an operator: "{record}|{facility}" -> JSON."""
+        return f"{self.prefix}matches"
+
+    def decisions(self, record_id: str) -> str:
+        """An operator's decisions about a record: facility -> "same" | "different" (they win over the matcher)."""
+        return f"{self.prefix}decision:{record_id}"
 
     def geo_level(self, level: str) -> str:
         return f"{self.prefix}geo:loc:{level}"
@@ -135,6 +154,7 @@ def observation_field(obs: Availability) -> str:
 def observation_json(obs: Availability) -> bytes:
     """The stored form: the model's JSON plus ``rt`` (reported_at, epoch ms) and ``sig``."""
     data = obs.model_dump(mode="json", exclude={"center_id", "changed_at"})
+    data["record"] = obs.center_id  # the feed record (or, for an operator's report, the facility) it is about
     figures = (
         obs.status.value, obs.beds_available, obs.beds_total,
         obs.accepting.value if obs.accepting else None, obs.waitlist_size, obs.notes,
@@ -171,6 +191,11 @@ class ReplaceResult:
     observations_stale: int = 0
     observations_pruned: int = 0
     needs_location: list[str] = field(default_factory=list)
+    facilities_changed: int = 0
+    #: pairs the matcher could not decide, queued for an operator
+    uncertain: int = 0
+    #: why each newly linked record joined (or founded) its facility: rule and scores
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -202,8 +227,80 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50, retrie
     return redis.Redis(connection_pool=pool)
 
 
+#: how far from a new record its candidate facilities are looked for (meters); farther for a record placed
+#: only at its ZIP centroid, whose true place may be a few kilometres off
+MATCH_RADIUS_M = 300
+MATCH_RADIUS_ZIP_M = 5000
+MATCH_CANDIDATES = 25
+
+
+@dataclass
+class LinkPlan:
+    """The links of one snapshot: record -> facility, and the members of every facility that changes."""
+
+    link: dict[str, str] = field(default_factory=dict)
+    leaving: dict[str, str] = field(default_factory=dict)  # removed record -> its facility
+    before: dict[str, set[str]] = field(default_factory=dict)
+    members: dict[str, set[str]] = field(default_factory=dict)
+    centers: dict[str, list[facility.Member]] = field(default_factory=dict)
+    #: facility -> (index tokens, identifiers) as stored before this snapshot
+    previous: dict[str, tuple[set[str], set[tuple[str, str]]]] = field(default_factory=dict)
+    explanations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uncertain: list[tuple[str, str, match.Verdict]] = field(default_factory=list)
+    recompose: set[str] = field(default_factory=set)
+    #: facilities founded by a record of this snapshot (new ids: nobody else can be writing them)
+    founded_here: set[str] = field(default_factory=set)
+
+    @property
+    def facilities(self) -> set[str]:
+        return set(self.members)
+
+
+class _Grid:
+    """Facilities founded in one snapshot, found again by place (a ~500 m grid) or shared identifier."""
+
+    CELL = 0.005  # degrees
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[int, int], list[tuple[float, float, str]]] = defaultdict(list)
+        self.ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def _cell(self, lat: float, lon: float) -> tuple[int, int]:
+        return int(lat // self.CELL), int(lon // self.CELL)
+
+    def add(self, center: Center, facility_id: str) -> None:
+        if center.latitude is not None and center.longitude is not None:
+            self.cells[self._cell(center.latitude, center.longitude)].append(
+                (center.latitude, center.longitude, facility_id))
+        for x in center.external_ids:
+            self.ids[(x.system.lower(), x.value)].add(facility_id)
+
+    def near(self, center: Center) -> set[str]:
+        found: set[str] = set()
+        for x in center.external_ids:
+            found |= self.ids.get((x.system.lower(), x.value), set())
+        if center.latitude is None or center.longitude is None:
+            return found
+        zip_placed = center.geo_precision is GeoPrecision.POSTAL_CODE
+        reach = MATCH_RADIUS_ZIP_M if zip_placed else MATCH_RADIUS_M
+        span = int(reach / 111_000 / self.CELL) + 1
+        ci, cj = self._cell(center.latitude, center.longitude)
+        for di in range(-span, span + 1):
+            for dj in range(-span, span + 1):
+                for lat, lon, fid in self.cells.get((ci + di, cj + dj), ()):
+                    if haversine_m(center.latitude, center.longitude, lat, lon) <= reach:
+                        found.add(fid)
+        return found
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(a)))
+
+
 class Store:
-    """Centers, availability and feed snapshots in Redis. Pass a client in (no globals)."""
+    """Facilities, feed records, availability and feed snapshots in Redis. Pass a client in (no globals)."""
 
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self.redis = client
@@ -298,12 +395,31 @@ class Store:
             return script(keys=keys, args=args)
 
     def get_center(self, center_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        """A center's record and its observations (as stored), or None."""
-        doc = self._call("reading a center", lambda: self.redis.hget(self.keys.center(center_id), "d"))
+        """A facility's record and its observations (as stored), or None. A feed record's id answers for
+        the facility it is linked to (an alias: the record says its facility's ``id``)."""
+        k = self.keys
+
+        def read() -> Any:
+            doc = self.redis.hget(k.center(center_id), "d")
+            if doc is None:
+                fac = self.redis.hget(k.record(center_id), "fac")
+                doc = self.redis.hget(k.center(_str(fac)), "d") if fac else None
+            return doc
+
+        doc = self._call("reading a center", read)
         if doc is None:
             return None
         record, observations = orjson.loads(doc)
         return record, observations
+
+    def facility_of(self, record_id: str) -> str | None:
+        fac = self._call("reading a link", lambda: self.redis.hget(self.keys.record(record_id), "fac"))
+        return _str(fac) if fac else None
+
+    def link_explanation(self, record_id: str) -> dict[str, Any] | None:
+        """Why a record was linked to its facility (rule and scores), when it was matched."""
+        raw = self._call("reading a link", lambda: self.redis.hget(self.keys.record(record_id), "why"))
+        return orjson.loads(raw) if raw else None
 
     def _members(self, key: str) -> set[str]:
         return {_str(m) for m in self._call("reading a set", lambda: self.redis.smembers(key))}
@@ -335,13 +451,18 @@ class Store:
         now: datetime,
         source: str | None = None,
         partial: bool = False,
+        authority: int = 0,
     ) -> ReplaceResult:
-        """Make ``centers`` the feed's whole snapshot, atomically and idempotently.
+        """Make ``centers`` (the feed's records) the feed's whole snapshot, atomically and idempotently.
 
-        Centers that left the feed leave every index; unchanged centers are not rewritten; the
-        feed's own observations (``source``) for levels a center no longer reports are dropped.
-        One MULTI/EXEC: a concurrent reader sees the old snapshot or the new one, never a mix.
-        ``partial``: an update of some centers (a partner's push): nothing else is removed."""
+        Each new record is linked to a facility (matched with the records near it, or founding its own);
+        the facilities whose members changed are composed again (``aggregator.facility``, identity from the
+        feed with the highest ``authority``). Records that left the feed leave their facility (a facility
+        with no record left leaves every index); unchanged records are not rewritten; the feed's own
+        observations (``source``) for levels a record no longer reports are dropped. One MULTI/EXEC, with
+        the facilities it changes watched: a concurrent reader sees the old snapshot or the new one, links
+        included, never a mix. ``partial``: an update of some records (a partner's push): nothing else is
+        removed."""
         new = {c.id: c for c in centers}
         obs = list(observations)
         for c in new.values():
@@ -353,10 +474,11 @@ class Store:
             while True:
                 try:
                     pipe.watch(members_key, k.feed_meta(feed_id))
-                    result = self._queue_replace(pipe, feed_id, new, obs, now, source, partial)
+                    result = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority)
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
+                    pipe.reset()
                     continue
         if obs:
             # replies: ..., observe {written, stale}, [prune count]
@@ -375,81 +497,67 @@ class Store:
         now: datetime,
         source: str | None,
         partial: bool,
+        authority: int = 0,
     ) -> ReplaceResult:
         k = self.keys
         all_ids = {_str(m) for m in pipe.smembers(k.feed_members(feed_id))}
         old_ids = sorted(all_ids & set(new)) if partial else sorted(all_ids)
-        old: dict[str, tuple[bytes | None, set[str]]] = {}
+        old: dict[str, tuple[bytes | None, str]] = {}
         if old_ids:
             reader = self.redis.pipeline(transaction=False)
-            for cid in old_ids:
-                reader.hmget(k.center(cid), "h", "t")
-            for cid, (digest, tokens) in zip(old_ids, reader.execute(), strict=True):
-                old[cid] = (digest, set(tokens.decode().split()) if tokens else set())
+            for rid in old_ids:
+                reader.hmget(k.record(rid), "h", "fac")
+            for rid, (digest, fac) in zip(old_ids, reader.execute(), strict=True):
+                old[rid] = (digest, _str(fac) if fac else "")
 
         result = ReplaceResult()
-        index_add: dict[str, list[str]] = defaultdict(list)
-        index_rem: dict[str, list[str]] = defaultdict(list)
-        geo_add: dict[str, list[Any]] = defaultdict(list)
-        geo_rem: dict[str, list[str]] = defaultdict(list)
-        pipe.multi()
-        for cid in sorted(set(old) - set(new)):
-            result.removed += 1
-            for t in old[cid][1]:
-                index_rem[t].append(cid)
-            for key in k.geo_keys(old[cid][1]):
-                geo_rem[key].append(cid)
-            pipe.delete(k.center(cid), k.availability(cid))
-        located_ok: list[str] = []
-        recomposed: list[str] = []
-        for cid, center in new.items():
+        removed = sorted(set(old) - set(new))
+        records: dict[str, tuple[bytes, bytes]] = {}  # changed records: JSON, digest
+        for rid, center in new.items():
+            if center.latitude is None:
+                result.needs_location.append(rid)
             record = center.model_dump_json().encode()
             digest = hashlib.blake2b(record, digest_size=16).hexdigest().encode()
-            tokens = index_tokens(center)
-            indexed = center.status is not CenterStatus.INACTIVE
-            prev = old.get(cid)
-            if center.latitude is None:
-                result.needs_location.append(cid)
-            if prev is not None and prev[0] == digest:
+            prev = old.get(rid)
+            if prev is not None and prev[0] == digest and prev[1]:
                 result.unchanged += 1
                 continue
-            if prev is None:
+            if prev is None or prev[0] is None:
                 result.added += 1
             else:
                 result.updated += 1
-            prev_tokens = prev[1] if prev else set()
-            want = set(tokens) if indexed else set()
-            for t in want - prev_tokens:
-                index_add[t].append(cid)
-            for t in prev_tokens - want:
-                index_rem[t].append(cid)
-            pipe.hset(k.center(cid), mapping={"j": record, "h": digest, "t": " ".join(sorted(want)),
-                                              "f": feed_id})
-            recomposed.append(cid)
-            located = center.latitude is not None and center.longitude is not None
-            new_geo = set(k.geo_keys(want)) if located and indexed else set()
-            for key in set(k.geo_keys(prev_tokens)) - new_geo:
-                geo_rem[key].append(cid)
-            if new_geo:
-                for key in new_geo:
-                    geo_add[key].extend((center.longitude, center.latitude, cid))
-                located_ok.append(cid)
-            else:
-                geo_rem[k.geo].append(cid)
-        for t, ids in index_rem.items():
-            pipe.srem(k.index(t), *ids)
-        for t, ids in index_add.items():
-            pipe.sadd(k.index(t), *ids)
-        for key, ids in geo_rem.items():
-            pipe.zrem(key, *ids)
-        for key, members in geo_add.items():
-            for i in range(0, len(members), 3 * 2000):
-                pipe.geoadd(key, members[i : i + 3 * 2000])
-        removed = sorted(set(old) - set(new))
-        if removed:
-            pipe.srem(k.needs_location, *removed)
-        if located_ok:
-            pipe.srem(k.needs_location, *located_ok)
+            records[rid] = (record, digest)
+        result.removed = len(removed)
+
+        # links: a record keeps its facility; a new one is matched against nearby facilities
+        plan = self._plan_links(feed_id, new, old, records, removed, authority)
+        result.links = plan.explanations
+        self._watch_facilities(pipe, plan)
+
+        pipe.multi()
+        for rid in removed:
+            pipe.delete(k.record(rid))
+            if plan.members.get(rid) and source:
+                # the record founded a facility that other records keep: drop only its own figures
+                pipe.eval(self._prune_src, 0, k.prefix, source, rid, 0)
+            elif not plan.members.get(rid):
+                pipe.delete(k.availability(rid))
+        for rid, (record, digest) in records.items():
+            why = plan.explanations.get(rid)
+            fields: dict[str, Any] = {"j": record, "h": digest, "f": feed_id, "a": authority,
+                                      "fac": plan.link[rid]}
+            if why is not None:
+                fields["why"] = orjson.dumps(why)
+            pipe.hset(k.record(rid), mapping=fields)
+        self._queue_facilities(pipe, plan, result)
+        for rid, fid, verdict in plan.uncertain:
+            pipe.hset(k.matches, f"{rid}|{fid}", orjson.dumps({
+                "record": rid, "facility": fid, "rule": verdict.rule, "scores": dict(verdict.scores),
+                "found_at": now.isoformat()}))
+        result.uncertain = len(plan.uncertain)
+        removed_or_located = removed + [rid for rid in new if new[rid].latitude is not None]
+        if removed_or_located:
+            pipe.srem(k.needs_location, *removed_or_located)
         if result.needs_location:
             pipe.sadd(k.needs_location, *result.needs_location)
         if not partial:
@@ -462,8 +570,8 @@ class Store:
         pipe.hset(k.feed_meta(feed_id), mapping={
             "centers": len(all_ids | set(new)) if partial else len(new), "replaced_at": now.isoformat(),
         })
-        if recomposed:
-            pipe.eval(self._compose_src, 0, k.prefix, *recomposed)
+        if plan.recompose:
+            pipe.eval(self._compose_src, 0, k.prefix, *sorted(plan.recompose))
         if obs:
             args: list[Any] = [k.prefix]
             for o in obs:
@@ -486,10 +594,306 @@ class Store:
             pipe.eval(self._prune_src, 0, *prune)
         return result
 
-    def record_observations(self, observations: Iterable[Availability]) -> tuple[int, int]:
-        """Upsert observations of existing centers (push, operator reports): (written, stale).
+    # ------------------------------------------------------------------------------- facilities
 
-        Observations of unknown centers are not written."""
+    def _watch_facilities(self, pipe: Any, plan: LinkPlan) -> None:
+        """WATCH the facilities this snapshot changes, then check nobody changed their members since they
+        were read (another feed's run linking to the same place): if so, the whole write starts over."""
+        # a facility founded in this snapshot by one of its own records did not exist: nothing to watch
+        ids = sorted(f for f in plan.facilities if plan.before.get(f) or f not in plan.founded_here)
+        for fid in plan.facilities - set(ids):
+            plan.previous[fid] = (set(), set())
+        if not ids:
+            return
+        k = self.keys
+        pipe.watch(*[k.center(f) for f in ids])
+        reader = self.redis.pipeline(transaction=False)
+        for fid in ids:
+            reader.hmget(k.center(fid), "m", "t", "x")
+        for fid, (m, t, x) in zip(ids, reader.execute(), strict=True):
+            if (set(_str(m).split()) if m else set()) != plan.before[fid]:
+                raise redis.WatchError(f"facility {fid} changed while this snapshot was planned")
+            ids_ = {(a, b) for a, b in orjson.loads(x)} if x else set()
+            plan.previous[fid] = (set(_str(t).split()) if t else set(), ids_)
+
+    def _plan_links(self, feed_id: str, new: Mapping[str, Center], old: Mapping[str, tuple[bytes | None, str]],
+                    records: Mapping[str, tuple[bytes, bytes]], removed: Sequence[str], authority: int) -> LinkPlan:
+        """Which facility each changed record belongs to, and the members of every facility that changes.
+
+        A record linked before keeps its facility. A new one is compared (``aggregator.match``) with the
+        records of facilities near it (GEO index) or sharing an identifier, and with the records of this
+        snapshot placed before it; a "same" verdict links it, anything else founds a facility of its own
+        (its id is the record's). Only new records are matched: an unchanged re-run does no matching."""
+        plan = LinkPlan()
+        for rid in records:
+            if old.get(rid, (None, ""))[1]:
+                plan.link[rid] = old[rid][1]
+        for rid in removed:
+            if old[rid][1]:
+                plan.leaving[rid] = old[rid][1]
+        unlinked = sorted(rid for rid in records if rid not in plan.link)
+        decided = self._decisions(unlinked)
+        candidates = self._candidates({rid: new[rid] for rid in unlinked})
+        for rid, choices in decided.items():  # an operator's "same" is a candidate however far away
+            candidates.setdefault(rid, set()).update(f for f, d in choices.items() if d == "same")
+        members = self._facility_members({f for fs in candidates.values() for f in fs})
+        stored = self._stored_records({m for ms in members.values() for m in ms} - set(new))
+        identities: dict[str, match.Identity] = {}
+
+        def identity(rid: str) -> match.Identity | None:
+            if rid not in identities:
+                center = new[rid] if rid in new else stored[rid][0] if rid in stored else None
+                if center is None:
+                    return None
+                identities[rid] = match.identity_of(center)
+            return identities[rid]
+
+        grid = _Grid()
+        founded: dict[str, list[str]] = {}  # facilities founded or joined in this snapshot -> records
+        own = self._facility_members(unlinked)  # a returning record whose facility lived on without it
+        for rid in unlinked:
+            center = new[rid]
+            if own.get(rid) and decided.get(rid, {}).get(rid) != "different":
+                plan.link[rid] = rid
+                plan.explanations[rid] = {"facility": rid, "decision": "same", "scores": {},
+                                          "rule": "returned to the facility it founded"}
+                continue
+            options: dict[str, list[str]] = {}
+            for fid in candidates.get(rid, ()):
+                options[fid] = [m for m in members.get(fid, ()) if m not in plan.leaving and m not in records]
+            for fid in grid.near(center):
+                options.setdefault(fid, []).extend(founded[fid])
+            choices = decided.get(rid, {})
+            confirmed = sorted(f for f, d in choices.items() if d == "same" and members.get(f))
+            if confirmed:  # an operator confirmed this pair: it wins over the matcher
+                fid = confirmed[0]
+                plan.link[rid] = fid
+                founded.setdefault(fid, []).append(rid)
+                plan.explanations[rid] = {"facility": fid, "decision": "same", "rule": "operator confirmed",
+                                          "scores": {}}
+                continue
+            for fid in [f for f, d in choices.items() if d == "different"]:
+                options.pop(fid, None)  # an operator split this pair: never linked again
+            fid, decision, chosen = rid, "new", None
+            if options:  # standardizing an address costs: only when there is someone to compare with
+                me = identity(rid)
+                assert me is not None
+                owner = {m: f for f, ms in options.items() for m in ms}
+                pool = [i for m in owner if (i := identity(m)) is not None]
+                found, chosen = match.best_match(me, pool)  # all at once: one record cannot be two places
+                target = owner[found.record_id] if found is not None else None
+                if chosen.decision == "uncertain" and chosen.rule.startswith("ambiguous"):
+                    # the rivals may be records of one facility: then it is no ambiguity
+                    sames = {f: v for f in options if (v := match.best_match(
+                        me, [i for m in options[f] if (i := identity(m)) is not None])[1]).decision == "same"}
+                    if len(sames) == 1:
+                        [(target, chosen)] = sames.items()
+                if target is not None and chosen.decision == "same":
+                    fid, decision = target, "same"
+                elif target is not None and chosen.decision == "uncertain":
+                    plan.uncertain.append((rid, target, chosen))
+            if decision == "new":
+                plan.founded_here.add(rid)
+                grid.add(center, rid)
+            plan.link[rid] = fid
+            founded.setdefault(fid, []).append(rid)
+            plan.explanations[rid] = {"facility": fid, "decision": decision,
+                                      "rule": chosen.rule if chosen else "no candidate nearby",
+                                      "scores": dict(chosen.scores) if chosen else {}}
+        # the members of every facility that changes: before, and after this snapshot
+        touched = {plan.link[rid] for rid in records} | set(plan.leaving.values())
+        members.update(self._facility_members(touched - set(members)))
+        joining: dict[str, set[str]] = defaultdict(set)
+        for rid in records:
+            joining[plan.link[rid]].add(rid)
+        leaving = set(plan.leaving)
+        for fid in touched:
+            before = set(members.get(fid, ()))
+            after = (before - leaving) | joining[fid]
+            plan.before[fid] = before
+            plan.members[fid] = after
+        plan.recompose = set(touched)
+        need = {m for ms in plan.members.values() for m in ms} - set(new) - set(stored)
+        stored.update(self._stored_records(need))
+        for fid, ms in plan.members.items():
+            plan.centers[fid] = [facility.Member(new[m], authority) if m in new else
+                                 facility.Member(stored[m][0], stored[m][1]) for m in sorted(ms)
+                                 if m in new or m in stored]
+        return plan
+
+    def pending_matches(self) -> list[dict[str, Any]]:
+        """Pairs the matcher could not decide, oldest first, for an operator to confirm or split."""
+        raw = self._call("reading matches", lambda: self.redis.hvals(self.keys.matches))
+        return sorted((orjson.loads(v) for v in raw), key=lambda m: (m.get("found_at", ""), m["record"]))
+
+    def decide_match(self, record_id: str, facility_id: str, decision: str, *, by: str, now: datetime) -> str:
+        """An operator's word on a pair: "same" links the record to the facility, "different" keeps them
+        apart (the record gets a facility of its own if it was linked there). The decision is kept and wins
+        over the matcher on every later run. Returns the facility the record is now linked to."""
+        if decision not in ("same", "different"):
+            raise ValueError("decision must be 'same' or 'different'")
+        k = self.keys
+        current = self.facility_of(record_id)
+        if current is None:
+            raise KeyError(record_id)
+        if decision == "same" and not self._call("reading a facility", lambda: self.redis.exists(
+                k.center(facility_id))):
+            raise KeyError(facility_id)
+        target = facility_id if decision == "same" else (record_id if current == facility_id else current)
+        why = {"facility": target, "decision": decision, "rule": f"operator {by} decided: {decision}",
+               "scores": {}, "at": now.isoformat()}
+        self._call("recording a decision", lambda: self._relink(record_id, current, target, why, decision,
+                                                                facility_id))
+        return target
+
+    def _relink(self, record_id: str, current: str, target: str, why: dict[str, Any], decision: str,
+                facility_id: str) -> None:
+        k = self.keys
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    plan = LinkPlan()
+                    touched = {current, target}
+                    members = self._facility_members(touched)
+                    for fid in touched:
+                        after = set(members.get(fid, ())) - {record_id}
+                        if fid == target:
+                            after.add(record_id)
+                        plan.before[fid] = set(members.get(fid, ()))
+                        plan.members[fid] = after
+                    stored = self._stored_records({m for ms in plan.members.values() for m in ms})
+                    for fid, ms in plan.members.items():
+                        plan.centers[fid] = [facility.Member(*stored[m]) for m in sorted(ms) if m in stored]
+                    plan.recompose = set(touched)
+                    self._watch_facilities(pipe, plan)
+                    pipe.watch(k.record(record_id))
+                    pipe.multi()
+                    pipe.hset(k.decisions(record_id), facility_id, decision)
+                    pipe.hdel(k.matches, f"{record_id}|{facility_id}")
+                    pipe.hset(k.record(record_id), mapping={"fac": target, "why": orjson.dumps(why)})
+                    self._queue_facilities(pipe, plan, ReplaceResult())
+                    if plan.recompose:
+                        pipe.eval(self._compose_src, 0, k.prefix, *sorted(plan.recompose))
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    pipe.reset()
+
+    def _decisions(self, record_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        if not record_ids:
+            return {}
+        reader = self.redis.pipeline(transaction=False)
+        for rid in record_ids:
+            reader.hgetall(self.keys.decisions(rid))
+        return {rid: {_str(f): _str(d) for f, d in found.items()}
+                for rid, found in zip(record_ids, reader.execute(), strict=True) if found}
+
+    def _candidates(self, centers: Mapping[str, Center]) -> dict[str, set[str]]:
+        """Facilities near each record (GEO index) or sharing one of its identifiers, in one round trip."""
+        if not centers:
+            return {}
+        k = self.keys
+        reader = self.redis.pipeline(transaction=False)
+        asked: list[tuple[str, str]] = []
+        for rid, c in centers.items():
+            if c.latitude is not None and c.longitude is not None:
+                radius = MATCH_RADIUS_ZIP_M if c.geo_precision is GeoPrecision.POSTAL_CODE else MATCH_RADIUS_M
+                reader.execute_command("GEOSEARCH", k.geo, "FROMLONLAT", c.longitude, c.latitude,
+                                       "BYRADIUS", radius, "m", "ASC", "COUNT", MATCH_CANDIDATES)
+                asked.append((rid, "geo"))
+            for x in c.external_ids:
+                reader.smembers(k.identifier(x.system.lower(), x.value))
+                asked.append((rid, "id"))
+        out: dict[str, set[str]] = defaultdict(set)
+        for (rid, _kind), found in zip(asked, reader.execute(), strict=True):
+            out[rid].update(_str(f) for f in found)
+        return out
+
+    def _facility_members(self, facility_ids: Iterable[str]) -> dict[str, set[str]]:
+        ids = sorted(facility_ids)
+        if not ids:
+            return {}
+        reader = self.redis.pipeline(transaction=False)
+        for fid in ids:
+            reader.hget(self.keys.center(fid), "m")
+        return {fid: set(_str(m).split()) if m else set() for fid, m in zip(ids, reader.execute(), strict=True)}
+
+    def _stored_records(self, record_ids: Iterable[str]) -> dict[str, tuple[Center, int]]:
+        """Stored feed records (those that exist) with their feed's authority rank."""
+        ids = sorted(record_ids)
+        if not ids:
+            return {}
+        reader = self.redis.pipeline(transaction=False)
+        for rid in ids:
+            reader.hmget(self.keys.record(rid), "j", "a")
+        out: dict[str, tuple[Center, int]] = {}
+        for rid, (raw, rank) in zip(ids, reader.execute(), strict=True):
+            if raw is not None:
+                out[rid] = (Center.model_validate_json(raw), int(rank or 0))
+        return out
+
+    def _queue_facilities(self, pipe: Any, plan: LinkPlan, result: ReplaceResult) -> None:
+        """Write every facility whose members changed: its composed record, GEO and filter indexes,
+        identifier index; a facility left with no record is removed everywhere."""
+        k = self.keys
+        index_add: dict[str, list[str]] = defaultdict(list)
+        index_rem: dict[str, list[str]] = defaultdict(list)
+        geo_add: dict[str, list[Any]] = defaultdict(list)
+        geo_rem: dict[str, list[str]] = defaultdict(list)
+        for fid in sorted(plan.facilities):
+            prev_tokens, prev_ids = plan.previous.get(fid, (set(), set()))
+            members = plan.centers.get(fid, [])
+            if not members:
+                for t in prev_tokens:
+                    index_rem[t].append(fid)
+                for key in k.geo_keys(prev_tokens):
+                    geo_rem[key].append(fid)
+                for system, value in prev_ids:
+                    pipe.srem(k.identifier(system, value), fid)
+                pipe.delete(k.center(fid))  # its a: hash is its founder record's, removed with that record
+                plan.recompose.discard(fid)
+                continue
+            doc = facility.compose(fid, members)
+            tokens = facility.index_tokens(doc)
+            indexed = doc["status"] != CenterStatus.INACTIVE.value
+            want = set(tokens) if indexed else set()
+            record = orjson.dumps(doc)
+            ids = set(facility.identifiers(doc))
+            pipe.hset(k.center(fid), mapping={
+                "j": record, "h": hashlib.blake2b(record, digest_size=16).hexdigest(),
+                "t": " ".join(sorted(want)), "m": " ".join(sorted(c.center.id for c in members)),
+                "x": orjson.dumps(sorted(ids)),
+            })
+            for t in want - prev_tokens:
+                index_add[t].append(fid)
+            for t in prev_tokens - want:
+                index_rem[t].append(fid)
+            for system, value in ids - prev_ids:
+                pipe.sadd(k.identifier(system, value), fid)
+            for system, value in prev_ids - ids:
+                pipe.srem(k.identifier(system, value), fid)
+            located = doc["latitude"] is not None and doc["longitude"] is not None
+            new_geo = set(k.geo_keys(want)) if located and indexed else set()
+            for key in set(k.geo_keys(prev_tokens)) | {k.geo}:
+                if key not in new_geo:
+                    geo_rem[key].append(fid)
+            for key in new_geo:
+                geo_add[key].extend((doc["longitude"], doc["latitude"], fid))
+        for t, ids_ in index_rem.items():
+            pipe.srem(k.index(t), *ids_)
+        for t, ids_ in index_add.items():
+            pipe.sadd(k.index(t), *ids_)
+        for key, ids_ in geo_rem.items():
+            pipe.zrem(key, *ids_)
+        for key, members_ in geo_add.items():
+            for i in range(0, len(members_), 3 * 2000):
+                pipe.geoadd(key, members_[i : i + 3 * 2000])
+        result.facilities_changed = len(plan.facilities)
+
+    def record_observations(self, observations: Iterable[Availability]) -> tuple[int, int]:
+        """Upsert observations of existing facilities (operators' phone reports): (written, stale).
+
+        A feed record's id stands for its facility. Observations of unknown centers are not written."""
         obs = list(observations)
         if not obs:
             return 0, 0
@@ -499,7 +903,14 @@ class Store:
             exists = self.redis.pipeline(transaction=False)
             for o in obs:
                 exists.exists(k.center(o.center_id))
-            known = [o for o, e in zip(obs, exists.execute(), strict=True) if e]
+                exists.hget(k.record(o.center_id), "fac")
+            replies = exists.execute()
+            known = []
+            for o, found, fac in zip(obs, replies[::2], replies[1::2], strict=True):
+                if found:
+                    known.append(o)
+                elif fac:
+                    known.append(o.model_copy(update={"center_id": _str(fac)}))
             if not known:
                 return 0, 0
             args: list[Any] = [k.prefix]
@@ -553,46 +964,35 @@ class Store:
         if ids:
             self._call("clearing geocode retries", lambda: self.redis.zrem(self.keys.geocode_retry, *ids))
 
-    def update_location(self, center: Center) -> bool:
-        """Rewrite one stored center whose location changed (a geocode retry succeeded).
+    def update_location(self, center: Center, now: datetime | None = None) -> bool:
+        """Rewrite one stored feed record whose location changed (a geocode retry succeeded).
 
-        Only if it is still the stored version's feed member; keeps the GEO index, the
-        needs-location list and the read document in step, in one transaction."""
+        Only if it is still a member of its feed; its facility is composed again (its place may move),
+        with the GEO index, the needs-location list and the read document, in one transaction."""
         k = self.keys
-        record = center.model_dump_json().encode()
-        digest = hashlib.blake2b(record, digest_size=16).hexdigest().encode()
 
-        def run() -> bool:
-            with self.redis.pipeline(transaction=True) as pipe:
-                pipe.watch(k.center(center.id))
-                if not pipe.sismember(k.feed_members(center.feed_id), center.id):
-                    pipe.unwatch()
-                    return False
-                pipe.multi()
-                pipe.hset(k.center(center.id), mapping={"j": record, "h": digest})
-                if center.latitude is not None and center.longitude is not None and (
-                        center.status is not CenterStatus.INACTIVE):
-                    for key in k.geo_keys(index_tokens(center)):
-                        pipe.geoadd(key, (center.longitude, center.latitude, center.id))
-                    pipe.srem(k.needs_location, center.id)
-                pipe.eval(self._compose_src, 0, k.prefix, center.id)
-                try:
-                    pipe.execute()
-                except redis.WatchError:
-                    return False
-                return True
+        def read() -> Any:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.sismember(k.feed_members(center.feed_id), center.id)
+            pipe.hget(k.record(center.id), "a")
+            return pipe.execute()
 
-        return self._call("updating a location", run)
+        member, rank = self._call("updating a location", read)
+        if not member:
+            return False
+        self.replace_feed(center.feed_id, [center], [], now=now or datetime.now(UTC), source=None, partial=True,
+                          authority=int(rank or 0))
+        return True
 
     def stored_records(self, center_ids: Sequence[str]) -> dict[str, bytes]:
-        """The stored records of these centers (those that exist), in one round trip."""
+        """The stored feed records of these ids (those that exist), in one round trip."""
         if not center_ids:
             return {}
 
         def read() -> Any:
             pipe = self.redis.pipeline(transaction=False)
             for cid in center_ids:
-                pipe.hget(self.keys.center(cid), "j")
+                pipe.hget(self.keys.record(cid), "j")
             return pipe.execute()
 
         return {cid: raw for cid, raw in zip(center_ids, self._call("reading centers", read), strict=True)

@@ -76,6 +76,8 @@ class FeedConfig:
     quarantine_share: float = 0.3
     #: a run accepting less than this share of its records fails (the last good data stays)
     min_accepted_share: float = 0.5
+    #: rank of this feed's word on a facility's identity (name, address, website): higher wins
+    authority: int = 0
     max_report_age_seconds: int | None = None
     limited_threshold: int = 2
     default_state: str | None = None
@@ -278,6 +280,11 @@ def _mapping(data: Any, where: str) -> RecordMapping:
                 if v not in _VOCAB[group]._value2member_map_:
                     raise ConfigError(f"{where}.value_maps.{group}: '{term}' maps to unknown value '{v}'")
             value_maps[group][term] = tuple(values)
+    identifiers = _str_map(t.get("identifiers", dict, {}), f"{where}.identifiers")
+    for system in identifiers:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,39}", system):
+            raise ConfigError(f"{where}.identifiers: system {system!r} must be a short lower-case name, "
+                              "e.g. samhsa, npi, license-ma")
     options = t.get("options", dict, {})
     null_values = t.get("null_values", list, list(DEFAULT_NULL_VALUES))
     if not all(isinstance(x, str) for x in null_values):
@@ -292,6 +299,7 @@ def _mapping(data: Any, where: str) -> RecordMapping:
         availability_item=availability_item,
         value_maps=value_maps,
         splits=splits,
+        identifiers=identifiers,
         null_values=tuple(null_values),
         next_page=t.get("next_page", str, ""),
         options=dict(options),
@@ -371,6 +379,7 @@ def _feed(data: Any, index: int, known_parsers: frozenset[str]) -> FeedConfig:
         timeout_seconds=float(t.get("timeout", (int, float), 30)),
         quarantine_share=float(share),
         min_accepted_share=float(min_share),
+        authority=t.get("authority", int, 0),
         max_report_age_seconds=duration(max_age, f"{where}: key 'max_report_age'") if max_age else None,
         limited_threshold=t.get("limited_threshold", int, 2),
         default_state=t.get("default_state", str),
@@ -400,6 +409,7 @@ def _check_references(mapping: RecordMapping, where: str) -> None:
     if mapping.availability_item is not None:
         refs += [(f"availability_list.fields.{k}", v) for k, v in mapping.availability_item.fields.items()]
     refs += [("id_from", v) for v in mapping.id_from]
+    refs += [(f"identifiers.{k}", v) for k, v in mapping.identifiers.items()]
     if mapping.next_page:
         refs.append(("next_page", mapping.next_page))
     for key, ref in refs:

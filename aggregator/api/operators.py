@@ -7,8 +7,9 @@ answer is 401 and nothing else.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +42,41 @@ def feeds(request: Request) -> Response:
     st = state_of(request)
     return json_response({"feeds": feed_health(st.registry.feeds, st.store, st.clock()),
                           "needs_location": st.store.needs_location()[:500]})
+
+
+class MatchDecision(BaseModel):
+    """An operator's word on a pair the matcher could not decide."""
+
+    model_config = ConfigDict(extra="forbid")
+    record_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,160}$", description="a feed record's id")
+    facility_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,160}$")
+    decision: Literal["same", "different"] = Field(description="same: one place; different: keep them apart")
+
+
+def described_matches(st: AppState) -> list[dict[str, Any]]:
+    """Pending pairs with what an operator needs to judge them: both names and addresses, rule, scores."""
+    out = []
+    for m in st.store.pending_matches()[:500]:
+        record = st.store.stored_records([m["record"]]).get(m["record"])
+        fac = st.store.get_center(m["facility"])
+        out.append({**m, "record_center": orjson.loads(record) if record else None,
+                    "facility_center": fac[0] if fac else None})
+    return out
+
+
+@router.get("/v1/matches", summary="Pairs the matcher could not decide, for an operator")
+def matches(request: Request) -> Response:
+    return json_response({"matches": described_matches(state_of(request))})
+
+
+@router.post("/v1/matches/decisions", summary="Confirm (same) or split (different) a pair; it sticks")
+def decide(request: Request, body: MatchDecision, operator: Annotated[str, Depends(require_operator)]) -> Response:
+    st = state_of(request)
+    try:
+        facility = st.store.decide_match(body.record_id, body.facility_id, body.decision, by=operator, now=st.clock())
+    except KeyError as exc:
+        raise ApiError(404, "not_found", f"no record or facility {exc.args[0]!r}") from exc
+    return json_response({"record_id": body.record_id, "facility_id": facility, "decision": body.decision})
 
 
 @router.post("/v1/feeds/{feed_id}/release", status_code=202, summary="Let a held run through")

@@ -28,7 +28,7 @@ from starlette.datastructures import QueryParams
 
 from aggregator import lookup
 from aggregator.api.common import ApiError, AppState, operator_name, state_of
-from aggregator.api.operators import operator_search
+from aggregator.api.operators import described_matches, operator_search
 from aggregator.errors import InvalidQuery, StoreUnavailable, UnknownZip
 from aggregator.health import feed_health, parse_when
 from aggregator.model import LevelOfCare, Payment, Population
@@ -237,12 +237,18 @@ def operator_page(request: Request) -> Response:
     except StoreUnavailable:
         feeds_error = "Feed health is unavailable: the availability store is unreachable."
         status = 503 if status == 200 else status
+    matches: list[dict[str, Any]] = []
+    if not feeds_error:
+        try:
+            matches = described_matches(st)[:50]
+        except StoreUnavailable:
+            matches = []
     partners = {f.id: f.partner for f in st.registry.feeds}
     context = {
         "operator": operator, "form": search.form(), "groups": GROUPS, "message": message,
         "answer": answer.as_dict() if answer else None,
         "results": [_result(h.as_dict(), partners) for h in answer.results] if answer else [],
-        "feeds": feeds, "feeds_error": feeds_error, "helpline": st.settings.helpline,
+        "feeds": feeds, "feeds_error": feeds_error, "helpline": st.settings.helpline, "matches": matches,
         "now": now.strftime("%Y-%m-%d %H:%M UTC"),
     }
     return templates.TemplateResponse(request, "operator.html", context, status_code=status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -46,11 +47,13 @@ class CenterResult(BaseModel):
     latitude: float | None = None
     longitude: float | None = None
     geo_precision: str | None = None
-    phones: list[dict[str, str]]
+    phones: list[dict[str, str]] = Field(description="number (E.164), role, extension, and source (the feed)")
     website: str = ""
     status: str
     services: dict[str, list[str]]
     source_url: str = ""
+    sources: list[dict[str, str | None]] = Field(
+        default_factory=list, description="the partner feeds this place is known from, each with its newest report")
     availability: list[Availability]
 
 
@@ -107,7 +110,8 @@ def centers_near(
     )
     st.metrics.lookup("public", bool(answer.results))
     body = answer.as_dict()
-    body["results"] = [public_center(r) for r in body["results"]]
+    partners = {f.id: f.partner for f in st.registry.feeds}
+    body["results"] = [public_center(r, partners) for r in body["results"]]
     return json_response(body, headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})
 
 
@@ -115,9 +119,14 @@ PUBLIC_FIELDS = ("id", "name", "alternate_name", "distance_mi", "address", "lati
                  "phones", "website", "status", "services", "source_url", "availability")
 
 
-def public_center(record: dict[str, Any]) -> dict[str, Any]:
-    """What the public sees of a center (no internal ids of partners' systems)."""
-    return {k: record[k] for k in PUBLIC_FIELDS if k in record}
+def public_center(record: dict[str, Any], partners: Mapping[str, str]) -> dict[str, Any]:
+    """What the public sees of a facility: no internal ids of partners' systems; its sources by partner."""
+    out = {k: record[k] for k in PUBLIC_FIELDS if k in record}
+    out["sources"] = [{"feed_id": s["feed_id"], "partner": partners.get(s["feed_id"], s["feed_id"]),
+                       "reported_at": s.get("reported_at")} for s in record.get("sources", ())]
+    for entry in out.get("availability", ()):
+        entry.pop("record", None)
+    return out
 
 
 @router.get("/v1/centers/{center_id}", response_model=CenterResult, responses=ERRORS,
@@ -130,5 +139,5 @@ def center_by_id(
     found = lookup.get_center(st.store, center_id, audience="public", now=st.clock())
     if found is None:
         raise ApiError(404, "not_found", f"no center {center_id!r}", center_id=center_id)
-    return json_response(public_center(found),
+    return json_response(public_center(found, {f.id: f.partner for f in st.registry.feeds}),
                          headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})

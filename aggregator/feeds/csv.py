@@ -73,7 +73,7 @@ def parse_one(body: bytes, mapping: RecordMapping) -> list[dict[str, Any]]:
 
 
 def _referenced(mapping: RecordMapping) -> set[str]:
-    refs = set(mapping.fields.values()) | set(mapping.id_from)
+    refs = set(mapping.fields.values()) | set(mapping.id_from) | set(mapping.identifiers.values())
     for m in mapping.availability:
         refs |= set(m.fields.values())
     return refs

@@ -61,6 +61,8 @@ class RecordMapping:
     value_maps: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     #: canonical field -> separators its cell is split on before value mapping
     splits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: identifier system (samhsa, npi, license-ma ...) -> the reference that carries it
+    identifiers: Mapping[str, str] = field(default_factory=dict)
     #: cell texts meaning "no value" (compared case-insensitively, after trimming)
     null_values: tuple[str, ...] = DEFAULT_NULL_VALUES
     #: JSON: the next page's URL (pagination by next link)
@@ -86,6 +88,10 @@ def apply(get: Getter, mapping: RecordMapping, list_get: ListGetter | None = Non
                     continue
                 value = split_cell(value, separators)
             raw[name] = value
+    ids = [{"system": system, "value": str(value)} for system, ref in mapping.identifiers.items()
+           for value in _values(get(ref))]
+    if ids:
+        raw["external_ids"] = [*raw.get("external_ids", ()), *ids]
     if mapping.id_from and not raw.get("source_id"):
         raw["source_id"] = stable_id(get(ref) for ref in mapping.id_from)
     observations = [_observation(get, m) for m in mapping.availability]
@@ -109,6 +115,11 @@ def _observation(get: Getter, m: AvailabilityMapping) -> dict[str, Any]:
 
 def _has_data(obs: Mapping[str, Any]) -> bool:
     return any(k != "level_of_care" and v not in (None, "") for k, v in obs.items())
+
+
+def _values(value: Any) -> list[Any]:
+    items = value if isinstance(value, list) else [value]
+    return [v for v in items if v not in (None, "") and not isinstance(v, bool)]
 
 
 @lru_cache(maxsize=64)

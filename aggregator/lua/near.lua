@@ -1,4 +1,4 @@
--- Nearest centers that pass the filters, with their read documents, in one round trip.
+-- Nearest facilities that pass the filters, with their read documents, in one round trip.
 --
 -- KEYS     GEO indexes to search: the main one, or one per requested level of care (geo:loc:{level},
 --          which hold only centers offering that level: the most selective filter costs nothing)
@@ -60,6 +60,16 @@ local function open_now(avail)
   return false
 end
 
+-- a facility's observations live with each of its linked records (a:{record}) and its own (a:{facility})
+local function facility_open_now(id)
+  if open_now(redis.call('HGETALL', prefix .. 'a:' .. id)) then return true end
+  local members = redis.call('HGET', prefix .. 'c:' .. id, 'm') or ''
+  for m in string.gmatch(members, '%S+') do
+    if m ~= id and open_now(redis.call('HGETALL', prefix .. 'a:' .. m)) then return true end
+  end
+  return false
+end
+
 local function by_distance(a, b) return tonumber(a[2]) < tonumber(b[2]) end
 
 local out = {}
@@ -87,7 +97,7 @@ while true do
       seen[id] = true
       if passes_filters(id) then
         local doc = redis.call('HGET', prefix .. 'c:' .. id, 'd')
-        if doc and ((not available_only) or open_now(redis.call('HGETALL', prefix .. 'a:' .. id))) then
+        if doc and ((not available_only) or facility_open_now(id)) then
           out[#out + 1] = id
           out[#out + 1] = item[2]
           out[#out + 1] = doc

@@ -3,7 +3,7 @@
 -- ARGV  prefix, then per observation: center_id, field ("{level}|{source}"), json
 -- Each json carries rt (reported_at, epoch milliseconds: exact in Lua's doubles), sig (a digest of the figures) and
 -- reported_at (ISO). changed_at moves only when the figures change.
--- Rebuilds the read document of every center it wrote to. Returns {written, stale}.
+-- Rebuilds the read document of every facility it wrote to. Returns {written, stale}.
 local prefix = ARGV[1]
 local written, stale = 0, 0
 local touched = {}
@@ -30,5 +30,7 @@ for i = 2, #ARGV, 3 do
     stale = stale + 1
   end
 end
-for id in pairs(touched) do compose(prefix, id) end
+local facilities = {}
+for id in pairs(touched) do facilities[facility_of(prefix, id)] = true end
+for id in pairs(facilities) do compose(prefix, id) end
 return {written, stale}

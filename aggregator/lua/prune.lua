@@ -21,6 +21,6 @@ while i <= #ARGV do
       dropped = true
     end
   end
-  if dropped then compose(prefix, center) end
+  if dropped then compose(prefix, facility_of(prefix, center)) end
 end
 return removed

@@ -137,7 +137,8 @@ def test_a_signed_push_becomes_visible_in_near(api: httpx.Client, stack: dict[st
     assert set(by_id) >= {"harbor:h-1", "harbor:h-2"}
     detox = by_id["harbor:h-1"]["availability"][0]
     assert (detox["status"], detox["beds_available"], detox["source"], detox["fresh"]) == ("available", 3, "push", True)
-    assert by_id["harbor:h-1"]["phones"] == [{"number": "+16175550142", "role": "main", "extension": ""}]
+    assert by_id["harbor:h-1"]["phones"] == [
+        {"number": "+16175550142", "role": "main", "extension": "", "source": "harbor"}]
 
 
 def test_a_push_is_an_update_not_a_snapshot(api: httpx.Client, stack: dict[str, Any]) -> None:
@@ -440,3 +441,39 @@ def test_nothing_returns_a_stack_trace(api: httpx.Client) -> None:
         assert "Traceback" not in resp.text
         assert resp.headers["content-type"].startswith("application/json")
 
+
+
+def test_operators_see_and_decide_pairs_the_matcher_could_not(api: httpx.Client, stack: dict[str, Any]) -> None:
+    from aggregator.model import Address, Center, GeoPrecision
+
+    store: Store = stack["store"]
+    store.redis.delete(store.keys.matches)
+    place = {"address": Address(address_1="77 Broadway", city="Cambridge", state="MA", postal_code="02142"),
+             "latitude": 42.3629, "longitude": -71.0850, "geo_precision": GeoPrecision.FEED}
+    first = Center(id="harbor:m-1", feed_id="harbor", source_id="m-1", name="Broadway Recovery Services", **place)
+    store.replace_feed("harbor", [first], [], now=datetime.now(UTC), partial=True)
+    # what the matcher left undecided, as a run would have queued it
+    store.redis.hset(store.keys.matches, "beacon:b-7|harbor:m-1",
+                     b'{"record": "beacon:b-7", "facility": "harbor:m-1", "rule": "name", "scores": {"name": 70}}')
+    assert api.get("/v1/matches").status_code == 401
+    pending = api.get("/v1/matches", headers=OP).json()["matches"]
+    assert [(m["record"], m["facility"], m["facility_center"]["name"]) for m in pending] == [
+        ("beacon:b-7", "harbor:m-1", "Broadway Recovery Services")]
+    resp = api.post("/v1/matches/decisions", headers=OP,
+                    json={"record_id": "beacon:b-7", "facility_id": "harbor:m-1", "decision": "same"})
+    assert resp.status_code == 404  # that record is not stored
+    bad = api.post("/v1/matches/decisions", headers=OP,
+                   json={"record_id": "harbor:m-1", "facility_id": "harbor:m-1", "decision": "maybe"})
+    assert bad.status_code == 422
+    second = Center(id="harbor:m-2", feed_id="harbor", source_id="m-2", name="Kendall Square Counseling",
+                    **{**place, "latitude": 42.3650})  # 230 m north, another name: kept apart by the matcher
+    store.replace_feed("harbor", [second], [], now=datetime.now(UTC), partial=True)
+    assert store.facility_of("harbor:m-2") == "harbor:m-2"
+    store.redis.hset(store.keys.matches, "harbor:m-2|harbor:m-1",
+                     b'{"record": "harbor:m-2", "facility": "harbor:m-1", "rule": "name", "scores": {"name": 40}}')
+    resp = api.post("/v1/matches/decisions", headers=OP,
+                    json={"record_id": "harbor:m-2", "facility_id": "harbor:m-1", "decision": "same"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"record_id": "harbor:m-2", "facility_id": "harbor:m-1", "decision": "same"}
+    assert api.get("/v1/centers/harbor:m-2").json()["id"] == "harbor:m-1"  # the record's id is an alias
+    assert [m["record"] for m in api.get("/v1/matches", headers=OP).json()["matches"]] == ["beacon:b-7"]

@@ -149,3 +149,32 @@ fields = {{ beds_available = "Detox beds" }}
         assert "no feed 'nope'" in unknown.stderr
     finally:
         partner.stop()
+
+
+def test_matches_lists_undecided_pairs_and_confirm_links_them(redis_url: str, clean_env: dict[str, str]) -> None:
+    from datetime import UTC, datetime
+
+    from aggregator.model import Address, Center, GeoPrecision
+    from aggregator.store import Store
+
+    env = {**clean_env, "REDIS_URL": redis_url, "CENTERS_KEY_PREFIX": "cli-match:"}
+    store = Store.from_url(redis_url, "cli-match:")
+    for key in store.redis.scan_iter("cli-match:*"):
+        store.redis.delete(key)
+    address = Address(address_1="77 Broadway", city="Cambridge", state="MA", postal_code="02142")
+    for sid, name, lat in (("m-1", "Broadway Recovery Services", 42.3629), ("m-2", "Kendall Counseling", 42.3650)):
+        store.replace_feed("f", [Center(id=f"f:{sid}", feed_id="f", source_id=sid, name=name, address=address,
+                                        latitude=lat, longitude=-71.0850, geo_precision=GeoPrecision.FEED)],
+                           [], now=datetime.now(UTC), partial=True)
+    assert centers("matches", env=env).stdout.strip() == "No pairs waiting for a decision."
+    store.redis.hset(store.keys.matches, "f:m-2|f:m-1",
+                     b'{"record": "f:m-2", "facility": "f:m-1", "rule": "name", "scores": {"name": 40}}')
+    listed = centers("matches", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "f:m-2  Kendall Counseling, 77 Broadway Cambridge" in listed.stdout
+    assert "centers matches confirm f:m-2 f:m-1" in listed.stdout
+    done = centers("matches", "confirm", "f:m-2", "f:m-1", env=env)
+    assert (done.returncode, done.stdout.strip()) == (0, "f:m-2 is now part of f:m-1")
+    assert store.facility_of("f:m-2") == "f:m-1"
+    missing = centers("matches", "split", "f:nope", "f:m-1", env=env)
+    assert missing.returncode != 0 and "no record or facility 'f:nope'" in missing.stderr

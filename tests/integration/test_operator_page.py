@@ -137,7 +137,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     store.set_feed_state(SAMHSA_FEED, {
         "last_attempt": _iso(now), "last_success": _iso(now), "records": report.records,
         "accepted": report.accepted, "rejected": report.rejected, "newest_data_at": _iso(now)})
-    load_own_centers(store, now)
+    load_own_centers(store, datetime.now(UTC))  # their ages ("12 minutes ago") count from now, after the load
     env = {**worker.env, "CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"}
     api = ApiServer(env, tmp).start()
     yield {"api": api, "store": store, "tmp": tmp}

@@ -36,7 +36,11 @@ def test_every_row_is_accounted_for(samhsa_report: object, samhsa_store: Store) 
     }
     assert r.rejected < 20  # type: ignore[attr-defined]
     assert len(samhsa_store.feed_members(SAMHSA_FEED)) == r.accepted  # type: ignore[attr-defined]
-    assert samhsa_store.count_located() + len(samhsa_store.needs_location()) == r.accepted  # type: ignore[attr-defined]
+    # a few listings the directory repeats at one place (same name, same address) are one facility
+    members = sorted(samhsa_store.feed_members(SAMHSA_FEED))
+    facilities = {samhsa_store.facility_of(m) for m in members}
+    assert r.accepted - 10 <= len(facilities) <= r.accepted  # type: ignore[attr-defined]
+    assert samhsa_store.count_located() + len(samhsa_store.needs_location()) == len(facilities)
 
 
 def test_leading_zero_zips_are_restored(samhsa_store: Store) -> None:
