@@ -154,3 +154,17 @@ def operator_near(
                              population=population, language=language, available_only=available_only,
                              limit=limit)
     return json_response(answer.as_dict())
+
+
+@router.get("/v1/operator/centers/{center_id}", summary="One facility as operators see it, with why each source joined")
+def operator_center(request: Request,
+                    center_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,160}$")]) -> Response:
+    st = state_of(request)
+    found = lookup.get_center(st.store, center_id, audience="operator", now=st.clock())
+    if found is None:
+        raise ApiError(404, "not_found", f"no center {center_id!r}", center_id=center_id)
+    partners = {f.id: f.partner for f in st.registry.feeds}
+    for source in found.get("sources", ()):
+        source["partner"] = partners.get(source["feed_id"], source["feed_id"])
+        source["link"] = st.store.link_explanation(source["id"])
+    return json_response(found)

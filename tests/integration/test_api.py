@@ -476,4 +476,8 @@ def test_operators_see_and_decide_pairs_the_matcher_could_not(api: httpx.Client,
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"record_id": "harbor:m-2", "facility_id": "harbor:m-1", "decision": "same"}
     assert api.get("/v1/centers/harbor:m-2").json()["id"] == "harbor:m-1"  # the record's id is an alias
+    seen = api.get("/v1/operator/centers/harbor:m-1", headers=OP).json()
+    links = {s["id"]: s["link"] for s in seen["sources"]}
+    assert links["harbor:m-2"]["rule"] == "operator dana decided: same"
+    assert links["harbor:m-1"]["decision"] == "new" and seen["sources"][0]["partner"] == "Harbor Health"
     assert [m["record"] for m in api.get("/v1/matches", headers=OP).json()["matches"]] == ["beacon:b-7"]
