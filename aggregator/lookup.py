@@ -227,15 +227,18 @@ def _date_sources(center: dict[str, Any], observations: Sequence[Mapping[str, An
     sources = center.get("sources")
     if not sources:
         return
-    newest: dict[str, int] = {}
+    if len(sources) == 1:  # the common case: one record, its newest report
+        newest_o = max(observations, key=lambda o: o["rt"], default=None)
+        sources[0]["reported_at"] = newest_o["reported_at"] if newest_o is not None else None
+        return
+    newest: dict[str, tuple[int, str]] = {}
     for o in observations:
         record = o.get("record")
-        if record is not None and o["rt"] > newest.get(record, -1):
-            newest[record] = o["rt"]
+        if record is not None and o["rt"] > newest.get(record, (-1, ""))[0]:
+            newest[record] = (o["rt"], o["reported_at"])
     for src in sources:
-        rt = newest.get(src["id"])
-        src["reported_at"] = (datetime.fromtimestamp(rt / 1000, UTC).isoformat().replace("+00:00", "Z")
-                              if rt is not None else None)
+        found = newest.get(src["id"])
+        src["reported_at"] = found[1] if found else None
 
 
 def availability_view(
