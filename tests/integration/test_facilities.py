@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from aggregator.lookup import get_center, near
 from aggregator.model import ExternalId, Phone, PhoneRole
 from aggregator.store import Store
@@ -117,3 +119,27 @@ def test_an_operator_decision_wins_over_the_matcher_and_survives_reruns(store: S
     store.replace_feed("beds", [center("beds", "B-2", *NEAR_HARBOR, name="Harbor House Recovery Center")], [],
                        now=NOW, source="scrape")
     assert store.facility_of("beds:B-2") == "beds:B-2"
+
+
+def test_only_new_records_are_matched_and_an_unchanged_rerun_does_no_matching(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aggregator import match
+
+    calls: list[str] = []
+    real = match.best_match
+
+    def counting(record: match.Identity, candidates: list[match.Identity]) -> object:
+        calls.append(record.record_id)
+        return real(record, candidates)
+
+    monkeypatch.setattr(match, "best_match", counting)
+    store.replace_feed("samhsa", [harbor("samhsa", "1")], [], now=NOW, source="pull")
+    board = [harbor("beds", "H-9", NEAR_HARBOR), center("beds", "far", 42.40, -71.20, name="Lexington Detox")]
+    store.replace_feed("beds", board, [], now=NOW, source="scrape")
+    assert calls == ["beds:H-9"]  # compared with what is near it; the far one had nobody to compare with
+    calls.clear()
+    store.replace_feed("beds", board, [observation(board[0], "detox", "full")], now=NOW, source="scrape")
+    moved = board[0].model_copy(update={"phones": (Phone(number="+16175550199"),)})  # a changed record
+    store.replace_feed("beds", [moved, board[1]], [], now=NOW, source="scrape")
+    assert calls == []  # unchanged and changed records keep their links: no matching work
+    assert store.facility_of("beds:H-9") == "samhsa:1"
