@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aggregator.errors import (
@@ -415,7 +415,7 @@ class Pipeline:
 
     def _apply(self, feed: FeedConfig, centers: list[Center], observations: list[Availability],
                report: IngestReport, now: datetime, say: Callable[[str], None], *, partial: bool = False,
-               prune: bool = True) -> None:
+               prune: bool = True, order: int | None = None) -> None:
         """Place and store. ``partial``: remove no center; ``prune``: drop this feed's figures for levels a
         center no longer reports (not when files of the run are missing: their figures may be in them)."""
         say(f"placing {len(centers)} centers")
@@ -423,7 +423,7 @@ class Pipeline:
         say("storing the snapshot")
         report.stored = self.store.replace_feed(feed.id, placed, observations, now=now,
                                                 source=feed.source.value if prune else None, partial=partial,
-                                                authority=feed.authority)
+                                                authority=feed.authority, order=order)
 
     # ------------------------------------------------------------------------------------ push
 
@@ -437,21 +437,28 @@ class Pipeline:
         if record.get("status") in (b"done", b"failed"):
             return {"ingest_id": ingest_id, "status": record["status"].decode()}
         now = self.clock()
+        self.store.mark_push_pending(ingest_id, now)  # the sweeper's clock starts again from this start
         self.store.update_push(ingest_id, {"status": "processing", "started_at": _iso(now)})
         self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)})
         try:
             kind = record["kind"].decode()
             raws = parse_push(record["body"], kind, feed.mapping, f"push {ingest_id}")
             centers, observations, report = normalize_all(raws, context_for(feed, now))
-            self._apply(feed, centers, observations, report, now, lambda _m: None, partial=True)
+            self._apply(feed, centers, observations, report, now, lambda _m: None, partial=True,
+                        order=push_order(record))
         except AggregatorError as exc:
-            self.store.update_push(ingest_id, {"status": "failed", "error": str(exc)[:500],
-                                               "error_kind": exc.kind, "finished_at": _iso(self.clock())})
+            # a transient error leaves the push to be applied again (applying is idempotent and ordered);
+            # only a permanent one fails it for good
+            retry = isinstance(exc, TransientError)
+            self.store.update_push(ingest_id, {
+                "status": "retrying" if retry else "failed", "error": str(exc)[:500], "error_kind": exc.kind,
+                **({} if retry else {"finished_at": _iso(self.clock())})})
             self.store.set_feed_state(feed.id, {"last_error": f"push {ingest_id}: {exc}"[:500],
                                                 "last_error_kind": exc.kind, "last_error_at": _iso(now),
                                                 "last_outcome": "failed"}, increment="consecutive_failures")
-            if isinstance(exc, TransientError):
+            if retry:
                 raise
+            self.store.push_finished(ingest_id)
             return {"ingest_id": ingest_id, "status": "failed", "error": str(exc)}
         rejections = [r.model_dump() for r in report.rejections + report.field_problems]
         self.store.update_push(ingest_id, {
@@ -459,9 +466,27 @@ class Pipeline:
             "accepted": report.accepted, "rejected": report.rejected, "observations": report.observations,
             "rejections": json.dumps(rejections),
         })
+        self.store.push_finished(ingest_id)
         self.store.set_feed_state(feed.id, {**self._success(report, now), "consecutive_failures": 0},
                                   delete=("last_error", "last_error_kind", "last_error_at"))
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
+
+    def sweep_pushes(self, enqueue: Callable[[str, str], None], *, stale_seconds: float = 60) -> list[str]:
+        """Queue again every accepted push nobody finished: still queued, processing or retrying
+        ``stale_seconds`` after it was last queued or started (a killed worker, a Redis restart, a lost
+        message). Applying is idempotent and ordered, so a push queued twice is applied once, in order.
+        ``enqueue(feed_id, ingest_id)`` sends the job; what it cannot send waits for the next sweep."""
+        now = self.clock()
+        queued = []
+        for ingest_id in self.store.stale_pushes(now - timedelta(seconds=stale_seconds)):
+            record = self.store.push_record(ingest_id)
+            if record is None or record.get("status") in (b"done", b"failed"):
+                self.store.push_finished(ingest_id)  # expired, or finished by a run the index missed
+                continue
+            enqueue(record["feed_id"].decode(), ingest_id)
+            self.store.mark_push_pending(ingest_id, now)
+            queued.append(ingest_id)
+        return queued
 
     # ------------------------------------------------------------------------------ quarantine
 
@@ -494,6 +519,18 @@ class Pipeline:
                                             "released_at": _iso(now)},
                                   delete=("held_reason", "held_at", "digest", "etag", "last_modified"))
         return RunOutcome(feed.id, "applied", report)
+
+
+def push_order(record: Mapping[str, bytes]) -> int | None:
+    """A push's place in its feed's order: when it was accepted (epoch ms). A push applied late never
+    overwrites what a later one wrote."""
+    received = record.get("received_at")
+    if not received:
+        return None
+    try:
+        return int(datetime.fromisoformat(received.decode().replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def _hold_reason(store: Store, feed: FeedConfig, centers: Sequence[Center]) -> str:

@@ -78,6 +78,11 @@ class Keys:
         return f"{self.prefix}xid:{system}:{value}"
 
     @property
+    def pending_pushes(self) -> str:
+        """Pushes accepted and not yet done or failed: ingest id -> when last queued or started (ms)."""
+        return f"{self.prefix}pushes:pending"
+
+    @property
     def matches(self) -> str:
         """Pairs the matcher could not decide, for an operator: "{record}|{facility}" -> JSON."""
         return f"{self.prefix}matches"
@@ -192,6 +197,8 @@ class ReplaceResult:
     observations_pruned: int = 0
     needs_location: list[str] = field(default_factory=list)
     facilities_changed: int = 0
+    #: records not rewritten because a later write (a newer push) already wrote them
+    superseded: int = 0
     #: pairs the matcher could not decide, queued for an operator
     uncertain: int = 0
     #: why each newly linked record joined (or founded) its facility: rule and scores
@@ -452,6 +459,7 @@ class Store:
         source: str | None = None,
         partial: bool = False,
         authority: int = 0,
+        order: int | None = None,
     ) -> ReplaceResult:
         """Make ``centers`` (the feed's records) the feed's whole snapshot, atomically and idempotently.
 
@@ -462,7 +470,9 @@ class Store:
         observations (``source``) for levels a record no longer reports are dropped. One MULTI/EXEC, with
         the facilities it changes watched: a concurrent reader sees the old snapshot or the new one, links
         included, never a mix. ``partial``: an update of some records (a partner's push): nothing else is
-        removed."""
+        removed. ``order`` (a push's acceptance time, epoch ms; else ``now``): a record last written by a
+        later write is not overwritten by an earlier one applied late (its observations still go through
+        newest-wins)."""
         new = {c.id: c for c in centers}
         obs = list(observations)
         for c in new.values():
@@ -474,7 +484,8 @@ class Store:
             while True:
                 try:
                     pipe.watch(members_key, k.feed_meta(feed_id))
-                    result = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority)
+                    result = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
+                                                 order if order is not None else _ms(now))
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
@@ -498,17 +509,21 @@ class Store:
         source: str | None,
         partial: bool,
         authority: int = 0,
+        order: int = 0,
     ) -> ReplaceResult:
         k = self.keys
         all_ids = {_str(m) for m in pipe.smembers(k.feed_members(feed_id))}
         old_ids = sorted(all_ids & set(new)) if partial else sorted(all_ids)
         old: dict[str, tuple[bytes | None, str]] = {}
+        later: set[str] = set()  # records written by a later write than this one
         if old_ids:
             reader = self.redis.pipeline(transaction=False)
             for rid in old_ids:
-                reader.hmget(k.record(rid), "h", "fac")
-            for rid, (digest, fac) in zip(old_ids, reader.execute(), strict=True):
+                reader.hmget(k.record(rid), "h", "fac", "o")
+            for rid, (digest, fac, written) in zip(old_ids, reader.execute(), strict=True):
                 old[rid] = (digest, _str(fac) if fac else "")
+                if written is not None and int(written) > order and rid in new:
+                    later.add(rid)
 
         result = ReplaceResult()
         removed = sorted(set(old) - set(new))
@@ -521,6 +536,9 @@ class Store:
             prev = old.get(rid)
             if prev is not None and prev[0] == digest and prev[1]:
                 result.unchanged += 1
+                continue
+            if rid in later:
+                result.superseded += 1
                 continue
             if prev is None or prev[0] is None:
                 result.added += 1
@@ -544,7 +562,7 @@ class Store:
                 pipe.delete(k.availability(rid))
         for rid, (record, digest) in records.items():
             why = plan.explanations.get(rid)
-            fields: dict[str, Any] = {"j": record, "h": digest, "f": feed_id, "a": authority,
+            fields: dict[str, Any] = {"j": record, "h": digest, "f": feed_id, "a": authority, "o": order,
                                       "fac": plan.link[rid]}
             if why is not None:
                 fields["why"] = orjson.dumps(why)
@@ -1065,17 +1083,31 @@ class Store:
         for k, v in fields.items():
             args.extend((k, v))
         existing = self._call("storing a push", lambda: self._accept_push(
-            keys=[self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id)], args=args))
+            keys=[self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id), self.keys.pending_pushes],
+            args=args))
         return None if existing in (None, b"", "") else _str(existing)
 
     def forget_push(self, feed_id: str, event_id: str, ingest_id: str) -> None:
         """Undo ``accept_push`` (it could not be queued): the partner may retry with the same event id."""
+        self._call("forgetting a push", lambda: self.redis.zrem(self.keys.pending_pushes, ingest_id))
         self._call("forgetting a push", lambda: self.redis.delete(self.keys.push_event(feed_id, event_id),
                                                                     self.keys.push(ingest_id)))
 
     def push_record(self, ingest_id: str) -> dict[str, bytes] | None:
         raw = self._call("reading a push", lambda: self.redis.hgetall(self.keys.push(ingest_id)))
         return {_str(k): v for k, v in raw.items()} if raw else None
+
+    def stale_pushes(self, before: datetime, limit: int = 500) -> list[str]:
+        """Pending pushes last queued or started before ``before`` (nobody finished them)."""
+        raw = self._call("reading pending pushes", lambda: self.redis.zrangebyscore(
+            self.keys.pending_pushes, "-inf", _ms(before), start=0, num=limit))
+        return [_str(i) for i in raw]
+
+    def mark_push_pending(self, ingest_id: str, at: datetime) -> None:
+        self._call("marking a push", lambda: self.redis.zadd(self.keys.pending_pushes, {ingest_id: _ms(at)}))
+
+    def push_finished(self, ingest_id: str) -> None:
+        self._call("finishing a push", lambda: self.redis.zrem(self.keys.pending_pushes, ingest_id))
 
     def update_push(self, ingest_id: str, values: Mapping[str, str | int]) -> None:
         self._call("updating a push", lambda: self.redis.hset(self.keys.push(ingest_id),

@@ -9,14 +9,17 @@ worker process, after the fork, and handed to the core: tasks stay thin.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import requests
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from aggregator.fetch import Fetcher, new_session
 from aggregator.geocode import Geocoder, GeocoderConfig
@@ -26,6 +29,8 @@ from config import registry as registry_module
 from config.registry import Registry
 from config.settings import Settings
 from workers import schedule
+
+log = logging.getLogger(__name__)
 
 VISIBILITY_TIMEOUT = 1800
 SOFT_TIME_LIMIT = 240
@@ -111,6 +116,30 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 def context(app: Any) -> WorkerContext:
     ctx: WorkerContext = app.centers
     return ctx
+
+
+@worker_ready.connect
+def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
+    """The push sweeper also runs in every worker's main process, so an accepted push is applied even
+    when beat is down or the broker lost the message: a daemon thread, every PUSH_SWEEP_SECONDS."""
+    app = getattr(sender, "app", None)
+    if app is None or not hasattr(app, "centers"):
+        return
+    threading.Thread(target=_sweep_forever, args=(app,), name="push-sweeper", daemon=True).start()
+
+
+def _sweep_forever(app: Any) -> None:
+    from workers.tasks import push_sender
+
+    while True:
+        time.sleep(schedule.PUSH_SWEEP_SECONDS)
+        try:
+            queued = context(app).pipeline.sweep_pushes(push_sender(app))
+            if queued:
+                log.warning("queued %d accepted push(es) again that nobody finished: %s", len(queued),
+                            ", ".join(queued[:10]))
+        except Exception:  # Redis or the broker down: the next round tries again
+            log.warning("push sweep failed; trying again in %ss", schedule.PUSH_SWEEP_SECONDS, exc_info=True)
 
 
 @worker_process_init.connect

@@ -16,6 +16,8 @@ from celery.schedules import schedstate, schedule
 from config.registry import Registry
 
 GEOCODE_RETRY_SECONDS = 300
+#: how often accepted pushes nobody finished are looked for (beat, and a thread in every worker)
+PUSH_SWEEP_SECONDS = 30
 
 
 class staggered(schedule):  # lower case, like celery's own schedule classes
@@ -63,6 +65,11 @@ def build(registry: Registry) -> dict[str, dict[str, Any]]:
             "args": (feed.id,),
             "options": {"expires": feed.schedule_seconds, "queue": "feeds"},
         }
+    entries["pushes:sweep"] = {
+        "task": "pushes.sweep",
+        "schedule": timedelta(seconds=PUSH_SWEEP_SECONDS),
+        "options": {"expires": PUSH_SWEEP_SECONDS, "queue": "feeds"},
+    }
     entries["geocode:retry"] = {
         "task": "geocode.retry_pending",
         "schedule": timedelta(seconds=GEOCODE_RETRY_SECONDS),

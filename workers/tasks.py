@@ -86,3 +86,16 @@ def geocode_retry_pending(self: Task) -> dict[str, int]:
     if ctx.geocoder is None:
         return {}
     return retry_pending(ctx.store, ctx.geocoder, datetime.now(UTC))
+
+
+def push_sender(app: Any) -> Callable[[str, str], None]:
+    def send(feed_id: str, ingest_id: str) -> None:
+        app.send_task("feeds.ingest_push", args=[feed_id, ingest_id], queue="feeds")
+
+    return send
+
+
+@shared_task(name="pushes.sweep", bind=True, acks_late=True)
+def sweep_pushes(self: Task) -> list[str]:
+    """Queue again the accepted pushes nobody finished (see ``Pipeline.sweep_pushes``)."""
+    return context(self.app).pipeline.sweep_pushes(push_sender(self.app))

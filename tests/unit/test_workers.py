@@ -41,7 +41,8 @@ def test_retry_backoff_is_jittered_capped_and_honours_retry_after() -> None:
 
 def test_one_beat_entry_per_pulled_feed_with_expiry() -> None:
     entries = schedule.build(feeds("a", "b", "c"))
-    assert set(entries) == {"feed:a", "feed:b", "feed:c", "geocode:retry"}
+    assert set(entries) == {"feed:a", "feed:b", "feed:c", "geocode:retry", "pushes:sweep"}
+    assert entries["pushes:sweep"]["task"] == "pushes.sweep"  # accepted pushes nobody finished
     assert entries["feed:a"]["args"] == ("a",)
     assert entries["feed:a"]["options"]["expires"] == 300
 
