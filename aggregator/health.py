@@ -72,6 +72,7 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
             "rejections": _json(s.get("rejections"), []),
             "quality": _json(s.get("quality"), {"repairs": [], "unmapped": [], "dropped": []}),
             "repeated": int(s.get("repeated") or 0),
+            "busy_refusals": int(s.get("busy_refusals") or 0), "last_busy_at": s.get("last_busy_at"),
             "failed_documents": _json(s.get("failed_documents"), []),
             "last_run": {"records": int(s.get("run_records") or 0), "accepted": int(s.get("run_accepted") or 0),
                          "rejected": int(s.get("run_rejected") or 0)},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from aggregator.push import parse_push
 from aggregator.store import ReplaceResult, Store
 from config.registry import FeedConfig
 
+#: a feed run's lock lease (renewed every third of it while the run lives)
+LOCK_LEASE_SECONDS = 60.0
 #: how many rejections are kept verbatim in a report (counts by reason are always complete)
 REJECTION_SAMPLE = 50
 #: records named as examples of one repair, unmapped term or dropped value
@@ -317,18 +320,36 @@ class Pipeline:
                 raise
             return RunOutcome(feed.id, "failed", getattr(exc, "report", None), error=str(exc), error_kind=exc.kind)
 
-    def run_locked(self, feed: FeedConfig, *, force: bool = False, lock_seconds: float = 600,
+    def run_locked(self, feed: FeedConfig, *, force: bool = False, lock_seconds: float = LOCK_LEASE_SECONDS,
                    progress: Callable[[str], None] | None = None, owner: str | None = None) -> RunOutcome:
-        """``run`` under the feed's lock: a feed never runs twice at once (a second caller skips).
+        """``run`` under the feed's lock: a feed never runs twice at once (a second caller skips, and feed
+        health counts it).
 
-        ``owner``: the job's id; a redelivered job takes back the lock its killed attempt held."""
-        token = self.store.acquire_lock(f"feed:{feed.id}", lock_seconds, owner=owner)
+        The lock is a short lease renewed while the run lives, so a run killed with its process (or cut
+        off by a Redis restart) frees the feed within ``lock_seconds``. ``owner``: the job's id; a
+        redelivered job takes back the lock its killed attempt held."""
+        name = f"feed:{feed.id}"
+        token = self.store.acquire_lock(name, lock_seconds, owner=owner)
         if token is None:
+            self.store.set_feed_state(feed.id, {"last_busy_at": _iso(self.clock())}, increment="busy_refusals")
             return RunOutcome(feed.id, "busy")
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(lock_seconds / 3):
+                try:
+                    self.store.acquire_lock(name, lock_seconds, owner=token)
+                except AggregatorError:
+                    continue  # Redis away for a moment: the next renewal tries again
+
+        renewer = threading.Thread(target=renew, name=f"lease-{feed.id}", daemon=True)
+        renewer.start()
         try:
             return self.run(feed, force=force, progress=progress)
         finally:
-            self.store.release_lock(f"feed:{feed.id}", token)
+            done.set()
+            renewer.join(timeout=5)
+            self.store.release_lock(name, token)
 
     def record_failure(self, feed_id: str, kind: str, message: str) -> None:
         """A failure the run itself could not record (killed by a time limit)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -249,6 +250,29 @@ def test_a_feed_never_runs_twice_at_once(store: Store, partner: LoopbackServer, 
     assert store.acquire_lock("feed:beds", 60, owner="job-1") == "job-1"
     assert pipeline.run_locked(feed, owner="job-2").status == "busy"
     assert pipeline.run_locked(feed, owner="job-1", force=True).status == "applied"
+    # every refusal shows in feed health
+    health = store.feed_state("beds")
+    assert health["busy_refusals"] == "2" and health["last_busy_at"]
+
+
+def test_a_feed_lock_is_a_lease_renewed_while_the_run_lives_and_gone_soon_after_it_dies(
+        store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    import threading
+
+    feed = csv_feed(partner.url("/slow.csv"), timeout=10)
+    partner.route("/slow.csv", Response(200, rows(1), {"Content-Type": "text/csv"}, delay=2.5))
+    outcome: list[str] = []
+    run = threading.Thread(target=lambda: outcome.append(pipeline.run_locked(feed, lock_seconds=1.0).status))
+    run.start()
+    time.sleep(1.8)  # past the first lease: only renewal keeps the lock
+    assert pipeline.run_locked(feed, lock_seconds=1.0).status == "busy"
+    run.join(timeout=10)
+    assert outcome == ["applied"]
+    # a run that died holding its lease (no release): the feed is free again once the lease runs out
+    assert store.acquire_lock("feed:beds", 1.0, owner="dead-run") == "dead-run"
+    assert pipeline.run_locked(feed, force=True).status == "busy"
+    time.sleep(1.2)
+    assert pipeline.run_locked(feed, force=True).status == "applied"
 
 
 @pytest.mark.parametrize(
