@@ -7,6 +7,7 @@ process groups; Ctrl-C or SIGTERM stops them all, API first, Redis last, and lea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -106,10 +107,10 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
             port = port or free_port()
             api_url = f"http://{host}:{port}"
             worker_log, api_log = logs / "worker.log", logs / "api.log"
-            worker = stack.enter_context(_child(
-                [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B", "-Q", "feeds,geocode",
-                 "-c", str(concurrency), "--loglevel", "INFO", "-s", str(data / "celerybeat-schedule"),
-                 "--without-mingle", "--without-gossip"], env, worker_log, "worker"))
+            worker_args = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B", "-Q",
+                           "feeds,geocode", "-c", str(concurrency), "--loglevel", "INFO", "-s",
+                           str(data / "celerybeat-schedule"), "--without-mingle", "--without-gossip"]
+            worker = stack.enter_context(_child(worker_args, env, worker_log, "worker"))
             api = stack.enter_context(_child(
                 [sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory", "--host", host,
                  "--port", str(port), "--log-level", "warning"], env, api_log, "api"))
@@ -118,10 +119,12 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
             echo(f"API:           {api_url}/v1/centers/near?zip=02139   (docs: {api_url}/docs)")
             echo(f"Operator page: {api_url}/operator" + (f"   token: {token}" if token else ""))
             echo(f"Logs:          {logs}   Stop with Ctrl-C.")
+            supervisor = _Supervisor(echo, worker_log)
             while True:
-                for proc, name, log in ((worker, "worker", worker_log), (api, "API", api_log)):
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"the {name} stopped (exit {proc.returncode}); see {log}")
+                if api.poll() is not None:
+                    raise RuntimeError(f"the API stopped (exit {api.returncode}); see {api_log}")
+                if supervisor.due(worker):
+                    worker = stack.enter_context(_child(worker_args, env, worker_log, "worker"))
                 time.sleep(0.5)
     except Stopped as stop:
         echo(f"Stopping ({stop}) ...")
@@ -129,6 +132,43 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
         for s, handler in previous.items():
             signal.signal(s, handler)
     echo("Stopped.")
+
+
+class _Supervisor:
+    """Restarts a worker that stopped (a Redis restart can make Celery exit), with backoff, while the API
+    stays up: a helpline's search must not go down with its background work."""
+
+    STABLE_SECONDS = 300.0
+    MAX_DELAY = 30.0
+
+    def __init__(self, echo: Callable[[str], None], log: Path) -> None:
+        self.echo = echo
+        self.log = log
+        self.restarts = 0
+        self.started = time.monotonic()
+        self.restart_at: float | None = None
+
+    def due(self, worker: subprocess.Popen[bytes]) -> bool:
+        """True when a new worker should be started now (the old one has stopped and its wait is over)."""
+        now = time.monotonic()
+        if worker.poll() is None:
+            if self.restarts and now - self.started > self.STABLE_SECONDS:
+                self.restarts = 0  # it has run long enough: the next failure starts the backoff anew
+            return False
+        if self.restart_at is None:
+            delay = min(self.MAX_DELAY, 2.0 ** self.restarts)
+            self.echo(f"The worker stopped (exit {worker.returncode}); starting it again in {delay:.0f} s "
+                      f"(see {self.log}). The API stays up.")
+            self.restart_at = now + delay
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(worker.pid, signal.SIGKILL)  # its pool children, if any outlived it
+            return False
+        if now < self.restart_at:
+            return False
+        self.restarts += 1
+        self.restart_at = None
+        self.started = now
+        return True
 
 
 def _first_runs(env: dict[str, str], registry_file: Path | None) -> None:

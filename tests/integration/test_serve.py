@@ -55,6 +55,19 @@ def test_centers_serve_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         family |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         names = " ".join(" ".join(psutil.Process(p).cmdline()) for p in family if psutil.pid_exists(p))
         assert "redis-server" in names and "celery" in names and "uvicorn" in names
+        # a worker that dies is started again, and the API stays up meanwhile
+        [worker] = [c for c in psutil.Process(proc.pid).children() if "celery" in " ".join(c.cmdline())]
+        worker.kill()
+        restarted = None
+        while time.monotonic() < deadline + 60 and restarted is None:
+            assert httpx.get(f"{api}/healthz", timeout=5).status_code == 200
+            found_now = [c for c in psutil.Process(proc.pid).children() if "celery" in " ".join(c.cmdline())
+                         and c.pid != worker.pid]
+            restarted = found_now[0] if found_now else None
+            time.sleep(0.3)
+        assert restarted is not None, Path(out.name).read_text()
+        assert "The worker stopped (exit -9); starting it again in 1 s" in Path(out.name).read_text()
+        family |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
     finally:
         proc.send_signal(signal.SIGINT)
         try:
