@@ -201,9 +201,12 @@ def feeds(as_json: bool) -> None:
     reg = load_registry(settings)
     with open_store(settings) as store:
         health = feed_health(reg.feeds, store, datetime.now(UTC))
+        workers = store.live_workers()
     if as_json:
         write_json(health)
         return
+    click.echo(f"Workers alive: {len(workers)}" + (f" ({', '.join(sorted(workers))})" if workers else
+                                                   " (none: feed runs and pushes wait)"))
     if not health:
         click.echo("No feeds configured (CENTERS_FEEDS_FILE or config/feeds.toml).")
         return

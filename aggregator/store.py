@@ -77,6 +77,10 @@ class Keys:
     def identifier(self, system: str, value: str) -> str:
         return f"{self.prefix}xid:{system}:{value}"
 
+    def heartbeat(self, worker: str) -> str:
+        """A worker's heartbeat (expires when it stops beating)."""
+        return f"{self.prefix}worker:{worker}"
+
     @property
     def pending_pushes(self) -> str:
         """Pushes accepted and not yet done or failed: ingest id -> when last queued or started (ms)."""
@@ -1096,6 +1100,24 @@ class Store:
     def push_record(self, ingest_id: str) -> dict[str, bytes] | None:
         raw = self._call("reading a push", lambda: self.redis.hgetall(self.keys.push(ingest_id)))
         return {_str(k): v for k, v in raw.items()} if raw else None
+
+    def beat(self, worker: str, at: datetime, ttl_seconds: int = 90) -> None:
+        """Say this worker is alive (for ``ttl_seconds``)."""
+        self._call("beating", lambda: self.redis.set(self.heartbeat_key(worker), at.isoformat(), ex=ttl_seconds))
+
+    def heartbeat_key(self, worker: str) -> str:
+        return self.keys.heartbeat(worker)
+
+    def live_workers(self) -> dict[str, str]:
+        """Workers whose heartbeat has not expired: name -> when they last beat."""
+        prefix = self.keys.heartbeat("")
+
+        def read() -> dict[str, str]:
+            names = [_str(k) for k in self.redis.scan_iter(match=prefix + "*", count=200)]
+            values = self.redis.mget(names) if names else []
+            return {n[len(prefix):]: _str(v) for n, v in zip(names, values, strict=True) if v is not None}
+
+        return dict(self._call("reading heartbeats", read))
 
     def stale_pushes(self, before: datetime, limit: int = 500) -> list[str]:
         """Pending pushes last queued or started before ``before`` (nobody finished them)."""

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from workers import schedule
 log = logging.getLogger(__name__)
 
 VISIBILITY_TIMEOUT = 1800
+#: how often a worker says it is alive (its heartbeat lives 90 s)
+HEARTBEAT_SECONDS = 15
 SOFT_TIME_LIMIT = 240
 HARD_TIME_LIMIT = 300
 assert SOFT_TIME_LIMIT < HARD_TIME_LIMIT < VISIBILITY_TIMEOUT
@@ -125,14 +128,25 @@ def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
     app = getattr(sender, "app", None)
     if app is None or not hasattr(app, "centers"):
         return
-    threading.Thread(target=_sweep_forever, args=(app,), name="push-sweeper", daemon=True).start()
+    name = str(getattr(sender, "hostname", "") or f"worker-{os.getpid()}")
+    threading.Thread(target=_sweep_forever, args=(app, name), name="push-sweeper", daemon=True).start()
 
 
-def _sweep_forever(app: Any) -> None:
+def _sweep_forever(app: Any, name: str) -> None:
+    """Beat (every 15 s: /readyz and `centers feeds` show live workers) and sweep (every 30 s)."""
     from workers.tasks import push_sender
 
+    beats = 0
     while True:
-        time.sleep(schedule.PUSH_SWEEP_SECONDS)
+        try:
+            context(app).store.beat(name, datetime.now(UTC))
+        except Exception:  # Redis away: the heartbeat lapses, which is the truth
+            log.warning("heartbeat failed", exc_info=True)
+        time.sleep(HEARTBEAT_SECONDS)
+        beats += 1
+        if beats * HEARTBEAT_SECONDS < schedule.PUSH_SWEEP_SECONDS:
+            continue
+        beats = 0
         try:
             queued = context(app).pipeline.sweep_pushes(push_sender(app))
             if queued:

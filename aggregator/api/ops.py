@@ -19,11 +19,15 @@ def healthz() -> Response:
 
 @router.get("/readyz", summary="Ready to answer: Redis is reachable", responses={503: {}})
 def readyz(request: Request) -> Response:
+    store = state_of(request).store
     try:
-        state_of(request).store.ping()
+        store.ping()
+        workers = store.live_workers()
     except StoreUnavailable:
         return problem(503, "unavailable", "the availability store is unreachable", headers={"Retry-After": "5"})
-    return json_response({"status": "ready"})
+    # searches are served without a worker; pushes and feed runs wait for one: say how many are alive
+    return json_response({"status": "ready", "workers": len(workers),
+                          "note": "" if workers else "no worker is alive: pushes and feed runs wait for one"})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,6 +140,9 @@ def test_scheduled_runs_of_several_formats_end_in_near(worker: WorkerProcess, wo
     wait_for(lambda: worker_store.feed_state("csv-partner").get("last_outcome") == "unchanged", 30,
              "a second, unchanged run", worker.log)
     assert len(partner.requests("/beds.csv")) >= 2
+    # the worker says it is alive (/readyz, `centers feeds` and compose's health check read this)
+    wait_for(lambda: bool(worker_store.live_workers()), 20, "the worker's heartbeat", worker.log)
+    assert all(name.startswith(f"test-{os.getpid()}@") for name in worker_store.live_workers())  # its -n name
 
 
 def test_faulty_sources_leave_errors_in_health_and_the_worker_running(
