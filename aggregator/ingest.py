@@ -492,6 +492,35 @@ class Pipeline:
                                   delete=("last_error", "last_error_kind", "last_error_at"))
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 
+    def sweep_feeds(self, feeds: Sequence[FeedConfig], enqueue: Callable[[str], None], *,
+                    run_limit_seconds: float = 360) -> list[str]:
+        """Queue again a due feed run that did not complete: one started more than ``run_limit_seconds``
+        ago that neither finished nor holds its lock (its worker died), or a feed not tried for two of its
+        periods (its scheduled messages were lost). At most once per period per feed."""
+        now = self.clock()
+        states = self.store.feed_states([f.id for f in feeds])
+        queued = []
+        for feed in feeds:
+            if not feed.pulled or not feed.enabled:
+                continue
+            s = states.get(feed.id, {})
+            attempt = _when(s.get("last_attempt"))
+            if attempt is None:
+                continue  # never run: its first run is the schedule's (or `centers serve`'s) to make
+            finished = max((t for t in map(_when, (s.get("last_checked"), s.get("last_error_at"),
+                                                    s.get("last_success"))) if t is not None), default=None)
+            age = (now - attempt).total_seconds()
+            died = (finished is None or finished < attempt) and age > run_limit_seconds and not \
+                self.store.lock_held(f"feed:{feed.id}")
+            overdue = age > 2 * feed.schedule_seconds + 60
+            swept = _when(s.get("last_swept_at"))
+            if (died or overdue) and (swept is None or (now - swept).total_seconds() > feed.schedule_seconds):
+                enqueue(feed.id)
+                self.store.set_feed_state(feed.id, {"last_swept_at": _iso(now),
+                                                    "last_swept_why": "run died" if died else "overdue"})
+                queued.append(feed.id)
+        return queued
+
     def sweep_pushes(self, enqueue: Callable[[str, str], None], *, stale_seconds: float = 60) -> list[str]:
         """Queue again every accepted push nobody finished: still queued, processing or retrying
         ``stale_seconds`` after it was last queued or started (a killed worker, a Redis restart, a lost
@@ -540,6 +569,15 @@ class Pipeline:
                                             "released_at": _iso(now)},
                                   delete=("held_reason", "held_at", "digest", "etag", "last_modified"))
         return RunOutcome(feed.id, "applied", report)
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def push_order(record: Mapping[str, bytes]) -> int | None:

@@ -1062,6 +1062,9 @@ class Store:
 
     # ------------------------------------------------------------------------------------ locks
 
+    def lock_held(self, name: str) -> bool:
+        return bool(self._call("reading a lock", lambda: self.redis.exists(self.keys.lock(name))))
+
     def acquire_lock(self, name: str, ttl_seconds: float, owner: str | None = None) -> str | None:
         """A token if we now hold the lock ``name`` (for at most ``ttl_seconds``), else None.
 

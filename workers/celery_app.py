@@ -134,7 +134,7 @@ def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
 
 def _sweep_forever(app: Any, name: str) -> None:
     """Beat (every 15 s: /readyz and `centers feeds` show live workers) and sweep (every 30 s)."""
-    from workers.tasks import push_sender
+    from workers.tasks import sweep
 
     beats = 0
     while True:
@@ -148,10 +148,10 @@ def _sweep_forever(app: Any, name: str) -> None:
             continue
         beats = 0
         try:
-            queued = context(app).pipeline.sweep_pushes(push_sender(app))
-            if queued:
-                log.warning("queued %d accepted push(es) again that nobody finished: %s", len(queued),
-                            ", ".join(queued[:10]))
+            queued = sweep(app)
+            for kind, ids in queued.items():
+                if ids:
+                    log.warning("queued again %d %s nobody finished: %s", len(ids), kind, ", ".join(ids[:10]))
         except Exception:  # Redis or the broker down: the next round tries again
             log.warning("push sweep failed; trying again in %ss", schedule.PUSH_SWEEP_SECONDS, exc_info=True)
 

@@ -96,6 +96,20 @@ def push_sender(app: Any) -> Callable[[str, str], None]:
 
 
 @shared_task(name="pushes.sweep", bind=True, acks_late=True)
-def sweep_pushes(self: Task) -> list[str]:
-    """Queue again the accepted pushes nobody finished (see ``Pipeline.sweep_pushes``)."""
-    return context(self.app).pipeline.sweep_pushes(push_sender(self.app))
+def sweep_pushes(self: Task) -> dict[str, list[str]]:
+    """Queue again the accepted pushes and due feed runs nobody finished (``Pipeline.sweep_*``)."""
+    return sweep(self.app)
+
+
+def feed_sender(app: Any) -> Callable[[str], None]:
+    def send(feed_id: str) -> None:
+        app.send_task("feeds.run", args=[feed_id], queue="feeds")
+
+    return send
+
+
+def sweep(app: Any) -> dict[str, list[str]]:
+    """Everything accepted or due that nobody finished: pushes, then feed runs."""
+    ctx = context(app)
+    return {"pushes": ctx.pipeline.sweep_pushes(push_sender(app)),
+            "feeds": ctx.pipeline.sweep_feeds(ctx.registry.feeds, feed_sender(app))}

@@ -320,3 +320,31 @@ def test_feed_health_lists_held_and_failing_feeds_first(store: Store, partner: L
     assert health[1]["last_error"].endswith("HTTP 404")
     assert health[3]["data_age_seconds"] == 45 * 60  # reported 9:45 local, asked at 10:30 local
     assert health[3]["accepted"] == 3
+
+
+def test_a_due_run_that_did_not_complete_is_queued_again(store: Store, partner: LoopbackServer) -> None:
+    partner.route("/beds.csv", csv(rows(2)))
+    feed = csv_feed(partner.url("/beds.csv"), schedule="15m")
+    clock = [NOW]
+    pipeline = Pipeline(store, Fetcher(new_session("center-availability-tests/1.0")), clock=lambda: clock[0])
+    sent: list[str] = []
+    assert pipeline.run(feed).status == "applied"
+    clock[0] = NOW + timedelta(minutes=10)
+    assert pipeline.sweep_feeds([feed], sent.append) == []  # finished, and not yet due again
+    # a run starts and its worker dies (no completion, no lock left after its lease)
+    store.set_feed_state("beds", {"last_attempt": (NOW + timedelta(minutes=15)).isoformat()})
+    clock[0] = NOW + timedelta(minutes=17)
+    assert pipeline.sweep_feeds([feed], sent.append) == []  # it may still be running (within its time limit)
+    clock[0] = NOW + timedelta(minutes=22)
+    token = store.acquire_lock("feed:beds", 60)
+    assert pipeline.sweep_feeds([feed], sent.append) == []  # its lock is held: something still runs it
+    assert token is not None and store.release_lock("feed:beds", token)
+    assert pipeline.sweep_feeds([feed], sent.append) == ["beds"]
+    assert store.feed_state("beds")["last_swept_why"] == "run died"
+    assert pipeline.sweep_feeds([feed], sent.append) == []  # once per period
+    # beat lost: nothing tried for two periods
+    assert pipeline.run(feed, force=True).status in ("applied", "unchanged")
+    clock[0] = clock[0] + timedelta(minutes=45)
+    assert pipeline.sweep_feeds([feed], sent.append) == ["beds"]
+    assert store.feed_state("beds")["last_swept_why"] == "overdue"
+    assert sent == ["beds", "beds"]
