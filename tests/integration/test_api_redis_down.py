@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,32 @@ def test_redis_hung_then_resumed(own_redis: RedisProcess, api: ApiServer) -> Non
         finally:
             os.kill(own_redis.process.pid, signal.SIGCONT)
         assert_recovers(client)
+
+
+def test_a_broker_outage_answers_503_fast_and_keeps_nothing_half_stored(own_redis: RedisProcess,
+                                                                         tmp_path: Path) -> None:
+    # data in one Redis, the broker on its own server, which is down
+    from aggregator.store import Store
+
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(REGISTRY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env.update({"REDIS_URL": own_redis.url, "CENTERS_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+                "CENTERS_FEEDS_FILE": str(feeds), "CENTERS_GEOCODER": "none", "PUSH_SECRET": SECRET,
+                "CENTERS_DATA_DIR": str(tmp_path)})
+    server = ApiServer(env, tmp_path).start()
+    try:
+        with server.client() as client:
+            [(method, path, kwargs)] = [c for c in calls() if c[1].endswith("/records")]
+            started = time.monotonic()
+            resp = client.request(method, path, **kwargs)
+            took = time.monotonic() - started
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["retry-after"] == "5"
+        assert took < 1.5, took  # 0.28 s here: connection refused, two quick publish retries
+        store = Store.from_url(own_redis.url)
+        # nothing half-stored: no push, no event id taken (a retry with it works), nothing pending
+        assert store.redis.keys("cav:push*") == []
+        assert store.stale_pushes(datetime.now(UTC) + timedelta(days=1)) == []
+    finally:
+        server.stop()
