@@ -30,6 +30,7 @@ from aggregator.errors import (
 from aggregator.feeds import Document, follower_for, parser_for
 from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
+from aggregator.health import parse_when
 from aggregator.model import Availability, Center, Rejection
 from aggregator.normalize import FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
@@ -504,16 +505,16 @@ class Pipeline:
             if not feed.pulled or not feed.enabled:
                 continue
             s = states.get(feed.id, {})
-            attempt = _when(s.get("last_attempt"))
+            attempt = parse_when(s.get("last_attempt"))
             if attempt is None:
                 continue  # never run: its first run is the schedule's (or `centers serve`'s) to make
-            finished = max((t for t in map(_when, (s.get("last_checked"), s.get("last_error_at"),
+            finished = max((t for t in map(parse_when, (s.get("last_checked"), s.get("last_error_at"),
                                                     s.get("last_success"))) if t is not None), default=None)
             age = (now - attempt).total_seconds()
             died = (finished is None or finished < attempt) and age > run_limit_seconds and not \
                 self.store.lock_held(f"feed:{feed.id}")
             overdue = age > 2 * feed.schedule_seconds + 60
-            swept = _when(s.get("last_swept_at"))
+            swept = parse_when(s.get("last_swept_at"))
             if (died or overdue) and (swept is None or (now - swept).total_seconds() > feed.schedule_seconds):
                 enqueue(feed.id)
                 self.store.set_feed_state(feed.id, {"last_swept_at": _iso(now),
@@ -569,15 +570,6 @@ class Pipeline:
                                             "released_at": _iso(now)},
                                   delete=("held_reason", "held_at", "digest", "etag", "last_modified"))
         return RunOutcome(feed.id, "applied", report)
-
-
-def _when(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def push_order(record: Mapping[str, bytes]) -> int | None:
