@@ -203,7 +203,9 @@ def _result(hit: dict[str, Any], partners: dict[str, str]) -> dict[str, Any]:
     town = " ".join(p for p in (address.get("city", "") + ("," if address.get("city") else ""),
                                 address.get("state", ""), address.get("postal_code", "")) if p)
     feed_id = str(hit.get("feed_id", ""))
+    sources = hit.get("sources") or [{"id": hit.get("id", ""), "feed_id": feed_id}]
     return {**hit, "street": street, "town": town, "partner": partners.get(feed_id, feed_id),
+            "source_list": [{**s, "partner": partners.get(s["feed_id"], s["feed_id"])} for s in sources],
             "availability": [_availability(a) for a in hit.get("availability", [])]}
 
 
