@@ -301,18 +301,15 @@ def matches(ctx: click.Context, as_json: bool) -> None:
     settings = Settings.from_env()
     with open_store(settings) as store:
         pending = store.pending_matches()
-        described = [(m, store.stored_records([m["record"]]).get(m["record"]), store.get_center(m["facility"]))
-                     for m in pending]
     if as_json:
-        write_json([{**m, "record_center": orjson.loads(r) if r else None, "facility_center": f[0] if f else None}
-                    for m, r, f in described])
+        write_json(pending)
         return
-    if not described:
+    if not pending:
         click.echo("No pairs waiting for a decision.")
         return
-    for m, r, f in described:
-        rec = orjson.loads(r) if r else {}
-        fac = f[0] if f else {}
+    for m in pending:
+        rec = m["record_center"] or {}
+        fac = m["facility_center"] or {}
         scores = ", ".join(f"{k} {v:g}" for k, v in m.get("scores", {}).items())
         click.echo(f"{m['record']}  {rec.get('name', '?')}, {rec.get('address', {}).get('address_1', '')} "
                    f"{rec.get('address', {}).get('city', '')}")

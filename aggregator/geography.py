@@ -136,6 +136,10 @@ def haversine_mi(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_MI * math.asin(min(1.0, math.sqrt(a)))
 
 
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    return haversine_mi(lat1, lon1, lat2, lon2) * 1609.344
+
+
 def nearest_zip(lat: float, lon: float, state: str, max_mi: float = 50.0) -> str | None:
     """The ZIP code of ``state`` whose centroid is nearest a point (within ``max_mi``), or None."""
     best: tuple[float, str] | None = None

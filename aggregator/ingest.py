@@ -127,8 +127,7 @@ def context_for(feed: FeedConfig, now: datetime) -> FeedContext:
         feed_id=feed.id, now=now, source=feed.source, timezone=feed.timezone,
         freshness_seconds=feed.freshness_seconds, max_report_age_seconds=feed.max_report_age_seconds,
         limited_threshold=feed.limited_threshold, value_maps=feed.mapping.value_maps,
-        default_state=feed.default_state, null_values=frozenset(
-            " ".join(v.lower().split()) for v in feed.mapping.null_values),
+        default_state=feed.default_state, null_values=feed.mapping.null_values,
     )
 
 
@@ -399,30 +398,14 @@ class Pipeline:
         failed: list[str] = []
         if first.not_modified:
             return [], first, failed
-        documents = [Document(first.url, first.body, first.content_type)]
-        follow = follower_for(feed.parser or feed.format)
-        queue = list(follow(documents[0], feed.mapping)) if follow else []
-        seen = {feed.url, first.url}
-        while queue:
-            url = queue.pop(0)
-            if url in seen:
-                continue
-            if len(documents) >= feed.max_pages:
-                raise FetchPermanent(f"feed '{feed.id}': more than {feed.max_pages} documents (max_pages)")
-            seen.add(url)
-            try:
-                got = get(url, None)
-            except (FetchPermanent, FetchTransient) as exc:
-                if feed.format not in PARTIAL_FORMATS or feed.parser:
-                    raise
-                failed.append(f"{url}: {exc}"[:300])
-                continue
-            doc = Document(got.url, got.body, got.content_type)
-            documents.append(doc)
-            if follow:
-                queue.extend(follow(doc, feed.mapping))
-        if failed and len(documents) == 1 and follow is not None and feed.format == "smart":
-            raise FetchPermanent(f"every file the manifest lists failed: {failed[0]}")
+        def fetch(url: str) -> Document:
+            got = get(url, None)
+            return Document(got.url, got.body, got.content_type)
+
+        documents, failed, unread = follow_documents(feed, Document(first.url, first.body, first.content_type),
+                                                     fetch, feed.max_pages)
+        if unread:
+            raise FetchPermanent(f"feed '{feed.id}': more than {feed.max_pages} documents (max_pages)")
         return documents, first, failed
 
     def _success(self, report: IngestReport, now: datetime) -> dict[str, str | int | float]:
@@ -572,16 +555,46 @@ class Pipeline:
         return RunOutcome(feed.id, "applied", report)
 
 
+def follow_documents(feed: FeedConfig, first: Document, fetch: Callable[[str], Document], limit: int
+                     ) -> tuple[list[Document], list[str], int]:
+    """The first document and every one it leads to (pages, manifest files, tables), at most ``limit``.
+
+    A follow-up that cannot be fetched fails the whole fetch, except for ``PARTIAL_FORMATS``, where it
+    is listed ("url: error") and the rest kept (unless nothing but the manifest is left). Returns
+    (documents, failed, how many links were left unread at the limit)."""
+    follow = follower_for(feed.parser or feed.format)
+    documents = [first]
+    failed: list[str] = []
+    if follow is None:
+        return documents, failed, 0
+    queue = list(follow(first, feed.mapping))
+    seen = {feed.url, first.url}
+    while queue:
+        url = queue.pop(0)
+        if url in seen:
+            continue
+        if len(documents) >= limit:
+            return documents, failed, len(set(queue) - seen) + 1
+        seen.add(url)
+        try:
+            doc = fetch(url)
+        except (FetchPermanent, FetchTransient) as exc:
+            if feed.format not in PARTIAL_FORMATS or feed.parser:
+                raise
+            failed.append(f"{url}: {exc}"[:300])
+            continue
+        documents.append(doc)
+        queue.extend(follow(doc, feed.mapping))
+    if failed and len(documents) == 1 and feed.format == "smart":
+        raise FetchPermanent(f"every file the manifest lists failed: {failed[0]}")
+    return documents, failed, 0
+
+
 def push_order(record: Mapping[str, bytes]) -> int | None:
     """A push's place in its feed's order: when it was accepted (epoch ms). A push applied late never
     overwrites what a later one wrote."""
-    received = record.get("received_at")
-    if not received:
-        return None
-    try:
-        return int(datetime.fromisoformat(received.decode().replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
+    received = parse_when(record["received_at"].decode()) if record.get("received_at") else None
+    return int(received.timestamp() * 1000) if received is not None else None
 
 
 def _hold_reason(store: Store, feed: FeedConfig, centers: Sequence[Center]) -> str:

@@ -55,7 +55,7 @@ from scourgify.address_constants import (
     STREET_TYPE_ABBREVIATIONS,
 )
 
-from aggregator.geography import same_city
+from aggregator.geography import haversine_m, same_city
 from aggregator.model import Center, GeoPrecision
 
 # --------------------------------------------------------------------------------------------------
@@ -415,10 +415,7 @@ class Verdict:
 def _distance_m(a: Identity, b: Identity) -> float | None:
     if a.latitude is None or a.longitude is None or b.latitude is None or b.longitude is None:
         return None
-    p1, p2 = math.radians(a.latitude), math.radians(b.latitude)
-    h = (math.sin((p2 - p1) / 2) ** 2
-         + math.cos(p1) * math.cos(p2) * math.sin(math.radians(b.longitude - a.longitude) / 2) ** 2)
-    return 2 * 6_371_000.0 * math.asin(min(1.0, math.sqrt(h)))
+    return haversine_m(a.latitude, a.longitude, b.latitude, b.longitude)
 
 
 def _identifiers(a: Identity, b: Identity) -> tuple[tuple[str, str] | None, str | None]:

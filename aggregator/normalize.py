@@ -28,7 +28,6 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,7 +38,7 @@ from pydantic import ValidationError
 from aggregator import geography, vocabulary
 from aggregator.address import split_one_line
 from aggregator.errors import InvalidValue
-from aggregator.feeds.mapping import DEFAULT_NULL_VALUES
+from aggregator.feeds.mapping import DEFAULT_NULL_VALUES, null_words
 from aggregator.model import (
     OPEN_STATUSES,
     Accepting,
@@ -760,14 +759,7 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _null_set(values: Iterable[str]) -> frozenset[str]:
-    key = values if isinstance(values, frozenset | tuple) else tuple(values)
-    return null_words(key)
-
-
-@lru_cache(maxsize=64)
-def null_words(values: frozenset[str] | tuple[str, ...]) -> frozenset[str]:
-    """A feed's null words as compared: lower case, spaces folded."""
-    return frozenset(" ".join(v.lower().split()) for v in values)
+    return null_words(values if isinstance(values, frozenset | tuple) else tuple(values))
 
 
 def _is_null(value: object, nulls: frozenset[str]) -> bool:

@@ -31,7 +31,6 @@ each record's ``t``. An older observation never overwrites a newer one (``lua/ob
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -47,7 +46,7 @@ import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from aggregator import facility, match
+from aggregator import facility, geography, match
 from aggregator.errors import StoreUnavailable
 from aggregator.model import Availability, Center, CenterStatus, GeoPrecision
 
@@ -146,16 +145,6 @@ class Keys:
         return f"{self.prefix}limit:{name}"
 
 
-def index_tokens(center: Center) -> list[str]:
-    """The filter index entries of a center: ``loc:detox``, ``pay:medicaid`` ..."""
-    s = center.services
-    tokens = [f"loc:{v}" for v in s.levels_of_care]
-    tokens += [f"pay:{v}" for v in s.payment]
-    tokens += [f"pop:{v}" for v in s.populations]
-    tokens += [f"lang:{v}" for v in s.languages]
-    return tokens
-
-
 def observation_field(obs: Availability) -> str:
     return f"{obs.level_of_care.value}|{obs.source.value}"
 
@@ -205,8 +194,6 @@ class ReplaceResult:
     superseded: int = 0
     #: pairs the matcher could not decide, queued for an operator
     uncertain: int = 0
-    #: why each newly linked record joined (or founded) its facility: rule and scores
-    links: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -258,13 +245,17 @@ class LinkPlan:
     previous: dict[str, tuple[set[str], set[tuple[str, str]]]] = field(default_factory=dict)
     explanations: dict[str, dict[str, Any]] = field(default_factory=dict)
     uncertain: list[tuple[str, str, match.Verdict]] = field(default_factory=list)
-    recompose: set[str] = field(default_factory=set)
     #: facilities founded by a record of this snapshot (new ids: nobody else can be writing them)
     founded_here: set[str] = field(default_factory=set)
 
     @property
     def facilities(self) -> set[str]:
         return set(self.members)
+
+    @property
+    def recompose(self) -> list[str]:
+        """The facilities whose read documents are built again: those that keep a record."""
+        return sorted(f for f, ms in self.members.items() if ms)
 
 
 class _Grid:
@@ -299,15 +290,9 @@ class _Grid:
         for di in range(-span, span + 1):
             for dj in range(-span, span + 1):
                 for lat, lon, fid in self.cells.get((ci + di, cj + dj), ()):
-                    if haversine_m(center.latitude, center.longitude, lat, lon) <= reach:
+                    if geography.haversine_m(center.latitude, center.longitude, lat, lon) <= reach:
                         found.add(fid)
         return found
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(a)))
 
 
 class Store:
@@ -553,7 +538,6 @@ class Store:
 
         # links: a record keeps its facility; a new one is matched against nearby facilities
         plan = self._plan_links(feed_id, new, old, records, removed, authority)
-        result.links = plan.explanations
         self._watch_facilities(pipe, plan)
 
         pipe.multi()
@@ -593,7 +577,7 @@ class Store:
             "centers": len(all_ids | set(new)) if partial else len(new), "replaced_at": now.isoformat(),
         })
         if plan.recompose:
-            pipe.eval(self._compose_src, 0, k.prefix, *sorted(plan.recompose))
+            pipe.eval(self._compose_src, 0, k.prefix, *plan.recompose)
         if obs:
             args: list[Any] = [k.prefix]
             for o in obs:
@@ -734,7 +718,6 @@ class Store:
             after = (before - leaving) | joining[fid]
             plan.before[fid] = before
             plan.members[fid] = after
-        plan.recompose = set(touched)
         need = {m for ms in plan.members.values() for m in ms} - set(new) - set(stored)
         stored.update(self._stored_records(need))
         for fid, ms in plan.members.items():
@@ -743,10 +726,24 @@ class Store:
                                  if m in new or m in stored]
         return plan
 
-    def pending_matches(self) -> list[dict[str, Any]]:
-        """Pairs the matcher could not decide, oldest first, for an operator to confirm or split."""
-        raw = self._call("reading matches", lambda: self.redis.hvals(self.keys.matches))
-        return sorted((orjson.loads(v) for v in raw), key=lambda m: (m.get("found_at", ""), m["record"]))
+    def pending_matches(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Pairs the matcher could not decide, oldest first, for an operator to confirm or split: each with
+        what judging it needs (``record_center``: the feed record; ``facility_center``: the facility)."""
+        k = self.keys
+
+        def read() -> list[dict[str, Any]]:
+            pairs = sorted((orjson.loads(v) for v in self.redis.hvals(k.matches)),
+                           key=lambda m: (m.get("found_at", ""), m["record"]))[:limit]
+            reader = self.redis.pipeline(transaction=False)
+            for m in pairs:
+                reader.hget(k.record(m["record"]), "j")
+                reader.hget(k.center(m["facility"]), "j")
+            found = reader.execute()
+            return [{**m, "record_center": orjson.loads(r) if r else None,
+                     "facility_center": orjson.loads(f) if f else None}
+                    for m, r, f in zip(pairs, found[::2], found[1::2], strict=True)]
+
+        return list(self._call("reading matches", read))
 
     def decide_match(self, record_id: str, facility_id: str, decision: str, *, by: str, now: datetime) -> str:
         """An operator's word on a pair: "same" links the record to the facility, "different" keeps them
@@ -786,7 +783,6 @@ class Store:
                     stored = self._stored_records({m for ms in plan.members.values() for m in ms})
                     for fid, ms in plan.members.items():
                         plan.centers[fid] = [facility.Member(*stored[m]) for m in sorted(ms) if m in stored]
-                    plan.recompose = set(touched)
                     self._watch_facilities(pipe, plan)
                     pipe.watch(k.record(record_id))
                     pipe.multi()
@@ -795,7 +791,7 @@ class Store:
                     pipe.hset(k.record(record_id), mapping={"fac": target, "why": orjson.dumps(why)})
                     self._queue_facilities(pipe, plan, ReplaceResult())
                     if plan.recompose:
-                        pipe.eval(self._compose_src, 0, k.prefix, *sorted(plan.recompose))
+                        pipe.eval(self._compose_src, 0, k.prefix, *plan.recompose)
                     pipe.execute()
                     return
                 except redis.WatchError:
@@ -873,7 +869,6 @@ class Store:
                 for system, value in prev_ids:
                     pipe.srem(k.identifier(system, value), fid)
                 pipe.delete(k.center(fid))  # its a: hash is its founder record's, removed with that record
-                plan.recompose.discard(fid)
                 continue
             doc = facility.compose(fid, members)
             tokens = facility.index_tokens(doc)
@@ -882,8 +877,7 @@ class Store:
             record = orjson.dumps(doc)
             ids = set(facility.identifiers(doc))
             pipe.hset(k.center(fid), mapping={
-                "j": record, "h": hashlib.blake2b(record, digest_size=16).hexdigest(),
-                "t": " ".join(sorted(want)), "m": " ".join(sorted(c.center.id for c in members)),
+                "j": record, "t": " ".join(sorted(want)), "m": " ".join(sorted(c.center.id for c in members)),
                 "x": orjson.dumps(sorted(ids)),
             })
             for t in want - prev_tokens:
@@ -1106,10 +1100,7 @@ class Store:
 
     def beat(self, worker: str, at: datetime, ttl_seconds: int = 90) -> None:
         """Say this worker is alive (for ``ttl_seconds``)."""
-        self._call("beating", lambda: self.redis.set(self.heartbeat_key(worker), at.isoformat(), ex=ttl_seconds))
-
-    def heartbeat_key(self, worker: str) -> str:
-        return self.keys.heartbeat(worker)
+        self._call("beating", lambda: self.redis.set(self.keys.heartbeat(worker), at.isoformat(), ex=ttl_seconds))
 
     def live_workers(self) -> dict[str, str]:
         """Workers whose heartbeat has not expired: name -> when they last beat."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,20 +52,9 @@ class MatchDecision(BaseModel):
     decision: Literal["same", "different"] = Field(description="same: one place; different: keep them apart")
 
 
-def described_matches(st: AppState) -> list[dict[str, Any]]:
-    """Pending pairs with what an operator needs to judge them: both names and addresses, rule, scores."""
-    out = []
-    for m in st.store.pending_matches()[:500]:
-        record = st.store.stored_records([m["record"]]).get(m["record"])
-        fac = st.store.get_center(m["facility"])
-        out.append({**m, "record_center": orjson.loads(record) if record else None,
-                    "facility_center": fac[0] if fac else None})
-    return out
-
-
 @router.get("/v1/matches", summary="Pairs the matcher could not decide, for an operator")
 def matches(request: Request) -> Response:
-    return json_response({"matches": described_matches(state_of(request))})
+    return json_response({"matches": state_of(request).store.pending_matches()})
 
 
 @router.post("/v1/matches/decisions", summary="Confirm (same) or split (different) a pair; it sticks")

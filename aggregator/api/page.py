@@ -28,7 +28,7 @@ from starlette.datastructures import QueryParams
 
 from aggregator import lookup
 from aggregator.api.common import ApiError, AppState, operator_name, state_of
-from aggregator.api.operators import described_matches, operator_search
+from aggregator.api.operators import operator_search
 from aggregator.errors import InvalidQuery, StoreUnavailable, UnknownZip
 from aggregator.health import feed_health, parse_when
 from aggregator.model import LevelOfCare, Payment, Population
@@ -242,7 +242,7 @@ def operator_page(request: Request) -> Response:
     matches: list[dict[str, Any]] = []
     if not feeds_error:
         try:
-            matches = described_matches(st)[:50]
+            matches = st.store.pending_matches(limit=50)
         except StoreUnavailable:
             matches = []
     partners = {f.id: f.partner for f in st.registry.feeds}

@@ -83,8 +83,7 @@ def apply(get: Getter, mapping: RecordMapping, list_get: ListGetter | None = Non
         if value not in (None, "", []):
             separators = mapping.splits.get(name)
             if separators:  # a null word is no value, not pieces to split ("N/A" on "/")
-                nulls = _nulls(mapping.null_values)
-                if isinstance(value, str) and " ".join(value.lower().split()) in nulls:
+                if isinstance(value, str) and " ".join(value.lower().split()) in null_words(mapping.null_values):
                     continue
                 value = split_cell(value, separators)
             raw[name] = value
@@ -123,7 +122,8 @@ def _values(value: Any) -> list[Any]:
 
 
 @lru_cache(maxsize=64)
-def _nulls(values: tuple[str, ...]) -> frozenset[str]:
+def null_words(values: frozenset[str] | tuple[str, ...]) -> frozenset[str]:
+    """A feed's null words as compared: lower case, spaces folded."""
     return frozenset(" ".join(v.lower().split()) for v in values)
 
 

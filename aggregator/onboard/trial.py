@@ -11,14 +11,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from aggregator.errors import ConfigError, FetchPermanent, FetchTransient
-from aggregator.feeds import Document, follower_for, parser_for
+from aggregator.errors import ConfigError, FetchPermanent
+from aggregator.feeds import Document, parser_for
 from aggregator.fetch import Fetcher
 from aggregator.ingest import (
-    PARTIAL_FORMATS,
     IngestReport,
     accepts_enough,
     context_for,
+    follow_documents,
     normalize_all,
     reason_key,
 )
@@ -99,44 +99,22 @@ def read_follow_ups(feed: FeedConfig, first: Document, source: str, fetcher: Fet
     them, bounded to ``limit`` documents. A local file's follow-ups are read from its folder by name.
 
     Returns (documents, failed "url: error", notes)."""
-    follow = follower_for(feed.parser or feed.format)
-    documents = [first]
-    failed: list[str] = []
-    notes: list[str] = []
-    if follow is None:
-        return documents, failed, notes
-    queue = list(follow(first, feed.mapping))
-    seen = {first.url, feed.url}
     folder = None if is_url(source) else Path(source).parent
-    while queue:
-        url = queue.pop(0)
-        if url in seen:
-            continue
-        if len(documents) >= min(limit, feed.max_pages):
-            notes.append(f"stopped after {len(documents)} documents (a dry run reads at most {limit}); "
-                         f"{len(set(queue) - seen) + 1} more not read")
-            break
-        seen.add(url)
-        try:
-            if folder is not None:
-                path = folder / PurePosixPath(urlsplit(url).path).name
-                if not path.is_file():
-                    raise FetchPermanent(f"no file {path.name} beside {Path(source).name}")
-                doc = Document(url, path.read_bytes())
-            else:
-                assert fetcher is not None
-                got = fetcher.get(url, fmt=feed.format, max_bytes=feed.max_bytes, timeout=feed.timeout_seconds,
-                                  allow_private=feed.allow_private, validators=None, headers={})
-                doc = Document(got.url, got.body, got.content_type)
-        except (FetchPermanent, FetchTransient) as exc:
-            if feed.format not in PARTIAL_FORMATS or feed.parser:
-                raise
-            failed.append(f"{url}: {exc}"[:300])
-            continue
-        documents.append(doc)
-        queue.extend(follow(doc, feed.mapping))
-    if failed and len(documents) == 1 and feed.format == "smart":
-        raise FetchPermanent(f"every file the manifest lists failed: {failed[0]}")
+
+    def fetch(url: str) -> Document:
+        if folder is not None:
+            path = folder / PurePosixPath(urlsplit(url).path).name
+            if not path.is_file():
+                raise FetchPermanent(f"no file {path.name} beside {Path(source).name}")
+            return Document(url, path.read_bytes())
+        assert fetcher is not None
+        got = fetcher.get(url, fmt=feed.format, max_bytes=feed.max_bytes, timeout=feed.timeout_seconds,
+                          allow_private=feed.allow_private, validators=None, headers={})
+        return Document(got.url, got.body, got.content_type)
+
+    documents, failed, unread = follow_documents(feed, first, fetch, min(limit, feed.max_pages))
+    notes = [f"stopped after {len(documents)} documents (a dry run reads at most {limit}); "
+             f"{unread} more not read"] if unread else []
     return documents, failed, notes
 
 
