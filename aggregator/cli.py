@@ -225,6 +225,23 @@ def feeds(as_json: bool) -> None:
                        f"{h['last_error']}")
 
 
+@main.command()
+@friendly_errors
+def check() -> None:
+    """Check the stored data's invariants (RELIABILITY.md): exit 1 naming each one broken."""
+    from aggregator.invariants import INVARIANTS
+    from aggregator.invariants import check as check_invariants
+
+    settings = Settings.from_env()
+    with open_store(settings) as store:
+        found = check_invariants(store, now=datetime.now(UTC), lock_lease_seconds=settings.lock_lease_seconds)
+    for violation in found:
+        click.echo(str(violation))
+    if found:
+        raise click.ClickException(f"{len(found)} invariant violation(s)")
+    click.echo(f"All {len(INVARIANTS)} invariants hold: {', '.join(INVARIANTS)}.")
+
+
 def _quality_counts(h: dict[str, Any]) -> str:
     """'12 repairs, 3 unmapped terms, 5 dropped values, 2 repeated ids, 1 document not fetched', or ''."""
     quality = h.get("quality") or {}

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -443,7 +445,8 @@ class Pipeline:
             return {"ingest_id": ingest_id, "status": record["status"].decode()}
         now = self.clock()
         self.store.mark_push_pending(ingest_id, now)  # the sweeper's clock starts again from this start
-        self.store.update_push(ingest_id, {"status": "processing", "started_at": _iso(now)})
+        self.store.update_push(ingest_id, {"status": "processing", "started_at": _iso(now),
+                                           "applier": f"{socket.gethostname()}:{os.getpid()}"})
         self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)})
         try:
             kind = record["kind"].decode()
@@ -477,10 +480,11 @@ class Pipeline:
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 
     def sweep_feeds(self, feeds: Sequence[FeedConfig], enqueue: Callable[[str], None], *,
-                    run_limit_seconds: float = 360) -> list[str]:
+                    run_limit_seconds: float = 30) -> list[str]:
         """Queue again a due feed run that did not complete: one started more than ``run_limit_seconds``
-        ago that neither finished nor holds its lock (its worker died), or a feed not tried for two of its
-        periods (its scheduled messages were lost). At most once per period per feed."""
+        ago that neither finished nor holds its lock (a live run renews its lock's lease, so its worker
+        died or Redis restarted under it), or a feed not tried for two of its periods (its scheduled
+        messages were lost). A dead attempt is queued once; an overdue feed at most once per period."""
         now = self.clock()
         states = self.store.feed_states([f.id for f in feeds])
         queued = []
@@ -494,11 +498,15 @@ class Pipeline:
             finished = max((t for t in map(parse_when, (s.get("last_checked"), s.get("last_error_at"),
                                                     s.get("last_success"))) if t is not None), default=None)
             age = (now - attempt).total_seconds()
+            swept = parse_when(s.get("last_swept_at"))
             died = (finished is None or finished < attempt) and age > run_limit_seconds and not \
                 self.store.lock_held(f"feed:{feed.id}")
-            overdue = age > 2 * feed.schedule_seconds + 60
-            swept = parse_when(s.get("last_swept_at"))
-            if (died or overdue) and (swept is None or (now - swept).total_seconds() > feed.schedule_seconds):
+            if died and swept is not None and swept >= attempt and \
+                    (now - swept).total_seconds() < feed.schedule_seconds:
+                died = False  # this dead attempt is already queued again
+            overdue = age > 2 * feed.schedule_seconds + 60 and \
+                (swept is None or (now - swept).total_seconds() > feed.schedule_seconds)
+            if died or overdue:
                 enqueue(feed.id)
                 self.store.set_feed_state(feed.id, {"last_swept_at": _iso(now),
                                                     "last_swept_why": "run died" if died else "overdue"})

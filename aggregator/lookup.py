@@ -275,6 +275,7 @@ def _levels(center: Mapping[str, Any], observations: Sequence[dict[str, Any]], n
 def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, public: bool) -> dict[str, Any]:
     fresh, rt, view = entry
     del view["rt"], view["sig"], view["freshness_seconds"]
+    view.pop("wo", None)
     view["age_seconds"] = int(now_ms - rt) // 1000 if now_ms > rt else 0
     view["fresh"] = fresh
     if public:

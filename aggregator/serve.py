@@ -13,8 +13,9 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.error import URLError
@@ -107,10 +108,13 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
             port = port or free_port()
             api_url = f"http://{host}:{port}"
             worker_log, api_log = logs / "worker.log", logs / "api.log"
-            worker_args = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B", "-Q",
-                           "feeds,geocode", "-c", str(concurrency), "--loglevel", "INFO", "-s",
-                           str(data / "celerybeat-schedule"), "--without-mingle", "--without-gossip"]
-            worker = stack.enter_context(_child(worker_args, env, worker_log, "worker"))
+            def worker_args(generation: int) -> list[str]:
+                return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B", "-Q",
+                        "feeds,geocode", "-c", str(concurrency), "--loglevel", "INFO", "-s",
+                        str(data / "celerybeat-schedule"), "--without-mingle", "--without-gossip",
+                        "-n", f"{_worker_name(generation)}@%h"]
+
+            worker = stack.enter_context(_child(worker_args(0), env, worker_log, "worker"))
             api = stack.enter_context(_child(
                 [sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory", "--host", host,
                  "--port", str(port), "--log-level", "warning"], env, api_log, "api"))
@@ -120,11 +124,17 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
             echo(f"Operator page: {api_url}/operator" + (f"   token: {token}" if token else ""))
             echo(f"Logs:          {logs}   Stop with Ctrl-C.")
             supervisor = _Supervisor(echo, worker_log)
+            watch = _Watch(env, registry_file)
+            watch.start()
+            stack.callback(watch.stop)
             while True:
                 if api.poll() is not None:
                     raise RuntimeError(f"the API stopped (exit {api.returncode}); see {api_log}")
-                if supervisor.due(worker):
-                    worker = stack.enter_context(_child(worker_args, env, worker_log, "worker"))
+                if worker.poll() is None and watch.silent(_worker_name(supervisor.generation), supervisor.started):
+                    supervisor.stuck(worker)
+                if supervisor.due(worker, healthy=watch.has_beaten(_worker_name(supervisor.generation))):
+                    worker = stack.enter_context(_child(worker_args(supervisor.generation), env, worker_log,
+                                                        "worker"))
                 time.sleep(0.5)
     except Stopped as stop:
         echo(f"Stopping ({stop}) ...")
@@ -138,24 +148,34 @@ class _Supervisor:
     """Restarts a worker that stopped (a Redis restart can make Celery exit), with backoff, while the API
     stays up: a helpline's search must not go down with its background work."""
 
-    STABLE_SECONDS = 300.0
+    #: a worker that lived this long died of something else than a crash loop: started again at once
+    STABLE_SECONDS = 60.0
     MAX_DELAY = 30.0
 
     def __init__(self, echo: Callable[[str], None], log: Path) -> None:
         self.echo = echo
         self.log = log
         self.restarts = 0
+        self.generation = 0
         self.started = time.monotonic()
         self.restart_at: float | None = None
 
-    def due(self, worker: subprocess.Popen[bytes]) -> bool:
-        """True when a new worker should be started now (the old one has stopped and its wait is over)."""
+    def stuck(self, worker: subprocess.Popen[bytes]) -> None:
+        """The worker runs but has stopped beating (hung on a dead connection): stop it to start anew."""
+        self.echo(f"The worker has not beaten for {HEARTBEAT_LAPSE:.0f} s; stopping it to start it again.")
+        _stop(worker, "worker", grace=10.0)
+
+    def due(self, worker: subprocess.Popen[bytes], healthy: bool = False) -> bool:
+        """True when a new worker should be started now (the old one has stopped and its wait is over).
+
+        ``healthy``: the worker that stopped had consumed (it beat). Its death is a crash, not a crash loop:
+        it is started again at once; only workers that die before working back off (1, 2, 4 ... 30 s)."""
         now = time.monotonic()
         if worker.poll() is None:
-            if self.restarts and now - self.started > self.STABLE_SECONDS:
-                self.restarts = 0  # it has run long enough: the next failure starts the backoff anew
             return False
         if self.restart_at is None:
+            if healthy or now - self.started > self.STABLE_SECONDS:
+                self.restarts = 0
             delay = min(self.MAX_DELAY, 2.0 ** self.restarts)
             self.echo(f"The worker stopped (exit {worker.returncode}); starting it again in {delay:.0f} s "
                       f"(see {self.log}). The API stays up.")
@@ -166,9 +186,74 @@ class _Supervisor:
         if now < self.restart_at:
             return False
         self.restarts += 1
+        self.generation += 1
         self.restart_at = None
         self.started = now
         return True
+
+
+#: a worker silent this long (its heartbeat's lifetime) while Redis answers is taken for hung
+HEARTBEAT_LAPSE = 90.0
+
+
+def _worker_name(generation: int) -> str:
+    return f"serve-{os.getpid()}-{generation}"
+
+
+class _Watch(threading.Thread):
+    """The supervisor's own sweep and heartbeat watch, beside the worker's: what is accepted gets applied
+    even when the worker cannot sweep (dead, hung, or between restarts) and beat is down with it.
+
+    Every CENTERS_SWEEP_SECONDS it queues again the pushes and runs nobody finished, and notes which
+    workers beat. A Redis or broker outage only skips a round."""
+
+    def __init__(self, env: Mapping[str, str], registry_file: Path | None) -> None:
+        super().__init__(name="serve-watch", daemon=True)
+        self.env = dict(env)
+        self.registry_file = registry_file
+        self.stopped = threading.Event()
+        self.beating: dict[str, float] = {}  # worker name prefix -> monotonic time last seen beating
+        self.redis_ok = False
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def has_beaten(self, name: str) -> bool:
+        return name in self.beating
+
+    def silent(self, name: str, started: float) -> bool:
+        """True when the worker ``name`` has not beaten for HEARTBEAT_LAPSE while Redis answered."""
+        last = max(self.beating.get(name, started), started)
+        return self.redis_ok and time.monotonic() - last > HEARTBEAT_LAPSE
+
+    def run(self) -> None:
+        from aggregator.fetch import Fetcher, new_session
+        from aggregator.ingest import Pipeline
+        from aggregator.store import Store
+        from config import registry as registry_module
+        from config.registry import Registry
+        from workers.celery_app import create_app
+        from workers.tasks import feed_sender, push_sender
+
+        settings = Settings.from_env(self.env)
+        reg = registry_module.load(self.registry_file) if self.registry_file else Registry(())
+        app = create_app(settings, reg)
+        store = Store.from_url(settings.redis_url, settings.key_prefix)
+        pipeline = Pipeline(store, Fetcher(new_session(settings.user_agent)))
+        bound = settings.stranded_seconds
+        try:
+            while not self.stopped.wait(settings.sweep_seconds):
+                try:
+                    now = time.monotonic()
+                    for name in store.live_workers():
+                        self.beating[name.split("@", 1)[0]] = now
+                    self.redis_ok = True
+                    pipeline.sweep_pushes(push_sender(app), stale_seconds=bound)
+                    pipeline.sweep_feeds(reg.feeds, feed_sender(app), run_limit_seconds=bound)
+                except Exception:  # Redis or the broker away: the next round tries again
+                    self.redis_ok = False
+        finally:
+            app.close()
 
 
 def _first_runs(env: dict[str, str], registry_file: Path | None) -> None:

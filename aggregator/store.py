@@ -579,7 +579,7 @@ class Store:
         if plan.recompose:
             pipe.eval(self._compose_src, 0, k.prefix, *plan.recompose)
         if obs:
-            args: list[Any] = [k.prefix]
+            args: list[Any] = [k.prefix, order]
             for o in obs:
                 if o.center_id in new:
                     args.extend((o.center_id, observation_field(o), observation_json(o)))
@@ -929,7 +929,7 @@ class Store:
                     known.append(o.model_copy(update={"center_id": _str(fac)}))
             if not known:
                 return 0, 0
-            args: list[Any] = [k.prefix]
+            args: list[Any] = [k.prefix, _ms(datetime.now(UTC))]
             for o in known:
                 args.extend((o.center_id, observation_field(o), observation_json(o)))
             written, stale = self.redis.eval(self._observe_src, 0, *args)

@@ -119,6 +119,16 @@ SETTINGS: dict[str, Setting] = {
                               "Cache-Control max-age, seconds, of public search answers."),
     "api_host": Setting("CENTERS_API_HOST", "127.0.0.1", str, "Address `centers serve` binds the HTTP API to."),
     "api_port": Setting("CENTERS_API_PORT", "8000", _port, "Port of the HTTP API (0: a free port)."),
+    "sweep_seconds": Setting("CENTERS_SWEEP_SECONDS", "15", _positive_float,
+                             "How often every worker and `centers serve` look for accepted pushes and due "
+                             "runs nobody finished."),
+    "stranded_seconds": Setting("CENTERS_STRANDED_SECONDS", "30", _positive_float,
+                                "A push still queued or processing this long after it was last queued or "
+                                "started is queued again; so is a run that started this long ago, never "
+                                "finished and holds no lock."),
+    "lock_lease_seconds": Setting("CENTERS_LOCK_LEASE_SECONDS", "60", _positive_float,
+                                  "Lease of a feed run's lock, renewed while the run lives: a run killed "
+                                  "with its worker or by a Redis restart frees its feed within it."),
     "geocoder": Setting("CENTERS_GEOCODER", "nominatim", str,
                         "geopy geocoder name (nominatim, photon, pelias, ...); 'none': ZIP centroids only."),
     "geocoder_domain": Setting("CENTERS_GEOCODER_DOMAIN", "nominatim.openstreetmap.org", str,
@@ -153,6 +163,9 @@ class Settings:
     public_max_age: int = 10
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    sweep_seconds: float = 15.0
+    stranded_seconds: float = 30.0
+    lock_lease_seconds: float = 60.0
     geocoder: str = "nominatim"
     geocoder_domain: str = "nominatim.openstreetmap.org"
     geocoder_scheme: str = "https"

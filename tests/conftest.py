@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +43,34 @@ def store(redis_url: str) -> Iterator[Store]:
     s.redis.flushdb()
     yield s
     s.redis.connection_pool.disconnect()
+
+
+ROWS_DIR = "CENTERS_TEST_FAULT_ROWS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Where test processes (pytest-xdist workers) leave their fault-matrix rows for the table."""
+    if not hasattr(config, "workerinput") and ROWS_DIR not in os.environ:
+        os.environ[ROWS_DIR] = tempfile.mkdtemp(prefix="fault-rows-")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.faults.matrix import ROWS, dump
+
+    workerinput = getattr(session.config, "workerinput", None)
+    if workerinput is not None and ROWS and os.environ.get(ROWS_DIR):
+        dump(Path(os.environ[ROWS_DIR]) / f"{workerinput['workerid']}.json")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault matrix's table (RELIABILITY.md), when fault scenarios ran."""
+    from tests.faults.matrix import ROWS, load, summary
+
+    folder = os.environ.get(ROWS_DIR)
+    if folder and Path(folder).is_dir():
+        for path in sorted(Path(folder).glob("*.json")):
+            load(path)
+        shutil.rmtree(folder, ignore_errors=True)
+    if ROWS:
+        terminalreporter.section("fault matrix (RELIABILITY.md)")
+        summary(terminalreporter.write_line)

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import requests
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import task_received, worker_process_init, worker_ready
 
 from aggregator.fetch import Fetcher, new_session
 from aggregator.geocode import Geocoder, GeocoderConfig
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 VISIBILITY_TIMEOUT = 1800
 #: how often a worker says it is alive (its heartbeat lives 90 s)
 HEARTBEAT_SECONDS = 15
+#: the shortest time messages may wait, with a slot free, before the consumer is taken for stopped
+MIN_HANG_SECONDS = 10.0
 SOFT_TIME_LIMIT = 240
 HARD_TIME_LIMIT = 300
 assert SOFT_TIME_LIMIT < HARD_TIME_LIMIT < VISIBILITY_TIMEOUT
@@ -123,37 +126,104 @@ def context(app: Any) -> WorkerContext:
 
 @worker_ready.connect
 def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
-    """The push sweeper also runs in every worker's main process, so an accepted push is applied even
-    when beat is down or the broker lost the message: a daemon thread, every PUSH_SWEEP_SECONDS."""
+    """Probe, beat and sweep in a daemon thread of every worker's main process (``_sweep_forever``)."""
     app = getattr(sender, "app", None)
     if app is None or not hasattr(app, "centers"):
         return
     name = str(getattr(sender, "hostname", "") or f"worker-{os.getpid()}")
-    threading.Thread(target=_sweep_forever, args=(app, name), name="push-sweeper", daemon=True).start()
+    controller = getattr(sender, "controller", None)
+    slots = int(getattr(controller, "concurrency", 0) or 1)
+    queues = sorted(app.amqp.queues.consume_from) if app.amqp.queues.consume_from else ["feeds", "geocode"]
+    probe = ConsumerProbe(app, queues, slots)
+    threading.Thread(target=_sweep_forever, args=(app, name, probe), name="push-sweeper", daemon=True).start()
 
 
-def _sweep_forever(app: Any, name: str) -> None:
-    """Beat (every 15 s: /readyz and `centers feeds` show live workers) and sweep (every 30 s)."""
+_last_received = [time.monotonic()]
+
+
+@task_received.connect
+def _received(**_kwargs: Any) -> None:
+    _last_received[0] = time.monotonic()
+
+
+class ConsumerProbe:
+    """Is this worker consuming? It has stopped when messages wait in its queues, it has a free slot, and
+    it has received nothing since the last look (a healthy consumer takes a waiting message at once).
+    The answer is None when the broker cannot be reached: the consumer is reconnecting, not hung."""
+
+    def __init__(self, app: Any, queues: list[str], slots: int) -> None:
+        self.app = app
+        self.queues = queues
+        self.slots = slots
+        self.looked = time.monotonic()
+
+    def waiting(self) -> int | None:
+        try:
+            with self.app.connection_for_read() as conn:
+                channel = conn.default_channel
+                return sum(int(channel.queue_declare(q).message_count) for q in self.queues)
+        except Exception:
+            return None
+
+    def __call__(self) -> bool | None:
+        from celery.worker import state
+
+        looked, self.looked = self.looked, time.monotonic()
+        waiting = self.waiting()
+        if waiting is None:
+            return None
+        free = len(state.reserved_requests) < self.slots
+        return not (waiting and free and _last_received[0] < looked)
+
+
+def _sweep_forever(app: Any, name: str, probe: Callable[[], bool | None]) -> None:
+    """Probe, beat and sweep, in a thread of the worker's main process.
+
+    - Probe (every HEARTBEAT_SECONDS at most, ``ConsumerProbe``): the heartbeat that /readyz, `centers
+      feeds` and `centers serve` watch is written only while the worker consumes, so it means "consumes",
+      not merely "runs". A worker that leaves messages waiting with a free slot for
+      CENTERS_STRANDED_SECONDS (at least MIN_HANG_SECONDS) has stopped consuming (it happens after a Redis
+      restart: celery #8030, #9054): it exits so its supervisor (`centers serve`, compose, systemd) starts
+      a fresh one.
+    - Sweep (at start, then every CENTERS_SWEEP_SECONDS): a restarted worker picks up at once what a
+      Redis restart or its killed predecessor left.
+    """
     from workers.tasks import sweep
 
-    beats = 0
+    settings = context(app).settings
+    probe_every = min(float(HEARTBEAT_SECONDS), max(0.5, settings.sweep_seconds))
+    hang_after = max(settings.stranded_seconds, MIN_HANG_SECONDS)
+    next_probe = next_sweep = 0.0
+    stuck_since: float | None = None
     while True:
-        try:
-            context(app).store.beat(name, datetime.now(UTC))
-        except Exception:  # Redis away: the heartbeat lapses, which is the truth
-            log.warning("heartbeat failed", exc_info=True)
-        time.sleep(HEARTBEAT_SECONDS)
-        beats += 1
-        if beats * HEARTBEAT_SECONDS < schedule.PUSH_SWEEP_SECONDS:
-            continue
-        beats = 0
-        try:
-            queued = sweep(app)
-            for kind, ids in queued.items():
-                if ids:
-                    log.warning("queued again %d %s nobody finished: %s", len(ids), kind, ", ".join(ids[:10]))
-        except Exception:  # Redis or the broker down: the next round tries again
-            log.warning("push sweep failed; trying again in %ss", schedule.PUSH_SWEEP_SECONDS, exc_info=True)
+        now = time.monotonic()
+        if now >= next_probe:
+            next_probe = now + probe_every
+            consuming = probe()
+            if consuming:
+                stuck_since = None
+                try:
+                    context(app).store.beat(name, datetime.now(UTC))
+                except Exception:  # Redis away: the heartbeat lapses, which is the truth
+                    log.warning("heartbeat failed", exc_info=True)
+            elif consuming is False:
+                stuck_since = stuck_since or now
+                if time.monotonic() - stuck_since >= hang_after:
+                    log.critical("this worker stopped consuming: messages have waited %.0f s with a slot free; "
+                                 "exiting so that it is started again", time.monotonic() - stuck_since)
+                    logging.shutdown()
+                    os._exit(75)
+        if now >= next_sweep:
+            next_sweep = now + settings.sweep_seconds
+            try:
+                queued = sweep(app)
+                for kind, ids in queued.items():
+                    if ids:
+                        log.warning("queued again %d %s nobody finished: %s", len(ids), kind,
+                                    ", ".join(ids[:10]))
+            except Exception as exc:  # Redis or the broker down: the next round tries again
+                log.warning("sweep failed (%s); trying again in %.0f s", exc, settings.sweep_seconds)
+        time.sleep(max(0.05, min(next_probe, next_sweep) - time.monotonic()))
 
 
 @worker_process_init.connect

@@ -59,10 +59,11 @@ def _on_feed(task: Task, feed_id: str, work: Callable[[FeedConfig], dict[str, An
 
 @shared_task(name="feeds.run", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def run_feed(self: Task, feed_id: str, force: bool = False) -> dict[str, Any]:
-    pipeline = context(self.app).pipeline
+    ctx = context(self.app)
+    pipeline = ctx.pipeline
     try:
-        return _on_feed(self, feed_id,
-                        lambda feed: pipeline.run_locked(feed, force=force, owner=self.request.id).as_dict())
+        return _on_feed(self, feed_id, lambda feed: pipeline.run_locked(
+            feed, force=force, owner=self.request.id, lock_seconds=ctx.settings.lock_lease_seconds).as_dict())
     except SoftTimeLimitExceeded:
         pipeline.record_failure(feed_id, "time_limit", "the run took longer than the time limit; nothing was written")
         return {"feed_id": feed_id, "status": "failed", "error": "time limit"}
@@ -111,5 +112,6 @@ def feed_sender(app: Any) -> Callable[[str], None]:
 def sweep(app: Any) -> dict[str, list[str]]:
     """Everything accepted or due that nobody finished: pushes, then feed runs."""
     ctx = context(app)
-    return {"pushes": ctx.pipeline.sweep_pushes(push_sender(app)),
-            "feeds": ctx.pipeline.sweep_feeds(ctx.registry.feeds, feed_sender(app))}
+    bound = ctx.settings.stranded_seconds
+    return {"pushes": ctx.pipeline.sweep_pushes(push_sender(app), stale_seconds=bound),
+            "feeds": ctx.pipeline.sweep_feeds(ctx.registry.feeds, feed_sender(app), run_limit_seconds=bound)}

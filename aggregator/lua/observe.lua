@@ -1,21 +1,25 @@
 -- Upsert availability observations; an older report never overwrites a newer one.
 --
--- ARGV  prefix, then per observation: center_id, field ("{level}|{source}"), json
+-- ARGV  prefix, order, then per observation: center_id, field ("{level}|{source}"), json
 -- Each json carries rt (reported_at, epoch milliseconds: exact in Lua's doubles), sig (a digest of the figures) and
--- reported_at (ISO). changed_at moves only when the figures change.
+-- reported_at (ISO). changed_at moves only when the figures change. order (epoch ms: a push's acceptance, a run's
+-- start) breaks a tie of equal report times: of two pushes stamped the same second, the one accepted later wins,
+-- whichever is applied last. It is kept with the observation as wo.
 -- Rebuilds the read document of every facility it wrote to. Returns {written, stale}.
 local prefix = ARGV[1]
+local order = tonumber(ARGV[2])
 local written, stale = 0, 0
 local touched = {}
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local key = prefix .. 'a:' .. ARGV[i]
   local field = ARGV[i + 1]
   local new = cjson.decode(ARGV[i + 2])
+  new.wo = order
   local cur = redis.call('HGET', key, field)
   local apply = true
   if cur then
     local old = cjson.decode(cur)
-    if new.rt < old.rt then
+    if new.rt < old.rt or (new.rt == old.rt and old.wo and old.wo ~= cjson.null and order < old.wo) then
       apply = false
     elseif new.sig == old.sig and old.changed_at ~= cjson.null then
       new.changed_at = old.changed_at

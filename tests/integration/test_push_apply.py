@@ -106,3 +106,17 @@ def test_the_sweeper_queues_again_an_accepted_push_nobody_finished(store: Store)
     clock[0] = clock[0] + timedelta(hours=1)
     assert pipeline.sweep_pushes(lambda f, i: sent.append((f, i))) == []
     assert store.stale_pushes(clock[0]) == []
+
+
+def test_of_two_pushes_stamped_the_same_second_the_one_accepted_later_wins(store: Store) -> None:
+    pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    same = "2026-11-27T14:58:00Z"  # partners often stamp reports to the second
+    push(store, "ing_first", "2026-11-27T14:58:00.100Z", name="Harbor House", detox_beds=5, updated_at=same)
+    push(store, "ing_second", "2026-11-27T14:58:00.900Z", name="Harbor House", detox_beds=1, updated_at=same)
+    assert pipeline.apply_push(FEED, "ing_second")["status"] == "done"
+    assert pipeline.apply_push(FEED, "ing_first")["status"] == "done"  # redelivered late
+    center = get_center(store, "harbor:h-1", audience="operator", now=NOW + timedelta(minutes=5))
+    assert center is not None
+    [detox] = center["availability"]
+    assert detox["beds_available"] == 1
+    assert "wo" not in detox
