@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
@@ -85,11 +85,38 @@ def _resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def is_public(address: str) -> bool:
+#: what ``allow_private = true`` allows: loopback and the private ranges (RFC 1918, IPv6 unique local).
+#: Link-local (cloud metadata at 169.254.169.254), shared address space (CGNAT, 100.64.0.0/10) and every
+#: other non-public range stay refused unless a feed names them: ``allow_private = ["169.254.0.0/16"]``.
+PRIVATE_RANGES = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+
+Allowance = bool | Sequence[str]
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_public(address: str) -> bool:
+    ip = _ip(address)
     return ip.is_global and not ip.is_multicast
+
+
+def allowed_networks(allow: Allowance) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The non-public networks a feed may reach: none, PRIVATE_RANGES (``True``), or those it lists."""
+    ranges = PRIVATE_RANGES if allow is True else () if allow is False else tuple(allow)
+    return tuple(ipaddress.ip_network(r, strict=False) for r in ranges)
+
+
+def may_reach(address: str, allow: Allowance) -> bool:
+    """Public, or inside a network the feed is allowed to reach."""
+    if is_public(address):
+        return True
+    ip = _ip(address)
+    return any(ip in network for network in allowed_networks(allow))
 
 
 def new_session(user_agent: str) -> requests.Session:
@@ -118,7 +145,7 @@ class Fetcher:
         fmt: str,
         max_bytes: int,
         timeout: float,
-        allow_private: bool = False,
+        allow_private: Allowance = False,
         validators: Validators | None = None,
         headers: Mapping[str, str] | None = None,
         connect_timeout: float = 5.0,
@@ -170,7 +197,7 @@ class Fetcher:
 
     # ------------------------------------------------------------------------------------------
 
-    def _check_destination(self, url: str, allow_private: bool) -> None:
+    def _check_destination(self, url: str, allow_private: Allowance) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise FetchPermanent(f"{url}: only http and https are fetched")
@@ -179,27 +206,24 @@ class Fetcher:
         host = parts.hostname
         if not host:
             raise FetchPermanent(f"{url}: no host")
-        if allow_private:
-            return
         port = parts.port or (443 if parts.scheme == "https" else 80)
         addresses = self._resolve(host, port)
-        refused = [a for a in addresses if not is_public(a)]
+        refused = [a for a in addresses if not may_reach(a, allow_private)]
         if not addresses or refused:
-            raise FetchPermanent(
-                f"{url}: refused destination {', '.join(refused) or host} (not a public address; "
-                f"allow-list the feed with allow_private = true if this is intended)"
-            )
+            hint = ("name its network in allow_private if this is intended; link-local, metadata and CGNAT "
+                    "ranges are never allowed by allow_private = true" if allow_private else
+                    "allow-list the feed with allow_private = true if this is intended")
+            raise FetchPermanent(f"{url}: refused destination {', '.join(refused) or host} (not a public address; "
+                                 f"{hint})")
 
-    def _check_peer(self, resp: requests.Response, url: str, allow_private: bool) -> None:
+    def _check_peer(self, resp: requests.Response, url: str, allow_private: Allowance) -> None:
         """The address we actually connected to (defeats DNS rebinding between check and connect)."""
-        if allow_private:
-            return
         try:
             sock = resp.raw.connection.sock
             peer = sock.getpeername()[0]
         except (AttributeError, OSError, TypeError):
             return
-        if not is_public(peer):
+        if not may_reach(peer, allow_private):
             raise FetchPermanent(f"{url}: refused destination {peer} (connected to a non-public address)")
 
     def _finish(self, resp: requests.Response, *, url: str, fmt: str, max_bytes: int, started: float,

@@ -9,7 +9,7 @@ values, with example records, so nothing is lost without a word.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,15 @@ def _json(text: str | None, default: Any) -> Any:
         return json.loads(text) if text else default
     except ValueError:
         return default
+
+
+def hold_obsolete(state: Mapping[str, str], held_at: str | None) -> str:
+    """Why a held run may no longer be released (a newer run was applied since it was held), or ''."""
+    held, applied = parse_when(held_at), parse_when(state.get("last_success"))
+    if held is not None and applied is not None and applied > held:
+        return (f"the run held at {held_at} is older than the run applied at {state.get('last_success')}; "
+                "releasing it would put older data over newer")
+    return ""
 
 
 def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> list[dict[str, Any]]:
@@ -73,6 +82,7 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
             "quality": _json(s.get("quality"), {"repairs": [], "unmapped": [], "dropped": []}),
             "repeated": int(s.get("repeated") or 0),
             "busy_refusals": int(s.get("busy_refusals") or 0), "last_busy_at": s.get("last_busy_at"),
+            "hold_discarded": s.get("hold_discarded") or None,
             "failed_documents": _json(s.get("failed_documents"), []),
             "last_run": {"records": int(s.get("run_records") or 0), "accepted": int(s.get("run_accepted") or 0),
                          "rejected": int(s.get("run_rejected") or 0)},

@@ -32,7 +32,7 @@ from aggregator.errors import (
 from aggregator.feeds import Document, follower_for, parser_for
 from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
-from aggregator.health import parse_when
+from aggregator.health import hold_obsolete, parse_when
 from aggregator.model import Availability, Center, Rejection
 from aggregator.normalize import FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
@@ -71,6 +71,9 @@ class IngestReport:
     repeated: int = 0
     #: follow-up documents that could not be fetched (a partial run): "url: error"
     failed_documents: list[str] = field(default_factory=list)
+    #: levels of care whose figures a kept record carried but were rejected, by center id: storing the
+    #: run keeps the feed's previous figures for them (a bad value never removes good data)
+    rejected_levels: dict[str, set[str]] = field(default_factory=dict)
     stored: ReplaceResult | None = None
     placement: PlacementReport | None = None
     newest_data_at: datetime | None = None
@@ -177,6 +180,8 @@ def normalize_all(
         kept[center_id] = result
         newest[center_id] = latest
     for result in kept.values():
+        if result.rejected_levels and result.center is not None:
+            report.rejected_levels[result.center.id] = {lv.value for lv in result.rejected_levels}
         for p in result.problems:
             key = reason_key(p)
             report.problems_by_reason[key] += 1
@@ -304,8 +309,9 @@ class Pipeline:
             self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial)
             outcome = "partial" if partial else "applied"
             self.store.set_feed_state(
-                feed.id, {**checked, **validators, **self._success(report, now), "last_outcome": outcome},
-                delete=("last_error", "last_error_kind", "last_error_at"))
+                feed.id, {**checked, **validators, **self._success(report, now), "last_outcome": outcome,
+                          **self._discard_hold(feed, state, now)},
+                delete=("last_error", "last_error_kind", "last_error_at", "held_reason", "held_at"))
             return RunOutcome(feed.id, outcome, report, documents=len(documents))
         except AggregatorError as exc:
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
@@ -352,6 +358,16 @@ class Pipeline:
             done.set()
             renewer.join(timeout=5)
             self.store.release_lock(name, token)
+
+    def _discard_hold(self, feed: FeedConfig, state: Mapping[str, str], now: datetime) -> dict[str, str]:
+        """A held run is obsolete once a newer run is applied: drop it, with a note for feed health (an
+        operator releasing it would put older data over newer)."""
+        if not state.get("held_at") and self.store.held_snapshot(feed.id) is None:
+            return {}
+        self.store.drop_held_snapshot(feed.id)
+        return {"hold_discarded": f"the run held at {state.get('held_at') or 'an earlier time'} "
+                                  f"({state.get('held_reason') or 'no reason kept'}) was discarded: a newer run "
+                                  f"was applied at {_iso(now)}"}
 
     def record_failure(self, feed_id: str, kind: str, message: str) -> None:
         """A failure the run itself could not record (killed by a time limit)."""
@@ -424,13 +440,14 @@ class Pipeline:
                report: IngestReport, now: datetime, say: Callable[[str], None], *, partial: bool = False,
                prune: bool = True, order: int | None = None) -> None:
         """Place and store. ``partial``: remove no center; ``prune``: drop this feed's figures for levels a
-        center no longer reports (not when files of the run are missing: their figures may be in them)."""
+        center no longer reports (not when files of the run are missing: their figures may be in them), but
+        never for a level whose figures the run carried and rejected (``report.rejected_levels``)."""
         say(f"placing {len(centers)} centers")
         placed, report.placement = place_all(centers, self.geocoder, now)
         say("storing the snapshot")
         report.stored = self.store.replace_feed(feed.id, placed, observations, now=now,
                                                 source=feed.source.value if prune else None, partial=partial,
-                                                authority=feed.authority, order=order)
+                                                authority=feed.authority, order=order, keep=report.rejected_levels)
 
     # ------------------------------------------------------------------------------------ push
 
@@ -539,6 +556,7 @@ class Pipeline:
             "centers": [c.model_dump(mode="json") for c in centers],
             "availability": [o.model_dump(mode="json") for o in observations],
             "report": report.as_dict(),
+            "rejected_levels": {cid: sorted(levels) for cid, levels in report.rejected_levels.items()},
         }
         self.store.hold_snapshot(feed.id, json.dumps(snapshot).encode())
         self.store.set_feed_state(feed.id, {"held_reason": reason, "held_at": _iso(now)})
@@ -549,12 +567,18 @@ class Pipeline:
         if raw is None:
             return RunOutcome(feed.id, "failed", error="no held run to release", error_kind="not_held")
         snapshot = json.loads(raw)
+        obsolete = hold_obsolete(self.store.feed_state(feed.id), snapshot.get("held_at"))
+        if obsolete:
+            self.store.drop_held_snapshot(feed.id)
+            self.store.set_feed_state(feed.id, {"hold_discarded": obsolete}, delete=("held_reason", "held_at"))
+            return RunOutcome(feed.id, "failed", error=obsolete, error_kind="obsolete_hold")
         centers = [Center.model_validate(c) for c in snapshot["centers"]]
         observations = [Availability.model_validate(o) for o in snapshot["availability"]]
         now = self.clock()
         report = IngestReport(feed_id=feed.id, records=snapshot["report"]["records"],
                               accepted=len(centers), rejected=snapshot["report"]["rejected"],
-                              observations=len(observations))
+                              observations=len(observations),
+                              rejected_levels={cid: set(lv) for cid, lv in snapshot.get("rejected_levels", {}).items()})
         self._apply(feed, centers, observations, report, now, lambda _m: None)
         self.store.drop_held_snapshot(feed.id)
         self.store.set_feed_state(feed.id, {**self._success(report, now), "released_by": by,

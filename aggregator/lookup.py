@@ -25,7 +25,7 @@ from aggregator.model import (
     Payment,
     Population,
 )
-from aggregator.store import GROUPS, RawHit, Store
+from aggregator.store import GROUPS, MAX_EXAMINED, RawHit, SearchHits, Store
 
 DEFAULT_RADIUS_MI = 25.0
 MAX_RADIUS_MI = 100.0
@@ -33,6 +33,9 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
 
 Audience = Literal["public", "operator"]
+
+#: values one filter may take in one query (every vocabulary fits; a query's work stays bounded)
+MAX_FILTER_VALUES = 20
 
 _VOCAB: dict[str, type[StrEnum] | None] = {
     "levels_of_care": LevelOfCare,
@@ -119,9 +122,13 @@ def resolve_coordinates(latitude: float, longitude: float) -> Origin:
 
 def _filters(filters: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]]:
     clean: dict[str, list[str]] = {}
-    for group, values in (filters or {}).items():
+    for group, given in (filters or {}).items():
         if group not in _VOCAB:
             raise InvalidQuery(group, f"unknown filter; use one of {', '.join(_VOCAB)}")
+        values = list(given)
+        if len(values) > MAX_FILTER_VALUES:
+            raise InvalidQuery(group, f"at most {MAX_FILTER_VALUES} values per filter (got {len(values):,}): "
+                                      "one query's work on the store is bounded")
         vocab = _VOCAB[group]
         out = []
         for v in values:
@@ -188,6 +195,9 @@ def near(
     now = now or datetime.now(UTC)
 
     hits = _search(store, origin, radius, limit, filters, available_only, now)
+    if hits.stopped:
+        notes.append(f"searched the nearest {MAX_EXAMINED:,} centers only: a place farther away may also match; "
+                     "narrow the radius or the filters")
     now_ms = now.timestamp() * 1000
     answer = NearAnswer(
         origin=origin, radius_mi=radius, limit=limit, filters=filters,
@@ -202,7 +212,7 @@ def near(
 def _search(
     store: Store, origin: Origin, radius: float, limit: int, filters: dict[str, list[str]],
     available_only: bool, now: datetime,
-) -> list[RawHit]:
+) -> SearchHits:
     # the level-of-care filter is applied by searching the per-level indexes; the rest by tokens
     groups = [[f"{GROUPS[g]}:{v}" for v in values] for g, values in filters.items() if g != "levels_of_care"]
     return store.search(

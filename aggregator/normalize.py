@@ -302,6 +302,9 @@ class NormalizedRecord:
     unmapped: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: repairs made, e.g. swapped coordinates
     repairs: list[str] = field(default_factory=list)
+    #: levels of care whose figures the record carried but were rejected (a bad count, an impossible
+    #: time): the feed's previous figures for them are kept, never pruned as "no longer reported"
+    rejected_levels: set[LevelOfCare] = field(default_factory=set)
 
     @property
     def rejected(self) -> bool:
@@ -325,10 +328,32 @@ _CENTER_STATUS = {
 }
 
 
+#: the longest partner id kept; a longer one is rejected, never cut (two ids sharing their first 64
+#: characters would become one center)
+MAX_ID_LENGTH = 64
+
+
+def _clipped(value: str, limit: int, fld: str, clips: list[tuple[str, str]], what: str = "") -> str:
+    """``value`` cut to ``limit`` characters; a cut is noted in ``clips`` (field, reason), never silent."""
+    if len(value) <= limit:
+        return value
+    clips.append((fld, f"{what or fld} was {len(value)} characters; kept the first {limit}"))
+    return value[:limit]
+
+
+def _within(value: str, limit: int, fld: str, clips: list[tuple[str, str]], what: str = "") -> str:
+    """``value``, or "" (with a reason in ``clips``) when it is longer than ``limit``: a link or an id cut
+    short would point somewhere else."""
+    if len(value) <= limit:
+        return value
+    clips.append((fld, f"{what or fld} is {len(value)} characters; the limit is {limit}; dropped"))
+    return ""
+
+
 def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedRecord:
     """One raw record to a Center and its observations; never raises on bad data."""
     raw = without_nulls(raw, _null_set(ctx.null_values))
-    source_id = _text(raw.get("source_id"))[:64]
+    source_id = _text(raw.get("source_id"))
     out = NormalizedRecord(source_id=source_id, center=None)
     label = source_id or _text(raw.get("name"))[:60] or "(no id)"
 
@@ -340,6 +365,9 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
         return out
     if not source_id:
         problem("source_id", "missing")
+        return out
+    if len(source_id) > MAX_ID_LENGTH:
+        problem("source_id", f"id is {len(source_id)} characters; the limit is {MAX_ID_LENGTH}")
         return out
     name = _text(raw.get("name"))
     if not name:
@@ -394,26 +422,28 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
         problem("status", f"unrecognized center status {status_text[:40]!r}; assumed active")
         center_status = CenterStatus.ACTIVE
 
+    clips: list[tuple[str, str]] = []  # values cut or dropped for length: reported once the center is kept
     external_ids = []
-    for item in raw.get("external_ids") or ():
+    for i, item in enumerate(raw.get("external_ids") or ()):
         if isinstance(item, Mapping) and _text(item.get("value")):
-            external_ids.append(
-                ExternalId(system=_text(item.get("system"))[:100] or "partner",
-                           value=_text(item.get("value"))[:200])
-            )
+            value = _within(_text(item.get("value")), 200, f"external_ids.{i}.value", clips, "external id")
+            if value:
+                system = _clipped(_text(item.get("system")), 100, f"external_ids.{i}.system", clips,
+                                 "external id system")
+                external_ids.append(ExternalId(system=system or "partner", value=value))
 
     try:
         center = Center(
             id=make_center_id(ctx.feed_id, source_id),
             feed_id=ctx.feed_id,
             source_id=source_id,
-            name=name[:300],
-            alternate_name=_text(raw.get("alternate_name"))[:300],
+            name=_clipped(name, 300, "name", clips),
+            alternate_name=_clipped(_text(raw.get("alternate_name")), 300, "alternate_name", clips),
             external_ids=tuple(external_ids),
             address=Address(
-                address_1=_text(raw.get("address_1"))[:200],
-                address_2=_text(raw.get("address_2"))[:200],
-                city=_text(raw.get("city"))[:100],
+                address_1=_clipped(_text(raw.get("address_1")), 200, "address_1", clips),
+                address_2=_clipped(_text(raw.get("address_2")), 200, "address_2", clips),
+                city=_clipped(_text(raw.get("city")), 100, "city", clips),
                 state=state,
                 postal_code=postal,
                 country="US",
@@ -423,16 +453,18 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
             geo_precision=GeoPrecision.FEED if lat is not None else None,
             geo_source=ctx.feed_id if lat is not None else "",
             phones=tuple(phones),
-            website=_text(raw.get("website"))[:500],
+            website=_within(_text(raw.get("website")), 500, "website", clips),
             status=center_status,
             services=services,
-            source_url=_text(raw.get("source_url"))[:1000],
+            source_url=_within(_text(raw.get("source_url")), 1000, "source_url", clips),
         )
     except ValidationError as exc:
         out.problems.extend(rejections_from(exc, label))
         return out
     out.center = center
-    out.availability = _observations(raw, center, ctx, problem)
+    for fld, reason in clips:
+        problem(fld, reason)
+    out.availability, out.rejected_levels = _observations(raw, center, ctx, problem)
     return out
 
 
@@ -611,10 +643,17 @@ def _informative(entry: Mapping[str, Any]) -> bool:
     return bool(status) and vocabulary.map_status(status) is not AvailabilityStatus.UNKNOWN
 
 
+class _TooOld(InvalidValue):
+    """A report older than the feed keeps: the partner stopped reporting the level (its figures go)."""
+
+
 def _observations(
     raw: Mapping[str, Any], center: Center, ctx: FeedContext, problem: Any
-) -> list[Availability]:
+) -> tuple[list[Availability], set[LevelOfCare]]:
+    """The record's observations, one per level, and the levels whose figures were given but rejected
+    (their previous figures stay: a bad value never removes good data)."""
     combined: dict[LevelOfCare, dict[str, Any]] = {}
+    rejected: set[LevelOfCare] = set()
     for i, entry in enumerate(raw.get("availability") or ()):
         fld = f"availability.{i}"
         if not isinstance(entry, Mapping):
@@ -630,14 +669,20 @@ def _observations(
         level = next(iter(level_set))
         try:
             obs = _observation_fields(entry, raw, ctx, fld)
+        except _TooOld as exc:
+            problem(exc.field, exc.reason)
+            continue
         except InvalidValue as exc:
             problem(exc.field, exc.reason)
+            rejected.add(level)
             continue
         prev = combined.get(level)
         combined[level] = obs if prev is None else _combine(prev, obs)
 
     result = []
     for level, obs in combined.items():
+        clips: list[tuple[str, str]] = []
+        obs["notes"] = _clipped(obs["notes"], 500, f"availability.{level.value}.notes", clips, "notes")
         try:
             result.append(
                 Availability(
@@ -652,7 +697,11 @@ def _observations(
         except ValidationError as exc:
             for r in rejections_from(exc, center.source_id):
                 problem(f"availability.{level.value}.{r.field}", r.reason)
-    return result
+            rejected.add(level)
+            continue
+        for fld, reason in clips:
+            problem(fld, reason)
+    return result, rejected - {o.level_of_care for o in result}
 
 
 def _observation_fields(
@@ -707,7 +756,7 @@ def _observation_fields(
     if ctx.max_report_age_seconds is not None:
         age = (ctx.now - reported_at).total_seconds()
         if age > ctx.max_report_age_seconds:
-            raise InvalidValue(
+            raise _TooOld(
                 f"{fld}.reported_at",
                 f"reported {_age_words(age)} ago ({reported_at:%Y-%m-%d}); older than this feed keeps",
             )
@@ -719,7 +768,7 @@ def _observation_fields(
         "waitlist_size": waitlist,
         "appointments_available": appointments,
         "next_appointment_at": next_appointment,
-        "notes": _text(entry.get("notes"))[:500],
+        "notes": _text(entry.get("notes")),  # cut (with a word) once the level's reports are combined
         "reported_at": reported_at,
     }
 
@@ -748,7 +797,7 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     nexts = [t for t in (a["next_appointment_at"], b["next_appointment_at"]) if t is not None]
     out["next_appointment_at"] = min(nexts, default=None)
     out["status"] = min(a["status"], b["status"], key=lambda s: _STATUS_RANK[s])
-    out["notes"] = "; ".join(n for n in (a["notes"], b["notes"]) if n)[:500]
+    out["notes"] = "; ".join(n for n in (a["notes"], b["notes"]) if n)
     out["reported_at"] = max(a["reported_at"], b["reported_at"])
     if a["accepting"] != b["accepting"]:
         out["accepting"] = a["accepting"] or b["accepting"]

@@ -22,6 +22,9 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     geocode:c:{digest}     str   a geocoder answer (found or not found), with a time to live
     geocode:retry          zset  center ids to geocode again after an outage (score: when)
     limit:{name}           str   next free slot of a shared rate limit (epoch ms)
+    pushes:pending         zset  accepted pushes not yet done or failed (score: when last queued or started)
+    worker:{name}          str   a worker's heartbeat, written while it consumes (expires)
+    session:{sha256}       hash  an operator's page session (the cookie holds the id; expires in 12 h)
 
 Invariants, held by writing each feed snapshot in one MULTI/EXEC transaction: a reader sees a feed
 whole-old or whole-new; a GEO member always has its record; index sets hold exactly the tokens in
@@ -144,6 +147,10 @@ class Keys:
     def limit(self, name: str) -> str:
         return f"{self.prefix}limit:{name}"
 
+    def session(self, session_id: str) -> str:
+        """An operator page session, named by the SHA-256 of its id: the id (the cookie) is never stored."""
+        return f"{self.prefix}session:{hashlib.sha256(session_id.encode()).hexdigest()}"
+
 
 def observation_field(obs: Availability) -> str:
     return f"{obs.level_of_care.value}|{obs.source.value}"
@@ -177,6 +184,16 @@ def _lua(name: str) -> str:
 
 #: one GEO hit: (center_id, distance_mi, center record, [observation, ...])
 RawHit = tuple[str, float, dict[str, Any], list[dict[str, Any]]]
+
+
+#: candidates one near query may examine: its work on Redis is bounded however dense the area
+MAX_EXAMINED = 2000
+
+
+class SearchHits(list[RawHit]):
+    """Search hits, nearest first; ``stopped``: the search examined its maximum and stopped early."""
+
+    stopped: bool = False
 
 
 @dataclass
@@ -360,8 +377,10 @@ class Store:
         available_only: bool = False,
         now: datetime,
         first_radius_mi: float = 2.0,
-    ) -> list[RawHit]:
-        """Nearest-first centers within ``radius_mi`` passing the filters, in one round trip.
+        max_examined: int = MAX_EXAMINED,
+    ) -> SearchHits:
+        """Nearest-first centers within ``radius_mi`` passing the filters, in one round trip, examining at
+        most ``max_examined`` candidates (``stopped`` says the search ended there; see ``lua/near.lua``).
 
         ``groups``: index tokens, OR within a group and AND across groups. With ``available_only``
         a center needs a fresh available/limited observation (at one of ``levels``, if given).
@@ -375,9 +394,13 @@ class Store:
             args.extend(group)
         args.append(len(levels))
         args.extend(levels)
+        args.append(max_examined)
         keys = [self.keys.geo_level(lv) for lv in levels] if level_filter and levels else [self.keys.geo]
         raw = self._call("searching", lambda: self._evalsha(self._near, keys, args))
-        hits: list[RawHit] = []
+        hits = SearchHits()
+        if len(raw) % 3 == 1:  # the script stopped after max_examined candidates
+            hits.stopped = True
+            raw = raw[:-1]
         for i in range(0, len(raw), 3):
             record, observations = orjson.loads(raw[i + 2])
             hits.append((raw[i].decode(), float(raw[i + 1]), record, observations))
@@ -449,6 +472,7 @@ class Store:
         partial: bool = False,
         authority: int = 0,
         order: int | None = None,
+        keep: Mapping[str, Iterable[str]] | None = None,
     ) -> ReplaceResult:
         """Make ``centers`` (the feed's records) the feed's whole snapshot, atomically and idempotently.
 
@@ -461,7 +485,8 @@ class Store:
         included, never a mix. ``partial``: an update of some records (a partner's push): nothing else is
         removed. ``order`` (a push's acceptance time, epoch ms; else ``now``): a record last written by a
         later write is not overwritten by an earlier one applied late (its observations still go through
-        newest-wins)."""
+        newest-wins). ``keep``: levels, by center id, whose figures this write carried but rejected: the
+        feed's previous figures for them are not pruned."""
         new = {c.id: c for c in centers}
         obs = list(observations)
         for c in new.values():
@@ -474,7 +499,7 @@ class Store:
                 try:
                     pipe.watch(members_key, k.feed_meta(feed_id))
                     result = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
-                                                 order if order is not None else _ms(now))
+                                                 order if order is not None else _ms(now), keep or {})
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
@@ -499,6 +524,7 @@ class Store:
         partial: bool,
         authority: int = 0,
         order: int = 0,
+        keep: Mapping[str, Iterable[str]] | None = None,
     ) -> ReplaceResult:
         k = self.keys
         all_ids = {_str(m) for m in pipe.smembers(k.feed_members(feed_id))}
@@ -590,13 +616,14 @@ class Store:
                 for o in obs:
                     levels[o.center_id].append(o.level_of_care.value)
                 for cid in new:
-                    lv = levels.get(cid, [])
+                    lv = [*levels.get(cid, []), *sorted((keep or {}).get(cid, ()))]
                     prune.extend((cid, len(lv), *lv))
                 pipe.eval(self._prune_src, 0, *prune)
         elif source and new:
             prune = [k.prefix, source]
             for cid in new:
-                prune.extend((cid, 0))
+                lv = sorted((keep or {}).get(cid, ()))
+                prune.extend((cid, len(lv), *lv))
             pipe.eval(self._prune_src, 0, *prune)
         return result
 
@@ -1146,3 +1173,28 @@ class Store:
             return pipe.execute()[0]
 
         return int(self._call("counting deliveries", run))
+
+    # ------------------------------------------------------------------------- operator sessions
+    # The operator page's sign-ins (aggregator/api/page.py). A session lives under a digest of its
+    # id (Keys.session), so nothing read out of Redis can be replayed as a cookie. The hash holds
+    # the operator's name and when the session began; Redis drops it after ``ttl_seconds``.
+
+    def start_operator_session(self, session_id: str, operator: str, created: datetime, ttl_seconds: int) -> None:
+        key = self.keys.session(session_id)
+
+        def write() -> Any:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(key, mapping={"operator": operator, "created": created.isoformat()})
+            pipe.expire(key, ttl_seconds)
+            return pipe.execute()
+
+        self._call("starting a session", write)
+
+    def operator_session(self, session_id: str) -> dict[str, str] | None:
+        """The session's fields (operator, created), or None when there is no such session (or it expired)."""
+        raw = self._call("reading a session", lambda: self.redis.hgetall(self.keys.session(session_id)))
+        return {_str(k): _str(v) for k, v in raw.items()} if raw else None
+
+    def end_operator_session(self, session_id: str) -> bool:
+        """Delete the session (sign-out); True when there was one."""
+        return bool(self._call("ending a session", lambda: self.redis.delete(self.keys.session(session_id))))

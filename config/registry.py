@@ -69,7 +69,9 @@ class FeedConfig:
     push: PushAuth | None = None
     parser: str = ""
     mapping: RecordMapping = field(default_factory=RecordMapping)
-    allow_private: bool = False
+    #: the non-public networks this feed may reach (``allow_private``): () none; true gives
+    #: ``aggregator.fetch.PRIVATE_RANGES``; link-local, metadata and CGNAT only when listed
+    allow_private: tuple[str, ...] = ()
     max_bytes: int = 20_000_000
     max_pages: int = 50
     timeout_seconds: float = 30.0
@@ -319,7 +321,7 @@ def _feed(data: Any, index: int, known_parsers: frozenset[str]) -> FeedConfig:
     if fmt not in FORMATS:
         raise ConfigError(f"{where}: key 'format' must be one of {', '.join(FORMATS)}, not {fmt!r}")
     url = t.get("url", str, "")
-    allow_private = t.get("allow_private", bool, False)
+    allow_private = _allowance(t.get("allow_private", (bool, list), False), f"{where}: key 'allow_private'")
     if fmt != "push":
         if not url:
             raise ConfigError(f"{where}: key 'url' is required for format '{fmt}'")
@@ -419,7 +421,24 @@ def _check_references(mapping: RecordMapping, where: str) -> None:
             raise ConfigError(f"{where}.{key}: {exc}") from None
 
 
-def _check_url(url: str, where: str, allow_private: bool) -> None:
+def _allowance(value: bool | list[Any], where: str) -> tuple[str, ...]:
+    """``allow_private``: true (loopback and the private ranges), false, or a list of networks."""
+    from aggregator.fetch import PRIVATE_RANGES
+
+    if value is True:
+        return PRIVATE_RANGES
+    if value is False:
+        return ()
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(str(item), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{where}: {item!r} is not an address or network such as '10.1.2.0/24'") from None
+    return tuple(out)
+
+
+def _check_url(url: str, where: str, allow_private: tuple[str, ...]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"{where} must be http(s), not {parts.scheme or 'empty'!r}")
@@ -432,8 +451,9 @@ def _check_url(url: str, where: str, allow_private: bool) -> None:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return
-    if not ip.is_global and not allow_private:
-        raise ConfigError(f"{where} points at a private or loopback address; set allow_private = true to allow")
+    if not ip.is_global and not any(ip in ipaddress.ip_network(n) for n in allow_private):
+        raise ConfigError(f"{where} points at a private or loopback address that allow_private does not list "
+                          "(true allows loopback and private ranges; name others, e.g. ['100.64.0.0/10'])")
 
 
 def load(path: str | Path, known_parsers: frozenset[str] | None = None) -> Registry:

@@ -5,6 +5,7 @@ Every setting, its default and meaning is listed in ``SETTINGS`` (the README's t
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -62,6 +63,74 @@ def _tokens(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class TrustedProxies:
+    """Which proxies in front of the API may say who the client is (CENTERS_TRUST_PROXY).
+
+    ``hops``: that many proxies of ours each append the address they saw to X-Forwarded-For, so the
+    client is the hops-th entry from the right (entries further left are the client's own claims).
+    ``networks``: addresses of our proxies; walking X-Forwarded-For from the right, starting at the
+    connecting peer, the first address that is not one of them is the client. With neither, the
+    connecting peer is the client and X-Forwarded-For is ignored."""
+
+    hops: int = 0
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.hops or self.networks)
+
+    def _trusted(self, address: str) -> bool:
+        ip = _ip(address)
+        return ip is not None and any(ip in n for n in self.networks)
+
+    def client(self, peer: str, forwarded: str) -> str:
+        """The client's address; never a value the client alone chose (a malformed entry: the peer)."""
+        entries = [e.strip() for e in forwarded.split(",")] if forwarded else []
+        if self.hops:
+            if len(entries) < self.hops:
+                return peer  # our proxies always add their entry: this header did not pass through them
+            candidate = entries[-self.hops]
+        elif self.networks:
+            if not self._trusted(peer):
+                return peer
+            candidate = peer
+            for entry in reversed(entries):
+                candidate = entry
+                if not self._trusted(entry):
+                    break
+        else:
+            return peer
+        return candidate if _ip(candidate) is not None else peer
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _proxies(text: str) -> TrustedProxies:
+    t = text.strip().lower()
+    if t in ("", "0", "false", "no", "off"):
+        return TrustedProxies()
+    if t in ("true", "yes", "on"):
+        return TrustedProxies(hops=1)
+    if t.isascii() and t.isdigit():
+        hops = int(t)
+        if hops > 10:
+            raise ValueError("at most 10 proxy hops")
+        return TrustedProxies(hops=hops)
+    networks = []
+    for part in _csv_list(text):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{part!r} is not an address or network ({exc}); use false, a hop count, "
+                             "or proxy addresses such as 10.0.0.5,10.1.0.0/16") from None
+    return TrustedProxies(networks=tuple(networks))
+
+
 def _scheme(text: str) -> str:
     if text not in ("http", "https"):
         raise ValueError("must be http or https")
@@ -110,8 +179,9 @@ SETTINGS: dict[str, Setting] = {
                             "Origins allowed to call the public API from a browser, comma-separated ('*' for any)."),
     "rate_limit": Setting("CENTERS_RATE_LIMIT", "120", _positive_int,
                           "Public requests per client per minute before 429."),
-    "trust_proxy": Setting("CENTERS_TRUST_PROXY", "false", _bool,
-                           "Take the client address from X-Forwarded-For (only behind your own proxy)."),
+    "trust_proxy": Setting("CENTERS_TRUST_PROXY", "false", _proxies,
+                           "Proxies allowed to name the client in X-Forwarded-For: false (none), a number of "
+                           "hops (true = 1), or your proxies' addresses/networks, comma-separated."),
     "push_rate_limit": Setting("CENTERS_PUSH_RATE_LIMIT", "600", _positive_int,
                                "Pushes per partner feed per minute before 429."),
     "push_max_bytes": Setting("CENTERS_PUSH_MAX_BYTES", "5000000", _positive_int, "Largest push body (413 above)."),
@@ -157,7 +227,7 @@ class Settings:
     operator_tokens: tuple[tuple[str, str], ...] = ()
     cors_origins: tuple[str, ...] = ()
     rate_limit: int = 120
-    trust_proxy: bool = False
+    trust_proxy: TrustedProxies = field(default_factory=TrustedProxies)
     push_rate_limit: int = 600
     push_max_bytes: int = 5_000_000
     public_max_age: int = 10

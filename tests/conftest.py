@@ -66,6 +66,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The fault matrix's table (RELIABILITY.md), when fault scenarios ran."""
     from tests.faults.matrix import ROWS, load, summary
 
+    if hasattr(terminalreporter.config, "workerinput"):
+        return  # a worker: the controller prints the table
     folder = os.environ.get(ROWS_DIR)
     if folder and Path(folder).is_dir():
         for path in sorted(Path(folder).glob("*.json")):

@@ -35,6 +35,9 @@ from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: the lookup's filter groups by the query parameter a caller wrote
+_QUERY_NAMES = {"levels_of_care": "level_of_care", "populations": "population", "languages": "language"}
+
 Enqueue = Callable[[str, Sequence[Any]], None]
 
 
@@ -107,7 +110,7 @@ def create_app(
 
     @app.exception_handler(InvalidQuery)
     async def invalid_query(_request: Request, exc: InvalidQuery) -> JSONResponse:
-        return problem(422, "invalid_parameter", exc.reason, parameter=exc.parameter)
+        return problem(422, "invalid_parameter", exc.reason, parameter=_QUERY_NAMES.get(exc.parameter, exc.parameter))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,7 +17,7 @@ from aggregator import lookup
 from aggregator.api.common import ApiError, AppState, json_response, require_operator, state_of
 from aggregator.errors import GeocoderTransient, PlaceNotFound
 from aggregator.geocode import origin_for_place
-from aggregator.health import feed_health
+from aggregator.health import feed_health, hold_obsolete
 from aggregator.model import Availability, AvailabilityStatus, LevelOfCare, Payment, Population, Source
 
 router = APIRouter(tags=["operators"], dependencies=[Depends(require_operator)],
@@ -73,8 +73,12 @@ def release(request: Request, feed_id: Annotated[str, Path(pattern=r"^[a-z0-9][a
     st = state_of(request)
     if feed_id not in st.registry:
         raise ApiError(404, "unknown_feed", f"no feed {feed_id!r}")
+    held = st.store.feed_state(feed_id)
     if st.store.held_snapshot(feed_id) is None:
         raise ApiError(409, "not_held", f"feed {feed_id!r} has no held run")
+    obsolete = hold_obsolete(held, held.get("held_at"))
+    if obsolete:
+        raise ApiError(409, "obsolete_hold", obsolete)
     try:
         st.enqueue("feeds.release", [feed_id, operator])
     except Exception as exc:

@@ -3,8 +3,19 @@
 ``GET /operator`` shows, to a signed-in operator, a search form (ZIP, 'lat,lon' or an address, with
 filters), the results nearest first with each level of care's status and how fresh it is (operators
 see stale figures, clearly marked), and the health of every feed. Without a valid operator token the
-answer is 401 with a sign-in form and nothing else. ``POST /operator/login`` checks a token and keeps
-it in an HttpOnly, SameSite=Strict cookie; ``POST /operator/logout`` clears it.
+answer is 401 with a sign-in form and nothing else.
+
+Sessions are server-side. ``POST /operator/login`` checks the token (in constant time) and starts a
+session in Redis under a digest of a random id; the HttpOnly, SameSite=Strict cookie (Secure over
+https) holds that id, never the token. A session ends 12 hours after sign-in or at ``POST
+/operator/logout``, which deletes it in Redis, so the old cookie stops working.
+
+Cross-site request forgery: every form that posts carries a token (hidden field ``csrf``) checked
+against the cookie: the session's own token (``common.csrf_token``) for sign-out, and for the
+sign-in form, which has no session yet, a random one kept in a short cookie of its own. The request
+must also come from this origin (``common.check_same_origin``); ``Origin: null`` is let through
+with a valid form token, because a browser sends it for a form on a no-referrer page such as these.
+A refused post is a 403 page, and nothing changes.
 
 Every value that comes from a partner is escaped by Jinja (autoescape on for every template), and the
 Content-Security-Policy allows no script at all.
@@ -15,6 +26,7 @@ from __future__ import annotations
 import hmac
 import math
 import re
+import secrets
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -22,12 +34,24 @@ from typing import Any
 
 import jinja2
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 
 from aggregator import lookup
-from aggregator.api.common import ApiError, AppState, operator_name, state_of
+from aggregator.api.common import (
+    MAX_SESSION_ID,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    ApiError,
+    AppState,
+    authenticate,
+    check_same_origin,
+    is_https,
+    operator_of,
+    state_of,
+    token_owner,
+)
 from aggregator.api.operators import operator_search
 from aggregator.errors import InvalidQuery, StoreUnavailable, UnknownZip
 from aggregator.health import feed_health, parse_when
@@ -35,8 +59,12 @@ from aggregator.model import LevelOfCare, Payment, Population
 
 router = APIRouter(tags=["operators"], include_in_schema=False)
 
-COOKIE = "operator_token"
-COOKIE_MAX_AGE = 12 * 3600  # one shift
+COOKIE = SESSION_COOKIE  # the session id; the session itself is in Redis
+COOKIE_MAX_AGE = SESSION_SECONDS  # one shift
+LEGACY_COOKIE = "operator_token"  # held the raw token before sessions: cleared wherever it is seen
+LOGIN_COOKIE = "operator_login"  # the sign-in form's token (there is no session yet)
+LOGIN_COOKIE_MAX_AGE = 3600
+FORM_FIELD = "csrf"  # the hidden field of every form that posts
 MAX_TOKEN = 512
 DEFAULT_RADIUS_MI = 50.0
 DEFAULT_LIMIT = 20
@@ -47,7 +75,6 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-templates = Jinja2Templates(env=_env)
 
 #: no script may run on these pages; styles are inline; forms post to this origin only
 SECURITY_HEADERS = {
@@ -99,25 +126,62 @@ GROUPS: tuple[tuple[str, str, type[StrEnum]], ...] = (
 )
 
 
-def token_owner(st: AppState, token: str) -> str | None:
-    """The operator a token belongs to, compared in constant time against every configured token."""
-    found = None
-    for name, expected in st.settings.operator_tokens:
-        if hmac.compare_digest(expected.encode(), token.encode()):
-            found = name
-    return found
+def _render(request: Request, name: str, context: dict[str, Any], status: int, headers: dict[str, str],
+            form_token: str = "") -> HTMLResponse:
+    html = _env.get_template(name).render({"request": request, **context, "form_field": FORM_FIELD,
+                                           "form_token": form_token})
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
-def _https(request: Request, trust_proxy: bool) -> bool:
-    if request.url.scheme == "https":
-        return True
-    return trust_proxy and request.headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"
+def _cookie(response: Response, request: Request, name: str, value: str | None, max_age: int = 0,
+            path: str = "/") -> None:
+    """Set (or, with no value, clear) an HttpOnly, SameSite=Strict cookie; Secure over https."""
+    secure = is_https(request, state_of(request).settings.trust_proxy)
+    if value is None:
+        response.delete_cookie(name, path=path, httponly=True, samesite="strict", secure=secure)
+    else:
+        response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict",
+                            secure=secure)
 
 
 def _login_page(request: Request, status: int, message: str = "") -> Response:
-    return templates.TemplateResponse(
-        request, "login.html", {"message": message}, status_code=status,
-        headers={**SECURITY_HEADERS, "WWW-Authenticate": 'Bearer realm="operators"'})
+    """The sign-in form, with its form token (kept in the sign-in cookie, reused while it is valid)."""
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{43}", token):
+        token = secrets.token_urlsafe(32)
+    response = _render(request, "login.html", {"message": message}, status,
+                       {**SECURITY_HEADERS, "WWW-Authenticate": 'Bearer realm="operators"'}, form_token=token)
+    _cookie(response, request, LOGIN_COOKIE, token, LOGIN_COOKIE_MAX_AGE, path="/operator")
+    if LEGACY_COOKIE in request.cookies:
+        _cookie(response, request, LEGACY_COOKIE, None)
+    return response
+
+
+_REFUSED = _env.from_string(
+    '{% extends "base.html" %}{% block title %}Refused{% endblock %}{% block body %}<main>'
+    '<section class="panel"><h1>Request refused</h1><p class="message error" role="alert">{{ message }}</p>'
+    '<p>Nothing was changed. <a href="/operator">Open the operator page</a> and try again from there.</p>'
+    "</section></main>{% endblock %}")
+
+
+def _refused(request: Request, message: str, status: int = 403) -> Response:
+    """403: a post that did not come from our own page (cross-site request forgery), as a page."""
+    return HTMLResponse(_REFUSED.render(request=request, message=message), status_code=status,
+                        headers=SECURITY_HEADERS)
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The posted form's text fields; None when the body is not a form."""
+    try:
+        form = await request.form(max_files=0, max_fields=10)
+    except Exception:
+        return None
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _token_matches(form: dict[str, str] | None, expected: str) -> bool:
+    sent = (form or {}).get(FORM_FIELD, "")
+    return bool(expected) and len(sent) <= MAX_TOKEN and hmac.compare_digest(sent.encode(), expected.encode())
 
 
 # ------------------------------------------------------------------------------------------ search
@@ -221,9 +285,16 @@ def _feed_rows(st: AppState, now: datetime) -> list[dict[str, Any]]:
 @router.get("/operator", response_class=Response)
 def operator_page(request: Request) -> Response:
     st = state_of(request)
-    operator = operator_name(request, st)
-    if operator is None:
-        return _login_page(request, 401)
+    try:
+        who = operator_of(request, st)
+    except StoreUnavailable:
+        return _login_page(request, 503, "The availability store is unreachable; try again in a few seconds.")
+    if who is None:
+        response = _login_page(request, 401)
+        if COOKIE in request.cookies:
+            _cookie(response, request, COOKIE, None)  # its session is gone (expired, signed out): drop it
+        return response
+    operator = who.name
     now = st.clock()
     search = _Search(request.query_params)
     status, message, answer = 200, "", None
@@ -253,33 +324,70 @@ def operator_page(request: Request) -> Response:
         "feeds": feeds, "feeds_error": feeds_error, "helpline": st.settings.helpline, "matches": matches,
         "now": now.strftime("%Y-%m-%d %H:%M UTC"),
     }
-    return templates.TemplateResponse(request, "operator.html", context, status_code=status,
-                                      headers=SECURITY_HEADERS)
+    response = _render(request, "operator.html", context, status, SECURITY_HEADERS, form_token=who.csrf)
+    if LEGACY_COOKIE in request.cookies:
+        _cookie(response, request, LEGACY_COOKIE, None)
+    return response
+
+
+def _start_session(st: AppState, operator: str, previous: str) -> str:
+    """A new session (its id: the cookie's value); the one the browser had before, if any, ends."""
+    if previous and len(previous) <= MAX_SESSION_ID:
+        st.store.end_operator_session(previous)  # a new session id at every sign-in
+    session_id = secrets.token_urlsafe(32)
+    st.store.start_operator_session(session_id, operator, st.clock(), SESSION_SECONDS)
+    return session_id
 
 
 @router.post("/operator/login", response_class=Response)
 async def login(request: Request) -> Response:
     st = state_of(request)
     try:
-        form = await request.form(max_files=0, max_fields=10)
-    except Exception:  # a body that is not a form: the same answer as a wrong token
+        check_same_origin(request, st, opaque_ok=True)  # login CSRF: no signing someone in as another
+    except ApiError as exc:
+        return _refused(request, exc.detail)
+    form = await _form(request)
+    if form is None:  # a body that is not a form: the same answer as a wrong token
         return _login_page(request, 400, "Enter your operator token.")
-    token = form.get("token")
-    token = token.strip() if isinstance(token, str) else ""
+    if not _token_matches(form, request.cookies.get(LOGIN_COOKIE, "")):
+        return _refused(request, "This sign-in form has expired or did not come from the operator page.")
+    token = form.get("token", "").strip()
     if not token:
         return _login_page(request, 401, "Enter your operator token.")
-    if len(token) > MAX_TOKEN or token_owner(st, token) is None:
+    name = token_owner(st, token) if len(token) <= MAX_TOKEN else None
+    if name is None:
         return _login_page(request, 401, "That token was not accepted.")
+    try:
+        session_id = await run_in_threadpool(_start_session, st, name, request.cookies.get(COOKIE, ""))
+    except StoreUnavailable:
+        return _login_page(request, 503, "The availability store is unreachable; try again in a few seconds.")
     response = RedirectResponse("/operator", status_code=303, headers=SECURITY_HEADERS)
-    response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="strict",
-                        secure=_https(request, st.settings.trust_proxy))
+    _cookie(response, request, COOKIE, session_id, COOKIE_MAX_AGE)  # the sign-in cookie stays (other tabs)
+    if LEGACY_COOKIE in request.cookies:
+        _cookie(response, request, LEGACY_COOKIE, None)
     return response
 
 
 @router.post("/operator/logout", response_class=Response)
-def logout(request: Request) -> Response:
+async def logout(request: Request) -> Response:
+    """End the session in Redis (the cookie stops working) and clear the cookie."""
     st = state_of(request)
+    form = await _form(request)
+    try:
+        who = await run_in_threadpool(authenticate, request, st)
+        if who is not None and who.session is not None:
+            try:
+                check_same_origin(request, st, opaque_ok=True)
+            except ApiError as exc:
+                return _refused(request, exc.detail)
+            if not _token_matches(form, who.csrf):
+                return _refused(request, "This sign-out did not come from the operator page.")
+            await run_in_threadpool(st.store.end_operator_session, who.session)
+    except StoreUnavailable:
+        return _refused(request, "The availability store is unreachable, so the session could not be ended; "
+                                 "try again in a few seconds.", status=503)
     response = RedirectResponse("/operator", status_code=303, headers=SECURITY_HEADERS)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
-                           secure=_https(request, st.settings.trust_proxy))
+    _cookie(response, request, COOKIE, None)
+    if LEGACY_COOKIE in request.cookies:
+        _cookie(response, request, LEGACY_COOKIE, None)
     return response

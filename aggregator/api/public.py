@@ -92,7 +92,9 @@ def centers_near(
     lon: Annotated[float | None, Query(ge=-180, le=180, description="longitude (with lat)")] = None,
     zip: Annotated[str | None, Query(pattern=r"^\d{5}$", description="5-digit ZIP code (instead of lat/lon)")] = None,
     radius_mi: Annotated[float, Query(gt=0, le=lookup.MAX_RADIUS_MI)] = lookup.DEFAULT_RADIUS_MI,
-    level_of_care: Annotated[list[LevelOfCare], Query(description="repeatable; OR within, AND across")] = [],  # noqa: B006
+    level_of_care: Annotated[list[LevelOfCare], Query(
+        description=f"repeatable; OR within, AND across; at most {lookup.MAX_FILTER_VALUES} values per filter "
+                    "(422 above)")] = [],  # noqa: B006
     payment: Annotated[list[Payment], Query()] = [],  # noqa: B006
     population: Annotated[list[Population], Query()] = [],  # noqa: B006
     language: Annotated[list[Annotated[str, Query(pattern=r"^[a-z]{2}$")]], Query(

@@ -20,7 +20,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from aggregator.api.common import ApiError, AppState, enforce_rate, json_response, state_of
-from aggregator.push import content_kind, key_matches, rejections_by_record, signature_matches, timestamp_fresh
+from aggregator.push import (
+    ASCII_DIGITS,
+    content_kind,
+    key_matches,
+    rejections_by_record,
+    signature_matches,
+    timestamp_fresh,
+)
 
 router = APIRouter(tags=["partners"])
 
@@ -48,7 +55,7 @@ class IngestStatus(BaseModel):
 
 async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and ASCII_DIGITS.fullmatch(declared) and int(declared) > limit:
         raise ApiError(413, "too_large", f"body of {int(declared):,} bytes is over the {limit:,}-byte limit")
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -3,7 +3,13 @@
 -- KEYS     GEO indexes to search: the main one, or one per requested level of care (geo:loc:{level},
 --          which hold only centers offering that level: the most selective filter costs nothing)
 -- ARGV     prefix, lon, lat, radius_mi, limit, now_ms, available_only (0|1), first_radius_mi,
---          n_groups, then per group: n_tokens, token..., then n_levels, level...
+--          n_groups, then per group: n_tokens, token..., then n_levels, level..., then max_examined
+--
+-- Bounded work: at most max_examined candidates are examined. When a filter group's index sets
+-- (ix:{token}) hold no more than that many centers in all, the answer comes from those sets (each
+-- member's position against the radius, then nearest first): exact, and cheap however dense the area.
+-- Otherwise the GEO search stops after max_examined candidates, and the reply ends with the marker
+-- '__stopped__' (the caller says the search stopped early).
 --
 -- Searches outward (first_radius, x4, ... up to radius) and asks GEOSEARCH only for as many
 -- nearest candidates as it needs, so the nearest ten in a dense metro cost a small search, not a
@@ -32,6 +38,7 @@ if n_levels > 0 then
   levels = {}
   for k = 1, n_levels do levels[ARGV[i]] = true; i = i + 1 end
 end
+local max_examined = tonumber(ARGV[i])
 
 -- a center's index tokens (c:{id} field t, e.g. "loc:detox pay:medicaid"): one read per candidate
 local function passes_filters(id)
@@ -74,9 +81,67 @@ local function by_distance(a, b) return tonumber(a[2]) < tonumber(b[2]) end
 
 local out = {}
 local found = 0
+
+-- a candidate that passes every filter and is open (when asked) joins the answer; true when it is full
+local function take(id, dist)
+  if not passes_filters(id) then return false end
+  local doc = redis.call('HGET', prefix .. 'c:' .. id, 'd')
+  if doc and ((not available_only) or facility_open_now(id)) then
+    out[#out + 1] = id
+    out[#out + 1] = dist
+    out[#out + 1] = doc
+    found = found + 1
+  end
+  return found >= limit
+end
+
+-- the selective path: the smallest filter group's index sets, when small enough
+if #groups > 0 then
+  local best, best_size = nil, nil
+  for g = 1, #groups do
+    local size = 0
+    for _, token in ipairs(groups[g]) do
+      size = size + redis.call('SCARD', prefix .. 'ix:' .. string.sub(token, 2, -2))
+    end
+    if best_size == nil or size < best_size then best, best_size = g, size end
+  end
+  if best_size <= max_examined then
+    -- Redis's own haversine (geohelper.c), so distances agree with GEOSEARCH
+    local R, rad = 6372797.560856, math.pi / 180
+    local lat1, lon1 = tonumber(lat) * rad, tonumber(lon) * rad
+    local candidates, seen = {}, {}
+    for _, token in ipairs(groups[best]) do
+      for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'ix:' .. string.sub(token, 2, -2))) do
+        if not seen[id] then
+          seen[id] = true
+          for _, key in ipairs(KEYS) do
+            local pos = redis.call('GEOPOS', key, id)[1]
+            if pos then
+              local lat2, lon2 = tonumber(pos[2]) * rad, tonumber(pos[1]) * rad
+              local u, v = math.sin((lat2 - lat1) / 2), math.sin((lon2 - lon1) / 2)
+              local metres = 2 * R * math.asin(math.sqrt(u * u + math.cos(lat1) * math.cos(lat2) * v * v))
+              local miles = metres / 1609.34
+              if miles <= radius then candidates[#candidates + 1] = {id, string.format('%.4f', miles)} end
+              break
+            end
+          end
+        end
+      end
+    end
+    table.sort(candidates, by_distance)
+    for _, item in ipairs(candidates) do
+      if take(item[1], item[2]) then return out end
+    end
+    return out
+  end
+end
+
+-- the GEO path: nearest first, searching outward, at most max_examined candidates
 local seen = {}
+local examined = 0
 local want = limit
 if #groups > 0 or available_only then want = limit * 4 end
+want = math.min(want, max_examined)
 while true do
   local batch = {}
   local cutoff = nil  -- beyond the last distance of a truncated index, order is not yet known
@@ -95,20 +160,20 @@ while true do
     if cutoff ~= nil and tonumber(item[2]) > cutoff then break end
     if not seen[id] then
       seen[id] = true
-      if passes_filters(id) then
-        local doc = redis.call('HGET', prefix .. 'c:' .. id, 'd')
-        if doc and ((not available_only) or facility_open_now(id)) then
-          out[#out + 1] = id
-          out[#out + 1] = item[2]
-          out[#out + 1] = doc
-          found = found + 1
-          if found >= limit then return out end
-        end
+      examined = examined + 1
+      if take(id, item[2]) then return out end
+      if examined >= max_examined then
+        out[#out + 1] = '__stopped__'
+        return out
       end
     end
   end
   if cutoff ~= nil then
-    want = want * 4
+    if want >= max_examined then
+      out[#out + 1] = '__stopped__'
+      return out
+    end
+    want = math.min(want * 4, max_examined)
   elseif r >= radius then
     return out
   else

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,9 @@ def row(scenario: str, injection: str) -> Row:
 
 def dump(path: Path) -> None:
     """This process's rows, for the process that prints the table (test runs split across processes)."""
-    path.write_text(json.dumps([asdict(r) for r in ROWS.values()]))
+    rows = [{**{f.name: getattr(r, f.name) for f in fields(r) if f.name != "notes"}, "notes": dict(r.notes)}
+            for r in ROWS.values()]
+    path.write_text(json.dumps(rows))
 
 
 def load(path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aggregator.api.common import rate_key
 from aggregator.model import Address, Availability, Center
 from aggregator.push import sign
 from aggregator.store import Store
@@ -267,7 +268,9 @@ def test_an_empty_answer_carries_the_hint(api: httpx.Client) -> None:
     ("params", "parameter"),
     [({"zip": "1234"}, "zip"), ({"lat": 95, "lon": 0}, "lat"), ({"lat": 42}, "lon"), ({}, "location"),
      ({"zip": "02139", "radius_mi": -1}, "radius_mi"), ({"zip": "02139", "level_of_care": "spa"}, "level_of_care"),
-     ({"zip": "02139", "limit": 500}, "limit"), ({"zip": "02139", "language": "spanish"}, "language")],
+     ({"zip": "02139", "limit": 500}, "limit"), ({"zip": "02139", "language": "spanish"}, "language"),
+     ({"zip": "02139", "language": ["es"] * 5000}, "language"),
+     ({"zip": "02139", "payment": ["medicaid", "medicare"] * 11}, "payment")],
 )
 def test_bad_parameters_get_422_naming_them(api: httpx.Client, params: dict[str, Any], parameter: str) -> None:
     resp = api.get("/v1/centers/near", params=params)
@@ -276,6 +279,8 @@ def test_bad_parameters_get_422_naming_them(api: httpx.Client, params: dict[str,
     assert body["error"] == "invalid_parameter"
     assert body["parameter"].split(".")[0] == parameter
     assert "Traceback" not in resp.text
+    if any(isinstance(v, list) for v in params.values()):
+        assert "at most 20 values per filter" in body["detail"]
 
 
 def test_a_zip_that_does_not_exist_is_404_naming_it(api: httpx.Client) -> None:
@@ -306,7 +311,7 @@ def test_the_public_is_rate_limited_per_client(stack: dict[str, Any]) -> None:
 def test_a_partner_is_rate_limited_per_feed(stack: dict[str, Any]) -> None:
     limited = ApiServer({**stack["env"], "CENTERS_PUSH_RATE_LIMIT": "2"}, stack["tmp"]).start()
     try:
-        stack["store"].redis.delete(stack["store"].keys.rate("push:harbor"))
+        stack["store"].redis.delete(stack["store"].keys.rate(rate_key("push:harbor")))
         with limited.client() as client:
             body = json.dumps([RECORDS[0]]).encode()
             codes = [client.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).status_code
@@ -320,7 +325,7 @@ def test_a_partner_is_rate_limited_per_feed(stack: dict[str, Any]) -> None:
                                headers={"content-type": "application/json"}).status_code == 401
     finally:
         limited.stop()
-        stack["store"].redis.delete(stack["store"].keys.rate("push:harbor"))
+        stack["store"].redis.delete(stack["store"].keys.rate(rate_key("push:harbor")))
 
 
 def test_cors_when_configured(stack: dict[str, Any]) -> None:
@@ -401,6 +406,14 @@ def test_operators_release_a_held_run(api: httpx.Client, stack: dict[str, Any]) 
     assert "beacon:b-1" in store.feed_members("beacon")
     assert store.feed_state("beacon")["released_by"] == "dana"
     assert api.post("/v1/feeds/beacon/release", headers=OP).status_code == 409
+    # a hold older than the last applied run is refused, not released over newer data
+    store.hold_snapshot("beacon", json.dumps({
+        "held_at": now.isoformat(), "reason": "test", "centers": [held.model_dump(mode="json")],
+        "availability": [obs.model_dump(mode="json")], "report": {"records": 1, "rejected": 0}}).encode())
+    store.set_feed_state("beacon", {"held_reason": "test", "held_at": now.isoformat(),
+                                    "last_success": (now + timedelta(minutes=1)).isoformat()})
+    refused = api.post("/v1/feeds/beacon/release", headers=OP)
+    assert refused.status_code == 409 and refused.json()["error"] == "obsolete_hold", refused.text
 
 
 def test_operator_search_keeps_stale_figures_marked(api: httpx.Client, stack: dict[str, Any]) -> None:

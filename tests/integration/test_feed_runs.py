@@ -12,6 +12,7 @@ import pytest
 
 from aggregator.errors import TransientError
 from aggregator.fetch import Fetcher, new_session
+from aggregator.health import feed_health
 from aggregator.ingest import Pipeline
 from aggregator.invariants import check
 from aggregator.lookup import near
@@ -132,6 +133,43 @@ def test_a_run_that_would_empty_or_gut_the_feed_is_held_for_an_operator(
     assert store.held_snapshot("beds") is None
 
 
+def test_a_held_run_is_discarded_once_a_newer_run_is_applied(
+        store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(10)))
+    feed = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
+    pipeline.run(feed)
+    partner.route("/beds.csv", csv(rows(1)))  # the feed drops to 10%: held
+    assert pipeline.run(feed).status == "held"
+    partner.route("/beds.csv", csv(rows(10, beds=5)))  # it recovers
+    assert pipeline.run(feed).status == "applied"
+    assert store.held_snapshot("beds") is None
+    [health] = feed_health([feed], store, NOW + timedelta(minutes=10))
+    assert health["status"] == "ok" and health["held"] is None
+    assert "was discarded: a newer run was applied" in health["hold_discarded"]
+    released = pipeline.release(feed, by="operator-7")  # an operator who still had the old page open
+    assert released.status == "failed" and released.error_kind == "not_held"
+    assert len(store.feed_members("beds")) == 10  # never cut to the held run's one center
+
+
+def test_releasing_a_hold_older_than_the_applied_run_is_refused(
+        store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    partner.route("/beds.csv", csv(rows(10)))
+    feed = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
+    pipeline.run(feed)
+    partner.route("/beds.csv", csv(rows(1)))
+    assert pipeline.run(feed).status == "held"
+    held = store.held_snapshot("beds")
+    partner.route("/beds.csv", csv(rows(10, beds=5)))
+    assert pipeline.run(feed).status == "applied"
+    assert held is not None
+    store.hold_snapshot("beds", held)  # a hold that raced the newer run's apply
+    released = pipeline.release(feed, by="operator-7")
+    assert released.status == "failed" and released.error_kind == "obsolete_hold"
+    assert "older data over newer" in (released.error or "")
+    assert len(store.feed_members("beds")) == 10
+    assert store.held_snapshot("beds") is None
+
+
 def test_a_small_change_is_applied(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
     partner.route("/beds.csv", csv(rows(10)))
     feed = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
@@ -234,6 +272,41 @@ def test_redirects_are_checked_on_every_hop(store: Store, partner: LoopbackServe
         fetcher.get("http://partner.example/start", fmt="csv", max_bytes=1000, timeout=2)
 
 
+@pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/", "http://100.64.0.1/admin",
+                                    "http://[fe80::1]/", "http://[::ffff:169.254.169.254]/"])
+def test_allow_private_true_never_reaches_metadata_link_local_or_cgnat(
+        store: Store, partner: LoopbackServer, target: str) -> None:
+    partner.route("/beds.csv", Response(302, b"", {"Location": target}))
+    feed = csv_feed(partner.url("/beds.csv"))  # allow_private = true: the partner is on 127.0.0.1
+    assert "127.0.0.0/8" in feed.allow_private and "169.254.0.0/16" not in feed.allow_private
+    outcome = Pipeline(store, Fetcher(new_session("t")), clock=lambda: NOW).run(feed, force=True)
+    assert outcome.status == "failed"
+    assert "refused destination" in (outcome.error or "") and "never allowed" in (outcome.error or "")
+    assert [r.path for r in partner.requests()] == ["/beds.csv"]  # the redirect was not followed
+
+
+MAPPING = {"mapping": {"fields": {"source_id": "ID", "name": "Name", "state": "State", "postal_code": "ZIP"}}}
+
+
+def test_allow_private_lists_exactly_what_it_allows() -> None:
+    from aggregator.errors import ConfigError
+    from aggregator.fetch import may_reach
+
+    [listed] = registry.parse({"feed": [{"id": "lan", "format": "csv", "url": "http://10.1.2.3/beds.csv",
+                                         "allow_private": ["10.1.2.0/24", "100.64.0.0/10"], **MAPPING}]}).feeds
+    assert listed.allow_private == ("10.1.2.0/24", "100.64.0.0/10")
+    assert may_reach("10.1.2.9", listed.allow_private) and may_reach("100.64.3.4", listed.allow_private)
+    assert not may_reach("10.1.3.9", listed.allow_private) and not may_reach("127.0.0.1", listed.allow_private)
+    assert not may_reach("169.254.169.254", True) and may_reach("192.168.1.1", True)
+    assert may_reach("93.184.216.34", False)
+    with pytest.raises(ConfigError, match="allow_private"):
+        registry.parse({"feed": [{"id": "lan", "format": "csv", "url": "http://10.1.2.3/b.csv",
+                                  "allow_private": ["10.1.2.0/24", "not-a-net"], **MAPPING}]})
+    with pytest.raises(ConfigError, match="allow_private does not list"):
+        registry.parse({"feed": [{"id": "lan", "format": "csv", "url": "http://10.9.9.9/b.csv",
+                                  "allow_private": ["10.1.2.0/24"], **MAPPING}]})
+
+
 def test_credentials_come_from_the_environment_and_stay_on_the_host(store: Store, partner: LoopbackServer) -> None:
     partner.route("/beds.csv", csv(rows(1)))
     feed = csv_feed(partner.url("/beds.csv"), credentials={"header": "Authorization", "env": "BEDS_TOKEN",
@@ -308,7 +381,6 @@ def test_dangerous_destinations_are_refused_before_any_connection(url: str) -> N
 
 def test_feed_health_lists_held_and_failing_feeds_first(store: Store, partner: LoopbackServer,
                                                         pipeline: Pipeline) -> None:
-    from aggregator.health import feed_health
 
     partner.route("/a.csv", csv(rows(10)))
     partner.route("/b.csv", csv(rows(3)))

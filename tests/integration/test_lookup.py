@@ -208,3 +208,42 @@ def test_outward_search_agrees_with_brute_force(store: Store) -> None:
         got_ids = [h.id for h in got.results]
         assert got_ids[: len(expected)] == [e[1] for e in expected], (radius, limit, pay, lvl, only)
         assert len(got_ids) <= len(expected) + 1  # at most one more, exactly at the radius edge
+
+
+@pytest.fixture
+def dense(store: Store) -> Store:
+    """3,000 centers within a few miles of Cambridge; one in 100 speaks Spanish, none Vietnamese."""
+    lat0, lon0 = CAMBRIDGE
+    rng = random.Random(7)
+    cs = [center("d", str(i), lat0 + rng.uniform(-0.05, 0.05), lon0 + rng.uniform(-0.05, 0.05),
+                 levels_of_care=["outpatient"], payment=["medicaid"], languages=["es"] if i % 100 == 0 else ["en"])
+          for i in range(3000)]
+    store.replace_feed("d", cs, [], now=NOW, source="pull")
+    return store
+
+
+def test_a_selective_filter_is_answered_from_its_index_exactly(dense: Store) -> None:
+    lat0, lon0 = CAMBRIDGE
+    answer = near(dense, zip="02139", languages=["es"], limit=50, radius_mi=25, now=NOW)
+    assert answer.notes == []
+    brute = sorted((haversine_mi(lat0, lon0, c["latitude"], c["longitude"]), c["id"]) for c in
+                   (get_center(dense, f"d:{i}", now=NOW) for i in range(0, 3000, 100)) if c is not None)
+    assert ids(answer) == [cid for _, cid in brute]  # all 30, nearest first
+    for hit, (dist, _) in zip(answer.results, brute, strict=True):
+        assert hit.distance_mi == pytest.approx(dist, abs=0.01)
+    # no center speaks it: answered from an empty index at once, however dense the area
+    assert ids(near(dense, zip="02139", languages=["vi"], radius_mi=25, now=NOW)) == []
+
+
+def test_a_search_examines_a_bounded_number_of_candidates_and_says_when_it_stopped(dense: Store) -> None:
+    # nothing open anywhere: available_only has to examine candidates one by one
+    hits = dense.search(longitude=CAMBRIDGE[1], latitude=CAMBRIDGE[0], radius_mi=25, limit=10,
+                        available_only=True, now=NOW, max_examined=500)
+    assert hits == [] and hits.stopped
+    answer = near(dense, zip="02139", available_only=True, radius_mi=25, now=NOW)  # the default bound (2,000)
+    assert answer.results == []
+    assert any("searched the nearest 2,000 centers only" in n for n in answer.notes)
+    # an ordinary search is not cut short
+    plain = dense.search(longitude=CAMBRIDGE[1], latitude=CAMBRIDGE[0], radius_mi=25, limit=10, now=NOW,
+                         max_examined=500)
+    assert len(plain) == 10 and not plain.stopped

@@ -8,6 +8,7 @@ centers of our own with availability (live, stale, none), one of them and one pa
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -151,11 +152,25 @@ def anonymous(stack: dict[str, Any]) -> Iterator[httpx.Client]:
         yield client
 
 
+def form_token(html: str) -> str:
+    """The hidden CSRF field the page puts in every form that posts."""
+    found = re.search(r'<input type="hidden" name="csrf" value="([^"]+)">', html)
+    assert found, html[:2000]
+    return found.group(1)
+
+
+def sign_in(client: httpx.Client, token: str) -> httpx.Response:
+    """Open the sign-in form (it sets the form's cookie), then post it as a browser on this page would."""
+    page = client.get("/operator")
+    return client.post("/operator/login", data={"token": token, "csrf": form_token(page.text)},
+                       headers={"origin": str(client.base_url).rstrip("/")})
+
+
 @pytest.fixture
 def operator(stack: dict[str, Any]) -> Iterator[httpx.Client]:
-    """A client signed in through the form (the cookie jar keeps the operator_token cookie)."""
+    """A client signed in through the form (the cookie jar keeps the operator_session cookie)."""
     with stack["api"].client() as client:
-        resp = client.post("/operator/login", data={"token": OPERATOR_TOKEN})
+        resp = sign_in(client, OPERATOR_TOKEN)
         assert resp.status_code == 303, resp.text
         yield client
 
@@ -167,11 +182,14 @@ def search(client: httpx.Client, **params: Any) -> httpx.Response:
 # ------------------------------------------------------------------------------------------ sign-in
 
 
-@pytest.mark.parametrize("how", ["none", "wrong-cookie", "wrong-bearer", "with-a-search"])
+@pytest.mark.parametrize("how", ["none", "wrong-cookie", "token-as-cookie", "wrong-bearer", "with-a-search"])
 def test_without_a_valid_token_only_the_sign_in_form(anonymous: httpx.Client, how: str) -> None:
     params: dict[str, str] = {}
     if how == "wrong-cookie":
-        anonymous.cookies.set("operator_token", "not-a-valid-token-0000000000")
+        anonymous.cookies.set("operator_session", "not-a-valid-session-0000000000")
+    elif how == "token-as-cookie":  # the raw token in a cookie (either name) opens nothing: only sessions do
+        anonymous.cookies.set("operator_token", OPERATOR_TOKEN)
+        anonymous.cookies.set("operator_session", OPERATOR_TOKEN)
     elif how == "wrong-bearer":
         anonymous.headers["authorization"] = "Bearer not-a-valid-token-0000000000"
     elif how == "with-a-search":
@@ -190,19 +208,19 @@ def test_without_a_valid_token_only_the_sign_in_form(anonymous: httpx.Client, ho
 
 
 def test_a_wrong_token_gets_401_and_the_form_again(anonymous: httpx.Client) -> None:
-    resp = anonymous.post("/operator/login", data={"token": "not-a-valid-token-0000000000"})
+    resp = sign_in(anonymous, "not-a-valid-token-0000000000")
     assert resp.status_code == 401
     assert "That token was not accepted." in resp.text and 'name="token"' in resp.text
-    assert "set-cookie" not in resp.headers
-    assert anonymous.post("/operator/login", data={}).status_code == 401
+    assert not any(c.startswith("operator_session=") for c in resp.headers.get_list("set-cookie"))
+    assert sign_in(anonymous, "").status_code == 401
 
 
-def test_signing_in_sets_a_strict_httponly_cookie_and_redirects(anonymous: httpx.Client) -> None:
-    resp = anonymous.post("/operator/login", data={"token": OPERATOR_TOKEN})
+def test_signing_in_sets_a_strict_httponly_session_cookie_and_redirects(anonymous: httpx.Client) -> None:
+    resp = sign_in(anonymous, OPERATOR_TOKEN)
     assert resp.status_code == 303
     assert resp.headers["location"] == "/operator"
-    cookie = resp.headers["set-cookie"]
-    assert cookie.startswith(f"operator_token={OPERATOR_TOKEN};")
+    [cookie] = [c for c in resp.headers.get_list("set-cookie") if c.startswith("operator_session=")]
+    assert OPERATOR_TOKEN not in cookie  # a session id, never the token
     attributes = {part.strip().lower() for part in cookie.split(";")}
     assert {"httponly", "samesite=strict", "path=/"} <= attributes
     assert "secure" not in attributes  # plain http here; https requests get Secure
@@ -214,10 +232,12 @@ def test_signing_in_sets_a_strict_httponly_cookie_and_redirects(anonymous: httpx
 
 
 def test_signing_out_clears_the_cookie(operator: httpx.Client) -> None:
-    assert operator.get("/operator").status_code == 200
-    resp = operator.post("/operator/logout")
+    page = operator.get("/operator")
+    assert page.status_code == 200
+    resp = operator.post("/operator/logout", data={"csrf": form_token(page.text)},
+                         headers={"origin": str(operator.base_url).rstrip("/")})
     assert resp.status_code == 303
-    assert resp.headers["set-cookie"].startswith('operator_token="";')
+    assert resp.headers["set-cookie"].startswith('operator_session="";')
     assert "max-age=0" in resp.headers["set-cookie"].lower()
     assert operator.get("/operator").status_code == 401
 
@@ -361,8 +381,9 @@ def test_the_page_in_headless_chromium(chrome: Any, stack: dict[str, Any]) -> No
     chrome.find_element(By.ID, "token").send_keys(OPERATOR_TOKEN)
     chrome.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()  # a plain form post
     wait.until(expected_conditions.presence_of_element_located((By.ID, "place")))
-    cookie = chrome.get_cookie("operator_token")
+    cookie = chrome.get_cookie("operator_session")
     assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert OPERATOR_TOKEN not in cookie["value"]  # a session id, never the token
 
     place = chrome.find_element(By.ID, "place")
     place.clear()
@@ -396,3 +417,12 @@ def test_the_page_in_headless_chromium(chrome: Any, stack: dict[str, Any]) -> No
     data = SCREENSHOT.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 30_000
+
+    # signing out is a form post too (with the page's CSRF token): the session ends, the form is back
+    session = cookie["value"]
+    chrome.find_element(By.CSS_SELECTOR, "header.top form button[type=submit]").click()
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "token")))
+    assert chrome.title.startswith("Sign in")
+    assert chrome.get_cookie("operator_session") is None
+    with httpx.Client(base_url=base, cookies={"operator_session": session}) as replay:
+        assert replay.get("/operator").status_code == 401  # the old cookie no longer opens the page

@@ -432,3 +432,67 @@ def test_state_and_count_normalizers_give_a_value_or_a_reason(text: str, raw: ob
 def test_normalize_record_never_raises(raw: dict[str, object]) -> None:
     result = normalize_record(raw, ctx())
     assert result.center is not None or result.problems
+
+
+# ------------------------------------------------------------------- nothing cut or lost without a word
+
+
+def test_an_id_longer_than_64_characters_is_rejected_never_cut() -> None:
+    result = normalize_record(good_raw(source_id="A" * 64 + "-south"), ctx())
+    assert result.rejected
+    assert [(p.field, p.reason) for p in result.problems] == [("source_id", "id is 70 characters; the limit is 64")]
+    assert result.source_id == "A" * 64 + "-south"  # named in full in the report
+    assert not normalize_record(good_raw(source_id="A" * 64), ctx()).rejected  # 64 is still an id
+
+
+def test_a_long_name_is_kept_cut_and_the_cut_reported() -> None:
+    result = normalize_record(good_raw(name="H" * 400, alternate_name="a" * 301, city="B" * 120), ctx())
+    assert result.center is not None
+    assert result.center.name == "H" * 300 and result.center.alternate_name == "a" * 300
+    assert result.center.address.city == "B" * 100
+    fields = {p.field: p.reason for p in result.problems}
+    assert fields["name"] == "name was 400 characters; kept the first 300"
+    assert fields["alternate_name"] == "alternate_name was 301 characters; kept the first 300"
+    assert fields["city"] == "city was 120 characters; kept the first 100"
+
+
+def test_a_link_or_external_id_too_long_is_dropped_with_a_reason_never_cut() -> None:
+    long_url = "https://example.org/" + "p" * 600
+    result = normalize_record(good_raw(website=long_url, external_ids=[
+        {"system": "npi", "value": "9" * 201}, {"system": "samhsa", "value": "SAM-1"}]), ctx())
+    assert result.center is not None
+    assert result.center.website == ""
+    assert [(e.system, e.value) for e in result.center.external_ids] == [("samhsa", "SAM-1")]
+    fields = {p.field: p.reason for p in result.problems}
+    assert fields["website"] == "website is 620 characters; the limit is 500; dropped"
+    assert fields["external_ids.0.value"] == "external id is 201 characters; the limit is 200; dropped"
+
+
+def test_long_notes_are_cut_with_a_word() -> None:
+    raw = good_raw(availability=[{"level_of_care": "DT", "beds_available": 2, "notes": "n" * 300},
+                                 {"level_of_care": "DT", "beds_available": 1, "notes": "m" * 300}])
+    result = normalize_record(raw, ctx())
+    [obs] = result.availability
+    assert len(obs.notes) == 500
+    assert [(p.field, p.reason) for p in result.problems] == [
+        ("availability.detox.notes", "notes was 602 characters; kept the first 500")]
+
+
+@pytest.mark.parametrize("beds", [-3, "1e9", True, 2.5, "lots"])
+def test_a_level_whose_figures_are_rejected_is_named_for_keeping(beds: object) -> None:
+    raw = good_raw(availability=[{"level_of_care": "DT", "beds_available": beds},
+                                 {"level_of_care": "RES", "beds_available": 4}])
+    result = normalize_record(raw, ctx())
+    assert [o.level_of_care for o in result.availability] == [LevelOfCare.RESIDENTIAL]
+    assert result.rejected_levels == {LevelOfCare.DETOX}
+    assert [p.field for p in result.problems] == ["availability.0.beds_available"]
+
+
+def test_a_report_older_than_the_feed_keeps_is_not_kept() -> None:
+    raw = good_raw(availability=[{"level_of_care": "DT", "beds_available": 1,
+                                  "reported_at": "Last Updated: 11/20/2019 9:09:33 AM"},
+                                 {"level_of_care": "RES", "beds_available": "many"}])
+    result = normalize_record(raw, ctx(max_report_age_seconds=30 * 86400))
+    assert result.availability == []
+    # the partner stopped reporting detox (its count goes); residential's figure was unreadable (kept)
+    assert result.rejected_levels == {LevelOfCare.RESIDENTIAL}
