@@ -309,6 +309,16 @@ class Rig:
     def beating(self) -> set[str]:
         return {name for name in self.data.live_workers() if name.startswith("serve-")}
 
+    def steady(self) -> bool:
+        """One worker runs and its own heartbeat says it consumes (not a predecessor's lingering one)."""
+        try:
+            main = self.worker_main()
+        except AssertionError:
+            return False
+        args = main.cmdline()
+        name = args[args.index("-n") + 1].split("@", 1)[0] if "-n" in args else ""
+        return any(b.split("@", 1)[0] == name for b in self.beating())
+
     def worker_ready(self, before: set[str]) -> bool:
         """A new worker (not one of ``before``) runs and beats."""
         try:

@@ -67,6 +67,7 @@ def test_redis_restart_during_pushes_and_a_5000_center_run(rig: Rig, sig: signal
                      f"{sig.name} to redis-server (data and broker, AOF everysec) 0-1 s into the run, back 0.5 s later")
     seen = rig.events()
     for _ in range(RUNS):
+        rig.wait(rig.steady, 60, "a worker that consumes")
         partner = Partner(rig.api)
         thread = partner.start(40)
         rig.wait(lambda p=partner: p.sent >= 10, 30, "the first pushes")  # type: ignore[misc]
@@ -91,6 +92,7 @@ def test_worker_killed_with_queued_pushes(rig: Rig, target: str) -> None:
                      f"SIGKILL to {what} while 40 pushes are in flight")
     seen = rig.events()
     for _ in range(RUNS):
+        rig.wait(rig.steady, 60, "a worker that consumes")  # one replaced by the previous scenario, too
         before_workers = rig.beating() if target == "main" else set()
         partner = Partner(rig.api)
         thread = partner.start(40, pause=0.0)
