@@ -227,29 +227,22 @@ class _Watch(threading.Thread):
         return self.redis_ok and time.monotonic() - last > HEARTBEAT_LAPSE
 
     def run(self) -> None:
-        from aggregator.fetch import Fetcher, new_session
-        from aggregator.ingest import Pipeline
-        from aggregator.store import Store
         from config import registry as registry_module
         from config.registry import Registry
-        from workers.celery_app import create_app
-        from workers.tasks import feed_sender, push_sender
+        from workers.celery_app import context, create_app
+        from workers.tasks import sweep
 
         settings = Settings.from_env(self.env)
         reg = registry_module.load(self.registry_file) if self.registry_file else Registry(())
         app = create_app(settings, reg)
-        store = Store.from_url(settings.redis_url, settings.key_prefix)
-        pipeline = Pipeline(store, Fetcher(new_session(settings.user_agent)))
-        bound = settings.stranded_seconds
         try:
             while not self.stopped.wait(settings.sweep_seconds):
                 try:
                     now = time.monotonic()
-                    for name in store.live_workers():
+                    for name in context(app).store.live_workers():
                         self.beating[name.split("@", 1)[0]] = now
                     self.redis_ok = True
-                    pipeline.sweep_pushes(push_sender(app), stale_seconds=bound)
-                    pipeline.sweep_feeds(reg.feeds, feed_sender(app), run_limit_seconds=bound)
+                    sweep(app)  # the workers' own sweep, run from here
                 except Exception:  # Redis or the broker away: the next round tries again
                     self.redis_ok = False
         finally:

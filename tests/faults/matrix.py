@@ -32,7 +32,7 @@ class Row:
         self.runs += 1
         if partner is not None:
             pushes += len(partner.accepted)
-            records += 5 * len(partner.accepted)
+            records += partner.records
         self.pushes += pushes
         self.records += records + feed_records
         self.worst = max(self.worst, took)

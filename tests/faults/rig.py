@@ -109,6 +109,7 @@ class Partner:
     api: str
     sent: int = 0
     accepted: list[str] = field(default_factory=list)  # ingest ids answered 202 (or 409: already taken)
+    records: int = 0  # records in the accepted pushes
     newest: dict[str, dict[str, Any]] = field(default_factory=dict)
     refused: int = 0  # 503s and timeouts, each retried with the same Idempotency-Key
     stop: threading.Event = field(default_factory=threading.Event)
@@ -133,6 +134,7 @@ class Partner:
                 continue
             if r.status_code in (202, 409):
                 self.accepted.append(r.json()["ingest_id"])
+                self.records += len(body)
                 for record in body:  # acceptance order is send order: the last accepted is the newest
                     self.newest[f"harbor:{record['id']}"] = {
                         "name": record["name"], "availability.detox.beds_available": record["beds"]}

@@ -21,7 +21,7 @@ from aggregator.store import Store
 from config import registry
 from config.registry import FeedConfig
 from tests.faults.matrix import row as matrix_row
-from tests.integration.factories import NOW
+from tests.integration.factories import NOW, FlakyStore
 from tests.servers import LoopbackServer, Response
 
 RUNS = 5
@@ -66,18 +66,6 @@ def push(store: Store, ingest_id: str, received: str, sites: range, n: int, upda
         "feed_id": "harbor", "event_id": f"evt-{ingest_id}", "kind": "json", "body": json.dumps(body),
         "status": "queued", "received_at": received}) is None
     return {f"harbor:{b['id']}": {"name": b["name"], "availability.detox.beds_available": b["beds"]} for b in body}
-
-
-class FlakyStore(Store):
-    """A real store whose snapshot writes fail ``failures`` times as a Redis timeout would."""
-
-    failures = 0
-
-    def replace_feed(self, *args: Any, **kwargs: Any) -> Any:
-        if self.failures:
-            self.failures -= 1
-            raise StoreUnavailable("Timeout reading from socket (injected)")
-        return super().replace_feed(*args, **kwargs)
 
 
 def test_a_transient_store_error_inside_apply_push(store: Store) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aggregator.errors import StoreUnavailable
 from aggregator.model import Address, Availability, Center
+from aggregator.store import Store
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 CAMBRIDGE = (42.3647, -71.1042)  # ZIP 02139 centroid
@@ -35,3 +37,15 @@ def observation(c: Center | str, level: str = "detox", status: str = "available"
 
 def ago(**kw: float) -> datetime:
     return NOW - timedelta(**kw)
+
+
+class FlakyStore(Store):
+    """A real store whose next ``failures`` snapshot writes fail as a Redis timeout would (fault injection)."""
+
+    failures = 1
+
+    def replace_feed(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("Timeout reading from socket (injected)")
+        return super().replace_feed(*args, **kwargs)

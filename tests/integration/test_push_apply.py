@@ -16,7 +16,7 @@ from aggregator.lookup import get_center
 from aggregator.store import Store
 from config import registry
 from config.registry import FeedConfig
-from tests.integration.factories import NOW
+from tests.integration.factories import NOW, FlakyStore
 
 FEED: FeedConfig = registry.parse({"feed": [{
     "id": "harbor", "format": "push", "freshness": "6h", "push": {"bearer_key_env": ["HARBOR_KEY"]},
@@ -32,18 +32,6 @@ def push(store: Store, ingest_id: str, received: str, **record: Any) -> None:
     assert store.accept_push("harbor", f"evt-{ingest_id}", ingest_id, {
         "feed_id": "harbor", "event_id": f"evt-{ingest_id}", "kind": "json", "body": json.dumps([body]),
         "status": "queued", "received_at": received}) is None
-
-
-class FlakyStore(Store):
-    """A real store whose next snapshot write fails as a Redis timeout would (fault injection)."""
-
-    failures = 1
-
-    def replace_feed(self, *args: Any, **kwargs: Any) -> Any:
-        if self.failures:
-            self.failures -= 1
-            raise StoreUnavailable("Timeout reading from socket (injected)")
-        return super().replace_feed(*args, **kwargs)
 
 
 def test_a_transient_store_error_leaves_the_push_to_be_applied_again(redis_url: str, store: Store) -> None:
