@@ -134,11 +134,17 @@ def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
     controller = getattr(sender, "controller", None)
     slots = int(getattr(controller, "concurrency", 0) or 1)
     queues = sorted(app.amqp.queues.consume_from) if app.amqp.queues.consume_from else ["feeds", "geocode"]
-    probe = ConsumerProbe(app, queues, slots)
+    hub = getattr(controller, "hub", None)
+    if hub is not None:  # the consumer's event loop says it turns; a blocked loop stops ticking
+        hub.call_repeatedly(LOOP_TICK_SECONDS, _tick)
+    probe = ConsumerProbe(app, queues, slots, watch_loop=hub is not None)
     threading.Thread(target=_sweep_forever, args=(app, name, probe), name="push-sweeper", daemon=True).start()
 
 
 _last_received = [time.monotonic()]
+_last_tick = [time.monotonic()]
+#: how often the consumer's event loop notes that it turns
+LOOP_TICK_SECONDS = 1.0
 
 
 @task_received.connect
@@ -146,15 +152,22 @@ def _received(**_kwargs: Any) -> None:
     _last_received[0] = time.monotonic()
 
 
-class ConsumerProbe:
-    """Is this worker consuming? It has stopped when messages wait in its queues, it has a free slot, and
-    it has received nothing since the last look (a healthy consumer takes a waiting message at once).
-    The answer is None when the broker cannot be reached: the consumer is reconnecting, not hung."""
+def _tick() -> None:
+    _last_tick[0] = time.monotonic()
 
-    def __init__(self, app: Any, queues: list[str], slots: int) -> None:
+
+class ConsumerProbe:
+    """Is this worker consuming? Not when its consumer's event loop has stopped turning (blocked on a dead
+    connection: finished tasks are then never collected, so its slots look busy forever), nor when
+    messages wait in its queues, it has a free slot, and it has received nothing since the last look (a
+    healthy consumer takes a waiting message at once). The answer is None when the broker cannot be
+    reached: the consumer is reconnecting, not hung."""
+
+    def __init__(self, app: Any, queues: list[str], slots: int, *, watch_loop: bool = False) -> None:
         self.app = app
         self.queues = queues
         self.slots = slots
+        self.watch_loop = watch_loop
         self.looked = time.monotonic()
 
     def waiting(self) -> int | None:
@@ -172,8 +185,9 @@ class ConsumerProbe:
         waiting = self.waiting()
         if waiting is None:
             return None
+        stalled = self.watch_loop and time.monotonic() - _last_tick[0] > 3 * LOOP_TICK_SECONDS
         free = len(state.reserved_requests) < self.slots
-        return not (waiting and free and _last_received[0] < looked)
+        return not (stalled or (waiting and free and _last_received[0] < looked))
 
 
 def _sweep_forever(app: Any, name: str, probe: Callable[[], bool | None]) -> None:
