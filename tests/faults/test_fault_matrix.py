@@ -21,8 +21,7 @@ from aggregator.invariants import check
 from tests.faults.matrix import row as matrix_row
 from tests.faults.rig import COUNTY_SIZE, TIMINGS, Partner, Rig, county_newest
 
-# one rig (one `centers serve`) for the module: with pytest-xdist its tests stay in one process
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("service-faults")]
+pytestmark = pytest.mark.slow
 
 RUNS = 5
 BOUND = 60.0  # seconds: an accepted push is applied within this of the fault ending
