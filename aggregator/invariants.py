@@ -16,7 +16,11 @@ broken invariant is one ``Violation`` naming it and the key or record concerned.
 - ``stale_as_fresh``: nothing past its freshness window is served as fresh, and nothing stale is shown
   to the public with figures;
 - ``dead_lock``: every lock has a lease (no lock outlives its run for longer than the lease), and none is
-  held once the system is quiet.
+  held once the system is quiet; no staged write (``aggregator.staging``) is left unfinished once the
+  system is quiet.
+
+While a staged write runs, the facilities it masks and the feed it writes are not judged: readers see
+them as they were (``lua/visible.lua``), and what Redis holds for them is half-way by design.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import orjson
 
 from aggregator.lookup import get_center
-from aggregator.store import Store
+from aggregator.store import WRITER_LEASE_SECONDS, WRITER_LOCK, Store
 
 INVARIANTS = ("geo_without_record", "snapshot_torn", "older_over_newer", "push_not_applied", "stale_as_fresh",
               "dead_lock")
@@ -54,8 +58,10 @@ def check(store: Store, *, now: datetime, pushes: Iterable[str] = (),
     are shown). ``feed_sizes``: feed id -> how many records its partner last sent. ``quiet``: nothing
     runs now, so nothing may be pending or locked."""
     found: list[Violation] = []
-    for part in (_geo(store), _snapshots(store, feed_sizes or {}), _newest(store, newest or {}, now),
-                 _pushes(store, pushes, quiet), _freshness(store, now), _locks(store, lock_lease_seconds, quiet)):
+    masked, staged_feeds = _staged(store)
+    for part in (_geo(store, masked), _snapshots(store, feed_sizes or {}, staged_feeds),
+                 _newest(store, newest or {}, now), _pushes(store, pushes, quiet), _freshness(store, now, masked),
+                 _locks(store, lock_lease_seconds, quiet)):
         found.extend(part[:limit])
     return found
 
@@ -69,13 +75,24 @@ def _geo_keys(store: Store) -> list[str]:
     return [k.geo, *sorted(_text(x) for x in store.redis.scan_iter(match=k.geo_level("*"), count=500))]
 
 
-def _geo(store: Store) -> list[Violation]:
+def _staged(store: Store) -> tuple[set[str], set[str]]:
+    """Facilities masked and feeds written by staged writes in progress (not judged: see above)."""
+    r, k = store.redis, store.keys
+    gens = [_text(g) for g in r.hkeys(k.staging)]
+    if not gens:
+        return set(), set()
+    feeds = {_text(f) for f in r.mget([k.stage(g, "feed") for g in gens]) if f is not None}
+    hidden = {_text(m) for g in gens for part in ("m", "hide") for m in r.smembers(k.stage(g, part))}
+    return hidden, feeds
+
+
+def _geo(store: Store, masked: set[str]) -> list[Violation]:
     r, k = store.redis, store.keys
     out: list[Violation] = []
     facilities: set[str] = set()
     for key in _geo_keys(store):
         facilities.update(_text(m) for m, _ in r.zscan_iter(key, count=1000))
-    ids = sorted(facilities)
+    ids = sorted(facilities - masked)
     reader = r.pipeline(transaction=False)
     for fid in ids:
         reader.hmget(k.center(fid), "j", "m")
@@ -101,10 +118,10 @@ def _exists(store: Store, keys: list[str]) -> list[bool]:
     return [bool(x) for x in reader.execute()] if keys else []
 
 
-def _snapshots(store: Store, sizes: Mapping[str, int]) -> list[Violation]:
+def _snapshots(store: Store, sizes: Mapping[str, int], staged: set[str]) -> list[Violation]:
     r, k = store.redis, store.keys
     out: list[Violation] = []
-    for feed_id in sorted(store.feed_ids() | set(sizes)):
+    for feed_id in sorted((store.feed_ids() | set(sizes)) - staged):
         ids = sorted(store.feed_members(feed_id))
         meta = store.feed_meta(feed_id)
         if feed_id in sizes and len(ids) != sizes[feed_id]:
@@ -193,11 +210,11 @@ def _pushes(store: Store, pushes: Iterable[str], quiet: bool) -> list[Violation]
     return out
 
 
-def _freshness(store: Store, now: datetime) -> list[Violation]:
+def _freshness(store: Store, now: datetime, masked: set[str]) -> list[Violation]:
     r, k = store.redis, store.keys
     now_ms = now.timestamp() * 1000
     out: list[Violation] = []
-    ids = sorted(_text(m) for m, _ in r.zscan_iter(k.geo, count=1000))
+    ids = sorted({_text(m) for m, _ in r.zscan_iter(k.geo, count=1000)} - masked)
     for fid in ids:
         doc = r.hget(k.center(fid), "d")
         if doc is None:
@@ -216,15 +233,21 @@ def _freshness(store: Store, now: datetime) -> list[Violation]:
 
 
 def _locks(store: Store, lease_seconds: float, quiet: bool) -> list[Violation]:
-    r = store.redis
+    r, k = store.redis, store.keys
     out: list[Violation] = []
-    for key in sorted(_text(x) for x in r.scan_iter(match=store.keys.lock("*"), count=500)):
+    for key in sorted(_text(x) for x in r.scan_iter(match=k.lock("*"), count=500)):
         ttl = int(r.pttl(key))
+        lease = max(lease_seconds, WRITER_LEASE_SECONDS) if key == k.lock(WRITER_LOCK) else lease_seconds
         if ttl == -1:
             out.append(Violation("dead_lock", f"{key} has no lease: it would outlive a dead run forever"))
-        elif ttl > lease_seconds * 1000:
-            out.append(Violation("dead_lock", f"{key} is held for {ttl / 1000:.0f} s, past the {lease_seconds:.0f} s "
+        elif ttl > lease * 1000:
+            out.append(Violation("dead_lock", f"{key} is held for {ttl / 1000:.0f} s, past the {lease:.0f} s "
                                               "lease"))
         elif quiet and ttl > 0:
             out.append(Violation("dead_lock", f"{key} is held though nothing runs"))
+    if quiet:
+        for gen, state in sorted(r.hgetall(k.staging).items()):
+            feed = _text(r.get(k.stage(_text(gen), "feed")))
+            out.append(Violation("dead_lock", f"staged write {_text(gen)} of feed {feed} was left "
+                                              f"{'before its flip' if _text(state) == 'w' else 'before its clean-up'}"))
     return out

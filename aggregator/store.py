@@ -25,16 +25,24 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     pushes:pending         zset  accepted pushes not yet done or failed (score: when last queued or started)
     worker:{name}          str   a worker's heartbeat, written while it consumes (expires)
     session:{sha256}       hash  an operator's page session (the cookie holds the id; expires in 12 h)
+    staging                hash  large writes in progress: generation -> 'w' (writing) | 'c' (flipped, cleaning up)
+    masks                  hash  facility -> what readers see of it while a generation writes (lua/visible.lua)
+    stage:{gen}:{part}     set   a generation's masked facilities (m), deferred index removals (rm),
+                                 facilities hidden from its flip until its clean-up (hide); str: its feed (feed)
 
-Invariants, held by writing each feed snapshot in one MULTI/EXEC transaction: a reader sees a feed
-whole-old or whole-new; a GEO member always has its record; index sets hold exactly the tokens in
-each record's ``t``. An older observation never overwrites a newer one (``lua/observe.lua``).
+Invariants, held by writing each feed snapshot in one MULTI/EXEC transaction, or, when it is large, as
+a staged generation (``aggregator.staging``: bounded transactions behind masks, then one flip): a reader
+sees a feed whole-old or whole-new; a GEO member always has its record (once a generation's clean-up
+is done); index sets hold exactly the tokens in each record's ``t``. An older observation never
+overwrites a newer one (``lua/observe.lua``). While a generation writes, every other write waits for
+it (the ``store-writer`` lock), so no Redis command or transaction runs long.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,7 +57,7 @@ import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from aggregator import facility, geography, match
+from aggregator import facility, geography, match, staging
 from aggregator.errors import StoreUnavailable
 from aggregator.model import Availability, Center, CenterStatus, GeoPrecision
 
@@ -147,6 +155,19 @@ class Keys:
     def limit(self, name: str) -> str:
         return f"{self.prefix}limit:{name}"
 
+    @property
+    def staging(self) -> str:
+        """Large writes in progress (lua/visible.lua): generation -> 'w' | 'c'."""
+        return f"{self.prefix}staging"
+
+    @property
+    def masks(self) -> str:
+        return f"{self.prefix}masks"
+
+    def stage(self, gen: str, part: str) -> str:
+        """A staged generation's sets: m (masked facilities), rm (deferred removals), hide; feed (str)."""
+        return f"{self.prefix}stage:{gen}:{part}"
+
     def session(self, session_id: str) -> str:
         """An operator page session, named by the SHA-256 of its id: the id (the cookie) is never stored."""
         return f"{self.prefix}session:{hashlib.sha256(session_id.encode()).hexdigest()}"
@@ -185,6 +206,14 @@ def _lua(name: str) -> str:
 #: one GEO hit: (center_id, distance_mi, center record, [observation, ...])
 RawHit = tuple[str, float, dict[str, Any], list[dict[str, Any]]]
 
+
+#: a write naming more centers and observations than this is staged (``aggregator.staging``)
+STAGE_ABOVE = 1000
+#: the lock every write of facility data takes or waits for while a staged write runs
+WRITER_LOCK = "store-writer"
+WRITER_LEASE_SECONDS = 120.0
+#: how long a small write waits for a staged one before it gives up (the task is retried)
+WRITER_WAIT_SECONDS = 180.0
 
 #: candidates one near query may examine: its work on Redis is bounded however dense the area
 MAX_EXAMINED = 2000
@@ -312,17 +341,56 @@ class _Grid:
         return found
 
 
+class _Recorder:
+    """Stands in for a transaction pipeline in a staged write: the feed's members are read at once;
+    commands queued after ``multi()`` are recorded (``aggregator.staging`` cuts them up)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.ops: list[staging.Op] = []
+        self.members_before: set[str] = set()
+
+    def smembers(self, key: str) -> set[bytes]:
+        found: set[bytes] = self.client.smembers(key)  # type: ignore[assignment]
+        self.members_before = {_str(m) for m in found}
+        return found
+
+    def watch(self, *keys: str) -> None:
+        """Nothing to watch: a staged write holds the writer lock."""
+
+    def multi(self) -> None:
+        """Commands from here on are recorded."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def record(*args: Any, **kwargs: Any) -> None:
+            self.ops.append((name, args, kwargs))
+
+        return record
+
+
 class Store:
     """Facilities, feed records, availability and feed snapshots in Redis. Pass a client in (no globals)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, *, stage_above: int = STAGE_ABOVE) -> None:
         self.redis = client
         self.keys = Keys(prefix)
-        self._near = client.register_script(_lua("near"))
+        self.stage_above = stage_above
+        #: the cost of one staged transaction (``staging.BUDGET``; tests make it small to see many steps)
+        self.stage_budget = staging.BUDGET
+        #: called with the step's name ("masked", "chunk", "flipped", "cleaned") as a staged write goes on
+        self.on_stage_step: Callable[[str], None] = lambda step: None
+        self._near = client.register_script(_lua("visible") + _lua("near"))
+        self._get = client.register_script(_lua("visible") + _lua("get"))
+        self._mask = client.register_script(_lua("mask"))
+        self._cleanup = client.register_script(_lua("cleanup"))
         prelude = _lua("doc")
         self._observe_src = prelude + _lua("observe")
         self._prune_src = prelude + _lua("prune")
         self._compose_src = prelude + _lua("compose")
+        k = self.keys
+        self._scripts = staging.Scripts(
+            observe=self._observe_src, compose=self._compose_src, prune=self._prune_src, prefix=k.prefix,
+            geo=k.geo, members="", feeds=k.feeds, meta="")
         self._ratelimit = client.register_script(_lua("ratelimit"))
         self._accept_push = client.register_script(_lua("accept_push"))
         self._rate = client.register_script(
@@ -414,18 +482,9 @@ class Store:
             return script(keys=keys, args=args)
 
     def get_center(self, center_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        """A facility's record and its observations (as stored), or None. A feed record's id answers for
-        the facility it is linked to (an alias: the record says its facility's ``id``)."""
-        k = self.keys
-
-        def read() -> Any:
-            doc = self.redis.hget(k.center(center_id), "d")
-            if doc is None:
-                fac = self.redis.hget(k.record(center_id), "fac")
-                doc = self.redis.hget(k.center(_str(fac)), "d") if fac else None
-            return doc
-
-        doc = self._call("reading a center", read)
+        """A facility's record and its observations (as readers may see them: ``lua/visible.lua``), or None.
+        A feed record's id answers for the facility it is linked to (the record says its facility's ``id``)."""
+        doc = self._call("reading a center", lambda: self._evalsha(self._get, [], [self.keys.prefix, center_id]))
         if doc is None:
             return None
         record, observations = orjson.loads(doc)
@@ -494,12 +553,23 @@ class Store:
                 raise ValueError(f"center {c.id} does not belong to feed {feed_id}")
         k = self.keys
         members_key = k.feed_members(feed_id)
+        order_ms = order if order is not None else _ms(now)
+        size = len(new) + len(obs) + (0 if partial else int(self._call(
+            "reading a feed", lambda: self.redis.scard(members_key))))
+        if size > self.stage_above:
+            return self._replace_staged(feed_id, new, obs, now, source, partial, authority, order_ms, keep or {})
+        writer = k.lock(WRITER_LOCK)
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(members_key, k.feed_meta(feed_id))
-                    result = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
-                                                 order if order is not None else _ms(now), keep or {})
+                    pipe.watch(members_key, k.feed_meta(feed_id), writer)
+                    if pipe.exists(writer):  # a staged write runs: wait for it (it may change these facilities)
+                        pipe.reset()
+                        self._wait_for_writer(deadline)
+                        continue
+                    result, _ = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
+                                                    order_ms, keep or {})
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
@@ -513,6 +583,143 @@ class Store:
                 result.observations_pruned = int(replies[-1])
         return result
 
+    # ----------------------------------------------------------------------------- staged writes
+
+    def _wait_for_writer(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise StoreUnavailable("a large write has held the store's writer lock for too long; try again")
+        time.sleep(0.05)
+
+    def _take_writer(self) -> str:
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        while (token := self.acquire_lock(WRITER_LOCK, WRITER_LEASE_SECONDS)) is None:
+            self._wait_for_writer(deadline)
+        return token
+
+    def _renew_writer(self, token: str) -> None:
+        if not self.acquire_lock(WRITER_LOCK, WRITER_LEASE_SECONDS, owner=token):
+            raise StoreUnavailable("a staged write lost the store's writer lock (its lease ran out)")
+
+    def _stages(self, state: str, feed_id: str | None = None) -> list[str]:
+        """Generations in ``state`` ('w' writing, 'c' cleaning up), of ``feed_id`` if given."""
+        k = self.keys
+        gens = sorted(_str(g) for g, st in self.redis.hgetall(k.staging).items() if _str(st) == state)
+        if feed_id is None or not gens:
+            return gens
+        feeds = self.redis.mget([k.stage(g, "feed") for g in gens])
+        return [g for g, f in zip(gens, feeds, strict=True) if f is not None and _str(f) == feed_id]
+
+    def _replace_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
+                        source: str | None, partial: bool, authority: int, order: int,
+                        keep: Mapping[str, Iterable[str]]) -> ReplaceResult:
+        """``replace_feed`` for a large write, as a staged generation (``aggregator.staging``).
+
+        Holds the writer lock throughout (every other write of facility data waits). A generation of this
+        feed whose writer died before its flip (still masked: readers see the state before it) is taken
+        over: its facilities are composed again, every record of this snapshot is rewritten whatever its
+        digest says, and one flip makes both visible."""
+        k = self.keys
+        with self._translated(f"replacing feed {feed_id} (staged)"):
+            token = self._take_writer()
+            try:
+                for gen in self._stages("c"):  # a clean-up a dead writer left
+                    self._clean_stage(gen)
+                dead = self._stages("w", feed_id)
+                extra: set[str] = set()
+                for gen in dead:
+                    extra |= self._members(k.stage(gen, "m"))
+                rec = _Recorder(self.redis)
+                result, touched = self._queue_replace(rec, feed_id, new, obs, now, source, partial, authority,
+                                                      order, keep, force=bool(dead), extra=extra)
+                self._renew_writer(token)
+                scripts = staging.Scripts(**{**self._scripts.__dict__, "members": k.feed_members(feed_id),
+                                             "meta": k.feed_meta(feed_id)})
+                plan = staging.plan(rec.ops, scripts, budget=self.stage_budget)
+                gen = f"{_ms(now)}.{secrets.token_hex(4)}"
+                self._run_staged(gen, feed_id, plan, sorted(touched | extra), result, token)
+                self._flip_and_clean(gen, dead, feed_id, plan,
+                                     set() if partial else rec.members_before - set(new))
+            finally:
+                self.release_lock(WRITER_LOCK, token)
+        return result
+
+    def _run_staged(self, gen: str, feed_id: str, plan: staging.Staged, masked: Sequence[str],
+                    result: ReplaceResult, token: str) -> None:
+        k = self.keys
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(k.staging, gen, "w")
+            pipe.set(k.stage(gen, "feed"), feed_id)
+            pipe.execute()
+        for i in range(0, len(masked), staging.SCRIPT_ITEMS):
+            self._mask(keys=[], args=[k.prefix, gen, *masked[i : i + staging.SCRIPT_ITEMS]])
+        self.on_stage_step("masked")
+        for key, items in ((k.stage(gen, "rm"), plan.deferred), (k.stage(gen, "hide"), plan.hide),
+                           (k.feed_members(feed_id), plan.members_added)):
+            for i in range(0, len(items), staging.MEMBERS):
+                self.redis.sadd(key, *items[i : i + staging.MEMBERS])
+        if plan.add_feed:
+            self.redis.sadd(k.feeds, feed_id)
+        for chunk in plan.chunks:
+            with self.redis.pipeline(transaction=True) as pipe:
+                for (name, args, kwargs), _kind in chunk:
+                    getattr(pipe, name)(*args, **kwargs)
+                replies = pipe.execute()
+            for (_op, kind), reply in zip(chunk, replies, strict=True):
+                if kind == "observe":
+                    result.observations_written += int(reply[0])
+                    result.observations_stale += int(reply[1])
+                elif kind == "prune":
+                    result.observations_pruned += int(reply)
+            self._renew_writer(token)
+            self.on_stage_step("chunk")
+
+    def _flip_and_clean(self, gen: str, dead: Sequence[str], feed_id: str, plan: staging.Staged,
+                        left: set[str]) -> None:
+        """The flip (one short transaction: the generation, and any it took over, become visible), then
+        the clean-up: deferred removals, masks, the members that left."""
+        k = self.keys
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(k.staging, mapping={g: "c" for g in (gen, *dead)})
+            if plan.meta:
+                pipe.hset(k.feed_meta(feed_id), mapping=plan.meta)  # type: ignore[arg-type]
+            pipe.execute()
+        self.on_stage_step("flipped")
+        for g in (gen, *dead):
+            self._clean_stage(g)
+        gone = sorted(left)
+        for i in range(0, len(gone), staging.MEMBERS):
+            self.redis.srem(k.feed_members(feed_id), *gone[i : i + staging.MEMBERS])
+        if plan.drop_feed:
+            self.redis.srem(k.feeds, feed_id)
+        self.on_stage_step("cleaned")
+
+    def _clean_stage(self, gen: str) -> None:
+        """Finish a flipped generation: its deferred index removals, then its masks, a batch at a time."""
+        k = self.keys
+        for what in ("rm", "m"):
+            while int(self._cleanup(keys=[], args=[k.prefix, gen, staging.SCRIPT_ITEMS, what])) > 0:
+                pass
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*[k.stage(gen, part) for part in ("hide", "rm", "m", "feed")])
+            pipe.hdel(k.staging, gen)
+            pipe.execute()
+
+    def finish_staged(self) -> int:
+        """Finish the clean-up of generations whose writer died after their flip (the sweep calls this);
+        returns how many. Generations that died before their flip stay masked until their feed writes
+        again (``replace_feed`` takes them over)."""
+        with self._translated("finishing staged writes"):
+            token = self.acquire_lock(WRITER_LOCK, WRITER_LEASE_SECONDS)
+            if token is None:
+                return 0
+            try:
+                gens = self._stages("c")
+                for gen in gens:
+                    self._clean_stage(gen)
+                return len(gens)
+            finally:
+                self.release_lock(WRITER_LOCK, token)
+
     def _queue_replace(
         self,
         pipe: Any,
@@ -525,7 +732,13 @@ class Store:
         authority: int = 0,
         order: int = 0,
         keep: Mapping[str, Iterable[str]] | None = None,
-    ) -> ReplaceResult:
+        *,
+        force: bool = False,
+        extra: set[str] | None = None,
+    ) -> tuple[ReplaceResult, set[str]]:
+        """Plan a replace and queue its commands on ``pipe``; returns the result and every facility the
+        commands may change. ``force``: rewrite every record whatever its digest says, and compose the
+        facilities in ``extra`` again (taking over a staged write that died half-way)."""
         k = self.keys
         all_ids = {_str(m) for m in pipe.smembers(k.feed_members(feed_id))}
         old_ids = sorted(all_ids & set(new)) if partial else sorted(all_ids)
@@ -549,7 +762,7 @@ class Store:
             record = center.model_dump_json().encode()
             digest = hashlib.blake2b(record, digest_size=16).hexdigest().encode()
             prev = old.get(rid)
-            if prev is not None and prev[0] == digest and prev[1]:
+            if prev is not None and prev[0] == digest and prev[1] and not force:
                 result.unchanged += 1
                 continue
             if rid in later:
@@ -563,8 +776,9 @@ class Store:
         result.removed = len(removed)
 
         # links: a record keeps its facility; a new one is matched against nearby facilities
-        plan = self._plan_links(feed_id, new, old, records, removed, authority)
+        plan = self._plan_links(feed_id, new, old, records, removed, authority, extra or set())
         self._watch_facilities(pipe, plan)
+        touched = plan.facilities | {plan.link.get(rid) or old.get(rid, (None, ""))[1] or rid for rid in new}
 
         pipe.multi()
         for rid in removed:
@@ -625,7 +839,7 @@ class Store:
                 lv = sorted((keep or {}).get(cid, ()))
                 prune.extend((cid, len(lv), *lv))
             pipe.eval(self._prune_src, 0, *prune)
-        return result
+        return result, touched
 
     # ------------------------------------------------------------------------------- facilities
 
@@ -650,8 +864,10 @@ class Store:
             plan.previous[fid] = (set(_str(t).split()) if t else set(), ids_)
 
     def _plan_links(self, feed_id: str, new: Mapping[str, Center], old: Mapping[str, tuple[bytes | None, str]],
-                    records: Mapping[str, tuple[bytes, bytes]], removed: Sequence[str], authority: int) -> LinkPlan:
-        """Which facility each changed record belongs to, and the members of every facility that changes.
+                    records: Mapping[str, tuple[bytes, bytes]], removed: Sequence[str], authority: int,
+                    extra: set[str] | None = None) -> LinkPlan:
+        """Which facility each changed record belongs to, and the members of every facility that changes
+        (and of those in ``extra``, composed again from the records they list that still exist).
 
         A record linked before keeps its facility. A new one is compared (``aggregator.match``) with the
         records of facilities near it (GEO index) or sharing an identifier, and with the records of this
@@ -734,7 +950,7 @@ class Store:
                                       "rule": chosen.rule if chosen else "no candidate nearby",
                                       "scores": dict(chosen.scores) if chosen else {}}
         # the members of every facility that changes: before, and after this snapshot
-        touched = {plan.link[rid] for rid in records} | set(plan.leaving.values())
+        touched = {plan.link[rid] for rid in records} | set(plan.leaving.values()) | (extra or set())
         members.update(self._facility_members(touched - set(members)))
         joining: dict[str, set[str]] = defaultdict(set)
         for rid in records:
@@ -795,9 +1011,15 @@ class Store:
     def _relink(self, record_id: str, current: str, target: str, why: dict[str, Any], decision: str,
                 facility_id: str) -> None:
         k = self.keys
+        writer, deadline = k.lock(WRITER_LOCK), time.monotonic() + WRITER_WAIT_SECONDS
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
+                    pipe.watch(writer)
+                    if pipe.exists(writer):  # a staged write runs: wait for it
+                        pipe.reset()
+                        self._wait_for_writer(deadline)
+                        continue
                     plan = LinkPlan()
                     touched = {current, target}
                     members = self._facility_members(touched)
@@ -959,8 +1181,21 @@ class Store:
             args: list[Any] = [k.prefix, _ms(datetime.now(UTC))]
             for o in known:
                 args.extend((o.center_id, observation_field(o), observation_json(o)))
-            written, stale = self.redis.eval(self._observe_src, 0, *args)
-            return int(written), int(stale)
+            writer, deadline = k.lock(WRITER_LOCK), time.monotonic() + WRITER_WAIT_SECONDS
+            with self.redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(writer)
+                        if pipe.exists(writer):  # a staged write runs: wait for it
+                            pipe.reset()
+                            self._wait_for_writer(deadline)
+                            continue
+                        pipe.multi()
+                        pipe.eval(self._observe_src, 0, *args)
+                        [(written, stale)] = pipe.execute()
+                        return int(written), int(stale)
+                    except redis.WatchError:
+                        pipe.reset()
 
         return self._call("recording observations", run)
 

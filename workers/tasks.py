@@ -110,8 +110,11 @@ def feed_sender(app: Any) -> Callable[[str], None]:
 
 
 def sweep(app: Any) -> dict[str, list[str]]:
-    """Everything accepted or due that nobody finished: pushes, then feed runs."""
+    """Everything accepted or due that nobody finished: pushes, then feed runs (and the clean-up of a
+    staged write whose writer died after its flip)."""
     ctx = context(app)
     bound = ctx.settings.stranded_seconds
+    cleaned = ctx.pipeline.store.finish_staged()
     return {"pushes": ctx.pipeline.sweep_pushes(push_sender(app), stale_seconds=bound),
-            "feeds": ctx.pipeline.sweep_feeds(ctx.registry.feeds, feed_sender(app), run_limit_seconds=bound)}
+            "feeds": ctx.pipeline.sweep_feeds(ctx.registry.feeds, feed_sender(app), run_limit_seconds=bound),
+            "staged_cleaned": [str(cleaned)] if cleaned else []}

@@ -15,6 +15,8 @@
 -- nearest candidates as it needs, so the nearest ten in a dense metro cost a small search, not a
 -- scan of every center within 25 miles. Several indexes are merged by distance, taking only what
 -- is certainly nearest-first. Members without a record (ghosts) are skipped.
+-- While a large write is staged, candidates are seen as visible.lua says (the prelude this script is
+-- loaded with): the facility as it was until the write's flip.
 -- Returns a flat list: id, distance_mi, document ([record, [observation, ...]]), ...
 local prefix = ARGV[1]
 local lon, lat = ARGV[2], ARGV[3]
@@ -40,11 +42,9 @@ if n_levels > 0 then
 end
 local max_examined = tonumber(ARGV[i])
 
--- a center's index tokens (c:{id} field t, e.g. "loc:detox pay:medicaid"): one read per candidate
-local function passes_filters(id)
+-- a facility's index tokens (c:{id} field t, e.g. "loc:detox pay:medicaid") against every filter group
+local function passes_filters(t)
   if #groups == 0 then return true end
-  local t = redis.call('HGET', prefix .. 'c:' .. id, 't')
-  if not t then return false end
   t = ' ' .. t .. ' '
   for g = 1, #groups do
     local ok = false
@@ -56,13 +56,15 @@ local function passes_filters(id)
   return true
 end
 
+-- a fresh available or limited observation (at one of the requested levels, if any)
+local function is_open(o)
+  return (levels == nil or levels[o.level_of_care]) and (o.status == 'available' or o.status == 'limited')
+      and o.rt + o.freshness_seconds * 1000 > now
+end
+
 local function open_now(avail)
   for k = 2, #avail, 2 do
-    local o = cjson.decode(avail[k])
-    if (levels == nil or levels[o.level_of_care]) and (o.status == 'available' or o.status == 'limited')
-        and o.rt + o.freshness_seconds * 1000 > now then
-      return true
-    end
+    if is_open(cjson.decode(avail[k])) then return true end
   end
   return false
 end
@@ -77,6 +79,23 @@ local function facility_open_now(id)
   return false
 end
 
+-- a masked facility (visible.lua): the document readers may see is checked whole
+local function doc_open_now(doc)
+  local observations = cjson.decode(doc)[2]
+  for _, o in ipairs(observations) do
+    if is_open(o) then return true end
+  end
+  return false
+end
+
+local state = stage_state(prefix)
+-- a level's GEO index may still hold a facility that no longer offers it, until a staged write's clean-up
+local level_tokens = nil
+if state and levels and KEYS[1] ~= prefix .. 'geo' then
+  level_tokens = {}
+  for level in pairs(levels) do level_tokens[#level_tokens + 1] = ' loc:' .. level .. ' ' end
+end
+
 local function by_distance(a, b) return tonumber(a[2]) < tonumber(b[2]) end
 
 local out = {}
@@ -84,14 +103,26 @@ local found = 0
 
 -- a candidate that passes every filter and is open (when asked) joins the answer; true when it is full
 local function take(id, dist)
-  if not passes_filters(id) then return false end
-  local doc = redis.call('HGET', prefix .. 'c:' .. id, 'd')
-  if doc and ((not available_only) or facility_open_now(id)) then
-    out[#out + 1] = id
-    out[#out + 1] = dist
-    out[#out + 1] = doc
-    found = found + 1
+  local t, doc, masked = visible(prefix, state, id)
+  if not doc or not passes_filters(t) then return false end
+  if level_tokens then
+    local ok, padded = false, ' ' .. t .. ' '
+    for _, token in ipairs(level_tokens) do
+      if string.find(padded, token, 1, true) then ok = true; break end
+    end
+    if not ok then return false end
   end
+  if available_only then
+    if masked then
+      if not doc_open_now(doc) then return false end
+    elseif not facility_open_now(id) then
+      return false
+    end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = dist
+  out[#out + 1] = doc
+  found = found + 1
   return found >= limit
 end
 
