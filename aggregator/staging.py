@@ -81,9 +81,11 @@ def _prune_groups(argv: Sequence[Any]) -> list[tuple[Any, ...]]:
     return groups
 
 
-def cut(op: Op, scripts: Scripts) -> list[tuple[Op, str, float]]:
-    """One recorded command as one or more commands of bounded size: (op, kind, cost)."""
+def cut(op: Op, scripts: Scripts, budget: float = BUDGET) -> list[tuple[Op, str, float]]:
+    """One recorded command as one or more commands, each within ``budget``: (op, kind, cost)."""
     name, args, kwargs = op
+    items = max(1, min(SCRIPT_ITEMS, int(budget)))
+    members = max(1, min(MEMBERS, int(budget * 20)))
     if name == "eval":
         src, _numkeys, *argv = args
         if src is scripts.observe:
@@ -96,14 +98,14 @@ def cut(op: Op, scripts: Scripts) -> list[tuple[Op, str, float]]:
         else:
             return [(op, "", 1.0)]
         return [(("eval", (src, 0, *head, *[x for u in piece for x in u]), {}), kind, float(len(piece)))
-                for piece in _pieces(units, SCRIPT_ITEMS)]
-    if name in ("sadd", "srem", "zrem") and len(args) > 1 + MEMBERS:
-        key, *members = args
-        return [((name, (key, *piece), kwargs), "", len(piece) / 20) for piece in _pieces(members, MEMBERS)]
+                for piece in _pieces(units, items)]
+    if name in ("sadd", "srem", "zrem") and len(args) > 1 + members:
+        key, *names = args
+        return [((name, (key, *piece), kwargs), "", len(piece) / 20) for piece in _pieces(names, members)]
     if name == "geoadd":
         key, values = args[0], list(args[1])
         return [(("geoadd", (key, list(piece)), kwargs), "", len(piece) / 60)
-                for piece in _pieces(values, 3 * MEMBERS)]
+                for piece in _pieces(values, 3 * members)]
     if name in ("sadd", "srem", "zrem"):
         return [(op, "", max(1.0, (len(args) - 1) / 20))]
     return [(op, "", 1.0)]
@@ -140,7 +142,7 @@ def plan(ops: Sequence[Op], scripts: Scripts, *, budget: float = BUDGET) -> Stag
             short = str(key)[len(scripts.prefix):]
             staged.deferred.extend(f"{short}\t{m}" for m in args[1:])
             continue
-        for piece, kind, cost in cut(op, scripts):
+        for piece, kind, cost in cut(op, scripts, budget):
             if current and spent + cost > budget:
                 staged.chunks.append(current)
                 current, spent = [], 0.0

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -341,14 +342,49 @@ class _Grid:
         return found
 
 
+class _Lease:
+    """The writer lock, renewed by a thread every quarter of its lease until ``end``; ``check`` raises once
+    it was lost (the write must stop: another writer may hold the lock now)."""
+
+    def __init__(self, store: Store, token: str) -> None:
+        self.store, self.token = store, token
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="writer-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(WRITER_LEASE_SECONDS / 4):
+            try:
+                if not self.store.acquire_lock(WRITER_LOCK, WRITER_LEASE_SECONDS, owner=self.token):
+                    self.lost = True
+                    return
+            except StoreUnavailable:
+                continue  # Redis away for a moment: try again; the lease is long
+
+    def check(self) -> None:
+        if self.lost:
+            raise StoreUnavailable("a staged write lost the store's writer lock (its lease ran out)")
+
+    def end(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.store.release_lock(WRITER_LOCK, self.token)
+
+
 class _Recorder:
     """Stands in for a transaction pipeline in a staged write: the feed's members are read at once;
     commands queued after ``multi()`` are recorded (``aggregator.staging`` cuts them up)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, center_prefix: str,
+                 fingerprints: Callable[[Sequence[str]], list[str]]) -> None:
         self.client = client
+        self.center_prefix = center_prefix
         self.ops: list[staging.Op] = []
         self.members_before: set[str] = set()
+        #: facility -> what the plan read of it (checked again under the writer lock)
+        self.fingerprints: dict[str, str] = {}
+        self._digest = fingerprints
 
     def smembers(self, key: str) -> set[bytes]:
         found: set[bytes] = self.client.smembers(key)  # type: ignore[assignment]
@@ -356,7 +392,9 @@ class _Recorder:
         return found
 
     def watch(self, *keys: str) -> None:
-        """Nothing to watch: a staged write holds the writer lock."""
+        """Where a transaction would WATCH facilities, note what they hold now (compared under the lock)."""
+        ids = [key[len(self.center_prefix):] for key in keys if key.startswith(self.center_prefix)]
+        self.fingerprints.update(zip(ids, self._digest(ids), strict=True))
 
     def multi(self) -> None:
         """Commands from here on are recorded."""
@@ -382,6 +420,7 @@ class Store:
         self._near = client.register_script(_lua("visible") + _lua("near"))
         self._get = client.register_script(_lua("visible") + _lua("get"))
         self._mask = client.register_script(_lua("mask"))
+        self._fingerprint = client.register_script(_lua("fingerprint"))
         self._cleanup = client.register_script(_lua("cleanup"))
         prelude = _lua("doc")
         self._observe_src = prelude + _lua("observe")
@@ -596,10 +635,6 @@ class Store:
             self._wait_for_writer(deadline)
         return token
 
-    def _renew_writer(self, token: str) -> None:
-        if not self.acquire_lock(WRITER_LOCK, WRITER_LEASE_SECONDS, owner=token):
-            raise StoreUnavailable("a staged write lost the store's writer lock (its lease ran out)")
-
     def _stages(self, state: str, feed_id: str | None = None) -> list[str]:
         """Generations in ``state`` ('w' writing, 'c' cleaning up), of ``feed_id`` if given."""
         k = self.keys
@@ -609,42 +644,69 @@ class Store:
         feeds = self.redis.mget([k.stage(g, "feed") for g in gens])
         return [g for g, f in zip(gens, feeds, strict=True) if f is not None and _str(f) == feed_id]
 
+    def _fingerprints(self, facility_ids: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(facility_ids), staging.SCRIPT_ITEMS):
+            out.extend(_str(x) for x in self._fingerprint(
+                keys=[], args=[self.keys.prefix, *facility_ids[i : i + staging.SCRIPT_ITEMS]]))
+        return out
+
+    def _plan_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
+                     source: str | None, partial: bool, authority: int, order: int,
+                     keep: Mapping[str, Iterable[str]],
+                     dead: Sequence[str]) -> tuple[_Recorder, ReplaceResult, set[str]]:
+        """Plan a staged write, recording its commands; returns the recorder, the result and every facility
+        it may change (those of ``dead`` generations included, to be composed again)."""
+        extra: set[str] = set()
+        for gen in dead:
+            extra |= self._members(self.keys.stage(gen, "m"))
+        while True:
+            rec = _Recorder(self.redis, self.keys.center(""), self._fingerprints)
+            try:
+                result, touched = self._queue_replace(rec, feed_id, new, obs, now, source, partial, authority,
+                                                      order, keep, force=bool(dead), extra=extra)
+            except redis.WatchError:  # a facility changed while it was planned: plan again
+                continue
+            return rec, result, touched | extra
+
     def _replace_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
                         source: str | None, partial: bool, authority: int, order: int,
                         keep: Mapping[str, Iterable[str]]) -> ReplaceResult:
         """``replace_feed`` for a large write, as a staged generation (``aggregator.staging``).
 
-        Holds the writer lock throughout (every other write of facility data waits). A generation of this
-        feed whose writer died before its flip (still masked: readers see the state before it) is taken
-        over: its facilities are composed again, every record of this snapshot is rewritten whatever its
-        digest says, and one flip makes both visible."""
+        It is planned without the writer lock (planning a national feed takes a while; pushes go on
+        meanwhile), then, holding the lock, checked: if the feed's members or any facility it planned
+        from changed since, it is planned again under the lock. Every other write of facility data waits
+        while the lock is held. A generation of this feed whose writer died before its flip (still masked:
+        readers see the state before it) is taken over: its facilities are composed again, every record
+        of this snapshot is rewritten whatever its digest says, and one flip makes both visible."""
         k = self.keys
+        args = (feed_id, new, obs, now, source, partial, authority, order, keep)
         with self._translated(f"replacing feed {feed_id} (staged)"):
-            token = self._take_writer()
+            dead = self._stages("w", feed_id)
+            rec, result, touched = self._plan_staged(*args, dead)
+            lease = _Lease(self, self._take_writer())
             try:
                 for gen in self._stages("c"):  # a clean-up a dead writer left
                     self._clean_stage(gen)
-                dead = self._stages("w", feed_id)
-                extra: set[str] = set()
-                for gen in dead:
-                    extra |= self._members(k.stage(gen, "m"))
-                rec = _Recorder(self.redis)
-                result, touched = self._queue_replace(rec, feed_id, new, obs, now, source, partial, authority,
-                                                      order, keep, force=bool(dead), extra=extra)
-                self._renew_writer(token)
+                watched = sorted(rec.fingerprints)
+                if (self._stages("w", feed_id) != dead or self._members(k.feed_members(feed_id)) != rec.members_before
+                        or self._fingerprints(watched) != [rec.fingerprints[f] for f in watched]):
+                    dead = self._stages("w", feed_id)
+                    rec, result, touched = self._plan_staged(*args, dead)
                 scripts = staging.Scripts(**{**self._scripts.__dict__, "members": k.feed_members(feed_id),
                                              "meta": k.feed_meta(feed_id)})
                 plan = staging.plan(rec.ops, scripts, budget=self.stage_budget)
                 gen = f"{_ms(now)}.{secrets.token_hex(4)}"
-                self._run_staged(gen, feed_id, plan, sorted(touched | extra), result, token)
+                self._run_staged(gen, feed_id, plan, sorted(touched), result, lease)
                 self._flip_and_clean(gen, dead, feed_id, plan,
                                      set() if partial else rec.members_before - set(new))
             finally:
-                self.release_lock(WRITER_LOCK, token)
+                lease.end()
         return result
 
     def _run_staged(self, gen: str, feed_id: str, plan: staging.Staged, masked: Sequence[str],
-                    result: ReplaceResult, token: str) -> None:
+                    result: ReplaceResult, lease: _Lease) -> None:
         k = self.keys
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(k.staging, gen, "w")
@@ -670,7 +732,7 @@ class Store:
                     result.observations_stale += int(reply[1])
                 elif kind == "prune":
                     result.observations_pruned += int(reply)
-            self._renew_writer(token)
+            lease.check()
             self.on_stage_step("chunk")
 
     def _flip_and_clean(self, gen: str, dead: Sequence[str], feed_id: str, plan: staging.Staged,

@@ -646,7 +646,7 @@ def _term_texts(attributes: list[Mapping[str, Any]]) -> list[str]:
 
 def _capacity(cap: Mapping[str, Any], level_text: str, sites: int, service_name: str) -> dict[str, Any]:
     unit = cap.get("unit")
-    unit_name = (_s(unit.get("name")) if isinstance(unit, Mapping) else _s(cap.get("unit_name")))[:100]
+    unit_name = _s(unit.get("name")) if isinstance(unit, Mapping) else _s(cap.get("unit_name"))
     available = _scalar(cap.get("available"))
     entry: dict[str, Any] = {"level_of_care": level_text}
     if not _BED_UNIT.match(unit_name):

@@ -174,3 +174,29 @@ def test_small_writes_wait_while_a_staged_write_runs(store: Store) -> None:
     t.join(20)
     assert events.index("small write") > events.index("cleaned")
     assert invariants.check(store, now=NOW, quiet=True) == []
+
+
+def test_a_write_that_lands_while_a_staged_one_is_planned_is_kept(store: Store) -> None:
+    """Planning runs without the lock; a facility changed meanwhile makes the write plan again under it."""
+    store.replace_feed("big", *feed(1), now=NOW, source="pull")
+    small = Store(store.redis, stage_above=10_000)
+    plan = store._plan_staged
+    calls: list[int] = []
+
+    def plan_then_interfere(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = plan(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:  # another partner's record of the same place joins big:5's facility
+            twin = center("other", "5", CAMBRIDGE[0] + 5 / 2000, CAMBRIDGE[1], name="Center 5 v2",
+                          levels_of_care=["residential"], payment=["medicaid"])
+            small.replace_feed("other", [twin], [], now=NOW)
+            small.decide_match("other:5", "big:5", "same", by="test", now=NOW)  # an operator links them
+        return out
+
+    store._plan_staged = plan_then_interfere  # type: ignore[method-assign]
+    store.replace_feed("big", *feed(2), now=NOW, source="pull")
+    assert store.facility_of("other:5") == "big:5"
+    record = get_center(store, "big:5", now=NOW)
+    assert record is not None and {m["id"] for m in record["sources"]} == {"big:5", "other:5"}
+    assert invariants.check(store, now=NOW, quiet=True) == []
+    assert len(calls) == 2, "the write was not planned again"
