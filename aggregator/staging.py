@@ -26,9 +26,9 @@ from typing import Any
 Op = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 #: cost of one transaction: script items (a center composed, an observation written) count 1 each,
-#: set and GEO members 1/20 each, any other command 1. 300 keeps a transaction to a few milliseconds.
-BUDGET = 300
-SCRIPT_ITEMS = 300
+#: set and GEO members 1/20 each, any other command 1. 100 keeps a transaction to a few milliseconds.
+BUDGET = 100
+SCRIPT_ITEMS = 100
 MEMBERS = 2000
 
 
