@@ -2,6 +2,11 @@
 record a phone report.
 
 Errors are one readable line and a non-zero exit code, never a traceback.
+
+Commands find a running ``centers serve`` wherever they are run (its service file, see runtime.py) and
+use its Redis and registry; with none running they start a private Redis for their own duration, and
+say so on stderr. Heavy modules (the store, the lookup, pydantic models) are imported inside the
+commands that need them, so ``centers --help`` and a search stay quick.
 """
 
 from __future__ import annotations
@@ -16,18 +21,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import orjson
 
-from aggregator import lookup, sample
 from aggregator.errors import AggregatorError, ConfigError, InvalidQuery
-from aggregator.runtime import redis_url
-from aggregator.store import Store
-from config import registry as registry_module
-from config.registry import Registry
 from config.settings import SETTINGS, Settings
 
 if TYPE_CHECKING:
+    from aggregator import lookup
     from aggregator.ingest import IngestReport
+    from aggregator.runtime import Service
+    from aggregator.store import Store
+    from config.registry import Registry
+
+#: lookup.DEFAULT_RADIUS_MI and lookup.DEFAULT_LIMIT, here so that `--help` needs no lookup (a test
+#: checks they agree)
+DEFAULT_RADIUS_MI = 25.0
+DEFAULT_LIMIT = 10
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +47,10 @@ def friendly_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
+        except BrokenPipeError:  # `centers feeds | head`: the reader left; nothing to say
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(0) from None
         except (AggregatorError, RuntimeError, FileNotFoundError, OSError, KeyError) as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise click.ClickException(text) from None
@@ -46,9 +58,58 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: the running `centers serve` a command found (runtime.for_cli), per process
+_FOUND: dict[str, Service | None] = {}
+
+
+def cli_settings() -> Settings:
+    """The environment's settings, completed from a running `centers serve` when one is found (its Redis,
+    data folder, registry, key prefix), with the data folder made absolute."""
+    from aggregator.runtime import for_cli
+
+    settings, _FOUND["service"] = for_cli(Settings.from_env())
+    return settings
+
+
+def private_store_notice(folder: Path) -> None:
+    click.echo(f"centers: no running `centers serve` found: using a private Redis with the data in {folder} "
+               "(start `centers serve`, or set REDIS_URL or CENTERS_DATA_DIR)", err=True)
+
+
+@contextlib.contextmanager
+def _no_pydantic_plugins() -> Iterator[None]:
+    """Import the models without pydantic's plugin search: building the first model reads the entry points
+    of every installed package (about 0.08 s of a search); this project uses no pydantic plugin. A
+    PYDANTIC_DISABLE_PLUGINS the user set is left as it is."""
+    if "PYDANTIC_DISABLE_PLUGINS" in os.environ:
+        yield
+        return
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+    try:
+        yield
+    finally:
+        os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+
+
+def _freeze_heap() -> None:
+    """The heavy imports are done: exempt what they built from the garbage collector, which would otherwise
+    walk it all again at exit (about 0.1 s of a search). Only in a `centers` process of its own (the
+    console script or ``python -m aggregator.cli``), never inside a test runner."""
+    import gc
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if Path(sys.argv[0]).name == "centers" or getattr(spec, "name", None) == "aggregator.cli":
+        gc.freeze()
+
+
 @contextlib.contextmanager
 def open_store(settings: Settings) -> Iterator[Store]:
-    with redis_url(settings) as url:
+    from aggregator.runtime import redis_url
+
+    with _no_pydantic_plugins():
+        from aggregator.store import Store
+    _freeze_heap()
+    with redis_url(settings, notice=private_store_notice) as url:
         store = Store.from_url(url, settings.key_prefix)
         try:
             yield store
@@ -57,7 +118,10 @@ def open_store(settings: Settings) -> Iterator[Store]:
 
 
 def load_registry(settings: Settings) -> Registry:
-    path = settings.registry_path()
+    from config import registry as registry_module
+    from config.registry import Registry
+
+    path = settings.registry_path() if settings.feeds_file or _FOUND.get("service") is None else None
     if path is None:
         demo = settings.data_path / "demo" / "feeds.toml"
         path = demo if demo.exists() else None
@@ -65,9 +129,12 @@ def load_registry(settings: Settings) -> Registry:
 
 
 def ensure_data(store: Store, now: datetime, echo: Callable[[str], None]) -> None:
-    """With nothing loaded yet, load the SAMHSA list where present, else the bundled sample."""
-    if store.feed_ids():
+    """With nothing loaded yet, load the SAMHSA list where present, else the bundled sample. Never into a
+    running `centers serve`'s Redis: its data is its feeds' (a service just started has not fetched yet)."""
+    if _FOUND.get("service") is not None or store.feed_ids():
         return
+    from aggregator import sample
+
     path = sample.shared_samhsa_file()
     if path is not None:
         echo(f"No data yet: loading SAMHSA facilities from {path} ...")
@@ -79,6 +146,8 @@ def ensure_data(store: Store, now: datetime, echo: Callable[[str], None]) -> Non
 
 
 def write_json(data: Any) -> None:
+    import orjson
+
     sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
 
 
@@ -110,30 +179,37 @@ def serve(demo: bool | None, host: str | None, port: int | None, concurrency: in
 
 @main.command()
 @click.argument("place")
-@click.option("--radius", "radius_mi", type=float, default=lookup.DEFAULT_RADIUS_MI, show_default=True,
-              help="Miles.")
+@click.option("--radius", "radius_mi", type=float, default=DEFAULT_RADIUS_MI, show_default=True, help="Miles.")
 @click.option("--level-of-care", "levels", multiple=True, help="detox, residential, otp, ... (repeatable)")
 @click.option("--payment", multiple=True, help="medicaid, private, sliding_scale, ... (repeatable)")
 @click.option("--population", multiple=True, help="adults, women, veterans, ... (repeatable)")
 @click.option("--language", multiple=True, help="ISO 639-1 code, e.g. es (repeatable)")
 @click.option("--available-only", is_flag=True, help="Only centers with fresh open availability.")
-@click.option("--limit", type=int, default=lookup.DEFAULT_LIMIT, show_default=True)
+@click.option("--limit", type=int, default=DEFAULT_LIMIT, show_default=True)
 @click.option("--public", is_flag=True, help="Show what the public sees (stale figures hidden).")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @friendly_errors
 def near(place: str, radius_mi: float, levels: tuple[str, ...], payment: tuple[str, ...],
          population: tuple[str, ...], language: tuple[str, ...], available_only: bool, limit: int,
          public: bool, as_json: bool) -> None:
-    """Centers near PLACE: a ZIP code, 'lat,lon' or an address."""
-    from aggregator.geocode import Geocoder, GeocoderConfig, origin_for_place
+    """Centers near PLACE: a ZIP code, 'lat,lon', 'City, ST' (e.g. 'Cambridge, MA') or an address."""
+    with _no_pydantic_plugins():
+        from aggregator import lookup
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     now = datetime.now(UTC)
     echo: Callable[[str], None] = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    # everything that can be judged offline is judged before any Redis is found or started
+    origin = lookup.offline_origin(place)
+    lookup._filters({"levels_of_care": levels, "payment": payment, "populations": population,
+                     "languages": language})
+    if origin is None and settings.geocoder in ("", "none"):
+        if (city := lookup.split_city_state(place)) is not None:
+            lookup.resolve_city(*city)  # raises, naming the city and close names
+        raise InvalidQuery("place", "enter a ZIP code, 'lat,lon' or 'City, ST' (address search is off)")
     with open_store(settings) as store:
-        config = GeocoderConfig.from_settings(settings)
-        geocoder = Geocoder(store, config) if config.enabled else None
-        origin = origin_for_place(place, geocoder)
+        if origin is None:
+            origin = _geocoded_origin(place, store, settings)
         ensure_data(store, now, echo)
         answer = lookup.near(
             store, origin=origin, radius_mi=radius_mi, levels_of_care=levels, payment=payment,
@@ -146,7 +222,32 @@ def near(place: str, radius_mi: float, levels: tuple[str, ...], payment: tuple[s
     click.echo(render_table(answer))
 
 
-def _availability_words(levels: list[dict[str, Any]]) -> str:
+ADDRESS_SEARCH_DOWN = "address search is unavailable (no geocoder reachable); try a ZIP code or 'City, ST'"
+
+
+def _geocoded_origin(place: str, store: Store, settings: Settings) -> lookup.Origin:
+    """An address through the cached, rate-limited geocoder: asked once (an operator on a call does not
+    wait through retries), and its outage said in one line."""
+    import dataclasses
+
+    from aggregator import lookup
+    from aggregator.errors import GeocoderTransient, PlaceNotFound
+    from aggregator.geocode import Geocoder, GeocoderConfig, origin_for_place
+
+    config = dataclasses.replace(GeocoderConfig.from_settings(settings), retries=0)
+    try:
+        return origin_for_place(place, Geocoder(store, config))
+    except GeocoderTransient:
+        raise click.ClickException(ADDRESS_SEARCH_DOWN) from None
+    except PlaceNotFound:
+        if (city := lookup.split_city_state(place)) is not None:
+            lookup.resolve_city(*city)  # raises, naming the city and close names
+        raise
+
+
+def _availability_words(levels: list[dict[str, Any]]) -> list[str]:
+    from aggregator.lookup import age_words
+
     parts = []
     for a in levels:
         if a["reported_at"] is None:
@@ -161,11 +262,28 @@ def _availability_words(levels: list[dict[str, Any]]) -> str:
         if a.get("waitlist_size"):
             figures += f" ({a['waitlist_size']} waiting)"
         mark = "" if a["fresh"] else " STALE"
-        parts.append(f"{a['level_of_care']}: {figures}, {lookup.age_words(a['age_seconds'])} ago{mark}")
-    return "; ".join(parts) or "no availability reported"
+        parts.append(f"{a['level_of_care']}: {figures}, {age_words(a['age_seconds'])} ago{mark}")
+    return parts or ["no availability reported"]
 
 
-def render_table(answer: lookup.NearAnswer) -> str:
+#: widest a wrapped column grows before its text wraps
+NAME_WIDTH = 34
+CITY_WIDTH = 16
+#: a name column narrows down to this to give the availability column room
+MIN_NAME_WIDTH = 20
+#: availability goes beside the other columns when its longest entry (up to this) fits there, else on
+#: lines of its own below them
+MAX_AVAILABILITY_WIDTH = 60
+
+
+def render_table(answer: lookup.NearAnswer, width: int | None = None) -> str:
+    """One row per center: distance, id (for `centers report`), name, city, phone, availability per level.
+    Long names, cities and availability wrap onto the row's next lines instead of being cut; ``width``
+    (default: the terminal's; COLUMNS, else 160, when not a terminal) bounds the lines where it can."""
+    import shutil
+    import textwrap
+
+    width = max(60, width or shutil.get_terminal_size((160, 24)).columns)
     o = answer.origin
     where = o.place or f"{o.latitude:.4f},{o.longitude:.4f}"
     lines = [f"Centers within {answer.radius_mi:g} miles of {where}"
@@ -178,11 +296,38 @@ def render_table(answer: lookup.NearAnswer) -> str:
         c = h.center
         phone = next((p["number"] + (f" x{p['extension']}" if p.get("extension") else "")
                       for p in c.get("phones", []) if p["role"] in ("intake", "main")), "")
-        rows.append((f"{h.distance_mi:.1f} mi", c["name"][:44], c["address"]["city"][:18],
-                     _availability_words(h.availability), phone))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
-        lines.append(f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[4]:<12}  {r[3]}")
+        rows.append((f"{h.distance_mi:.1f} mi", h.id, " ".join(str(c.get("name") or "").split()),
+                     " ".join(str((c.get("address") or {}).get("city") or "").split()), phone,
+                     _availability_words(h.availability)))
+    w_dist, w_id, w_phone = (max(len(r[i]) for r in rows) for i in (0, 1, 4))
+    w_name = min(NAME_WIDTH, max(len(r[2]) for r in rows))
+    w_city = min(CITY_WIDTH, max(len(r[3]) for r in rows))
+    fixed = w_dist + w_id + w_name + w_city + w_phone + 2 * 5
+    # names wrap sooner rather than availability: give it room for its longest part where names can spare it
+    need = min(MAX_AVAILABILITY_WIDTH, max(len(part) for r in rows for part in r[5]))
+    spare = max(0, min(need - (width - fixed), w_name - MIN_NAME_WIDTH))
+    beside = width - fixed + spare >= need
+    if beside:
+        w_name, fixed = w_name - spare, fixed - spare
+    elif fixed - 2 > width:  # a narrow terminal: names wrap sooner (ids never wrap: they are copied)
+        w_name = max(MIN_NAME_WIDTH, w_name - (fixed - 2 - width))
+    w_avail = width - fixed if beside else width - w_dist - 2
+
+    def wrap(text: str, w: int, indent: str = "") -> list[str]:
+        return textwrap.wrap(text, w, subsequent_indent=indent, break_on_hyphens=False) or [""]
+
+    for dist, cid, name, city, phone, parts in rows:
+        avail = [line for part in parts for line in wrap(part, w_avail, "  ")]
+        cells = [[dist], [cid], wrap(name, w_name), wrap(city, w_city), [phone]]
+        if beside:
+            cells.append(avail)
+        for i in range(max(len(col) for col in cells)):
+            cell = [col[i] if i < len(col) else "" for col in cells]
+            text = (f"{cell[0]:>{w_dist}}  {cell[1]:<{w_id}}  {cell[2]:<{w_name}}  {cell[3]:<{w_city}}  "
+                    f"{cell[4]:<{w_phone}}" + (f"  {cell[5]}" if beside else ""))
+            lines.append(text.rstrip())
+        if not beside:
+            lines.extend(" " * (w_dist + 2) + line for line in avail)
     lines.extend(answer.notes)
     return "\n".join(lines)
 
@@ -196,8 +341,9 @@ def render_table(answer: lookup.NearAnswer) -> str:
 def feeds(as_json: bool) -> None:
     """Feed health: held and failing feeds first."""
     from aggregator.health import feed_health
+    from aggregator.lookup import age_words
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     reg = load_registry(settings)
     with open_store(settings) as store:
         health = feed_health(reg.feeds, store, datetime.now(UTC))
@@ -208,10 +354,12 @@ def feeds(as_json: bool) -> None:
     click.echo(f"Workers alive: {len(workers)}" + (f" ({', '.join(sorted(workers))})" if workers else
                                                    " (none: feed runs and pushes wait)"))
     if not health:
-        click.echo("No feeds configured (CENTERS_FEEDS_FILE or config/feeds.toml).")
+        click.echo("No feeds configured (CENTERS_FEEDS_FILE or config/feeds.toml"
+                   + (f"; the running service's registry: {settings.feeds_file or 'none'}" if _FOUND.get("service")
+                      else "") + ").")
         return
     for h in health:
-        age = f"data {lookup.age_words(h['data_age_seconds'])} old" if h["data_age_seconds"] is not None else "no data"
+        age = f"data {age_words(h['data_age_seconds'])} old" if h["data_age_seconds"] is not None else "no data"
         line = (f"{h['status'].upper():<9} {h['id']:<22} {h['format']:<5} {age:<22} "
                 f"accepted {h['accepted']}, rejected {h['rejected']}")
         click.echo(line)
@@ -232,7 +380,7 @@ def check() -> None:
     from aggregator.invariants import INVARIANTS
     from aggregator.invariants import check as check_invariants
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     with open_store(settings) as store:
         found = check_invariants(store, now=datetime.now(UTC), lock_lease_seconds=settings.lock_lease_seconds)
     for violation in found:
@@ -279,7 +427,7 @@ def ingest(feed_id: str) -> None:
     from aggregator.geocode import Geocoder, GeocoderConfig
     from aggregator.ingest import Pipeline
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     reg = load_registry(settings)
     if feed_id not in reg:
         raise ConfigError(f"no feed {feed_id!r} in the registry ({', '.join(f.id for f in reg.feeds) or 'empty'})")
@@ -315,7 +463,7 @@ def matches(ctx: click.Context, as_json: bool) -> None:
     """Pairs the matcher could not decide: confirm or split them (decisions stick across runs)."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = Settings.from_env()
+    settings = cli_settings()
     with open_store(settings) as store:
         pending = store.pending_matches()
     if as_json:
@@ -338,7 +486,7 @@ def matches(ctx: click.Context, as_json: bool) -> None:
 
 
 def _decide(record_id: str, facility_id: str, decision: str) -> None:
-    settings = Settings.from_env()
+    settings = cli_settings()
     with open_store(settings) as store:
         try:
             target = store.decide_match(record_id, facility_id, decision, by=os.environ.get("USER", "operator"),
@@ -413,6 +561,8 @@ def _format_from_name(source: str) -> str:
 @friendly_errors
 def check_config() -> None:
     """Validate the settings and the partner registry; say what is wrong."""
+    from config import registry as registry_module
+
     settings = Settings.from_env()
     path = settings.registry_path()
     if path is None:
@@ -449,8 +599,9 @@ def report(center_id: str, level: str, status: str, beds: int | None, total: int
     from pydantic import ValidationError
 
     from aggregator.model import Availability, Source
+    from config import registry as registry_module
 
-    settings = Settings.from_env()
+    settings = cli_settings()
     seconds = registry_module.duration(expires, "--expires")
     now = datetime.now(UTC)
     try:
@@ -478,7 +629,9 @@ def report(center_id: str, level: str, status: str, beds: int | None, total: int
 @friendly_errors
 def load_sample(samhsa_path: str | None, bundled: bool) -> None:
     """Load the SAMHSA facility list, or the bundled sample, as a feed snapshot."""
-    settings = Settings.from_env()
+    from aggregator import sample
+
+    settings = cli_settings()
     now = datetime.now(UTC)
     with open_store(settings) as store:
         path = None if bundled else (Path(samhsa_path) if samhsa_path else sample.shared_samhsa_file())
@@ -494,6 +647,114 @@ def settings() -> None:
     """List every setting, its environment variable, default and meaning."""
     for spec in SETTINGS.values():
         click.echo(f"{spec.env:<32} default {spec.default or '(empty)'!r}\n    {spec.help}")
+
+
+# ------------------------------------------------------------------------------------------ push
+
+_PUSH_CONTENT_TYPES = {".json": "application/json", ".ndjson": "application/x-ndjson",
+                       ".jsonl": "application/x-ndjson", ".csv": "text/csv"}
+
+
+@main.command("push")
+@click.argument("feed_id", metavar="FEED")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", "api_url", default=None,
+              help="The API's base URL (default http://CENTERS_API_HOST:CENTERS_API_PORT: a local `centers serve`).")
+@click.option("--secret-env", default="PUSH_SECRET", show_default=True,
+              help="Environment variable holding the feed's signing secret (the demo's: read from the data "
+                   "folder when unset).")
+@click.option("--key-env", default=None, help="Send `Authorization: Bearer` with the key in this variable instead.")
+@click.option("--content-type", default=None, help="Default from FILE's name: .json, .ndjson/.jsonl, .csv.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait until it is applied.")
+@friendly_errors
+def push(feed_id: str, file: Path, api_url: str | None, secret_env: str, key_env: str | None,
+         content_type: str | None, timeout: float) -> None:
+    """Push FILE to feed FEED as its partner does: signed (Standard Webhooks, or a bearer key) and POSTed to the
+    API; then wait until it is applied and print what was accepted and rejected."""
+    import time
+    import uuid
+
+    import requests
+
+    from aggregator.push import sign
+
+    settings = cli_settings()  # a running `centers serve`: its API and data folder
+    base = (api_url or _push_default_api(settings, _FOUND.get("service"))).rstrip("/")
+    kind = content_type or _PUSH_CONTENT_TYPES.get(file.suffix.lower())
+    if kind is None:
+        raise click.ClickException(f"cannot tell the content type of {file.name}: give --content-type "
+                                   "(application/json, application/x-ndjson, text/csv)")
+    body = file.read_bytes()
+    event_id = f"push-{uuid.uuid4()}"
+    headers = {"content-type": kind, "user-agent": "centers-push/0.1"}
+    if key_env:
+        key = os.environ.get(key_env, "")
+        if not key:
+            raise click.ClickException(f"environment variable {key_env} is not set (the feed's push key)")
+        headers |= {"authorization": f"Bearer {key}", "idempotency-key": event_id}
+    else:
+        secret = os.environ.get(secret_env, "") or _push_demo_secret(settings, feed_id)
+        if not secret:
+            raise click.ClickException(f"environment variable {secret_env} is not set (the feed's signing secret; "
+                                       "name another with --secret-env)")
+        timestamp = str(int(time.time()))
+        headers |= {"webhook-id": event_id, "webhook-timestamp": timestamp,
+                    "webhook-signature": sign(secret.encode(), event_id, timestamp, body)}
+    with requests.Session() as http:
+        try:
+            resp = http.post(f"{base}/v1/feeds/{feed_id}/records", data=body, headers=headers, timeout=30)
+        except requests.RequestException as exc:
+            raise click.ClickException(f"cannot reach the API at {base} ({exc.__class__.__name__}): is `centers "
+                                       "serve` running? Give its address with --url") from None
+        if resp.status_code != 202:
+            raise click.ClickException(f"{base} answered {resp.status_code}: {_push_problem(resp)}")
+        ingest_id = resp.json()["ingest_id"]
+        click.echo(f"accepted: ingest {ingest_id} ({len(body):,} bytes to feed {feed_id}, event {event_id})")
+        status: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
+        while status.get("status") not in ("done", "failed"):
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"ingest {ingest_id} is still {status.get('status', 'queued')} after "
+                                           f"{timeout:.0f} s; see {base}/v1/ingests/{ingest_id}")
+            time.sleep(0.5)
+            with contextlib.suppress(requests.RequestException, ValueError):
+                answer = http.get(f"{base}/v1/ingests/{ingest_id}", timeout=10)
+                if answer.status_code == 200:
+                    status = answer.json()
+    click.echo(f"{status['status']}: {status.get('records') or 0} records, {status.get('accepted') or 0} accepted, "
+               f"{status.get('rejected') or 0} rejected")
+    for record, reasons in (status.get("rejections_by_record") or {}).items():
+        click.echo(f"  rejected {record}: {'; '.join(reasons)}")
+    if status["status"] == "failed":
+        raise click.ClickException(f"ingest {ingest_id} failed: {status.get('error') or 'see the reasons above'}")
+
+
+def _push_default_api(settings: Settings, service: Service | None) -> str:
+    """CENTERS_API_HOST/PORT when set, else the running `centers serve`'s API, else the defaults."""
+    explicit = os.environ.get("CENTERS_API_HOST") or os.environ.get("CENTERS_API_PORT")
+    if not explicit and service is not None and service.api_url:
+        return service.api_url
+    host = settings.api_host if settings.api_host not in ("", "0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+    if not settings.api_port:
+        raise click.ClickException("CENTERS_API_PORT is 0 (any free port): give the API's address with --url")
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.api_port}"
+
+
+def _push_demo_secret(settings: Settings, feed_id: str) -> str:
+    """The demo push partner's secret, as `centers serve` keeps it in the data folder ('' for other feeds)."""
+    from aggregator.demo import PUSH_FEED
+    from aggregator.serve import PUSH_SECRET_FILE
+
+    path = settings.data_path / PUSH_SECRET_FILE
+    return path.read_text().strip() if feed_id == PUSH_FEED and path.is_file() else ""
+
+
+def _push_problem(resp: Any) -> str:
+    try:
+        data = resp.json()
+        return f"{data['error']}: {data['detail']}" if isinstance(data, dict) and "detail" in data else resp.text[:300]
+    except ValueError:
+        return resp.text[:300] or resp.reason
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,16 @@ partners fall silent, so freshness shows (live, stale, unknown). Every simulated
 so in its notes. The real Los Angeles County bed scrape (historical: it reads stale) and the
 SMART Scheduling Links example are served as they are when present.
 
+Phone numbers are FICTIONAL: every demo site without one gets a 555-01xx number of its metro's area
+code (reserved for fiction), marked "(demo number)"; the real facilities' own numbers are not in the
+SAMHSA list. Reports are stamped before the five-minute period they describe starts, never after now.
+The sites nearest each metro's centre (ANCHORS) always offer detox, take Medicaid, report open beds
+and never fall silent, so the README's headline search (`centers near 02139 --level-of-care detox
+--payment medicaid`) finds fresh availability.
+
+A push partner (``demo-push``) takes signed pushes (``centers push demo-push config/push.example.json``);
+its secret is in the environment variable DEMO_PUSH_SECRET, which `centers serve` sets and prints.
+
     format   metro (SAMHSA)   path
     csv      New York         /csv/beds.csv
     json     Chicago          /json/facilities?page=1   (paginated, next links)
@@ -14,6 +24,7 @@ SMART Scheduling Links example are served as they are when present.
     hsds     Seattle          /hsds/services.json       (HSDS 3.1 with service_capacity)
     smart    Denver           /smart/$bulk-publish      (intake appointments; times from now)
     csv      Los Angeles      /la/beds.csv              (the real county scrape, la_county parser)
+    push     (any)            POST /v1/feeds/demo-push/records on the API (signed, Standard Webhooks)
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,15 +48,21 @@ from aggregator import sample
 from aggregator.geography import haversine_mi
 
 PERIOD = 300  # seconds between changes of the simulated availability
-NOTE = "simulated for the demo"
-METROS = {  # format -> (centre, radius in miles, sample metro name)
-    "csv": ((40.7128, -74.0060), 6.0, "New York"),
-    "json": ((41.8781, -87.6298), 8.0, "Chicago"),
-    "html": ((42.3601, -71.0589), 6.0, "Cambridge"),
-    "hsds": ((47.6062, -122.3321), 10.0, "Seattle"),
-    "smart": ((39.7392, -104.9903), 10.0, "Denver"),
+NOTE = "simulated for the demo; phone numbers are fictional (555-01xx)"
+PHONE_NOTE = "demo number"
+METROS = {  # format -> (centre, radius in miles, sample metro name, area code of its fictional numbers)
+    "csv": ((40.7128, -74.0060), 6.0, "New York", "212"),
+    "json": ((41.8781, -87.6298), 8.0, "Chicago", "312"),
+    "html": ((42.3601, -71.0589), 6.0, "Cambridge", "617"),
+    "hsds": ((47.6062, -122.3321), 10.0, "Seattle", "206"),
+    "smart": ((39.7392, -104.9903), 10.0, "Denver", "303"),
 }
-MAX_SITES = 60
+MAX_SITES = 60  # at most 100: each site of a metro gets its own 555-01xx number
+ANCHORS = 3  # the sites nearest each metro's centre: detox, Medicaid, open beds, never silent
+
+#: the demo's push partner: the feed, and the environment variable holding its signing secret
+PUSH_FEED = "demo-push"
+PUSH_SECRET_ENV = "DEMO_PUSH_SECRET"  # noqa: S105 - the name of a variable, not a secret
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,8 @@ class Site:
     lat: float
     lon: float
     phone: str = ""
+    #: always offers detox, takes Medicaid, reports open beds and never falls silent
+    anchor: bool = False
 
 
 def _samhsa_sites(path: Path) -> list[Site]:
@@ -81,10 +100,22 @@ def sites_by_format(shared: Path | None) -> dict[str, list[Site]]:
     samhsa = shared / "samhsa_sud_facilities_geocoded.csv" if shared else None
     everything = _samhsa_sites(samhsa) if samhsa and samhsa.exists() else _bundled_sites()
     out: dict[str, list[Site]] = {}
-    for fmt, ((lat, lon), radius, _metro) in METROS.items():
+    for fmt, ((lat, lon), radius, _metro, area_code) in METROS.items():
         unique = {s.id: s for s in everything if haversine_mi(lat, lon, s.lat, s.lon) <= radius}
-        out[fmt] = sorted(unique.values(), key=lambda s: (haversine_mi(lat, lon, s.lat, s.lon), s.id))[:MAX_SITES]
+        nearest = sorted(unique.values(), key=lambda s: (haversine_mi(lat, lon, s.lat, s.lon), s.id))[:MAX_SITES]
+        out[fmt] = [replace(s, phone=s.phone or demo_phone(area_code, i), anchor=i < ANCHORS)
+                    for i, s in enumerate(nearest)]
     return out
+
+
+def demo_phone(area_code: str, n: int) -> str:
+    """A fictional number: 555-0100 to 555-0199 are reserved for fiction in every North American area code."""
+    return f"({area_code}) 555-01{n % 100:02d}"
+
+
+def _phone_cell(site: Site) -> str:
+    """The phone as the demo partners write it: the number, marked as a demo number."""
+    return f"{site.phone} ({PHONE_NOTE})" if site.phone else ""
 
 
 def _rng(*parts: object) -> random.Random:
@@ -93,23 +124,30 @@ def _rng(*parts: object) -> random.Random:
 
 def _levels(site: Site) -> list[str]:
     r = _rng("levels", site.id)
-    return r.sample(["detox", "residential", "outpatient", "iop", "otp"], r.randint(1, 2))
+    levels = r.sample(["detox", "residential", "outpatient", "iop", "otp"], r.randint(1, 2))
+    if site.anchor and "detox" not in levels:
+        levels = ["detox", *levels][:2]
+    return levels
 
 
 def _payment(site: Site) -> list[str]:
     r = _rng("pay", site.id)
-    return r.sample(["Medicaid", "Medicare", "Private health insurance", "Sliding fee", "Cash or self-payment"],
-                    r.randint(1, 3))
+    payment = r.sample(["Medicaid", "Medicare", "Private health insurance", "Sliding fee", "Cash or self-payment"],
+                       r.randint(1, 3))
+    if site.anchor and "Medicaid" not in payment:
+        payment = ["Medicaid", *payment]
+    return payment
 
 
 def _beds(site: Site, level: str, bucket: int) -> tuple[int, int]:
     total = _rng("total", site.id, level).choice([6, 8, 12, 16, 24])
-    return _rng("beds", site.id, level, bucket).choice([0, 0, 0, 1, 2, 3, 5]), total
+    choices = [1, 2, 3, 5] if site.anchor and level == "detox" else [0, 0, 0, 1, 2, 3, 5]
+    return _rng("beds", site.id, level, bucket).choice(choices), total
 
 
 def _silent(site: Site, bucket: int) -> bool:
-    """One site in seven stops reporting for a while: its data ages into 'unknown'."""
-    return _rng("silent", site.id, bucket // 6).random() < 1 / 7
+    """One site in seven stops reporting for a while: its data ages into 'unknown'. Anchors never do."""
+    return not site.anchor and _rng("silent", site.id, bucket // 6).random() < 1 / 7
 
 
 class DemoPartners:
@@ -146,9 +184,11 @@ class DemoPartners:
         return datetime.fromtimestamp(t, UTC), int(t // PERIOD)
 
     def _reported(self, site: Site, bucket: int) -> datetime:
+        """When the figures of ``bucket`` were reported: in the four minutes before it started, so never after
+        now (and the same all through the bucket, so an unchanged document stays unchanged)."""
         if _silent(site, bucket):
             bucket = (bucket // 6) * 6 - 1  # last report before it fell silent
-        return datetime.fromtimestamp(bucket * PERIOD + _rng("at", site.id).randint(0, 240), UTC)
+        return datetime.fromtimestamp(bucket * PERIOD - _rng("at", site.id).randint(0, 240), UTC)
 
     def csv_feed(self) -> bytes:
         _now, bucket = self._now()
@@ -160,7 +200,7 @@ class DemoPartners:
             levels = _levels(s)
             d = _beds(s, "detox", bucket) if "detox" in levels else ("", "")
             r = _beds(s, "residential", bucket) if "residential" in levels else ("", "")
-            w.writerow([s.id, s.name, s.street, s.city, s.state, s.zip, s.lat, s.lon, s.phone, "; ".join(levels),
+            w.writerow([s.id, s.name, s.street, s.city, s.state, s.zip, s.lat, s.lon, _phone_cell(s), "; ".join(levels),
                         "; ".join(_payment(s)), *d, *r,
                         self._reported(s, bucket).strftime("%m/%d/%Y %I:%M %p UTC"), NOTE])
         return out.getvalue().encode()
@@ -178,7 +218,8 @@ class DemoPartners:
                              "as_of": self._reported(s, bucket).isoformat(), "note": NOTE})
             facilities.append({"id": s.id, "name": s.name, "address": {"street": s.street, "city": s.city,
                                "state": s.state, "zip": s.zip}, "location": {"lat": s.lat, "lng": s.lon},
-                               "phone": s.phone, "services": _levels(s), "payment": _payment(s), "beds": beds})
+                               "phone": _phone_cell(s), "services": _levels(s), "payment": _payment(s),
+                               "beds": beds})
         more = page * per_page < len(sites)
         return json.dumps({"data": {"facilities": facilities},
                            "links": {"next": f"facilities?page={page + 1}" if more else None}}).encode()
@@ -197,12 +238,13 @@ class DemoPartners:
                 cells.append(f"{open_} beds" if open_ else (f"Waitlist ({waiting})" if waiting else "FULL"))
             rows.append(
                 f"<tr><td><a href='/html/site/{s.id}'>{html.escape(s.name)}</a></td><td>{html.escape(s.street)}</td>"
-                f"<td>{html.escape(s.city)}</td><td>{s.zip}</td><td>{html.escape(s.phone)}</td>"
+                f"<td>{html.escape(s.city)}</td><td>{s.zip}</td><td>{html.escape(_phone_cell(s))}</td>"
                 f"<td>{cells[0]}</td><td>{cells[1]}</td>"
-                f"<td>{self._reported(s, bucket).strftime('%Y-%m-%d %H:%M')} UTC</td></tr>")
+                f"<td>{self._reported(s, bucket).strftime('%Y-%m-%d %H:%M')} UTC</td>"
+                f"<td>{html.escape('; '.join(_payment(s)))}</td></tr>")
         return ("<!doctype html><html><head><meta charset='utf-8'><title>Demo bed board</title></head><body>"
                 f"<p>{NOTE}</p><table id='beds'><thead><tr><th>Program</th><th>Street</th><th>City</th><th>ZIP</th>"
-                "<th>Phone</th><th>Detox</th><th>Residential</th><th>Updated</th></tr></thead><tbody>"
+                "<th>Phone</th><th>Detox</th><th>Residential</th><th>Updated</th><th>Payment</th></tr></thead><tbody>"
                 + "".join(rows) + "</tbody></table></body></html>").encode()
 
     def hsds_page(self) -> bytes:
@@ -214,11 +256,13 @@ class DemoPartners:
             services.append({
                 "id": f"svc-{s.id}", "name": f"{level.title()} program", "status": "active",
                 "description": f"{level} treatment ({NOTE})", "organization": {"id": f"org-{s.id}", "name": s.name},
+                "cost_options": [{"id": f"cost-{s.id}-{i}", "option": p} for i, p in enumerate(_payment(s))],
                 "capacities": [{"id": f"cap-{s.id}", "available": open_, "maximum": total, "unit": {"name": "Bed"},
                                 "updated": self._reported(s, bucket).isoformat(), "description": NOTE}],
                 "service_at_locations": [{"id": f"sal-{s.id}", "location": {
                     "id": f"loc-{s.id}", "location_type": "physical", "name": s.name, "latitude": s.lat,
-                    "longitude": s.lon, "addresses": [{"address_1": s.street, "city": s.city, "state_province": s.state,
+                    "longitude": s.lon, "phones": [{"number": s.phone, "description": PHONE_NOTE}] if s.phone else [],
+                    "addresses": [{"address_1": s.street, "city": s.city, "state_province": s.state,
                                                        "postal_code": s.zip, "country": "US",
                                                        "address_type": "physical"}]}}],
             })
@@ -372,6 +416,7 @@ city = "td:nth-of-type(3)"
 postal_code = "td:nth-of-type(4)"
 phone = "td:nth-of-type(5)"
 reported_at = "td:nth-of-type(8)"
+payment = "td:nth-of-type(9)"
 [[feed.mapping.availability]]
 constants = {{ level_of_care = "detox", notes = "{NOTE}" }}
 fields = {{ status = "td:nth-of-type(6)" }}
@@ -394,6 +439,32 @@ url = "{b}/smart/$bulk-publish"
 {common}freshness = "15m"
 [feed.mapping.options]
 level_of_care = "outpatient"
+
+[[feed]]
+id = "{PUSH_FEED}"
+partner = "Demo push partner (fictional; try `centers push {PUSH_FEED} config/push.example.json`)"
+format = "push"
+freshness = "6h"
+push = {{ hmac_secret_env = ["{PUSH_SECRET_ENV}"] }}
+[feed.mapping.fields]
+source_id = "id"
+name = "name"
+address_1 = "street"
+city = "city"
+state = "state"
+postal_code = "zip"
+latitude = "lat"
+longitude = "lon"
+phone = "phone"
+levels_of_care = "services"
+payment = "payment"
+[[feed.mapping.availability]]
+constants = {{ level_of_care = "detox" }}
+fields = {{ beds_available = "detox_beds", beds_total = "detox_total", reported_at = "updated_at", notes = "notes" }}
+[[feed.mapping.availability]]
+constants = {{ level_of_care = "residential" }}
+fields = {{ beds_available = "residential_beds", beds_total = "residential_total", reported_at = "updated_at", \
+notes = "notes" }}
 '''
         if self.la_scrape is not None:
             text += f'''

@@ -470,6 +470,8 @@ def origin_for_place(place: str, geocoder: Geocoder | None) -> lookup.Origin:
         return lookup.resolve_coordinates(float(m.group(1)), float(m.group(2)))
     if not text:
         raise InvalidQuery("place", "enter a ZIP code, 'lat,lon' or an address")
+    if (offline := lookup.offline_origin(text)) is not None:  # 'City, ST' from the ZIP data
+        return offline
     if geocoder is None or not geocoder.enabled:
         raise InvalidQuery("place", "enter a ZIP code or 'lat,lon' (address search is off)")
     try:

@@ -1,18 +1,29 @@
-"""Offline US geography: ZIP centroids, state names, state and US bounds, great-circle distance.
+"""Offline US geography: ZIP centroids, cities placed by their ZIP codes, state names, state and US
+bounds, great-circle distance.
 
 ZIP data comes from the ``zipcodes`` package (GeoNames, CC BY 4.0), embedded in its wheel: no network.
+It is read once into a compact file in the user's cache folder (``$XDG_CACHE_HOME/centers/``, else
+``~/.cache/centers/``); later processes read that in milliseconds instead of parsing ``zipcodes`` for
+seconds. A folder that cannot be written only costs that speed.
 State boxes are derived once from the ZIP centroids of each state with a margin, which is what a
 plausibility check needs (is this point roughly in Massachusetts?), not a border-exact answer.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import math
+import os
 import re
+import sys
+from array import array
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
+import orjson
 import zipcodes
 
 EARTH_RADIUS_MI = 3958.7613
@@ -59,37 +70,169 @@ class ZipPlace:
     timezone: str
 
 
+# --------------------------------------------------------------------------------------------------
+# The ZIP table, compact: built once from ``zipcodes`` (whose first use takes seconds: it inflates its
+# embedded data, and ``list_all`` makes 42,000 dicts) into a few columns, numbers as packed arrays, kept
+# as one file in the user's cache folder; every later process reads it in a few milliseconds, and finds
+# a ZIP code by binary search (no index to build).
+
+#: bump when the columns change: an older file is then ignored and rebuilt
+TABLE_FORMAT = 2
+_ARRAYS = {"lat": "d", "lon": "d", "state": "B", "city": "I", "tz": "B", "alt": "I"}
+
+
+@dataclass(frozen=True)
+class _Table:
+    codes: str  # every ZIP code, 5 characters each, ascending
+    lat: array[float]  # 0.0 where the source has no usable coordinates
+    lon: array[float]
+    state: array[int]  # index into ``states``
+    city: array[int]  # index into ``names``
+    tz: array[int]  # index into ``timezones``
+    active: str  # "1" or "0" per row
+    alt: array[int]  # flat pairs (row, index into ``names``): the other names a ZIP's city goes by
+    states: list[str]
+    names: list[str]
+    timezones: list[str]
+    boxes: dict[str, list[float]]  # state -> (lat_min, lat_max, lon_min, lon_max), margin included
+
+    def __len__(self) -> int:
+        return len(self.codes) // 5
+
+    def code(self, row: int) -> str:
+        return self.codes[row * 5:row * 5 + 5]
+
+    def row(self, zip_code: str) -> int | None:
+        codes, lo, hi = self.codes, 0, len(self.codes) // 5
+        while lo < hi:
+            mid = (lo + hi) // 2
+            found = codes[mid * 5:mid * 5 + 5]
+            if found < zip_code:
+                lo = mid + 1
+            elif found > zip_code:
+                hi = mid
+            else:
+                return mid
+        return None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "centers"
+
+
+def _table_path() -> Path:
+    return _cache_dir() / f"zip-table-{TABLE_FORMAT}-zipcodes-{zipcodes.__version__}.json"
+
+
+def _build_table() -> _Table:
+    """The columns, from ``zipcodes`` (slow: seconds). Only the 50 states, DC and the territories."""
+    rows = sorted((z for z in zipcodes.list_all() if z["state"] in STATE_NAMES), key=lambda z: z["zip_code"])
+    states: dict[str, int] = {}
+    names: dict[str, int] = {}
+    timezones: dict[str, int] = {}
+    lat: list[float] = []
+    lon: list[float] = []
+    alt: list[int] = []
+    spans: dict[str, list[float]] = {}
+    for row, z in enumerate(rows):
+        try:
+            a, b = float(z["lat"]), float(z["long"])
+        except (TypeError, ValueError):
+            a = b = 0.0
+        if not (math.isfinite(a) and math.isfinite(b)):
+            a = b = 0.0
+        lat.append(a)
+        lon.append(b)
+        if (a, b) != (0.0, 0.0):
+            s = spans.setdefault(z["state"], [90.0, -90.0, 180.0, -180.0])
+            s[0], s[1], s[2], s[3] = min(s[0], a), max(s[1], a), min(s[2], b), max(s[3], b)
+        for other in z.get("acceptable_cities") or ():
+            if other:
+                alt += [row, names.setdefault(other, len(names))]
+    m = STATE_MARGIN_DEG
+    return _Table(
+        codes="".join(z["zip_code"] for z in rows), lat=array("d", lat), lon=array("d", lon),
+        state=array("B", [states.setdefault(z["state"], len(states)) for z in rows]),
+        city=array("I", [names.setdefault(z["city"] or "", len(names)) for z in rows]),
+        tz=array("B", [timezones.setdefault(z.get("timezone") or "", len(timezones)) for z in rows]),
+        active="".join("1" if z.get("active", True) else "0" for z in rows), alt=array("I", alt),
+        states=list(states), names=list(names), timezones=list(timezones),
+        boxes={st: [a - m, b + m, c - m, d + m] for st, (a, b, c, d) in spans.items()},
+    )
+
+
+def _read_table(path: Path) -> _Table | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+        if data.get("format") != TABLE_FORMAT or data.get("byteorder") != sys.byteorder:
+            return None
+        columns: dict[str, Any] = {f: data[f] for f in _Table.__dataclass_fields__}
+        for name, kind in _ARRAYS.items():
+            columns[name] = array(kind, base64.b64decode(columns[name]))
+        columns["names"] = columns["names"].split("\n")
+        table = _Table(**columns)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    n = len(table)
+    if not n or any(len(col) != n for col in (table.lat, table.lon, table.state, table.city, table.tz, table.active)):
+        return None
+    return table
+
+
+def _write_table(path: Path, table: _Table) -> None:
+    """Atomically (a reader never sees half a file); a folder we may not write to only costs speed."""
+    columns: dict[str, Any] = {f: getattr(table, f) for f in _Table.__dataclass_fields__}
+    for name in _ARRAYS:
+        columns[name] = base64.b64encode(columns[name].tobytes()).decode()
+    columns["names"] = "\n".join(table.names)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps({"format": TABLE_FORMAT, "byteorder": sys.byteorder, **columns}))
+        os.replace(tmp, path)
+
+
 @cache
-def _zip_table() -> dict[str, dict[str, Any]]:
-    return {z["zip_code"]: z for z in zipcodes.list_all() if z["state"] in STATE_NAMES}
+def _table() -> _Table:
+    path = _table_path()
+    table = _read_table(path)
+    if table is None:
+        table = _build_table()
+        _write_table(path, table)
+    return table
+
+
+@cache
+def _rows() -> dict[str, int]:
+    codes = _table().codes
+    return {codes[i:i + 5]: i // 5 for i in range(0, len(codes), 5)}
+
+
+def _zip_table() -> dict[str, int]:
+    """ZIP code -> its row: every ZIP of the 50 states, DC and the territories."""
+    return _rows()
+
+
+def _place(row: int) -> ZipPlace | None:
+    t = _table()
+    lat, lon = t.lat[row], t.lon[row]
+    if lat == 0.0 and lon == 0.0:
+        return None
+    return ZipPlace(t.code(row), t.states[t.state[row]], t.names[t.city[row]], lat, lon, t.timezones[t.tz[row]])
 
 
 @lru_cache(maxsize=65536)
 def zip_place(zip_code: str) -> ZipPlace | None:
     """The centroid of a 5-digit ZIP code, or None if the ZIP does not exist (offline)."""
-    z = _zip_table().get(zip_code)
-    if z is None:
+    if len(zip_code) != 5:
         return None
-    try:
-        lat, lon = float(z["lat"]), float(z["long"])
-    except (TypeError, ValueError):
-        return None
-    if lat == 0.0 and lon == 0.0:
-        return None
-    return ZipPlace(zip_code, z["state"], z["city"], lat, lon, z.get("timezone") or "")
+    row = _table().row(zip_code)
+    return None if row is None else _place(row)
 
 
-@cache
-def _state_boxes() -> dict[str, tuple[float, float, float, float]]:
-    spans: dict[str, list[float]] = {}
-    for place in filter(None, map(zip_place, _zip_table())):
-        s = spans.setdefault(place.state, [90.0, -90.0, 180.0, -180.0])
-        s[0] = min(s[0], place.latitude)
-        s[1] = max(s[1], place.latitude)
-        s[2] = min(s[2], place.longitude)
-        s[3] = max(s[3], place.longitude)
-    m = STATE_MARGIN_DEG
-    return {st: (a - m, b + m, c - m, d + m) for st, (a, b, c, d) in spans.items()}
+def _state_boxes() -> dict[str, list[float]]:
+    return _table().boxes
 
 
 def in_us(lat: float, lon: float) -> bool:
@@ -140,19 +283,29 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return haversine_mi(lat1, lon1, lat2, lon2) * 1609.344
 
 
+@cache
+def _state_rows(state: str) -> tuple[int, ...]:
+    """The rows of one state's ZIP codes."""
+    t = _table()
+    try:
+        index = t.states.index(state)
+    except ValueError:
+        return ()
+    return tuple(row for row, s in enumerate(t.state) if s == index)
+
+
 def nearest_zip(lat: float, lon: float, state: str, max_mi: float = 50.0) -> str | None:
     """The ZIP code of ``state`` whose centroid is nearest a point (within ``max_mi``), or None."""
-    best: tuple[float, str] | None = None
-    for code, z in _zip_table().items():
-        if z["state"] != state:
+    t = _table()
+    best: tuple[float, int] | None = None
+    for row in _state_rows(state):
+        a, b = t.lat[row], t.lon[row]
+        if a == 0.0 and b == 0.0:
             continue
-        place = zip_place(code)
-        if place is None:
-            continue
-        d = haversine_mi(lat, lon, place.latitude, place.longitude)
+        d = haversine_mi(lat, lon, a, b)
         if best is None or d < best[0]:
-            best = (d, code)
-    return best[1] if best is not None and best[0] <= max_mi else None
+            best = (d, row)
+    return t.code(best[1]) if best is not None and best[0] <= max_mi else None
 
 
 def _city_key(city: str) -> str:
@@ -161,17 +314,86 @@ def _city_key(city: str) -> str:
 
 
 @cache
+def _alt_names() -> dict[int, list[int]]:
+    t = _table()
+    out: dict[int, list[int]] = {}
+    for i in range(0, len(t.alt), 2):
+        out.setdefault(t.alt[i], []).append(t.alt[i + 1])
+    return out
+
+
+@cache
 def _city_points() -> dict[tuple[str, str], tuple[tuple[float, float], ...]]:
     """(state, city) -> the centroids of the ZIP codes that name that city (offline, from zipcodes)."""
+    t = _table()
+    alt = _alt_names()
     points: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for code, z in _zip_table().items():
-        place = zip_place(code)
-        if place is None:
+    for row in range(len(t)):
+        a, b = t.lat[row], t.lon[row]
+        if a == 0.0 and b == 0.0:
             continue
-        for name in [z.get("city") or "", *(z.get("acceptable_cities") or [])]:
-            if name:
-                points.setdefault((z["state"], _city_key(name)), []).append((place.latitude, place.longitude))
+        state = t.states[t.state[row]]
+        for name in (t.city[row], *alt.get(row, ())):
+            if t.names[name]:
+                points.setdefault((state, _city_key(t.names[name])), []).append((a, b))
     return {k: tuple(v) for k, v in points.items()}
+
+
+@dataclass(frozen=True)
+class CityPlace:
+    """A city of a state placed by its ZIP codes: the mean of their centroids."""
+
+    city: str  # as the ZIP data spells it
+    state: str
+    latitude: float
+    longitude: float
+    zip_codes: tuple[str, ...]
+    #: "city": ZIP codes whose city this is; "alias": ZIP codes that also go by this name (e.g. a
+    #: neighbourhood, "North Cambridge"), used only when no ZIP code has it as its city
+    matched: str
+
+
+@cache
+def _state_cities(state: str) -> dict[str, tuple[list[int], list[int]]]:
+    """City key -> (active rows with that city, rows that also go by that name), for one state."""
+    t = _table()
+    alt = _alt_names()
+    out: dict[str, tuple[list[int], list[int]]] = {}
+    for row in _state_rows(state):
+        if t.lat[row] == 0.0 and t.lon[row] == 0.0:
+            continue
+        if t.active[row] == "1":
+            out.setdefault(_city_key(t.names[t.city[row]]), ([], []))[0].append(row)
+        for name in alt.get(row, ()):
+            out.setdefault(_city_key(t.names[name]), ([], []))[1].append(row)
+    return out
+
+
+def city_place(city: str, state: str) -> CityPlace | None:
+    """A city of a state ('Cambridge', 'MA') at the mean centroid of its ZIP codes; None if unknown (offline)."""
+    found = _state_cities(state).get(_city_key(city))
+    if not found:
+        return None
+    rows, matched = (found[0], "city") if found[0] else (sorted(set(found[1])), "alias")
+    if not rows:
+        return None
+    t = _table()
+    key = _city_key(city)
+    name = t.names[t.city[rows[0]]] if matched == "city" else next(
+        (t.names[i] for i in _alt_names().get(rows[0], ()) if _city_key(t.names[i]) == key), city)
+    return CityPlace(name, state, round(sum(t.lat[r] for r in rows) / len(rows), 5),
+                     round(sum(t.lon[r] for r in rows) / len(rows), 5), tuple(t.code(r) for r in rows), matched)
+
+
+def similar_cities(city: str, state: str, n: int = 3) -> list[str]:
+    """The cities of a state whose names are closest to ``city`` (for "did you mean ...?")."""
+    import difflib
+
+    t = _table()
+    names: dict[str, str] = {}
+    for row in _state_rows(state):
+        names.setdefault(_city_key(t.names[t.city[row]]), t.names[t.city[row]])
+    return [names[k] for k in difflib.get_close_matches(_city_key(city), list(names), n=n, cutoff=0.75)]
 
 
 def km_from_city(lat: float, lon: float, city: str, state: str) -> float | None:

@@ -4,6 +4,13 @@ Held (quarantined) feeds come first, then failing (the last run failed, or accep
 records to be applied), partial (some of its files could not be fetched; the rest was applied) and
 stale ones, then the rest. Each feed carries its last run's repairs, unmapped terms and dropped
 values, with example records, so nothing is lost without a word.
+
+Two times say how current a feed is: ``last_checked``, the last run that succeeded whether or not the
+partner's data had changed (a 304, an unchanged export, a held run included), and ``last_changed``, the
+last run that changed data (applied a snapshot or a push; ``last_success``, kept under that name too).
+
+``loading_reason``: whether the store is still waiting for its first data (no feed ever applied), so
+that an empty answer is not taken for "nothing is near".
 """
 
 from __future__ import annotations
@@ -45,6 +52,41 @@ def hold_obsolete(state: Mapping[str, str], held_at: str | None) -> str:
     return ""
 
 
+def last_checked(state: Mapping[str, str]) -> str | None:
+    """The last run that succeeded, changed or not: ``last_checked``, or, for state written before runs
+    recorded it, the last applied run (an applied run was checked too)."""
+    checked, changed = state.get("last_checked") or None, state.get("last_success") or None
+    if checked and changed:
+        a, b = parse_when(checked), parse_when(changed)
+        if a is not None and b is not None and b > a:
+            return changed
+    return checked or changed
+
+
+def loading_reason(feeds: Sequence[FeedConfig], store: Store) -> str:
+    """Why the store cannot answer yet, or '' once it can.
+
+    The signal: no feed has ever been applied (no ``feed:{id}:meta`` with ``replaced_at``, which every
+    applied snapshot and push writes, a staged one at its flip) while a scheduled feed is configured, so
+    its first run is on its way. An empty answer then would say "no center near here" of a store that
+    does not know yet. Push-only registries never wait (their data comes when partners push, through this
+    API). The check costs a few reads: callers make it only for an empty answer and for /readyz."""
+    pulled = [f for f in feeds if f.pulled and f.enabled]
+    if not pulled:
+        return ""
+    for feed_id in [*sorted(store.feed_ids()), *(f.id for f in feeds)]:
+        if store.feed_meta(feed_id).get("replaced_at"):
+            return ""
+    states = store.feed_states([f.id for f in pulled])
+    failed = [f.id for f in pulled if states.get(f.id, {}).get("last_error_at")]
+    reason = (f"the store is loading: no feed has been applied yet ({len(pulled)} scheduled "
+              f"{'feed' if len(pulled) == 1 else 'feeds'}; the first runs fetch them)")
+    if failed:
+        reason += f"; the first run failed for {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''} " \
+                  "(see feed health)"
+    return reason
+
+
 def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> list[dict[str, Any]]:
     states = store.feed_states([f.id for f in feeds])
     out = []
@@ -72,7 +114,8 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
             "url": feed.url, "enabled": feed.enabled, "schedule_seconds": feed.schedule_seconds,
             "freshness_seconds": feed.freshness_seconds, "status": status, "stale": stale, "held": held,
             "last_attempt": s.get("last_attempt"), "last_success": s.get("last_success"),
-            "last_checked": s.get("last_checked"), "last_outcome": s.get("last_outcome"),
+            "last_checked": last_checked(s), "last_changed": s.get("last_success") or None,
+            "last_outcome": s.get("last_outcome"),
             "last_error": s.get("last_error"), "last_error_kind": s.get("last_error_kind"),
             "last_error_at": s.get("last_error_at"), "consecutive_failures": failures,
             "records": int(s.get("records") or 0), "accepted": int(s.get("accepted") or 0),

@@ -427,8 +427,8 @@ class Pipeline:
         return documents, first, failed
 
     def _success(self, report: IngestReport, now: datetime) -> dict[str, str | int | float]:
-        return {
-            "last_success": _iso(now), "last_outcome": "applied", "records": report.records,
+        return {  # last_success: the last run that changed data; every success is a check too
+            "last_success": _iso(now), "last_checked": _iso(now), "last_outcome": "applied", "records": report.records,
             "accepted": report.accepted, "rejected": report.rejected, "observations": report.observations,
             "centers": report.accepted,
             **self._details(report),

@@ -1,11 +1,12 @@
 """``near()``: which centers near here can take someone right now?
 
-The location is a latitude/longitude or a ZIP code (offline centroid; never a network call on this
-path). Filters OR within a group and AND across groups. Results come nearest-first with the
-distance, the center's record and per-level availability carrying its status, data age and a
-freshness flag. Past an observation's freshness window the public sees ``unknown`` (with when it
-was last confirmed); operators still see the last figures, marked stale. An empty answer says what
-was searched and whether a wider radius or fewer filters would find something.
+The location is a latitude/longitude, a ZIP code (offline centroid) or a city and its state ("Cambridge,
+MA": the mean of its ZIP centroids, offline); never a network call on this path. Filters OR within a
+group and AND across groups. Results come nearest-first with the distance, the center's record and
+per-level availability carrying its status, data age and a freshness flag. Past an observation's
+freshness window the public sees ``unknown`` (with when it was last confirmed); operators still see
+the last figures, marked stale. An empty answer says what was searched and whether a wider radius or
+fewer filters would find something.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from aggregator import geography
-from aggregator.errors import InvalidQuery, UnknownZip
+from aggregator.errors import InvalidQuery, PlaceNotFound, UnknownZip
 from aggregator.model import (
     AvailabilityStatus,
     LevelOfCare,
@@ -49,9 +50,9 @@ _VOCAB: dict[str, type[StrEnum] | None] = {
 class Origin:
     latitude: float
     longitude: float
-    resolved_from: str  # "coordinates" | "zip"
+    resolved_from: str  # "coordinates" | "zip" | "city" | "address"
     zip: str | None = None
-    place: str | None = None  # "Cambridge, MA" for a ZIP
+    place: str | None = None  # "Cambridge, MA" for a ZIP; "Cambridge, MA (centroid of 6 ZIP codes)" for a city
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +121,85 @@ def resolve_coordinates(latitude: float, longitude: float) -> Origin:
     return Origin(float(latitude), float(longitude), "coordinates")
 
 
+_COORDINATES = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*")
+_CITY_STATE = re.compile(r"\s*([^\W\d][^,\d]*?)\s*,\s*([A-Za-z][A-Za-z .]*?)\s*(?:,\s*(?:US|USA))?\s*", re.IGNORECASE)
+
+
+def split_city_state(text: str) -> tuple[str, str] | None:
+    """'Cambridge, MA', 'Cambridge, Massachusetts', 'cambridge ma', 'New York NY' -> (city, 2-letter state);
+    None for anything else (an address has digits; an unknown state is not a state)."""
+    text = " ".join(text.split())
+    if m := _CITY_STATE.fullmatch(text):
+        state = geography.state_code(m.group(2))
+        return (m.group(1), state) if state else None
+    if "," in text or any(ch.isdigit() for ch in text):
+        return None
+    words = text.split(" ")
+    for n in (1, 2, 3):  # 'Cambridge MA', 'Trenton New Jersey', 'Washington District of Columbia'
+        if len(words) > n and (state := geography.state_code(" ".join(words[-n:]))):
+            return " ".join(words[:-n]), state
+    return None
+
+
+def resolve_city(city: str, state: str) -> Origin:
+    """A city and its state at the mean centroid of the city's ZIP codes (offline, the ZIP table).
+
+    Raises PlaceNotFound naming the city and suggesting close names of that state."""
+    found = geography.city_place(city, state)
+    if found is None:
+        alike = geography.similar_cities(city, state)
+        raise _place_not_found(
+            f"{city}, {state}",
+            f"no city {city!r} in {geography.STATE_NAMES.get(state, state)} in the ZIP data"
+            + (f" (did you mean {' or '.join(alike)}?)" if alike else "") + "; try a ZIP code")
+    n = len(found.zip_codes)
+    how = (f"centroid of {n} ZIP codes" if n > 1 else f"centroid of ZIP code {found.zip_codes[0]}")
+    return Origin(found.latitude, found.longitude, "city", None, f"{found.city}, {found.state} ({how})")
+
+
+def _place_not_found(place: str, reason: str) -> PlaceNotFound:
+    exc = PlaceNotFound(place)
+    exc.reason = reason
+    exc.args = (f"place: {reason}",)
+    return exc
+
+
+def resolve_place(text: str) -> Origin:
+    """A place as people type it, offline: a ZIP code, 'lat,lon', or 'City, ST' (a city and its state).
+
+    Raises InvalidQuery naming ``place`` for anything else (a street address: the geocoder's job),
+    UnknownZip for a ZIP code that does not exist, PlaceNotFound for a city the ZIP data does not know."""
+    origin = _resolve_place(text, strict=True)
+    assert origin is not None
+    return origin
+
+
+def offline_origin(text: str) -> Origin | None:
+    """``resolve_place``, but None where the geocoder may know better: an address, or a 'City, ST' the
+    ZIP data does not know. Still raises InvalidQuery/UnknownZip for a bad ZIP, coordinates or empty text."""
+    return _resolve_place(text, strict=False)
+
+
+def _resolve_place(text: str, *, strict: bool) -> Origin | None:
+    text = " ".join(str(text).split())
+    if not text:
+        raise InvalidQuery("place", "enter a ZIP code, 'lat,lon' or 'City, ST'")
+    if re.fullmatch(r"\d{5}(?:-\d{4})?", text):
+        return resolve_zip(text)
+    if m := _COORDINATES.fullmatch(text):
+        return resolve_coordinates(float(m.group(1)), float(m.group(2)))
+    if (parts := split_city_state(text)) is not None:
+        try:
+            return resolve_city(*parts)
+        except PlaceNotFound:
+            if strict:
+                raise
+            return None
+    if strict:
+        raise InvalidQuery("place", f"{text[:40]!r} is not a ZIP code, 'lat,lon' or 'City, ST'")
+    return None
+
+
 def _filters(filters: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]]:
     clean: dict[str, list[str]] = {}
     for group, given in (filters or {}).items():
@@ -152,6 +232,7 @@ def near(
     latitude: float | None = None,
     longitude: float | None = None,
     zip: str | None = None,
+    place: str | None = None,
     radius_mi: float = DEFAULT_RADIUS_MI,
     levels_of_care: Iterable[str] = (),
     payment: Iterable[str] = (),
@@ -167,11 +248,16 @@ def near(
     """Centers near a place, nearest first. See the module docstring for the contract.
 
     ``radius_mi`` is capped at ``MAX_RADIUS_MI`` and ``limit`` at ``MAX_LIMIT`` (the answer says
-    which were used). Raises ``InvalidQuery`` (naming the parameter) or ``UnknownZip``."""
+    which were used). ``place``: a ZIP, 'lat,lon' or 'City, ST', resolved offline (``resolve_place``).
+    Raises ``InvalidQuery`` (naming the parameter), ``UnknownZip`` or ``PlaceNotFound``."""
     if origin is None:
+        if place is not None and (zip is not None or latitude is not None or longitude is not None):
+            raise InvalidQuery("place", "give a place, a ZIP code or lat/lon, only one")
         if zip is not None and (latitude is not None or longitude is not None):
             raise InvalidQuery("zip", "give a ZIP code or lat/lon, not both")
-        if zip is not None:
+        if place is not None:
+            origin = resolve_place(place)
+        elif zip is not None:
             origin = resolve_zip(zip)
         elif latitude is not None and longitude is not None:
             origin = resolve_coordinates(latitude, longitude)
@@ -284,7 +370,7 @@ def _levels(center: Mapping[str, Any], observations: Sequence[dict[str, Any]], n
 
 def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, public: bool) -> dict[str, Any]:
     fresh, rt, view = entry
-    del view["rt"], view["sig"], view["freshness_seconds"]
+    del view["rt"], view["sig"]  # freshness_seconds stays: the window this figure is judged by
     view.pop("wo", None)
     view["age_seconds"] = int(now_ms - rt) // 1000 if now_ms > rt else 0
     view["fresh"] = fresh
@@ -308,7 +394,7 @@ def _no_report(level: str) -> dict[str, Any]:
         "beds_total": None, "accepting": None, "waitlist_size": None, "appointments_available": None,
         "next_appointment_at": None, "notes": "", "source": None, "reported_at": None, "checked_at": None,
         "changed_at": None,
-        "age_seconds": None, "fresh": False,
+        "age_seconds": None, "fresh": False, "freshness_seconds": None,
     }
 
 

@@ -1,16 +1,25 @@
 """``centers serve``: Redis (ours unless REDIS_URL is set), a Celery worker with beat, and the HTTP API.
 
 With no partner registry configured (or ``--demo``) it also runs the demo partners (a local HTTP
-server in every supported format) and a registry pointing at them. Children run in their own
-process groups; Ctrl-C or SIGTERM stops them all, API first, Redis last, and leaves no orphan.
+server in every supported format, and a push partner) and a registry pointing at them. Children run
+in their own process groups; Ctrl-C or SIGTERM stops them all, API first, Redis last, and leaves no
+orphan.
+
+Unless CENTERS_OPERATOR_TOKENS names its own tokens, the operator token is kept in
+``{data_dir}/operator-token`` (mode 0600) and reused by every start, so a restart signs no one out;
+deleting the file makes the next start issue a new one. The demo push partner's secret is kept the
+same way in ``{data_dir}/demo/push-secret``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,12 +27,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.request import urlopen
 
-from aggregator.demo import DemoPartners
+from aggregator.demo import PUSH_FEED, PUSH_SECRET_ENV, DemoPartners
 from aggregator.redis_process import free_port
-from aggregator.runtime import redis_url
+from aggregator.runtime import announce, redis_url
 from aggregator.sample import shared_data_dir
 from config.settings import Settings
 
@@ -56,16 +65,101 @@ def _stop(proc: subprocess.Popen[bytes], name: str, grace: float = 20.0) -> None
         pass
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:
+#: where ``centers serve`` keeps the operator token it issues (beside Redis's data)
+TOKEN_FILE = "operator-token"  # noqa: S105 - a file name, not a secret
+#: where it keeps the demo push partner's secret
+PUSH_SECRET_FILE = Path("demo") / "push-secret"
+#: an example push for the demo partner, in a checkout
+PUSH_EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "push.example.json"
+_KEPT = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+def kept_secret(path: Path) -> str:
+    """The secret kept in ``path`` (made, mode 0600, when absent or unreadable as a secret)."""
+    with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
+        text = path.read_text().strip()
+        if _KEPT.match(text):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+            return text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.replace(tmp, path)
+    return value
+
+
+def operator_token(settings: Settings, data: Path) -> str:
+    """The operator token ``centers serve`` offers: kept in ``{data}/operator-token`` and reused by every start;
+    '' (and no file) when CENTERS_OPERATOR_TOKENS names the tokens."""
+    if settings.operator_tokens:
+        return ""
+    return kept_secret(data / TOKEN_FILE)
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse to start when the API could not listen on ``host:port``, saying why in one line."""
+    if not port:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); "
+                           "set CENTERS_API_HOST or pass --host") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise RuntimeError(_bind_problem(host, port, exc.errno, exc.strerror or str(exc))) from None
+
+
+def _bind_problem(host: str, port: int, code: int | None, text: str) -> str:
+    if code == errno.EADDRINUSE:
+        return (f"port {port} is already in use (address already in use); "
+                "set CENTERS_API_PORT or pass --port")
+    return (f"cannot listen on {host}:{port} ({text.lower()}); set CENTERS_API_HOST and CENTERS_API_PORT "
+            "or pass --host and --port")
+
+
+def exit_reason(log: str, host: str, port: int) -> str:
+    """Why the API exited, from what it wrote: the last error line (uvicorn's 'ERROR: ...', else the last line
+    of a traceback), with a failed bind said plainly."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    if not lines:
+        return "it wrote nothing"
+    binds = [line for line in lines if "attempting to bind" in line]
+    bind = re.search(r"\[Errno (\d+)\].*:\s*(.+)$", binds[-1]) if binds else None
+    if bind:
+        return _bind_problem(host, port, int(bind.group(1)), bind.group(2).strip())
+    errors = [line for line in lines if line.startswith("ERROR")]
+    exception = re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", lines[-1])  # a traceback's last line
+    line = lines[-1] if exception or not errors else errors[-1]
+    line = re.sub(r"^ERROR:\s*", "", line)
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 60, *,
+                log_offset: int = 0, host: str = "127.0.0.1", port: int = 0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the API exited during start-up:\n{tail}")
+            with log_path.open("rb") as f:
+                f.seek(log_offset)
+                written = f.read().decode(errors="replace")
+            raise RuntimeError(f"the API exited during start-up: {exit_reason(written, host, port)} "
+                               f"(exit {proc.returncode}; log: {log_path})")
         try:
             with urlopen(url + "/readyz", timeout=1) as resp:  # noqa: S310 - our own loopback API
                 if resp.status == 200:
                     return
+        except HTTPError as exc:  # 503 "loading": the API is up and the first runs (below) bring its data
+            if exc.code == 503 and b'"loading"' in exc.read():
+                return
         except (URLError, OSError):
             pass
         time.sleep(0.2)
@@ -80,6 +174,7 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
     logs.mkdir(exist_ok=True)
     registry_file = settings.registry_path()
     use_demo = demo if demo is not None else registry_file is None
+    check_port(host, port)  # before anything starts: a busy port is said plainly, at once
 
     def on_signal(signum: int, _frame: object) -> None:
         raise Stopped(signal.Signals(signum).name)
@@ -90,6 +185,7 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
             url = stack.enter_context(redis_url(settings, announce=True))
             echo(f"Redis:         {url}" + ("" if settings.redis_url else f" (ours, data in {data / 'redis'})"))
             env = {**os.environ, "REDIS_URL": url, "CENTERS_DATA_DIR": str(data)}
+            push_secret = ""
             if use_demo:
                 partners = DemoPartners(shared_data_dir()).start()
                 stack.callback(partners.stop)
@@ -98,12 +194,13 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
                 registry_file = demo_dir / "feeds.toml"
                 registry_file.write_text(partners.registry_toml())
                 env.setdefault("CENTERS_GEOCODER", "none")  # the demo needs no network
+                push_secret = env.get(PUSH_SECRET_ENV) or kept_secret(data / PUSH_SECRET_FILE)
+                env[PUSH_SECRET_ENV] = push_secret
                 echo(f"Demo partners: {partners.base} (simulated availability; registry {registry_file})")
             if registry_file is not None:
                 env["CENTERS_FEEDS_FILE"] = str(registry_file.resolve())
-            token = ""
-            if not settings.operator_tokens:
-                token = secrets.token_urlsafe(18)
+            token = operator_token(settings, data)
+            if token:
                 env["CENTERS_OPERATOR_TOKENS"] = f"operator:{token}"
             port = port or free_port()
             api_url = f"http://{host}:{port}"
@@ -115,13 +212,22 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
                         "-n", f"{_worker_name(generation)}@%h"]
 
             worker = stack.enter_context(_child(worker_args(0), env, worker_log, "worker"))
+            log_offset = api_log.stat().st_size if api_log.exists() else 0
             api = stack.enter_context(_child(
                 [sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory", "--host", host,
                  "--port", str(port), "--log-level", "warning"], env, api_log, "api"))
-            _wait_ready(f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "::") else api_url, api, api_log)  # noqa: S104
+            _wait_ready(f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "::") else api_url, api, api_log,  # noqa: S104
+                        log_offset=log_offset, host=host, port=port)
             _first_runs(env, registry_file)
+            announce(api_url=api_url, feeds_file=registry_file)
             echo(f"API:           {api_url}/v1/centers/near?zip=02139   (docs: {api_url}/docs)")
-            echo(f"Operator page: {api_url}/operator" + (f"   token: {token}" if token else ""))
+            echo(f"Operator page: {api_url}/operator"
+                 + (f"   token: {token}   (kept in {data / TOKEN_FILE}; delete it to issue a new one)"
+                    if token else ""))
+            if push_secret:
+                example = f" {PUSH_EXAMPLE}" if PUSH_EXAMPLE.exists() else " FILE"
+                echo(f"Push partner:  {PUSH_FEED}   secret: {push_secret}   "
+                     f"(try: centers push {PUSH_FEED}{example} --url {api_url})")
             echo(f"Logs:          {logs}   Stop with Ctrl-C.")
             supervisor = _Supervisor(echo, worker_log)
             watch = _Watch(env, registry_file)

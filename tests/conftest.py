@@ -49,9 +49,12 @@ ROWS_DIR = "CENTERS_TEST_FAULT_ROWS"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Where test processes (pytest-xdist workers) leave their fault-matrix rows for the table."""
+    """Where test processes (pytest-xdist workers) leave their fault-matrix rows for the table; and a state
+    folder of each process's own, so the `centers serve` a test starts is never found by the user's CLI (nor
+    a user's running service by a test)."""
     if not hasattr(config, "workerinput") and ROWS_DIR not in os.environ:
         os.environ[ROWS_DIR] = tempfile.mkdtemp(prefix="fault-rows-")
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="centers-test-state-")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

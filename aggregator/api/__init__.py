@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aggregator import geography
-from aggregator.api import metrics, operators, ops, page, public, push_routes
+from aggregator.api import docs, metrics, operators, ops, page, public, push_routes
 from aggregator.api.common import ApiError, AppState, problem
 from aggregator.errors import InvalidQuery, StoreUnavailable, UnknownZip
 from aggregator.geocode import Geocoder
@@ -64,6 +64,7 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
     app = FastAPI(
+        docs_url=None, redoc_url=None,  # docs.install serves /docs from the package: no CDN
         title="Center availability",
         version="1.0",
         description="Which treatment centers near here can take someone right now? Public search, partner "
@@ -139,4 +140,5 @@ def create_app(
     app.include_router(operators.router)
     app.include_router(page.router)
     app.include_router(ops.router)
+    docs.install(app)
     return app

@@ -24,6 +24,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from aggregator.geocode import Geocoder
+from aggregator.health import loading_reason
 from aggregator.push import PartnerSecrets
 from aggregator.store import Store
 from config.registry import Registry
@@ -89,6 +90,19 @@ def enforce_rate(st: AppState, key: str, limit: int, what: str) -> None:
         retry = max(1, (remaining_ms + 999) // 1000)
         raise ApiError(429, "rate_limited", f"more than {limit} {what} a minute; retry in {retry} s",
                        headers={"Retry-After": str(retry)})
+
+
+#: how long a caller is asked to wait while the store loads its first data
+LOADING_RETRY_SECONDS = 30
+
+
+def require_loaded(st: AppState) -> None:
+    """503 ``loading`` (with Retry-After) while no feed has ever been applied: an empty answer then is
+    not "nothing near here". Call it for an empty answer only: a store with any result is loaded."""
+    reason = loading_reason(st.registry.feeds, st.store)
+    if reason:
+        raise ApiError(503, "loading", f"{reason}; try again in a minute",
+                       headers={"Retry-After": str(LOADING_RETRY_SECONDS)})
 
 
 # --------------------------------------------------------------- operators: tokens, sessions, CSRF

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from aggregator import lookup
-from aggregator.api.common import ApiError, AppState, json_response, require_operator, state_of
+from aggregator.api.common import ApiError, AppState, json_response, require_loaded, require_operator, state_of
 from aggregator.errors import GeocoderTransient, PlaceNotFound
 from aggregator.geocode import origin_for_place
 from aggregator.health import feed_health, hold_obsolete
@@ -125,6 +125,8 @@ def operator_search(st: AppState, *, place: str, radius_mi: float, level_of_care
     answer = lookup.near(st.store, origin=origin, radius_mi=radius_mi, levels_of_care=level_of_care, payment=payment,
                          populations=population, languages=language, available_only=available_only, limit=limit,
                          audience="operator", now=st.clock(), helpline=st.settings.helpline)
+    if not answer.results:
+        require_loaded(st)  # 503 loading: an empty answer from a store with no data yet says nothing
     st.metrics.lookup("operator", bool(answer.results))
     return answer
 
@@ -132,7 +134,8 @@ def operator_search(st: AppState, *, place: str, radius_mi: float, level_of_care
 @router.get("/v1/operator/centers/near", summary="Operators' search: any place, last figures kept (marked stale)")
 def operator_near(
     request: Request,
-    place: Annotated[str, Query(min_length=1, max_length=200, description="ZIP, 'lat,lon' or an address")],
+    place: Annotated[str, Query(min_length=1, max_length=200,
+                                description="ZIP, 'lat,lon' or (with a geocoder configured) an address")],
     radius_mi: Annotated[float, Query(gt=0, le=lookup.MAX_RADIUS_MI)] = 50.0,
     level_of_care: Annotated[list[LevelOfCare], Query()] = [],  # noqa: B006
     payment: Annotated[list[Payment], Query()] = [],  # noqa: B006
@@ -154,6 +157,7 @@ def operator_center(request: Request,
     st = state_of(request)
     found = lookup.get_center(st.store, center_id, audience="operator", now=st.clock())
     if found is None:
+        require_loaded(st)
         raise ApiError(404, "not_found", f"no center {center_id!r}", center_id=center_id)
     partners = {f.id: f.partner for f in st.registry.feeds}
     for source in found.get("sources", ()):

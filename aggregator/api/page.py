@@ -1,9 +1,12 @@
 """The operator page: server-rendered HTML that works without JavaScript.
 
-``GET /operator`` shows, to a signed-in operator, a search form (ZIP, 'lat,lon' or an address, with
-filters), the results nearest first with each level of care's status and how fresh it is (operators
-see stale figures, clearly marked), and the health of every feed. Without a valid operator token the
-answer is 401 with a sign-in form and nothing else.
+``GET /operator`` shows, to a signed-in operator, a search bar (ZIP, 'lat,lon', or an address when a
+geocoder is configured; radius, max results, "can take someone now"; the other filters folded under
+"More filters" so that results show without scrolling on a laptop), the results nearest first with
+each level of care's status and how fresh it is (operators see stale figures, clearly marked), and the
+health of every feed (last checked, last changed). While the store has not loaded its first data an
+empty search says so (503), never "no centers". Without a valid operator token the answer is 401 with
+a sign-in form and nothing else.
 
 Sessions are server-side. ``POST /operator/login`` checks the token (in constant time) and starts a
 session in Redis under a digest of a random id; the HttpOnly, SameSite=Strict cookie (Secure over
@@ -199,10 +202,11 @@ class _Search:
         self.available_only = q.get("available_only", "") in ("on", "true", "1", "yes")
         self.submitted = "place" in q
 
-    def parse(self) -> dict[str, Any]:
+    def parse(self, address_search: bool = True) -> dict[str, Any]:
         """Keyword arguments for ``operator_search``; raises InvalidQuery naming the field."""
         if not self.place:
-            raise InvalidQuery("place", "enter a ZIP code, 'lat,lon' or an address")
+            raise InvalidQuery("place", "enter a ZIP code, 'lat,lon' or an address" if address_search
+                               else "enter a ZIP code or 'lat,lon'")
         if len(self.place) > 200:
             raise InvalidQuery("place", "must be at most 200 characters")
         radius = DEFAULT_RADIUS_MI
@@ -227,9 +231,21 @@ class _Search:
                 "population": self.selected["population"], "language": languages}
 
     def form(self) -> dict[str, Any]:
+        chosen = [label(v) for name, _, _ in GROUPS for v in self.selected[name]]
+        if self.language_text:
+            chosen.append(f"language {self.language_text}")
         return {"place": self.place, "radius_mi": self.radius_text or f"{DEFAULT_RADIUS_MI:g}",
                 "limit": self.limit_text or str(DEFAULT_LIMIT), "language": self.language_text,
-                "available_only": self.available_only, "selected": self.selected}
+                "available_only": self.available_only, "selected": self.selected, "chosen": chosen}
+
+
+#: the folded filters ("More filters"), by the names InvalidQuery gives them: opened when one is wrong
+FOLDED = frozenset({"levels_of_care", "payment", "populations", "languages"})
+
+
+def address_search_on(st: AppState) -> bool:
+    """Whether the page can search an address: a geocoder is configured (CENTERS_GEOCODER is not none)."""
+    return st.geocoder is not None and st.geocoder.enabled
 
 
 FIELD_NAMES = {
@@ -276,7 +292,7 @@ def _result(hit: dict[str, Any], partners: dict[str, str]) -> dict[str, Any]:
 def _feed_rows(st: AppState, now: datetime) -> list[dict[str, Any]]:
     rows = feed_health(st.registry.feeds, st.store, now)
     for row in rows:
-        for key in ("last_success", "last_error_at", "last_attempt"):
+        for key in ("last_success", "last_checked", "last_changed", "last_error_at", "last_attempt"):
             when = parse_when(row.get(key))
             row[key + "_ago"] = lookup.age_words(max(0, int((now - when).total_seconds()))) if when else None
     return rows
@@ -297,12 +313,14 @@ def operator_page(request: Request) -> Response:
     operator = who.name
     now = st.clock()
     search = _Search(request.query_params)
-    status, message, answer = 200, "", None
+    status, message, answer, open_filters = 200, "", None, False
+    address_search = address_search_on(st)
     if search.submitted:
         try:
-            answer = operator_search(st, **search.parse())
+            answer = operator_search(st, **search.parse(address_search))
         except (ApiError, InvalidQuery, StoreUnavailable) as exc:
             status, message = _error_message(exc)
+            open_filters = isinstance(exc, InvalidQuery) and exc.parameter in FOLDED
     feeds: list[dict[str, Any]] | None = None
     feeds_error = ""
     try:
@@ -319,6 +337,7 @@ def operator_page(request: Request) -> Response:
     partners = {f.id: f.partner for f in st.registry.feeds}
     context = {
         "operator": operator, "form": search.form(), "groups": GROUPS, "message": message,
+        "address_search": address_search, "open_filters": open_filters,
         "answer": answer.as_dict() if answer else None,
         "results": [_result(h.as_dict(), partners) for h in answer.results] if answer else [],
         "feeds": feeds, "feeds_error": feeds_error, "helpline": st.settings.helpline, "matches": matches,

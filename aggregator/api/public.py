@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from aggregator import lookup
-from aggregator.api.common import ApiError, client_address, enforce_rate, json_response, state_of
+from aggregator.api.common import ApiError, client_address, enforce_rate, json_response, require_loaded, state_of
 from aggregator.model import LevelOfCare, Payment, Population
 
 router = APIRouter(tags=["public"])
@@ -37,6 +37,9 @@ class Availability(BaseModel):
     changed_at: str | None = None
     age_seconds: int | None = Field(None, description="seconds since reported_at")
     fresh: bool = Field(description="false past the feed's freshness window: the status then reads unknown")
+    freshness_seconds: int | None = Field(
+        None, description="the freshness window of this figure's feed (an operator's report: its expiry), in "
+                          "seconds: the figure reads as live while age_seconds is below it; null with no report")
 
 
 class CenterResult(BaseModel):
@@ -79,18 +82,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "unknown ZIP code or center"},
     422: {"model": ErrorBody, "description": "a parameter is invalid (named in 'parameter')"},
     429: {"model": ErrorBody, "description": "rate limited; see Retry-After"},
-    503: {"model": ErrorBody, "description": "the store is unreachable"},
+    503: {"model": ErrorBody, "description": "the store is unreachable (error 'unavailable'), or has not loaded its "
+                                             "first data yet (error 'loading'); see Retry-After"},
 }
 
 
 @router.get("/v1/centers/near", response_model=NearAnswer, responses=ERRORS, dependencies=[Depends(rate_limited)],
             summary="Centers near a place, nearest first",
-            description="Give `zip`, or both `lat` and `lon` (not both kinds): otherwise 422 naming `location`.")
+            description="Give `zip`, `place` ('City, ST'), or both `lat` and `lon` (one kind only): otherwise 422 "
+                        "naming `location`.")
 def centers_near(
     request: Request,
     lat: Annotated[float | None, Query(ge=-85.05, le=85.05, description="latitude (with lon)")] = None,
     lon: Annotated[float | None, Query(ge=-180, le=180, description="longitude (with lat)")] = None,
     zip: Annotated[str | None, Query(pattern=r"^\d{5}$", description="5-digit ZIP code (instead of lat/lon)")] = None,
+    place: Annotated[str | None, Query(min_length=1, max_length=200, description=(
+        "'City, ST' (resolved offline to the centroid of the city's ZIP codes), a ZIP or 'lat,lon'"))] = None,
     radius_mi: Annotated[float, Query(gt=0, le=lookup.MAX_RADIUS_MI)] = lookup.DEFAULT_RADIUS_MI,
     level_of_care: Annotated[list[LevelOfCare], Query(
         description=f"repeatable; OR within, AND across; at most {lookup.MAX_FILTER_VALUES} values per filter "
@@ -106,10 +113,12 @@ def centers_near(
     if (lat is None) != (lon is None):
         raise ApiError(422, "invalid_parameter", "give both lat and lon", parameter="lat" if lat is None else "lon")
     answer = lookup.near(
-        st.store, latitude=lat, longitude=lon, zip=zip, radius_mi=radius_mi, levels_of_care=level_of_care,
+        st.store, latitude=lat, longitude=lon, zip=zip, place=place, radius_mi=radius_mi, levels_of_care=level_of_care,
         payment=payment, populations=population, languages=language, available_only=available_only, limit=limit,
         audience="public", now=st.clock(), helpline=st.settings.helpline,
     )
+    if not answer.results:
+        require_loaded(st)  # "no center matched" is only true of a store that has data
     st.metrics.lookup("public", bool(answer.results))
     body = answer.as_dict()
     partners = {f.id: f.partner for f in st.registry.feeds}
@@ -140,6 +149,7 @@ def center_by_id(
     st = state_of(request)
     found = lookup.get_center(st.store, center_id, audience="public", now=st.clock())
     if found is None:
+        require_loaded(st)
         raise ApiError(404, "not_found", f"no center {center_id!r}", center_id=center_id)
     return json_response(public_center(found, {f.id: f.partner for f in st.registry.feeds}),
                          headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})

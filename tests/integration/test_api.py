@@ -142,6 +142,19 @@ def test_a_signed_push_becomes_visible_in_near(api: httpx.Client, stack: dict[st
         {"number": "+16175550142", "role": "main", "extension": "", "source": "harbor"}]
 
 
+def test_a_city_and_state_is_a_place(api: httpx.Client, stack: dict[str, Any]) -> None:
+    body = json.dumps(RECORDS).encode()
+    wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
+              stack["worker"])
+    answer = api.get("/v1/centers/near", params={"place": "Cambridge, MA", "level_of_care": "detox"})
+    assert answer.status_code == 200, answer.text
+    origin = answer.json()["origin"]
+    assert origin["resolved_from"] == "city" and origin["place"].startswith("Cambridge, MA (centroid of ")
+    assert {"harbor:h-1", "harbor:h-2"} <= {r["id"] for r in answer.json()["results"]}
+    unknown = api.get("/v1/centers/near", params={"place": "Cambrige, MA"})
+    assert unknown.status_code in (404, 422) and "Cambridge" in unknown.text
+
+
 def test_a_push_is_an_update_not_a_snapshot(api: httpx.Client, stack: dict[str, Any]) -> None:
     body = json.dumps([RECORDS[0]]).encode()
     resp = api.post("/v1/feeds/harbor/records", content=body, headers=signed(body))

@@ -66,7 +66,7 @@ def test_with_redis_url_it_uses_that_redis(redis_url: str, clean_env: dict[str, 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["near", "Springfield, MA"], "enter a ZIP code or 'lat,lon' (address search is off)"),
+    [(["near", "1 Main St, Springfield, MA"], "enter a ZIP code, 'lat,lon' or 'City, ST' (address search is off)"),
      (["near", "99999"], "ZIP code '99999' does not exist"),
      (["near", "02139", "--payment", "gold"], "payment: 'gold' is not one of")],
 )

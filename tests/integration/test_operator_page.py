@@ -8,6 +8,7 @@ centers of our own with availability (live, stale, none), one of them and one pa
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -31,7 +32,7 @@ OPERATOR_TOKEN = "page-operator-token-0123456789abcdef"
 SCRIPT_PARTNER = "Nightly Beds <script>alert('x')</script>"
 SCRIPT_CENTER = "<script>alert('x')</script> Recovery House"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO_ROOT / "test-artifacts" / "operator-page.png"
+SCREENSHOT = Path(os.environ.get("CENTERS_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts") / "operator-page.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
