@@ -216,6 +216,11 @@ def near(place: str, radius_mi: float, levels: tuple[str, ...], payment: tuple[s
             populations=population, languages=language, available_only=available_only, limit=limit,
             audience="public" if public else "operator", now=now, helpline=settings.helpline,
         )
+        if not answer.results:  # "nothing matched" is only true of a store that has data
+            from aggregator.health import loading_reason
+
+            if loading := loading_reason(load_registry(settings).feeds, store):
+                raise click.ClickException(f"no answer yet: {loading}")
     if as_json:
         write_json(answer.as_dict())
         return
@@ -363,6 +368,9 @@ def feeds(as_json: bool) -> None:
         line = (f"{h['status'].upper():<9} {h['id']:<22} {h['format']:<5} {age:<22} "
                 f"accepted {h['accepted']}, rejected {h['rejected']}")
         click.echo(line)
+        now = datetime.now(UTC)
+        checked, changed = (_ago(h.get(f), now) for f in ("last_checked", "last_changed"))
+        click.echo(f"          last checked {checked}, last changed {changed}")
         quality = _quality_counts(h)
         if quality:
             click.echo(f"          last run: {quality}")
@@ -371,6 +379,14 @@ def feeds(as_json: bool) -> None:
         if h["last_error"]:
             click.echo(f"          last error ({h['last_error_kind']}, {h['consecutive_failures']} in a row): "
                        f"{h['last_error']}")
+
+
+def _ago(iso: str | None, now: datetime) -> str:
+    from aggregator.lookup import age_words
+
+    if not iso:
+        return "never"
+    return f"{age_words(int((now - datetime.fromisoformat(iso)).total_seconds()))} ago"
 
 
 @main.command()

@@ -134,6 +134,8 @@ fields = {{ beds_available = "Detox beds" }}
         health = centers("feeds", "--json", env=env)
         [feed] = json.loads(health.stdout)
         assert (feed["id"], feed["status"], feed["accepted"]) == ("beds", "ok", 1)
+        table = centers("feeds", env=env).stdout
+        assert "last checked" in table and "last changed" in table and "never" not in table, table
         reported = centers("report", "beds:A1", "--level-of-care", "detox", "--status", "full", "--beds", "0",
                            "--expires", "2h", "--by", "dana", env=env)
         assert reported.returncode == 0, reported.stderr
