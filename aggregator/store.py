@@ -50,7 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
@@ -58,9 +58,12 @@ import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from aggregator import facility, geography, match, staging
+from aggregator import facility, geography, staging
 from aggregator.errors import StoreUnavailable
 from aggregator.model import Availability, Center, CenterStatus, GeoPrecision
+
+if TYPE_CHECKING:  # matching (scourgify, rapidfuzz) loads only where a write plans links: a CLI search stays quick
+    from aggregator import match
 
 DEFAULT_PREFIX = "cav:"
 
@@ -457,7 +460,8 @@ class Store:
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
             raise StoreUnavailable(f"Redis unavailable while {what}: {exc}") from exc
         except redis.ResponseError as exc:
-            if str(exc).startswith(("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN")):
+            reply = str(exc).split("caused error: ", 1)[-1]  # a pipeline names its command first
+            if reply.startswith(("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "BUSY")):
                 raise StoreUnavailable(f"Redis refused {what}: {exc}") from exc
             raise
 
@@ -935,6 +939,8 @@ class Store:
         records of facilities near it (GEO index) or sharing an identifier, and with the records of this
         snapshot placed before it; a "same" verdict links it, anything else founds a facility of its own
         (its id is the record's). Only new records are matched: an unchanged re-run does no matching."""
+        from aggregator import match
+
         plan = LinkPlan()
         for rid in records:
             if old.get(rid, (None, ""))[1]:

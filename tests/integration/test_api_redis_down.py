@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from aggregator.invariants import check
 from aggregator.push import sign
@@ -117,6 +119,25 @@ def test_redis_hung_then_resumed(own_redis: RedisProcess, api: ApiServer) -> Non
         finally:
             os.kill(own_redis.process.pid, signal.SIGCONT)
         assert_recovers(client)
+
+
+def test_redis_busy_running_a_script(own_redis: RedisProcess, api: ApiServer) -> None:
+    """A script that runs long (nothing of ours does: RELIABILITY.md, "Bounded work on Redis") makes Redis
+    answer BUSY to everyone: a 503 naming the store, never a 500."""
+    client = redis.Redis.from_url(own_redis.url)
+    client.config_set("busy-reply-threshold", 100)  # ms before Redis answers others BUSY
+    spin = "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until " \
+           "(t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 3000000 return 1"
+    busy = threading.Thread(target=lambda: redis.Redis.from_url(own_redis.url, socket_timeout=10).eval(spin, 0))
+    with api.client() as http:
+        assert http.get("/v1/centers/near", params={"zip": "02139"}).status_code == 200
+        busy.start()
+        time.sleep(0.4)
+        try:
+            assert_all_unavailable(http)
+        finally:
+            busy.join(10)
+        assert_recovers(http)
 
 
 def test_a_broker_outage_answers_503_fast_and_keeps_nothing_half_stored(own_redis: RedisProcess,

@@ -1,0 +1,201 @@
+"""Benchmark: ingest, re-ingest, memory per center and the HTTP near route, each beside its baseline.
+
+    python bench/ingest.py [--rows 100000] [--http-seconds 10] [--clients 8]
+
+In a private redis-server:
+
+* ingest: a synthetic CSV of ``--rows`` rows with coordinates (the bundled sample's layout: services,
+  detox and residential beds, an outpatient status) through parse -> normalize -> place -> store,
+  timed per stage; then the same bytes again (an unchanged re-ingest, as a forced run does), then the
+  same records in a new order. The SAMHSA list (../shared/data, 14,034 rows) the same way, where present;
+* memory: ``INFO memory`` used_memory of the loaded store over the number of centers;
+* HTTP: the API (uvicorn, one process) on that store; ``--clients`` threads send requests for
+  ``--http-seconds`` to ``/healthz`` (the same server's trivial route: the baseline), then to
+  ``/v1/centers/near?zip=...``, alternating in rounds; requests per second and the ratio.
+
+Prints every figure beside its baseline from the same run; BENCHMARKS.md keeps the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aggregator import sample
+from aggregator.feeds import csv as csv_feed
+from aggregator.geocode import place_all
+from aggregator.geography import _zip_table, zip_place
+from aggregator.ingest import normalize_all
+from aggregator.model import Source
+from aggregator.normalize import FeedContext
+from aggregator.redis_process import RedisProcess, free_port
+from aggregator.store import Store
+
+LEVELS = ["detox", "residential", "outpatient", "iop", "otp"]
+PAYMENT = ["medicaid", "medicare", "private", "self_pay", "sliding_scale"]
+HEADER = ["id", "name", "street", "city", "state", "zip", "latitude", "longitude", "phone", "website",
+          "levels_of_care", "payment", "populations", "languages", "detox_beds", "detox_total",
+          "residential_beds", "residential_total", "outpatient_status"]
+
+
+def synthetic_csv(rows: int, seed: int = 5) -> bytes:
+    rng = random.Random(seed)
+    places = [p for p in map(zip_place, sorted(_zip_table())) if p is not None]
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(HEADER)
+    for i in range(rows):
+        p = rng.choice(places)
+        total = rng.randint(4, 40)
+        w.writerow([
+            f"S{i}", f"Synthetic Recovery Center {i}", f"{100 + i % 900} Main St", p.city, p.state, p.zip_code,
+            f"{p.latitude + rng.gauss(0, 0.02):.6f}", f"{p.longitude + rng.gauss(0, 0.02):.6f}",
+            f"617-555-{100 + i % 100:04d}", "", ";".join(rng.sample(LEVELS, rng.randint(1, 3))),
+            ";".join(rng.sample(PAYMENT, rng.randint(1, 3))), "adults", "en", rng.randint(0, total), total,
+            rng.randint(0, total), total, rng.choice(["available", "waitlist", "full"]),
+        ])
+    return out.getvalue().encode()
+
+
+def ingest(store: Store, data: bytes, mapping: object, feed_id: str, now: datetime,
+           freshness: int) -> dict[str, float]:
+    """One ingest, timed per stage (seconds); returns the timings and the record count."""
+    t0 = time.perf_counter()
+    raws = csv_feed.parse_one(data, mapping)  # type: ignore[arg-type]
+    t1 = time.perf_counter()
+    ctx = FeedContext(feed_id=feed_id, now=now, source=Source.PULL, freshness_seconds=freshness)
+    centers, observations, report = normalize_all(raws, ctx)
+    t2 = time.perf_counter()
+    centers, _ = place_all(centers, None, now)
+    t3 = time.perf_counter()
+    stored = store.replace_feed(feed_id, centers, observations, now=now, source="pull")
+    t4 = time.perf_counter()
+    return {"records": float(report.records), "parse": t1 - t0, "normalize": t2 - t1, "place": t3 - t2,
+            "store": t4 - t3, "total": t4 - t0, "written": float(stored.added + stored.updated)}
+
+
+def shuffled(data: bytes, seed: int = 9) -> bytes:
+    head, *lines = data.decode().splitlines(keepends=True)
+    random.Random(seed).shuffle(lines)
+    return (head + "".join(lines)).encode()
+
+
+def report_ingest(name: str, data: bytes, mapping: object, store: Store, freshness: int) -> None:
+    now = datetime.now(UTC)
+    first = ingest(store, data, mapping, name, now, freshness)
+    again = ingest(store, data, mapping, name, now, freshness)
+    reordered = ingest(store, shuffled(data), mapping, name, now, freshness)
+    n = first["records"]
+    print(f"\ningest {name}: {n:,.0f} rows")
+    print(f"  {'':28}{'rec/s':>10}{'parse s':>9}{'normalize s':>12}{'place s':>9}{'store s':>9}"
+          f"{'written':>9}{'× first':>9}")
+    for label, r in (("first ingest", first), ("same bytes again", again), ("same records, new order", reordered)):
+        print(f"  {label:<28}{n / r['total']:>10,.0f}{r['parse']:>9.2f}{r['normalize']:>12.2f}{r['place']:>9.2f}"
+              f"{r['store']:>9.2f}{r['written']:>9,.0f}{first['total'] / r['total']:>8.1f}x")
+
+
+class Clients:
+    """``n`` threads sending GET requests to one path for a while: requests per second."""
+
+    def __init__(self, url: str, n: int) -> None:
+        self.url, self.n = url, n
+
+    def rate(self, path: str, params_for: list[dict[str, str]], seconds: float) -> tuple[float, int]:
+        done = [0] * self.n
+        bad = [0] * self.n
+        stop = time.perf_counter() + seconds
+
+        def run(i: int) -> None:
+            rng = random.Random(i)
+            with httpx.Client(base_url=self.url, timeout=30) as client:
+                while time.perf_counter() < stop:
+                    status = client.get(path, params=rng.choice(params_for)).status_code
+                    done[i] += 1
+                    bad[i] += status != 200
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(self.n)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(done) / (time.perf_counter() - t0), sum(bad)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--http-seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    print(f"machine: {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d}")
+    with RedisProcess(tmp / "redis", persistent=False) as server:
+        store = Store.from_url(server.url)
+        empty = int(store.redis.info("memory")["used_memory"])
+        report_ingest("synthetic", synthetic_csv(args.rows), sample.SAMPLE_MAPPING, store, 3600)
+        used = int(store.redis.info("memory")["used_memory"]) - empty
+        centers = len(store.feed_members("synthetic"))
+        observations = sum(int(n) for n in [store.redis.hlen(store.keys.availability(c))
+                                            for c in list(store.feed_members("synthetic"))[:2000]])
+        print(f"\nmemory: {used / centers:,.0f} bytes per center ({centers:,} centers, "
+              f"{observations / min(centers, 2000):.1f} observations each; INFO memory used_memory)")
+        samhsa = sample.shared_samhsa_file()
+        if samhsa is None:
+            print("\ningest samhsa: ../shared/data/samhsa_sud_facilities_geocoded.csv is absent: skipped")
+        else:
+            report_ingest("samhsa", samhsa.read_bytes(), sample.SAMHSA_MAPPING, store, 86400 * 30)
+
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+        env.update({"REDIS_URL": server.url, "CENTERS_GEOCODER": "none", "CENTERS_DATA_DIR": str(tmp),
+                    "CENTERS_RATE_LIMIT": "100000000", "CENTERS_OPERATOR_TOKENS": "ops:bench-operator-token-01234"})
+        api = subprocess.Popen([sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory",
+                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                                "--no-access-log"], env=env, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            zips = [{"zip": z} for z in sorted(_zip_table())[::50]]
+            clients = Clients(url, args.clients)
+            clients.rate("/v1/centers/near", zips, 1)  # warm up
+            trivial, near, bad = [], [], 0
+            for _ in range(args.rounds):
+                r, b = clients.rate("/healthz", [{}], args.http_seconds / args.rounds)
+                trivial.append(r)
+                bad += b
+                r, b = clients.rate("/v1/centers/near", zips, args.http_seconds / args.rounds)
+                near.append(r)
+                bad += b
+        finally:
+            os.killpg(api.pid, signal.SIGTERM)
+            api.wait(15)
+        t, n = sum(trivial) / len(trivial), sum(near) / len(near)
+        print(f"\nHTTP (1 uvicorn process, {args.clients} clients, {args.rounds} alternating rounds): "
+              f"/healthz {t:,.0f} req/s, near {n:,.0f} req/s: near = {n / t:.2f}x the trivial route"
+              f"{f'; {bad} non-200' if bad else ''}")
+
+
+if __name__ == "__main__":
+    main()
