@@ -601,15 +601,11 @@ class Store:
             "reading a feed", lambda: self.redis.scard(members_key))))
         if size > self.stage_above:
             return self._replace_staged(feed_id, new, obs, now, source, partial, authority, order_ms, keep or {})
-        writer = k.lock(WRITER_LOCK)
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(members_key, k.feed_meta(feed_id), writer)
-                    if pipe.exists(writer):  # a staged write runs: wait for it (it may change these facilities)
-                        pipe.reset()
-                        self._wait_for_writer(deadline)
+                    if not self._writer_free(pipe, deadline, members_key, k.feed_meta(feed_id)):
                         continue
                     result, _ = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
                                                     order_ms, keep or {})
@@ -627,6 +623,17 @@ class Store:
         return result
 
     # ----------------------------------------------------------------------------- staged writes
+
+    def _writer_free(self, pipe: Any, deadline: float, *keys: str) -> bool:
+        """WATCH ``keys`` and the writer lock: True when no staged write runs; else wait a moment and say False
+        (the caller starts over: the staged write may change what it read)."""
+        writer = self.keys.lock(WRITER_LOCK)
+        pipe.watch(*keys, writer)
+        if not pipe.exists(writer):
+            return True
+        pipe.reset()
+        self._wait_for_writer(deadline)
+        return False
 
     def _wait_for_writer(self, deadline: float) -> None:
         if time.monotonic() > deadline:
@@ -1079,14 +1086,11 @@ class Store:
     def _relink(self, record_id: str, current: str, target: str, why: dict[str, Any], decision: str,
                 facility_id: str) -> None:
         k = self.keys
-        writer, deadline = k.lock(WRITER_LOCK), time.monotonic() + WRITER_WAIT_SECONDS
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(writer)
-                    if pipe.exists(writer):  # a staged write runs: wait for it
-                        pipe.reset()
-                        self._wait_for_writer(deadline)
+                    if not self._writer_free(pipe, deadline):
                         continue
                     plan = LinkPlan()
                     touched = {current, target}
@@ -1249,14 +1253,11 @@ class Store:
             args: list[Any] = [k.prefix, _ms(datetime.now(UTC))]
             for o in known:
                 args.extend((o.center_id, observation_field(o), observation_json(o)))
-            writer, deadline = k.lock(WRITER_LOCK), time.monotonic() + WRITER_WAIT_SECONDS
+            deadline = time.monotonic() + WRITER_WAIT_SECONDS
             with self.redis.pipeline(transaction=True) as pipe:
                 while True:
                     try:
-                        pipe.watch(writer)
-                        if pipe.exists(writer):  # a staged write runs: wait for it
-                            pipe.reset()
-                            self._wait_for_writer(deadline)
+                        if not self._writer_free(pipe, deadline):
                             continue
                         pipe.multi()
                         pipe.eval(self._observe_src, 0, *args)

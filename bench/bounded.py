@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator.geography import _zip_table
 from aggregator.model import Source
-from aggregator.redis_process import RedisProcess, free_port
+from aggregator.redis_process import RedisProcess
 from aggregator.store import STAGE_ABOVE, Store
+from bench.api_process import api_process
 from bench.lookup import build
 
 THRESHOLD_MS = 50
@@ -81,7 +79,10 @@ def write_feed(url: str, feed_id: str, n: int, seed: int, partial: bool, stage_a
 
 
 def _writer(args: tuple[str, str, int, int, bool, int], out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    out.put((args[1], write_feed(*args)))
+    try:
+        out.put((args[1], write_feed(*args)))
+    except Exception as exc:  # reported: an unstaged write may time out or be refused
+        out.put((args[1], {"error": f"{type(exc).__name__}: {exc}"}))
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -162,21 +163,7 @@ def main() -> None:
         r.slowlog_reset()
         r.execute_command("LATENCY", "RESET")
 
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-        env.update({"REDIS_URL": server.url, "CENTERS_GEOCODER": "none", "CENTERS_DATA_DIR": str(tmp),
-                    "CENTERS_RATE_LIMIT": "100000000", "CENTERS_OPERATOR_TOKENS": "ops:bench-operator-token-01234"})
-        api = subprocess.Popen([sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory",
-                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                               env=env, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with api_process(server.url, tmp) as url:
             zips = sorted(_zip_table())[::50]
             load = Load(url, zips)
             load.run_for(2)  # warm up: connections, the API's ZIP table, the script cache
@@ -201,7 +188,10 @@ def main() -> None:
                         {"zip": dense, "language": CODES},
                     ):
                         t = time.perf_counter()
-                        status = client.get("/v1/centers/near", params=params).status_code
+                        try:
+                            status = client.get("/v1/centers/near", params=params).status_code
+                        except httpx.HTTPError:
+                            status = 0
                         hostile.append((status, time.perf_counter() - t))
                     time.sleep(0.2)
             busy = load.halt()
@@ -209,15 +199,15 @@ def main() -> None:
             done = dict(results.get(timeout=60) for _ in writers)
             for w in writers:
                 w.join(10)
-        finally:
-            os.killpg(api.pid, signal.SIGTERM)
-            api.wait(15)
 
         print(f"\npublic near (HTTP), {'':21}{'requests':>8}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'non-200':>9}")
         q99 = report("quiet (no writes)", quiet)
         b99 = report(f"during the writes ({elapsed:.0f} s)", busy)
         print(f"  p99 during / quiet: {b99 / q99:.2f}x")
         for name, d in done.items():
+            if "error" in d:
+                print(f"writer {name}: FAILED: {d['error'][:300]}")
+                continue
             print(f"writer {name}: {d['seconds']:.1f} s ({d['planning']:.1f} s planning, unlocked), "
               f"{d['steps']:.0f} steps, longest step "
                   f"{d['longest_step_ms']:.1f} ms (client side, each transaction's round trip after planning)")

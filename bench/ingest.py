@@ -23,8 +23,6 @@ import csv
 import io
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,8 +41,9 @@ from aggregator.geography import _zip_table, zip_place
 from aggregator.ingest import normalize_all
 from aggregator.model import Source
 from aggregator.normalize import FeedContext
-from aggregator.redis_process import RedisProcess, free_port
+from aggregator.redis_process import RedisProcess
 from aggregator.store import Store
+from bench.api_process import api_process
 
 LEVELS = ["detox", "residential", "outpatient", "iop", "otp"]
 PAYMENT = ["medicaid", "medicare", "private", "self_pay", "sliding_scale"]
@@ -162,21 +161,7 @@ def main() -> None:
         else:
             report_ingest("samhsa", samhsa.read_bytes(), sample.SAMHSA_MAPPING, store, 86400 * 30)
 
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-        env.update({"REDIS_URL": server.url, "CENTERS_GEOCODER": "none", "CENTERS_DATA_DIR": str(tmp),
-                    "CENTERS_RATE_LIMIT": "100000000", "CENTERS_OPERATOR_TOKENS": "ops:bench-operator-token-01234"})
-        api = subprocess.Popen([sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory",
-                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                                "--no-access-log"], env=env, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with api_process(server.url, tmp, "--no-access-log") as url:
             zips = [{"zip": z} for z in sorted(_zip_table())[::50]]
             clients = Clients(url, args.clients)
             clients.rate("/v1/centers/near", zips, 1)  # warm up
@@ -188,9 +173,6 @@ def main() -> None:
                 r, b = clients.rate("/v1/centers/near", zips, args.http_seconds / args.rounds)
                 near.append(r)
                 bad += b
-        finally:
-            os.killpg(api.pid, signal.SIGTERM)
-            api.wait(15)
         t, n = sum(trivial) / len(trivial), sum(near) / len(near)
         print(f"\nHTTP (1 uvicorn process, {args.clients} clients, {args.rounds} alternating rounds): "
               f"/healthz {t:,.0f} req/s, near {n:,.0f} req/s: near = {n / t:.2f}x the trivial route"

@@ -103,8 +103,18 @@ local found = 0
 
 -- a candidate that passes every filter and is open (when asked) joins the answer; true when it is full
 local function take(id, dist)
-  local t, doc, masked = visible(prefix, state, id)
-  if not doc or not passes_filters(t) then return false end
+  local t, doc, masked = nil, nil, false
+  if state then  -- a large write is staged: what readers may see (visible.lua)
+    t, doc, masked = visible(prefix, state, id)
+    if not doc or not passes_filters(t) then return false end
+  else  -- the usual path: the tokens only when there are filters, the document only when they pass
+    if #groups > 0 then
+      t = redis.call('HGET', prefix .. 'c:' .. id, 't')
+      if not t or not passes_filters(t) then return false end
+    end
+    doc = redis.call('HGET', prefix .. 'c:' .. id, 'd')
+    if not doc then return false end
+  end
   if level_tokens then
     local ok, padded = false, ' ' .. t .. ' '
     for _, token in ipairs(level_tokens) do
