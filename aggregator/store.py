@@ -782,6 +782,8 @@ class Store:
         returns how many. Generations that died before their flip stay masked until their feed writes
         again (``replace_feed`` takes them over)."""
         with self._translated("finishing staged writes"):
+            if not self._stages("c"):  # the usual case: nothing to finish, and no lock taken
+                return 0
             token = self.acquire_lock(WRITER_LOCK, WRITER_LEASE_SECONDS)
             if token is None:
                 return 0
