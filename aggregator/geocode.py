@@ -473,6 +473,8 @@ def origin_for_place(place: str, geocoder: Geocoder | None) -> lookup.Origin:
     if (offline := lookup.offline_origin(text)) is not None:  # 'City, ST' from the ZIP data
         return offline
     if geocoder is None or not geocoder.enabled:
+        if lookup.split_city_state(text) is not None:
+            return lookup.resolve_place(text)  # a city the ZIP data lacks: PlaceNotFound, with close names
         raise InvalidQuery("place", "enter a ZIP code or 'lat,lon' (address search is off)")
     try:
         answer = locate_text(geocoder, text)

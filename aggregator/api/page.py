@@ -1,6 +1,6 @@
 """The operator page: server-rendered HTML that works without JavaScript.
 
-``GET /operator`` shows, to a signed-in operator, a search bar (ZIP, 'lat,lon', or an address when a
+``GET /operator`` shows, to a signed-in operator, a search bar (ZIP, 'City, ST', 'lat,lon', or an address when a
 geocoder is configured; radius, max results, "can take someone now"; the other filters folded under
 "More filters" so that results show without scrolling on a laptop), the results nearest first with
 each level of care's status and how fresh it is (operators see stale figures, clearly marked), and the
@@ -205,8 +205,8 @@ class _Search:
     def parse(self, address_search: bool = True) -> dict[str, Any]:
         """Keyword arguments for ``operator_search``; raises InvalidQuery naming the field."""
         if not self.place:
-            raise InvalidQuery("place", "enter a ZIP code, 'lat,lon' or an address" if address_search
-                               else "enter a ZIP code or 'lat,lon'")
+            raise InvalidQuery("place", "enter a ZIP code, 'City, ST', 'lat,lon' or an address" if address_search
+                               else "enter a ZIP code, 'City, ST' or 'lat,lon'")
         if len(self.place) > 200:
             raise InvalidQuery("place", "must be at most 200 characters")
         radius = DEFAULT_RADIUS_MI

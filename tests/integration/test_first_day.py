@@ -136,7 +136,11 @@ def test_without_a_geocoder_the_form_does_not_offer_an_address(store: Store) -> 
         refused = client.get("/operator", params={"place": "1 Main St, Springfield"}, headers=OP)
         assert refused.status_code == 422 and "address search is off" in refused.text
         empty = client.get("/operator", params={"place": ""}, headers=OP)
-        assert "enter a ZIP code or &#39;lat,lon&#39;" in empty.text and "or an address" not in empty.text
+        assert "enter a ZIP code, &#39;City, ST&#39; or &#39;lat,lon&#39;" in empty.text
+        assert "or an address" not in empty.text
+        assert "City, ST" in label  # and a city is searched offline (the ZIP data)
+        city = client.get("/operator", params={"place": "Cambridge, MA"}, headers=OP)
+        assert city.status_code == 503 and "loading" in city.text  # the place is accepted; this store is empty
 
 
 def test_with_a_geocoder_the_form_offers_an_address(store: Store) -> None:

@@ -315,9 +315,16 @@ def test_an_empty_answer_shows_the_hint(operator: httpx.Client) -> None:
     assert "Call 1-800-662-4357" in resp.text
 
 
+def test_a_city_and_state_is_searched_without_a_geocoder(operator: httpx.Client) -> None:
+    resp = search(operator, place="Cambridge, MA")
+    assert resp.status_code == 200
+    assert "Cambridge, MA (centroid of" in resp.text and "Riverside" in resp.text
+
+
 @pytest.mark.parametrize(
     ("params", "status", "words"),
     [
+        ({"place": "Cambrige, MA"}, 404, "did you mean Cambridge?"),
         ({"place": "99999"}, 404, "ZIP code &#39;99999&#39; does not exist"),
         ({"place": "1 Main St, Springfield"}, 422, "address search is off"),
         ({"place": ""}, 422, "Place: enter a ZIP code"),
