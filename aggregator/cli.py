@@ -12,6 +12,7 @@ commands that need them, so ``centers --help`` and a search stay quick.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -690,8 +691,8 @@ def push(feed_id: str, file: Path, api_url: str | None, secret_env: str, key_env
     import time
     import uuid
 
-    import requests
-
+    from aggregator.errors import FetchTransient
+    from aggregator.fetch import exchange
     from aggregator.push import sign
 
     settings = cli_settings()  # a running `centers serve`: its API and data folder
@@ -716,27 +717,26 @@ def push(feed_id: str, file: Path, api_url: str | None, secret_env: str, key_env
         timestamp = str(int(time.time()))
         headers |= {"webhook-id": event_id, "webhook-timestamp": timestamp,
                     "webhook-signature": sign(secret.encode(), event_id, timestamp, body)}
-    with requests.Session() as http:
-        try:
-            resp = http.post(f"{base}/v1/feeds/{feed_id}/records", data=body, headers=headers, timeout=30)
-        except requests.RequestException as exc:
-            raise click.ClickException(f"cannot reach the API at {base} ({exc.__class__.__name__}): is `centers "
-                                       "serve` running? Give its address with --url") from None
-        if resp.status_code != 202:
-            raise click.ClickException(f"{base} answered {resp.status_code}: {_push_problem(resp)}")
-        ingest_id = resp.json()["ingest_id"]
-        click.echo(f"accepted: ingest {ingest_id} ({len(body):,} bytes to feed {feed_id}, event {event_id})")
-        status: dict[str, Any] = {}
-        deadline = time.monotonic() + timeout
-        while status.get("status") not in ("done", "failed"):
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"ingest {ingest_id} is still {status.get('status', 'queued')} after "
-                                           f"{timeout:.0f} s; see {base}/v1/ingests/{ingest_id}")
-            time.sleep(0.5)
-            with contextlib.suppress(requests.RequestException, ValueError):
-                answer = http.get(f"{base}/v1/ingests/{ingest_id}", timeout=10)
-                if answer.status_code == 200:
-                    status = answer.json()
+    try:
+        resp = exchange("POST", f"{base}/v1/feeds/{feed_id}/records", body=body, headers=headers)
+    except FetchTransient as exc:
+        raise click.ClickException(f"cannot reach the API at {base} ({exc}): is `centers serve` running? Give "
+                                   "its address with --url") from None
+    if resp.status != 202:
+        raise click.ClickException(f"{base} answered {resp.status}: {_push_problem(resp)}")
+    ingest_id = json.loads(resp.body)["ingest_id"]
+    click.echo(f"accepted: ingest {ingest_id} ({len(body):,} bytes to feed {feed_id}, event {event_id})")
+    status: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while status.get("status") not in ("done", "failed"):
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"ingest {ingest_id} is still {status.get('status', 'queued')} after "
+                                       f"{timeout:.0f} s; see {base}/v1/ingests/{ingest_id}")
+        time.sleep(0.5)
+        with contextlib.suppress(FetchTransient, ValueError):
+            answer = exchange("GET", f"{base}/v1/ingests/{ingest_id}", timeout=10)
+            if answer.status == 200:
+                status = json.loads(answer.body)
     click.echo(f"{status['status']}: {status.get('records') or 0} records, {status.get('accepted') or 0} accepted, "
                f"{status.get('rejected') or 0} rejected")
     for record, reasons in (status.get("rejections_by_record") or {}).items():
@@ -766,11 +766,13 @@ def _push_demo_secret(settings: Settings, feed_id: str) -> str:
 
 
 def _push_problem(resp: Any) -> str:
+    """What the API said, from its JSON error ({error, detail}) or the start of its body."""
+    text = resp.body.decode(errors="replace")
     try:
-        data = resp.json()
-        return f"{data['error']}: {data['detail']}" if isinstance(data, dict) and "detail" in data else resp.text[:300]
+        data = json.loads(text)
+        return f"{data['error']}: {data['detail']}" if isinstance(data, dict) and "detail" in data else text[:300]
     except ValueError:
-        return resp.text[:300] or resp.reason
+        return text[:300] or resp.reason
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -316,3 +316,24 @@ def credentials_header(header: str, env_value: str | None, scheme: str) -> dict[
         return {}
     return {header: f"{scheme} {env_value}".strip()}
 
+
+
+# --------------------------------------------------------------------------------------------------
+# A partner's side of a push (`centers push`): our own API, so none of the feed checks above apply.
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    reason: str = ""
+
+
+def exchange(method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None,
+             timeout: float = 30, session: requests.Session | None = None) -> Answer:
+    """One request to the service's own API; raises FetchTransient naming the error when it cannot be reached."""
+    try:
+        resp = (session or requests).request(method, url, data=body, headers=dict(headers or {}), timeout=timeout)
+    except requests.RequestException as exc:
+        raise FetchTransient(exc.__class__.__name__) from None
+    return Answer(resp.status_code, resp.content, resp.reason or "")

@@ -180,3 +180,13 @@ def test_matches_lists_undecided_pairs_and_confirm_links_them(redis_url: str, cl
     assert store.facility_of("f:m-2") == "f:m-1"
     missing = centers("matches", "split", "f:nope", "f:m-1", env=env)
     assert missing.returncode != 0 and "no record or facility 'f:nope'" in missing.stderr
+
+
+def test_push_to_an_api_that_is_not_there_says_so(clean_env: dict[str, str]) -> None:
+    from aggregator.redis_process import free_port
+
+    example = Path(__file__).resolve().parents[2] / "config" / "push.example.json"
+    env = {**clean_env, "PUSH_SECRET": "a-secret-for-nobody"}
+    result = centers("push", "demo-push", str(example), "--url", f"http://127.0.0.1:{free_port()}", env=env)
+    assert result.returncode == 1
+    assert "cannot reach the API at http://127.0.0.1:" in result.stderr and "ConnectionError" in result.stderr
