@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -456,7 +455,6 @@ def locate_text(geocoder: Geocoder, text: str) -> Answer:
     return geocoder.lookup(query, require_street=False)
 
 
-_COORDS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
 def origin_for_place(place: str, geocoder: Geocoder | None) -> lookup.Origin:
@@ -464,13 +462,9 @@ def origin_for_place(place: str, geocoder: Geocoder | None) -> lookup.Origin:
 
     Raises InvalidQuery, UnknownZip, PlaceNotFound, or GeocoderTransient (address search is down)."""
     text = " ".join(place.split())
-    if re.fullmatch(r"\d{5}(-\d{4})?", text):
-        return lookup.resolve_zip(text)
-    if m := _COORDS.match(text):
-        return lookup.resolve_coordinates(float(m.group(1)), float(m.group(2)))
     if not text:
         raise InvalidQuery("place", "enter a ZIP code, 'lat,lon' or an address")
-    if (offline := lookup.offline_origin(text)) is not None:  # 'City, ST' from the ZIP data
+    if (offline := lookup.offline_origin(text)) is not None:  # a ZIP, 'lat,lon' or a 'City, ST' the ZIP data knows
         return offline
     if geocoder is None or not geocoder.enabled:
         if lookup.split_city_state(text) is not None:

@@ -66,7 +66,8 @@ class Staged:
     drop_feed: bool = False
 
 
-def _pieces(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+def pieces(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    """``items`` in consecutive slices of at most ``size``."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -98,14 +99,14 @@ def cut(op: Op, scripts: Scripts, budget: float = BUDGET) -> list[tuple[Op, str,
         else:
             return [(op, "", 1.0)]
         return [(("eval", (src, 0, *head, *[x for u in piece for x in u]), {}), kind, float(len(piece)))
-                for piece in _pieces(units, items)]
+                for piece in pieces(units, items)]
     if name in ("sadd", "srem", "zrem") and len(args) > 1 + members:
         key, *names = args
-        return [((name, (key, *piece), kwargs), "", len(piece) / 20) for piece in _pieces(names, members)]
+        return [((name, (key, *piece), kwargs), "", len(piece) / 20) for piece in pieces(names, members)]
     if name == "geoadd":
         key, values = args[0], list(args[1])
         return [(("geoadd", (key, list(piece)), kwargs), "", len(piece) / 60)
-                for piece in _pieces(values, 3 * members)]
+                for piece in pieces(values, 3 * members)]
     if name in ("sadd", "srem", "zrem"):
         return [(op, "", max(1.0, (len(args) - 1) / 20))]
     return [(op, "", 1.0)]

@@ -429,10 +429,6 @@ class Store:
         self._observe_src = prelude + _lua("observe")
         self._prune_src = prelude + _lua("prune")
         self._compose_src = prelude + _lua("compose")
-        k = self.keys
-        self._scripts = staging.Scripts(
-            observe=self._observe_src, compose=self._compose_src, prune=self._prune_src, prefix=k.prefix,
-            geo=k.geo, members="", feeds=k.feeds, meta="")
         self._ratelimit = client.register_script(_lua("ratelimit"))
         self._accept_push = client.register_script(_lua("accept_push"))
         self._rate = client.register_script(
@@ -656,11 +652,8 @@ class Store:
         return [g for g, f in zip(gens, feeds, strict=True) if f is not None and _str(f) == feed_id]
 
     def _fingerprints(self, facility_ids: Sequence[str]) -> list[str]:
-        out: list[str] = []
-        for i in range(0, len(facility_ids), staging.SCRIPT_ITEMS):
-            out.extend(_str(x) for x in self._fingerprint(
-                keys=[], args=[self.keys.prefix, *facility_ids[i : i + staging.SCRIPT_ITEMS]]))
-        return out
+        return [_str(x) for ids in staging.pieces(facility_ids, staging.SCRIPT_ITEMS)
+                for x in self._fingerprint(keys=[], args=[self.keys.prefix, *ids])]
 
     def _plan_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
                      source: str | None, partial: bool, authority: int, order: int,
@@ -705,8 +698,9 @@ class Store:
                         or self._fingerprints(watched) != [rec.fingerprints[f] for f in watched]):
                     dead = self._stages("w", feed_id)
                     rec, result, touched = self._plan_staged(*args, dead)
-                scripts = staging.Scripts(**{**self._scripts.__dict__, "members": k.feed_members(feed_id),
-                                             "meta": k.feed_meta(feed_id)})
+                scripts = staging.Scripts(
+                    observe=self._observe_src, compose=self._compose_src, prune=self._prune_src, prefix=k.prefix,
+                    geo=k.geo, members=k.feed_members(feed_id), feeds=k.feeds, meta=k.feed_meta(feed_id))
                 plan = staging.plan(rec.ops, scripts, budget=self.stage_budget)
                 gen = f"{_ms(now)}.{secrets.token_hex(4)}"
                 self._run_staged(gen, feed_id, plan, sorted(touched), result, lease)
@@ -723,13 +717,13 @@ class Store:
             pipe.hset(k.staging, gen, "w")
             pipe.set(k.stage(gen, "feed"), feed_id)
             pipe.execute()
-        for i in range(0, len(masked), staging.SCRIPT_ITEMS):
-            self._mask(keys=[], args=[k.prefix, gen, *masked[i : i + staging.SCRIPT_ITEMS]])
+        for ids in staging.pieces(masked, staging.SCRIPT_ITEMS):
+            self._mask(keys=[], args=[k.prefix, gen, *ids])
         self.on_stage_step("masked")
         for key, items in ((k.stage(gen, "rm"), plan.deferred), (k.stage(gen, "hide"), plan.hide),
                            (k.feed_members(feed_id), plan.members_added)):
-            for i in range(0, len(items), staging.MEMBERS):
-                self.redis.sadd(key, *items[i : i + staging.MEMBERS])
+            for piece in staging.pieces(items, staging.MEMBERS):
+                self.redis.sadd(key, *piece)
         if plan.add_feed:
             self.redis.sadd(k.feeds, feed_id)
         for chunk in plan.chunks:
@@ -759,9 +753,8 @@ class Store:
         self.on_stage_step("flipped")
         for g in (gen, *dead):
             self._clean_stage(g)
-        gone = sorted(left)
-        for i in range(0, len(gone), staging.MEMBERS):
-            self.redis.srem(k.feed_members(feed_id), *gone[i : i + staging.MEMBERS])
+        for piece in staging.pieces(sorted(left), staging.MEMBERS):
+            self.redis.srem(k.feed_members(feed_id), *piece)
         if plan.drop_feed:
             self.redis.srem(k.feeds, feed_id)
         self.on_stage_step("cleaned")

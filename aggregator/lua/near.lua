@@ -42,16 +42,20 @@ if n_levels > 0 then
 end
 local max_examined = tonumber(ARGV[i])
 
+-- does the padded token list (' loc:detox pay:medicaid ') hold one of these padded tokens?
+local function has_any(padded, tokens)
+  for _, token in ipairs(tokens) do
+    if string.find(padded, token, 1, true) then return true end
+  end
+  return false
+end
+
 -- a facility's index tokens (c:{id} field t, e.g. "loc:detox pay:medicaid") against every filter group
 local function passes_filters(t)
   if #groups == 0 then return true end
   t = ' ' .. t .. ' '
   for g = 1, #groups do
-    local ok = false
-    for _, token in ipairs(groups[g]) do
-      if string.find(t, token, 1, true) then ok = true; break end
-    end
-    if not ok then return false end
+    if not has_any(t, groups[g]) then return false end
   end
   return true
 end
@@ -115,13 +119,7 @@ local function take(id, dist)
     doc = redis.call('HGET', prefix .. 'c:' .. id, 'd')
     if not doc then return false end
   end
-  if level_tokens then
-    local ok, padded = false, ' ' .. t .. ' '
-    for _, token in ipairs(level_tokens) do
-      if string.find(padded, token, 1, true) then ok = true; break end
-    end
-    if not ok then return false end
-  end
+  if level_tokens and not has_any(' ' .. t .. ' ', level_tokens) then return false end
   if available_only then
     if masked then
       if not doc_open_now(doc) then return false end
