@@ -8,8 +8,10 @@ into ``unknown``. Dependencies (store, fetcher, geocoder, clock, environment) ar
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -18,7 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from aggregator.errors import (
     AggregatorError,
@@ -27,6 +32,7 @@ from aggregator.errors import (
     FetchTransient,
     ParseError,
     RunRejected,
+    StoreUnavailable,
     TransientError,
 )
 from aggregator.feeds import Document, follower_for, parser_for
@@ -38,6 +44,8 @@ from aggregator.normalize import FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
 from aggregator.store import ReplaceResult, Store
 from config.registry import FeedConfig
+
+log = logging.getLogger(__name__)
 
 #: a feed run's lock lease (renewed every third of it while the run lives)
 LOCK_LEASE_SECONDS = 60.0
@@ -94,7 +102,7 @@ class IngestReport:
             "quality": self.quality(),
             "repeated": self.repeated,
             "failed_documents": self.failed_documents,
-            "stored": self.stored.__dict__ if self.stored else None,
+            "stored": {k: v for k, v in vars(self.stored).items() if k != "digests"} if self.stored else None,
             "placement": self.placement.as_dict() if self.placement else None,
         }
 
@@ -136,35 +144,157 @@ def context_for(feed: FeedConfig, now: datetime) -> FeedContext:
     )
 
 
+@dataclass(frozen=True)
+class RowMemo:
+    """What one raw row normalized to when its run was stored: enough to count it in a report again, and to
+    keep its stored record, without normalizing it again (``normalize_rows``)."""
+
+    center_id: str
+    source_id: str
+    #: the stored record's digest (``ReplaceResult.digests``): the row is kept only while the store holds it
+    digest: bytes
+    #: the newest report among its observations (epoch ms), for choosing between repeats of one id
+    latest_ms: int | None
+    observations: int
+    problems: tuple[Rejection, ...] = ()
+    unmapped: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    repairs: tuple[str, ...] = ()
+    rejected_levels: tuple[str, ...] = ()
+    #: past this (epoch ms) a report of the row is older than the feed keeps: normalize it again
+    expires_ms: int | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.center_id, self.source_id, self.digest.decode(), self.latest_ms, self.observations,
+                             [[p.record, p.field, p.reason] for p in self.problems], self.unmapped, self.repairs,
+                             self.rejected_levels, self.expires_ms])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> RowMemo:
+        cid, sid, digest, latest, n, problems, unmapped, repairs, levels, expires = orjson.loads(raw)
+        return cls(cid, sid, digest.encode(), latest, n,
+                   tuple(Rejection(record=r, field=f, reason=why) for r, f, why in problems),
+                   tuple((fld, tuple(ts)) for fld, ts in unmapped), tuple(repairs), tuple(levels), expires)
+
+    @classmethod
+    def of(cls, result: NormalizedRecord, digest: bytes, ctx: FeedContext) -> RowMemo | None:
+        """The memo of a freshly normalized row, or None where its outcome depends on the moment (a report
+        time judged against the clock: in the future, or too old), so the row is normalized every run."""
+        if result.center is None or any(p.field.endswith("_at") for p in result.problems):
+            return None
+        times = [o.reported_at for o in result.availability]
+        expires = None
+        if ctx.max_report_age_seconds is not None and times:
+            expires = _ms(min(times)) + ctx.max_report_age_seconds * 1000
+        return cls(result.center.id, result.source_id, digest, _ms(max(times)) if times else None,
+                   len(result.availability), tuple(result.problems),
+                   tuple((fld, tuple(ts)) for fld, ts in result.unmapped.items()), tuple(result.repairs),
+                   tuple(sorted(lv.value for lv in result.rejected_levels)), expires)
+
+
+#: the files whose code decides what a row normalizes to: a change to any of them makes every memo void
+_NORMALIZING_CODE = ("normalize.py", "vocabulary.py", "model.py", "geography.py", "address.py", "ingest.py")
+
+
+@functools.cache
+def _code_digest() -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name in _NORMALIZING_CODE:
+        h.update((Path(__file__).with_name(name)).read_bytes())
+    return h.hexdigest()
+
+
+def memo_fingerprint(ctx: FeedContext) -> str:
+    """Row memos hold for one feed's settings (everything normalizing reads but the clock) and one version
+    of the normalizing code."""
+    settings = [ctx.feed_id, ctx.source.value, ctx.timezone, ctx.freshness_seconds, ctx.max_report_age_seconds,
+                ctx.limited_threshold, {k: {t: sorted(v) for t, v in m.items()} for k, m in ctx.value_maps.items()},
+                ctx.default_state, sorted(ctx.null_values)]
+    return hashlib.blake2b(orjson.dumps([_code_digest(), settings], option=orjson.OPT_SORT_KEYS),
+                           digest_size=16).hexdigest()
+
+
+def row_digest(raw: Mapping[str, Any]) -> bytes:
+    """A raw row's digest: equal rows (whatever their place in the file) have equal digests."""
+    body = orjson.dumps(raw if isinstance(raw, dict) else dict(raw), default=str,
+                        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+@dataclass
+class Normalized:
+    """A feed's rows, normalized (``centers``, ``observations``) or known from their memo (``kept``)."""
+
+    centers: list[Center]
+    observations: list[Availability]
+    report: IngestReport
+    #: records kept as stored, unnormalized: center id -> the memo of the row that won
+    kept: dict[str, RowMemo] = field(default_factory=dict)
+    #: the same memos by their row's digest
+    kept_rows: dict[bytes, RowMemo] = field(default_factory=dict)
+    #: row digests of the normalized records that won, by center id (for their memos once stored)
+    rows: dict[str, tuple[bytes, NormalizedRecord]] = field(default_factory=dict)
+
+    def memos(self, digests: Mapping[str, bytes], ctx: FeedContext) -> dict[bytes, bytes]:
+        """The memos of this run once stored: the kept rows' and the normalized winners' (with the digest the
+        store computed for their record)."""
+        out: dict[bytes, bytes] = {}
+        for cid, (row, result) in self.rows.items():
+            digest = digests.get(cid)
+            memo = RowMemo.of(result, digest, ctx) if digest is not None else None
+            if memo is not None:
+                out[row] = memo.encode()
+        for memo_row, memo in self.kept_rows.items():
+            out[memo_row] = memo.encode()
+        return out
+
+
 def normalize_all(
     raws: Iterable[Mapping[str, Any]], ctx: FeedContext
 ) -> tuple[list[Center], list[Availability], IngestReport]:
+    """Normalize a feed's raw records (``normalize_rows`` without memos)."""
+    done = normalize_rows(raws, ctx)
+    return done.centers, done.observations, done.report
+
+
+def normalize_rows(raws: Iterable[Mapping[str, Any]], ctx: FeedContext,
+                   memos: Mapping[bytes, bytes] | None = None) -> Normalized:
     """Normalize a feed's raw records.
 
     A source_id seen twice keeps the record with the newest report (its latest observation; a tie,
     or no observation at all, keeps the earlier record), whatever order the partner's pages came
     in; the other is counted as rejected with reason ``source_id: repeated in this feed ...``, with its
     own problems beside it (a repeat whose report was rejected as "in the future" says so). Field
-    problems are counted for the records kept."""
+    problems are counted for the records kept.
+
+    With ``memos`` (row digest -> ``RowMemo``, from the feed's last stored run), a row whose digest has a memo
+    is not normalized again: the report counts it from its memo, and its record is ``kept`` as stored."""
     report = IngestReport(feed_id=ctx.feed_id)
-    kept: dict[str, NormalizedRecord] = {}
-    newest: dict[str, datetime | None] = {}
+    kept: dict[str, NormalizedRecord | RowMemo] = {}
+    rows: dict[str, bytes] = {}
+    newest: dict[str, int | None] = {}
+    now_ms = _ms(ctx.now)
     for raw in raws:
         report.records += 1
-        result = normalize_record(raw, ctx)
-        label = result.source_id or "(no id)"
-        for fld, terms in result.unmapped.items():
-            for t in terms:
-                report.unmapped[f"{fld}: {t}"] += 1
-                report.note("unmapped", f"{fld}: {t}", label)
-        for repair in result.repairs:
-            report.repairs[repair] += 1
-            report.note("repairs", repair, label)
-        if result.center is None:
-            _reject(report, result.problems)
-            continue
-        center_id = result.center.id
-        latest = max((o.reported_at for o in result.availability), default=None)
+        row = row_digest(raw) if memos is not None else b""
+        memo_raw = memos.get(row) if memos else None
+        memo = RowMemo.decode(memo_raw) if memo_raw is not None else None
+        if memo is not None and memo.expires_ms is not None and memo.expires_ms < now_ms:
+            memo = None
+        result: NormalizedRecord | RowMemo
+        if memo is not None:
+            result, label, center_id, latest = memo, memo.source_id, memo.center_id, memo.latest_ms
+            unmapped, repairs = memo.unmapped, memo.repairs
+        else:
+            result = normalize_record(raw, ctx)
+            label = result.source_id or "(no id)"
+            unmapped, repairs = tuple(result.unmapped.items()), tuple(result.repairs)
+            if result.center is None:
+                _count_terms(report, unmapped, repairs, label)
+                _reject(report, result.problems)
+                continue
+            center_id = result.center.id
+            latest = max((_ms(o.reported_at) for o in result.availability), default=None)
+        _count_terms(report, unmapped, repairs, label)
         earlier = kept.get(center_id)
         if earlier is None:
             report.accepted += 1
@@ -178,10 +308,14 @@ def normalize_all(
             if not wins:
                 continue
         kept[center_id] = result
+        rows[center_id] = row
         newest[center_id] = latest
-    for result in kept.values():
-        if result.rejected_levels and result.center is not None:
-            report.rejected_levels[result.center.id] = {lv.value for lv in result.rejected_levels}
+    done = Normalized([], [], report)
+    for center_id, result in kept.items():
+        levels = (set(result.rejected_levels) if isinstance(result, RowMemo)
+                  else {lv.value for lv in result.rejected_levels})
+        if levels:
+            report.rejected_levels[center_id] = levels
         for p in result.problems:
             key = reason_key(p)
             report.problems_by_reason[key] += 1
@@ -189,11 +323,34 @@ def normalize_all(
             report.note("dropped", key, result.source_id)
             if len(report.field_problems) < REJECTION_SAMPLE:
                 report.field_problems.append(p)
-    centers = [r.center for r in kept.values() if r.center is not None]
-    observations = [o for r in kept.values() for o in r.availability]
-    report.observations = len(observations)
-    report.newest_data_at = max((o.reported_at for o in observations), default=None)
-    return centers, observations, report
+        if isinstance(result, RowMemo):
+            done.kept[center_id] = result
+            done.kept_rows[rows[center_id]] = result
+            report.observations += result.observations
+        else:
+            assert result.center is not None
+            done.centers.append(result.center)
+            done.observations.extend(result.availability)
+            done.rows[center_id] = (rows[center_id], result)
+            report.observations += len(result.availability)
+    latest_ms = max((m for m in newest.values() if m is not None), default=None)
+    report.newest_data_at = datetime.fromtimestamp(latest_ms / 1000, UTC) if latest_ms is not None else None
+    return done
+
+
+def _count_terms(report: IngestReport, unmapped: Iterable[tuple[str, Iterable[str]]], repairs: Iterable[str],
+                 label: str) -> None:
+    for fld, terms in unmapped:
+        for t in terms:
+            report.unmapped[f"{fld}: {t}"] += 1
+            report.note("unmapped", f"{fld}: {t}", label)
+    for repair in repairs:
+        report.repairs[repair] += 1
+        report.note("repairs", repair, label)
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
 
 
 def accepts_enough(report: IngestReport, min_share: float) -> bool:
@@ -292,21 +449,30 @@ class Pipeline:
                 return RunOutcome(feed.id, "unchanged", documents=len(documents))
             say(f"parsing {len(documents)} document(s), {sum(len(d.body) for d in documents):,} bytes")
             raws = parser_for(feed.parser or feed.format)(documents, feed.mapping)
+            say(f"parsed {len(raws)} records")
             if not raws and not self.store.feed_members(feed.id):
                 raise ParseError("the feed contained no records (empty export, or a page of another shape)")
             ctx = context_for(feed, now)
-            centers, observations, report = normalize_all(raws, ctx)
+            done = self._normalize(feed, raws, ctx)
+            centers, observations, report = done.centers, done.observations, done.report
             report.failed_documents = failed
-            say(f"normalized {report.records} records: {report.accepted} centers, {report.rejected} rejected")
+            say(f"normalized {report.records} records: {report.accepted} centers, {report.rejected} rejected"
+                + (f" ({len(done.kept)} unchanged rows not normalized again)" if done.kept else ""))
             self._check_share(feed, report)
             validators = {"etag": first.etag, "last_modified": first.last_modified, "digest": digest}
             partial = bool(failed)
-            held = "" if partial else _hold_reason(self.store, feed, centers)
+            held = "" if partial else _hold_reason(self.store, feed, {c.id for c in centers} | set(done.kept))
             if held:
+                if done.kept:  # the held snapshot carries every record: normalize the kept rows too
+                    done = normalize_rows(raws, ctx)
+                    centers, observations, report = done.centers, done.observations, done.report
                 self._hold(feed, centers, observations, report, held, now)
                 self.store.set_feed_state(feed.id, {**checked, "last_outcome": "held"})
                 return RunOutcome(feed.id, "held", report, documents=len(documents))
-            self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial)
+            self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial,
+                        kept=done.kept)
+            if not partial and report.stored is not None:
+                self._remember_rows(feed, done, report.stored, ctx)
             outcome = "partial" if partial else "applied"
             self.store.set_feed_state(
                 feed.id, {**checked, **validators, **self._success(report, now), "last_outcome": outcome,
@@ -436,9 +602,32 @@ class Pipeline:
             "placement": json.dumps(report.placement.as_dict() if report.placement else {}),
         }
 
+    def _normalize(self, feed: FeedConfig, raws: Sequence[Mapping[str, Any]], ctx: FeedContext) -> Normalized:
+        """Normalize a pulled run's rows, keeping the rows unchanged since the feed's last stored run (their
+        memos) as they are stored. A kept record the store no longer holds as its memo says (a geocode retry
+        moved it, a write died half-way) is normalized again."""
+        memos = self.store.row_memos(feed.id, memo_fingerprint(ctx))
+        done = normalize_rows(raws, ctx, memos)
+        if done.kept:
+            stale = self.store.changed_records(feed.id, {cid: m.digest for cid, m in done.kept.items()})
+            if stale:
+                drop = {row for row, memo in done.kept_rows.items() if memo.center_id in stale}
+                done = normalize_rows(raws, ctx, {row: m for row, m in memos.items() if row not in drop})
+        return done
+
+    def _remember_rows(self, feed: FeedConfig, done: Normalized, stored: ReplaceResult, ctx: FeedContext) -> None:
+        """Keep the memos of the rows just stored, for the feed's next run (only when they changed). Memos are
+        a shortcut: failing to write them loses nothing, so it is logged, never the run's failure."""
+        if not done.rows and stored.removed == 0 and not stored.superseded:
+            return  # every row was kept from its memo: the memos stand as they are
+        try:
+            self.store.save_row_memos(feed.id, memo_fingerprint(ctx), done.memos(stored.digests, ctx))
+        except StoreUnavailable as exc:
+            log.warning("feed %s: row memos not saved (%s); its next run normalizes every row", feed.id, exc)
+
     def _apply(self, feed: FeedConfig, centers: list[Center], observations: list[Availability],
                report: IngestReport, now: datetime, say: Callable[[str], None], *, partial: bool = False,
-               prune: bool = True, order: int | None = None) -> None:
+               prune: bool = True, order: int | None = None, kept: Mapping[str, RowMemo] | None = None) -> None:
         """Place and store. ``partial``: remove no center; ``prune``: drop this feed's figures for levels a
         center no longer reports (not when files of the run are missing: their figures may be in them), but
         never for a level whose figures the run carried and rejected (``report.rejected_levels``)."""
@@ -447,7 +636,8 @@ class Pipeline:
         say("storing the snapshot")
         report.stored = self.store.replace_feed(feed.id, placed, observations, now=now,
                                                 source=feed.source.value if prune else None, partial=partial,
-                                                authority=feed.authority, order=order, keep=report.rejected_levels)
+                                                authority=feed.authority, order=order, keep=report.rejected_levels,
+                                                kept=kept or ())
 
     # ------------------------------------------------------------------------------------ push
 
@@ -580,6 +770,7 @@ class Pipeline:
                               observations=len(observations),
                               rejected_levels={cid: set(lv) for cid, lv in snapshot.get("rejected_levels", {}).items()})
         self._apply(feed, centers, observations, report, now, lambda _m: None)
+        self.store.drop_row_memos(feed.id)
         self.store.drop_held_snapshot(feed.id)
         self.store.set_feed_state(feed.id, {**self._success(report, now), "released_by": by,
                                             "released_at": _iso(now)},
@@ -629,14 +820,14 @@ def push_order(record: Mapping[str, bytes]) -> int | None:
     return int(received.timestamp() * 1000) if received is not None else None
 
 
-def _hold_reason(store: Store, feed: FeedConfig, centers: Sequence[Center]) -> str:
+def _hold_reason(store: Store, feed: FeedConfig, ids: set[str]) -> str:
     """Why a run must wait for an operator: it empties the feed, or removes too much of it."""
     old = store.feed_members(feed.id)
     if not old:
         return ""
-    if not centers:
+    if not ids:
         return f"the run would remove all {len(old)} centers of this feed"
-    removed = len(old - {c.id for c in centers})
+    removed = len(old - ids)
     if removed / len(old) > feed.quarantine_share:
         return (f"the run would remove {removed} of {len(old)} centers ({removed / len(old):.0%}, more than "
                 f"the {feed.quarantine_share:.0%} this feed allows)")

@@ -484,6 +484,9 @@ _LAST_SUFFIX = re.compile(r"^\s*[-–]?\s*(fax|tty|tdd|intake|hotline|main)\b[\s
 _CONNECTIVE = re.compile(r"^[\s,/&;|]*(?:or|and)?[\s,/&;|]*$", re.I)
 #: a run of digits and phone punctuation long enough to be a number
 _DIGIT_RUN = re.compile(r"\+?\(?\d[\d\s().\-]{5,}\d")
+#: a cell holding one US number written the common ways and nothing else: "617-555-0142", "(617) 555-0142",
+#: "+1 617.555.0142" (``phone_numbers`` checks it with phonenumbers and falls back to the matcher)
+_ONE_NUMBER = re.compile(r"(?:\+?1[\s.\-]?)?\(?([2-9]\d\d)\)?[\s.\-]?([2-9]\d\d)[\s.\-]?(\d{4})", re.ASCII)
 
 Label = tuple[PhoneRole | None, str] | None  # (role or None for dropped, what it is), None: no role word
 
@@ -511,6 +514,12 @@ def phone_numbers(raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "p
         return [], [InvalidValue(field, "empty")]
     if len(text) > 400:
         return [], [InvalidValue(field, "too long to be phone numbers")]
+    plain = _ONE_NUMBER.fullmatch(text)
+    if plain is not None:  # the usual cell, one number and nothing else: no need to search it
+        number = phonenumbers.PhoneNumber(country_code=1, national_number=int("".join(plain.groups())))
+        if phonenumbers.is_valid_number(number):
+            return [Phone(number=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+                          role=role)], []
     matches = list(phonenumbers.PhoneNumberMatcher(text, "US"))
     found: list[Phone] = []
     problems: list[InvalidValue] = []

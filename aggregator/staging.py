@@ -126,7 +126,7 @@ def plan(ops: Sequence[Op], scripts: Scripts, *, budget: float = BUDGET) -> Stag
         if key == scripts.members:
             if name == "sadd":
                 staged.members_added.extend(args[1:])
-            continue  # "delete": the clean-up removes the members that left (Store knows which)
+            continue  # "srem": the clean-up removes the members that left (Store knows which)
         if key == scripts.feeds:
             staged.add_feed, staged.drop_feed = name == "sadd", name == "srem"
             continue

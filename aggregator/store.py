@@ -134,6 +134,11 @@ class Keys:
     def feed_held(self, feed_id: str) -> str:
         return f"{self.prefix}feed:{feed_id}:held"
 
+    def feed_rows(self, feed_id: str) -> str:
+        """What each raw row of the feed's last stored run normalized to: row digest -> memo (``ingest.RowMemo``),
+        and ``_fp``, the fingerprint of the feed's settings and normalizing code the memos hold for."""
+        return f"{self.prefix}feed:{feed_id}:rows"
+
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{name}"
 
@@ -244,6 +249,8 @@ class ReplaceResult:
     superseded: int = 0
     #: pairs the matcher could not decide, queued for an operator
     uncertain: int = 0
+    #: the stored digest of every record the write carried, changed or not (``kept`` ones excluded)
+    digests: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -425,6 +432,7 @@ class Store:
         self._mask = client.register_script(_lua("mask"))
         self._fingerprint = client.register_script(_lua("fingerprint"))
         self._cleanup = client.register_script(_lua("cleanup"))
+        self._changed = client.register_script(_lua("changed"))
         prelude = _lua("doc")
         self._observe_src = prelude + _lua("observe")
         self._prune_src = prelude + _lua("prune")
@@ -571,6 +579,7 @@ class Store:
         authority: int = 0,
         order: int | None = None,
         keep: Mapping[str, Iterable[str]] | None = None,
+        kept: Iterable[str] = (),
     ) -> ReplaceResult:
         """Make ``centers`` (the feed's records) the feed's whole snapshot, atomically and idempotently.
 
@@ -584,8 +593,11 @@ class Store:
         removed. ``order`` (a push's acceptance time, epoch ms; else ``now``): a record last written by a
         later write is not overwritten by an earlier one applied late (its observations still go through
         newest-wins). ``keep``: levels, by center id, whose figures this write carried but rejected: the
-        feed's previous figures for them are not pruned."""
+        feed's previous figures for them are not pruned. ``kept``: ids of stored records this snapshot carries
+        unchanged without sending them (rows the ingest did not normalize again, ``changed_records`` checked):
+        they stay members, with their figures, and nothing of theirs is written."""
         new = {c.id: c for c in centers}
+        still = frozenset(kept) - new.keys()
         obs = list(observations)
         for c in new.values():
             if c.feed_id != feed_id:
@@ -593,10 +605,11 @@ class Store:
         k = self.keys
         members_key = k.feed_members(feed_id)
         order_ms = order if order is not None else _ms(now)
-        size = len(new) + len(obs) + (0 if partial else int(self._call(
-            "reading a feed", lambda: self.redis.scard(members_key))))
+        size = len(new) + len(obs) + (0 if partial else max(0, int(self._call(
+            "reading a feed", lambda: self.redis.scard(members_key))) - len(still)))
         if size > self.stage_above:
-            return self._replace_staged(feed_id, new, obs, now, source, partial, authority, order_ms, keep or {})
+            return self._replace_staged(feed_id, new, obs, now, source, partial, authority, order_ms, keep or {},
+                                        still)
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -604,7 +617,7 @@ class Store:
                     if not self._writer_free(pipe, deadline, members_key, k.feed_meta(feed_id)):
                         continue
                     result, _ = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
-                                                    order_ms, keep or {})
+                                                    order_ms, keep or {}, kept=still)
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
@@ -657,7 +670,7 @@ class Store:
 
     def _plan_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
                      source: str | None, partial: bool, authority: int, order: int,
-                     keep: Mapping[str, Iterable[str]],
+                     keep: Mapping[str, Iterable[str]], kept: frozenset[str],
                      dead: Sequence[str]) -> tuple[_Recorder, ReplaceResult, set[str]]:
         """Plan a staged write, recording its commands; returns the recorder, the result and every facility
         it may change (those of ``dead`` generations included, to be composed again)."""
@@ -668,14 +681,14 @@ class Store:
             rec = _Recorder(self.redis, self.keys.center(""), self._fingerprints)
             try:
                 result, touched = self._queue_replace(rec, feed_id, new, obs, now, source, partial, authority,
-                                                      order, keep, force=bool(dead), extra=extra)
+                                                      order, keep, force=bool(dead), extra=extra, kept=kept)
             except redis.WatchError:  # a facility changed while it was planned: plan again
                 continue
             return rec, result, touched | extra
 
     def _replace_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
                         source: str | None, partial: bool, authority: int, order: int,
-                        keep: Mapping[str, Iterable[str]]) -> ReplaceResult:
+                        keep: Mapping[str, Iterable[str]], kept: frozenset[str] = frozenset()) -> ReplaceResult:
         """``replace_feed`` for a large write, as a staged generation (``aggregator.staging``).
 
         It is planned without the writer lock (planning a national feed takes a while; pushes go on
@@ -685,7 +698,7 @@ class Store:
         readers see the state before it) is taken over: its facilities are composed again, every record
         of this snapshot is rewritten whatever its digest says, and one flip makes both visible."""
         k = self.keys
-        args = (feed_id, new, obs, now, source, partial, authority, order, keep)
+        args = (feed_id, new, obs, now, source, partial, authority, order, keep, kept)
         with self._translated(f"replacing feed {feed_id} (staged)"):
             dead = self._stages("w", feed_id)
             rec, result, touched = self._plan_staged(*args, dead)
@@ -705,7 +718,7 @@ class Store:
                 gen = f"{_ms(now)}.{secrets.token_hex(4)}"
                 self._run_staged(gen, feed_id, plan, sorted(touched), result, lease)
                 self._flip_and_clean(gen, dead, feed_id, plan,
-                                     set() if partial else rec.members_before - set(new))
+                                     set() if partial else rec.members_before - set(new) - kept)
             finally:
                 lease.end()
         return result
@@ -803,13 +816,17 @@ class Store:
         *,
         force: bool = False,
         extra: set[str] | None = None,
+        kept: frozenset[str] = frozenset(),
     ) -> tuple[ReplaceResult, set[str]]:
         """Plan a replace and queue its commands on ``pipe``; returns the result and every facility the
         commands may change. ``force``: rewrite every record whatever its digest says, and compose the
         facilities in ``extra`` again (taking over a staged write that died half-way)."""
         k = self.keys
         all_ids = {_str(m) for m in pipe.smembers(k.feed_members(feed_id))}
-        old_ids = sorted(all_ids & set(new)) if partial else sorted(all_ids)
+        if force:
+            kept = frozenset()  # taking over a dead write: the caller must send every record
+        kept = kept & all_ids
+        old_ids = sorted(all_ids & set(new)) if partial else sorted(all_ids - kept)
         old: dict[str, tuple[bytes | None, str]] = {}
         later: set[str] = set()  # records written by a later write than this one
         if old_ids:
@@ -821,7 +838,7 @@ class Store:
                 if written is not None and int(written) > order and rid in new:
                     later.add(rid)
 
-        result = ReplaceResult()
+        result = ReplaceResult(unchanged=len(kept))
         removed = sorted(set(old) - set(new))
         records: dict[str, tuple[bytes, bytes]] = {}  # changed records: JSON, digest
         for rid, center in new.items():
@@ -829,6 +846,7 @@ class Store:
                 result.needs_location.append(rid)
             record = center.model_dump_json().encode()
             digest = hashlib.blake2b(record, digest_size=16).hexdigest().encode()
+            result.digests[rid] = digest
             prev = old.get(rid)
             if prev is not None and prev[0] == digest and prev[1] and not force:
                 result.unchanged += 1
@@ -874,15 +892,16 @@ class Store:
             pipe.srem(k.needs_location, *removed_or_located)
         if result.needs_location:
             pipe.sadd(k.needs_location, *result.needs_location)
-        if not partial:
-            pipe.delete(k.feed_members(feed_id))
+        if removed and not partial:
+            pipe.srem(k.feed_members(feed_id), *removed)
         if new:
             pipe.sadd(k.feed_members(feed_id), *sorted(new))
+        if new or kept:
             pipe.sadd(k.feeds, feed_id)
         elif not partial:
             pipe.srem(k.feeds, feed_id)
         pipe.hset(k.feed_meta(feed_id), mapping={
-            "centers": len(all_ids | set(new)) if partial else len(new), "replaced_at": now.isoformat(),
+            "centers": len(all_ids | set(new)) if partial else len(new) + len(kept), "replaced_at": now.isoformat(),
         })
         if plan.recompose:
             pipe.eval(self._compose_src, 0, k.prefix, *plan.recompose)
@@ -1339,6 +1358,53 @@ class Store:
 
         return {cid: raw for cid, raw in zip(center_ids, self._call("reading centers", read), strict=True)
                 if raw is not None}
+
+    # ------------------------------------------------------------------------------- row memos
+
+    def row_memos(self, feed_id: str, fingerprint: str) -> dict[bytes, bytes]:
+        """The feed's row memos (row digest -> memo) if they were made under ``fingerprint``; none while a staged
+        write of the feed is unfinished (its next write rewrites every record)."""
+        fp = self._call("reading row memos", lambda: self.redis.hget(self.keys.feed_rows(feed_id), "_fp"))
+        if fp is None or _str(fp) != fingerprint or self._call("reading row memos", lambda: self._stages("w", feed_id)):
+            return {}
+        memos = self._call("reading row memos", lambda: self.redis.hgetall(self.keys.feed_rows(feed_id)))
+        memos.pop(b"_fp", None)
+        return memos
+
+    def save_row_memos(self, feed_id: str, fingerprint: str, memos: Mapping[bytes, bytes]) -> None:
+        """Replace the feed's row memos: written aside a batch at a time, then renamed into place (one step)."""
+        key = self.keys.feed_rows(feed_id)
+        aside = f"{key}:new:{secrets.token_hex(4)}"
+        items = list(memos.items())
+
+        def write() -> None:
+            try:
+                self.redis.hset(aside, "_fp", fingerprint)
+                for piece in staging.pieces(items, staging.MEMBERS):
+                    self.redis.hset(aside, mapping=dict(piece))
+                self.redis.rename(aside, key)
+            finally:
+                self.redis.delete(aside)  # nothing left behind when a batch failed (a no-op after the rename)
+
+        self._call("writing row memos", write)
+
+    def drop_row_memos(self, feed_id: str) -> None:
+        self._call("dropping row memos", lambda: self.redis.delete(self.keys.feed_rows(feed_id)))
+
+    def changed_records(self, feed_id: str, expected: Mapping[str, bytes]) -> set[str]:
+        """Which of these records are not stored as ``expected`` (record id -> digest): changed since, gone,
+        or no longer the feed's."""
+        ids = list(expected)
+
+        def read() -> set[str]:
+            out: set[str] = set()
+            for piece in staging.pieces(ids, staging.MEMBERS):  # a few milliseconds of Redis each
+                found = self._changed(keys=[self.keys.record(rid) for rid in piece],
+                                      args=[feed_id, *[expected[rid] for rid in piece]])
+                out.update(piece[int(i) - 1] for i in found)
+            return out
+
+        return set(self._call("checking stored records", read))
 
     # ------------------------------------------------------------------------------ feed health
 

@@ -11,11 +11,12 @@ nothing to us (reported, never silently dropped). Pure.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aggregator.model import (
     Accepting,
@@ -38,9 +39,13 @@ class Mapped(Generic[E]):
     unmapped: tuple[str, ...] = ()
 
 
+_SPACES = re.compile(r"[\s_]+")
+
+
+@functools.lru_cache(maxsize=20_000)
 def _key(term: str) -> str:
     """Case- and punctuation-insensitive key: 'RS (3.1)' and 'rs(3.1)' meet."""
-    return re.sub(r"[\s_]+", " ", term.strip().lower()).replace(" (", "(").replace("( ", "(")
+    return _SPACES.sub(" ", term.strip().lower()).replace(" (", "(").replace("( ", "(")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,6 +251,37 @@ ACCEPTING_WORDS: tuple[tuple[str, Accepting], ...] = (
 # --------------------------------------------------------------------------------------------------
 
 
+#: what a term maps to by a table's codes and phrases, by (table, term key): partners repeat their terms on
+#: every row, and a phrase table is a dozen regular expressions. Bounded: cleared when it grows past 50,000.
+_TERM_CACHE: dict[tuple[int, str], tuple[frozenset[Any], bool]] = {}
+
+
+def _by_table(k: str, codes: Mapping[str, tuple[E, ...]], phrases: tuple[tuple[str, tuple[E, ...]], ...],
+              enum: type[E]) -> tuple[frozenset[E], bool]:
+    """A term key's values by the codes, then the enum's own values, then the phrases; and whether any matched."""
+    cache_key = (id(codes), k)
+    hit = _TERM_CACHE.get(cache_key)
+    if hit is not None:
+        return hit
+    if k in codes:
+        found: tuple[frozenset[E], bool] = (frozenset(codes[k]), True)
+    elif k in enum._value2member_map_:
+        found = (frozenset((enum(k),)), True)
+    else:
+        values: set[E] = set()
+        rest, matched = k, False
+        for pattern, vals in phrases:
+            rest, n = re.subn(pattern, " ", rest)
+            if n:
+                values.update(vals)
+                matched = True
+        found = (frozenset(values), matched)
+    if len(_TERM_CACHE) > 50_000:
+        _TERM_CACHE.clear()
+    _TERM_CACHE[cache_key] = found
+    return found
+
+
 def _map(
     terms: Iterable[str],
     codes: Mapping[str, tuple[E, ...]],
@@ -255,7 +291,7 @@ def _map(
 ) -> Mapped[E]:
     found: set[E] = set()
     unmapped: list[str] = []
-    over = {_key(k): v for k, v in (overrides or {}).items()}
+    over = {_key(k): v for k, v in overrides.items()} if overrides else {}
     for raw in terms:
         term = str(raw).strip()
         if not term:
@@ -264,19 +300,10 @@ def _map(
         if k in over:
             found.update(enum(v) for v in over[k])
             continue
-        if k in codes:
-            found.update(codes[k])
-            continue
-        if k in enum._value2member_map_:
-            found.add(enum(k))
-            continue
-        rest, hit = k, False
-        for pattern, values in phrases:
-            rest, n = re.subn(pattern, " ", rest)
-            if n:
-                found.update(values)
-                hit = True
-        if not hit:
+        values, hit = _by_table(k, codes, phrases, enum)
+        if hit:
+            found.update(values)
+        else:
             unmapped.append(term)
     return Mapped(frozenset(found), tuple(unmapped))
 

@@ -496,3 +496,24 @@ def test_a_report_older_than_the_feed_keeps_is_not_kept() -> None:
     assert result.availability == []
     # the partner stopped reporting detox (its count goes); residential's figure was unreadable (kept)
     assert result.rejected_levels == {LevelOfCare.RESIDENTIAL}
+
+
+_FORMATS = ("{a}-{e}-{n}", "({a}) {e}-{n}", "{a}.{e}.{n}", "+1 {a} {e} {n}", "1-{a}-{e}-{n}", "{a}{e}{n}", "+1{a}{e}{n}")
+
+
+@given(area=st.integers(200, 999), exchange=st.integers(200, 999), line=st.integers(0, 9999),
+       fmt=st.sampled_from(_FORMATS))
+def test_a_plain_one_number_cell_reads_as_the_matcher_reads_it(area: int, exchange: int, line: int, fmt: str) -> None:
+    """The shortcut for a cell of one plain number agrees with phonenumbers' matcher, valid or not."""
+    import phonenumbers
+
+    cell = fmt.format(a=area, e=exchange, n=f"{line:04d}")
+    found = [phonenumbers.format_number(m.number, phonenumbers.PhoneNumberFormat.E164)
+             for m in phonenumbers.PhoneNumberMatcher(cell, "US")]
+    from aggregator.normalize import phone_numbers
+
+    phones, problems = phone_numbers(cell)
+    if found:
+        assert [p.number for p in phones] == found and not problems
+    else:
+        assert not phones and problems

@@ -1,0 +1,186 @@
+"""Rows unchanged since a feed's last stored run are not normalized again (their memos), and lose nothing:
+the report counts them as before, the store keeps their records, and any doubt normalizes them again."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from aggregator.fetch import Fetcher, new_session
+from aggregator.ingest import IngestReport, Pipeline, RowMemo, context_for, memo_fingerprint
+from aggregator.invariants import check
+from aggregator.lookup import near
+from aggregator.store import Store
+from config import registry
+from config.registry import FeedConfig
+from tests.integration.factories import NOW
+from tests.servers import LoopbackServer, Response
+
+HEADER = "ID,Name,State,ZIP,Lat,Lon,Phone,Services,Detox beds,Updated\n"
+
+
+def row(i: int, beds: int = 3, services: str = "DT;WIDGETS", phone: str = "617-555-0100 or 12345678",
+        updated: str = "11/27/2026 9:45 AM") -> str:
+    return f"C{i},Center {i},MA,02139,{42.36 + i / 10000:.5f},-71.10,{phone},{services},{beds},{updated}\n"
+
+
+def body(lines: list[str]) -> bytes:
+    return (HEADER + "".join(lines)).encode()
+
+
+def feed_for(url: str, **extra: object) -> FeedConfig:
+    [feed] = registry.parse({"feed": [{
+        "id": "memo", "format": "csv", "url": url, "allow_private": True, "timezone": "America/New_York",
+        "freshness": "24h", "timeout": 2, "quarantine_share": 0.9,
+        "mapping": {
+            "fields": {"source_id": "ID", "name": "Name", "state": "State", "postal_code": "ZIP", "latitude": "Lat",
+                       "longitude": "Lon", "phone": "Phone", "levels_of_care": "Services", "reported_at": "Updated"},
+            "availability": [{"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox beds"}}],
+        },
+        **extra,
+    }]}).feeds
+    return feed
+
+
+@pytest.fixture
+def partner() -> Iterator[LoopbackServer]:
+    server = LoopbackServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pipeline(store: Store) -> Pipeline:
+    clock = iter(NOW + timedelta(minutes=i) for i in range(10_000))
+    return Pipeline(store, Fetcher(new_session("center-availability-tests/1.0")), clock=lambda: next(clock))
+
+
+def serve(partner: LoopbackServer, lines: list[str]) -> str:
+    partner.route("/beds.csv", Response(200, body(lines), {"Content-Type": "text/csv"}))
+    return partner.url("/beds.csv")
+
+
+def counts(report: IngestReport | None) -> dict[str, object]:
+    """Everything a report says about the rows (what was stored aside)."""
+    assert report is not None
+    out = report.as_dict()
+    out.pop("stored")
+    out.pop("placement")
+    return out
+
+
+def test_an_unchanged_forced_run_keeps_every_row_and_reports_the_same(store: Store, partner: LoopbackServer,
+                                                                      pipeline: Pipeline) -> None:
+    lines = [row(i) for i in range(20)] + ["C3,Center 3 again,MA,02139,42.36,-71.10,,DT,9,11/26/2026 9:45 AM\n"]
+    feed = feed_for(serve(partner, lines))
+    first = pipeline.run(feed)
+    assert first.report is not None and first.report.stored is not None
+    assert first.report.stored.added == 20
+    assert first.report.unmapped["levels_of_care: WIDGETS"] == 20
+    assert first.report.repeated == 1
+    before = {k: store.redis.dump(k) for k in sorted(store.redis.keys(f"{store.keys.prefix}[rac]:*"))}
+
+    again = pipeline.run(feed, force=True)
+    assert again.status == "applied" and again.report is not None and again.report.stored is not None
+    assert again.report.stored.unchanged == 20 and again.report.stored.added == again.report.stored.updated == 0
+    assert again.report.stored.observations_written == 0
+    assert counts(again.report) == counts(first.report)  # unmapped terms, dropped numbers, repeats: all counted
+    after = {k: store.redis.dump(k) for k in sorted(store.redis.keys(f"{store.keys.prefix}[rac]:*"))}
+    assert after == before  # records, facilities and figures untouched
+
+    partner.route("/beds.csv", Response(200, body(list(reversed(lines))), {"Content-Type": "text/csv"}))
+    reordered = pipeline.run(feed)
+    assert reordered.report is not None and reordered.report.stored is not None
+    assert reordered.report.stored.unchanged == 20
+    assert counts(reordered.report)["unmapped"] == counts(first.report)["unmapped"]
+    assert not check(store, now=NOW + timedelta(hours=1))
+
+
+def test_only_the_changed_rows_are_normalized_and_the_rest_stay(store: Store, partner: LoopbackServer,
+                                                                pipeline: Pipeline) -> None:
+    feed = feed_for(serve(partner, [row(i) for i in range(10)]))
+    pipeline.run(feed)
+    lines = [row(i, beds=7) if i == 4 else row(i) for i in range(10) if i != 9] + [row(10)]
+    serve(partner, lines)
+    out = pipeline.run(feed)
+    stored = out.report.stored if out.report else None
+    assert stored is not None
+    # C4's row changed only in its figure: normalized again, its record is the same
+    assert (stored.unchanged, stored.updated, stored.added, stored.removed) == (9, 0, 1, 1)
+    assert stored.observations_written == 2  # C4's new figure and C10's
+    answer = {r.id: r for r in near(store, zip="02139", now=NOW + timedelta(hours=1)).results}
+    assert "memo:C9" not in answer and "memo:C10" in answer
+    assert answer["memo:C4"].availability[0]["beds_available"] == 7
+    # the memos follow the run: a third, unchanged run keeps all ten
+    third = pipeline.run(feed, force=True)
+    assert third.report is not None and third.report.stored is not None and third.report.stored.unchanged == 10
+
+
+def test_a_record_changed_behind_its_memo_is_normalized_again(store: Store, partner: LoopbackServer,
+                                                              pipeline: Pipeline) -> None:
+    feed = feed_for(serve(partner, [row(i) for i in range(5)]))
+    pipeline.run(feed)
+    store.redis.hset(store.keys.record("memo:C2"), "h", "something else")  # a write the memo does not know
+    store.redis.delete(store.keys.record("memo:C3"))  # or one lost
+    out = pipeline.run(feed, force=True)
+    stored = out.report.stored if out.report else None
+    assert stored is not None and stored.unchanged == 3 and stored.updated + stored.added == 2
+    assert {"memo:C2", "memo:C3"} <= {r.id for r in near(store, zip="02139", now=NOW).results}
+    assert not check(store, now=NOW + timedelta(hours=1))
+
+
+def test_new_settings_or_a_stale_write_void_the_memos(store: Store, partner: LoopbackServer,
+                                                      pipeline: Pipeline) -> None:
+    feed = feed_for(serve(partner, [row(i) for i in range(5)]))
+    pipeline.run(feed)
+    ctx = context_for(feed, NOW)
+    assert len(store.row_memos("memo", memo_fingerprint(ctx))) == 5
+    changed = dataclasses.replace(feed, freshness_seconds=3600)  # figures are judged by another window now
+    assert store.row_memos("memo", memo_fingerprint(context_for(changed, NOW))) == {}
+    out = pipeline.run(changed, force=True)
+    assert out.report is not None and out.report.stored is not None
+    assert out.report.stored.observations_written == 5  # every row normalized again under the new window
+    assert near(store, zip="02139", now=NOW).results[0].availability[0]["freshness_seconds"] == 3600
+    # a staged write of the feed that died before its flip: its next run rewrites everything
+    store.redis.hset(store.keys.staging, "1.dead", "w")
+    store.redis.set(store.keys.stage("1.dead", "feed"), "memo")
+    assert store.row_memos("memo", memo_fingerprint(context_for(changed, NOW))) == {}
+
+
+def test_a_memo_never_keeps_a_report_past_the_age_the_feed_keeps(store: Store, partner: LoopbackServer) -> None:
+    times = iter([NOW, NOW + timedelta(days=1), NOW + timedelta(days=3)])
+    pipeline = Pipeline(store, Fetcher(new_session("t")), clock=lambda: next(times))
+    feed = feed_for(serve(partner, [row(i) for i in range(3)]), max_report_age="2d")
+    first = pipeline.run(feed)
+    assert first.report is not None and first.report.observations == 3
+    kept = pipeline.run(feed, force=True)
+    assert kept.report is not None and kept.report.stored is not None and kept.report.stored.unchanged == 3
+    late = pipeline.run(feed, force=True)  # the reports are now older than two days: normalized, and refused
+    assert late.report is not None and late.report.observations == 0
+    assert late.report.problems_by_reason  # each refusal counted with its reason
+
+
+def test_a_held_run_with_kept_rows_holds_every_record(store: Store, partner: LoopbackServer,
+                                                      pipeline: Pipeline) -> None:
+    feed = feed_for(serve(partner, [row(i) for i in range(10)]), quarantine_share=0.3)
+    pipeline.run(feed)
+    serve(partner, [row(i) for i in range(4)])  # six of ten gone: held, though four rows are unchanged
+    assert pipeline.run(feed).status == "held"
+    held = store.held_snapshot("memo")
+    assert held is not None
+    assert sorted(c["id"] for c in json.loads(held)["centers"]) == [f"memo:C{i}" for i in range(4)]
+    assert pipeline.release(feed, by="operator").status == "applied"
+    assert store.feed_members("memo") == {f"memo:C{i}" for i in range(4)}
+    assert store.redis.exists(store.keys.feed_rows("memo")) == 0  # a release starts the memos afresh
+
+
+def test_row_memos_round_trip() -> None:
+    from aggregator.model import Rejection
+
+    memo = RowMemo("f:1", "1", b"abc", 5, 2, (Rejection(record="1", field="phone", reason="unreadable"),),
+                   (("payment", ("barter",)),), ("swapped coordinates",), ("detox",), 99)
+    assert RowMemo.decode(memo.encode()) == memo
