@@ -14,10 +14,15 @@ from typing import Any
 from celery.schedules import schedstate, schedule
 
 from config.registry import Registry
+from workers import names
 
 GEOCODE_RETRY_SECONDS = 300
 #: how often accepted pushes nobody finished are looked for (beat, and a thread in every worker)
 PUSH_SWEEP_SECONDS = 30
+
+
+#: the shortest wait beat is told before it looks at a staggered entry again
+RECHECK_SECONDS = 0.02
 
 
 class staggered(schedule):  # lower case, like celery's own schedule classes
@@ -37,9 +42,10 @@ class staggered(schedule):  # lower case, like celery's own schedule classes
         now = self.now().astimezone(UTC)
         due_at = self._next_after(last_run_at.astimezone(UTC) if last_run_at.tzinfo else
                                   last_run_at.replace(tzinfo=UTC))
+        # beat wakes an entry 10 ms early (its drift): a floor of 0.5 s here sent many runs half a second late
         if now.timestamp() >= due_at:
-            return schedstate(True, max(0.5, self._next_after(now) - now.timestamp()))
-        return schedstate(False, max(0.5, due_at - now.timestamp()))
+            return schedstate(True, max(RECHECK_SECONDS, self._next_after(now) - now.timestamp()))
+        return schedstate(False, max(RECHECK_SECONDS, due_at - now.timestamp()))
 
     def __reduce__(self) -> Any:
         return self.__class__, (self.run_every, self.offset, self.relative, self.nowfun)
@@ -60,19 +66,19 @@ def build(registry: Registry) -> dict[str, dict[str, Any]]:
     for feed in registry.pulled:
         period = timedelta(seconds=feed.schedule_seconds)
         entries[f"feed:{feed.id}"] = {
-            "task": "feeds.run",
+            "task": names.RUN_FEED,
             "schedule": staggered(period, offset_for(feed.id, feed.schedule_seconds)),
             "args": (feed.id,),
-            "options": {"expires": feed.schedule_seconds, "queue": "feeds"},
+            "options": {"expires": feed.schedule_seconds, "queue": names.FEEDS_QUEUE},
         }
     entries["pushes:sweep"] = {
-        "task": "pushes.sweep",
+        "task": names.SWEEP,
         "schedule": timedelta(seconds=PUSH_SWEEP_SECONDS),
-        "options": {"expires": PUSH_SWEEP_SECONDS, "queue": "feeds"},
+        "options": {"expires": PUSH_SWEEP_SECONDS, "queue": names.FEEDS_QUEUE},
     }
     entries["geocode:retry"] = {
-        "task": "geocode.retry_pending",
+        "task": names.GEOCODE_RETRY,
         "schedule": timedelta(seconds=GEOCODE_RETRY_SECONDS),
-        "options": {"expires": GEOCODE_RETRY_SECONDS, "queue": "geocode"},
+        "options": {"expires": GEOCODE_RETRY_SECONDS, "queue": names.GEOCODE_QUEUE},
     }
     return entries

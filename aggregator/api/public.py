@@ -87,7 +87,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/v1/centers/near", response_model=NearAnswer, responses=ERRORS, dependencies=[Depends(rate_limited)],
+@router.get("/v1/centers/near", response_model=NearAnswer, responses=ERRORS,
             summary="Centers near a place, nearest first",
             description="Give `zip`, `place` ('City, ST'), or both `lat` and `lon` (one kind only): otherwise 422 "
                         "naming `location`.")
@@ -109,6 +109,9 @@ def centers_near(
     available_only: Annotated[bool, Query(description="only centers with fresh open availability")] = False,
     limit: Annotated[int, Query(ge=1, le=lookup.MAX_LIMIT)] = lookup.DEFAULT_LIMIT,
 ) -> Response:
+    # the rate check runs here, in the endpoint's own worker thread: as a dependency it took one more hop
+    # through the thread pool on the busiest route (an invalid query is refused before it is counted)
+    rate_limited(request)
     st = state_of(request)
     if (lat is None) != (lon is None):
         raise ApiError(422, "invalid_parameter", "give both lat and lon", parameter="lat" if lat is None else "lon")

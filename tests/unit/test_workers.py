@@ -59,3 +59,11 @@ def test_start_times_are_staggered_on_a_fixed_grid() -> None:
     s.nowfun = lambda: t0 + timedelta(seconds=43)
     due, wait = s.is_due(t0 - timedelta(seconds=1))
     assert (due, round(wait)) == (True, 299)
+
+
+def test_beat_waking_a_little_early_checks_again_at_the_due_time_not_half_a_second_later() -> None:
+    s = schedule.staggered(timedelta(minutes=5), offset=42)
+    t0 = datetime(2026, 11, 27, 15, 0, 0, tzinfo=UTC)
+    s.nowfun = lambda: t0 + timedelta(seconds=41.99)  # beat's 10 ms drift
+    due, wait = s.is_due(t0 - timedelta(seconds=1))
+    assert not due and wait <= schedule.RECHECK_SECONDS
