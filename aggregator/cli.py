@@ -120,13 +120,12 @@ def open_store(settings: Settings) -> Iterator[Store]:
 
 def load_registry(settings: Settings) -> Registry:
     from config import registry as registry_module
-    from config.registry import Registry
 
     path = settings.registry_path() if settings.feeds_file or _FOUND.get("service") is None else None
     if path is None:
         demo = settings.data_path / "demo" / "feeds.toml"
         path = demo if demo.exists() else None
-    return registry_module.load(path) if path is not None else Registry(())
+    return registry_module.load_or_empty(path)
 
 
 def ensure_data(store: Store, now: datetime, echo: Callable[[str], None]) -> None:
@@ -234,15 +233,13 @@ ADDRESS_SEARCH_DOWN = "address search is unavailable (no geocoder reachable); tr
 def _geocoded_origin(place: str, store: Store, settings: Settings) -> lookup.Origin:
     """An address through the cached, rate-limited geocoder: asked once (an operator on a call does not
     wait through retries), and its outage said in one line."""
-    import dataclasses
-
     from aggregator import lookup
     from aggregator.errors import GeocoderTransient, PlaceNotFound
-    from aggregator.geocode import Geocoder, GeocoderConfig, origin_for_place
+    from aggregator.geocode import origin_for_place
+    from aggregator.wiring import geocoder_for
 
-    config = dataclasses.replace(GeocoderConfig.from_settings(settings), retries=0)
     try:
-        return origin_for_place(place, Geocoder(store, config))
+        return origin_for_place(place, geocoder_for(settings, store, retries=0))
     except GeocoderTransient:
         raise click.ClickException(ADDRESS_SEARCH_DOWN) from None
     except PlaceNotFound:
@@ -440,9 +437,8 @@ def _echo_report(feed_id: str, status: str, r: IngestReport) -> None:
 @friendly_errors
 def ingest(feed_id: str) -> None:
     """Run one feed now (ignoring its schedule and max-age), with progress."""
-    from aggregator.fetch import Fetcher, new_session
-    from aggregator.geocode import Geocoder, GeocoderConfig
-    from aggregator.ingest import Pipeline
+    from aggregator.ingest import RunStatus
+    from aggregator.wiring import pipeline_for
 
     settings = cli_settings()
     reg = load_registry(settings)
@@ -452,16 +448,13 @@ def ingest(feed_id: str) -> None:
     if not feed.pulled:
         raise ConfigError(f"feed {feed_id!r} is a push feed: partners send it, nothing to fetch")
     with open_store(settings) as store:
-        config = GeocoderConfig.from_settings(settings)
-        geocoder = Geocoder(store, config) if config.enabled else None
-        pipeline = Pipeline(store, Fetcher(new_session(settings.user_agent)), geocoder=geocoder,
-                            environ=dict(os.environ))
+        pipeline = pipeline_for(settings, store)
         outcome = pipeline.run_locked(feed, force=True, progress=lambda m: click.echo(f"  {m}", err=True))
-    if outcome.status == "busy":
+    if outcome.status is RunStatus.BUSY:
         raise RuntimeError(f"feed {feed_id!r} is being run by a worker right now; try again shortly")
-    if outcome.status == "failed":
+    if outcome.status is RunStatus.FAILED:
         if outcome.report is not None:  # a run that accepted too few records: what it would have lost
-            _echo_report(feed_id, "failed", outcome.report)
+            _echo_report(feed_id, outcome.status, outcome.report)
         raise RuntimeError(f"{feed_id}: {outcome.error}")
     if outcome.report is None:
         click.echo(f"{feed_id}: {outcome.status}")
@@ -550,10 +543,11 @@ def feed_try(source: str, fmt: str | None, mapping_path: str | None, allow_priva
     """A dry run of a partner's sample: its columns, a suggested mapping, and what an ingest would keep,
     reject, repair, leave unmapped and drop. Writes nothing."""
     from aggregator import onboard
-    from aggregator.fetch import Fetcher, new_session
+    from aggregator.wiring import fetcher_for
 
+    settings = Settings.from_env()
     fmt = fmt or _format_from_name(source)
-    fetcher = Fetcher(new_session(Settings.from_env().user_agent)) if onboard.is_url(source) else None
+    fetcher = fetcher_for(settings) if onboard.is_url(source) else None
     result = onboard.run_trial(source, fmt, now=datetime.now(UTC), fetcher=fetcher, mapping_file=mapping_path,
                                allow_private=allow_private, show=None if as_json else click.echo)
     if as_json:

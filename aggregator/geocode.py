@@ -33,7 +33,7 @@ from aggregator import geography, lookup
 from aggregator.errors import GeocoderPermanent, GeocoderTransient, InvalidQuery, PlaceNotFound
 from aggregator.model import Center, GeoPrecision
 from aggregator.store import Store
-from config.settings import Settings
+from config.settings import DEFAULT_USER_AGENT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class GeocoderConfig:
     provider: str = "nominatim"  # "none" disables geocoding (feed coordinates and ZIP centroids only)
     domain: str = "nominatim.openstreetmap.org"
     scheme: str = "https"
-    user_agent: str = "center-availability/0.1 (helpline capacity aggregator)"
+    user_agent: str = DEFAULT_USER_AGENT
     timeout: float = 5.0
     min_interval: float = 1.0  # seconds between requests, across every process (Nominatim policy)
     options: Mapping[str, Any] = field(default_factory=dict)  # more keyword arguments for the geocoder

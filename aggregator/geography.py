@@ -3,8 +3,8 @@ bounds, great-circle distance.
 
 ZIP data comes from the ``zipcodes`` package (GeoNames, CC BY 4.0), embedded in its wheel: no network.
 It is read once into a compact file in the user's cache folder (``$XDG_CACHE_HOME/centers/``, else
-``~/.cache/centers/``); later processes read that in milliseconds instead of parsing ``zipcodes`` for
-seconds. A folder that cannot be written only costs that speed.
+``~/.cache/centers/``; the edge names it, ``use_cache_folder``); later processes read that in milliseconds
+instead of parsing ``zipcodes`` for seconds. A folder that cannot be written only costs that speed.
 State boxes are derived once from the ZIP centroids of each state with a margin, which is what a
 plausibility check needs (is this point roughly in Massachusetts?), not a border-exact answer.
 """
@@ -116,9 +116,18 @@ class _Table:
         return None
 
 
+#: the folder of the compact ZIP table; None: ~/.cache/centers. The core reads no environment: the edge
+#: (``config.settings.Settings.from_env``) sets it from $XDG_CACHE_HOME with ``use_cache_folder``.
+_CACHE_FOLDER: list[Path | None] = [None]
+
+
+def use_cache_folder(folder: Path | None) -> None:
+    """Keep the ZIP table in ``folder`` (None: ~/.cache/centers); read again on the next ``_table()``."""
+    _CACHE_FOLDER[0] = folder
+
+
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "centers"
+    return _CACHE_FOLDER[0] or Path.home() / ".cache" / "centers"
 
 
 def _table_path() -> Path:

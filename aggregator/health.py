@@ -16,11 +16,11 @@ that an empty answer is not taken for "nothing is near".
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from aggregator.store import Store
+from aggregator.store import FeedState, Store
 from config.registry import FeedConfig
 
 _ORDER = {"held": 0, "failing": 1, "partial": 2, "stale": 3, "never_run": 4, "ok": 5}
@@ -43,19 +43,19 @@ def _json(text: str | None, default: Any) -> Any:
         return default
 
 
-def hold_obsolete(state: Mapping[str, str], held_at: str | None) -> str:
+def hold_obsolete(state: FeedState, held_at: str | None) -> str:
     """Why a held run may no longer be released (a newer run was applied since it was held), or ''."""
-    held, applied = parse_when(held_at), parse_when(state.get("last_success"))
+    held, applied = parse_when(held_at), parse_when(state.last_success)
     if held is not None and applied is not None and applied > held:
-        return (f"the run held at {held_at} is older than the run applied at {state.get('last_success')}; "
+        return (f"the run held at {held_at} is older than the run applied at {state.last_success}; "
                 "releasing it would put older data over newer")
     return ""
 
 
-def last_checked(state: Mapping[str, str]) -> str | None:
+def last_checked(state: FeedState) -> str | None:
     """The last run that succeeded, changed or not: ``last_checked``, or, for state written before runs
     recorded it, the last applied run (an applied run was checked too)."""
-    checked, changed = state.get("last_checked") or None, state.get("last_success") or None
+    checked, changed = state.last_checked or None, state.last_success or None
     if checked and changed:
         a, b = parse_when(checked), parse_when(changed)
         if a is not None and b is not None and b > a:
@@ -78,7 +78,7 @@ def loading_reason(feeds: Sequence[FeedConfig], store: Store) -> str:
         if store.feed_meta(feed_id).get("replaced_at"):
             return ""
     states = store.feed_states([f.id for f in pulled])
-    failed = [f.id for f in pulled if states.get(f.id, {}).get("last_error_at")]
+    failed = [f.id for f in pulled if states.get(f.id, FeedState()).last_error_at]
     reason = (f"the store is loading: no feed has been applied yet ({len(pulled)} scheduled "
               f"{'feed' if len(pulled) == 1 else 'feeds'}; the first runs fetch them)")
     if failed:
@@ -91,19 +91,19 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
     states = store.feed_states([f.id for f in feeds])
     out = []
     for feed in feeds:
-        s = states.get(feed.id, {})
-        newest = parse_when(s.get("newest_data_at"))
+        s = states.get(feed.id, FeedState())
+        newest = parse_when(s.newest_data_at)
         age = max(0, int((now - newest).total_seconds())) if newest else None
-        failures = int(s.get("consecutive_failures") or 0)
-        held = {"reason": s["held_reason"], "at": s.get("held_at")} if s.get("held_reason") else None
+        failures = s.consecutive_failures or 0
+        held = {"reason": s.held_reason, "at": s.held_at} if s.held_reason else None
         stale = age is None or age > feed.freshness_seconds
         if held:
             status = "held"
         elif failures:
             status = "failing"
-        elif not s.get("last_success"):
+        elif not s.last_success:
             status = "never_run"
-        elif s.get("last_outcome") == "partial":
+        elif s.last_outcome == "partial":
             status = "partial"
         elif stale:
             status = "stale"
@@ -113,23 +113,23 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
             "id": feed.id, "partner": feed.partner, "format": feed.format, "source": feed.source.value,
             "url": feed.url, "enabled": feed.enabled, "schedule_seconds": feed.schedule_seconds,
             "freshness_seconds": feed.freshness_seconds, "status": status, "stale": stale, "held": held,
-            "last_attempt": s.get("last_attempt"), "last_success": s.get("last_success"),
-            "last_checked": last_checked(s), "last_changed": s.get("last_success") or None,
-            "last_outcome": s.get("last_outcome"),
-            "last_error": s.get("last_error"), "last_error_kind": s.get("last_error_kind"),
-            "last_error_at": s.get("last_error_at"), "consecutive_failures": failures,
-            "records": int(s.get("records") or 0), "accepted": int(s.get("accepted") or 0),
-            "rejected": int(s.get("rejected") or 0), "observations": int(s.get("observations") or 0),
-            "problems_by_reason": _json(s.get("problems_by_reason"), {}),
-            "rejections": _json(s.get("rejections"), []),
-            "quality": _json(s.get("quality"), {"repairs": [], "unmapped": [], "dropped": []}),
-            "repeated": int(s.get("repeated") or 0),
-            "busy_refusals": int(s.get("busy_refusals") or 0), "last_busy_at": s.get("last_busy_at"),
-            "hold_discarded": s.get("hold_discarded") or None,
-            "failed_documents": _json(s.get("failed_documents"), []),
-            "last_run": {"records": int(s.get("run_records") or 0), "accepted": int(s.get("run_accepted") or 0),
-                         "rejected": int(s.get("run_rejected") or 0)},
-            "newest_data_at": s.get("newest_data_at") or None, "data_age_seconds": age,
+            "last_attempt": s.last_attempt, "last_success": s.last_success,
+            "last_checked": last_checked(s), "last_changed": s.last_success or None,
+            "last_outcome": s.last_outcome,
+            "last_error": s.last_error, "last_error_kind": s.last_error_kind,
+            "last_error_at": s.last_error_at, "consecutive_failures": failures,
+            "records": s.records or 0, "accepted": s.accepted or 0,
+            "rejected": s.rejected or 0, "observations": s.observations or 0,
+            "problems_by_reason": _json(s.problems_by_reason, {}),
+            "rejections": _json(s.rejections, []),
+            "quality": _json(s.quality, {"repairs": [], "unmapped": [], "dropped": []}),
+            "repeated": s.repeated or 0,
+            "busy_refusals": s.busy_refusals or 0, "last_busy_at": s.last_busy_at,
+            "hold_discarded": s.hold_discarded or None,
+            "failed_documents": _json(s.failed_documents, []),
+            "last_run": {"records": s.run_records or 0, "accepted": s.run_accepted or 0,
+                         "rejected": s.run_rejected or 0},
+            "newest_data_at": s.newest_data_at or None, "data_age_seconds": age,
         })
     out.sort(key=lambda h: (_ORDER[h["status"]], h["id"]))
     return out

@@ -18,8 +18,9 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from aggregator.health import hold_obsolete, parse_when
 from aggregator.model import Availability, Center, Rejection
 from aggregator.normalize import FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
-from aggregator.store import ReplaceResult, Store
+from aggregator.store import FeedState, PushRecord, ReplaceResult, Store
 from config.registry import FeedConfig
 
 log = logging.getLogger(__name__)
@@ -192,14 +193,15 @@ class RowMemo:
 
 
 #: the files whose code decides what a row normalizes to: a change to any of them makes every memo void
-_NORMALIZING_CODE = ("normalize.py", "vocabulary.py", "model.py", "geography.py", "address.py", "ingest.py")
+_NORMALIZING_CODE = ("normalize.py", "vocabulary.py", "model.py", "geography.py", "address.py", "ingest.py",
+                     "feeds/mapping.py")
 
 
 @functools.cache
 def _code_digest() -> str:
     h = hashlib.blake2b(digest_size=16)
     for name in _NORMALIZING_CODE:
-        h.update((Path(__file__).with_name(name)).read_bytes())
+        h.update((Path(__file__).parent / name).read_bytes())
     return h.hexdigest()
 
 
@@ -391,10 +393,23 @@ def apply_snapshot(store: Store, raws: Iterable[Mapping[str, Any]], ctx: FeedCon
 STATE_SAMPLE = 20  # rejections kept in feed health
 
 
+class RunStatus(StrEnum):
+    """How a feed run ended (``RunOutcome.status``, the task's result, `centers ingest`)."""
+
+    APPLIED = "applied"  # the snapshot replaced the feed's
+    PARTIAL = "partial"  # some documents failed: what was read is applied, nothing pruned
+    UNCHANGED = "unchanged"  # the same bytes as the last run: nothing to do
+    NOT_MODIFIED = "not_modified"  # the partner answered 304
+    HELD = "held"  # the run would gut the feed: kept aside for an operator to release
+    WAITING = "waiting"  # not due yet (max-age, Retry-After)
+    BUSY = "busy"  # another run of the feed holds its lock
+    FAILED = "failed"
+
+
 @dataclass
 class RunOutcome:
     feed_id: str
-    status: str  # applied | partial | unchanged | not_modified | held | waiting | busy | failed
+    status: RunStatus
     report: IngestReport | None = None
     error: str = ""
     error_kind: str = ""
@@ -402,7 +417,7 @@ class RunOutcome:
     retry_after: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"feed_id": self.feed_id, "status": self.status, "error": self.error,
+        return {"feed_id": self.feed_id, "status": self.status.value, "error": self.error,
                 "error_kind": self.error_kind, "documents": self.documents,
                 "report": self.report.as_dict() if self.report else None}
 
@@ -432,21 +447,21 @@ class Pipeline:
         say = progress or (lambda _msg: None)
         now = self.clock()
         state = self.store.feed_state(feed.id)
-        if not force and float(state.get("next_fetch_after") or 0) > now.timestamp():
-            return RunOutcome(feed.id, "waiting")
-        self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)}, increment="runs")
+        if not force and (state.next_fetch_after or 0) > now.timestamp():
+            return RunOutcome(feed.id, RunStatus.WAITING)
+        self.store.set_feed_state(feed.id, FeedState(last_attempt=_iso(now)), increment=FeedState.RUNS)
         try:
             say(f"fetching {feed.url}")
             documents, first, failed = self._fetch_all(feed, state, force)
-            checked: dict[str, str | int | float] = {"last_checked": _iso(now), "consecutive_failures": 0,
-                       "next_fetch_after": now.timestamp() + (first.max_age or 0)}
+            checked = FeedState(last_checked=_iso(now), consecutive_failures=0,
+                                next_fetch_after=now.timestamp() + (first.max_age or 0))
             if first.not_modified:
-                self.store.set_feed_state(feed.id, {**checked, "last_outcome": "not_modified"})
-                return RunOutcome(feed.id, "not_modified", documents=1)
+                self.store.set_feed_state(feed.id, replace(checked, last_outcome="not_modified"))
+                return RunOutcome(feed.id, RunStatus.NOT_MODIFIED, documents=1)
             digest = hashlib.sha256(b"".join(hashlib.sha256(d.body).digest() for d in documents)).hexdigest()
-            if digest == state.get("digest") and not force:
-                self.store.set_feed_state(feed.id, {**checked, "last_outcome": "unchanged"})
-                return RunOutcome(feed.id, "unchanged", documents=len(documents))
+            if digest == state.digest and not force:
+                self.store.set_feed_state(feed.id, replace(checked, last_outcome="unchanged"))
+                return RunOutcome(feed.id, RunStatus.UNCHANGED, documents=len(documents))
             say(f"parsing {len(documents)} document(s), {sum(len(d.body) for d in documents):,} bytes")
             raws = parser_for(feed.parser or feed.format)(documents, feed.mapping)
             say(f"parsed {len(raws)} records")
@@ -459,7 +474,7 @@ class Pipeline:
             say(f"normalized {report.records} records: {report.accepted} centers, {report.rejected} rejected"
                 + (f" ({len(done.kept)} unchanged rows not normalized again)" if done.kept else ""))
             self._check_share(feed, report)
-            validators = {"etag": first.etag, "last_modified": first.last_modified, "digest": digest}
+            validators = FeedState(etag=first.etag, last_modified=first.last_modified, digest=digest)
             partial = bool(failed)
             held = "" if partial else _hold_reason(self.store, feed, {c.id for c in centers} | set(done.kept))
             if held:
@@ -467,32 +482,28 @@ class Pipeline:
                     done = normalize_rows(raws, ctx)
                     centers, observations, report = done.centers, done.observations, done.report
                 self._hold(feed, centers, observations, report, held, now)
-                self.store.set_feed_state(feed.id, {**checked, "last_outcome": "held"})
-                return RunOutcome(feed.id, "held", report, documents=len(documents))
+                self.store.set_feed_state(feed.id, replace(checked, last_outcome=RunStatus.HELD.value))
+                return RunOutcome(feed.id, RunStatus.HELD, report, documents=len(documents))
             self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial,
                         kept=done.kept)
             if not partial and report.stored is not None:
                 self._remember_rows(feed, done, report.stored, ctx)
-            outcome = "partial" if partial else "applied"
+            outcome = RunStatus.PARTIAL if partial else RunStatus.APPLIED
             self.store.set_feed_state(
-                feed.id, {**checked, **validators, **self._success(report, now), "last_outcome": outcome,
-                          **self._discard_hold(feed, state, now)},
-                delete=("last_error", "last_error_kind", "last_error_at", "held_reason", "held_at"))
+                feed.id, checked.merged(validators).merged(self._success(report, now))
+                .merged(FeedState(last_outcome=outcome.value)).merged(self._discard_hold(feed, state, now)),
+                delete=FeedState.ERROR + FeedState.HOLD)
             return RunOutcome(feed.id, outcome, report, documents=len(documents))
         except AggregatorError as exc:
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-            values: dict[str, str | int | float] = {
-                "last_error": str(exc)[:500], "last_error_kind": exc.kind, "last_error_at": _iso(now),
-                "last_outcome": "failed"}
-            if isinstance(exc, RunRejected) and exc.report is not None:
-                values.update(self._details(exc.report))
-            if retry_after:
-                values["next_fetch_after"] = now.timestamp() + min(retry_after, 3600)
-            self.store.set_feed_state(feed.id, values, increment="consecutive_failures")
-            self.store.set_feed_state(feed.id, {}, increment="failures")
+            self._failed(feed.id, str(exc), exc.kind, now, run=True,
+                         details=self._details(exc.report)
+                         if isinstance(exc, RunRejected) and exc.report is not None else None,
+                         retry_after=retry_after)
             if isinstance(exc, TransientError):
                 raise
-            return RunOutcome(feed.id, "failed", getattr(exc, "report", None), error=str(exc), error_kind=exc.kind)
+            return RunOutcome(feed.id, RunStatus.FAILED, getattr(exc, "report", None), error=str(exc),
+                              error_kind=exc.kind)
 
     def run_locked(self, feed: FeedConfig, *, force: bool = False, lock_seconds: float = LOCK_LEASE_SECONDS,
                    progress: Callable[[str], None] | None = None, owner: str | None = None) -> RunOutcome:
@@ -505,8 +516,9 @@ class Pipeline:
         name = f"feed:{feed.id}"
         token = self.store.acquire_lock(name, lock_seconds, owner=owner)
         if token is None:
-            self.store.set_feed_state(feed.id, {"last_busy_at": _iso(self.clock())}, increment="busy_refusals")
-            return RunOutcome(feed.id, "busy")
+            self.store.set_feed_state(feed.id, FeedState(last_busy_at=_iso(self.clock())),
+                                      increment=FeedState.BUSY_REFUSALS)
+            return RunOutcome(feed.id, RunStatus.BUSY)
         done = threading.Event()
 
         def renew() -> None:
@@ -525,21 +537,34 @@ class Pipeline:
             renewer.join(timeout=5)
             self.store.release_lock(name, token)
 
-    def _discard_hold(self, feed: FeedConfig, state: Mapping[str, str], now: datetime) -> dict[str, str]:
+    def _discard_hold(self, feed: FeedConfig, state: FeedState, now: datetime) -> FeedState:
         """A held run is obsolete once a newer run is applied: drop it, with a note for feed health (an
         operator releasing it would put older data over newer)."""
-        if not state.get("held_at") and self.store.held_snapshot(feed.id) is None:
-            return {}
+        if not state.held_at and self.store.held_snapshot(feed.id) is None:
+            return FeedState()
         self.store.drop_held_snapshot(feed.id)
-        return {"hold_discarded": f"the run held at {state.get('held_at') or 'an earlier time'} "
-                                  f"({state.get('held_reason') or 'no reason kept'}) was discarded: a newer run "
-                                  f"was applied at {_iso(now)}"}
+        return FeedState(hold_discarded=f"the run held at {state.held_at or 'an earlier time'} "
+                                        f"({state.held_reason or 'no reason kept'}) was discarded: a newer run "
+                                        f"was applied at {_iso(now)}")
 
     def record_failure(self, feed_id: str, kind: str, message: str) -> None:
         """A failure the run itself could not record (killed by a time limit)."""
-        self.store.set_feed_state(feed_id, {"last_error": message[:500], "last_error_kind": kind,
-                                            "last_error_at": _iso(self.clock()), "last_outcome": "failed"},
-                                  increment="consecutive_failures")
+        self._failed(feed_id, message, kind, self.clock())
+
+    def _failed(self, feed_id: str, message: str, kind: str, at: datetime, *, run: bool = False,
+                details: FeedState | None = None, retry_after: float | None = None) -> None:
+        """Record a failure in feed health: the error, one more consecutive failure and, for a pulled feed's
+        run (``run``), one more failed run; ``details``: the run's losses; ``retry_after``: the partner asked
+        us to wait (at most an hour)."""
+        values = FeedState(last_error=message[:500], last_error_kind=kind, last_error_at=_iso(at),
+                           last_outcome="failed")
+        if details is not None:
+            values = values.merged(details)
+        if retry_after:
+            values.next_fetch_after = at.timestamp() + min(retry_after, 3600)
+        self.store.set_feed_state(feed_id, values, increment=FeedState.CONSECUTIVE_FAILURES)
+        if run:
+            self.store.set_feed_state(feed_id, FeedState(), increment=FeedState.FAILURES)
 
     def _check_share(self, feed: FeedConfig, report: IngestReport) -> None:
         """A run accepting nothing, or less than the feed's share of its records, is not applied."""
@@ -552,19 +577,19 @@ class Pipeline:
             f"{feed.min_accepted_share:.0%}); the last good data stays. Main reasons: {report.summary()}",
             report=report)
 
-    def _details(self, report: IngestReport) -> dict[str, str | int | float]:
+    def _details(self, report: IngestReport) -> FeedState:
         """What the operator needs to see of a run's losses: reasons, samples, repairs, unmapped terms."""
-        return {
-            "problems_by_reason": json.dumps(dict(report.problems_by_reason.most_common(STATE_SAMPLE))),
-            "rejections": json.dumps([r.model_dump() for r in (report.rejections + report.field_problems)
-                                      [:STATE_SAMPLE]]),
-            "quality": json.dumps(report.quality()),
-            "repeated": report.repeated,
-            "failed_documents": json.dumps(report.failed_documents[:STATE_SAMPLE]),
-            "run_records": report.records, "run_accepted": report.accepted, "run_rejected": report.rejected,
-        }
+        return FeedState(
+            problems_by_reason=json.dumps(dict(report.problems_by_reason.most_common(STATE_SAMPLE))),
+            rejections=json.dumps([r.model_dump() for r in (report.rejections + report.field_problems)
+                                   [:STATE_SAMPLE]]),
+            quality=json.dumps(report.quality()),
+            repeated=report.repeated,
+            failed_documents=json.dumps(report.failed_documents[:STATE_SAMPLE]),
+            run_records=report.records, run_accepted=report.accepted, run_rejected=report.rejected,
+        )
 
-    def _fetch_all(self, feed: FeedConfig, state: Mapping[str, str], force: bool
+    def _fetch_all(self, feed: FeedConfig, state: FeedState, force: bool
                    ) -> tuple[list[Document], Fetched, list[str]]:
         headers = {}
         if feed.credentials is not None:
@@ -572,7 +597,7 @@ class Pipeline:
             if not value:
                 raise ConfigError(f"feed '{feed.id}': credentials variable {feed.credentials.env} is not set")
             headers = credentials_header(feed.credentials.header, value, feed.credentials.scheme)
-        validators = None if force else Validators(state.get("etag", ""), state.get("last_modified", ""))
+        validators = None if force else Validators(state.etag or "", state.last_modified or "")
 
         def get(url: str, v: Validators | None) -> Fetched:
             return self.fetcher.get(url, fmt=feed.format, max_bytes=feed.max_bytes, timeout=feed.timeout_seconds,
@@ -592,15 +617,15 @@ class Pipeline:
             raise FetchPermanent(f"feed '{feed.id}': more than {feed.max_pages} documents (max_pages)")
         return documents, first, failed
 
-    def _success(self, report: IngestReport, now: datetime) -> dict[str, str | int | float]:
-        return {  # last_success: the last run that changed data; every success is a check too
-            "last_success": _iso(now), "last_checked": _iso(now), "last_outcome": "applied", "records": report.records,
-            "accepted": report.accepted, "rejected": report.rejected, "observations": report.observations,
-            "centers": report.accepted,
-            **self._details(report),
-            "newest_data_at": _iso(report.newest_data_at) if report.newest_data_at else "",
-            "placement": json.dumps(report.placement.as_dict() if report.placement else {}),
-        }
+    def _success(self, report: IngestReport, now: datetime) -> FeedState:
+        # last_success: the last run that changed data; every success is a check too
+        return self._details(report).merged(FeedState(
+            last_success=_iso(now), last_checked=_iso(now), last_outcome="applied", records=report.records,
+            accepted=report.accepted, rejected=report.rejected, observations=report.observations,
+            centers=report.accepted,
+            newest_data_at=_iso(report.newest_data_at) if report.newest_data_at else "",
+            placement=json.dumps(report.placement.as_dict() if report.placement else {}),
+        ))
 
     def _normalize(self, feed: FeedConfig, raws: Sequence[Mapping[str, Any]], ctx: FeedContext) -> Normalized:
         """Normalize a pulled run's rows, keeping the rows unchanged since the feed's last stored run (their
@@ -648,16 +673,15 @@ class Pipeline:
         record = self.store.push_record(ingest_id)
         if record is None:
             return {"ingest_id": ingest_id, "status": "missing"}
-        if record.get("status") in (b"done", b"failed"):
-            return {"ingest_id": ingest_id, "status": record["status"].decode()}
+        if record.finished:
+            return {"ingest_id": ingest_id, "status": record.status}
         now = self.clock()
         self.store.mark_push_pending(ingest_id, now)  # the sweeper's clock starts again from this start
-        self.store.update_push(ingest_id, {"status": "processing", "started_at": _iso(now),
-                                           "applier": f"{socket.gethostname()}:{os.getpid()}"})
-        self.store.set_feed_state(feed.id, {"last_attempt": _iso(now)})
+        self.store.update_push(ingest_id, PushRecord(status="processing", started_at=_iso(now),
+                                                     applier=f"{socket.gethostname()}:{os.getpid()}"))
+        self.store.set_feed_state(feed.id, FeedState(last_attempt=_iso(now)))
         try:
-            kind = record["kind"].decode()
-            raws = parse_push(record["body"], kind, feed.mapping, f"push {ingest_id}")
+            raws = parse_push(record.body or b"", record.kind or "", feed.mapping, f"push {ingest_id}")
             centers, observations, report = normalize_all(raws, context_for(feed, now))
             self._apply(feed, centers, observations, report, now, lambda _m: None, partial=True,
                         order=push_order(record))
@@ -665,25 +689,23 @@ class Pipeline:
             # a transient error leaves the push to be applied again (applying is idempotent and ordered);
             # only a permanent one fails it for good
             retry = isinstance(exc, TransientError)
-            self.store.update_push(ingest_id, {
-                "status": "retrying" if retry else "failed", "error": str(exc)[:500], "error_kind": exc.kind,
-                **({} if retry else {"finished_at": _iso(self.clock())})})
-            self.store.set_feed_state(feed.id, {"last_error": f"push {ingest_id}: {exc}"[:500],
-                                                "last_error_kind": exc.kind, "last_error_at": _iso(now),
-                                                "last_outcome": "failed"}, increment="consecutive_failures")
+            self.store.update_push(ingest_id, PushRecord(
+                status="retrying" if retry else "failed", error=str(exc)[:500], error_kind=exc.kind,
+                finished_at=None if retry else _iso(self.clock())))
+            self._failed(feed.id, f"push {ingest_id}: {exc}", exc.kind, now)
             if retry:
                 raise
             self.store.push_finished(ingest_id)
             return {"ingest_id": ingest_id, "status": "failed", "error": str(exc)}
         rejections = [r.model_dump() for r in report.rejections + report.field_problems]
-        self.store.update_push(ingest_id, {
-            "status": "done", "finished_at": _iso(self.clock()), "records": report.records,
-            "accepted": report.accepted, "rejected": report.rejected, "observations": report.observations,
-            "rejections": json.dumps(rejections),
-        })
+        self.store.update_push(ingest_id, PushRecord(
+            status="done", finished_at=_iso(self.clock()), records=report.records,
+            accepted=report.accepted, rejected=report.rejected, observations=report.observations,
+            rejections=json.dumps(rejections),
+        ))
         self.store.push_finished(ingest_id)
-        self.store.set_feed_state(feed.id, {**self._success(report, now), "consecutive_failures": 0},
-                                  delete=("last_error", "last_error_kind", "last_error_at"))
+        self.store.set_feed_state(feed.id, replace(self._success(report, now), consecutive_failures=0),
+                                  delete=FeedState.ERROR)
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 
     def sweep_feeds(self, feeds: Sequence[FeedConfig], enqueue: Callable[[str], None], *,
@@ -698,14 +720,14 @@ class Pipeline:
         for feed in feeds:
             if not feed.pulled or not feed.enabled:
                 continue
-            s = states.get(feed.id, {})
-            attempt = parse_when(s.get("last_attempt"))
+            s = states.get(feed.id) or FeedState()
+            attempt = parse_when(s.last_attempt)
             if attempt is None:
                 continue  # never run: its first run is the schedule's (or `centers serve`'s) to make
-            finished = max((t for t in map(parse_when, (s.get("last_checked"), s.get("last_error_at"),
-                                                    s.get("last_success"))) if t is not None), default=None)
+            finished = max((t for t in map(parse_when, (s.last_checked, s.last_error_at, s.last_success))
+                            if t is not None), default=None)
             age = (now - attempt).total_seconds()
-            swept = parse_when(s.get("last_swept_at"))
+            swept = parse_when(s.last_swept_at)
             died = (finished is None or finished < attempt) and age > run_limit_seconds and not \
                 self.store.lock_held(f"feed:{feed.id}")
             if died and swept is not None and swept >= attempt and \
@@ -715,8 +737,8 @@ class Pipeline:
                 (swept is None or (now - swept).total_seconds() > feed.schedule_seconds)
             if died or overdue:
                 enqueue(feed.id)
-                self.store.set_feed_state(feed.id, {"last_swept_at": _iso(now),
-                                                    "last_swept_why": "run died" if died else "overdue"})
+                self.store.set_feed_state(feed.id, FeedState(last_swept_at=_iso(now),
+                                                             last_swept_why="run died" if died else "overdue"))
                 queued.append(feed.id)
         return queued
 
@@ -729,10 +751,10 @@ class Pipeline:
         queued = []
         for ingest_id in self.store.stale_pushes(now - timedelta(seconds=stale_seconds)):
             record = self.store.push_record(ingest_id)
-            if record is None or record.get("status") in (b"done", b"failed"):
+            if record is None or record.finished:
                 self.store.push_finished(ingest_id)  # expired, or finished by a run the index missed
                 continue
-            enqueue(record["feed_id"].decode(), ingest_id)
+            enqueue(record.feed_id or "", ingest_id)
             self.store.mark_push_pending(ingest_id, now)
             queued.append(ingest_id)
         return queued
@@ -749,19 +771,19 @@ class Pipeline:
             "rejected_levels": {cid: sorted(levels) for cid, levels in report.rejected_levels.items()},
         }
         self.store.hold_snapshot(feed.id, json.dumps(snapshot).encode())
-        self.store.set_feed_state(feed.id, {"held_reason": reason, "held_at": _iso(now)})
+        self.store.set_feed_state(feed.id, FeedState(held_reason=reason, held_at=_iso(now)))
 
     def release(self, feed: FeedConfig, *, by: str = "") -> RunOutcome:
         """An operator lets a held run through: it is applied as it was fetched."""
         raw = self.store.held_snapshot(feed.id)
         if raw is None:
-            return RunOutcome(feed.id, "failed", error="no held run to release", error_kind="not_held")
+            return RunOutcome(feed.id, RunStatus.FAILED, error="no held run to release", error_kind="not_held")
         snapshot = json.loads(raw)
         obsolete = hold_obsolete(self.store.feed_state(feed.id), snapshot.get("held_at"))
         if obsolete:
             self.store.drop_held_snapshot(feed.id)
-            self.store.set_feed_state(feed.id, {"hold_discarded": obsolete}, delete=("held_reason", "held_at"))
-            return RunOutcome(feed.id, "failed", error=obsolete, error_kind="obsolete_hold")
+            self.store.set_feed_state(feed.id, FeedState(hold_discarded=obsolete), delete=FeedState.HOLD)
+            return RunOutcome(feed.id, RunStatus.FAILED, error=obsolete, error_kind="obsolete_hold")
         centers = [Center.model_validate(c) for c in snapshot["centers"]]
         observations = [Availability.model_validate(o) for o in snapshot["availability"]]
         now = self.clock()
@@ -772,10 +794,10 @@ class Pipeline:
         self._apply(feed, centers, observations, report, now, lambda _m: None)
         self.store.drop_row_memos(feed.id)
         self.store.drop_held_snapshot(feed.id)
-        self.store.set_feed_state(feed.id, {**self._success(report, now), "released_by": by,
-                                            "released_at": _iso(now)},
-                                  delete=("held_reason", "held_at", "digest", "etag", "last_modified"))
-        return RunOutcome(feed.id, "applied", report)
+        self.store.set_feed_state(feed.id, replace(self._success(report, now), released_by=by,
+                                                   released_at=_iso(now)),
+                                  delete=FeedState.HOLD + FeedState.VALIDATORS)
+        return RunOutcome(feed.id, RunStatus.APPLIED, report)
 
 
 def follow_documents(feed: FeedConfig, first: Document, fetch: Callable[[str], Document], limit: int
@@ -813,10 +835,10 @@ def follow_documents(feed: FeedConfig, first: Document, fetch: Callable[[str], D
     return documents, failed, 0
 
 
-def push_order(record: Mapping[str, bytes]) -> int | None:
+def push_order(record: PushRecord) -> int | None:
     """A push's place in its feed's order: when it was accepted (epoch ms). A push applied late never
     overwrites what a later one wrote."""
-    received = parse_when(record["received_at"].decode()) if record.get("received_at") else None
+    received = parse_when(record.received_at) if record.received_at else None
     return int(received.timestamp() * 1000) if received is not None else None
 
 

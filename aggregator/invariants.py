@@ -193,12 +193,12 @@ def _pushes(store: Store, pushes: Iterable[str], quiet: bool) -> list[Violation]
         if record is None:
             out.append(Violation("push_not_applied", f"push {ingest_id} was accepted and is gone"))
             continue
-        status = _text(record.get("status"))
+        status = record.status or ""
         if status == "done":
-            if int(_text(record.get("rejected")) or 0) and not _text(record.get("rejections")).strip("[]"):
+            if (record.rejected or 0) and not (record.rejections or "").strip("[]"):
                 out.append(Violation("push_not_applied", f"push {ingest_id} rejected records without listing why"))
         elif status == "failed":
-            if not record.get("error"):
+            if not record.error:
                 out.append(Violation("push_not_applied", f"push {ingest_id} failed with no reason"))
         else:
             out.append(Violation("push_not_applied", f"push {ingest_id} is still {status or 'unknown'}"))

@@ -27,6 +27,7 @@ from aggregator.model import (
     Population,
 )
 from aggregator.store import GROUPS, MAX_EXAMINED, RawHit, SearchHits, Store
+from aggregator.vocabulary import age_words as age_words  # the one age formatter, where the CLI and page find it
 
 DEFAULT_RADIUS_MI = 25.0
 MAX_RADIUS_MI = 100.0
@@ -396,20 +397,6 @@ def _no_report(level: str) -> dict[str, Any]:
         "changed_at": None,
         "age_seconds": None, "fresh": False, "freshness_seconds": None,
     }
-
-
-def age_words(seconds: int) -> str:
-    """'5 minutes', '3 hours': how the public and operators read a data age (never negative, never '0')."""
-    seconds = max(0, seconds)
-    if seconds < 10:
-        return "a few seconds"
-    if seconds < 90:
-        return f"{seconds} seconds"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} minutes"
-    if seconds < 2 * 86400:
-        return f"{round(seconds / 3600)} hours"
-    return f"{round(seconds / 86400)} days"
 
 
 # --------------------------------------------------------------------------------------------------

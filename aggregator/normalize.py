@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from aggregator import geography, vocabulary
 from aggregator.address import split_one_line
 from aggregator.errors import InvalidValue
-from aggregator.feeds.mapping import DEFAULT_NULL_VALUES, null_words
+from aggregator.feeds.mapping import BLANK_VALUES, DEFAULT_NULL_VALUES, null_words
 from aggregator.model import (
     OPEN_STATUSES,
     Accepting,
@@ -255,7 +255,7 @@ def count(raw: object, field: str) -> int | None:
         value = int(raw)
     else:
         text = _text(raw)
-        if text.lower() in ("", "n/a", "na", "-", "--", "null", "none", "unknown", "?"):
+        if text.lower() in BLANK_VALUES:
             return None
         m = re.fullmatch(r"(-?\d{1,7})(?:\.0+)?(?:\s*beds?)?", text, re.I)
         if not m:
@@ -767,7 +767,7 @@ def _observation_fields(
         if age > ctx.max_report_age_seconds:
             raise _TooOld(
                 f"{fld}.reported_at",
-                f"reported {_age_words(age)} ago ({reported_at:%Y-%m-%d}); older than this feed keeps",
+                f"reported {vocabulary.age_words(age)} ago ({reported_at:%Y-%m-%d}); older than this feed keeps",
             )
     return {
         "status": status,
@@ -863,7 +863,7 @@ def _text(raw: object) -> str:
 
 
 def _present(raw: object) -> bool:
-    return _text(raw).lower() not in ("", "n/a", "null", "none", "nan")
+    return _text(raw).lower() not in BLANK_VALUES
 
 
 def _number(raw: object, field: str) -> float:
@@ -888,11 +888,3 @@ def _terms(raw: object) -> list[str]:
         return [t for item in raw if _text(item) for t in _terms(_text(item))]
     return [_text(raw)]
 
-
-def _age_words(seconds: float) -> str:
-    days = seconds / 86400
-    if days >= 365:
-        return f"{days / 365.25:.1f} years"
-    if days >= 1:
-        return f"{days:.0f} days"
-    return f"{seconds / 3600:.1f} hours"

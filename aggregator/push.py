@@ -28,6 +28,7 @@ from aggregator.feeds import Document
 from aggregator.feeds import csv as csv_feed
 from aggregator.feeds import json as json_feed
 from aggregator.feeds.mapping import RecordMapping
+from config.secret import Secret
 
 TOLERANCE_SECONDS = 300
 CONTENT_TYPES = {
@@ -45,7 +46,8 @@ def sign(secret: bytes, event_id: str, timestamp: int | str, body: bytes) -> str
     return "v1," + base64.b64encode(mac).decode()
 
 
-def signature_matches(secrets: Iterable[bytes], event_id: str, timestamp: str, body: bytes, header: str) -> bool:
+def signature_matches(secrets: Iterable[Secret | bytes], event_id: str, timestamp: str, body: bytes,
+                      header: str) -> bool:
     """Does any v1 signature in ``header`` verify with any of ``secrets``? Constant-time per comparison."""
     given: list[bytes] = []
     for part in header.split():
@@ -58,16 +60,18 @@ def signature_matches(secrets: Iterable[bytes], event_id: str, timestamp: str, b
             continue
     ok = False
     for secret in secrets:
-        expected = hmac.new(secret, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+        key = secret.reveal().encode() if isinstance(secret, Secret) else secret
+        expected = hmac.new(key, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
         for g in given:
             ok |= hmac.compare_digest(expected, g)
     return ok
 
 
-def key_matches(keys: Iterable[str], presented: str) -> bool:
+def key_matches(keys: Iterable[Secret], presented: str) -> bool:
+    """Is ``presented`` one of ``keys``? Every key is compared, each in constant time."""
     ok = False
     for key in keys:
-        ok |= hmac.compare_digest(key.encode(), presented.encode())
+        ok |= key.matches(presented)
     return ok
 
 
@@ -87,8 +91,8 @@ class PartnerSecrets:
 
     feed_id: str
     partner: str
-    hmac_secrets: tuple[bytes, ...]
-    bearer_keys: tuple[str, ...]
+    hmac_secrets: tuple[Secret, ...]
+    bearer_keys: tuple[Secret, ...]
 
 
 def content_kind(content_type: str) -> str | None:

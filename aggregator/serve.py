@@ -34,7 +34,7 @@ from aggregator.demo import PUSH_FEED, PUSH_SECRET_ENV, DemoPartners
 from aggregator.redis_process import free_port
 from aggregator.runtime import announce, redis_url
 from aggregator.sample import shared_data_dir
-from config.settings import Settings
+from config.settings import Settings, redact_url
 
 
 class Stopped(Exception):
@@ -126,6 +126,13 @@ def _bind_problem(host: str, port: int, code: int | None, text: str) -> str:
             "or pass --host and --port")
 
 
+def api_command(host: str, port: int) -> list[str]:
+    """The API process: uvicorn's own access log is off (it writes client addresses and raw query strings);
+    the app's privacy-preserving access log (aggregator/access_log.py) writes to stderr, the API's log file."""
+    return [sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory", "--host", host,
+            "--port", str(port), "--log-level", "warning", "--no-access-log"]
+
+
 def exit_reason(log: str, host: str, port: int) -> str:
     """Why the API exited, from what it wrote: the last error line (uvicorn's 'ERROR: ...', else the last line
     of a traceback), with a failed bind said plainly."""
@@ -183,7 +190,8 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
     try:
         with ExitStack() as stack:
             url = stack.enter_context(redis_url(settings, announce=True))
-            echo(f"Redis:         {url}" + ("" if settings.redis_url else f" (ours, data in {data / 'redis'})"))
+            echo(f"Redis:         {redact_url(url)}"
+                 + ("" if settings.redis_url else f" (ours, data in {data / 'redis'})"))
             env = {**os.environ, "REDIS_URL": url, "CENTERS_DATA_DIR": str(data)}
             push_secret = ""
             if use_demo:
@@ -214,8 +222,7 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
             worker = stack.enter_context(_child(worker_args(0), env, worker_log, "worker"))
             log_offset = api_log.stat().st_size if api_log.exists() else 0
             api = stack.enter_context(_child(
-                [sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory", "--host", host,
-                 "--port", str(port), "--log-level", "warning"], env, api_log, "api"))
+                api_command(host, port), env, api_log, "api"))
             _wait_ready(f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "::") else api_url, api, api_log,  # noqa: S104
                         log_offset=log_offset, host=host, port=port)
             _first_runs(env, registry_file)
@@ -334,12 +341,11 @@ class _Watch(threading.Thread):
 
     def run(self) -> None:
         from config import registry as registry_module
-        from config.registry import Registry
         from workers.celery_app import context, create_app
         from workers.tasks import sweep
 
         settings = Settings.from_env(self.env)
-        reg = registry_module.load(self.registry_file) if self.registry_file else Registry(())
+        reg = registry_module.load_or_empty(self.registry_file)
         app = create_app(settings, reg)
         try:
             while not self.stopped.wait(settings.sweep_seconds):
@@ -360,12 +366,13 @@ def _first_runs(env: dict[str, str], registry_file: Path | None) -> None:
     if registry_file is None:
         return
     from config import registry as registry_module
+    from workers import names
     from workers.celery_app import create_app
 
     reg = registry_module.load(registry_file)
     app = create_app(Settings.from_env(env), reg)
     try:
         for feed in reg.pulled:
-            app.send_task("feeds.run", args=[feed.id, True], queue="feeds")
+            app.send_task(names.RUN_FEED, args=[feed.id, True], queue=names.FEEDS_QUEUE)
     finally:
         app.close()

@@ -12,10 +12,12 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     feed:{feed_id}:meta    hash  digest and counts of the last applied snapshot
     feeds                  set   feed ids that have a snapshot
     needs_location         set   centers that could not be placed (kept, listed for operators)
-    feed:{feed_id}:state   hash  feed health: last attempt/success/error, counts, validators, digest
+    feed:{feed_id}:state   hash  feed health (``FeedState``): last attempt/success/error, counts, validators, digest
     feed:{feed_id}:held    str   a quarantined snapshot waiting for an operator (JSON)
+    feed:{feed_id}:rows    hash  row digest -> row memo (``ingest.RowMemo``) of the last stored run; _fp: their
+                                 settings and code fingerprint
     lock:{name}            str   a lock's token (SET NX PX), e.g. one run per feed at a time
-    push:{ingest_id}       hash  a partner push, stored before it is acknowledged, then its result
+    push:{ingest_id}       hash  a partner push (``PushRecord``), stored before it is acknowledged, then its result
     push:event:{feed}:{id} str   the ingest that accepted a partner's event id (replay protection)
     rate:{client}          str   requests in the current window (per-client rate limit)
     deliveries:{job}       str   how often a queued job has been started (redelivery cap)
@@ -40,6 +42,7 @@ it (the ``store-writer`` lock), so no Redis command or transaction runs long.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 import threading
@@ -47,10 +50,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 import redis
@@ -257,6 +260,166 @@ class ReplaceResult:
         return bool(self.added or self.updated or self.removed or self.observations_written)
 
 
+#: a value written to a Redis hash field
+HashValue = str | int | float | bytes
+
+
+def _hash_kinds(cls: type) -> dict[str, type]:
+    """A record's hash fields and the type each is read back as (int, float, bytes or str)."""
+    kinds: dict[str, type] = {}
+    for f in fields(cls):
+        text = str(f.type)
+        kinds[f.name] = int if "int" in text else float if "float" in text else bytes if "bytes" in text else str
+    return kinds
+
+
+def _read_hash(kinds: Mapping[str, type], raw: Mapping[Any, Any]) -> dict[str, Any]:
+    """A Redis hash as the typed values of the fields ``kinds`` names (others, and unreadable numbers, are left
+    out: a record written by an older version still reads)."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _str(key)
+        kind = kinds.get(name)
+        if kind is None or value is None:
+            continue
+        if kind is bytes:
+            out[name] = value if isinstance(value, bytes) else str(value).encode()
+            continue
+        text = _str(value)
+        if kind is str:
+            out[name] = text
+            continue
+        try:
+            out[name] = kind(text)
+        except ValueError:
+            continue
+    return out
+
+
+def _write_hash(record: Any) -> dict[str, HashValue]:
+    """The fields of ``record`` that are set (None: not written), as a hash mapping."""
+    return {f.name: v for f in fields(record) if (v := getattr(record, f.name)) is not None}
+
+
+@dataclass
+class FeedState:
+    """A feed's health, as kept in Redis (``Keys.feed_state``): each attribute is the hash field of its name.
+
+    Every field may be absent (None): a record read back holds what was written, and a ``FeedState`` given to
+    ``Store.set_feed_state`` is a partial update writing only the fields that are set. Times are ISO text
+    ('...Z'); the JSON fields (placement, problems_by_reason, rejections, quality, failed_documents) are text."""
+
+    # the last run: when, and what became of it
+    last_attempt: str | None = None
+    last_checked: str | None = None  # the last run that succeeded, changed or not
+    last_success: str | None = None  # the last run that changed data
+    last_outcome: str | None = None  # applied | partial | unchanged | not_modified | held | failed
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    last_error_at: str | None = None
+    # counters (``increment``)
+    consecutive_failures: int | None = None
+    failures: int | None = None
+    runs: int | None = None
+    busy_refusals: int | None = None
+    last_busy_at: str | None = None
+    # fetching: when the partner lets us ask again, and the validators of what we have
+    next_fetch_after: float | None = None
+    digest: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    # a held (quarantined) run, and what operators did with it
+    held_reason: str | None = None
+    held_at: str | None = None
+    released_by: str | None = None
+    released_at: str | None = None
+    hold_discarded: str | None = None
+    # the last applied run's counts
+    records: int | None = None
+    accepted: int | None = None
+    rejected: int | None = None
+    observations: int | None = None
+    centers: int | None = None
+    newest_data_at: str | None = None
+    placement: str | None = None
+    # the last run's losses (``ingest.Pipeline._details``), applied or not
+    problems_by_reason: str | None = None
+    rejections: str | None = None
+    quality: str | None = None
+    repeated: int | None = None
+    failed_documents: str | None = None
+    run_records: int | None = None
+    run_accepted: int | None = None
+    run_rejected: int | None = None
+    # the sweep that queued a dead or overdue run again
+    last_swept_at: str | None = None
+    last_swept_why: str | None = None
+
+    #: field groups cleared together (``Store.set_feed_state(..., delete=...)``)
+    ERROR: ClassVar[tuple[str, ...]] = ("last_error", "last_error_kind", "last_error_at")
+    HOLD: ClassVar[tuple[str, ...]] = ("held_reason", "held_at")
+    VALIDATORS: ClassVar[tuple[str, ...]] = ("digest", "etag", "last_modified")
+    #: counters (``Store.set_feed_state(..., increment=...)``)
+    RUNS: ClassVar[str] = "runs"
+    FAILURES: ClassVar[str] = "failures"
+    CONSECUTIVE_FAILURES: ClassVar[str] = "consecutive_failures"
+    BUSY_REFUSALS: ClassVar[str] = "busy_refusals"
+
+    def to_hash(self) -> dict[str, HashValue]:
+        return _write_hash(self)
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[Any, Any]) -> FeedState:
+        return cls(**_read_hash(_FEED_STATE_KINDS, raw))
+
+    def merged(self, other: FeedState) -> FeedState:
+        """This update with the fields ``other`` sets written over it."""
+        changes: dict[str, Any] = _write_hash(other)
+        return replace(self, **changes)
+
+
+@dataclass
+class PushRecord:
+    """A partner push, as kept in Redis (``Keys.push``): each attribute is the hash field of its name. Stored
+    when it is accepted (feed_id ... bytes), then updated as it is applied; None: not (yet) written."""
+
+    feed_id: str | None = None
+    event_id: str | None = None
+    kind: str | None = None  # json | ndjson | csv (``push.content_kind``)
+    body: builtins.bytes | None = None
+    status: str | None = None  # queued | processing | retrying | done | failed
+    received_at: str | None = None
+    bytes: str | None = None  # the body's size
+    started_at: str | None = None
+    applier: str | None = None  # host:pid of the worker applying it
+    finished_at: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    records: int | None = None
+    accepted: int | None = None
+    rejected: int | None = None
+    observations: int | None = None
+    rejections: str | None = None  # JSON: [rejection, ...]
+
+    DONE: ClassVar[tuple[str, ...]] = ("done", "failed")
+
+    def to_hash(self) -> dict[str, HashValue]:
+        return _write_hash(self)
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[Any, Any]) -> PushRecord:
+        return cls(**_read_hash(_PUSH_KINDS, raw))
+
+    @property
+    def finished(self) -> bool:
+        """Done or failed for good (applying it again would do nothing)."""
+        return self.status in self.DONE
+
+
+_FEED_STATE_KINDS = _hash_kinds(FeedState)
+_PUSH_KINDS = _hash_kinds(PushRecord)
+
+
 def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50, retries: int = 2) -> redis.Redis:
     """A client with explicit timeouts and bounded, jittered retries (never block forever).
 
@@ -352,6 +515,160 @@ class _Grid:
         return found
 
 
+@dataclass(frozen=True)
+class StoredRecord:
+    """What a write reads of a stored feed record: its digest, the facility it is linked to ("" when none) and
+    the order of the write that wrote it (None when unknown)."""
+
+    digest: bytes | None
+    facility: str = ""
+    written: int | None = None
+
+
+@dataclass
+class RecordDiff:
+    """A snapshot's records against the stored ones: which to write, which left, and the counts."""
+
+    result: ReplaceResult
+    #: changed records to write: record id -> (JSON, digest)
+    changed: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    #: records that left the feed (read, not in the snapshot)
+    removed: list[str] = field(default_factory=list)
+    #: the stored records read: record id -> (digest, facility), as ``Store._plan_links`` takes them
+    old: dict[str, tuple[bytes | None, str]] = field(default_factory=dict)
+
+
+def record_digest(record: bytes) -> bytes:
+    """A feed record's stored digest (``r:{record}`` h): equal JSON, equal digest."""
+    return hashlib.blake2b(record, digest_size=16).hexdigest().encode()
+
+
+def diff_records(new: Mapping[str, Center], stored: Mapping[str, StoredRecord], *, kept: frozenset[str] = frozenset(),
+                 order: int = 0, force: bool = False) -> RecordDiff:
+    """Pure: the record changes of a snapshot. ``stored``: the records read (the feed's members, or for a partial
+    write those it carries; ``kept`` ones not read); ``kept``: stored records carried unchanged without being sent
+    (counted unchanged, nothing written). A record whose digest and link are as stored is unchanged, unless
+    ``force``; one last written by a later write (``order``) is superseded; every other is added or updated."""
+    result = ReplaceResult(unchanged=len(kept))
+    diff = RecordDiff(result, old={rid: (s.digest, s.facility) for rid, s in stored.items()})
+    later = {rid for rid, s in stored.items() if s.written is not None and s.written > order and rid in new}
+    diff.removed = sorted(set(stored) - set(new))
+    for rid, center in new.items():
+        if center.latitude is None:
+            result.needs_location.append(rid)
+        record = center.model_dump_json().encode()
+        digest = record_digest(record)
+        result.digests[rid] = digest
+        prev = stored.get(rid)
+        if prev is not None and prev.digest == digest and prev.facility and not force:
+            result.unchanged += 1
+            continue
+        if rid in later:
+            result.superseded += 1
+            continue
+        if prev is None or prev.digest is None:
+            result.added += 1
+        else:
+            result.updated += 1
+        diff.changed[rid] = (record, digest)
+    result.removed = len(diff.removed)
+    return diff
+
+
+@dataclass
+class FacilityChange:
+    """One facility written (``fields``: its hash) or removed (``fields`` None), with its identifier changes."""
+
+    facility: str
+    fields: dict[str, Any] | None
+    identifiers_added: list[tuple[str, str]] = field(default_factory=list)
+    identifiers_removed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class FacilityDiff:
+    """The facility, filter-index and GEO changes of a link plan: index token -> facilities, GEO key -> facilities
+    (``geo_add``: flat lon, lat, facility triples as GEOADD takes them)."""
+
+    facilities: list[FacilityChange] = field(default_factory=list)
+    index_add: dict[str, list[str]] = field(default_factory=dict)
+    index_rem: dict[str, list[str]] = field(default_factory=dict)
+    geo_add: dict[str, list[Any]] = field(default_factory=dict)
+    geo_rem: dict[str, list[str]] = field(default_factory=dict)
+
+
+def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
+    """Pure: every facility whose members change, composed again (``plan.centers``) and compared with its index
+    tokens and identifiers as read (``plan.previous``): its hash, identifier, filter-index and GEO changes. A
+    facility left with no record leaves every index."""
+    out = FacilityDiff()
+    index_add: dict[str, list[str]] = defaultdict(list)
+    index_rem: dict[str, list[str]] = defaultdict(list)
+    geo_add: dict[str, list[Any]] = defaultdict(list)
+    geo_rem: dict[str, list[str]] = defaultdict(list)
+    for fid in sorted(plan.facilities):
+        prev_tokens, prev_ids = plan.previous.get(fid, (set(), set()))
+        members = plan.centers.get(fid, [])
+        if not members:
+            for t in prev_tokens:
+                index_rem[t].append(fid)
+            for key in keys.geo_keys(prev_tokens):
+                geo_rem[key].append(fid)
+            out.facilities.append(FacilityChange(fid, None, identifiers_removed=list(prev_ids)))
+            continue
+        doc = facility.compose(fid, members)
+        tokens = facility.index_tokens(doc)
+        indexed = doc["status"] != CenterStatus.INACTIVE.value
+        want = set(tokens) if indexed else set()
+        ids = set(facility.identifiers(doc))
+        out.facilities.append(FacilityChange(fid, {
+            "j": orjson.dumps(doc), "t": " ".join(sorted(want)), "m": " ".join(sorted(c.center.id for c in members)),
+            "x": orjson.dumps(sorted(ids)),
+        }, identifiers_added=list(ids - prev_ids), identifiers_removed=list(prev_ids - ids)))
+        for t in want - prev_tokens:
+            index_add[t].append(fid)
+        for t in prev_tokens - want:
+            index_rem[t].append(fid)
+        located = doc["latitude"] is not None and doc["longitude"] is not None
+        new_geo = set(keys.geo_keys(want)) if located and indexed else set()
+        for key in set(keys.geo_keys(prev_tokens)) | {keys.geo}:
+            if key not in new_geo:
+                geo_rem[key].append(fid)
+        for key in new_geo:
+            geo_add[key].extend((doc["longitude"], doc["latitude"], fid))
+    out.index_add, out.index_rem, out.geo_add, out.geo_rem = (dict(index_add), dict(index_rem), dict(geo_add),
+                                                              dict(geo_rem))
+    return out
+
+
+@dataclass(frozen=True)
+class ReplyAt:
+    """Where a queued write's replies are in its transaction's: the observe script's ({written, stale}) and the
+    prune script's (removed), when queued."""
+
+    observe: int | None = None
+    prune: int | None = None
+
+
+class _Counted:
+    """A transaction pipeline (or a ``_Recorder``) whose queued commands are counted: each call returns the
+    position of its reply."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self.queued = 0
+
+    def __getattr__(self, name: str) -> Callable[..., int]:
+        method = getattr(self.pipe, name)
+
+        def queue(*args: Any, **kwargs: Any) -> int:
+            method(*args, **kwargs)
+            self.queued += 1
+            return self.queued - 1
+
+        return queue
+
+
 class _Lease:
     """The writer lock, renewed by a thread every quarter of its lease until ``end``; ``check`` raises once
     it was lost (the write must stop: another writer may hold the lock now)."""
@@ -439,15 +756,9 @@ class Store:
         self._compose_src = prelude + _lua("compose")
         self._ratelimit = client.register_script(_lua("ratelimit"))
         self._accept_push = client.register_script(_lua("accept_push"))
-        self._rate = client.register_script(
-            "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
-            "return {n, redis.call('PTTL', KEYS[1])}")
-        self._lock = client.register_script(
-            "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end "
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
-            "return 0")
-        self._unlock = client.register_script(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+        self._rate = client.register_script(_lua("rate"))
+        self._lock = client.register_script(_lua("lock"))
+        self._unlock = client.register_script(_lua("unlock"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> Store:
@@ -616,19 +927,18 @@ class Store:
                 try:
                     if not self._writer_free(pipe, deadline, members_key, k.feed_meta(feed_id)):
                         continue
-                    result, _ = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
-                                                    order_ms, keep or {}, kept=still)
+                    result, _, at = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
+                                                        order_ms, keep or {}, kept=still)
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
                     pipe.reset()
                     continue
-        if obs:
-            # replies: ..., observe {written, stale}, [prune count]
-            ob_reply = replies[-2] if source else replies[-1]
-            result.observations_written, result.observations_stale = int(ob_reply[0]), int(ob_reply[1])
-            if source:
-                result.observations_pruned = int(replies[-1])
+        if at.observe is not None:
+            written, stale = replies[at.observe]
+            result.observations_written, result.observations_stale = int(written), int(stale)
+            if at.prune is not None:
+                result.observations_pruned = int(replies[at.prune])
         return result
 
     # ----------------------------------------------------------------------------- staged writes
@@ -666,7 +976,7 @@ class Store:
 
     def _fingerprints(self, facility_ids: Sequence[str]) -> list[str]:
         return [_str(x) for ids in staging.pieces(facility_ids, staging.SCRIPT_ITEMS)
-                for x in self._fingerprint(keys=[], args=[self.keys.prefix, *ids])]
+                for x in self._fingerprint(keys=[self.keys.center(i) for i in ids], args=[])]
 
     def _plan_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
                      source: str | None, partial: bool, authority: int, order: int,
@@ -680,8 +990,8 @@ class Store:
         while True:
             rec = _Recorder(self.redis, self.keys.center(""), self._fingerprints)
             try:
-                result, touched = self._queue_replace(rec, feed_id, new, obs, now, source, partial, authority,
-                                                      order, keep, force=bool(dead), extra=extra, kept=kept)
+                result, touched, _ = self._queue_replace(rec, feed_id, new, obs, now, source, partial, authority,
+                                                         order, keep, force=bool(dead), extra=extra, kept=kept)
             except redis.WatchError:  # a facility changed while it was planned: plan again
                 continue
             return rec, result, touched | extra
@@ -817,116 +1127,108 @@ class Store:
         force: bool = False,
         extra: set[str] | None = None,
         kept: frozenset[str] = frozenset(),
-    ) -> tuple[ReplaceResult, set[str]]:
-        """Plan a replace and queue its commands on ``pipe``; returns the result and every facility the
-        commands may change. ``force``: rewrite every record whatever its digest says, and compose the
-        facilities in ``extra`` again (taking over a staged write that died half-way)."""
-        k = self.keys
-        all_ids = {_str(m) for m in pipe.smembers(k.feed_members(feed_id))}
+    ) -> tuple[ReplaceResult, set[str], ReplyAt]:
+        """Plan a replace and queue its commands on ``pipe``; returns the result, every facility the commands
+        may change and where the replies to read are. ``force``: rewrite every record whatever its digest says,
+        and compose the facilities in ``extra`` again (taking over a staged write that died half-way).
+
+        Reads (the feed's members, its stored records, the links: ``_plan_links``), the pure diffs
+        (``diff_records``, ``diff_facilities``), then the writer (``_queue_writes``)."""
+        all_ids = {_str(m) for m in pipe.smembers(self.keys.feed_members(feed_id))}
         if force:
             kept = frozenset()  # taking over a dead write: the caller must send every record
         kept = kept & all_ids
-        old_ids = sorted(all_ids & set(new)) if partial else sorted(all_ids - kept)
-        old: dict[str, tuple[bytes | None, str]] = {}
-        later: set[str] = set()  # records written by a later write than this one
-        if old_ids:
-            reader = self.redis.pipeline(transaction=False)
-            for rid in old_ids:
-                reader.hmget(k.record(rid), "h", "fac", "o")
-            for rid, (digest, fac, written) in zip(old_ids, reader.execute(), strict=True):
-                old[rid] = (digest, _str(fac) if fac else "")
-                if written is not None and int(written) > order and rid in new:
-                    later.add(rid)
-
-        result = ReplaceResult(unchanged=len(kept))
-        removed = sorted(set(old) - set(new))
-        records: dict[str, tuple[bytes, bytes]] = {}  # changed records: JSON, digest
-        for rid, center in new.items():
-            if center.latitude is None:
-                result.needs_location.append(rid)
-            record = center.model_dump_json().encode()
-            digest = hashlib.blake2b(record, digest_size=16).hexdigest().encode()
-            result.digests[rid] = digest
-            prev = old.get(rid)
-            if prev is not None and prev[0] == digest and prev[1] and not force:
-                result.unchanged += 1
-                continue
-            if rid in later:
-                result.superseded += 1
-                continue
-            if prev is None or prev[0] is None:
-                result.added += 1
-            else:
-                result.updated += 1
-            records[rid] = (record, digest)
-        result.removed = len(removed)
-
+        stored = self._read_records(sorted(all_ids & set(new)) if partial else sorted(all_ids - kept))
+        diff = diff_records(new, stored, kept=kept, order=order, force=force)
         # links: a record keeps its facility; a new one is matched against nearby facilities
-        plan = self._plan_links(feed_id, new, old, records, removed, authority, extra or set())
+        plan = self._plan_links(feed_id, new, diff.old, diff.changed, diff.removed, authority, extra or set())
         self._watch_facilities(pipe, plan)
-        touched = plan.facilities | {plan.link.get(rid) or old.get(rid, (None, ""))[1] or rid for rid in new}
+        touched = plan.facilities | {plan.link.get(rid) or diff.old.get(rid, (None, ""))[1] or rid for rid in new}
+        replies = self._queue_writes(_Counted(pipe), feed_id, new, obs, now, source, partial, authority, order,
+                                     keep or {}, kept, all_ids, diff, plan)
+        return diff.result, touched, replies
 
-        pipe.multi()
+    def _read_records(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """What a write needs of these stored records (an absent one reads with no digest and no facility)."""
+        if not record_ids:
+            return {}
+        reader = self.redis.pipeline(transaction=False)
+        for rid in record_ids:
+            reader.hmget(self.keys.record(rid), "h", "fac", "o")
+        return {rid: StoredRecord(digest, _str(fac) if fac else "", int(written) if written is not None else None)
+                for rid, (digest, fac, written) in zip(record_ids, reader.execute(), strict=True)}
+
+    def _queue_writes(self, q: _Counted, feed_id: str, new: dict[str, Center], obs: list[Availability],
+                      now: datetime, source: str | None, partial: bool, authority: int, order: int,
+                      keep: Mapping[str, Iterable[str]], kept: frozenset[str], all_ids: set[str],
+                      diff: RecordDiff, plan: LinkPlan) -> ReplyAt:
+        """The writer: queue a replace's commands (after MULTI) and say where the replies to read are."""
+        k = self.keys
+        result, removed = diff.result, diff.removed
+        q.multi()
+        q.queued = 0  # replies count from here
         for rid in removed:
-            pipe.delete(k.record(rid))
+            q.delete(k.record(rid))
             if plan.members.get(rid) and source:
                 # the record founded a facility that other records keep: drop only its own figures
-                pipe.eval(self._prune_src, 0, k.prefix, source, rid, 0)
+                q.eval(self._prune_src, 0, k.prefix, source, rid, 0)
             elif not plan.members.get(rid):
-                pipe.delete(k.availability(rid))
-        for rid, (record, digest) in records.items():
+                q.delete(k.availability(rid))
+        for rid, (record, digest) in diff.changed.items():
             why = plan.explanations.get(rid)
-            fields: dict[str, Any] = {"j": record, "h": digest, "f": feed_id, "a": authority, "o": order,
-                                      "fac": plan.link[rid]}
+            fields_: dict[str, Any] = {"j": record, "h": digest, "f": feed_id, "a": authority, "o": order,
+                                       "fac": plan.link[rid]}
             if why is not None:
-                fields["why"] = orjson.dumps(why)
-            pipe.hset(k.record(rid), mapping=fields)
-        self._queue_facilities(pipe, plan, result)
+                fields_["why"] = orjson.dumps(why)
+            q.hset(k.record(rid), mapping=fields_)
+        self._queue_facilities(q, plan, result)
         for rid, fid, verdict in plan.uncertain:
-            pipe.hset(k.matches, f"{rid}|{fid}", orjson.dumps({
+            q.hset(k.matches, f"{rid}|{fid}", orjson.dumps({
                 "record": rid, "facility": fid, "rule": verdict.rule, "scores": dict(verdict.scores),
                 "found_at": now.isoformat()}))
         result.uncertain = len(plan.uncertain)
         removed_or_located = removed + [rid for rid in new if new[rid].latitude is not None]
         if removed_or_located:
-            pipe.srem(k.needs_location, *removed_or_located)
+            q.srem(k.needs_location, *removed_or_located)
         if result.needs_location:
-            pipe.sadd(k.needs_location, *result.needs_location)
+            q.sadd(k.needs_location, *result.needs_location)
         if removed and not partial:
-            pipe.srem(k.feed_members(feed_id), *removed)
+            q.srem(k.feed_members(feed_id), *removed)
         if new:
-            pipe.sadd(k.feed_members(feed_id), *sorted(new))
+            q.sadd(k.feed_members(feed_id), *sorted(new))
         if new or kept:
-            pipe.sadd(k.feeds, feed_id)
+            q.sadd(k.feeds, feed_id)
         elif not partial:
-            pipe.srem(k.feeds, feed_id)
-        pipe.hset(k.feed_meta(feed_id), mapping={
+            q.srem(k.feeds, feed_id)
+        q.hset(k.feed_meta(feed_id), mapping={
             "centers": len(all_ids | set(new)) if partial else len(new) + len(kept), "replaced_at": now.isoformat(),
         })
         if plan.recompose:
-            pipe.eval(self._compose_src, 0, k.prefix, *plan.recompose)
+            q.eval(self._compose_src, 0, k.prefix, *plan.recompose)
+        return self._queue_observations(q, new, obs, source, order, keep)
+
+    def _queue_observations(self, q: _Counted, new: dict[str, Center], obs: list[Availability], source: str | None,
+                            order: int, keep: Mapping[str, Iterable[str]]) -> ReplyAt:
+        """Queue the snapshot's observations (newest wins) and, for a feed's own ``source``, the pruning of its
+        figures for levels a record no longer reports (``keep``: levels carried but rejected stay)."""
+        k = self.keys
+        observe_at: int | None = None
         if obs:
             args: list[Any] = [k.prefix, order]
             for o in obs:
                 if o.center_id in new:
                     args.extend((o.center_id, observation_field(o), observation_json(o)))
-            pipe.eval(self._observe_src, 0, *args)
-            if source:
-                prune: list[Any] = [k.prefix, source]
-                levels: dict[str, list[str]] = defaultdict(list)
-                for o in obs:
-                    levels[o.center_id].append(o.level_of_care.value)
-                for cid in new:
-                    lv = [*levels.get(cid, []), *sorted((keep or {}).get(cid, ()))]
-                    prune.extend((cid, len(lv), *lv))
-                pipe.eval(self._prune_src, 0, *prune)
-        elif source and new:
-            prune = [k.prefix, source]
-            for cid in new:
-                lv = sorted((keep or {}).get(cid, ()))
-                prune.extend((cid, len(lv), *lv))
-            pipe.eval(self._prune_src, 0, *prune)
-        return result, touched
+            observe_at = q.eval(self._observe_src, 0, *args)
+        if not source or not (obs or new):
+            return ReplyAt(observe=observe_at)
+        levels: dict[str, list[str]] = defaultdict(list)
+        for o in obs:
+            levels[o.center_id].append(o.level_of_care.value)
+        prune: list[Any] = [k.prefix, source]
+        for cid in new:
+            lv = [*levels.get(cid, []), *sorted(keep.get(cid, ()))]
+            prune.extend((cid, len(lv), *lv))
+        return ReplyAt(observe=observe_at, prune=q.eval(self._prune_src, 0, *prune))
 
     # ------------------------------------------------------------------------------- facilities
 
@@ -1186,57 +1488,28 @@ class Store:
         return out
 
     def _queue_facilities(self, pipe: Any, plan: LinkPlan, result: ReplaceResult) -> None:
-        """Write every facility whose members changed: its composed record, GEO and filter indexes,
-        identifier index; a facility left with no record is removed everywhere."""
+        """Write every facility whose members changed (``diff_facilities``): its composed record, GEO and filter
+        indexes, identifier index; a facility left with no record is removed everywhere."""
         k = self.keys
-        index_add: dict[str, list[str]] = defaultdict(list)
-        index_rem: dict[str, list[str]] = defaultdict(list)
-        geo_add: dict[str, list[Any]] = defaultdict(list)
-        geo_rem: dict[str, list[str]] = defaultdict(list)
-        for fid in sorted(plan.facilities):
-            prev_tokens, prev_ids = plan.previous.get(fid, (set(), set()))
-            members = plan.centers.get(fid, [])
-            if not members:
-                for t in prev_tokens:
-                    index_rem[t].append(fid)
-                for key in k.geo_keys(prev_tokens):
-                    geo_rem[key].append(fid)
-                for system, value in prev_ids:
-                    pipe.srem(k.identifier(system, value), fid)
-                pipe.delete(k.center(fid))  # its a: hash is its founder record's, removed with that record
+        diff = diff_facilities(k, plan)
+        for change in diff.facilities:
+            if change.fields is None:
+                for system, value in change.identifiers_removed:
+                    pipe.srem(k.identifier(system, value), change.facility)
+                pipe.delete(k.center(change.facility))  # its a: hash is its founder record's, removed with it
                 continue
-            doc = facility.compose(fid, members)
-            tokens = facility.index_tokens(doc)
-            indexed = doc["status"] != CenterStatus.INACTIVE.value
-            want = set(tokens) if indexed else set()
-            record = orjson.dumps(doc)
-            ids = set(facility.identifiers(doc))
-            pipe.hset(k.center(fid), mapping={
-                "j": record, "t": " ".join(sorted(want)), "m": " ".join(sorted(c.center.id for c in members)),
-                "x": orjson.dumps(sorted(ids)),
-            })
-            for t in want - prev_tokens:
-                index_add[t].append(fid)
-            for t in prev_tokens - want:
-                index_rem[t].append(fid)
-            for system, value in ids - prev_ids:
-                pipe.sadd(k.identifier(system, value), fid)
-            for system, value in prev_ids - ids:
-                pipe.srem(k.identifier(system, value), fid)
-            located = doc["latitude"] is not None and doc["longitude"] is not None
-            new_geo = set(k.geo_keys(want)) if located and indexed else set()
-            for key in set(k.geo_keys(prev_tokens)) | {k.geo}:
-                if key not in new_geo:
-                    geo_rem[key].append(fid)
-            for key in new_geo:
-                geo_add[key].extend((doc["longitude"], doc["latitude"], fid))
-        for t, ids_ in index_rem.items():
+            pipe.hset(k.center(change.facility), mapping=change.fields)
+            for system, value in change.identifiers_added:
+                pipe.sadd(k.identifier(system, value), change.facility)
+            for system, value in change.identifiers_removed:
+                pipe.srem(k.identifier(system, value), change.facility)
+        for t, ids_ in diff.index_rem.items():
             pipe.srem(k.index(t), *ids_)
-        for t, ids_ in index_add.items():
+        for t, ids_ in diff.index_add.items():
             pipe.sadd(k.index(t), *ids_)
-        for key, ids_ in geo_rem.items():
+        for key, ids_ in diff.geo_rem.items():
             pipe.zrem(key, *ids_)
-        for key, members_ in geo_add.items():
+        for key, members_ in diff.geo_add.items():
             for i in range(0, len(members_), 3 * 2000):
                 pipe.geoadd(key, members_[i : i + 3 * 2000])
         result.facilities_changed = len(plan.facilities)
@@ -1408,11 +1681,11 @@ class Store:
 
     # ------------------------------------------------------------------------------ feed health
 
-    def feed_state(self, feed_id: str) -> dict[str, str]:
+    def feed_state(self, feed_id: str) -> FeedState:
         raw = self._call("reading feed health", lambda: self.redis.hgetall(self.keys.feed_state(feed_id)))
-        return {_str(k): _str(v) for k, v in raw.items()}
+        return FeedState.from_hash(raw)
 
-    def feed_states(self, feed_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    def feed_states(self, feed_ids: Sequence[str]) -> dict[str, FeedState]:
         def read() -> Any:
             pipe = self.redis.pipeline(transaction=False)
             for fid in feed_ids:
@@ -1420,14 +1693,18 @@ class Store:
             return pipe.execute()
 
         replies = self._call("reading feed health", read) if feed_ids else []
-        return {fid: {_str(k): _str(v) for k, v in raw.items()} for fid, raw in zip(feed_ids, replies, strict=True)}
+        return {fid: FeedState.from_hash(raw) for fid, raw in zip(feed_ids, replies, strict=True)}
 
-    def set_feed_state(self, feed_id: str, values: Mapping[str, str | int | float], *,
+    def set_feed_state(self, feed_id: str, values: FeedState, *,
                        increment: str | None = None, delete: Sequence[str] = ()) -> None:
+        """Write the fields ``values`` sets, add 1 to the counter ``increment`` (a ``FeedState`` counter) and
+        drop the fields ``delete`` names (``FeedState.ERROR``, ...), in one transaction."""
+        mapping = values.to_hash()
+
         def write() -> Any:
             pipe = self.redis.pipeline(transaction=True)
-            if values:
-                pipe.hset(self.keys.feed_state(feed_id), mapping=dict(values))  # type: ignore[arg-type]
+            if mapping:
+                pipe.hset(self.keys.feed_state(feed_id), mapping=mapping)  # type: ignore[arg-type]
             if increment:
                 pipe.hincrby(self.keys.feed_state(feed_id), increment, 1)
             if delete:
@@ -1467,13 +1744,13 @@ class Store:
 
     # ------------------------------------------------------------------------------------ pushes
 
-    def accept_push(self, feed_id: str, event_id: str, ingest_id: str, fields: Mapping[str, bytes | str],
+    def accept_push(self, feed_id: str, event_id: str, ingest_id: str, record: PushRecord,
                     *, event_ttl: int = 86400, push_ttl: int = 7 * 86400) -> str | None:
         """Store a push durably under ``ingest_id``, once per (feed, event id).
 
         Returns None when stored, else the ingest id that already accepted this event id."""
         args: list[Any] = [ingest_id, event_ttl, push_ttl]
-        for k, v in fields.items():
+        for k, v in record.to_hash().items():
             args.extend((k, v))
         existing = self._call("storing a push", lambda: self._accept_push(
             keys=[self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id), self.keys.pending_pushes],
@@ -1486,9 +1763,9 @@ class Store:
         self._call("forgetting a push", lambda: self.redis.delete(self.keys.push_event(feed_id, event_id),
                                                                     self.keys.push(ingest_id)))
 
-    def push_record(self, ingest_id: str) -> dict[str, bytes] | None:
+    def push_record(self, ingest_id: str) -> PushRecord | None:
         raw = self._call("reading a push", lambda: self.redis.hgetall(self.keys.push(ingest_id)))
-        return {_str(k): v for k, v in raw.items()} if raw else None
+        return PushRecord.from_hash(raw) if raw else None
 
     def beat(self, worker: str, at: datetime, ttl_seconds: int = 90) -> None:
         """Say this worker is alive (for ``ttl_seconds``)."""
@@ -1517,9 +1794,10 @@ class Store:
     def push_finished(self, ingest_id: str) -> None:
         self._call("finishing a push", lambda: self.redis.zrem(self.keys.pending_pushes, ingest_id))
 
-    def update_push(self, ingest_id: str, values: Mapping[str, str | int]) -> None:
+    def update_push(self, ingest_id: str, values: PushRecord) -> None:
+        """Write the fields ``values`` sets."""
         self._call("updating a push", lambda: self.redis.hset(self.keys.push(ingest_id),
-                                                              mapping=dict(values)))  # type: ignore[arg-type]
+                                                              mapping=values.to_hash()))  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------------------- rate limits
 

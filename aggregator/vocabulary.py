@@ -378,3 +378,20 @@ def map_accepting(text: str) -> Accepting | None:
         if re.search(pattern, k):
             return value
     return None
+
+
+def age_words(seconds: float) -> str:
+    """How a data age reads, for operators, the public and rejection reasons: 'a few seconds', '45 seconds',
+    '12 minutes', '9 hours', '3 days', '2.3 years' (never negative, never '0')."""
+    seconds = max(0, int(seconds))
+    if seconds < 10:
+        return "a few seconds"
+    if seconds < 90:
+        return f"{seconds} seconds"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} minutes"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)} hours"
+    if seconds < 365 * 86400:
+        return f"{round(seconds / 86400)} days"
+    return f"{seconds / (365.25 * 86400):.1f} years"

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,6 +27,9 @@ from aggregator.feeds.mapping import (
     RecordMapping,
 )
 from aggregator.model import LevelOfCare, Payment, Population, Source
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 FORMATS = ("csv", "json", "html", "hsds", "smart", "push")
 DEFAULT_SOURCE = {"html": Source.SCRAPE, "push": Source.PUSH}
@@ -454,6 +457,17 @@ def _check_url(url: str, where: str, allow_private: tuple[str, ...]) -> None:
     if not ip.is_global and not any(ip in ipaddress.ip_network(n) for n in allow_private):
         raise ConfigError(f"{where} points at a private or loopback address that allow_private does not list "
                           "(true allows loopback and private ranges; name others, e.g. ['100.64.0.0/10'])")
+
+
+def load_or_empty(path: str | Path | None) -> Registry:
+    """The registry at ``path``, or the empty registry when there is none: how every process loads it
+    (``for_settings``; `centers` commands choose the path first, then call this)."""
+    return load(path) if path is not None else Registry(())
+
+
+def for_settings(settings: Settings) -> Registry:
+    """The configured registry: CENTERS_FEEDS_FILE, else config/feeds.toml when present, else empty."""
+    return load_or_empty(settings.registry_path())
 
 
 def load(path: str | Path, known_parsers: frozenset[str] | None = None) -> Registry:

@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aggregator.errors import ConfigError
+from config.secret import MASK, Secret
 
 
 def _bool(text: str) -> bool:
@@ -50,8 +52,9 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _tokens(text: str) -> tuple[tuple[str, str], ...]:
-    """'alice:t0k3n, t0k3n2' -> (("alice", "t0k3n"), ("operator", "t0k3n2")); tokens of 16+ characters."""
+def _tokens(text: str) -> tuple[tuple[str, Secret], ...]:
+    """'alice:t0k3n, t0k3n2' -> (("alice", Secret("t0k3n")), ("operator", Secret("t0k3n2"))); tokens of 16+
+    characters."""
     out = []
     for part in _csv_list(text):
         name, sep, token = part.partition(":")
@@ -59,8 +62,35 @@ def _tokens(text: str) -> tuple[tuple[str, str], ...]:
             name, token = "operator", part
         if len(token) < 16:
             raise ValueError("each operator token must be at least 16 characters")
-        out.append((name.strip() or "operator", token.strip()))
+        out.append((name.strip() or "operator", Secret(token.strip())))
     return tuple(out)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to show: its password (redis://:pw@host, redis://user:pw@host) masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:{MASK}@{host}").geturl()
+
+
+#: geocoder options whose values are credentials (api_key, token, client_secret, password, ...)
+_SECRET_OPTION = ("key", "token", "secret", "password", "credential")
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A setting's value as ``repr(Settings)`` shows it: secrets masked, URL passwords masked."""
+    if name in ("redis_url", "broker_url"):
+        return redact_url(value)
+    if name == "geocoder_options":
+        return {k: MASK if any(w in k.lower() for w in _SECRET_OPTION) else v for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
@@ -150,6 +180,20 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _use_cache_folder(env: Mapping[str, str]) -> None:
+    """The ZIP table's folder, $XDG_CACHE_HOME/centers when that is an absolute path, told to geography (the
+    core reads no environment; its default is ~/.cache/centers)."""
+    base = env.get("XDG_CACHE_HOME") or ""
+    if os.path.isabs(base):
+        from aggregator import geography
+
+        geography.use_cache_folder(Path(base) / "centers")
+
+
+#: the User-Agent sent to partner feeds and the geocoder unless CENTERS_USER_AGENT names the deployment
+DEFAULT_USER_AGENT = "center-availability/0.1 (helpline capacity aggregator)"
+
+
 @dataclass(frozen=True)
 class Setting:
     env: str
@@ -170,8 +214,8 @@ SETTINGS: dict[str, Setting] = {
                           "Partner registry (TOML). Empty: config/feeds.toml if present, else the demo."),
     "helpline": Setting("CENTERS_HELPLINE", "1-800-662-4357", str,
                         "Phone number offered when a search finds nothing."),
-    "user_agent": Setting("CENTERS_USER_AGENT", "center-availability/0.1 (helpline capacity aggregator)",
-                          str, "User-Agent sent to partner feeds and the geocoder (identify your deployment)."),
+    "user_agent": Setting("CENTERS_USER_AGENT", DEFAULT_USER_AGENT, str,
+                          "User-Agent sent to partner feeds and the geocoder (identify your deployment)."),
     "operator_tokens": Setting("CENTERS_OPERATOR_TOKENS", "", _tokens,
                                "Operator bearer tokens, comma-separated, each 'name:token' (name shown in "
                                "reports) or a bare token. Empty: operator endpoints refuse everyone."),
@@ -215,7 +259,7 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     redis_url: str = ""
     broker_url: str = ""
@@ -223,8 +267,8 @@ class Settings:
     key_prefix: str = "cav:"
     feeds_file: str = ""
     helpline: str = "1-800-662-4357"
-    user_agent: str = "center-availability/0.1 (helpline capacity aggregator)"
-    operator_tokens: tuple[tuple[str, str], ...] = ()
+    user_agent: str = DEFAULT_USER_AGENT
+    operator_tokens: tuple[tuple[str, Secret], ...] = ()
     cors_origins: tuple[str, ...] = ()
     rate_limit: int = 120
     trust_proxy: TrustedProxies = field(default_factory=TrustedProxies)
@@ -255,7 +299,17 @@ class Settings:
                 values[f.name] = spec.cast(raw)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"setting {spec.env}={raw!r}: {exc}") from exc
+        _use_cache_folder(env)
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        # tokens given as text (a test, a tool) are kept as Secrets like the environment's
+        tokens = tuple((name, t if isinstance(t, Secret) else Secret(t)) for name, t in self.operator_tokens)
+        object.__setattr__(self, "operator_tokens", tokens)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={_shown(f.name, getattr(self, f.name))!r}" for f in fields(self))
+        return f"Settings({shown})"
 
     @property
     def data_path(self) -> Path:

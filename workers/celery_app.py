@@ -19,18 +19,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import requests
 from celery import Celery
 from celery.signals import task_received, worker_process_init, worker_ready
 
-from aggregator.fetch import Fetcher, new_session
-from aggregator.geocode import Geocoder, GeocoderConfig
+from aggregator.fetch import Fetcher
+from aggregator.geocode import Geocoder
 from aggregator.ingest import Pipeline
 from aggregator.store import Store
+from aggregator.wiring import fetcher_for, geocoder_for, pipeline_for
 from config import registry as registry_module
 from config.registry import Registry
 from config.settings import Settings
-from workers import schedule
+from workers import names, schedule
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +56,24 @@ class WorkerContext:
         return Store.from_url(self.settings.redis_url, self.settings.key_prefix)
 
     @cached_property
-    def session(self) -> requests.Session:
-        return new_session(self.settings.user_agent)
+    def fetcher(self) -> Fetcher:
+        return fetcher_for(self.settings)
 
     @cached_property
     def geocoder(self) -> Geocoder | None:
-        config = GeocoderConfig.from_settings(self.settings)
-        return Geocoder(self.store, config) if config.enabled else None
+        return geocoder_for(self.settings, self.store)
 
     @cached_property
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.store, Fetcher(self.session), geocoder=self.geocoder, environ=dict(os.environ))
+        return pipeline_for(self.settings, self.store, fetcher=self.fetcher, geocoder=self.geocoder)
 
     def reset(self) -> None:
-        for name in ("store", "session", "geocoder", "pipeline"):
+        for name in ("store", "fetcher", "geocoder", "pipeline"):
             self.__dict__.pop(name, None)
 
 
-def load_registry(settings: Settings) -> Registry:
-    path = settings.registry_path()
-    return registry_module.load(path) if path is not None else Registry(())
+#: the registry from the settings (config.registry.for_settings), under the name tests and tools know
+load_registry = registry_module.for_settings
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Celery:
@@ -105,8 +103,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         worker_enable_soft_shutdown_on_idle=True,
         worker_max_tasks_per_child=200,
         worker_max_memory_per_child=400_000,
-        task_default_queue="feeds",
-        task_routes={"geocode.*": {"queue": "geocode"}, "feeds.*": {"queue": "feeds"}},
+        task_default_queue=names.FEEDS_QUEUE,
+        task_routes={f"{names.GEOCODE_QUEUE}.*": {"queue": names.GEOCODE_QUEUE},
+                     "feeds.*": {"queue": names.FEEDS_QUEUE}, "pushes.*": {"queue": names.FEEDS_QUEUE}},
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2,
                                    "interval_max": 0.5},
         beat_schedule=schedule.build(registry),

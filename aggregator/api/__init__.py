@@ -23,14 +23,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aggregator import geography
-from aggregator.api import docs, metrics, operators, ops, page, public, push_routes
+from aggregator import access_log, geography
+from aggregator.api import docs, find, metrics, operators, ops, page, public, push_routes
 from aggregator.api.common import ApiError, AppState, problem
 from aggregator.errors import InvalidQuery, StoreUnavailable, UnknownZip
 from aggregator.geocode import Geocoder
 from aggregator.push import PartnerSecrets
 from aggregator.store import Store
 from config.registry import Registry
+from config.secret import Secret
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ def partner_secrets(registry: Registry, environ: Mapping[str, str]) -> dict[str,
     for feed in registry.feeds:
         if feed.push is None:
             continue
-        secrets = tuple(environ[name].encode() for name in feed.push.hmac_secret_env if environ.get(name))
-        keys = tuple(environ[name] for name in feed.push.bearer_key_env if environ.get(name))
+        secrets = tuple(Secret(environ[name]) for name in feed.push.hmac_secret_env if environ.get(name))
+        keys = tuple(Secret(environ[name]) for name in feed.push.bearer_key_env if environ.get(name))
         out[feed.id] = PartnerSecrets(feed.id, feed.partner, secrets, keys)
     return out
 
@@ -95,6 +96,10 @@ def create_app(
         state.metrics.observe(request.method, path, response.status_code, time.perf_counter() - started)
         return response
 
+    # outermost: one line per request, no client address, the place searched cut (aggregator/access_log.py)
+    access_log.ensure_handler()
+    app.add_middleware(access_log.AccessLogMiddleware)
+
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
@@ -139,6 +144,7 @@ def create_app(
     app.include_router(push_routes.router)
     app.include_router(operators.router)
     app.include_router(page.router)
+    app.include_router(find.router)
     app.include_router(ops.router)
     docs.install(app)
     return app

@@ -34,9 +34,9 @@ class _FeedCollector(Collector):
             states = {}
             up.add_metric([], 0)
         for feed_id, s in states.items():
-            runs.add_metric([feed_id], float(s.get("runs") or 0))
-            failures.add_metric([feed_id], float(s.get("failures") or 0))
-            held.add_metric([feed_id], 1.0 if s.get("held_reason") else 0.0)
+            runs.add_metric([feed_id], float(s.runs or 0))
+            failures.add_metric([feed_id], float(s.failures or 0))
+            held.add_metric([feed_id], 1.0 if s.held_reason else 0.0)
         yield from (runs, failures, held, up)
 
 

@@ -19,6 +19,7 @@ from aggregator.errors import GeocoderTransient, PlaceNotFound
 from aggregator.geocode import origin_for_place
 from aggregator.health import feed_health, hold_obsolete
 from aggregator.model import Availability, AvailabilityStatus, LevelOfCare, Payment, Population, Source
+from workers import names
 
 router = APIRouter(tags=["operators"], dependencies=[Depends(require_operator)],
                    responses={401: {"description": "no valid operator token"}, 503: {}})
@@ -76,11 +77,11 @@ def release(request: Request, feed_id: Annotated[str, Path(pattern=r"^[a-z0-9][a
     held = st.store.feed_state(feed_id)
     if st.store.held_snapshot(feed_id) is None:
         raise ApiError(409, "not_held", f"feed {feed_id!r} has no held run")
-    obsolete = hold_obsolete(held, held.get("held_at"))
+    obsolete = hold_obsolete(held, held.held_at)
     if obsolete:
         raise ApiError(409, "obsolete_hold", obsolete)
     try:
-        st.enqueue("feeds.release", [feed_id, operator])
+        st.enqueue(names.RELEASE_FEED, [feed_id, operator])
     except Exception as exc:
         raise ApiError(503, "unavailable", "could not queue the release; try again",
                        headers={"Retry-After": "5"}) from exc

@@ -44,6 +44,7 @@ from starlette.datastructures import QueryParams
 from aggregator import lookup
 from aggregator.api.common import (
     MAX_SESSION_ID,
+    MAX_TOKEN,
     SESSION_COOKIE,
     SESSION_SECONDS,
     ApiError,
@@ -68,7 +69,6 @@ LEGACY_COOKIE = "operator_token"  # held the raw token before sessions: cleared 
 LOGIN_COOKIE = "operator_login"  # the sign-in form's token (there is no session yet)
 LOGIN_COOKIE_MAX_AGE = 3600
 FORM_FIELD = "csrf"  # the hidden field of every form that posts
-MAX_TOKEN = 512
 DEFAULT_RADIUS_MI = 50.0
 DEFAULT_LIMIT = 20
 
@@ -373,7 +373,7 @@ async def login(request: Request) -> Response:
     token = form.get("token", "").strip()
     if not token:
         return _login_page(request, 401, "Enter your operator token.")
-    name = token_owner(st, token) if len(token) <= MAX_TOKEN else None
+    name = token_owner(st, token)
     if name is None:
         return _login_page(request, 401, "That token was not accepted.")
     try:

@@ -28,6 +28,8 @@ from aggregator.push import (
     signature_matches,
     timestamp_fresh,
 )
+from aggregator.store import PushRecord
+from workers import names
 
 router = APIRouter(tags=["partners"])
 
@@ -119,16 +121,16 @@ async def push_records(request: Request,
         raise
     ingest_id = "ing_" + secrets_module.token_hex(16)
     now = st.clock()
-    existing = st.store.accept_push(feed_id, event_id, ingest_id, {
-        "feed_id": feed_id, "event_id": event_id, "kind": kind, "body": body, "status": "queued",
-        "received_at": now.isoformat().replace("+00:00", "Z"), "bytes": str(len(body)),
-    })
+    existing = st.store.accept_push(feed_id, event_id, ingest_id, PushRecord(
+        feed_id=feed_id, event_id=event_id, kind=kind, body=body, status="queued",
+        received_at=now.isoformat().replace("+00:00", "Z"), bytes=str(len(body)),
+    ))
     if existing is not None:
         st.metrics.push(feed_id, "replayed")
         raise ApiError(409, "replayed_event", f"event {event_id!r} was already accepted", ingest_id=existing,
                        status_url=f"/v1/ingests/{existing}")
     try:
-        st.enqueue("feeds.ingest_push", [feed_id, ingest_id])
+        st.enqueue(names.INGEST_PUSH, [feed_id, ingest_id])
     except Exception as exc:  # the queue is down: keep nothing, so a retry with this event id works
         st.store.forget_push(feed_id, event_id, ingest_id)
         st.metrics.push(feed_id, "unqueued")
@@ -147,19 +149,10 @@ def ingest_status(request: Request,
     record = st.store.push_record(ingest_id)
     if record is None:
         raise ApiError(404, "not_found", f"no ingest {ingest_id!r} (ingests are kept for 7 days)")
-
-    def text(key: str) -> str | None:
-        value = record.get(key)
-        return value.decode() if value is not None else None
-
-    def number(key: str) -> int | None:
-        value = text(key)
-        return int(value) if value is not None else None
-
-    rejections: list[dict[str, Any]] = orjson.loads(record["rejections"]) if "rejections" in record else []
+    rejections: list[dict[str, Any]] = orjson.loads(record.rejections) if record.rejections is not None else []
     return json_response({
-        "ingest_id": ingest_id, "feed_id": text("feed_id"), "status": text("status"),
-        "received_at": text("received_at"), "finished_at": text("finished_at"), "records": number("records"),
-        "accepted": number("accepted"), "rejected": number("rejected"),
-        "rejections_by_record": rejections_by_record(rejections), "error": text("error"),
+        "ingest_id": ingest_id, "feed_id": record.feed_id, "status": record.status,
+        "received_at": record.received_at, "finished_at": record.finished_at, "records": record.records,
+        "accepted": record.accepted, "rejected": record.rejected,
+        "rejections_by_record": rejections_by_record(rejections), "error": record.error,
     })

@@ -74,6 +74,9 @@ from aggregator.errors import ParseError
 from aggregator.feeds import Document
 from aggregator.feeds.csv import MAX_FIELD, decode
 from aggregator.feeds.mapping import RecordMapping, stable_id
+from aggregator.feeds.values import basename as _basename
+from aggregator.feeds.values import dicts as _dicts
+from aggregator.feeds.values import text as _s
 
 #: canonical table -> names a package resource or CSV file may carry (HSDS 3.x, and 2.x where cheap)
 TABLES: dict[str, tuple[str, ...]] = {
@@ -675,14 +678,6 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
             into[k] = v
 
 
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    if isinstance(value, Mapping):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, Mapping)]
-    return []
-
-
 def _scalar(value: Any) -> str | int | float | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
@@ -690,11 +685,6 @@ def _scalar(value: Any) -> str | int | float | None:
         value = value.strip()
         return value or None
     return value
-
-
-def _s(value: Any) -> str:
-    v = _scalar(value)
-    return "" if v is None else " ".join(str(v).split())
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -711,10 +701,6 @@ def _int(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
-
-
-def _basename(url: str) -> str:
-    return PurePosixPath(urlsplit(url).path).name or url[:80]
 
 
 def _stem(url: str) -> str:

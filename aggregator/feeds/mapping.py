@@ -127,6 +127,11 @@ def null_words(values: frozenset[str] | tuple[str, ...]) -> frozenset[str]:
     return frozenset(" ".join(v.lower().split()) for v in values)
 
 
+#: the one list of blank values, as compared (lower case, spaces folded): the default null words, the empty
+#: cell, and a spreadsheet's NaN. What normalize takes for "no value" in a count, a time or an address part.
+BLANK_VALUES = null_words(DEFAULT_NULL_VALUES) | {"", "nan"}
+
+
 def split_cell(value: Any, separators: tuple[str, ...]) -> Any:
     """'OTP/MD/DT' on '/' -> ['OTP', 'MD', 'DT']; a list's items are split each; other values pass."""
     items = value if isinstance(value, list) else [value]

@@ -61,6 +61,9 @@ from aggregator.errors import ParseError
 from aggregator.feeds import Document
 from aggregator.feeds.csv import decode
 from aggregator.feeds.mapping import RecordMapping
+from aggregator.feeds.values import basename as _basename
+from aggregator.feeds.values import dicts as _dicts
+from aggregator.feeds.values import text as _s
 
 OUTPUT_TYPES = ("Location", "Schedule", "Slot")
 MAX_BAD_LINES = 10
@@ -400,17 +403,3 @@ def _instant(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
-
-
-def _s(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return ""
-    return " ".join(str(value).split())
-
-
-def _basename(url: str) -> str:
-    return PurePosixPath(urlsplit(url).path).name or url[:80]

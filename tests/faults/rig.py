@@ -200,7 +200,7 @@ class Rig:
         self.store = Store.from_url(self.redis.url)
         # the first run (queued by `centers serve` at start) has loaded all 5,000 sites
         self.wait(lambda: len(self.data.feed_members("county")) == COUNTY_SIZE and
-                  self.data.feed_state("county").get("last_outcome") == "applied", 120, "the first county run")
+                  self.data.feed_state("county").last_outcome == "applied", 120, "the first county run")
         return self
 
     def stop(self) -> None:
@@ -279,7 +279,7 @@ class Rig:
         done = 0
         for ingest_id in ingest_ids:
             record = self.data.push_record(ingest_id)
-            if record is None or record.get("status") not in (b"done", b"failed"):
+            if record is None or not record.finished:
                 return False
             done += 1
         return done == len(ingest_ids)

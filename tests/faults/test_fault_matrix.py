@@ -70,9 +70,9 @@ def test_redis_restart_during_pushes_and_a_5000_center_run(rig: Rig, sig: signal
         partner = Partner(rig.api)
         thread = partner.start(40)
         rig.wait(lambda p=partner: p.sent >= 10, 30, "the first pushes")  # type: ignore[misc]
-        before = rig.data.feed_state("county").get("last_attempt")
+        before = rig.data.feed_state("county").last_attempt
         generation = rig.run_county()
-        rig.wait(lambda b=before: rig.data.feed_state("county").get("last_attempt") != b, 30, "the run to start")
+        rig.wait(lambda b=before: rig.data.feed_state("county").last_attempt != b, 30, "the run to start")
         time.sleep(random.uniform(0, 1.0))
         rig.restart_redis(sig)
         back = time.monotonic()

@@ -14,8 +14,9 @@ import pytest
 from aggregator.api.common import rate_key
 from aggregator.model import Address, Availability, Center
 from aggregator.push import sign
-from aggregator.store import Store
+from aggregator.store import FeedState, Store
 from tests.integration.api_server import ApiServer
+from tests.integration.conftest import Stack, open_stack
 from tests.integration.worker import WorkerProcess, wait_for
 
 HARBOR_SECRET = "harbor-secret-0123456789abcdef"
@@ -62,27 +63,17 @@ postal_code = "zip"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("api")
-    feeds = tmp / "feeds.toml"
-    feeds.write_text(REGISTRY)
-    worker = WorkerProcess(redis_url, feeds, tmp, prefix="api:", beat=False, extra_env={
-        "HARBOR_SECRET": HARBOR_SECRET, "HARBOR_OLD_SECRET": HARBOR_OLD_SECRET, "HARBOR_KEY": HARBOR_KEY,
-        "BEACON_SECRET": BEACON_SECRET})
-    worker.flush()
-    worker.start()
-    env = {**worker.env, "CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"}
-    api = ApiServer(env, tmp).start()
-    store = Store.from_url(worker.url, "api:")
-    yield {"api": api, "worker": worker, "store": store, "env": env, "tmp": tmp}
-    api.stop()
-    worker.stop()
-    store.redis.connection_pool.disconnect()
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
+    with open_stack(redis_url, tmp_path_factory.mktemp("api"), REGISTRY, prefix="api:", worker=True, extra_env={
+            "HARBOR_SECRET": HARBOR_SECRET, "HARBOR_OLD_SECRET": HARBOR_OLD_SECRET, "HARBOR_KEY": HARBOR_KEY,
+            "BEACON_SECRET": BEACON_SECRET},
+            api={"CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"}) as stack:
+        yield stack
 
 
 @pytest.fixture
-def api(stack: dict[str, Any]) -> Iterator[httpx.Client]:
-    with stack["api"].client() as client:
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client() as client:
         yield client
 
 
@@ -124,13 +115,13 @@ def snapshot(store: Store) -> dict[bytes, Any]:
 # ---------------------------------------------------------------------------------------- partner
 
 
-def test_a_signed_push_becomes_visible_in_near(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_a_signed_push_becomes_visible_in_near(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS).encode()
     resp = api.post("/v1/feeds/harbor/records", content=body, headers=signed(body))
     assert resp.status_code == 202, resp.text
     accepted = resp.json()
     assert accepted["status"] == "queued" and accepted["ingest_id"].startswith("ing_")
-    result = wait_done(api, accepted["ingest_id"], stack["worker"])
+    result = wait_done(api, accepted["ingest_id"], stack.worker)
     assert (result["status"], result["accepted"], result["rejected"]) == ("done", 2, 1)
     assert result["rejections_by_record"] == {"No Id Place": ["source_id: missing"]}
     near = api.get("/v1/centers/near", params={"zip": "02139", "level_of_care": "detox"}).json()
@@ -142,10 +133,10 @@ def test_a_signed_push_becomes_visible_in_near(api: httpx.Client, stack: dict[st
         {"number": "+16175550142", "role": "main", "extension": "", "source": "harbor"}]
 
 
-def test_a_city_and_state_is_a_place(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_a_city_and_state_is_a_place(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS).encode()
     wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
-              stack["worker"])
+              stack.worker)
     answer = api.get("/v1/centers/near", params={"place": "Cambridge, MA", "level_of_care": "detox"})
     assert answer.status_code == 200, answer.text
     origin = answer.json()["origin"]
@@ -155,29 +146,29 @@ def test_a_city_and_state_is_a_place(api: httpx.Client, stack: dict[str, Any]) -
     assert unknown.status_code in (404, 422) and "Cambridge" in unknown.text
 
 
-def test_a_push_is_an_update_not_a_snapshot(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_a_push_is_an_update_not_a_snapshot(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps([RECORDS[0]]).encode()
     resp = api.post("/v1/feeds/harbor/records", content=body, headers=signed(body))
-    wait_done(api, resp.json()["ingest_id"], stack["worker"])
+    wait_done(api, resp.json()["ingest_id"], stack.worker)
     second = dict(RECORDS[1], detox_beds=5)
     body = json.dumps([second]).encode()
     resp = api.post("/v1/feeds/harbor/records", content=body, headers=signed(body))
-    wait_done(api, resp.json()["ingest_id"], stack["worker"])
-    assert stack["store"].feed_members("harbor") >= {"harbor:h-1", "harbor:h-2"}
+    wait_done(api, resp.json()["ingest_id"], stack.worker)
+    assert stack.store.feed_members("harbor") >= {"harbor:h-1", "harbor:h-2"}
 
 
-def test_ndjson_csv_bearer_keys_and_rotated_secrets_are_accepted(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_ndjson_csv_bearer_keys_and_rotated_secrets_are_accepted(api: httpx.Client, stack: Stack) -> None:
     ndjson = "\n".join(json.dumps(r) for r in RECORDS[:2]).encode()
     resp = api.post("/v1/feeds/harbor/records", content=ndjson,
                     headers=signed(ndjson, HARBOR_OLD_SECRET, content_type="application/x-ndjson"))
     assert resp.status_code == 202, resp.text
-    assert wait_done(api, resp.json()["ingest_id"], stack["worker"])["accepted"] == 2
+    assert wait_done(api, resp.json()["ingest_id"], stack.worker)["accepted"] == 2
     csv = (b"id,name,street,city,state,zip,lat,lon,phone,services,detox_beds,updated_at\n"
            b"h-3,Harbor West,5 Oak St,Cambridge,MA,02138,42.3770,-71.1300,617-555-0144,DT,2,\n")
     resp = api.post("/v1/feeds/harbor/records", content=csv,
                     headers={"authorization": f"Bearer {HARBOR_KEY}", "content-type": "text/csv"})
     assert resp.status_code == 202, resp.text
-    assert wait_done(api, resp.json()["ingest_id"], stack["worker"])["accepted"] == 1
+    assert wait_done(api, resp.json()["ingest_id"], stack.worker)["accepted"] == 1
 
 
 @pytest.mark.parametrize(
@@ -195,7 +186,7 @@ def test_ndjson_csv_bearer_keys_and_rotated_secrets_are_accepted(api: httpx.Clie
         ("unknown-feed", 404, "unknown_feed"),
     ],
 )
-def test_a_refused_push_changes_nothing(api: httpx.Client, stack: dict[str, Any], case: str, status: int,
+def test_a_refused_push_changes_nothing(api: httpx.Client, stack: Stack, case: str, status: int,
                                         error: str) -> None:
     body = json.dumps([dict(RECORDS[0], detox_beds=99)]).encode()
     feed, headers = "harbor", signed(body)
@@ -222,26 +213,26 @@ def test_a_refused_push_changes_nothing(api: httpx.Client, stack: dict[str, Any]
         headers = signed(body, content_type="text/xml")
     elif case == "unknown-feed":
         feed = "nope"
-    before = snapshot(stack["store"])
+    before = snapshot(stack.store)
     resp = api.post(f"/v1/feeds/{feed}/records", content=body, headers=headers)
     assert resp.status_code == status, resp.text
     assert resp.json()["error"] == error
     time.sleep(0.3)
-    assert snapshot(stack["store"]) == before
+    assert snapshot(stack.store) == before
 
 
-def test_a_replayed_event_id_is_refused_and_changes_nothing(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_a_replayed_event_id_is_refused_and_changes_nothing(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps([dict(RECORDS[0], detox_beds=1)]).encode()
     headers = signed(body, event_id="evt-replay-1")
     first = api.post("/v1/feeds/harbor/records", content=body, headers=headers)
     assert first.status_code == 202
-    wait_done(api, first.json()["ingest_id"], stack["worker"])
-    before = snapshot(stack["store"])
+    wait_done(api, first.json()["ingest_id"], stack.worker)
+    before = snapshot(stack.store)
     again = api.post("/v1/feeds/harbor/records", content=body, headers=signed(body, event_id="evt-replay-1"))
     assert again.status_code == 409
     assert again.json()["ingest_id"] == first.json()["ingest_id"]
     time.sleep(0.3)
-    assert snapshot(stack["store"]) == before
+    assert snapshot(stack.store) == before
 
 
 def test_unknown_ingest_is_404(api: httpx.Client) -> None:
@@ -251,10 +242,10 @@ def test_unknown_ingest_is_404(api: httpx.Client) -> None:
 # ----------------------------------------------------------------------------------------- public
 
 
-def test_public_search_by_zip_and_coordinates(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_public_search_by_zip_and_coordinates(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS[:2]).encode()
     wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
-              stack["worker"])
+              stack.worker)
     by_zip = api.get("/v1/centers/near", params={"zip": "02139", "radius_mi": 10})
     assert by_zip.status_code == 200
     assert "max-age=" in by_zip.headers["cache-control"]
@@ -303,9 +294,9 @@ def test_a_zip_that_does_not_exist_is_404_naming_it(api: httpx.Client) -> None:
     assert api.get("/v1/centers/harbor:nope").status_code == 404
 
 
-def test_the_public_is_rate_limited_per_client(stack: dict[str, Any]) -> None:
-    limited = ApiServer({**stack["env"], "CENTERS_RATE_LIMIT": "5", "CENTERS_TRUST_PROXY": "true"},
-                        stack["tmp"]).start()
+def test_the_public_is_rate_limited_per_client(stack: Stack) -> None:
+    limited = ApiServer({**stack.env, "CENTERS_RATE_LIMIT": "5", "CENTERS_TRUST_PROXY": "true"},
+                        stack.tmp).start()
     try:
         client_ip = f"203.0.113.{int(time.time()) % 250 + 1}"  # behind our proxy: one member of the public
         with limited.client(headers={"x-forwarded-for": f"{client_ip}, 10.0.0.1"}) as client:
@@ -321,10 +312,10 @@ def test_the_public_is_rate_limited_per_client(stack: dict[str, Any]) -> None:
         limited.stop()
 
 
-def test_a_partner_is_rate_limited_per_feed(stack: dict[str, Any]) -> None:
-    limited = ApiServer({**stack["env"], "CENTERS_PUSH_RATE_LIMIT": "2"}, stack["tmp"]).start()
+def test_a_partner_is_rate_limited_per_feed(stack: Stack) -> None:
+    limited = ApiServer({**stack.env, "CENTERS_PUSH_RATE_LIMIT": "2"}, stack.tmp).start()
     try:
-        stack["store"].redis.delete(stack["store"].keys.rate(rate_key("push:harbor")))
+        stack.store.redis.delete(stack.store.keys.rate(rate_key("push:harbor")))
         with limited.client() as client:
             body = json.dumps([RECORDS[0]]).encode()
             codes = [client.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).status_code
@@ -338,11 +329,11 @@ def test_a_partner_is_rate_limited_per_feed(stack: dict[str, Any]) -> None:
                                headers={"content-type": "application/json"}).status_code == 401
     finally:
         limited.stop()
-        stack["store"].redis.delete(stack["store"].keys.rate(rate_key("push:harbor")))
+        stack.store.redis.delete(stack.store.keys.rate(rate_key("push:harbor")))
 
 
-def test_cors_when_configured(stack: dict[str, Any]) -> None:
-    server = ApiServer({**stack["env"], "CENTERS_CORS_ORIGINS": "https://helpline.example.org"}, stack["tmp"]).start()
+def test_cors_when_configured(stack: Stack) -> None:
+    server = ApiServer({**stack.env, "CENTERS_CORS_ORIGINS": "https://helpline.example.org"}, stack.tmp).start()
     try:
         with server.client() as client:
             resp = client.get("/v1/centers/near", params={"zip": "02139"},
@@ -370,20 +361,20 @@ def test_operator_routes_refuse_a_wrong_or_missing_token(api: httpx.Client, head
         assert resp.json() == {"error": "unauthorized", "detail": "an operator token is required"}
 
 
-def test_operators_see_feed_health(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_operators_see_feed_health(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS[:1]).encode()
     wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
-              stack["worker"])
+              stack.worker)
     feeds = api.get("/v1/feeds", headers=OP).json()["feeds"]
     by_id = {f["id"]: f for f in feeds}
     assert by_id["harbor"]["last_success"] and by_id["harbor"]["format"] == "push"
     assert by_id["beacon"]["status"] == "never_run"
 
 
-def test_a_phone_report_is_its_own_source_with_an_expiry(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_a_phone_report_is_its_own_source_with_an_expiry(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS[:1]).encode()
     wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
-              stack["worker"])
+              stack.worker)
     resp = api.post("/v1/centers/harbor:h-1/reports", headers=OP, json={
         "level_of_care": "residential", "status": "available", "beds_available": 2,
         "notes": "spoke with the intake nurse", "expires_in_minutes": 120})
@@ -401,8 +392,8 @@ def test_a_phone_report_is_its_own_source_with_an_expiry(api: httpx.Client, stac
                     json={"level_of_care": "detox", "status": "full"}).status_code == 404
 
 
-def test_operators_release_a_held_run(api: httpx.Client, stack: dict[str, Any]) -> None:
-    store: Store = stack["store"]
+def test_operators_release_a_held_run(api: httpx.Client, stack: Stack) -> None:
+    store: Store = stack.store
     now = datetime.now(UTC)
     held = Center(id="beacon:b-1", feed_id="beacon", source_id="b-1", name="Beacon House",
                   address=Address(state="MA", postal_code="02139"))
@@ -411,26 +402,26 @@ def test_operators_release_a_held_run(api: httpx.Client, stack: dict[str, Any]) 
     store.hold_snapshot("beacon", json.dumps({
         "held_at": now.isoformat(), "reason": "test", "centers": [held.model_dump(mode="json")],
         "availability": [obs.model_dump(mode="json")], "report": {"records": 1, "rejected": 0}}).encode())
-    store.set_feed_state("beacon", {"held_reason": "the run would remove all 3 centers of this feed"})
+    store.set_feed_state("beacon", FeedState(held_reason="the run would remove all 3 centers of this feed"))
     assert api.get("/v1/feeds", headers=OP).json()["feeds"][0]["id"] == "beacon"  # held comes first
     resp = api.post("/v1/feeds/beacon/release", headers=OP)
     assert resp.status_code == 202
-    wait_for(lambda: store.held_snapshot("beacon") is None, 30, "the release", stack["worker"].log)
+    wait_for(lambda: store.held_snapshot("beacon") is None, 30, "the release", stack.worker.log)
     assert "beacon:b-1" in store.feed_members("beacon")
-    assert store.feed_state("beacon")["released_by"] == "dana"
+    assert store.feed_state("beacon").released_by == "dana"
     assert api.post("/v1/feeds/beacon/release", headers=OP).status_code == 409
     # a hold older than the last applied run is refused, not released over newer data
     store.hold_snapshot("beacon", json.dumps({
         "held_at": now.isoformat(), "reason": "test", "centers": [held.model_dump(mode="json")],
         "availability": [obs.model_dump(mode="json")], "report": {"records": 1, "rejected": 0}}).encode())
-    store.set_feed_state("beacon", {"held_reason": "test", "held_at": now.isoformat(),
-                                    "last_success": (now + timedelta(minutes=1)).isoformat()})
+    store.set_feed_state("beacon", FeedState(held_reason="test", held_at=now.isoformat(),
+                                             last_success=(now + timedelta(minutes=1)).isoformat()))
     refused = api.post("/v1/feeds/beacon/release", headers=OP)
     assert refused.status_code == 409 and refused.json()["error"] == "obsolete_hold", refused.text
 
 
-def test_operator_search_keeps_stale_figures_marked(api: httpx.Client, stack: dict[str, Any]) -> None:
-    store: Store = stack["store"]
+def test_operator_search_keeps_stale_figures_marked(api: httpx.Client, stack: Stack) -> None:
+    store: Store = stack.store
     old = datetime.now(UTC) - timedelta(hours=9)
     store.record_observations([Availability(center_id="harbor:h-1", level_of_care="detox", source="push",
                                             status="available", beds_available=4, reported_at=old, checked_at=old,
@@ -470,10 +461,10 @@ def test_nothing_returns_a_stack_trace(api: httpx.Client) -> None:
 
 
 
-def test_operators_see_and_decide_pairs_the_matcher_could_not(api: httpx.Client, stack: dict[str, Any]) -> None:
+def test_operators_see_and_decide_pairs_the_matcher_could_not(api: httpx.Client, stack: Stack) -> None:
     from aggregator.model import Address, Center, GeoPrecision
 
-    store: Store = stack["store"]
+    store: Store = stack.store
     store.redis.delete(store.keys.matches)
     place = {"address": Address(address_1="77 Broadway", city="Cambridge", state="MA", postal_code="02142"),
              "latitude": 42.3629, "longitude": -71.0850, "geo_precision": GeoPrecision.FEED}

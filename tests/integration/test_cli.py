@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.redis_process import ping
+from tests.integration.conftest import isolated_env
 
 
 def centers(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -20,10 +20,7 @@ def centers(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess
 
 @pytest.fixture
 def clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-    env["CENTERS_DATA_DIR"] = str(tmp_path / "var")
-    env["CENTERS_GEOCODER"] = "none"
-    return env
+    return isolated_env(CENTERS_DATA_DIR=str(tmp_path / "var"), CENTERS_GEOCODER="none")
 
 
 def test_near_starts_its_own_redis_and_answers_in_json(clean_env: dict[str, str], tmp_path: Path) -> None:

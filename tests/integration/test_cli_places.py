@@ -17,6 +17,7 @@ from aggregator import geography, lookup, sample
 from aggregator.errors import InvalidQuery, PlaceNotFound, UnknownZip
 from aggregator.redis_process import free_port
 from aggregator.store import Store
+from config.settings import Settings
 
 CAMBRIDGE_ZIPS = ("02138", "02139", "02140", "02141", "02142", "02238")
 
@@ -142,6 +143,7 @@ def test_the_zip_table_is_read_from_its_compact_cache(tmp_path: Path, monkeypatc
     expected = geography.zip_place("02139"), geography.city_place("Cambridge", "MA"), geography.in_state(
         42.36, -71.1, "MA"), geography.nearest_zip(42.3647, -71.1042, "MA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    Settings.from_env()  # the edge tells geography its folder (the core reads no environment)
     try:
         for damage in (None, b"{not json", b'{"format": 0}'):
             fresh()
@@ -157,10 +159,12 @@ def test_the_zip_table_is_read_from_its_compact_cache(tmp_path: Path, monkeypatc
         assert geography._table() == geography._read_table(path)  # read, not built
         (tmp_path / "a-file").write_text("")
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))  # no folder can be made there
+        Settings.from_env()
         fresh()
         assert geography.zip_place("02139") == expected[0]  # built in memory
     finally:
         monkeypatch.undo()
+        geography.use_cache_folder(None)
         fresh()
 
 

@@ -16,7 +16,7 @@ from aggregator.health import feed_health
 from aggregator.ingest import Pipeline
 from aggregator.invariants import check
 from aggregator.lookup import near
-from aggregator.store import Store
+from aggregator.store import FeedState, Store
 from config import registry
 from config.registry import FeedConfig
 from tests.faults.matrix import row as matrix_row
@@ -71,8 +71,8 @@ def test_a_run_stores_the_feed_and_records_health(store: Store, partner: Loopbac
     assert outcome.status == "applied"
     assert len(near(store, zip="02139", now=NOW).results) == 5
     health = store.feed_state("beds")
-    assert health["last_outcome"] == "applied" and health["accepted"] == "5" and health["rejected"] == "0"
-    assert health["newest_data_at"] == "2026-11-27T14:45:00Z"
+    assert health.last_outcome == "applied" and health.accepted == 5 and health.rejected == 0
+    assert health.newest_data_at == "2026-11-27T14:45:00Z"
     assert partner.requests()[0].headers["user-agent"] == "center-availability-tests/1.0"
 
 
@@ -103,7 +103,7 @@ def test_a_304_is_not_parsed(store: Store, partner: LoopbackServer, pipeline: Pi
     second = partner.requests()[1]
     assert second.headers["if-none-match"] == '"v1"'
     assert second.headers["if-modified-since"] == "Fri, 27 Nov 2026 14:00:00 GMT"
-    assert store.feed_state("beds")["last_outcome"] == "not_modified"
+    assert store.feed_state("beds").last_outcome == "not_modified"
 
 
 def test_cache_control_max_age_is_honoured(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
@@ -125,11 +125,11 @@ def test_a_run_that_would_empty_or_gut_the_feed_is_held_for_an_operator(
     assert outcome.status == "held"
     assert len(store.feed_members("beds")) == 10  # nothing applied
     health = store.feed_state("beds")
-    assert "remove 6 of 10 centers (60%" in health["held_reason"]
+    assert "remove 6 of 10 centers (60%" in (health.held_reason or "")
     released = pipeline.release(feed, by="operator-7")
     assert released.status == "applied"
     assert len(store.feed_members("beds")) == 4
-    assert "held_reason" not in store.feed_state("beds")
+    assert store.feed_state("beds").held_reason is None
     assert store.held_snapshot("beds") is None
 
 
@@ -215,14 +215,14 @@ def test_a_faulty_source_keeps_the_last_good_data_and_says_why(
     except TransientError:
         outcome = None
     health = store.feed_state("beds")
-    assert health["last_error_kind"] == kind
-    assert message in health["last_error"]
-    assert health["consecutive_failures"] == "1"
-    assert health["last_success"]  # the earlier success is still on record
+    assert health.last_error_kind == kind
+    assert message in (health.last_error or "")
+    assert health.consecutive_failures == 1
+    assert health.last_success  # the earlier success is still on record
     assert (outcome is None) == (kind == "fetch_transient")
     assert len(near(store, zip="02139", now=NOW).results) == 5  # the previous snapshot stands
     if "Retry-After" in response.headers:
-        assert float(health["next_fetch_after"]) >= NOW.timestamp() + 120
+        assert (health.next_fetch_after or 0) >= NOW.timestamp() + 120
     # the fault matrix (RELIABILITY.md): the last good snapshot is whole and nothing breaks an invariant
     violations = [str(v) for v in check(store, now=NOW, feed_sizes={"beds": 5}, quiet=True,
                                         newest={f"beds:C{i}": {"name": f"Center {i}"} for i in range(5)})]
@@ -317,7 +317,7 @@ def test_credentials_come_from_the_environment_and_stay_on_the_host(store: Store
     missing = Pipeline(store, Fetcher(new_session("t")), environ={}, clock=lambda: NOW).run(feed, force=True)
     assert missing.status == "failed"
     assert "BEDS_TOKEN is not set" in missing.error
-    assert "s3cret" not in json.dumps(store.feed_state("beds"))
+    assert "s3cret" not in json.dumps(store.feed_state("beds").to_hash())
 
 
 def test_a_feed_never_runs_twice_at_once(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
@@ -334,7 +334,7 @@ def test_a_feed_never_runs_twice_at_once(store: Store, partner: LoopbackServer, 
     assert pipeline.run_locked(feed, owner="job-1", force=True).status == "applied"
     # every refusal shows in feed health
     health = store.feed_state("beds")
-    assert health["busy_refusals"] == "2" and health["last_busy_at"]
+    assert health.busy_refusals == 2 and health.last_busy_at
 
 
 def test_a_feed_lock_is_a_lease_renewed_while_the_run_lives_and_gone_soon_after_it_dies(
@@ -413,7 +413,7 @@ def test_a_due_run_that_did_not_complete_is_queued_again(store: Store, partner: 
     clock[0] = NOW + timedelta(minutes=10)
     assert pipeline.sweep_feeds([feed], sent.append) == []  # finished, and not yet due again
     # a run starts and its worker dies (no completion, no lock left after its lease)
-    store.set_feed_state("beds", {"last_attempt": (NOW + timedelta(minutes=15)).isoformat()})
+    store.set_feed_state("beds", FeedState(last_attempt=(NOW + timedelta(minutes=15)).isoformat()))
     clock[0] = NOW + timedelta(minutes=15, seconds=20)
     assert pipeline.sweep_feeds([feed], sent.append) == []  # it may be taking its lock just now
     clock[0] = NOW + timedelta(minutes=22)
@@ -421,10 +421,10 @@ def test_a_due_run_that_did_not_complete_is_queued_again(store: Store, partner: 
     assert pipeline.sweep_feeds([feed], sent.append) == []  # its lock is held: something still runs it
     assert token is not None and store.release_lock("feed:beds", token)
     assert pipeline.sweep_feeds([feed], sent.append) == ["beds"]
-    assert store.feed_state("beds")["last_swept_why"] == "run died"
+    assert store.feed_state("beds").last_swept_why == "run died"
     assert pipeline.sweep_feeds([feed], sent.append) == []  # this dead attempt is queued already
     # the queued run starts and dies too: it is queued again, without waiting a period
-    store.set_feed_state("beds", {"last_attempt": (NOW + timedelta(minutes=22, seconds=5)).isoformat()})
+    store.set_feed_state("beds", FeedState(last_attempt=(NOW + timedelta(minutes=22, seconds=5)).isoformat()))
     clock[0] = NOW + timedelta(minutes=23)
     assert pipeline.sweep_feeds([feed], sent.append) == ["beds"]
     assert pipeline.sweep_feeds([feed], sent.append) == []
@@ -432,5 +432,5 @@ def test_a_due_run_that_did_not_complete_is_queued_again(store: Store, partner: 
     assert pipeline.run(feed, force=True).status in ("applied", "unchanged")
     clock[0] = clock[0] + timedelta(minutes=45)
     assert pipeline.sweep_feeds([feed], sent.append) == ["beds"]
-    assert store.feed_state("beds")["last_swept_why"] == "overdue"
+    assert store.feed_state("beds").last_swept_why == "overdue"
     assert sent == ["beds", "beds", "beds"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -32,7 +31,7 @@ from aggregator.fetch import Fetcher, new_session
 from aggregator.geocode import Geocoder, GeocoderConfig
 from aggregator.health import feed_health, loading_reason
 from aggregator.ingest import Pipeline
-from aggregator.store import Store, connect
+from aggregator.store import FeedState, PushRecord, Store, connect
 from config.registry import FeedConfig, Registry, parse
 from config.settings import Settings
 from tests.integration.factories import center, observation
@@ -103,13 +102,6 @@ def build(store: Store, registry: Registry, clock: Clock, *, geocoder: Geocoder 
                                   "CENTERS_GEOCODER": "none"})
     return create_app(settings, store, registry=registry, enqueue=lambda _name, _args: None, environ={},
                       clock=clock, geocoder=geocoder)
-
-
-@pytest.fixture
-def partner() -> Iterator[LoopbackServer]:
-    server = LoopbackServer().start()
-    yield server
-    server.stop()
 
 
 def feed(registry: Registry, feed_id: str) -> FeedConfig:
@@ -344,19 +336,19 @@ def test_a_push_is_a_check_and_a_change(store: Store) -> None:
     harbor = feed(registry, "harbor")
     clock = Clock()
     pipeline = Pipeline(store, Fetcher(new_session("center-availability-tests/1.0")), clock=clock)
-    store.accept_push("harbor", "evt-1", "ing_1", {
-        "feed_id": "harbor", "kind": "json", "status": "queued",
-        "body": b'[{"id": "h-1", "name": "Harbor House", "state": "MA", "zip": "02139"}]',
-        "received_at": "2026-11-27T15:00:00Z"})
+    store.accept_push("harbor", "evt-1", "ing_1", PushRecord(
+        feed_id="harbor", kind="json", status="queued",
+        body=b'[{"id": "h-1", "name": "Harbor House", "state": "MA", "zip": "02139"}]',
+        received_at="2026-11-27T15:00:00Z"))
     assert pipeline.apply_push(harbor, "ing_1")["status"] == "done"
-    assert store.feed_state("harbor")["last_checked"] == "2026-11-27T15:00:00Z"  # recorded, not inferred
+    assert store.feed_state("harbor").last_checked == "2026-11-27T15:00:00Z"  # recorded, not inferred
     [row] = [h for h in feed_health(registry.feeds, store, clock.now) if h["id"] == "harbor"]
     assert row["last_checked"] == row["last_changed"] == "2026-11-27T15:00:00Z"
 
 
 def test_older_feed_state_without_last_checked_reads_its_last_success(store: Store) -> None:
     registry = registry_for()
-    store.set_feed_state("beds", {"last_success": "2026-11-27T14:00:00Z", "last_checked": "2026-11-27T13:00:00Z"})
+    store.set_feed_state("beds", FeedState(last_success="2026-11-27T14:00:00Z", last_checked="2026-11-27T13:00:00Z"))
     [row] = [h for h in feed_health(registry.feeds, store, NOW) if h["id"] == "beds"]
     assert (row["last_checked"], row["last_changed"]) == ("2026-11-27T14:00:00Z", "2026-11-27T14:00:00Z")
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from click.testing import CliRunner
 
 from aggregator.invariants import check
-from aggregator.store import Store
+from aggregator.store import PushRecord, Store
 from tests.integration.factories import NOW, center, observation
 
 
@@ -40,9 +40,9 @@ def test_each_kind_of_damage_is_named(store: Store) -> None:
                                 for i in range(5)], [], now=NOW)
     assert kinds(store, feed_sizes={"beds": 6}) == {"snapshot_torn"}  # the partner sent 6: one is missing
     assert kinds(store, newest={"beds:1": {"name": "Harbor One"}}) == {"older_over_newer"}
-    store.accept_push("beds", "evt-1", "ing_1", {"feed_id": "beds", "status": "queued", "kind": "json", "body": "[]"})
+    store.accept_push("beds", "evt-1", "ing_1", PushRecord(feed_id="beds", status="queued", kind="json", body=b"[]"))
     assert kinds(store, pushes=["ing_1"]) == {"push_not_applied"}
-    store.update_push("ing_1", {"status": "done"})
+    store.update_push("ing_1", PushRecord(status="done"))
     assert kinds(store, pushes=["ing_1"]) == set()
     assert kinds(store, quiet=True) == {"push_not_applied"}  # still in the pending index
     store.push_finished("ing_1")

@@ -26,9 +26,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from aggregator.sample import SAMPLE_FEED, load_bundled_sample
 from aggregator.store import Store
-from tests.integration.api_server import ApiServer
+from tests.integration.conftest import open_stack
 from tests.integration.factories import center, observation
-from tests.integration.worker import WorkerProcess
 
 PUBLIC_PATHS = ("/v1/centers/near", "/v1/centers/{center_id}", "/healthz", "/readyz")
 MAX_EXAMPLES = 100
@@ -53,30 +52,26 @@ postal_code = "zip"
 
 @pytest.fixture(scope="module")
 def fuzz_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("fuzz")
-    feeds = tmp / "feeds.toml"
-    feeds.write_text(REGISTRY)
-    worker = WorkerProcess(redis_url, feeds, tmp, prefix="fuzz:", beat=False,
-                           extra_env={"HARBOR_KEY": "harbor-key-0123456789abcdef0123"})
-    worker.flush()  # the public routes read the store only: no Celery worker is started
-    store = Store.from_url(worker.url, "fuzz:")
-    now = datetime.now(UTC)
-    load_bundled_sample(store, now)  # fictional centers in eight metros, with availability
-    live = center("harbor", "h-1", 42.3651, -71.1040, name="Harbor House Detox", levels_of_care=["detox"],
-                  payment=["medicaid"], languages=["es"])
-    stale = center("harbor", "h-2", 42.3990, -71.1220, name="Harbor North", levels_of_care=["detox", "residential"])
-    store.replace_feed("harbor", [live, stale], [
-        observation(live, "detox", "available", beds_available=3, reported_at=now - timedelta(minutes=5),
-                    freshness=3600, source="push"),
-        observation(stale, "residential", "limited", beds_available=1, reported_at=now - timedelta(hours=9),
-                    freshness=3600, source="push"),
-    ], now=now, source="push", partial=True)
-    ids = sorted(store.feed_members(SAMPLE_FEED) | store.feed_members("harbor"))
-    env = {**worker.env, "CENTERS_RATE_LIMIT": "10000000"}
-    api = ApiServer(env, tmp).start()
-    yield {"api": api, "ids": ids}
-    api.stop()
-    store.redis.connection_pool.disconnect()
+    def load(store: Store) -> None:
+        now = datetime.now(UTC)
+        load_bundled_sample(store, now)  # fictional centers in eight metros, with availability
+        live = center("harbor", "h-1", 42.3651, -71.1040, name="Harbor House Detox", levels_of_care=["detox"],
+                      payment=["medicaid"], languages=["es"])
+        stale = center("harbor", "h-2", 42.3990, -71.1220, name="Harbor North",
+                       levels_of_care=["detox", "residential"])
+        store.replace_feed("harbor", [live, stale], [
+            observation(live, "detox", "available", beds_available=3, reported_at=now - timedelta(minutes=5),
+                        freshness=3600, source="push"),
+            observation(stale, "residential", "limited", beds_available=1, reported_at=now - timedelta(hours=9),
+                        freshness=3600, source="push"),
+        ], now=now, source="push", partial=True)
+
+    # the public routes read the store only: no Celery worker is started
+    with open_stack(redis_url, tmp_path_factory.mktemp("fuzz"), REGISTRY, prefix="fuzz:",
+                    extra_env={"HARBOR_KEY": "harbor-key-0123456789abcdef0123"}, load=load,
+                    api={"CENTERS_RATE_LIMIT": "10000000"}) as stack:
+        ids = sorted(stack.store.feed_members(SAMPLE_FEED) | stack.store.feed_members("harbor"))
+        yield {"api": stack.api, "ids": ids}
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,10 @@ import pytest
 
 from aggregator.model import Phone, PhoneRole
 from aggregator.sample import SAMHSA_FEED, load_samhsa
-from aggregator.store import Store
+from aggregator.store import FeedState, Store
 from tests.conftest import shared_file
-from tests.integration.api_server import ApiServer
+from tests.integration.conftest import Stack, open_stack
 from tests.integration.factories import center, observation
-from tests.integration.worker import WorkerProcess
 
 OPERATOR_TOKEN = "page-operator-token-0123456789abcdef"
 SCRIPT_PARTNER = "Nightly Beds <script>alert('x')</script>"
@@ -109,47 +108,43 @@ def load_own_centers(store: Store, now: datetime) -> None:
     store.record_observations([observation(harbor, "detox", "full", beds_available=0, source="operator",
                                            reported_at=now - timedelta(minutes=5), freshness=4 * 3600,
                                            reported_by="dana")])
-    store.set_feed_state("nightly", {
-        "last_attempt": _iso(now - timedelta(minutes=12)), "last_success": _iso(now - timedelta(minutes=12)),
-        "accepted": 2, "rejected": 1, "records": 3, "newest_data_at": _iso(now - timedelta(minutes=12)),
-        "last_outcome": "applied", "repeated": 1, "quality": json.dumps({
+    store.set_feed_state("nightly", FeedState(
+        last_attempt=_iso(now - timedelta(minutes=12)), last_success=_iso(now - timedelta(minutes=12)),
+        accepted=2, rejected=1, records=3, newest_data_at=_iso(now - timedelta(minutes=12)),
+        last_outcome="applied", repeated=1, quality=json.dumps({
             "repairs": [{"what": "latitude and longitude were swapped", "count": 2, "records": ["n-1", "n-2"]}],
             "unmapped": [{"what": "levels_of_care: <b>Program 9</b>", "count": 1, "records": ["n-2"]}],
-            "dropped": [{"what": "phone: fax number … dropped", "count": 1, "records": ["n-1"]}]})})
-    store.set_feed_state("harbor", {
-        "last_attempt": _iso(now - timedelta(minutes=3)), "last_success": _iso(now - timedelta(hours=2)),
-        "accepted": 1, "rejected": 0, "newest_data_at": _iso(now - timedelta(hours=2)),
-        "last_error": "partner answered HTTP 503 <html>Service Unavailable</html>",
-        "last_error_kind": "fetch_transient",
-        "last_error_at": _iso(now - timedelta(minutes=3)), "consecutive_failures": 2})
+            "dropped": [{"what": "phone: fax number … dropped", "count": 1, "records": ["n-1"]}]})))
+    store.set_feed_state("harbor", FeedState(
+        last_attempt=_iso(now - timedelta(minutes=3)), last_success=_iso(now - timedelta(hours=2)),
+        accepted=1, rejected=0, newest_data_at=_iso(now - timedelta(hours=2)),
+        last_error="partner answered HTTP 503 <html>Service Unavailable</html>",
+        last_error_kind="fetch_transient",
+        last_error_at=_iso(now - timedelta(minutes=3)), consecutive_failures=2))
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[dict[str, Any]]:
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     samhsa_csv = shared_file("samhsa_sud_facilities_geocoded.csv")
-    tmp = tmp_path_factory.mktemp("operator-page")
-    feeds = tmp / "feeds.toml"
-    feeds.write_text(REGISTRY)
-    worker = WorkerProcess(redis_url, feeds, tmp, prefix="page:", beat=False,
-                           extra_env={"HARBOR_KEY": "harbor-key-0123456789abcdef0123"})
-    worker.flush()  # the page reads the store only: no Celery worker is started
-    store = Store.from_url(worker.url, "page:")
-    now = datetime.now(UTC)
-    report = load_samhsa(store, samhsa_csv, now)
-    store.set_feed_state(SAMHSA_FEED, {
-        "last_attempt": _iso(now), "last_success": _iso(now), "records": report.records,
-        "accepted": report.accepted, "rejected": report.rejected, "newest_data_at": _iso(now)})
-    load_own_centers(store, datetime.now(UTC))  # their ages ("12 minutes ago") count from now, after the load
-    env = {**worker.env, "CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"}
-    api = ApiServer(env, tmp).start()
-    yield {"api": api, "store": store, "tmp": tmp}
-    api.stop()
-    store.redis.connection_pool.disconnect()
+
+    def load(store: Store) -> None:
+        now = datetime.now(UTC)
+        report = load_samhsa(store, samhsa_csv, now)
+        store.set_feed_state(SAMHSA_FEED, FeedState(
+            last_attempt=_iso(now), last_success=_iso(now), records=report.records,
+            accepted=report.accepted, rejected=report.rejected, newest_data_at=_iso(now)))
+        load_own_centers(store, datetime.now(UTC))  # their ages ("12 minutes ago") count from now, after the load
+
+    # the page reads the store only: no Celery worker is started
+    with open_stack(redis_url, tmp_path_factory.mktemp("operator-page"), REGISTRY, prefix="page:",
+                    extra_env={"HARBOR_KEY": "harbor-key-0123456789abcdef0123"}, load=load,
+                    api={"CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"}) as stack:
+        yield stack
 
 
 @pytest.fixture
-def anonymous(stack: dict[str, Any]) -> Iterator[httpx.Client]:
-    with stack["api"].client() as client:
+def anonymous(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client() as client:
         yield client
 
 
@@ -168,9 +163,9 @@ def sign_in(client: httpx.Client, token: str) -> httpx.Response:
 
 
 @pytest.fixture
-def operator(stack: dict[str, Any]) -> Iterator[httpx.Client]:
+def operator(stack: Stack) -> Iterator[httpx.Client]:
     """A client signed in through the form (the cookie jar keeps the operator_session cookie)."""
-    with stack["api"].client() as client:
+    with stack.client() as client:
         resp = sign_in(client, OPERATOR_TOKEN)
         assert resp.status_code == 303, resp.text
         yield client
@@ -375,13 +370,13 @@ def chrome(tmp_path: Path) -> Iterator[Any]:
         shutil.rmtree(tmp_path / "chrome-profile", ignore_errors=True)
 
 
-def test_the_page_in_headless_chromium(chrome: Any, stack: dict[str, Any]) -> None:
+def test_the_page_in_headless_chromium(chrome: Any, stack: Stack) -> None:
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    base = stack["api"].url
+    base = stack.api.url
     wait = WebDriverWait(chrome, 15)
     chrome.get(base + "/operator")
     assert chrome.title.startswith("Sign in")

@@ -13,7 +13,7 @@ from aggregator.errors import StoreUnavailable
 from aggregator.fetch import Fetcher, new_session
 from aggregator.ingest import Pipeline
 from aggregator.lookup import get_center
-from aggregator.store import Store
+from aggregator.store import PushRecord, Store
 from config import registry
 from config.registry import FeedConfig
 from tests.integration.factories import NOW, FlakyStore
@@ -29,9 +29,9 @@ FEED: FeedConfig = registry.parse({"feed": [{
 
 def push(store: Store, ingest_id: str, received: str, **record: Any) -> None:
     body = {"id": "h-1", "state": "MA", "zip": "02139", "lat": 42.3651, "lon": -71.1040, **record}
-    assert store.accept_push("harbor", f"evt-{ingest_id}", ingest_id, {
-        "feed_id": "harbor", "event_id": f"evt-{ingest_id}", "kind": "json", "body": json.dumps([body]),
-        "status": "queued", "received_at": received}) is None
+    assert store.accept_push("harbor", f"evt-{ingest_id}", ingest_id, PushRecord(
+        feed_id="harbor", event_id=f"evt-{ingest_id}", kind="json", body=json.dumps([body]).encode(),
+        status="queued", received_at=received)) is None
 
 
 def test_a_transient_store_error_leaves_the_push_to_be_applied_again(redis_url: str, store: Store) -> None:
@@ -42,10 +42,10 @@ def test_a_transient_store_error_leaves_the_push_to_be_applied_again(redis_url: 
     with pytest.raises(StoreUnavailable):
         pipeline.apply_push(FEED, "ing_1")
     record = store.push_record("ing_1")
-    assert record is not None and record["status"] == b"retrying"  # not "failed": the retry must apply it
-    assert b"Timeout reading from socket" in record["error"]
+    assert record is not None and record.status == "retrying"  # not "failed": the retry must apply it
+    assert "Timeout reading from socket" in (record.error or "")
     assert pipeline.apply_push(FEED, "ing_1")["status"] == "done"  # the task's retry
-    assert store.push_record("ing_1")["status"] == b"done"  # type: ignore[index]
+    assert store.push_record("ing_1").status == "done"  # type: ignore[union-attr]
     center = get_center(store, "harbor:h-1", now=NOW)
     assert center is not None and center["availability"][0]["beds_available"] == 3
 

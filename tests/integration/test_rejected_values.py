@@ -14,7 +14,7 @@ import pytest
 from aggregator.fetch import Fetcher, new_session
 from aggregator.ingest import Pipeline
 from aggregator.lookup import get_center
-from aggregator.store import Store
+from aggregator.store import PushRecord, Store
 from config import registry
 from config.registry import FeedConfig
 from tests.integration.factories import NOW
@@ -51,15 +51,15 @@ BAD_PUSHED: dict[str, tuple[dict[str, Any], str]] = {
 def push(store: Store, ingest_id: str, received: str, *records: dict[str, Any]) -> None:
     body = [{"id": "h-1", "name": "Harbor House", "state": "MA", "zip": "02139", "lat": 42.3651,
              "lon": -71.1040, **r} for r in records]
-    assert store.accept_push("harbor", f"evt-{ingest_id}", ingest_id, {
-        "feed_id": "harbor", "event_id": f"evt-{ingest_id}", "kind": "json", "body": json.dumps(body),
-        "status": "queued", "received_at": received}) is None
+    assert store.accept_push("harbor", f"evt-{ingest_id}", ingest_id, PushRecord(
+        feed_id="harbor", event_id=f"evt-{ingest_id}", kind="json", body=json.dumps(body).encode(),
+        status="queued", received_at=received)) is None
 
 
 def push_rejections(store: Store, ingest_id: str) -> list[dict[str, str]]:
     record = store.push_record(ingest_id)
-    assert record is not None and record["status"] == b"done"
-    return list(json.loads(record["rejections"]))
+    assert record is not None and record.status == "done"
+    return list(json.loads(record.rejections or ""))
 
 
 def figures(store: Store, center_id: str, now: Any = LATER) -> dict[str, int | None]:
@@ -112,7 +112,7 @@ def test_an_id_over_64_characters_is_rejected_and_never_overwrites_another(store
     assert push_rejections(store, "ing_1") == [
         {"record": base + "-south", "field": "source_id", "reason": "id is 70 characters; the limit is 64"}]
     health = store.feed_state("harbor")
-    assert json.loads(health["problems_by_reason"]) == {"source_id: id is N characters; the limit is N": 1}
+    assert json.loads(health.problems_by_reason or "") == {"source_id: id is N characters; the limit is N": 1}
 
 
 def test_a_400_character_name_is_kept_cut_and_reported(store: Store) -> None:
@@ -125,7 +125,7 @@ def test_a_400_character_name_is_kept_cut_and_reported(store: Store) -> None:
     assert center is not None and center["name"] == name[:300]
     assert push_rejections(store, "ing_1") == [
         {"record": "h-1", "field": "name", "reason": "name was 400 characters; kept the first 300"}]
-    quality = json.loads(store.feed_state("harbor")["quality"])
+    quality = json.loads(store.feed_state("harbor").quality or "")
     assert quality["dropped"] == [{"what": "name: name was N characters; kept the first N", "count": 1,
                                    "records": ["h-1"]}]
 
@@ -193,7 +193,7 @@ def test_a_rejected_pulled_figure_leaves_the_previous_one(store: Store, partner:
     [problem] = outcome.report.field_problems
     assert problem.record == "C1" and problem.field.startswith("availability.0.")
     assert reason in problem.reason
-    health = json.loads(store.feed_state("beds")["rejections"])
+    health = json.loads(store.feed_state("beds").rejections or "")
     assert [p["reason"] for p in health] == [problem.reason]  # shown in feed health
 
     partner.route("/beds.csv", Response(200, HEADER.encode() + b"C1,Center 1,MA,02139,42.36,-71.10,DT,,,\n",

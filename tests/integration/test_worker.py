@@ -13,6 +13,7 @@ import pytest
 from aggregator.lookup import near
 from aggregator.store import Store
 from config.settings import Settings
+from tests.integration.conftest import Stack, open_stack
 from tests.integration.worker import WorkerProcess, wait_for
 from tests.servers import LoopbackServer, Response
 from workers.celery_app import load_registry
@@ -93,31 +94,28 @@ fields = {{ status = "td:nth-of-type(5)" }}
 
 
 @pytest.fixture
-def partner() -> Iterator[LoopbackServer]:
-    server = LoopbackServer().start()
-    server.route("/beds.csv", Response(200, CSV, {"Content-Type": "text/csv"}))
-    server.route("/api/facilities", Response(200, json.dumps(JSON).encode(), {"Content-Type": "application/json"}))
-    server.route("/board.html", Response(200, HTML, {"Content-Type": "text/html; charset=utf-8"}))
-    yield server
-    server.stop()
+def partner(partner: LoopbackServer) -> LoopbackServer:
+    partner.route("/beds.csv", Response(200, CSV, {"Content-Type": "text/csv"}))
+    partner.route("/api/facilities", Response(200, json.dumps(JSON).encode(), {"Content-Type": "application/json"}))
+    partner.route("/board.html", Response(200, HTML, {"Content-Type": "text/html; charset=utf-8"}))
+    return partner
 
 
 @pytest.fixture
-def worker(tmp_path: Path, redis_url: str, partner: LoopbackServer) -> Iterator[WorkerProcess]:
-    feeds = tmp_path / "feeds.toml"
-    feeds.write_text(REGISTRY.format(base=partner.url("").rstrip("/")))
-    w = WorkerProcess(redis_url, feeds, tmp_path)
-    w.flush()
-    w.start()
-    yield w
-    w.stop()
+def stack(tmp_path: Path, redis_url: str, partner: LoopbackServer) -> Iterator[Stack]:
+    with open_stack(redis_url, tmp_path, REGISTRY.format(base=partner.url("").rstrip("/")), beat=True,
+                    worker=True) as stack:
+        yield stack
 
 
 @pytest.fixture
-def worker_store(worker: WorkerProcess) -> Iterator[Store]:
-    store = Store.from_url(worker.url, "wk:")
-    yield store
-    store.redis.connection_pool.disconnect()
+def worker(stack: Stack) -> WorkerProcess:
+    return stack.worker
+
+
+@pytest.fixture
+def worker_store(stack: Stack) -> Store:
+    return stack.store
 
 
 def test_scheduled_runs_of_several_formats_end_in_near(worker: WorkerProcess, worker_store: Store,
@@ -137,7 +135,7 @@ def test_scheduled_runs_of_several_formats_end_in_near(worker: WorkerProcess, wo
     open_now = near(worker_store, zip="02139", radius_mi=10, available_only=True, now=now)
     assert {h.center["name"] for h in open_now.results} == {"Cambridge Detox", "Back Bay Residential"}
     # the schedule keeps running: an unchanged feed is checked again, and writes nothing
-    wait_for(lambda: worker_store.feed_state("csv-partner").get("last_outcome") == "unchanged", 30,
+    wait_for(lambda: worker_store.feed_state("csv-partner").last_outcome == "unchanged", 30,
              "a second, unchanged run", worker.log)
     assert len(partner.requests("/beds.csv")) >= 2
     # the worker says it is alive (/readyz, `centers feeds` and compose's health check read this)
@@ -153,20 +151,20 @@ def test_faulty_sources_leave_errors_in_health_and_the_worker_running(
     partner.route("/api/facilities", Response(200, b'{"data": {"facilities": [', {"Content-Type": "application/json"}))
     partner.route("/board.html", Response(200, b"<html><body><p>We moved!</p></body></html>",
                                           {"Content-Type": "text/html"}))
-    wait_for(lambda: all(worker_store.feed_state(f).get("last_outcome") == "failed"
+    wait_for(lambda: all(worker_store.feed_state(f).last_outcome == "failed"
                          for f in ("csv-partner", "json-partner", "html-partner")), 60,
              "every feed to fail", worker.log)
     health = {f: worker_store.feed_state(f) for f in ("csv-partner", "json-partner", "html-partner")}
-    assert health["csv-partner"]["last_error_kind"] == "fetch_transient"
-    assert "HTTP 500" in health["csv-partner"]["last_error"]
-    assert health["json-partner"]["last_error_kind"] == "parse"
-    assert health["html-partner"]["last_error_kind"] == "parse"
+    assert health["csv-partner"].last_error_kind == "fetch_transient"
+    assert "HTTP 500" in (health["csv-partner"].last_error or "")
+    assert health["json-partner"].last_error_kind == "parse"
+    assert health["html-partner"].last_error_kind == "parse"
     assert worker.alive
     assert len(near(worker_store, zip="02139", radius_mi=10, now=datetime.now(UTC)).results) == 4
     # the partner recovers; the next scheduled run picks it up
     partner.route("/beds.csv", Response(200, CSV.replace(b",4\n", b",7\n"), {"Content-Type": "text/csv"}))
-    wait_for(lambda: worker_store.feed_state("csv-partner").get("last_outcome") == "applied"
-             and worker_store.feed_state("csv-partner").get("consecutive_failures") == "0", 60,
+    wait_for(lambda: worker_store.feed_state("csv-partner").last_outcome == "applied"
+             and worker_store.feed_state("csv-partner").consecutive_failures == 0, 60,
              "recovery", worker.log)
     hits = near(worker_store, zip="02139", radius_mi=1, now=datetime.now(UTC)).results
     assert hits[0].availability[0]["beds_available"] == 7
@@ -200,54 +198,44 @@ def test_a_run_killed_with_its_worker_child_is_redelivered_and_completes(tmp_pat
 
     partner = LoopbackServer().start()
     partner.route("/slow.csv", Response(200, CSV, {"Content-Type": "text/csv"}, delay=30))
-    feeds = tmp_path / "feeds.toml"
-    feeds.write_text(SLOW_REGISTRY.format(base=partner.url("").rstrip("/")))
-    w = WorkerProcess(redis_url, feeds, tmp_path, beat=False)
-    w.flush()
-    w.start()
-    store = Store.from_url(w.url, "wk:")
     try:
-        app = create_app(Settings.from_env(w.env), load_registry(Settings.from_env(w.env)))
-        app.send_task("feeds.run", args=["slow", True], queue="feeds")
-        app.close()
-        wait_for(lambda: len(partner.requests("/slow.csv")) == 1, 30, "the run to start fetching", w.log)
-        assert w.process is not None
-        children = psutil.Process(w.process.pid).children(recursive=True)
-        busy = [c for c in children if any(conn.raddr and conn.raddr.port == partner.port
-                                           for conn in c.net_connections("tcp"))]
-        assert len(busy) == 1, children
-        os.kill(busy[0].pid, signal.SIGKILL)  # the pool child dies mid-fetch
-        partner.route("/slow.csv", Response(200, CSV, {"Content-Type": "text/csv"}))
-        wait_for(lambda: store.feed_state("slow").get("last_outcome") == "applied", 60,
-                 "the redelivered run to complete", w.log)
-        assert len(partner.requests("/slow.csv")) >= 2
-        assert store.feed_members("slow") == {"slow:A1", "slow:A2"}
-        assert w.alive
+        with open_stack(redis_url, tmp_path, SLOW_REGISTRY.format(base=partner.url("").rstrip("/")),
+                        worker=True) as stack:
+            w, store = stack.worker, stack.store
+            app = create_app(Settings.from_env(w.env), load_registry(Settings.from_env(w.env)))
+            app.send_task("feeds.run", args=["slow", True], queue="feeds")
+            app.close()
+            wait_for(lambda: len(partner.requests("/slow.csv")) == 1, 30, "the run to start fetching", w.log)
+            assert w.process is not None
+            children = psutil.Process(w.process.pid).children(recursive=True)
+            busy = [c for c in children if any(conn.raddr and conn.raddr.port == partner.port
+                                               for conn in c.net_connections("tcp"))]
+            assert len(busy) == 1, children
+            os.kill(busy[0].pid, signal.SIGKILL)  # the pool child dies mid-fetch
+            partner.route("/slow.csv", Response(200, CSV, {"Content-Type": "text/csv"}))
+            wait_for(lambda: store.feed_state("slow").last_outcome == "applied", 60,
+                     "the redelivered run to complete", w.log)
+            assert len(partner.requests("/slow.csv")) >= 2
+            assert store.feed_members("slow") == {"slow:A1", "slow:A2"}
+            assert w.alive
     finally:
-        w.stop()
         partner.stop()
-        store.redis.connection_pool.disconnect()
 
 
 def test_a_job_that_keeps_coming_back_is_set_aside(tmp_path: Path, redis_url: str) -> None:
     from workers.celery_app import create_app
     from workers.tasks import MAX_DELIVERIES
 
-    feeds = tmp_path / "feeds.toml"
-    feeds.write_text(SLOW_REGISTRY.format(base="http://127.0.0.1:9"))
-    w = WorkerProcess(redis_url, feeds, tmp_path, beat=False)
-    w.flush()
-    store = Store.from_url(w.url, "wk:")
-    store.redis.set(store.keys.deliveries("poison-1"), MAX_DELIVERIES)  # it has been started this often
-    w.start()
-    try:
+    def delivered_often(store: Store) -> None:
+        store.redis.set(store.keys.deliveries("poison-1"), MAX_DELIVERIES)  # it has been started this often
+
+    with open_stack(redis_url, tmp_path, SLOW_REGISTRY.format(base="http://127.0.0.1:9"), worker=True,
+                    load=delivered_often) as stack:
+        w, store = stack.worker, stack.store
         app = create_app(Settings.from_env(w.env), load_registry(Settings.from_env(w.env)))
         app.send_task("feeds.run", args=["slow", True], queue="feeds", task_id="poison-1")
         app.close()
-        wait_for(lambda: store.feed_state("slow").get("last_error_kind") == "poisoned", 30,
+        wait_for(lambda: store.feed_state("slow").last_error_kind == "poisoned", 30,
                  "the job to be set aside", w.log)
-        assert "set aside after" in store.feed_state("slow")["last_error"]
+        assert "set aside after" in (store.feed_state("slow").last_error or "")
         assert w.alive
-    finally:
-        w.stop()
-        store.redis.connection_pool.disconnect()

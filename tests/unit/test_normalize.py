@@ -498,7 +498,8 @@ def test_a_report_older_than_the_feed_keeps_is_not_kept() -> None:
     assert result.rejected_levels == {LevelOfCare.RESIDENTIAL}
 
 
-_FORMATS = ("{a}-{e}-{n}", "({a}) {e}-{n}", "{a}.{e}.{n}", "+1 {a} {e} {n}", "1-{a}-{e}-{n}", "{a}{e}{n}", "+1{a}{e}{n}")
+_FORMATS = ("{a}-{e}-{n}", "({a}) {e}-{n}", "{a}.{e}.{n}", "+1 {a} {e} {n}", "1-{a}-{e}-{n}", "{a}{e}{n}",
+            "+1{a}{e}{n}")
 
 
 @given(area=st.integers(200, 999), exchange=st.integers(200, 999), line=st.integers(0, 9999),
