@@ -3,7 +3,7 @@ record a phone report.
 
 Errors are one readable line and a non-zero exit code, never a traceback.
 
-Commands find a running ``centers serve`` wherever they are run (its service file, see runtime.py) and
+Commands find a running ``centers serve`` wherever they are run (its service file, see local/runtime.py) and
 use its Redis and registry; with none running they start a private Redis for their own duration, and
 say so on stderr. Heavy modules (the store, the lookup, pydantic models) are imported inside the
 commands that need them, so ``centers --help`` and a search stay quick.
@@ -29,7 +29,7 @@ from config.settings import SETTINGS, Settings
 if TYPE_CHECKING:
     from aggregator import lookup
     from aggregator.ingest import IngestReport
-    from aggregator.runtime import Service
+    from aggregator.local.runtime import Service
     from aggregator.store import Store
     from config.registry import Registry
 
@@ -66,7 +66,7 @@ _FOUND: dict[str, Service | None] = {}
 def cli_settings() -> Settings:
     """The environment's settings, completed from a running `centers serve` when one is found (its Redis,
     data folder, registry, key prefix), with the data folder made absolute."""
-    from aggregator.runtime import for_cli
+    from aggregator.local.runtime import for_cli
 
     settings, _FOUND["service"] = for_cli(Settings.from_env())
     return settings
@@ -105,7 +105,7 @@ def _freeze_heap() -> None:
 
 @contextlib.contextmanager
 def open_store(settings: Settings) -> Iterator[Store]:
-    from aggregator.runtime import redis_url
+    from aggregator.local.runtime import redis_url
 
     with _no_pydantic_plugins():
         from aggregator.store import Store
@@ -133,7 +133,7 @@ def ensure_data(store: Store, now: datetime, echo: Callable[[str], None]) -> Non
     running `centers serve`'s Redis: its data is its feeds' (a service just started has not fetched yet)."""
     if _FOUND.get("service") is not None or store.feed_ids():
         return
-    from aggregator import sample
+    from aggregator.local import sample
 
     path = sample.shared_samhsa_file()
     if path is not None:
@@ -167,7 +167,7 @@ def main() -> None:
 @friendly_errors
 def serve(demo: bool | None, host: str | None, port: int | None, concurrency: int) -> None:
     """Run everything: Redis (unless REDIS_URL is set), a worker with its schedule, and the HTTP API."""
-    from aggregator.serve import serve as run
+    from aggregator.local.serve import serve as run
 
     settings = Settings.from_env()
     run(settings, demo=demo, host=host or settings.api_host, port=settings.api_port if port is None else port,
@@ -640,7 +640,7 @@ def report(center_id: str, level: str, status: str, beds: int | None, total: int
 @friendly_errors
 def load_sample(samhsa_path: str | None, bundled: bool) -> None:
     """Load the SAMHSA facility list, or the bundled sample, as a feed snapshot."""
-    from aggregator import sample
+    from aggregator.local import sample
 
     settings = cli_settings()
     now = datetime.now(UTC)
@@ -752,8 +752,8 @@ def _push_default_api(settings: Settings, service: Service | None) -> str:
 
 def _push_demo_secret(settings: Settings, feed_id: str) -> str:
     """The demo push partner's secret, as `centers serve` keeps it in the data folder ('' for other feeds)."""
-    from aggregator.demo import PUSH_FEED
-    from aggregator.serve import PUSH_SECRET_FILE
+    from aggregator.local.demo import PUSH_FEED
+    from aggregator.local.serve import PUSH_SECRET_FILE
 
     path = settings.data_path / PUSH_SECRET_FILE
     return path.read_text().strip() if feed_id == PUSH_FEED and path.is_file() else ""

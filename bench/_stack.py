@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from aggregator.redis_process import RedisProcess, free_port
+from aggregator.local.redis_process import RedisProcess, free_port
 from workers import names
 
 ROOT = Path(__file__).resolve().parents[1]

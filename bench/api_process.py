@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from aggregator.redis_process import free_port
+from aggregator.local.redis_process import free_port
 
 
 @contextlib.contextmanager

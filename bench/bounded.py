@@ -36,8 +36,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator.geography import _zip_table
+from aggregator.local.redis_process import RedisProcess
 from aggregator.model import Source
-from aggregator.redis_process import RedisProcess
 from aggregator.store import STAGE_ABOVE, Store
 from bench.api_process import api_process
 from bench.lookup import build

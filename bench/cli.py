@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator import sample
 from aggregator.feeds import csv as csv_feed
 from aggregator.ingest import apply_snapshot
+from aggregator.local import sample
+from aggregator.local.redis_process import RedisProcess
 from aggregator.model import Source
 from aggregator.normalize import FeedContext
-from aggregator.redis_process import RedisProcess
 from aggregator.store import Store
 from bench.ingest import synthetic_csv
 

@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator.geography import _zip_table, zip_place
-from aggregator.redis_process import free_port
+from aggregator.local.redis_process import free_port
 from bench._stack import Stack, pct, preamble, ratio
 from workers import names
 from workers.schedule import offset_for

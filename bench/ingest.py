@@ -36,12 +36,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator import sample
 from aggregator.feeds.mapping import RecordMapping
 from aggregator.fetch import Fetcher, new_session
 from aggregator.geography import _zip_table, zip_place
 from aggregator.ingest import Pipeline
-from aggregator.redis_process import RedisProcess
+from aggregator.local import sample
+from aggregator.local.redis_process import RedisProcess
 from aggregator.store import Store
 from bench.api_process import api_process
 from config import registry

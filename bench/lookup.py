@@ -28,9 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator.geography import _zip_table, zip_place
+from aggregator.local.redis_process import RedisProcess
 from aggregator.lookup import near
 from aggregator.model import Address, Availability, Center
-from aggregator.redis_process import RedisProcess
 from aggregator.store import Store
 
 LEVELS = ["detox", "residential", "outpatient", "iop", "otp", "mat", "recovery_housing"]

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator import match
-from aggregator.sample import shared_data_dir
+from aggregator.local.sample import shared_data_dir
 from tests.unit.test_match_evaluation import (
     LA_FILE,
     PRECISION_GOAL,

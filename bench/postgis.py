@@ -47,9 +47,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aggregator.local.redis_process import RedisProcess
 from aggregator.lookup import near
 from aggregator.model import OPEN_STATUSES, Availability, Center
-from aggregator.redis_process import RedisProcess
 from aggregator.store import Store
 from bench._stack import pct, preamble
 from bench.lookup import build

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.redis_process import RedisProcess
+from aggregator.local.redis_process import RedisProcess
 from aggregator.store import Store
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

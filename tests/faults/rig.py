@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import psutil
 
-from aggregator.redis_process import RedisProcess, free_port
+from aggregator.local.redis_process import RedisProcess, free_port
 from aggregator.store import Store
 from tests.servers import LoopbackServer, Request, Response
 

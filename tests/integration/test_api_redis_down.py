@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from aggregator.invariants import check
+from aggregator.local.redis_process import RedisProcess, free_port
 from aggregator.push import sign
-from aggregator.redis_process import RedisProcess, free_port
 from aggregator.store import Store
 from tests.faults.matrix import row as matrix_row
 from tests.integration.api_server import ApiServer

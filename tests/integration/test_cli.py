@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.redis_process import ping
+from aggregator.local.redis_process import ping
 from tests.integration.conftest import isolated_env
 
 
@@ -180,7 +180,7 @@ def test_matches_lists_undecided_pairs_and_confirm_links_them(redis_url: str, cl
 
 
 def test_push_to_an_api_that_is_not_there_says_so(clean_env: dict[str, str]) -> None:
-    from aggregator.redis_process import free_port
+    from aggregator.local.redis_process import free_port
 
     example = Path(__file__).resolve().parents[2] / "config" / "push.example.json"
     env = {**clean_env, "PUSH_SECRET": "a-secret-for-nobody"}

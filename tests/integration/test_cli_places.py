@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import geography, lookup, sample
+from aggregator import geography, lookup
 from aggregator.errors import InvalidQuery, PlaceNotFound, UnknownZip
-from aggregator.redis_process import free_port
+from aggregator.local import sample
+from aggregator.local.redis_process import free_port
 from aggregator.store import Store
 from config.settings import Settings
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import runtime
-from aggregator.redis_process import free_port
+from aggregator.local import runtime
+from aggregator.local.redis_process import free_port
 from config.settings import Settings
 
 REGISTRY = '''[[feed]]
@@ -36,7 +36,7 @@ name = "Name"
 #: what `centers serve` does with its Redis, and the API URL and registry it announces once the API is up
 STAND_IN = '''
 import signal, sys, time
-from aggregator import runtime
+from aggregator.local import runtime
 from config.settings import Settings
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

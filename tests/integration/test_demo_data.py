@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.demo import DemoPartners
 from aggregator.fetch import Fetcher, new_session
 from aggregator.ingest import Pipeline
+from aggregator.local.demo import DemoPartners
 from aggregator.lookup import near
 from aggregator.store import Store
 from config import registry

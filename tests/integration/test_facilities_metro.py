@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 
 from aggregator.geography import haversine_mi
+from aggregator.local.sample import SAMHSA_FEED, load_samhsa
 from aggregator.lookup import near
 from aggregator.model import Center, GeoPrecision, Phone, PhoneRole
-from aggregator.sample import SAMHSA_FEED, load_samhsa
 from aggregator.store import Store
 from tests.conftest import shared_file
 from tests.integration.factories import NOW, observation

@@ -46,7 +46,7 @@ def no_store(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("feed try opened the store")
 
     monkeypatch.setattr(cli, "open_store", refuse)
-    monkeypatch.setattr("aggregator.redis_process.RedisProcess.start", refuse)
+    monkeypatch.setattr("aggregator.local.redis_process.RedisProcess.start", refuse)
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from aggregator.redis_process import free_port
-from aggregator.serve import api_command
+from aggregator.local.redis_process import free_port
+from aggregator.local.serve import api_command
 from aggregator.store import Store
 from tests.integration import find_fixtures
 from tests.integration.find_fixtures import HELPLINE, PREFIX, RIVERSIDE

@@ -24,7 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from aggregator.sample import SAMPLE_FEED, load_bundled_sample
+from aggregator.local.sample import SAMPLE_FEED, load_bundled_sample
 from aggregator.store import Store
 from tests.integration.conftest import open_stack
 from tests.integration.factories import center, observation

@@ -26,9 +26,9 @@ import pytest
 import uvicorn
 
 from aggregator.api import create_app
+from aggregator.local.redis_process import free_port
+from aggregator.local.sample import load_bundled_sample
 from aggregator.model import Phone, PhoneRole
-from aggregator.redis_process import free_port
-from aggregator.sample import load_bundled_sample
 from aggregator.store import Store
 from config.registry import parse
 from config.settings import Settings

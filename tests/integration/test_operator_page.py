@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from aggregator.local.sample import SAMHSA_FEED, load_samhsa
 from aggregator.model import Phone, PhoneRole
-from aggregator.sample import SAMHSA_FEED, load_samhsa
 from aggregator.store import FeedState, Store
 from tests.conftest import shared_file
 from tests.integration.conftest import Stack, open_stack

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aggregator.geography import haversine_mi
+from aggregator.local.sample import SAMHSA_FEED, load_samhsa
 from aggregator.lookup import near
-from aggregator.sample import SAMHSA_FEED, load_samhsa
 from aggregator.store import Store
 from tests.conftest import shared_file
 from tests.integration.factories import NOW

@@ -6,8 +6,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from aggregator.local.redis_process import RedisProcess, find_binary, free_port, ping
 from aggregator.lookup import near
-from aggregator.redis_process import RedisProcess, find_binary, free_port, ping
 from aggregator.store import Store
 from tests.integration.factories import NOW, center
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aggregator.redis_process import free_port
+from aggregator.local.redis_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "push.example.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import serve
+from aggregator.local import serve
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
-from aggregator import demo
-from aggregator.demo import ANCHORS, PERIOD, PUSH_FEED, PUSH_SECRET_ENV, DemoPartners
+from aggregator.local import demo
+from aggregator.local.demo import ANCHORS, PERIOD, PUSH_FEED, PUSH_SECRET_ENV, DemoPartners
 from config import registry
 from tests.conftest import SHARED_DATA
 

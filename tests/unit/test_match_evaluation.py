@@ -44,10 +44,10 @@ from aggregator.feeds import csv as csv_feed
 from aggregator.feeds.mapping import RecordMapping
 from aggregator.geography import zip_place
 from aggregator.ingest import normalize_all
+from aggregator.local.sample import SAMHSA_MAPPING
 from aggregator.match import Identity, Verdict, best_match, compare, identity_of, name_key
 from aggregator.model import Address, Center, ExternalId, GeoPrecision
 from aggregator.normalize import FeedContext
-from aggregator.sample import SAMHSA_MAPPING
 from tests.conftest import shared_file
 
 SAMHSA_FILE = "samhsa_sud_facilities_geocoded.csv"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from aggregator import serve
+from aggregator.local import serve
 from config.settings import Settings
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aggregator import serve
+from aggregator.local import serve
 
 
 class Dead:

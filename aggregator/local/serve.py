@@ -30,10 +30,10 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import urlopen
 
-from aggregator.demo import PUSH_FEED, PUSH_SECRET_ENV, DemoPartners
-from aggregator.redis_process import free_port
-from aggregator.runtime import announce, redis_url
-from aggregator.sample import shared_data_dir
+from aggregator.local.demo import PUSH_FEED, PUSH_SECRET_ENV, DemoPartners
+from aggregator.local.redis_process import free_port
+from aggregator.local.runtime import announce, redis_url
+from aggregator.local.sample import shared_data_dir
 from config.settings import Settings, redact_url
 
 
@@ -70,7 +70,7 @@ TOKEN_FILE = "operator-token"  # noqa: S105 - a file name, not a secret
 #: where it keeps the demo push partner's secret
 PUSH_SECRET_FILE = Path("demo") / "push-secret"
 #: an example push for the demo partner, in a checkout
-PUSH_EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "push.example.json"
+PUSH_EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "push.example.json"
 _KEPT = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
 

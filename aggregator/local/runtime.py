@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aggregator.redis_process import RedisProcess, ping
+from aggregator.local.redis_process import RedisProcess, ping
 from config.settings import Settings
 
 SERVICE_FILE_PREFIX = "serve-"

@@ -52,7 +52,7 @@ SAMPLE_MAPPING = RecordMapping(
 
 def shared_data_dir() -> Path | None:
     """The workplace's ../shared/data (beside the current folder or this checkout), if present."""
-    for candidate in (Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"):
+    for candidate in (Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"):
         if candidate.is_dir():
             return candidate.resolve()
     return None
