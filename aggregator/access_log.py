@@ -40,8 +40,9 @@ logger = logging.getLogger("aggregator.access")
 #: query parameters that are coordinates: dropped, name and value
 COORDINATE_KEYS = frozenset({"lat", "lon", "lng", "long", "latitude", "longitude", "ll", "coords", "coordinates"})
 #: parameters that say nothing about where someone is: kept as sent (cut to MAX_VALUE characters)
-SAFE_KEYS = frozenset({"level_of_care", "payment", "population", "language", "available_only", "radius_mi",
-                       "limit", "lang"})
+SAFE_KEYS = frozenset(
+    {"level_of_care", "payment", "population", "language", "available_only", "radius_mi", "limit", "lang"}
+)
 ZIP_KEYS = frozenset({"zip", "postal_code", "zipcode"})
 PLACE_KEYS = frozenset({"place", "q", "address", "city", "location"})
 #: paths polled by probes and scrapers: not logged
@@ -166,7 +167,9 @@ class AccessLogMiddleware:
         finally:
             try:
                 query = scope.get("query_string", b"").decode("latin-1")
-                logger.info("%s", line(scope.get("method", "-"), scope.get("path", ""), query, status,
-                                       time.perf_counter() - started))
+                logger.info(
+                    "%s",
+                    line(scope.get("method", "-"), scope.get("path", ""), query, status, time.perf_counter() - started),
+                )
             except Exception:  # noqa: S110 - a log line never fails a request
                 pass

@@ -13,15 +13,35 @@ from dataclasses import dataclass
 import usaddress
 
 #: usaddress labels that make up the street line, in order of appearance
-_STREET = frozenset({
-    "AddressNumberPrefix", "AddressNumber", "AddressNumberSuffix", "StreetNamePreModifier",
-    "StreetNamePreDirectional", "StreetNamePreType", "StreetName", "StreetNamePostType",
-    "StreetNamePostDirectional", "StreetNamePostModifier", "BuildingName", "CornerOf",
-    "IntersectionSeparator", "LandmarkName", "USPSBoxGroupID", "USPSBoxGroupType", "USPSBoxID",
-    "USPSBoxType", "SecondStreetName", "SecondStreetNamePostType", "SecondStreetNamePreDirectional",
-    "SecondStreetNamePostDirectional", "SecondStreetNamePreType", "SecondStreetNamePreModifier",
-    "SecondStreetNamePostModifier",
-})
+_STREET = frozenset(
+    {
+        "AddressNumberPrefix",
+        "AddressNumber",
+        "AddressNumberSuffix",
+        "StreetNamePreModifier",
+        "StreetNamePreDirectional",
+        "StreetNamePreType",
+        "StreetName",
+        "StreetNamePostType",
+        "StreetNamePostDirectional",
+        "StreetNamePostModifier",
+        "BuildingName",
+        "CornerOf",
+        "IntersectionSeparator",
+        "LandmarkName",
+        "USPSBoxGroupID",
+        "USPSBoxGroupType",
+        "USPSBoxID",
+        "USPSBoxType",
+        "SecondStreetName",
+        "SecondStreetNamePostType",
+        "SecondStreetNamePreDirectional",
+        "SecondStreetNamePostDirectional",
+        "SecondStreetNamePreType",
+        "SecondStreetNamePreModifier",
+        "SecondStreetNamePostModifier",
+    }
+)
 _UNIT = frozenset({"OccupancyType", "OccupancyIdentifier", "SubaddressType", "SubaddressIdentifier"})
 
 
@@ -70,6 +90,12 @@ def split_one_line(text: str) -> AddressParts:
     parts = AddressParts(" ".join(street), " ".join(unit), " ".join(city), state, postal)
     missing = [name for name, value in (("state", state), ("ZIP", postal)) if not value]
     if missing:
-        return AddressParts(parts.address_1, parts.address_2, parts.city, state, postal,
-                            f"no {' or '.join(missing)} found in {text[:80]!r}")
+        return AddressParts(
+            parts.address_1,
+            parts.address_2,
+            parts.city,
+            state,
+            postal,
+            f"no {' or '.join(missing)} found in {text[:80]!r}",
+        )
     return parts

@@ -73,8 +73,11 @@ def cli_settings() -> Settings:
 
 
 def private_store_notice(folder: Path) -> None:
-    click.echo(f"centers: no running `centers serve` found: using a private Redis with the data in {folder} "
-               "(start `centers serve`, or set REDIS_URL or CENTERS_DATA_DIR)", err=True)
+    click.echo(
+        f"centers: no running `centers serve` found: using a private Redis with the data in {folder} "
+        "(start `centers serve`, or set REDIS_URL or CENTERS_DATA_DIR)",
+        err=True,
+    )
 
 
 @contextlib.contextmanager
@@ -170,8 +173,14 @@ def serve(demo: bool | None, host: str | None, port: int | None, concurrency: in
     from aggregator.local.serve import serve as run
 
     settings = Settings.from_env()
-    run(settings, demo=demo, host=host or settings.api_host, port=settings.api_port if port is None else port,
-        echo=click.echo, concurrency=concurrency)
+    run(
+        settings,
+        demo=demo,
+        host=host or settings.api_host,
+        port=settings.api_port if port is None else port,
+        echo=click.echo,
+        concurrency=concurrency,
+    )
 
 
 # ------------------------------------------------------------------------------------------ near
@@ -189,9 +198,18 @@ def serve(demo: bool | None, host: str | None, port: int | None, concurrency: in
 @click.option("--public", is_flag=True, help="Show what the public sees (stale figures hidden).")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @friendly_errors
-def near(place: str, radius_mi: float, levels: tuple[str, ...], payment: tuple[str, ...],
-         population: tuple[str, ...], language: tuple[str, ...], available_only: bool, limit: int,
-         public: bool, as_json: bool) -> None:
+def near(
+    place: str,
+    radius_mi: float,
+    levels: tuple[str, ...],
+    payment: tuple[str, ...],
+    population: tuple[str, ...],
+    language: tuple[str, ...],
+    available_only: bool,
+    limit: int,
+    public: bool,
+    as_json: bool,
+) -> None:
     """Centers near PLACE: a ZIP code, 'lat,lon', 'City, ST' (e.g. 'Cambridge, MA') or an address."""
     with _no_pydantic_plugins():
         from aggregator import lookup
@@ -201,8 +219,7 @@ def near(place: str, radius_mi: float, levels: tuple[str, ...], payment: tuple[s
     echo: Callable[[str], None] = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     # everything that can be judged offline is judged before any Redis is found or started
     origin = lookup.offline_origin(place)
-    lookup._filters({"levels_of_care": levels, "payment": payment, "populations": population,
-                     "languages": language})
+    lookup._filters({"levels_of_care": levels, "payment": payment, "populations": population, "languages": language})
     if origin is None and settings.geocoder in ("", "none"):
         if (city := lookup.split_city_state(place)) is not None:
             lookup.resolve_city(*city)  # raises, naming the city and close names
@@ -212,9 +229,18 @@ def near(place: str, radius_mi: float, levels: tuple[str, ...], payment: tuple[s
             origin = _geocoded_origin(place, store, settings)
         ensure_data(store, now, echo)
         answer = lookup.near(
-            store, origin=origin, radius_mi=radius_mi, levels_of_care=levels, payment=payment,
-            populations=population, languages=language, available_only=available_only, limit=limit,
-            audience="public" if public else "operator", now=now, helpline=settings.helpline,
+            store,
+            origin=origin,
+            radius_mi=radius_mi,
+            levels_of_care=levels,
+            payment=payment,
+            populations=population,
+            languages=language,
+            available_only=available_only,
+            limit=limit,
+            audience="public" if public else "operator",
+            now=now,
+            helpline=settings.helpline,
         )
         if not answer.results:  # "nothing matched" is only true of a store that has data
             from aggregator.health import loading_reason
@@ -289,19 +315,34 @@ def render_table(answer: lookup.NearAnswer, width: int | None = None) -> str:
     width = max(60, width or shutil.get_terminal_size((160, 24)).columns)
     o = answer.origin
     where = o.place or f"{o.latitude:.4f},{o.longitude:.4f}"
-    lines = [f"Centers within {answer.radius_mi:g} miles of {where}"
-             + (f" ({', '.join(f'{k}: {v}' for k, v in answer.filters.items())})" if answer.filters else "")]
+    lines = [
+        f"Centers within {answer.radius_mi:g} miles of {where}"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in answer.filters.items())})" if answer.filters else "")
+    ]
     if not answer.results:
         lines.append(answer.hint["message"] if answer.hint else "No centers found.")
         return "\n".join(lines)
     rows = []
     for h in answer.results:
         c = h.center
-        phone = next((p["number"] + (f" x{p['extension']}" if p.get("extension") else "")
-                      for p in c.get("phones", []) if p["role"] in ("intake", "main")), "")
-        rows.append((f"{h.distance_mi:.1f} mi", h.id, " ".join(str(c.get("name") or "").split()),
-                     " ".join(str((c.get("address") or {}).get("city") or "").split()), phone,
-                     _availability_words(h.availability)))
+        phone = next(
+            (
+                p["number"] + (f" x{p['extension']}" if p.get("extension") else "")
+                for p in c.get("phones", [])
+                if p["role"] in ("intake", "main")
+            ),
+            "",
+        )
+        rows.append(
+            (
+                f"{h.distance_mi:.1f} mi",
+                h.id,
+                " ".join(str(c.get("name") or "").split()),
+                " ".join(str((c.get("address") or {}).get("city") or "").split()),
+                phone,
+                _availability_words(h.availability),
+            )
+        )
     w_dist, w_id, w_phone = (max(len(r[i]) for r in rows) for i in (0, 1, 4))
     w_name = min(NAME_WIDTH, max(len(r[2]) for r in rows))
     w_city = min(CITY_WIDTH, max(len(r[3]) for r in rows))
@@ -326,8 +367,10 @@ def render_table(answer: lookup.NearAnswer, width: int | None = None) -> str:
             cells.append(avail)
         for i in range(max(len(col) for col in cells)):
             cell = [col[i] if i < len(col) else "" for col in cells]
-            text = (f"{cell[0]:>{w_dist}}  {cell[1]:<{w_id}}  {cell[2]:<{w_name}}  {cell[3]:<{w_city}}  "
-                    f"{cell[4]:<{w_phone}}" + (f"  {cell[5]}" if beside else ""))
+            text = (
+                f"{cell[0]:>{w_dist}}  {cell[1]:<{w_id}}  {cell[2]:<{w_name}}  {cell[3]:<{w_city}}  "
+                f"{cell[4]:<{w_phone}}" + (f"  {cell[5]}" if beside else "")
+            )
             lines.append(text.rstrip())
         if not beside:
             lines.extend(" " * (w_dist + 2) + line for line in avail)
@@ -354,17 +397,23 @@ def feeds(as_json: bool) -> None:
     if as_json:
         write_json(health)
         return
-    click.echo(f"Workers alive: {len(workers)}" + (f" ({', '.join(sorted(workers))})" if workers else
-                                                   " (none: feed runs and pushes wait)"))
+    click.echo(
+        f"Workers alive: {len(workers)}"
+        + (f" ({', '.join(sorted(workers))})" if workers else " (none: feed runs and pushes wait)")
+    )
     if not health:
-        click.echo("No feeds configured (CENTERS_FEEDS_FILE or config/feeds.toml"
-                   + (f"; the running service's registry: {settings.feeds_file or 'none'}" if _FOUND.get("service")
-                      else "") + ").")
+        click.echo(
+            "No feeds configured (CENTERS_FEEDS_FILE or config/feeds.toml"
+            + (f"; the running service's registry: {settings.feeds_file or 'none'}" if _FOUND.get("service") else "")
+            + ")."
+        )
         return
     for h in health:
         age = f"data {age_words(h['data_age_seconds'])} old" if h["data_age_seconds"] is not None else "no data"
-        line = (f"{h['status'].upper():<9} {h['id']:<22} {h['format']:<5} {age:<22} "
-                f"accepted {h['accepted']}, rejected {h['rejected']}")
+        line = (
+            f"{h['status'].upper():<9} {h['id']:<22} {h['format']:<5} {age:<22} "
+            f"accepted {h['accepted']}, rejected {h['rejected']}"
+        )
         click.echo(line)
         now = datetime.now(UTC)
         checked, changed = (_ago(h.get(f), now) for f in ("last_checked", "last_changed"))
@@ -375,8 +424,10 @@ def feeds(as_json: bool) -> None:
         if h["held"]:
             click.echo(f"          held: {h['held']['reason']} (release: POST /v1/feeds/{h['id']}/release)")
         if h["last_error"]:
-            click.echo(f"          last error ({h['last_error_kind']}, {h['consecutive_failures']} in a row): "
-                       f"{h['last_error']}")
+            click.echo(
+                f"          last error ({h['last_error_kind']}, {h['consecutive_failures']} in a row): "
+                f"{h['last_error']}"
+            )
 
 
 def _ago(iso: str | None, now: datetime) -> str:
@@ -424,8 +475,10 @@ def _echo_report(feed_id: str, status: str, r: IngestReport) -> None:
     """A run's counts, main reasons, repairs, unmapped terms, dropped values, repeats and failed documents."""
     from aggregator.onboard import quality_lines
 
-    click.echo(f"{feed_id}: {status}: {r.records} records, {r.accepted} centers, {r.rejected} rejected, "
-               f"{r.observations} observations")
+    click.echo(
+        f"{feed_id}: {status}: {r.records} records, {r.accepted} centers, {r.rejected} rejected, "
+        f"{r.observations} observations"
+    )
     for reason, n in r.problems_by_reason.most_common(8):
         click.echo(f"  {n:>6}  {reason}")
     for line in quality_lines(r.quality(), repeated=r.repeated, failed_documents=r.failed_documents):
@@ -486,25 +539,34 @@ def matches(ctx: click.Context, as_json: bool) -> None:
         rec = m["record_center"] or {}
         fac = m["facility_center"] or {}
         scores = ", ".join(f"{k} {v:g}" for k, v in m.get("scores", {}).items())
-        click.echo(f"{m['record']}  {rec.get('name', '?')}, {rec.get('address', {}).get('address_1', '')} "
-                   f"{rec.get('address', {}).get('city', '')}")
-        click.echo(f"  ~ {m['facility']}  {fac.get('name', '?')}, {fac.get('address', {}).get('address_1', '')} "
-                   f"{fac.get('address', {}).get('city', '')}")
+        click.echo(
+            f"{m['record']}  {rec.get('name', '?')}, {rec.get('address', {}).get('address_1', '')} "
+            f"{rec.get('address', {}).get('city', '')}"
+        )
+        click.echo(
+            f"  ~ {m['facility']}  {fac.get('name', '?')}, {fac.get('address', {}).get('address_1', '')} "
+            f"{fac.get('address', {}).get('city', '')}"
+        )
         click.echo(f"  {m['rule']} ({scores})")
-        click.echo(f"  centers matches confirm {m['record']} {m['facility']}   |   "
-                   f"centers matches split {m['record']} {m['facility']}")
+        click.echo(
+            f"  centers matches confirm {m['record']} {m['facility']}   |   "
+            f"centers matches split {m['record']} {m['facility']}"
+        )
 
 
 def _decide(record_id: str, facility_id: str, decision: str) -> None:
     settings = cli_settings()
     with open_store(settings) as store:
         try:
-            target = store.decide_match(record_id, facility_id, decision, by=os.environ.get("USER", "operator"),
-                                        now=datetime.now(UTC))
+            target = store.decide_match(
+                record_id, facility_id, decision, by=os.environ.get("USER", "operator"), now=datetime.now(UTC)
+            )
         except KeyError as exc:
             raise InvalidQuery("record_id", f"no record or facility {exc.args[0]!r}") from None
-    click.echo(f"{record_id} is now part of {target}" + (" (kept apart from " + facility_id + ")"
-                                                           if decision == "different" else ""))
+    click.echo(
+        f"{record_id} is now part of {target}"
+        + (" (kept apart from " + facility_id + ")" if decision == "different" else "")
+    )
 
 
 @matches.command("confirm")
@@ -532,10 +594,20 @@ def feed() -> None:
 
 @feed.command("try")
 @click.argument("source", metavar="URL_OR_FILE")
-@click.option("--format", "fmt", type=click.Choice(FEED_FORMATS), default=None,
-              help="The feed's format (default: from the file's extension).")
-@click.option("--mapping", "mapping_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A TOML file of what goes under [feed.mapping] (default: the suggested mapping).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FEED_FORMATS),
+    default=None,
+    help="The feed's format (default: from the file's extension).",
+)
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A TOML file of what goes under [feed.mapping] (default: the suggested mapping).",
+)
 @click.option("--allow-private", is_flag=True, help="Allow a loopback or private address (a test server).")
 @click.option("--json", "as_json", is_flag=True, help="Everything as one JSON object.")
 @friendly_errors
@@ -548,14 +620,29 @@ def feed_try(source: str, fmt: str | None, mapping_path: str | None, allow_priva
     settings = Settings.from_env()
     fmt = fmt or _format_from_name(source)
     fetcher = fetcher_for(settings) if onboard.is_url(source) else None
-    result = onboard.run_trial(source, fmt, now=datetime.now(UTC), fetcher=fetcher, mapping_file=mapping_path,
-                               allow_private=allow_private, show=None if as_json else click.echo)
+    result = onboard.run_trial(
+        source,
+        fmt,
+        now=datetime.now(UTC),
+        fetcher=fetcher,
+        mapping_file=mapping_path,
+        allow_private=allow_private,
+        show=None if as_json else click.echo,
+    )
     if as_json:
         write_json(result)
 
 
-_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".ndjson": "json",
-               ".jsonl": "json", ".html": "html", ".htm": "html"}
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".json": "json",
+    ".ndjson": "json",
+    ".jsonl": "json",
+    ".html": "html",
+    ".htm": "html",
+}
 
 
 def _format_from_name(source: str) -> str:
@@ -563,8 +650,7 @@ def _format_from_name(source: str) -> str:
 
     suffix = Path(urlsplit(source).path).suffix.lower()
     if suffix not in _EXTENSIONS:
-        raise ConfigError(f"cannot tell the format of {source!r}: give --format "
-                               f"({'|'.join(FEED_FORMATS)})")
+        raise ConfigError(f"cannot tell the format of {source!r}: give --format ({'|'.join(FEED_FORMATS)})")
     return _EXTENSIONS[suffix]
 
 
@@ -577,8 +663,10 @@ def check_config() -> None:
     settings = Settings.from_env()
     path = settings.registry_path()
     if path is None:
-        click.echo("settings: ok; no partner registry (CENTERS_FEEDS_FILE or config/feeds.toml): "
-                   "`centers serve` will run the demo")
+        click.echo(
+            "settings: ok; no partner registry (CENTERS_FEEDS_FILE or config/feeds.toml): "
+            "`centers serve` will run the demo"
+        )
         return
     reg = registry_module.load(path)
     missing = []
@@ -587,8 +675,9 @@ def check_config() -> None:
         if feed.push:
             names += [*feed.push.hmac_secret_env, *feed.push.bearer_key_env]
         missing += [f"feed '{feed.id}': environment variable {n} is not set" for n in names if not os.environ.get(n)]
-    click.echo(f"settings: ok; registry {path}: {len(reg.feeds)} feeds ok "
-               f"({', '.join(sorted({f.format for f in reg.feeds}))})")
+    click.echo(
+        f"settings: ok; registry {path}: {len(reg.feeds)} feeds ok ({', '.join(sorted({f.format for f in reg.feeds}))})"
+    )
     for m in missing:
         click.echo(f"warning: {m}")
 
@@ -604,8 +693,17 @@ def check_config() -> None:
 @click.option("--by", "by", default=None, help="Who took the call (default: $USER).")
 @click.option("--notes", default="", help="e.g. who at the center confirmed it.")
 @friendly_errors
-def report(center_id: str, level: str, status: str, beds: int | None, total: int | None, waitlist: int | None,
-           expires: str, by: str | None, notes: str) -> None:
+def report(
+    center_id: str,
+    level: str,
+    status: str,
+    beds: int | None,
+    total: int | None,
+    waitlist: int | None,
+    expires: str,
+    by: str | None,
+    notes: str,
+) -> None:
     """Record what a center said on the phone (its own source, 'operator', with an expiry)."""
     from pydantic import ValidationError
 
@@ -616,11 +714,22 @@ def report(center_id: str, level: str, status: str, beds: int | None, total: int
     seconds = registry_module.duration(expires, "--expires")
     now = datetime.now(UTC)
     try:
-        obs = Availability.model_validate({
-            "center_id": center_id, "level_of_care": level, "source": Source.OPERATOR, "status": status,
-            "beds_available": beds, "beds_total": total, "waitlist_size": waitlist, "notes": notes,
-            "reported_at": now, "checked_at": now, "freshness_seconds": seconds,
-            "reported_by": by or os.environ.get("USER", "operator")})
+        obs = Availability.model_validate(
+            {
+                "center_id": center_id,
+                "level_of_care": level,
+                "source": Source.OPERATOR,
+                "status": status,
+                "beds_available": beds,
+                "beds_total": total,
+                "waitlist_size": waitlist,
+                "notes": notes,
+                "reported_at": now,
+                "checked_at": now,
+                "freshness_seconds": seconds,
+                "reported_by": by or os.environ.get("USER", "operator"),
+            }
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidQuery(".".join(str(p) for p in first["loc"]) or "report", first["msg"]) from None
@@ -629,13 +738,21 @@ def report(center_id: str, level: str, status: str, beds: int | None, total: int
     if not written:
         raise InvalidQuery("center_id", f"no center {center_id!r}")
     until = (now + timedelta(seconds=seconds)).astimezone().strftime("%H:%M %Z")
-    click.echo(f"{center_id}: {level} {status}" + (f", {beds} beds" if beds is not None else "")
-               + f" recorded by {obs.reported_by}; shown as live until {until}")
+    click.echo(
+        f"{center_id}: {level} {status}"
+        + (f", {beds} beds" if beds is not None else "")
+        + f" recorded by {obs.reported_by}; shown as live until {until}"
+    )
 
 
 @main.command("load-sample")
-@click.option("--samhsa", "samhsa_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Path to samhsa_sud_facilities_geocoded.csv (default: ../shared/data if present).")
+@click.option(
+    "--samhsa",
+    "samhsa_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Path to samhsa_sud_facilities_geocoded.csv (default: ../shared/data if present).",
+)
 @click.option("--bundled", is_flag=True, help="Load the bundled fictional sample instead.")
 @friendly_errors
 def load_sample(samhsa_path: str | None, bundled: bool) -> None:
@@ -646,9 +763,11 @@ def load_sample(samhsa_path: str | None, bundled: bool) -> None:
     now = datetime.now(UTC)
     with open_store(settings) as store:
         path = None if bundled else (Path(samhsa_path) if samhsa_path else sample.shared_samhsa_file())
-        result = (sample.load_samhsa(store, path, now) if path else sample.load_bundled_sample(store, now))
-    click.echo(f"{result.feed_id}: {result.records} records, {result.accepted} centers, "
-               f"{result.rejected} rejected, {result.observations} availability observations")
+        result = sample.load_samhsa(store, path, now) if path else sample.load_bundled_sample(store, now)
+    click.echo(
+        f"{result.feed_id}: {result.records} records, {result.accepted} centers, "
+        f"{result.rejected} rejected, {result.observations} availability observations"
+    )
     for reason, n in result.problems_by_reason.most_common(10):
         click.echo(f"  {n:>6}  {reason}")
 
@@ -662,24 +781,42 @@ def settings() -> None:
 
 # ------------------------------------------------------------------------------------------ push
 
-_PUSH_CONTENT_TYPES = {".json": "application/json", ".ndjson": "application/x-ndjson",
-                       ".jsonl": "application/x-ndjson", ".csv": "text/csv"}
+_PUSH_CONTENT_TYPES = {
+    ".json": "application/json",
+    ".ndjson": "application/x-ndjson",
+    ".jsonl": "application/x-ndjson",
+    ".csv": "text/csv",
+}
 
 
 @main.command("push")
 @click.argument("feed_id", metavar="FEED")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--url", "api_url", default=None,
-              help="The API's base URL (default http://CENTERS_API_HOST:CENTERS_API_PORT: a local `centers serve`).")
-@click.option("--secret-env", default="PUSH_SECRET", show_default=True,
-              help="Environment variable holding the feed's signing secret (the demo's: read from the data "
-                   "folder when unset).")
+@click.option(
+    "--url",
+    "api_url",
+    default=None,
+    help="The API's base URL (default http://CENTERS_API_HOST:CENTERS_API_PORT: a local `centers serve`).",
+)
+@click.option(
+    "--secret-env",
+    default="PUSH_SECRET",
+    show_default=True,
+    help="Environment variable holding the feed's signing secret (the demo's: read from the data folder when unset).",
+)
 @click.option("--key-env", default=None, help="Send `Authorization: Bearer` with the key in this variable instead.")
 @click.option("--content-type", default=None, help="Default from FILE's name: .json, .ndjson/.jsonl, .csv.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait until it is applied.")
 @friendly_errors
-def push(feed_id: str, file: Path, api_url: str | None, secret_env: str, key_env: str | None,
-         content_type: str | None, timeout: float) -> None:
+def push(
+    feed_id: str,
+    file: Path,
+    api_url: str | None,
+    secret_env: str,
+    key_env: str | None,
+    content_type: str | None,
+    timeout: float,
+) -> None:
     """Push FILE to feed FEED as its partner does: signed (Standard Webhooks, or a bearer key) and POSTed to the
     API; then wait until it is applied and print what was accepted and rejected."""
     import time
@@ -693,8 +830,10 @@ def push(feed_id: str, file: Path, api_url: str | None, secret_env: str, key_env
     base = (api_url or _push_default_api(settings, _FOUND.get("service"))).rstrip("/")
     kind = content_type or _PUSH_CONTENT_TYPES.get(file.suffix.lower())
     if kind is None:
-        raise click.ClickException(f"cannot tell the content type of {file.name}: give --content-type "
-                                   "(application/json, application/x-ndjson, text/csv)")
+        raise click.ClickException(
+            f"cannot tell the content type of {file.name}: give --content-type "
+            "(application/json, application/x-ndjson, text/csv)"
+        )
     body = file.read_bytes()
     event_id = f"push-{uuid.uuid4()}"
     headers = {"content-type": kind, "user-agent": "centers-push/0.1"}
@@ -706,16 +845,22 @@ def push(feed_id: str, file: Path, api_url: str | None, secret_env: str, key_env
     else:
         secret = os.environ.get(secret_env, "") or _push_demo_secret(settings, feed_id)
         if not secret:
-            raise click.ClickException(f"environment variable {secret_env} is not set (the feed's signing secret; "
-                                       "name another with --secret-env)")
+            raise click.ClickException(
+                f"environment variable {secret_env} is not set (the feed's signing secret; "
+                "name another with --secret-env)"
+            )
         timestamp = str(int(time.time()))
-        headers |= {"webhook-id": event_id, "webhook-timestamp": timestamp,
-                    "webhook-signature": sign(secret.encode(), event_id, timestamp, body)}
+        headers |= {
+            "webhook-id": event_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": sign(secret.encode(), event_id, timestamp, body),
+        }
     try:
         resp = exchange("POST", f"{base}/v1/feeds/{feed_id}/records", body=body, headers=headers)
     except FetchTransient as exc:
-        raise click.ClickException(f"cannot reach the API at {base} ({exc}): is `centers serve` running? Give "
-                                   "its address with --url") from None
+        raise click.ClickException(
+            f"cannot reach the API at {base} ({exc}): is `centers serve` running? Give its address with --url"
+        ) from None
     if resp.status != 202:
         raise click.ClickException(f"{base} answered {resp.status}: {_push_problem(resp)}")
     ingest_id = json.loads(resp.body)["ingest_id"]
@@ -724,15 +869,19 @@ def push(feed_id: str, file: Path, api_url: str | None, secret_env: str, key_env
     deadline = time.monotonic() + timeout
     while status.get("status") not in ("done", "failed"):
         if time.monotonic() > deadline:
-            raise click.ClickException(f"ingest {ingest_id} is still {status.get('status', 'queued')} after "
-                                       f"{timeout:.0f} s; see {base}/v1/ingests/{ingest_id}")
+            raise click.ClickException(
+                f"ingest {ingest_id} is still {status.get('status', 'queued')} after "
+                f"{timeout:.0f} s; see {base}/v1/ingests/{ingest_id}"
+            )
         time.sleep(0.5)
         with contextlib.suppress(FetchTransient, ValueError):
             answer = exchange("GET", f"{base}/v1/ingests/{ingest_id}", timeout=10)
             if answer.status == 200:
                 status = json.loads(answer.body)
-    click.echo(f"{status['status']}: {status.get('records') or 0} records, {status.get('accepted') or 0} accepted, "
-               f"{status.get('rejected') or 0} rejected")
+    click.echo(
+        f"{status['status']}: {status.get('records') or 0} records, {status.get('accepted') or 0} accepted, "
+        f"{status.get('rejected') or 0} rejected"
+    )
     for record, reasons in (status.get("rejections_by_record") or {}).items():
         click.echo(f"  rejected {record}: {'; '.join(reasons)}")
     if status["status"] == "failed":
@@ -771,4 +920,3 @@ def _push_problem(resp: Any) -> str:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-

@@ -41,8 +41,18 @@ class Member:
 def completeness(c: Center) -> int:
     """How much of the identity a record carries (a tie-break between equally authoritative feeds)."""
     a = c.address
-    return sum(bool(x) for x in (a.address_1, a.city, c.phones, c.website, c.alternate_name, c.external_ids,
-                                 c.latitude is not None and c.geo_precision is not GeoPrecision.POSTAL_CODE))
+    return sum(
+        bool(x)
+        for x in (
+            a.address_1,
+            a.city,
+            c.phones,
+            c.website,
+            c.alternate_name,
+            c.external_ids,
+            c.latitude is not None and c.geo_precision is not GeoPrecision.POSTAL_CODE,
+        )
+    )
 
 
 def ranked(members: Sequence[Member]) -> list[Member]:
@@ -59,11 +69,12 @@ def compose(facility_id: str, members: Sequence[Member]) -> dict[str, Any]:
     doc["id"] = facility_id
     located = [m for m in order if m.center.latitude is not None and m.center.longitude is not None]
     if located:
-        best = min(located, key=lambda m: (_PRECISION.get(m.center.geo_precision or GeoPrecision.POSTAL_CODE, 9),
-                                          order.index(m)))
+        best = min(
+            located,
+            key=lambda m: (_PRECISION.get(m.center.geo_precision or GeoPrecision.POSTAL_CODE, 9), order.index(m)),
+        )
         c = best.center
-        doc.update(latitude=c.latitude, longitude=c.longitude, geo_precision=c.geo_precision,
-                   geo_source=c.geo_source)
+        doc.update(latitude=c.latitude, longitude=c.longitude, geo_precision=c.geo_precision, geo_source=c.geo_source)
     for key in ("alternate_name", "website", "source_url"):
         if not doc.get(key):
             doc[key] = next((getattr(m.center, key) for m in order if getattr(m.center, key)), "")
@@ -83,18 +94,22 @@ def compose(facility_id: str, members: Sequence[Member]) -> dict[str, Any]:
             services.setdefault(group, set()).update(values)
     doc["services"] = {group: sorted(values) for group, values in services.items()}
     statuses = {m.center.status for m in order}
-    doc["status"] = next(s.value for s in (CenterStatus.ACTIVE, CenterStatus.TEMPORARILY_CLOSED,
-                                           CenterStatus.INACTIVE) if s in statuses)
-    doc["sources"] = [{"id": m.center.id, "feed_id": m.center.feed_id, "source_id": m.center.source_id}
-                      for m in order]
+    doc["status"] = next(
+        s.value for s in (CenterStatus.ACTIVE, CenterStatus.TEMPORARILY_CLOSED, CenterStatus.INACTIVE) if s in statuses
+    )
+    doc["sources"] = [{"id": m.center.id, "feed_id": m.center.feed_id, "source_id": m.center.source_id} for m in order]
     return doc
 
 
 def index_tokens(doc: dict[str, Any]) -> list[str]:
     """The filter index entries of a composed facility: ``loc:detox``, ``pay:medicaid`` ..."""
     s = doc["services"]
-    return ([f"loc:{v}" for v in s.get("levels_of_care", ())] + [f"pay:{v}" for v in s.get("payment", ())]
-            + [f"pop:{v}" for v in s.get("populations", ())] + [f"lang:{v}" for v in s.get("languages", ())])
+    return (
+        [f"loc:{v}" for v in s.get("levels_of_care", ())]
+        + [f"pay:{v}" for v in s.get("payment", ())]
+        + [f"pop:{v}" for v in s.get("populations", ())]
+        + [f"lang:{v}" for v in s.get("languages", ())]
+    )
 
 
 def identifiers(doc: dict[str, Any]) -> list[tuple[str, str]]:

@@ -36,15 +36,37 @@ CHUNK = 64 * 1024
 
 #: content types that can carry each format (None or a generic binary type is accepted too)
 ACCEPTABLE_TYPES: dict[str, tuple[str, ...]] = {
-    "json": ("application/json", "application/geo+json", "application/ld+json", "application/x-ndjson",
-             "application/ndjson", "application/fhir+ndjson", "application/fhir+json", "text/json",
-             "text/plain", "+json"),
-    "csv": ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "text/tab-separated-values",
-            "application/json"),  # HSDS packages mix a datapackage.json in
+    "json": (
+        "application/json",
+        "application/geo+json",
+        "application/ld+json",
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/fhir+ndjson",
+        "application/fhir+json",
+        "text/json",
+        "text/plain",
+        "+json",
+    ),
+    "csv": (
+        "text/csv",
+        "text/plain",
+        "application/csv",
+        "application/vnd.ms-excel",
+        "text/tab-separated-values",
+        "application/json",
+    ),  # HSDS packages mix a datapackage.json in
     "html": ("text/html", "application/xhtml+xml", "text/plain"),
     "hsds": ("application/json", "text/csv", "text/plain", "application/csv", "+json"),
-    "smart": ("application/json", "application/fhir+ndjson", "application/x-ndjson", "application/ndjson",
-              "application/fhir+json", "text/plain", "+json"),
+    "smart": (
+        "application/json",
+        "application/fhir+ndjson",
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/fhir+json",
+        "text/plain",
+        "+json",
+    ),
 }
 GENERIC_TYPES = ("application/octet-stream", "binary/octet-stream", "")
 
@@ -123,8 +145,9 @@ def new_session(user_agent: str) -> requests.Session:
     """The one session feeds are fetched with: our User-Agent, gzip only, no automatic retries."""
     session = requests.Session()
     session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"})
-    adapter = requests.adapters.HTTPAdapter(max_retries=urllib3.Retry(total=0, connect=1, read=False,
-                                                                      redirect=False, status=False))
+    adapter = requests.adapters.HTTPAdapter(
+        max_retries=urllib3.Retry(total=0, connect=1, read=False, redirect=False, status=False)
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = False  # no proxy or netrc from the environment: destinations are checked here
@@ -132,8 +155,9 @@ def new_session(user_agent: str) -> requests.Session:
 
 
 class Fetcher:
-    def __init__(self, session: requests.Session, *, resolver: Resolver = _resolve,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, session: requests.Session, *, resolver: Resolver = _resolve, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.session = session
         self._resolve = resolver
         self._clock = clock
@@ -169,13 +193,20 @@ class Fetcher:
             hop_headers = dict(request_headers)
             if urlsplit(current).hostname != origin_host:
                 # never carry a partner's credentials or validators to another host
-                hop_headers = {k: v for k, v in hop_headers.items()
-                               if k.lower() not in ("authorization", "cookie", "if-none-match",
-                                                    "if-modified-since")
-                               and k not in (headers or {})}
+                hop_headers = {
+                    k: v
+                    for k, v in hop_headers.items()
+                    if k.lower() not in ("authorization", "cookie", "if-none-match", "if-modified-since")
+                    and k not in (headers or {})
+                }
             try:
-                resp = self.session.get(current, headers=hop_headers, stream=True, allow_redirects=False,
-                                        timeout=(min(connect_timeout, remaining), min(timeout, remaining)))
+                resp = self.session.get(
+                    current,
+                    headers=hop_headers,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(min(connect_timeout, remaining), min(timeout, remaining)),
+                )
             except requests.exceptions.Timeout as exc:
                 raise FetchTransient(f"{current}: timed out ({exc.__class__.__name__})") from exc
             except requests.exceptions.ConnectionError as exc:
@@ -191,8 +222,15 @@ class Fetcher:
                     current = urljoin(current, location)
                     redirects.append(current)
                     continue
-                return self._finish(resp, url=current, fmt=fmt, max_bytes=max_bytes, started=started,
-                                    deadline=deadline, redirects=redirects)
+                return self._finish(
+                    resp,
+                    url=current,
+                    fmt=fmt,
+                    max_bytes=max_bytes,
+                    started=started,
+                    deadline=deadline,
+                    redirects=redirects,
+                )
         raise FetchPermanent(f"{url}: more than {MAX_REDIRECTS} redirects")
 
     # ------------------------------------------------------------------------------------------
@@ -210,11 +248,15 @@ class Fetcher:
         addresses = self._resolve(host, port)
         refused = [a for a in addresses if not may_reach(a, allow_private)]
         if not addresses or refused:
-            hint = ("name its network in allow_private if this is intended; link-local, metadata and CGNAT "
-                    "ranges are never allowed by allow_private = true" if allow_private else
-                    "allow-list the feed with allow_private = true if this is intended")
-            raise FetchPermanent(f"{url}: refused destination {', '.join(refused) or host} (not a public address; "
-                                 f"{hint})")
+            hint = (
+                "name its network in allow_private if this is intended; link-local, metadata and CGNAT "
+                "ranges are never allowed by allow_private = true"
+                if allow_private
+                else "allow-list the feed with allow_private = true if this is intended"
+            )
+            raise FetchPermanent(
+                f"{url}: refused destination {', '.join(refused) or host} (not a public address; {hint})"
+            )
 
     def _check_peer(self, resp: requests.Response, url: str, allow_private: Allowance) -> None:
         """The address we actually connected to (defeats DNS rebinding between check and connect)."""
@@ -226,14 +268,28 @@ class Fetcher:
         if not may_reach(peer, allow_private):
             raise FetchPermanent(f"{url}: refused destination {peer} (connected to a non-public address)")
 
-    def _finish(self, resp: requests.Response, *, url: str, fmt: str, max_bytes: int, started: float,
-                deadline: float, redirects: list[str]) -> Fetched:
+    def _finish(
+        self,
+        resp: requests.Response,
+        *,
+        url: str,
+        fmt: str,
+        max_bytes: int,
+        started: float,
+        deadline: float,
+        redirects: list[str],
+    ) -> Fetched:
         status = resp.status_code
         headers = resp.headers
-        result = Fetched(url=url, status=status, etag=headers.get("ETag", ""),
-                         last_modified=headers.get("Last-Modified", ""),
-                         content_type=headers.get("Content-Type", ""),
-                         max_age=_max_age(headers.get("Cache-Control", "")), redirects=redirects)
+        result = Fetched(
+            url=url,
+            status=status,
+            etag=headers.get("ETag", ""),
+            last_modified=headers.get("Last-Modified", ""),
+            content_type=headers.get("Content-Type", ""),
+            max_age=_max_age(headers.get("Cache-Control", "")),
+            redirects=redirects,
+        )
         if status == 304:
             result.elapsed = self._clock() - started
             return result
@@ -317,7 +373,6 @@ def credentials_header(header: str, env_value: str | None, scheme: str) -> dict[
     return {header: f"{scheme} {env_value}".strip()}
 
 
-
 # --------------------------------------------------------------------------------------------------
 # A partner's side of a push (`centers push`): our own API, so none of the feed checks above apply.
 
@@ -329,8 +384,15 @@ class Answer:
     reason: str = ""
 
 
-def exchange(method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None,
-             timeout: float = 30, session: requests.Session | None = None) -> Answer:
+def exchange(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30,
+    session: requests.Session | None = None,
+) -> Answer:
     """One request to the service's own API; raises FetchTransient naming the error when it cannot be reached."""
     try:
         resp = (session or requests).request(method, url, data=body, headers=dict(headers or {}), timeout=timeout)

@@ -38,10 +38,22 @@ from config.settings import DEFAULT_USER_AGENT, Settings
 log = logging.getLogger(__name__)
 
 # Nominatim feature classes precise enough to send someone to a door
-_ROOFTOP_CLASSES = frozenset({
-    "building", "amenity", "shop", "office", "leisure", "healthcare", "tourism", "craft", "man_made",
-    "emergency", "social_facility", "club",
-})
+_ROOFTOP_CLASSES = frozenset(
+    {
+        "building",
+        "amenity",
+        "shop",
+        "office",
+        "leisure",
+        "healthcare",
+        "tourism",
+        "craft",
+        "man_made",
+        "emergency",
+        "social_facility",
+        "club",
+    }
+)
 _ROOFTOP_TYPES = frozenset({"house", "building", "residential", "apartments", "commercial", "yes"})
 _STREET_ADDRESSTYPES = frozenset({"road", "street"})
 
@@ -69,9 +81,13 @@ class GeocoderConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> GeocoderConfig:
         return cls(
-            provider=settings.geocoder, domain=settings.geocoder_domain, scheme=settings.geocoder_scheme,
-            user_agent=settings.user_agent, timeout=settings.geocoder_timeout,
-            min_interval=settings.geocoder_min_interval, options=settings.geocoder_options,
+            provider=settings.geocoder,
+            domain=settings.geocoder_domain,
+            scheme=settings.geocoder_scheme,
+            user_agent=settings.user_agent,
+            timeout=settings.geocoder_timeout,
+            min_interval=settings.geocoder_min_interval,
+            options=settings.geocoder_options,
             max_per_run=settings.geocoder_max_per_run,
         )
 
@@ -86,23 +102,38 @@ class Answer:
     reason: str = ""  # why not found
 
     def to_json(self) -> bytes:
-        return orjson.dumps({
-            "found": self.found, "latitude": self.latitude, "longitude": self.longitude,
-            "precision": self.precision.value if self.precision else None, "label": self.label,
-            "reason": self.reason,
-        })
+        return orjson.dumps(
+            {
+                "found": self.found,
+                "latitude": self.latitude,
+                "longitude": self.longitude,
+                "precision": self.precision.value if self.precision else None,
+                "label": self.label,
+                "reason": self.reason,
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes) -> Answer:
         d = orjson.loads(raw)
-        return cls(d["found"], d["latitude"], d["longitude"],
-                   GeoPrecision(d["precision"]) if d["precision"] else None, d["label"], d["reason"])
+        return cls(
+            d["found"],
+            d["latitude"],
+            d["longitude"],
+            GeoPrecision(d["precision"]) if d["precision"] else None,
+            d["label"],
+            d["reason"],
+        )
 
 
 def build_geopy(config: GeocoderConfig) -> Any:
     """The geopy geocoder named by the configuration (domain and scheme apply to Nominatim)."""
-    kwargs: dict[str, Any] = {"user_agent": config.user_agent, "timeout": config.timeout,
-                              "adapter_factory": _adapter, **config.options}
+    kwargs: dict[str, Any] = {
+        "user_agent": config.user_agent,
+        "timeout": config.timeout,
+        "adapter_factory": _adapter,
+        **config.options,
+    }
     if config.provider == "nominatim":
         return Nominatim(domain=config.domain, scheme=config.scheme, **kwargs)
     try:
@@ -125,8 +156,13 @@ def _translate(exc: Exception) -> Exception:
         return GeocoderTransient(f"geocoder unavailable: {exc}")
     if isinstance(exc, geopy_exc.GeocoderQueryError):
         return GeocoderPermanent(f"geocoder refused the query: {exc}")
-    if isinstance(exc, geopy_exc.GeocoderAuthenticationFailure | geopy_exc.GeocoderInsufficientPrivileges
-                  | geopy_exc.GeocoderQuotaExceeded | geopy_exc.ConfigurationError):
+    if isinstance(
+        exc,
+        geopy_exc.GeocoderAuthenticationFailure
+        | geopy_exc.GeocoderInsufficientPrivileges
+        | geopy_exc.GeocoderQuotaExceeded
+        | geopy_exc.ConfigurationError,
+    ):
         return GeocoderPermanent(f"geocoder refused our credentials or quota: {exc}")
     if isinstance(exc, geopy_exc.GeopyError):  # service errors, unparseable answers (e.g. an HTML page)
         return GeocoderTransient(f"geocoder error: {exc}")
@@ -138,8 +174,7 @@ def address_query(center: Center) -> dict[str, str] | None:
     a = center.address
     if not a.address_1.strip():
         return None
-    return {"street": a.address_1, "city": a.city, "state": a.state, "postalcode": a.postal_code,
-            "country": "us"}
+    return {"street": a.address_1, "city": a.city, "state": a.state, "postalcode": a.postal_code, "country": "us"}
 
 
 def digest(provider: str, query: Mapping[str, str] | str) -> str:
@@ -151,8 +186,9 @@ def digest(provider: str, query: Mapping[str, str] | str) -> str:
 class Geocoder:
     """Cached, rate-limited geocoding. Every process shares the cache and the limit (in Redis)."""
 
-    def __init__(self, store: Store, config: GeocoderConfig, *, geocoder: Any = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, store: Store, config: GeocoderConfig, *, geocoder: Any = None, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.store = store
         self.config = config
         self._geopy = geocoder if geocoder is not None else (build_geopy(config) if config.enabled else None)
@@ -167,8 +203,15 @@ class Geocoder:
         raw = self.store.cached_answers([digest(self.config.provider, q) for q in queries])
         return [Answer.from_json(r) if r is not None else None for r in raw]
 
-    def lookup(self, query: Mapping[str, str] | str, expected_state: str | None = None,
-               zip_code: str | None = None, *, use_cache: bool = True, require_street: bool = True) -> Answer:
+    def lookup(
+        self,
+        query: Mapping[str, str] | str,
+        expected_state: str | None = None,
+        zip_code: str | None = None,
+        *,
+        use_cache: bool = True,
+        require_street: bool = True,
+    ) -> Answer:
         """One address: the cache, else the geocoder. Raises GeocoderTransient/GeocoderPermanent."""
         key = digest(self.config.provider, query)
         if use_cache:
@@ -202,7 +245,7 @@ class Geocoder:
                 if not isinstance(err, GeocoderTransient) or attempt >= self.config.retries:
                     raise err from exc
                 attempt += 1
-                pause = min(err.retry_after or 2.0 ** attempt, self.config.max_retry_wait)
+                pause = min(err.retry_after or 2.0**attempt, self.config.max_retry_wait)
                 if err.retry_after:
                     # every process backs off, not just this one
                     self.store.reserve_slot("geocoder", interval_ms, defer_ms=int(pause * 1000))
@@ -210,8 +253,7 @@ class Geocoder:
                     self._sleep(pause)
                 log.info("geocoder transient error (attempt %d): %s", attempt, err)
 
-    def _judge(self, location: Any, expected_state: str | None, zip_code: str | None,
-               require_street: bool) -> Answer:
+    def _judge(self, location: Any, expected_state: str | None, zip_code: str | None, require_street: bool) -> Answer:
         if location is None:
             return Answer(False, reason="no match")
         lat, lon = float(location.latitude), float(location.longitude)
@@ -225,8 +267,9 @@ class Geocoder:
         if not geography.in_us(lat, lon):
             return Answer(False, reason="outside the United States")
         found_state = _state_of(raw)
-        if expected_state and ((found_state and found_state != expected_state)
-                               or not geography.in_state(lat, lon, expected_state)):
+        if expected_state and (
+            (found_state and found_state != expected_state) or not geography.in_state(lat, lon, expected_state)
+        ):
             return Answer(False, reason=f"in {found_state or 'another state'}, not {expected_state}")
         if zip_code and (km := _km_from_zip(lat, lon, zip_code)) is not None and km > self.config.max_distance_km:
             return Answer(False, reason=f"{km:.0f} km from ZIP {zip_code}")
@@ -285,10 +328,12 @@ class PlacementReport:
         return dict(self.__dict__)
 
 
-def _with_location(center: Center, lat: float | None, lon: float | None, precision: GeoPrecision | None,
-                   source: str) -> Center:
-    return center.model_copy(update={"latitude": lat, "longitude": lon, "geo_precision": precision,
-                                     "geo_source": source})
+def _with_location(
+    center: Center, lat: float | None, lon: float | None, precision: GeoPrecision | None, source: str
+) -> Center:
+    return center.model_copy(
+        update={"latitude": lat, "longitude": lon, "geo_precision": precision, "geo_source": source}
+    )
 
 
 #: a point within this of one of a city's ZIP centroids is "in" that city
@@ -319,13 +364,19 @@ def _disagreement(center: Center, lat: float, lon: float, km: float) -> tuple[st
     zip_agrees = city_to_zip is not None and city_to_zip <= CITY_KM
     zip_city = f"{place.city}, " if place else ""
     if point_agrees and not zip_agrees:
-        return "feed", (f"the city {city} agrees with them ({city_to_point:.0f} km), while ZIP {zip_code} "
-                        f"({zip_city}{km:.0f} km away) does not: a ZIP typo")
+        return "feed", (
+            f"the city {city} agrees with them ({city_to_point:.0f} km), while ZIP {zip_code} "
+            f"({zip_city}{km:.0f} km away) does not: a ZIP typo"
+        )
     if zip_agrees and not point_agrees:
-        return "zip", (f"the city {city} agrees with ZIP {zip_code}, while the coordinates are {km:.0f} km "
-                       f"from it and {city_to_point:.0f} km from {city}")
-    return "", (f"coordinates {km:.0f} km from ZIP {zip_code}; the city {city} agrees with "
-                + ("both" if point_agrees else "neither"))
+        return "zip", (
+            f"the city {city} agrees with ZIP {zip_code}, while the coordinates are {km:.0f} km "
+            f"from it and {city_to_point:.0f} km from {city}"
+        )
+    return "", (
+        f"coordinates {km:.0f} km from ZIP {zip_code}; the city {city} agrees with "
+        + ("both" if point_agrees else "neither")
+    )
 
 
 def zip_centroid(center: Center) -> Center:
@@ -335,8 +386,9 @@ def zip_centroid(center: Center) -> Center:
     return _with_location(center, place.latitude, place.longitude, GeoPrecision.POSTAL_CODE, "zipcodes")
 
 
-def place_all(centers: Sequence[Center], geocoder: Geocoder | None, now: datetime,
-              max_distance_km: float = 50.0) -> tuple[list[Center], PlacementReport]:
+def place_all(
+    centers: Sequence[Center], geocoder: Geocoder | None, now: datetime, max_distance_km: float = 50.0
+) -> tuple[list[Center], PlacementReport]:
     """Place every center (see the module docstring). Never raises for a geocoder problem."""
     report = PlacementReport()
     out: list[Center | None] = [None] * len(centers)
@@ -359,8 +411,11 @@ def place_all(centers: Sequence[Center], geocoder: Geocoder | None, now: datetim
             if winner == "zip":
                 _decide(report, f"{c.id}: dropped the feed's coordinates: {why}")
             else:
-                _decide(report, f"{c.id}: {why}; " + (
-                    "the geocoder decides" if geocodable else "no geocoder: the ZIP centroid is used"))
+                _decide(
+                    report,
+                    f"{c.id}: {why}; "
+                    + ("the geocoder decides" if geocodable else "no geocoder: the ZIP centroid is used"),
+                )
             report.dropped_feed_coordinates.append(f"{c.id}: {km:.0f} km from ZIP {c.address.postal_code}")
         query = address_query(c)
         if query is not None and geocoder is not None and geocoder.enabled:
@@ -394,8 +449,9 @@ def place_all(centers: Sequence[Center], geocoder: Geocoder | None, now: datetim
                     outage = True
                     retry.append(c.id)
             if answer is not None and answer.found:
-                out[i] = _with_location(c, answer.latitude, answer.longitude, answer.precision,
-                                        geocoder.config.provider)
+                out[i] = _with_location(
+                    c, answer.latitude, answer.longitude, answer.precision, geocoder.config.provider
+                )
                 report.geocoded += 1
             else:
                 out[i] = zip_centroid(c)
@@ -433,13 +489,14 @@ def retry_pending(store: Store, geocoder: Geocoder, now: datetime, limit: int = 
         try:
             answer = geocoder.lookup(query, center.address.state, center.address.postal_code)
         except (GeocoderTransient, GeocoderPermanent):
-            store.queue_geocode_retry(due[due.index(cid):], now + timedelta(minutes=15))
+            store.queue_geocode_retry(due[due.index(cid) :], now + timedelta(minutes=15))
             done["rescheduled"] += len(due) - due.index(cid)
             break
         finished.append(cid)
         if answer.found:
-            store.update_location(_with_location(center, answer.latitude, answer.longitude, answer.precision,
-                                                 geocoder.config.provider))
+            store.update_location(
+                _with_location(center, answer.latitude, answer.longitude, answer.precision, geocoder.config.provider)
+            )
             done["located"] += 1
         else:
             done["not_found"] += 1
@@ -453,8 +510,6 @@ def locate_text(geocoder: Geocoder, text: str) -> Answer:
     if not query:
         raise GeocoderPermanent("empty place")
     return geocoder.lookup(query, require_street=False)
-
-
 
 
 def origin_for_place(place: str, geocoder: Geocoder | None) -> lookup.Origin:

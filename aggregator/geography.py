@@ -41,19 +41,62 @@ US_REGIONS: tuple[tuple[float, float, float, float], ...] = (
 )
 
 STATE_NAMES: dict[str, str] = {
-    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
-    "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware", "DC": "District of Columbia",
-    "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois",
-    "IN": "Indiana", "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana",
-    "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts", "MI": "Michigan", "MN": "Minnesota",
-    "MS": "Mississippi", "MO": "Missouri", "MT": "Montana", "NE": "Nebraska", "NV": "Nevada",
-    "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico", "NY": "New York",
-    "NC": "North Carolina", "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma", "OR": "Oregon",
-    "PA": "Pennsylvania", "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota",
-    "TN": "Tennessee", "TX": "Texas", "UT": "Utah", "VT": "Vermont", "VA": "Virginia",
-    "WA": "Washington", "WV": "West Virginia", "WI": "Wisconsin", "WY": "Wyoming",
-    "PR": "Puerto Rico", "VI": "U.S. Virgin Islands", "GU": "Guam",
-    "MP": "Northern Mariana Islands", "AS": "American Samoa",
+    "AL": "Alabama",
+    "AK": "Alaska",
+    "AZ": "Arizona",
+    "AR": "Arkansas",
+    "CA": "California",
+    "CO": "Colorado",
+    "CT": "Connecticut",
+    "DE": "Delaware",
+    "DC": "District of Columbia",
+    "FL": "Florida",
+    "GA": "Georgia",
+    "HI": "Hawaii",
+    "ID": "Idaho",
+    "IL": "Illinois",
+    "IN": "Indiana",
+    "IA": "Iowa",
+    "KS": "Kansas",
+    "KY": "Kentucky",
+    "LA": "Louisiana",
+    "ME": "Maine",
+    "MD": "Maryland",
+    "MA": "Massachusetts",
+    "MI": "Michigan",
+    "MN": "Minnesota",
+    "MS": "Mississippi",
+    "MO": "Missouri",
+    "MT": "Montana",
+    "NE": "Nebraska",
+    "NV": "Nevada",
+    "NH": "New Hampshire",
+    "NJ": "New Jersey",
+    "NM": "New Mexico",
+    "NY": "New York",
+    "NC": "North Carolina",
+    "ND": "North Dakota",
+    "OH": "Ohio",
+    "OK": "Oklahoma",
+    "OR": "Oregon",
+    "PA": "Pennsylvania",
+    "RI": "Rhode Island",
+    "SC": "South Carolina",
+    "SD": "South Dakota",
+    "TN": "Tennessee",
+    "TX": "Texas",
+    "UT": "Utah",
+    "VT": "Vermont",
+    "VA": "Virginia",
+    "WA": "Washington",
+    "WV": "West Virginia",
+    "WI": "Wisconsin",
+    "WY": "Wyoming",
+    "PR": "Puerto Rico",
+    "VI": "U.S. Virgin Islands",
+    "GU": "Guam",
+    "MP": "Northern Mariana Islands",
+    "AS": "American Samoa",
 }
 
 #: margin around a state's ZIP centroids, degrees (~55 km): ZIP areas in the West are large
@@ -100,13 +143,13 @@ class _Table:
         return len(self.codes) // 5
 
     def code(self, row: int) -> str:
-        return self.codes[row * 5:row * 5 + 5]
+        return self.codes[row * 5 : row * 5 + 5]
 
     def row(self, zip_code: str) -> int | None:
         codes, lo, hi = self.codes, 0, len(self.codes) // 5
         while lo < hi:
             mid = (lo + hi) // 2
-            found = codes[mid * 5:mid * 5 + 5]
+            found = codes[mid * 5 : mid * 5 + 5]
             if found < zip_code:
                 lo = mid + 1
             elif found > zip_code:
@@ -161,12 +204,17 @@ def _build_table() -> _Table:
                 alt += [row, names.setdefault(other, len(names))]
     m = STATE_MARGIN_DEG
     return _Table(
-        codes="".join(z["zip_code"] for z in rows), lat=array("d", lat), lon=array("d", lon),
+        codes="".join(z["zip_code"] for z in rows),
+        lat=array("d", lat),
+        lon=array("d", lon),
         state=array("B", [states.setdefault(z["state"], len(states)) for z in rows]),
         city=array("I", [names.setdefault(z["city"] or "", len(names)) for z in rows]),
         tz=array("B", [timezones.setdefault(z.get("timezone") or "", len(timezones)) for z in rows]),
-        active="".join("1" if z.get("active", True) else "0" for z in rows), alt=array("I", alt),
-        states=list(states), names=list(names), timezones=list(timezones),
+        active="".join("1" if z.get("active", True) else "0" for z in rows),
+        alt=array("I", alt),
+        states=list(states),
+        names=list(names),
+        timezones=list(timezones),
         boxes={st: [a - m, b + m, c - m, d + m] for st, (a, b, c, d) in spans.items()},
     )
 
@@ -215,7 +263,7 @@ def _table() -> _Table:
 @cache
 def _rows() -> dict[str, int]:
     codes = _table().codes
-    return {codes[i:i + 5]: i // 5 for i in range(0, len(codes), 5)}
+    return {codes[i : i + 5]: i // 5 for i in range(0, len(codes), 5)}
 
 
 def _zip_table() -> dict[str, int]:
@@ -271,12 +319,34 @@ def state_code(name: str) -> str | None:
 _STATE_BY_NAME: dict[str, str] = {v.lower(): k for k, v in STATE_NAMES.items()}
 _STATE_BY_NAME.update(
     {
-        "virgin islands": "VI", "us virgin islands": "VI", "washington dc": "DC",
-        "washington d c": "DC", "d c": "DC", "mass": "MA", "calif": "CA", "penn": "PA",
-        "penna": "PA", "wash": "WA", "fla": "FL", "ill": "IL", "mich": "MI", "minn": "MN",
-        "ariz": "AZ", "colo": "CO", "conn": "CT", "tenn": "TN", "tex": "TX", "wis": "WI",
-        "okla": "OK", "ore": "OR", "nev": "NV", "neb": "NE", "kans": "KS", "ala": "AL",
-        "ark": "AR", "miss": "MS",
+        "virgin islands": "VI",
+        "us virgin islands": "VI",
+        "washington dc": "DC",
+        "washington d c": "DC",
+        "d c": "DC",
+        "mass": "MA",
+        "calif": "CA",
+        "penn": "PA",
+        "penna": "PA",
+        "wash": "WA",
+        "fla": "FL",
+        "ill": "IL",
+        "mich": "MI",
+        "minn": "MN",
+        "ariz": "AZ",
+        "colo": "CO",
+        "conn": "CT",
+        "tenn": "TN",
+        "tex": "TX",
+        "wis": "WI",
+        "okla": "OK",
+        "ore": "OR",
+        "nev": "NV",
+        "neb": "NE",
+        "kans": "KS",
+        "ala": "AL",
+        "ark": "AR",
+        "miss": "MS",
     }
 )
 
@@ -388,10 +458,19 @@ def city_place(city: str, state: str) -> CityPlace | None:
         return None
     t = _table()
     key = _city_key(city)
-    name = t.names[t.city[rows[0]]] if matched == "city" else next(
-        (t.names[i] for i in _alt_names().get(rows[0], ()) if _city_key(t.names[i]) == key), city)
-    return CityPlace(name, state, round(sum(t.lat[r] for r in rows) / len(rows), 5),
-                     round(sum(t.lon[r] for r in rows) / len(rows), 5), tuple(t.code(r) for r in rows), matched)
+    name = (
+        t.names[t.city[rows[0]]]
+        if matched == "city"
+        else next((t.names[i] for i in _alt_names().get(rows[0], ()) if _city_key(t.names[i]) == key), city)
+    )
+    return CityPlace(
+        name,
+        state,
+        round(sum(t.lat[r] for r in rows) / len(rows), 5),
+        round(sum(t.lon[r] for r in rows) / len(rows), 5),
+        tuple(t.code(r) for r in rows),
+        matched,
+    )
 
 
 def similar_cities(city: str, state: str, n: int = 3) -> list[str]:

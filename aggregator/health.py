@@ -47,8 +47,10 @@ def hold_obsolete(state: FeedState, held_at: str | None) -> str:
     """Why a held run may no longer be released (a newer run was applied since it was held), or ''."""
     held, applied = parse_when(held_at), parse_when(state.last_success)
     if held is not None and applied is not None and applied > held:
-        return (f"the run held at {held_at} is older than the run applied at {state.last_success}; "
-                "releasing it would put older data over newer")
+        return (
+            f"the run held at {held_at} is older than the run applied at {state.last_success}; "
+            "releasing it would put older data over newer"
+        )
     return ""
 
 
@@ -79,11 +81,14 @@ def loading_reason(feeds: Sequence[FeedConfig], store: Store) -> str:
             return ""
     states = store.feed_states([f.id for f in pulled])
     failed = [f.id for f in pulled if states.get(f.id, FeedState()).last_error_at]
-    reason = (f"the store is loading: no feed has been applied yet ({len(pulled)} scheduled "
-              f"{'feed' if len(pulled) == 1 else 'feeds'}; the first runs fetch them)")
+    reason = (
+        f"the store is loading: no feed has been applied yet ({len(pulled)} scheduled "
+        f"{'feed' if len(pulled) == 1 else 'feeds'}; the first runs fetch them)"
+    )
     if failed:
-        reason += f"; the first run failed for {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''} " \
-                  "(see feed health)"
+        reason += (
+            f"; the first run failed for {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''} (see feed health)"
+        )
     return reason
 
 
@@ -109,27 +114,48 @@ def feed_health(feeds: Sequence[FeedConfig], store: Store, now: datetime) -> lis
             status = "stale"
         else:
             status = "ok"
-        out.append({
-            "id": feed.id, "partner": feed.partner, "format": feed.format, "source": feed.source.value,
-            "url": feed.url, "enabled": feed.enabled, "schedule_seconds": feed.schedule_seconds,
-            "freshness_seconds": feed.freshness_seconds, "status": status, "stale": stale, "held": held,
-            "last_attempt": s.last_attempt, "last_success": s.last_success,
-            "last_checked": last_checked(s), "last_changed": s.last_success or None,
-            "last_outcome": s.last_outcome,
-            "last_error": s.last_error, "last_error_kind": s.last_error_kind,
-            "last_error_at": s.last_error_at, "consecutive_failures": failures,
-            "records": s.records or 0, "accepted": s.accepted or 0,
-            "rejected": s.rejected or 0, "observations": s.observations or 0,
-            "problems_by_reason": _json(s.problems_by_reason, {}),
-            "rejections": _json(s.rejections, []),
-            "quality": _json(s.quality, {"repairs": [], "unmapped": [], "dropped": []}),
-            "repeated": s.repeated or 0,
-            "busy_refusals": s.busy_refusals or 0, "last_busy_at": s.last_busy_at,
-            "hold_discarded": s.hold_discarded or None,
-            "failed_documents": _json(s.failed_documents, []),
-            "last_run": {"records": s.run_records or 0, "accepted": s.run_accepted or 0,
-                         "rejected": s.run_rejected or 0},
-            "newest_data_at": s.newest_data_at or None, "data_age_seconds": age,
-        })
+        out.append(
+            {
+                "id": feed.id,
+                "partner": feed.partner,
+                "format": feed.format,
+                "source": feed.source.value,
+                "url": feed.url,
+                "enabled": feed.enabled,
+                "schedule_seconds": feed.schedule_seconds,
+                "freshness_seconds": feed.freshness_seconds,
+                "status": status,
+                "stale": stale,
+                "held": held,
+                "last_attempt": s.last_attempt,
+                "last_success": s.last_success,
+                "last_checked": last_checked(s),
+                "last_changed": s.last_success or None,
+                "last_outcome": s.last_outcome,
+                "last_error": s.last_error,
+                "last_error_kind": s.last_error_kind,
+                "last_error_at": s.last_error_at,
+                "consecutive_failures": failures,
+                "records": s.records or 0,
+                "accepted": s.accepted or 0,
+                "rejected": s.rejected or 0,
+                "observations": s.observations or 0,
+                "problems_by_reason": _json(s.problems_by_reason, {}),
+                "rejections": _json(s.rejections, []),
+                "quality": _json(s.quality, {"repairs": [], "unmapped": [], "dropped": []}),
+                "repeated": s.repeated or 0,
+                "busy_refusals": s.busy_refusals or 0,
+                "last_busy_at": s.last_busy_at,
+                "hold_discarded": s.hold_discarded or None,
+                "failed_documents": _json(s.failed_documents, []),
+                "last_run": {
+                    "records": s.run_records or 0,
+                    "accepted": s.run_accepted or 0,
+                    "rejected": s.run_rejected or 0,
+                },
+                "newest_data_at": s.newest_data_at or None,
+                "data_age_seconds": age,
+            }
+        )
     out.sort(key=lambda h: (_ORDER[h["status"]], h["id"]))
     return out

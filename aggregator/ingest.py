@@ -107,7 +107,6 @@ class IngestReport:
             "placement": self.placement.as_dict() if self.placement else None,
         }
 
-
     def note(self, kind: str, key: str, record: str) -> None:
         examples = self.examples.setdefault(f"{kind}:{key}", [])
         if len(examples) < EXAMPLES and record not in examples:
@@ -117,8 +116,10 @@ class IngestReport:
         """Repairs made, terms left unmapped and values dropped: counts with example records."""
         out: dict[str, list[dict[str, Any]]] = {}
         for kind, counter in (("repairs", self.repairs), ("unmapped", self.unmapped), ("dropped", self.dropped)):
-            out[kind] = [{"what": key, "count": n, "records": self.examples.get(f"{kind}:{key}", [])}
-                         for key, n in counter.most_common(limit)]
+            out[kind] = [
+                {"what": key, "count": n, "records": self.examples.get(f"{kind}:{key}", [])}
+                for key, n in counter.most_common(limit)
+            ]
         return out
 
     def summary(self) -> str:
@@ -138,10 +139,16 @@ def reason_key(r: Rejection) -> str:
 def context_for(feed: FeedConfig, now: datetime) -> FeedContext:
     """What normalization needs to know about a registered feed, at ``now``."""
     return FeedContext(
-        feed_id=feed.id, now=now, source=feed.source, timezone=feed.timezone,
-        freshness_seconds=feed.freshness_seconds, max_report_age_seconds=feed.max_report_age_seconds,
-        limited_threshold=feed.limited_threshold, value_maps=feed.mapping.value_maps,
-        default_state=feed.default_state, null_values=feed.mapping.null_values,
+        feed_id=feed.id,
+        now=now,
+        source=feed.source,
+        timezone=feed.timezone,
+        freshness_seconds=feed.freshness_seconds,
+        max_report_age_seconds=feed.max_report_age_seconds,
+        limited_threshold=feed.limited_threshold,
+        value_maps=feed.mapping.value_maps,
+        default_state=feed.default_state,
+        null_values=feed.mapping.null_values,
     )
 
 
@@ -165,16 +172,36 @@ class RowMemo:
     expires_ms: int | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps([self.center_id, self.source_id, self.digest.decode(), self.latest_ms, self.observations,
-                             [[p.record, p.field, p.reason] for p in self.problems], self.unmapped, self.repairs,
-                             self.rejected_levels, self.expires_ms])
+        return orjson.dumps(
+            [
+                self.center_id,
+                self.source_id,
+                self.digest.decode(),
+                self.latest_ms,
+                self.observations,
+                [[p.record, p.field, p.reason] for p in self.problems],
+                self.unmapped,
+                self.repairs,
+                self.rejected_levels,
+                self.expires_ms,
+            ]
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> RowMemo:
         cid, sid, digest, latest, n, problems, unmapped, repairs, levels, expires = orjson.loads(raw)
-        return cls(cid, sid, digest.encode(), latest, n,
-                   tuple(Rejection(record=r, field=f, reason=why) for r, f, why in problems),
-                   tuple((fld, tuple(ts)) for fld, ts in unmapped), tuple(repairs), tuple(levels), expires)
+        return cls(
+            cid,
+            sid,
+            digest.encode(),
+            latest,
+            n,
+            tuple(Rejection(record=r, field=f, reason=why) for r, f, why in problems),
+            tuple((fld, tuple(ts)) for fld, ts in unmapped),
+            tuple(repairs),
+            tuple(levels),
+            expires,
+        )
 
     @classmethod
     def of(cls, result: NormalizedRecord, digest: bytes, ctx: FeedContext) -> RowMemo | None:
@@ -186,15 +213,30 @@ class RowMemo:
         expires = None
         if ctx.max_report_age_seconds is not None and times:
             expires = _ms(min(times)) + ctx.max_report_age_seconds * 1000
-        return cls(result.center.id, result.source_id, digest, _ms(max(times)) if times else None,
-                   len(result.availability), tuple(result.problems),
-                   tuple((fld, tuple(ts)) for fld, ts in result.unmapped.items()), tuple(result.repairs),
-                   tuple(sorted(lv.value for lv in result.rejected_levels)), expires)
+        return cls(
+            result.center.id,
+            result.source_id,
+            digest,
+            _ms(max(times)) if times else None,
+            len(result.availability),
+            tuple(result.problems),
+            tuple((fld, tuple(ts)) for fld, ts in result.unmapped.items()),
+            tuple(result.repairs),
+            tuple(sorted(lv.value for lv in result.rejected_levels)),
+            expires,
+        )
 
 
 #: the files whose code decides what a row normalizes to: a change to any of them makes every memo void
-_NORMALIZING_CODE = ("normalize.py", "vocabulary.py", "model.py", "geography.py", "address.py", "ingest.py",
-                     "feeds/mapping.py")
+_NORMALIZING_CODE = (
+    "normalize.py",
+    "vocabulary.py",
+    "model.py",
+    "geography.py",
+    "address.py",
+    "ingest.py",
+    "feeds/mapping.py",
+)
 
 
 @functools.cache
@@ -208,17 +250,27 @@ def _code_digest() -> str:
 def memo_fingerprint(ctx: FeedContext) -> str:
     """Row memos hold for one feed's settings (everything normalizing reads but the clock) and one version
     of the normalizing code."""
-    settings = [ctx.feed_id, ctx.source.value, ctx.timezone, ctx.freshness_seconds, ctx.max_report_age_seconds,
-                ctx.limited_threshold, {k: {t: sorted(v) for t, v in m.items()} for k, m in ctx.value_maps.items()},
-                ctx.default_state, sorted(ctx.null_values)]
-    return hashlib.blake2b(orjson.dumps([_code_digest(), settings], option=orjson.OPT_SORT_KEYS),
-                           digest_size=16).hexdigest()
+    settings = [
+        ctx.feed_id,
+        ctx.source.value,
+        ctx.timezone,
+        ctx.freshness_seconds,
+        ctx.max_report_age_seconds,
+        ctx.limited_threshold,
+        {k: {t: sorted(v) for t, v in m.items()} for k, m in ctx.value_maps.items()},
+        ctx.default_state,
+        sorted(ctx.null_values),
+    ]
+    return hashlib.blake2b(
+        orjson.dumps([_code_digest(), settings], option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
 
 
 def row_digest(raw: Mapping[str, Any]) -> bytes:
     """A raw row's digest: equal rows (whatever their place in the file) have equal digests."""
-    body = orjson.dumps(raw if isinstance(raw, dict) else dict(raw), default=str,
-                        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    body = orjson.dumps(
+        raw if isinstance(raw, dict) else dict(raw), default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+    )
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
@@ -258,8 +310,9 @@ def normalize_all(
     return done.centers, done.observations, done.report
 
 
-def normalize_rows(raws: Iterable[Mapping[str, Any]], ctx: FeedContext,
-                   memos: Mapping[bytes, bytes] | None = None) -> Normalized:
+def normalize_rows(
+    raws: Iterable[Mapping[str, Any]], ctx: FeedContext, memos: Mapping[bytes, bytes] | None = None
+) -> Normalized:
     """Normalize a feed's raw records.
 
     A source_id seen twice keeps the record with the newest report (its latest observation; a tie,
@@ -305,8 +358,7 @@ def normalize_rows(raws: Iterable[Mapping[str, Any]], ctx: FeedContext,
             before = newest[center_id]
             wins = latest is not None and (before is None or latest > before)
             loser = earlier if wins else result
-            _reject(report, [Rejection(record=loser.source_id, field="source_id", reason=REPEATED),
-                             *loser.problems])
+            _reject(report, [Rejection(record=loser.source_id, field="source_id", reason=REPEATED), *loser.problems])
             if not wins:
                 continue
         kept[center_id] = result
@@ -314,8 +366,9 @@ def normalize_rows(raws: Iterable[Mapping[str, Any]], ctx: FeedContext,
         newest[center_id] = latest
     done = Normalized([], [], report)
     for center_id, result in kept.items():
-        levels = (set(result.rejected_levels) if isinstance(result, RowMemo)
-                  else {lv.value for lv in result.rejected_levels})
+        levels = (
+            set(result.rejected_levels) if isinstance(result, RowMemo) else {lv.value for lv in result.rejected_levels}
+        )
         if levels:
             report.rejected_levels[center_id] = levels
         for p in result.problems:
@@ -340,8 +393,9 @@ def normalize_rows(raws: Iterable[Mapping[str, Any]], ctx: FeedContext,
     return done
 
 
-def _count_terms(report: IngestReport, unmapped: Iterable[tuple[str, Iterable[str]]], repairs: Iterable[str],
-                 label: str) -> None:
+def _count_terms(
+    report: IngestReport, unmapped: Iterable[tuple[str, Iterable[str]]], repairs: Iterable[str], label: str
+) -> None:
     for fld, terms in unmapped:
         for t in terms:
             report.unmapped[f"{fld}: {t}"] += 1
@@ -374,16 +428,15 @@ def _reject(report: IngestReport, problems: list[Rejection]) -> None:
             report.rejections.append(p)
 
 
-def apply_snapshot(store: Store, raws: Iterable[Mapping[str, Any]], ctx: FeedContext,
-                   geocoder: Geocoder | None = None) -> IngestReport:
+def apply_snapshot(
+    store: Store, raws: Iterable[Mapping[str, Any]], ctx: FeedContext, geocoder: Geocoder | None = None
+) -> IngestReport:
     """Normalize, place and store a feed's whole snapshot (atomically replacing the previous one).
 
     Without a geocoder, centers lacking plausible coordinates are placed at their ZIP centroid."""
     centers, observations, report = normalize_all(raws, ctx)
     centers, report.placement = place_all(centers, geocoder, ctx.now)
-    report.stored = store.replace_feed(
-        ctx.feed_id, centers, observations, now=ctx.now, source=ctx.source.value
-    )
+    report.stored = store.replace_feed(ctx.feed_id, centers, observations, now=ctx.now, source=ctx.source.value)
     return report
 
 
@@ -417,9 +470,14 @@ class RunOutcome:
     retry_after: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"feed_id": self.feed_id, "status": self.status.value, "error": self.error,
-                "error_kind": self.error_kind, "documents": self.documents,
-                "report": self.report.as_dict() if self.report else None}
+        return {
+            "feed_id": self.feed_id,
+            "status": self.status.value,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "documents": self.documents,
+            "report": self.report.as_dict() if self.report else None,
+        }
 
 
 def _iso(t: datetime) -> str:
@@ -429,9 +487,15 @@ def _iso(t: datetime) -> str:
 class Pipeline:
     """Runs feeds with the dependencies it is given (store, fetcher, geocoder, clock, environment)."""
 
-    def __init__(self, store: Store, fetcher: Fetcher, *, geocoder: Geocoder | None = None,
-                 environ: Mapping[str, str] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        *,
+        geocoder: Geocoder | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.geocoder = geocoder
@@ -440,8 +504,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------ pull
 
-    def run(self, feed: FeedConfig, *, force: bool = False,
-            progress: Callable[[str], None] | None = None) -> RunOutcome:
+    def run(
+        self, feed: FeedConfig, *, force: bool = False, progress: Callable[[str], None] | None = None
+    ) -> RunOutcome:
         """One run of a pulled feed. Records health; raises TransientError (after recording it) so a
         caller can retry; a PermanentError is recorded and returned as a failed outcome."""
         say = progress or (lambda _msg: None)
@@ -453,8 +518,9 @@ class Pipeline:
         try:
             say(f"fetching {feed.url}")
             documents, first, failed = self._fetch_all(feed, state, force)
-            checked = FeedState(last_checked=_iso(now), consecutive_failures=0,
-                                next_fetch_after=now.timestamp() + (first.max_age or 0))
+            checked = FeedState(
+                last_checked=_iso(now), consecutive_failures=0, next_fetch_after=now.timestamp() + (first.max_age or 0)
+            )
             if first.not_modified:
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome="not_modified"))
                 return RunOutcome(feed.id, RunStatus.NOT_MODIFIED, documents=1)
@@ -471,8 +537,10 @@ class Pipeline:
             done = self._normalize(feed, raws, ctx)
             centers, observations, report = done.centers, done.observations, done.report
             report.failed_documents = failed
-            say(f"normalized {report.records} records: {report.accepted} centers, {report.rejected} rejected"
-                + (f" ({len(done.kept)} unchanged rows not normalized again)" if done.kept else ""))
+            say(
+                f"normalized {report.records} records: {report.accepted} centers, {report.rejected} rejected"
+                + (f" ({len(done.kept)} unchanged rows not normalized again)" if done.kept else "")
+            )
             self._check_share(feed, report)
             validators = FeedState(etag=first.etag, last_modified=first.last_modified, digest=digest)
             partial = bool(failed)
@@ -484,29 +552,47 @@ class Pipeline:
                 self._hold(feed, centers, observations, report, held, now)
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome=RunStatus.HELD.value))
                 return RunOutcome(feed.id, RunStatus.HELD, report, documents=len(documents))
-            self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial,
-                        kept=done.kept)
+            self._apply(
+                feed, centers, observations, report, now, say, partial=partial, prune=not partial, kept=done.kept
+            )
             if not partial and report.stored is not None:
                 self._remember_rows(feed, done, report.stored, ctx)
             outcome = RunStatus.PARTIAL if partial else RunStatus.APPLIED
             self.store.set_feed_state(
-                feed.id, checked.merged(validators).merged(self._success(report, now))
-                .merged(FeedState(last_outcome=outcome.value)).merged(self._discard_hold(feed, state, now)),
-                delete=FeedState.ERROR + FeedState.HOLD)
+                feed.id,
+                checked.merged(validators)
+                .merged(self._success(report, now))
+                .merged(FeedState(last_outcome=outcome.value))
+                .merged(self._discard_hold(feed, state, now)),
+                delete=FeedState.ERROR + FeedState.HOLD,
+            )
             return RunOutcome(feed.id, outcome, report, documents=len(documents))
         except AggregatorError as exc:
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-            self._failed(feed.id, str(exc), exc.kind, now, run=True,
-                         details=self._details(exc.report)
-                         if isinstance(exc, RunRejected) and exc.report is not None else None,
-                         retry_after=retry_after)
+            self._failed(
+                feed.id,
+                str(exc),
+                exc.kind,
+                now,
+                run=True,
+                details=self._details(exc.report) if isinstance(exc, RunRejected) and exc.report is not None else None,
+                retry_after=retry_after,
+            )
             if isinstance(exc, TransientError):
                 raise
-            return RunOutcome(feed.id, RunStatus.FAILED, getattr(exc, "report", None), error=str(exc),
-                              error_kind=exc.kind)
+            return RunOutcome(
+                feed.id, RunStatus.FAILED, getattr(exc, "report", None), error=str(exc), error_kind=exc.kind
+            )
 
-    def run_locked(self, feed: FeedConfig, *, force: bool = False, lock_seconds: float = LOCK_LEASE_SECONDS,
-                   progress: Callable[[str], None] | None = None, owner: str | None = None) -> RunOutcome:
+    def run_locked(
+        self,
+        feed: FeedConfig,
+        *,
+        force: bool = False,
+        lock_seconds: float = LOCK_LEASE_SECONDS,
+        progress: Callable[[str], None] | None = None,
+        owner: str | None = None,
+    ) -> RunOutcome:
         """``run`` under the feed's lock: a feed never runs twice at once (a second caller skips, and feed
         health counts it).
 
@@ -516,8 +602,9 @@ class Pipeline:
         name = f"feed:{feed.id}"
         token = self.store.acquire_lock(name, lock_seconds, owner=owner)
         if token is None:
-            self.store.set_feed_state(feed.id, FeedState(last_busy_at=_iso(self.clock())),
-                                      increment=FeedState.BUSY_REFUSALS)
+            self.store.set_feed_state(
+                feed.id, FeedState(last_busy_at=_iso(self.clock())), increment=FeedState.BUSY_REFUSALS
+            )
             return RunOutcome(feed.id, RunStatus.BUSY)
         done = threading.Event()
 
@@ -543,21 +630,33 @@ class Pipeline:
         if not state.held_at and self.store.held_snapshot(feed.id) is None:
             return FeedState()
         self.store.drop_held_snapshot(feed.id)
-        return FeedState(hold_discarded=f"the run held at {state.held_at or 'an earlier time'} "
-                                        f"({state.held_reason or 'no reason kept'}) was discarded: a newer run "
-                                        f"was applied at {_iso(now)}")
+        return FeedState(
+            hold_discarded=f"the run held at {state.held_at or 'an earlier time'} "
+            f"({state.held_reason or 'no reason kept'}) was discarded: a newer run "
+            f"was applied at {_iso(now)}"
+        )
 
     def record_failure(self, feed_id: str, kind: str, message: str) -> None:
         """A failure the run itself could not record (killed by a time limit)."""
         self._failed(feed_id, message, kind, self.clock())
 
-    def _failed(self, feed_id: str, message: str, kind: str, at: datetime, *, run: bool = False,
-                details: FeedState | None = None, retry_after: float | None = None) -> None:
+    def _failed(
+        self,
+        feed_id: str,
+        message: str,
+        kind: str,
+        at: datetime,
+        *,
+        run: bool = False,
+        details: FeedState | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         """Record a failure in feed health: the error, one more consecutive failure and, for a pulled feed's
         run (``run``), one more failed run; ``details``: the run's losses; ``retry_after``: the partner asked
         us to wait (at most an hour)."""
-        values = FeedState(last_error=message[:500], last_error_kind=kind, last_error_at=_iso(at),
-                           last_outcome="failed")
+        values = FeedState(
+            last_error=message[:500], last_error_kind=kind, last_error_at=_iso(at), last_outcome="failed"
+        )
         if details is not None:
             values = values.merged(details)
         if retry_after:
@@ -575,22 +674,23 @@ class Pipeline:
             f"accepted {report.accepted} of {report.records} records "
             f"({'none' if not report.accepted else f'{share:.0%}'}; this feed needs "
             f"{feed.min_accepted_share:.0%}); the last good data stays. Main reasons: {report.summary()}",
-            report=report)
+            report=report,
+        )
 
     def _details(self, report: IngestReport) -> FeedState:
         """What the operator needs to see of a run's losses: reasons, samples, repairs, unmapped terms."""
         return FeedState(
             problems_by_reason=json.dumps(dict(report.problems_by_reason.most_common(STATE_SAMPLE))),
-            rejections=json.dumps([r.model_dump() for r in (report.rejections + report.field_problems)
-                                   [:STATE_SAMPLE]]),
+            rejections=json.dumps([r.model_dump() for r in (report.rejections + report.field_problems)[:STATE_SAMPLE]]),
             quality=json.dumps(report.quality()),
             repeated=report.repeated,
             failed_documents=json.dumps(report.failed_documents[:STATE_SAMPLE]),
-            run_records=report.records, run_accepted=report.accepted, run_rejected=report.rejected,
+            run_records=report.records,
+            run_accepted=report.accepted,
+            run_rejected=report.rejected,
         )
 
-    def _fetch_all(self, feed: FeedConfig, state: FeedState, force: bool
-                   ) -> tuple[list[Document], Fetched, list[str]]:
+    def _fetch_all(self, feed: FeedConfig, state: FeedState, force: bool) -> tuple[list[Document], Fetched, list[str]]:
         headers = {}
         if feed.credentials is not None:
             value = self.environ.get(feed.credentials.env)
@@ -600,32 +700,48 @@ class Pipeline:
         validators = None if force else Validators(state.etag or "", state.last_modified or "")
 
         def get(url: str, v: Validators | None) -> Fetched:
-            return self.fetcher.get(url, fmt=feed.format, max_bytes=feed.max_bytes, timeout=feed.timeout_seconds,
-                                    allow_private=feed.allow_private, validators=v, headers=headers)
+            return self.fetcher.get(
+                url,
+                fmt=feed.format,
+                max_bytes=feed.max_bytes,
+                timeout=feed.timeout_seconds,
+                allow_private=feed.allow_private,
+                validators=v,
+                headers=headers,
+            )
 
         first = get(feed.url, validators)
         failed: list[str] = []
         if first.not_modified:
             return [], first, failed
+
         def fetch(url: str) -> Document:
             got = get(url, None)
             return Document(got.url, got.body, got.content_type)
 
-        documents, failed, unread = follow_documents(feed, Document(first.url, first.body, first.content_type),
-                                                     fetch, feed.max_pages)
+        documents, failed, unread = follow_documents(
+            feed, Document(first.url, first.body, first.content_type), fetch, feed.max_pages
+        )
         if unread:
             raise FetchPermanent(f"feed '{feed.id}': more than {feed.max_pages} documents (max_pages)")
         return documents, first, failed
 
     def _success(self, report: IngestReport, now: datetime) -> FeedState:
         # last_success: the last run that changed data; every success is a check too
-        return self._details(report).merged(FeedState(
-            last_success=_iso(now), last_checked=_iso(now), last_outcome="applied", records=report.records,
-            accepted=report.accepted, rejected=report.rejected, observations=report.observations,
-            centers=report.accepted,
-            newest_data_at=_iso(report.newest_data_at) if report.newest_data_at else "",
-            placement=json.dumps(report.placement.as_dict() if report.placement else {}),
-        ))
+        return self._details(report).merged(
+            FeedState(
+                last_success=_iso(now),
+                last_checked=_iso(now),
+                last_outcome="applied",
+                records=report.records,
+                accepted=report.accepted,
+                rejected=report.rejected,
+                observations=report.observations,
+                centers=report.accepted,
+                newest_data_at=_iso(report.newest_data_at) if report.newest_data_at else "",
+                placement=json.dumps(report.placement.as_dict() if report.placement else {}),
+            )
+        )
 
     def _normalize(self, feed: FeedConfig, raws: Sequence[Mapping[str, Any]], ctx: FeedContext) -> Normalized:
         """Normalize a pulled run's rows, keeping the rows unchanged since the feed's last stored run (their
@@ -650,19 +766,38 @@ class Pipeline:
         except StoreUnavailable as exc:
             log.warning("feed %s: row memos not saved (%s); its next run normalizes every row", feed.id, exc)
 
-    def _apply(self, feed: FeedConfig, centers: list[Center], observations: list[Availability],
-               report: IngestReport, now: datetime, say: Callable[[str], None], *, partial: bool = False,
-               prune: bool = True, order: int | None = None, kept: Mapping[str, RowMemo] | None = None) -> None:
+    def _apply(
+        self,
+        feed: FeedConfig,
+        centers: list[Center],
+        observations: list[Availability],
+        report: IngestReport,
+        now: datetime,
+        say: Callable[[str], None],
+        *,
+        partial: bool = False,
+        prune: bool = True,
+        order: int | None = None,
+        kept: Mapping[str, RowMemo] | None = None,
+    ) -> None:
         """Place and store. ``partial``: remove no center; ``prune``: drop this feed's figures for levels a
         center no longer reports (not when files of the run are missing: their figures may be in them), but
         never for a level whose figures the run carried and rejected (``report.rejected_levels``)."""
         say(f"placing {len(centers)} centers")
         placed, report.placement = place_all(centers, self.geocoder, now)
         say("storing the snapshot")
-        report.stored = self.store.replace_feed(feed.id, placed, observations, now=now,
-                                                source=feed.source.value if prune else None, partial=partial,
-                                                authority=feed.authority, order=order, keep=report.rejected_levels,
-                                                kept=kept or ())
+        report.stored = self.store.replace_feed(
+            feed.id,
+            placed,
+            observations,
+            now=now,
+            source=feed.source.value if prune else None,
+            partial=partial,
+            authority=feed.authority,
+            order=order,
+            keep=report.rejected_levels,
+            kept=kept or (),
+        )
 
     # ------------------------------------------------------------------------------------ push
 
@@ -677,39 +812,57 @@ class Pipeline:
             return {"ingest_id": ingest_id, "status": record.status}
         now = self.clock()
         self.store.mark_push_pending(ingest_id, now)  # the sweeper's clock starts again from this start
-        self.store.update_push(ingest_id, PushRecord(status="processing", started_at=_iso(now),
-                                                     applier=f"{socket.gethostname()}:{os.getpid()}"))
+        self.store.update_push(
+            ingest_id,
+            PushRecord(status="processing", started_at=_iso(now), applier=f"{socket.gethostname()}:{os.getpid()}"),
+        )
         self.store.set_feed_state(feed.id, FeedState(last_attempt=_iso(now)))
         try:
             raws = parse_push(record.body or b"", record.kind or "", feed.mapping, f"push {ingest_id}")
             centers, observations, report = normalize_all(raws, context_for(feed, now))
-            self._apply(feed, centers, observations, report, now, lambda _m: None, partial=True,
-                        order=push_order(record))
+            self._apply(
+                feed, centers, observations, report, now, lambda _m: None, partial=True, order=push_order(record)
+            )
         except AggregatorError as exc:
             # a transient error leaves the push to be applied again (applying is idempotent and ordered);
             # only a permanent one fails it for good
             retry = isinstance(exc, TransientError)
-            self.store.update_push(ingest_id, PushRecord(
-                status="retrying" if retry else "failed", error=str(exc)[:500], error_kind=exc.kind,
-                finished_at=None if retry else _iso(self.clock())))
+            self.store.update_push(
+                ingest_id,
+                PushRecord(
+                    status="retrying" if retry else "failed",
+                    error=str(exc)[:500],
+                    error_kind=exc.kind,
+                    finished_at=None if retry else _iso(self.clock()),
+                ),
+            )
             self._failed(feed.id, f"push {ingest_id}: {exc}", exc.kind, now)
             if retry:
                 raise
             self.store.push_finished(ingest_id)
             return {"ingest_id": ingest_id, "status": "failed", "error": str(exc)}
         rejections = [r.model_dump() for r in report.rejections + report.field_problems]
-        self.store.update_push(ingest_id, PushRecord(
-            status="done", finished_at=_iso(self.clock()), records=report.records,
-            accepted=report.accepted, rejected=report.rejected, observations=report.observations,
-            rejections=json.dumps(rejections),
-        ))
+        self.store.update_push(
+            ingest_id,
+            PushRecord(
+                status="done",
+                finished_at=_iso(self.clock()),
+                records=report.records,
+                accepted=report.accepted,
+                rejected=report.rejected,
+                observations=report.observations,
+                rejections=json.dumps(rejections),
+            ),
+        )
         self.store.push_finished(ingest_id)
-        self.store.set_feed_state(feed.id, replace(self._success(report, now), consecutive_failures=0),
-                                  delete=FeedState.ERROR)
+        self.store.set_feed_state(
+            feed.id, replace(self._success(report, now), consecutive_failures=0), delete=FeedState.ERROR
+        )
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 
-    def sweep_feeds(self, feeds: Sequence[FeedConfig], enqueue: Callable[[str], None], *,
-                    run_limit_seconds: float = 30) -> list[str]:
+    def sweep_feeds(
+        self, feeds: Sequence[FeedConfig], enqueue: Callable[[str], None], *, run_limit_seconds: float = 30
+    ) -> list[str]:
         """Queue again a due feed run that did not complete: one started more than ``run_limit_seconds``
         ago that neither finished nor holds its lock (a live run renews its lock's lease, so its worker
         died or Redis restarted under it), or a feed not tried for two of its periods (its scheduled
@@ -724,21 +877,32 @@ class Pipeline:
             attempt = parse_when(s.last_attempt)
             if attempt is None:
                 continue  # never run: its first run is the schedule's (or `centers serve`'s) to make
-            finished = max((t for t in map(parse_when, (s.last_checked, s.last_error_at, s.last_success))
-                            if t is not None), default=None)
+            finished = max(
+                (t for t in map(parse_when, (s.last_checked, s.last_error_at, s.last_success)) if t is not None),
+                default=None,
+            )
             age = (now - attempt).total_seconds()
             swept = parse_when(s.last_swept_at)
-            died = (finished is None or finished < attempt) and age > run_limit_seconds and not \
-                self.store.lock_held(f"feed:{feed.id}")
-            if died and swept is not None and swept >= attempt and \
-                    (now - swept).total_seconds() < feed.schedule_seconds:
+            died = (
+                (finished is None or finished < attempt)
+                and age > run_limit_seconds
+                and not self.store.lock_held(f"feed:{feed.id}")
+            )
+            if (
+                died
+                and swept is not None
+                and swept >= attempt
+                and (now - swept).total_seconds() < feed.schedule_seconds
+            ):
                 died = False  # this dead attempt is already queued again
-            overdue = age > 2 * feed.schedule_seconds + 60 and \
-                (swept is None or (now - swept).total_seconds() > feed.schedule_seconds)
+            overdue = age > 2 * feed.schedule_seconds + 60 and (
+                swept is None or (now - swept).total_seconds() > feed.schedule_seconds
+            )
             if died or overdue:
                 enqueue(feed.id)
-                self.store.set_feed_state(feed.id, FeedState(last_swept_at=_iso(now),
-                                                             last_swept_why="run died" if died else "overdue"))
+                self.store.set_feed_state(
+                    feed.id, FeedState(last_swept_at=_iso(now), last_swept_why="run died" if died else "overdue")
+                )
                 queued.append(feed.id)
         return queued
 
@@ -761,10 +925,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------ quarantine
 
-    def _hold(self, feed: FeedConfig, centers: list[Center], observations: list[Availability],
-              report: IngestReport, reason: str, now: datetime) -> None:
+    def _hold(
+        self,
+        feed: FeedConfig,
+        centers: list[Center],
+        observations: list[Availability],
+        report: IngestReport,
+        reason: str,
+        now: datetime,
+    ) -> None:
         snapshot = {
-            "held_at": _iso(now), "reason": reason,
+            "held_at": _iso(now),
+            "reason": reason,
             "centers": [c.model_dump(mode="json") for c in centers],
             "availability": [o.model_dump(mode="json") for o in observations],
             "report": report.as_dict(),
@@ -787,21 +959,28 @@ class Pipeline:
         centers = [Center.model_validate(c) for c in snapshot["centers"]]
         observations = [Availability.model_validate(o) for o in snapshot["availability"]]
         now = self.clock()
-        report = IngestReport(feed_id=feed.id, records=snapshot["report"]["records"],
-                              accepted=len(centers), rejected=snapshot["report"]["rejected"],
-                              observations=len(observations),
-                              rejected_levels={cid: set(lv) for cid, lv in snapshot.get("rejected_levels", {}).items()})
+        report = IngestReport(
+            feed_id=feed.id,
+            records=snapshot["report"]["records"],
+            accepted=len(centers),
+            rejected=snapshot["report"]["rejected"],
+            observations=len(observations),
+            rejected_levels={cid: set(lv) for cid, lv in snapshot.get("rejected_levels", {}).items()},
+        )
         self._apply(feed, centers, observations, report, now, lambda _m: None)
         self.store.drop_row_memos(feed.id)
         self.store.drop_held_snapshot(feed.id)
-        self.store.set_feed_state(feed.id, replace(self._success(report, now), released_by=by,
-                                                   released_at=_iso(now)),
-                                  delete=FeedState.HOLD + FeedState.VALIDATORS)
+        self.store.set_feed_state(
+            feed.id,
+            replace(self._success(report, now), released_by=by, released_at=_iso(now)),
+            delete=FeedState.HOLD + FeedState.VALIDATORS,
+        )
         return RunOutcome(feed.id, RunStatus.APPLIED, report)
 
 
-def follow_documents(feed: FeedConfig, first: Document, fetch: Callable[[str], Document], limit: int
-                     ) -> tuple[list[Document], list[str], int]:
+def follow_documents(
+    feed: FeedConfig, first: Document, fetch: Callable[[str], Document], limit: int
+) -> tuple[list[Document], list[str], int]:
     """The first document and every one it leads to (pages, manifest files, tables), at most ``limit``.
 
     A follow-up that cannot be fetched fails the whole fetch, except for ``PARTIAL_FORMATS``, where it
@@ -851,6 +1030,8 @@ def _hold_reason(store: Store, feed: FeedConfig, ids: set[str]) -> str:
         return f"the run would remove all {len(old)} centers of this feed"
     removed = len(old - ids)
     if removed / len(old) > feed.quarantine_share:
-        return (f"the run would remove {removed} of {len(old)} centers ({removed / len(old):.0%}, more than "
-                f"the {feed.quarantine_share:.0%} this feed allows)")
+        return (
+            f"the run would remove {removed} of {len(old)} centers ({removed / len(old):.0%}, more than "
+            f"the {feed.quarantine_share:.0%} this feed allows)"
+        )
     return ""

@@ -35,8 +35,14 @@ import orjson
 from aggregator.lookup import get_center
 from aggregator.store import WRITER_LEASE_SECONDS, WRITER_LOCK, Store
 
-INVARIANTS = ("geo_without_record", "snapshot_torn", "older_over_newer", "push_not_applied", "stale_as_fresh",
-              "dead_lock")
+INVARIANTS = (
+    "geo_without_record",
+    "snapshot_torn",
+    "older_over_newer",
+    "push_not_applied",
+    "stale_as_fresh",
+    "dead_lock",
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,17 @@ class Violation:
         return f"{self.invariant}: {self.detail}"
 
 
-def check(store: Store, *, now: datetime, pushes: Iterable[str] = (),
-          newest: Mapping[str, Mapping[str, Any]] | None = None, feed_sizes: Mapping[str, int] | None = None,
-          lock_lease_seconds: float = 60.0, quiet: bool = False, limit: int = 20) -> list[Violation]:
+def check(
+    store: Store,
+    *,
+    now: datetime,
+    pushes: Iterable[str] = (),
+    newest: Mapping[str, Mapping[str, Any]] | None = None,
+    feed_sizes: Mapping[str, int] | None = None,
+    lock_lease_seconds: float = 60.0,
+    quiet: bool = False,
+    limit: int = 20,
+) -> list[Violation]:
     """Every broken invariant (at most ``limit`` per invariant), or ``[]``.
 
     ``pushes``: ingest ids answered 202. ``newest``: record id -> the newest accepted values, as paths
@@ -59,9 +73,14 @@ def check(store: Store, *, now: datetime, pushes: Iterable[str] = (),
     runs now, so nothing may be pending or locked."""
     found: list[Violation] = []
     masked, staged_feeds = _staged(store)
-    for part in (_geo(store, masked), _snapshots(store, feed_sizes or {}, staged_feeds),
-                 _newest(store, newest or {}, now), _pushes(store, pushes, quiet), _freshness(store, now, masked),
-                 _locks(store, lock_lease_seconds, quiet)):
+    for part in (
+        _geo(store, masked),
+        _snapshots(store, feed_sizes or {}, staged_feeds),
+        _newest(store, newest or {}, now),
+        _pushes(store, pushes, quiet),
+        _freshness(store, now, masked),
+        _locks(store, lock_lease_seconds, quiet),
+    ):
         found.extend(part[:limit])
     return found
 
@@ -125,11 +144,17 @@ def _snapshots(store: Store, sizes: Mapping[str, int], staged: set[str]) -> list
         ids = sorted(store.feed_members(feed_id))
         meta = store.feed_meta(feed_id)
         if feed_id in sizes and len(ids) != sizes[feed_id]:
-            out.append(Violation("snapshot_torn", f"feed {feed_id} holds {len(ids)} records; its partner sent "
-                                                  f"{sizes[feed_id]}"))
+            out.append(
+                Violation(
+                    "snapshot_torn", f"feed {feed_id} holds {len(ids)} records; its partner sent {sizes[feed_id]}"
+                )
+            )
         if ids and str(len(ids)) != meta.get("centers"):
-            out.append(Violation("snapshot_torn", f"feed {feed_id} holds {len(ids)} records but its count says "
-                                                  f"{meta.get('centers')}"))
+            out.append(
+                Violation(
+                    "snapshot_torn", f"feed {feed_id} holds {len(ids)} records but its count says {meta.get('centers')}"
+                )
+            )
         reader = r.pipeline(transaction=False)
         for rid in ids:
             reader.hmget(k.record(rid), "f", "fac")
@@ -138,8 +163,10 @@ def _snapshots(store: Store, sizes: Mapping[str, int], staged: set[str]) -> list
         reader = r.pipeline(transaction=False)
         for fid in facilities:
             reader.hget(k.center(fid), "m")
-        listed = {fid: set(_text(m).split()) for fid, m in zip(facilities, reader.execute() if facilities else [],
-                                                               strict=True)}
+        listed = {
+            fid: set(_text(m).split())
+            for fid, m in zip(facilities, reader.execute() if facilities else [], strict=True)
+        }
         for rid, (feed, fac) in zip(ids, links, strict=True):
             if feed is None:
                 out.append(Violation("snapshot_torn", f"feed {feed_id} lists record {rid}, which does not exist"))
@@ -181,8 +208,11 @@ def _newest(store: Store, newest: Mapping[str, Mapping[str, Any]], now: datetime
             else:
                 got = _path(record, path)
             if got != want:
-                out.append(Violation("older_over_newer", f"record {rid}: {path} is {got!r}, the newest accepted "
-                                                         f"value is {want!r}"))
+                out.append(
+                    Violation(
+                        "older_over_newer", f"record {rid}: {path} is {got!r}, the newest accepted value is {want!r}"
+                    )
+                )
     return out
 
 
@@ -205,8 +235,9 @@ def _pushes(store: Store, pushes: Iterable[str], quiet: bool) -> list[Violation]
     if quiet:
         pending = store.stale_pushes(datetime.now(UTC) + timedelta(days=3650))
         if pending:
-            out.append(Violation("push_not_applied",
-                                 f"{len(pending)} push(es) still pending: {', '.join(pending[:5])}"))
+            out.append(
+                Violation("push_not_applied", f"{len(pending)} push(es) still pending: {', '.join(pending[:5])}")
+            )
     return out
 
 
@@ -227,8 +258,12 @@ def _freshness(store: Store, now: datetime, masked: set[str]) -> list[Violation]
             if a["fresh"] and level not in live:
                 out.append(Violation("stale_as_fresh", f"{fid} {level}: served as fresh past its freshness window"))
             if not a["fresh"] and (a["status"] != "unknown" or a["beds_available"] is not None):
-                out.append(Violation("stale_as_fresh", f"{fid} {level}: stale, yet the public sees {a['status']} "
-                                                       f"with {a['beds_available']} beds"))
+                out.append(
+                    Violation(
+                        "stale_as_fresh",
+                        f"{fid} {level}: stale, yet the public sees {a['status']} with {a['beds_available']} beds",
+                    )
+                )
     return out
 
 
@@ -241,13 +276,17 @@ def _locks(store: Store, lease_seconds: float, quiet: bool) -> list[Violation]:
         if ttl == -1:
             out.append(Violation("dead_lock", f"{key} has no lease: it would outlive a dead run forever"))
         elif ttl > lease * 1000:
-            out.append(Violation("dead_lock", f"{key} is held for {ttl / 1000:.0f} s, past the {lease:.0f} s "
-                                              "lease"))
+            out.append(Violation("dead_lock", f"{key} is held for {ttl / 1000:.0f} s, past the {lease:.0f} s lease"))
         elif quiet and ttl > 0:
             out.append(Violation("dead_lock", f"{key} is held though nothing runs"))
     if quiet:
         for gen, state in sorted(r.hgetall(k.staging).items()):
             feed = _text(r.get(k.stage(_text(gen), "feed")))
-            out.append(Violation("dead_lock", f"staged write {_text(gen)} of feed {feed} was left "
-                                              f"{'before its flip' if _text(state) == 'w' else 'before its clean-up'}"))
+            out.append(
+                Violation(
+                    "dead_lock",
+                    f"staged write {_text(gen)} of feed {feed} was left "
+                    f"{'before its flip' if _text(state) == 'w' else 'before its clean-up'}",
+                )
+            )
     return out

@@ -57,8 +57,11 @@ class Origin:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "latitude": self.latitude, "longitude": self.longitude,
-            "resolved_from": self.resolved_from, "zip": self.zip, "place": self.place,
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+            "resolved_from": self.resolved_from,
+            "zip": self.zip,
+            "place": self.place,
         }
 
 
@@ -70,8 +73,7 @@ class Hit:
     availability: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "distance_mi": self.distance_mi, **self.center,
-                "availability": self.availability}
+        return {"id": self.id, "distance_mi": self.distance_mi, **self.center, "availability": self.availability}
 
 
 @dataclass
@@ -152,9 +154,11 @@ def resolve_city(city: str, state: str) -> Origin:
         raise _place_not_found(
             f"{city}, {state}",
             f"no city {city!r} in {geography.STATE_NAMES.get(state, state)} in the ZIP data"
-            + (f" (did you mean {' or '.join(alike)}?)" if alike else "") + "; try a ZIP code")
+            + (f" (did you mean {' or '.join(alike)}?)" if alike else "")
+            + "; try a ZIP code",
+        )
     n = len(found.zip_codes)
-    how = (f"centroid of {n} ZIP codes" if n > 1 else f"centroid of ZIP code {found.zip_codes[0]}")
+    how = f"centroid of {n} ZIP codes" if n > 1 else f"centroid of ZIP code {found.zip_codes[0]}"
     return Origin(found.latitude, found.longitude, "city", None, f"{found.city}, {found.state} ({how})")
 
 
@@ -208,16 +212,17 @@ def _filters(filters: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]
             raise InvalidQuery(group, f"unknown filter; use one of {', '.join(_VOCAB)}")
         values = list(given)
         if len(values) > MAX_FILTER_VALUES:
-            raise InvalidQuery(group, f"at most {MAX_FILTER_VALUES} values per filter (got {len(values):,}): "
-                                      "one query's work on the store is bounded")
+            raise InvalidQuery(
+                group,
+                f"at most {MAX_FILTER_VALUES} values per filter (got {len(values):,}): "
+                "one query's work on the store is bounded",
+            )
         vocab = _VOCAB[group]
         out = []
         for v in values:
             value = str(v).strip().lower()
             if vocab is not None and value not in vocab._value2member_map_:
-                raise InvalidQuery(
-                    group, f"{value[:40]!r} is not one of {', '.join(m.value for m in vocab)}"
-                )
+                raise InvalidQuery(group, f"{value[:40]!r} is not one of {', '.join(m.value for m in vocab)}")
             if vocab is None and not re.fullmatch(r"[a-z]{2}", value):
                 raise InvalidQuery(group, f"{value[:40]!r} is not an ISO 639-1 language code")
             if value not in out:
@@ -275,21 +280,31 @@ def near(
         notes.append(f"limit capped at {MAX_LIMIT}")
     radius = float(min(radius_mi, MAX_RADIUS_MI))
     limit = min(limit, MAX_LIMIT)
-    filters = _filters({
-        "levels_of_care": levels_of_care, "payment": payment,
-        "populations": populations, "languages": languages,
-    })
+    filters = _filters(
+        {
+            "levels_of_care": levels_of_care,
+            "payment": payment,
+            "populations": populations,
+            "languages": languages,
+        }
+    )
     now = now or datetime.now(UTC)
 
     hits = _search(store, origin, radius, limit, filters, available_only, now)
     if hits.stopped:
-        notes.append(f"searched the nearest {MAX_EXAMINED:,} centers only: a place farther away may also match; "
-                     "narrow the radius or the filters")
+        notes.append(
+            f"searched the nearest {MAX_EXAMINED:,} centers only: a place farther away may also match; "
+            "narrow the radius or the filters"
+        )
     now_ms = now.timestamp() * 1000
     answer = NearAnswer(
-        origin=origin, radius_mi=radius, limit=limit, filters=filters,
+        origin=origin,
+        radius_mi=radius,
+        limit=limit,
+        filters=filters,
         available_only=available_only,
-        results=[_hit(h, now_ms, audience) for h in hits], notes=notes,
+        results=[_hit(h, now_ms, audience) for h in hits],
+        notes=notes,
     )
     if not answer.results:
         answer.hint = _hint(store, origin, radius, filters, available_only, now, helpline)
@@ -297,15 +312,27 @@ def near(
 
 
 def _search(
-    store: Store, origin: Origin, radius: float, limit: int, filters: dict[str, list[str]],
-    available_only: bool, now: datetime,
+    store: Store,
+    origin: Origin,
+    radius: float,
+    limit: int,
+    filters: dict[str, list[str]],
+    available_only: bool,
+    now: datetime,
 ) -> SearchHits:
     # the level-of-care filter is applied by searching the per-level indexes; the rest by tokens
     groups = [[f"{GROUPS[g]}:{v}" for v in values] for g, values in filters.items() if g != "levels_of_care"]
     return store.search(
-        longitude=origin.longitude, latitude=origin.latitude, radius_mi=radius, limit=limit,
-        groups=groups, levels=filters.get("levels_of_care", ()), level_filter="levels_of_care" in filters,
-        available_only=available_only, now=now, first_radius_mi=min(radius, 2.0 if limit <= 10 else 5.0),
+        longitude=origin.longitude,
+        latitude=origin.latitude,
+        radius_mi=radius,
+        limit=limit,
+        groups=groups,
+        levels=filters.get("levels_of_care", ()),
+        level_filter="levels_of_care" in filters,
+        available_only=available_only,
+        now=now,
+        first_radius_mi=min(radius, 2.0 if limit <= 10 else 5.0),
     )
 
 
@@ -339,7 +366,9 @@ def _date_sources(center: dict[str, Any], observations: Sequence[Mapping[str, An
 
 
 def availability_view(
-    center: Mapping[str, Any], observations: Sequence[dict[str, Any]], now: datetime,
+    center: Mapping[str, Any],
+    observations: Sequence[dict[str, Any]],
+    now: datetime,
     audience: Audience,
 ) -> list[dict[str, Any]]:
     """One entry per level of care: the freshest observation among sources, judged for freshness.
@@ -349,8 +378,9 @@ def availability_view(
     return _levels(center, observations, now.timestamp() * 1000, audience)
 
 
-def _levels(center: Mapping[str, Any], observations: Sequence[dict[str, Any]], now_ms: float,
-            audience: Audience) -> list[dict[str, Any]]:
+def _levels(
+    center: Mapping[str, Any], observations: Sequence[dict[str, Any]], now_ms: float, audience: Audience
+) -> list[dict[str, Any]]:
     best: dict[str, tuple[bool, int, dict[str, Any]]] = {}
     for o in observations:
         rt = o["rt"]
@@ -383,19 +413,35 @@ def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, public: bool) 
 
 
 _HIDDEN_WHEN_STALE = {
-    "status": AvailabilityStatus.UNKNOWN.value, "beds_available": None, "beds_total": None,
-    "accepting": None, "waitlist_size": None, "appointments_available": None, "next_appointment_at": None,
+    "status": AvailabilityStatus.UNKNOWN.value,
+    "beds_available": None,
+    "beds_total": None,
+    "accepting": None,
+    "waitlist_size": None,
+    "appointments_available": None,
+    "next_appointment_at": None,
     "notes": "",
 }
 
 
 def _no_report(level: str) -> dict[str, Any]:
     return {
-        "level_of_care": level, "status": AvailabilityStatus.UNKNOWN.value, "beds_available": None,
-        "beds_total": None, "accepting": None, "waitlist_size": None, "appointments_available": None,
-        "next_appointment_at": None, "notes": "", "source": None, "reported_at": None, "checked_at": None,
+        "level_of_care": level,
+        "status": AvailabilityStatus.UNKNOWN.value,
+        "beds_available": None,
+        "beds_total": None,
+        "accepting": None,
+        "waitlist_size": None,
+        "appointments_available": None,
+        "next_appointment_at": None,
+        "notes": "",
+        "source": None,
+        "reported_at": None,
+        "checked_at": None,
         "changed_at": None,
-        "age_seconds": None, "fresh": False, "freshness_seconds": None,
+        "age_seconds": None,
+        "fresh": False,
+        "freshness_seconds": None,
     }
 
 
@@ -404,8 +450,13 @@ def _no_report(level: str) -> dict[str, Any]:
 
 
 def _hint(
-    store: Store, origin: Origin, radius: float, filters: dict[str, list[str]], available_only: bool,
-    now: datetime, helpline: str,
+    store: Store,
+    origin: Origin,
+    radius: float,
+    filters: dict[str, list[str]],
+    available_only: bool,
+    now: datetime,
+    helpline: str,
 ) -> dict[str, Any]:
     """What was searched, and what a wider radius or fewer filters would find (nearest distance)."""
 
@@ -427,17 +478,25 @@ def _hint(
 
     where = origin.place or f"{origin.latitude:.4f}, {origin.longitude:.4f}"
     if suggestions:
-        message = f"No centers matched within {radius:g} miles of {where}; " + "; ".join(
-            _suggestion_words(s) for s in suggestions
-        ) + "."
+        message = (
+            f"No centers matched within {radius:g} miles of {where}; "
+            + "; ".join(_suggestion_words(s) for s in suggestions)
+            + "."
+        )
     else:
-        message = (f"No centers matched within {radius:g} miles of {where}, and none would with a "
-                   f"wider radius or fewer filters.")
+        message = (
+            f"No centers matched within {radius:g} miles of {where}, and none would with a "
+            f"wider radius or fewer filters."
+        )
     if helpline:
         message += f" Call {helpline} and we will help you find a place."
     return {
-        "searched": {"origin": origin.as_dict(), "radius_mi": radius, "filters": filters,
-                     "available_only": available_only},
+        "searched": {
+            "origin": origin.as_dict(),
+            "radius_mi": radius,
+            "filters": filters,
+            "available_only": available_only,
+        },
         "suggestions": suggestions,
         "message": message,
         "helpline": helpline or None,
@@ -454,8 +513,9 @@ def _suggestion_words(s: Mapping[str, Any]) -> str:
     return f"without any filter the nearest is {s['nearest_mi']:g} miles away"
 
 
-def get_center(store: Store, center_id: str, *, audience: Audience = "public",
-               now: datetime | None = None) -> dict[str, Any] | None:
+def get_center(
+    store: Store, center_id: str, *, audience: Audience = "public", now: datetime | None = None
+) -> dict[str, Any] | None:
     """One center by id with its availability view, or None."""
     found = store.get_center(center_id)
     if found is None:

@@ -134,9 +134,17 @@ def identity_of(center: Center) -> Identity:
     a = center.address
     street, unit = standard_street(a.address_1, a.address_2, a.city, a.state, a.postal_code)
     return Identity(
-        record_id=center.id, feed_id=center.feed_id, name=center.name, alternate_name=center.alternate_name,
-        street=street, unit=unit, city=a.city, state=a.state, postal_code=a.postal_code,
-        latitude=center.latitude, longitude=center.longitude,
+        record_id=center.id,
+        feed_id=center.feed_id,
+        name=center.name,
+        alternate_name=center.alternate_name,
+        street=street,
+        unit=unit,
+        city=a.city,
+        state=a.state,
+        postal_code=a.postal_code,
+        latitude=center.latitude,
+        longitude=center.longitude,
         identifiers=frozenset((x.system.strip().lower(), x.value.strip()) for x in center.external_ids),
         name_key=name_key(center.name),
         approximate=center.geo_precision is GeoPrecision.POSTAL_CODE,
@@ -148,9 +156,25 @@ def identity_of(center: Center) -> Identity:
 # Addresses
 
 #: words that start a unit designation in a street line (after Pub. 28 abbreviation)
-_UNIT_WORDS = frozenset(OCCUPANCY_TYPE_ABBREVIATIONS.values()) | frozenset(OCCUPANCY_TYPE_ABBREVIATIONS) | {
-    "#", "SUITE", "SUITES", "STES", "NO", "NUMBER", "UNITS", "ROOMS", "BLDGS", "OFFICE", "OFC", "FLR", "AND",
-}
+_UNIT_WORDS = (
+    frozenset(OCCUPANCY_TYPE_ABBREVIATIONS.values())
+    | frozenset(OCCUPANCY_TYPE_ABBREVIATIONS)
+    | {
+        "#",
+        "SUITE",
+        "SUITES",
+        "STES",
+        "NO",
+        "NUMBER",
+        "UNITS",
+        "ROOMS",
+        "BLDGS",
+        "OFFICE",
+        "OFC",
+        "FLR",
+        "AND",
+    }
+)
 _PLACEHOLDER = re.compile(r"^[\W_]*$")
 _DIRECTIONS = frozenset(DIRECTIONAL_REPLACEMENTS.values())
 
@@ -166,8 +190,13 @@ def standard_street(address_1: str, address_2: str, city: str, state: str, posta
         return "", _unit(" ".join(re.sub(r"[^\w#\- ]", " ", line2.upper()).split()))  # a unit alone locates nothing
     try:
         out = normalize_address_record(
-            {"address_line_1": line1, "address_line_2": line2 or None, "city": city or None,
-             "state": state or None, "postal_code": postal_code or None},
+            {
+                "address_line_1": line1,
+                "address_line_2": line2 or None,
+                "city": city or None,
+                "state": state or None,
+                "postal_code": postal_code or None,
+            },
             strict=False,
         )
         street, unit = (out.get("address_line_1") or "").strip(), (out.get("address_line_2") or "").strip()
@@ -188,7 +217,7 @@ def _trailing_unit(street: str, unit: str) -> tuple[str, str]:
     words = street.split()
     for i in range(len(words) - 1, 0, -1):
         if words[i] in _TYPES_BEFORE_UNIT or (words[i] in _DIRECTIONS and words[i - 1] in _TYPES_BEFORE_UNIT):
-            tail = words[i + 1:]
+            tail = words[i + 1 :]
             if tail and all(any(ch.isdigit() for ch in w) for w in tail):
                 return " ".join(words[: i + 1]), " ".join(x for x in (" ".join(tail), unit) if x)
             break
@@ -243,24 +272,81 @@ def _house_number(street: str) -> str:
 # Names
 
 #: legal and filler words that say nothing about which place a name is
-_DROP = frozenset({
-    "inc", "incorporated", "llc", "llp", "lp", "ltd", "pc", "pllc", "pa", "corp", "corporation", "co", "company",
-    "the", "of", "and", "a", "an", "at", "for", "dba", "aka",
-})
+_DROP = frozenset(
+    {
+        "inc",
+        "incorporated",
+        "llc",
+        "llp",
+        "lp",
+        "ltd",
+        "pc",
+        "pllc",
+        "pa",
+        "corp",
+        "corporation",
+        "co",
+        "company",
+        "the",
+        "of",
+        "and",
+        "a",
+        "an",
+        "at",
+        "for",
+        "dba",
+        "aka",
+    }
+)
 #: abbreviations spelled out (SAMHSA's list abbreviates freely: "Servs", "Cnty", "Resid Fac")
 _SPELL = {
-    "ctr": "center", "cntr": "center", "cent": "center", "centre": "center", "ctrs": "centers",
-    "svc": "services", "svcs": "services", "serv": "services", "servs": "services", "srvs": "services",
+    "ctr": "center",
+    "cntr": "center",
+    "cent": "center",
+    "centre": "center",
+    "ctrs": "centers",
+    "svc": "services",
+    "svcs": "services",
+    "serv": "services",
+    "servs": "services",
+    "srvs": "services",
     "service": "services",
-    "st": "saint", "ste": "saint", "mt": "mount", "ft": "fort",
-    "hosp": "hospital", "assn": "association", "assoc": "association", "dept": "department",
-    "cnty": "county", "prog": "program", "progs": "programs", "pgm": "program",
-    "trt": "treatment", "trtmt": "treatment", "tx": "treatment", "rehab": "rehabilitation",
-    "behav": "behavioral", "bhvl": "behavioral", "hlth": "health", "comm": "community", "natl": "national",
-    "intl": "international", "univ": "university", "med": "medical", "fac": "facility",
-    "resid": "residential", "clin": "clinic", "couns": "counseling", "fam": "family",
-    "mgmt": "management", "dev": "development", "sys": "systems", "alc": "alcohol", "subst": "substance",
-    "recov": "recovery", "ofc": "office",
+    "st": "saint",
+    "ste": "saint",
+    "mt": "mount",
+    "ft": "fort",
+    "hosp": "hospital",
+    "assn": "association",
+    "assoc": "association",
+    "dept": "department",
+    "cnty": "county",
+    "prog": "program",
+    "progs": "programs",
+    "pgm": "program",
+    "trt": "treatment",
+    "trtmt": "treatment",
+    "tx": "treatment",
+    "rehab": "rehabilitation",
+    "behav": "behavioral",
+    "bhvl": "behavioral",
+    "hlth": "health",
+    "comm": "community",
+    "natl": "national",
+    "intl": "international",
+    "univ": "university",
+    "med": "medical",
+    "fac": "facility",
+    "resid": "residential",
+    "clin": "clinic",
+    "couns": "counseling",
+    "fam": "family",
+    "mgmt": "management",
+    "dev": "development",
+    "sys": "systems",
+    "alc": "alcohol",
+    "subst": "substance",
+    "recov": "recovery",
+    "ofc": "office",
 }
 #: long legal words, dropped also when mistyped ('Corporatoin')
 _LEGAL_LONG = {"corporation", "incorporated", "company"}
@@ -337,8 +423,9 @@ def unaccounted(x: str, y: str) -> int:
         return 0
     wx, wy = x.split(), y.split()
     sx, sy = set(wx), set(wy)
-    return (sum(1 for w in wx if w not in sy and not _has_alike(w, sy))
-            + sum(1 for w in wy if w not in sx and not _has_alike(w, sx)))
+    return sum(1 for w in wx if w not in sy and not _has_alike(w, sy)) + sum(
+        1 for w in wy if w not in sx and not _has_alike(w, sx)
+    )
 
 
 def _alike(x: str, y: str) -> float:
@@ -388,8 +475,9 @@ def names(a: Identity, b: Identity) -> Names:
     words, strict = min(aligned, key=lambda ws: (ws[0] > 0, -ws[1]))
     forms_a, forms_b = (na, aa, fa) if aa else (na,), (nb, ab, fb) if ab else (nb,)
     contained = max(fuzz.token_set_ratio(x, y) for x in forms_a for y in forms_b)
-    return Names(round(strict, 1), words, round(contained, 1), None if alternate is None else round(alternate, 1),
-                 programs)
+    return Names(
+        round(strict, 1), words, round(contained, 1), None if alternate is None else round(alternate, 1), programs
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -549,9 +637,16 @@ def compare(a: Identity, b: Identity) -> Verdict:
         return Verdict(DIFFERENT, "different names", s)
     if n.alike and close:
         return Verdict(SAME, "name+distance", s)
-    if (n.alike and s.get("phone") == 1.0 and not a.street and not b.street
-            and bool(a.alternate_name) == bool(b.alternate_name)
-            and a.postal_code and a.postal_code == b.postal_code and same_city(a.city, b.city)):
+    if (
+        n.alike
+        and s.get("phone") == 1.0
+        and not a.street
+        and not b.street
+        and bool(a.alternate_name) == bool(b.alternate_name)
+        and a.postal_code
+        and a.postal_code == b.postal_code
+        and same_city(a.city, b.city)
+    ):
         return Verdict(SAME, "name+phone", s)
     if not close and not _same_zip(a, b):
         return Verdict(DIFFERENT, "different places", s)
@@ -570,8 +665,7 @@ def _evidence(v: Verdict) -> int:
 
 def _rank(v: Verdict) -> tuple[int, int, float, float, float]:
     s = v.scores
-    return (_RANK[v.decision], _evidence(v), s.get("name", 0.0), s.get("address", 0.0),
-            -s.get("distance_m", math.inf))
+    return (_RANK[v.decision], _evidence(v), s.get("name", 0.0), s.get("address", 0.0), -s.get("distance_m", math.inf))
 
 
 def best_match(record: Identity, candidates: Sequence[Identity]) -> tuple[Identity | None, Verdict]:
@@ -584,15 +678,24 @@ def best_match(record: Identity, candidates: Sequence[Identity]) -> tuple[Identi
     ``uncertain`` ("ambiguous"). Pass every candidate at once (not one facility's records at a time) for
     this to see them.
     """
-    judged = sorted(((compare(record, c), c) for c in candidates if c.record_id != record.record_id),
-                    key=lambda vc: (_rank(vc[0]), vc[1].record_id), reverse=True)
+    judged = sorted(
+        ((compare(record, c), c) for c in candidates if c.record_id != record.record_id),
+        key=lambda vc: (_rank(vc[0]), vc[1].record_id),
+        reverse=True,
+    )
     judged = [(v, c) for v, c in judged if v.decision != DIFFERENT]
     if not judged:
         return None, Verdict(DIFFERENT, "no candidate alike", {})
     top, found = judged[0]
     if top.decision == SAME:
-        rival = next((c for v, c in judged[1:] if v.decision == SAME and _evidence(v) >= _evidence(top)
-                      and compare(found, c).decision != SAME), None)
+        rival = next(
+            (
+                c
+                for v, c in judged[1:]
+                if v.decision == SAME and _evidence(v) >= _evidence(top) and compare(found, c).decision != SAME
+            ),
+            None,
+        )
         if rival is not None:
             return found, Verdict(UNCERTAIN, f"ambiguous: {top.rule}, also {rival.record_id}", top.scores)
     return found, top

@@ -291,14 +291,8 @@ class Availability(_Record):
 
     @model_validator(mode="after")
     def _counts(self) -> Availability:
-        if (
-            self.beds_available is not None
-            and self.beds_total is not None
-            and self.beds_available > self.beds_total
-        ):
-            raise ValueError(
-                f"beds_available ({self.beds_available}) exceeds beds_total ({self.beds_total})"
-            )
+        if self.beds_available is not None and self.beds_total is not None and self.beds_available > self.beds_total:
+            raise ValueError(f"beds_available ({self.beds_available}) exceeds beds_total ({self.beds_total})")
         return self
 
 

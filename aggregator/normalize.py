@@ -122,13 +122,31 @@ def zip5(raw: object, state: str | None = None, field: str = "postal_code") -> s
 
 
 _US_ZONES = {
-    "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
-    "AKST": -9, "AKDT": -8, "HST": -10, "AST": -4, "CHST": 10, "SST": -11, "UTC": 0, "GMT": 0,
+    "EST": -5,
+    "EDT": -4,
+    "CST": -6,
+    "CDT": -5,
+    "MST": -7,
+    "MDT": -6,
+    "PST": -8,
+    "PDT": -7,
+    "AKST": -9,
+    "AKDT": -8,
+    "HST": -10,
+    "AST": -4,
+    "CHST": 10,
+    "SST": -11,
+    "UTC": 0,
+    "GMT": 0,
     "Z": 0,
 }
 _GENERIC_ZONES = {
-    "ET": "America/New_York", "CT": "America/Chicago", "MT": "America/Denver",
-    "PT": "America/Los_Angeles", "AKT": "America/Anchorage", "HT": "Pacific/Honolulu",
+    "ET": "America/New_York",
+    "CT": "America/Chicago",
+    "MT": "America/Denver",
+    "PT": "America/Los_Angeles",
+    "AKT": "America/Anchorage",
+    "HT": "Pacific/Honolulu",
 }
 _TZINFOS = {name: hours * 3600 for name, hours in _US_ZONES.items()}
 _PREFIX = re.compile(r"^\s*(?:last\s+updated|updated(?:\s+at)?|as\s+of|reported)\s*:?\s*", re.I)
@@ -144,9 +162,7 @@ def zone(name: str) -> ZoneInfo:
         raise InvalidValue("timezone", f"unknown time zone {name!r}") from exc
 
 
-def timestamp(
-    raw: object, tz: str = "UTC", field: str = "reported_at", now: datetime | None = None
-) -> datetime:
+def timestamp(raw: object, tz: str = "UTC", field: str = "reported_at", now: datetime | None = None) -> datetime:
     """Any partner time to an aware UTC datetime.
 
     Naive times are read in the feed's time zone ``tz``; 'EST'/'EDT'-style and 'ET'-style suffixes
@@ -219,8 +235,10 @@ def coordinates(raw_lat: object, raw_lon: object, state: str | None) -> Coordina
         raise InvalidValue("latitude", "0,0 is a placeholder, not a location")
 
     def fits(a: float, b: float) -> bool:
-        return -90 <= a <= 90 and -180 <= b <= 180 and (
-            geography.in_state(a, b, state) if state else geography.in_us(a, b)
+        return (
+            -90 <= a <= 90
+            and -180 <= b <= 180
+            and (geography.in_state(a, b, state) if state else geography.in_us(a, b))
         )
 
     if fits(lat, lon):
@@ -314,17 +332,29 @@ class NormalizedRecord:
 # Availability observations of one record for the same level are combined; this is the order in
 # which a code meaning several levels ("R-WM": detox in a residential setting) picks its level.
 LEVEL_PRIORITY = (
-    LevelOfCare.DETOX, LevelOfCare.CRISIS, LevelOfCare.INPATIENT, LevelOfCare.PHP,
-    LevelOfCare.RESIDENTIAL, LevelOfCare.IOP, LevelOfCare.OTP, LevelOfCare.RECOVERY_HOUSING,
-    LevelOfCare.OUTPATIENT, LevelOfCare.MAT, LevelOfCare.TELEHEALTH,
+    LevelOfCare.DETOX,
+    LevelOfCare.CRISIS,
+    LevelOfCare.INPATIENT,
+    LevelOfCare.PHP,
+    LevelOfCare.RESIDENTIAL,
+    LevelOfCare.IOP,
+    LevelOfCare.OTP,
+    LevelOfCare.RECOVERY_HOUSING,
+    LevelOfCare.OUTPATIENT,
+    LevelOfCare.MAT,
+    LevelOfCare.TELEHEALTH,
 )
 
 _CENTER_STATUS = {
-    "active": CenterStatus.ACTIVE, "open": CenterStatus.ACTIVE, "": CenterStatus.ACTIVE,
+    "active": CenterStatus.ACTIVE,
+    "open": CenterStatus.ACTIVE,
+    "": CenterStatus.ACTIVE,
     "temporarily closed": CenterStatus.TEMPORARILY_CLOSED,
     "temporarily_closed": CenterStatus.TEMPORARILY_CLOSED,
-    "inactive": CenterStatus.INACTIVE, "defunct": CenterStatus.INACTIVE,
-    "closed": CenterStatus.INACTIVE, "permanently closed": CenterStatus.INACTIVE,
+    "inactive": CenterStatus.INACTIVE,
+    "defunct": CenterStatus.INACTIVE,
+    "closed": CenterStatus.INACTIVE,
+    "permanently closed": CenterStatus.INACTIVE,
 }
 
 
@@ -428,8 +458,9 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
         if isinstance(item, Mapping) and _text(item.get("value")):
             value = _within(_text(item.get("value")), 200, f"external_ids.{i}.value", clips, "external id")
             if value:
-                system = _clipped(_text(item.get("system")), 100, f"external_ids.{i}.system", clips,
-                                 "external id system")
+                system = _clipped(
+                    _text(item.get("system")), 100, f"external_ids.{i}.system", clips, "external id system"
+                )
                 external_ids.append(ExternalId(system=system or "partner", value=value))
 
     try:
@@ -472,8 +503,11 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
 _ROLE_WORDS: tuple[tuple[re.Pattern[str], PhoneRole | None, str], ...] = (
     (re.compile(r"\bfax\b|\bfacsimile\b|\bfx\b|\bf\s*:", re.I), None, "fax"),
     (re.compile(r"\btty\b|\btdd\b|\btext\s*telephone\b", re.I), None, "TTY"),
-    (re.compile(r"hot\s*-?\s*line|crisis|24\s*/\s*7|24[- ]?(?:hour|hr)|emergency|after[- ]hours", re.I),
-     PhoneRole.HOTLINE, ""),
+    (
+        re.compile(r"hot\s*-?\s*line|crisis|24\s*/\s*7|24[- ]?(?:hour|hr)|emergency|after[- ]hours", re.I),
+        PhoneRole.HOTLINE,
+        "",
+    ),
     (re.compile(r"intake|admission|admit|referral|appointment|scheduling|screening", re.I), PhoneRole.INTAKE, ""),
     (re.compile(r"\bmain\b|\boffice\b|\bphone\b|\btel\b|\bvoice\b|\b[pt]\s*:", re.I), PhoneRole.MAIN, ""),
 )
@@ -501,8 +535,9 @@ def _label(text: str) -> Label:
     return None if found is None else (found[1], found[2])
 
 
-def phone_numbers(raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "phone"
-                  ) -> tuple[list[Phone], list[InvalidValue]]:
+def phone_numbers(
+    raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "phone"
+) -> tuple[list[Phone], list[InvalidValue]]:
     """Every US number in a cell, in E.164, with its role and extension, and the reasons for what was not kept.
 
     ``phonenumbers.PhoneNumberMatcher`` finds the numbers. A label right after a number
@@ -518,8 +553,9 @@ def phone_numbers(raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "p
     if plain is not None:  # the usual cell, one number and nothing else: no need to search it
         number = phonenumbers.PhoneNumber(country_code=1, national_number=int("".join(plain.groups())))
         if phonenumbers.is_valid_number(number):
-            return [Phone(number=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-                          role=role)], []
+            return [
+                Phone(number=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), role=role)
+            ], []
     matches = list(phonenumbers.PhoneNumberMatcher(text, "US"))
     found: list[Phone] = []
     problems: list[InvalidValue] = []
@@ -527,10 +563,10 @@ def phone_numbers(raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "p
     cursor = 0  # where the text not yet read as a label or a number starts
     previous: Label = None
     for i, match in enumerate(matches):
-        before = text[cursor:match.start]
+        before = text[cursor : match.start]
         leftover.append(before)
         nxt = matches[i + 1].start if i + 1 < len(matches) else len(text)
-        after = text[match.end:nxt]
+        after = text[match.end : nxt]
         suffix = _SUFFIX.match(after) or (_LAST_SUFFIX.match(after) if i + 1 == len(matches) else None)
         label = _label(suffix.group(1)) if suffix else None
         cursor = match.end + (suffix.end() if label is not None and suffix else 0)
@@ -552,8 +588,11 @@ def phone_numbers(raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "p
             if extension:
                 problems.append(InvalidValue(field, f"extension {extension[:20]!r} of {match.raw_string!r} not kept"))
             extension = ""
-        found.append(Phone(number=e164, role=label[0] if label is not None and label[0] is not None else role,
-                           extension=extension))
+        found.append(
+            Phone(
+                number=e164, role=label[0] if label is not None and label[0] is not None else role, extension=extension
+            )
+        )
     leftover.append(text[cursor:])
     if not matches:
         try:
@@ -569,8 +608,11 @@ def phone_numbers(raw: object, role: PhoneRole = PhoneRole.MAIN, field: str = "p
 
 def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
     candidates: list[tuple[object, PhoneRole, str]] = []
-    for key, role in (("phone", PhoneRole.MAIN), ("intake_phone", PhoneRole.INTAKE),
-                      ("hotline_phone", PhoneRole.HOTLINE)):
+    for key, role in (
+        ("phone", PhoneRole.MAIN),
+        ("intake_phone", PhoneRole.INTAKE),
+        ("hotline_phone", PhoneRole.HOTLINE),
+    ):
         value = raw.get(key)
         for item in value if isinstance(value, list) else [value]:
             candidates.append((item, role, key))
@@ -603,11 +645,14 @@ def _services(raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord) -
     payment = vocabulary.map_payment(terms["payment"], vm.get("payment"))
     populations = vocabulary.map_populations(terms["populations"], vm.get("populations"))
     languages, lang_unmapped = vocabulary.map_languages(terms["languages"])
-    unmapped_by_field = {"levels_of_care": levels.unmapped, "payment": payment.unmapped,
-                         "populations": populations.unmapped, "languages": lang_unmapped}
+    unmapped_by_field = {
+        "levels_of_care": levels.unmapped,
+        "payment": payment.unmapped,
+        "populations": populations.unmapped,
+        "languages": lang_unmapped,
+    }
     # one column of mixed codes ("OTP/MD/DT/SF") feeds several groups: a term another group maps is not lost
-    mapped_somewhere = {t.lower() for fld, ts in terms.items() for t in ts
-                        if t not in unmapped_by_field[fld]}
+    mapped_somewhere = {t.lower() for fld, ts in terms.items() for t in ts if t not in unmapped_by_field[fld]}
     for fld, unmapped in unmapped_by_field.items():
         lost = tuple(t for t in unmapped if t.lower() not in mapped_somewhere)
         if lost:
@@ -626,9 +671,7 @@ def _services(raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord) -
 
 
 def _observation_level(entry: Mapping[str, Any], ctx: FeedContext) -> set[LevelOfCare] | None:
-    mapped = vocabulary.map_levels_of_care(
-        _terms(entry.get("level_of_care")), ctx.value_maps.get("levels_of_care")
-    )
+    mapped = vocabulary.map_levels_of_care(_terms(entry.get("level_of_care")), ctx.value_maps.get("levels_of_care"))
     if not mapped.values:
         return None
     return {next(lv for lv in LEVEL_PRIORITY if lv in mapped.values)}
@@ -637,16 +680,21 @@ def _observation_level(entry: Mapping[str, Any], ctx: FeedContext) -> set[LevelO
 _WAITLIST_N = re.compile(r"wait\s*-?\s*list\w*\s*[(:\-–]?\s*(\d{1,5})", re.I)
 _COUNT_WORDS = r"(?:beds?|slots?|openings?|spots?|places?)"
 _BEDS_N = (  # a count inside a status cell: "5", "2 beds", "3 open", "12 available beds", "Beds: 4", "Open (4)"
-    re.compile(rf"^(\d{{1,5}})(?:\s+(?:open|available|vacant|free))?(?:\s+{_COUNT_WORDS})?"
-               rf"(?:\s+(?:open|available|left|free))?$", re.I),
+    re.compile(
+        rf"^(\d{{1,5}})(?:\s+(?:open|available|vacant|free))?(?:\s+{_COUNT_WORDS})?"
+        rf"(?:\s+(?:open|available|left|free))?$",
+        re.I,
+    ),
     re.compile(rf"^(?:{_COUNT_WORDS}|open|available|vacant)\s*(?:open|available)?\s*[:(]\s*(\d{{1,5}})\s*\)?$", re.I),
 )
 
 
 def _informative(entry: Mapping[str, Any]) -> bool:
     """Does a partner's availability entry say anything? ("N/A" in every cell does not.)"""
-    if any(_present(entry.get(k)) for k in ("beds_available", "beds_total", "waitlist_size", "accepting",
-                                             "appointments_available")):
+    if any(
+        _present(entry.get(k))
+        for k in ("beds_available", "beds_total", "waitlist_size", "accepting", "appointments_available")
+    ):
         return True
     status = _text(entry.get("status"))
     return bool(status) and vocabulary.map_status(status) is not AvailabilityStatus.UNKNOWN
@@ -713,9 +761,7 @@ def _observations(
     return result, rejected - {o.level_of_care for o in result}
 
 
-def _observation_fields(
-    entry: Mapping[str, Any], raw: Mapping[str, Any], ctx: FeedContext, fld: str
-) -> dict[str, Any]:
+def _observation_fields(entry: Mapping[str, Any], raw: Mapping[str, Any], ctx: FeedContext, fld: str) -> dict[str, Any]:
     status_text = _text(entry.get("status"))
     beds = count(entry.get("beds_available"), f"{fld}.beds_available")
     total = count(entry.get("beds_total"), f"{fld}.beds_total")
@@ -740,8 +786,10 @@ def _observation_fields(
         status = AvailabilityStatus.AVAILABLE if appointments else AvailabilityStatus.FULL
     if beds is not None:
         by_count = (
-            AvailabilityStatus.FULL if beds == 0
-            else AvailabilityStatus.LIMITED if beds <= ctx.limited_threshold
+            AvailabilityStatus.FULL
+            if beds == 0
+            else AvailabilityStatus.LIMITED
+            if beds <= ctx.limited_threshold
             else AvailabilityStatus.AVAILABLE
         )
         if status is None or status in OPEN_STATUSES:
@@ -758,9 +806,7 @@ def _observation_fields(
         status = AvailabilityStatus.FULL if not beds else AvailabilityStatus.WAITLIST
     reported_raw = entry.get("reported_at") or raw.get("reported_at")
     reported_at = (
-        timestamp(reported_raw, ctx.timezone, f"{fld}.reported_at", ctx.now)
-        if _present(reported_raw)
-        else ctx.now
+        timestamp(reported_raw, ctx.timezone, f"{fld}.reported_at", ctx.now) if _present(reported_raw) else ctx.now
     )
     if ctx.max_report_age_seconds is not None:
         age = (ctx.now - reported_at).total_seconds()
@@ -782,11 +828,20 @@ def _observation_fields(
     }
 
 
-_STATUS_RANK = {s: i for i, s in enumerate((
-    AvailabilityStatus.AVAILABLE, AvailabilityStatus.LIMITED, AvailabilityStatus.ASSESSMENT_REQUIRED,
-    AvailabilityStatus.WAITLIST, AvailabilityStatus.FULL, AvailabilityStatus.CLOSED,
-    AvailabilityStatus.UNKNOWN,
-))}
+_STATUS_RANK = {
+    s: i
+    for i, s in enumerate(
+        (
+            AvailabilityStatus.AVAILABLE,
+            AvailabilityStatus.LIMITED,
+            AvailabilityStatus.ASSESSMENT_REQUIRED,
+            AvailabilityStatus.WAITLIST,
+            AvailabilityStatus.FULL,
+            AvailabilityStatus.CLOSED,
+            AvailabilityStatus.UNKNOWN,
+        )
+    )
+}
 
 
 def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -798,8 +853,7 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     out["beds_available"] = add(a["beds_available"], b["beds_available"])
     out["beds_total"] = (
-        add(a["beds_total"], b["beds_total"])
-        if a["beds_total"] is not None and b["beds_total"] is not None else None
+        add(a["beds_total"], b["beds_total"]) if a["beds_total"] is not None and b["beds_total"] is not None else None
     )
     out["waitlist_size"] = add(a["waitlist_size"], b["waitlist_size"])
     out["appointments_available"] = add(a["appointments_available"], b["appointments_available"])
@@ -833,8 +887,7 @@ def without_nulls(raw: Mapping[str, Any], nulls: frozenset[str]) -> dict[str, An
         if _is_null(value, nulls):
             continue
         if isinstance(value, list):
-            value = [without_nulls(v, nulls) if isinstance(v, Mapping) else v for v in value
-                     if not _is_null(v, nulls)]
+            value = [without_nulls(v, nulls) if isinstance(v, Mapping) else v for v in value if not _is_null(v, nulls)]
         out[key] = value
     return out
 
@@ -887,4 +940,3 @@ def _terms(raw: object) -> list[str]:
     if isinstance(raw, Iterable) and not isinstance(raw, Mapping | bytes):
         return [t for item in raw if _text(item) for t in _terms(_text(item))]
     return [_text(raw)]
-

@@ -46,8 +46,9 @@ def sign(secret: bytes, event_id: str, timestamp: int | str, body: bytes) -> str
     return "v1," + base64.b64encode(mac).decode()
 
 
-def signature_matches(secrets: Iterable[Secret | bytes], event_id: str, timestamp: str, body: bytes,
-                      header: str) -> bool:
+def signature_matches(
+    secrets: Iterable[Secret | bytes], event_id: str, timestamp: str, body: bytes, header: str
+) -> bool:
     """Does any v1 signature in ``header`` verify with any of ``secrets``? Constant-time per comparison."""
     given: list[bytes] = []
     for part in header.split():

@@ -98,15 +98,16 @@ def cut(op: Op, scripts: Scripts, budget: float = BUDGET) -> list[tuple[Op, str,
             head, units, kind = argv[:2], _prune_groups(argv[2:]), "prune"
         else:
             return [(op, "", 1.0)]
-        return [(("eval", (src, 0, *head, *[x for u in piece for x in u]), {}), kind, float(len(piece)))
-                for piece in pieces(units, items)]
+        return [
+            (("eval", (src, 0, *head, *[x for u in piece for x in u]), {}), kind, float(len(piece)))
+            for piece in pieces(units, items)
+        ]
     if name in ("sadd", "srem", "zrem") and len(args) > 1 + members:
         key, *names = args
         return [((name, (key, *piece), kwargs), "", len(piece) / 20) for piece in pieces(names, members)]
     if name == "geoadd":
         key, values = args[0], list(args[1])
-        return [(("geoadd", (key, list(piece)), kwargs), "", len(piece) / 60)
-                for piece in pieces(values, 3 * members)]
+        return [(("geoadd", (key, list(piece)), kwargs), "", len(piece) / 60) for piece in pieces(values, 3 * members)]
     if name in ("sadd", "srem", "zrem"):
         return [(op, "", max(1.0, (len(args) - 1) / 20))]
     return [(op, "", 1.0)]
@@ -134,13 +135,13 @@ def plan(ops: Sequence[Op], scripts: Scripts, *, budget: float = BUDGET) -> Stag
             staged.meta = dict(kwargs.get("mapping", {}))
             continue
         if name == "zrem" and (key == scripts.geo or str(key).startswith(geo_level)):
-            short = str(key)[len(scripts.prefix):]
+            short = str(key)[len(scripts.prefix) :]
             staged.deferred.extend(f"{short}\t{m}" for m in args[1:])
             if key == scripts.geo:
                 staged.hide.extend(args[1:])
             continue
         if name == "srem" and str(key).startswith(ix):
-            short = str(key)[len(scripts.prefix):]
+            short = str(key)[len(scripts.prefix) :]
             staged.deferred.extend(f"{short}\t{m}" for m in args[1:])
             continue
         for piece, kind, cost in cut(op, scripts, budget):

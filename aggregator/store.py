@@ -194,9 +194,14 @@ def observation_json(obs: Availability) -> bytes:
     data = obs.model_dump(mode="json", exclude={"center_id", "changed_at"})
     data["record"] = obs.center_id  # the feed record (or, for an operator's report, the facility) it is about
     figures = (
-        obs.status.value, obs.beds_available, obs.beds_total,
-        obs.accepting.value if obs.accepting else None, obs.waitlist_size, obs.notes,
-        obs.appointments_available, obs.next_appointment_at.isoformat() if obs.next_appointment_at else None,
+        obs.status.value,
+        obs.beds_available,
+        obs.beds_total,
+        obs.accepting.value if obs.accepting else None,
+        obs.waitlist_size,
+        obs.notes,
+        obs.appointments_available,
+        obs.next_appointment_at.isoformat() if obs.next_appointment_at else None,
     )
     data["rt"] = _ms(obs.reported_at)
     data["sig"] = hashlib.blake2b(orjson.dumps(figures), digest_size=8).hexdigest()
@@ -493,7 +498,8 @@ class _Grid:
     def add(self, center: Center, facility_id: str) -> None:
         if center.latitude is not None and center.longitude is not None:
             self.cells[self._cell(center.latitude, center.longitude)].append(
-                (center.latitude, center.longitude, facility_id))
+                (center.latitude, center.longitude, facility_id)
+            )
         for x in center.external_ids:
             self.ids[(x.system.lower(), x.value)].add(facility_id)
 
@@ -543,8 +549,14 @@ def record_digest(record: bytes) -> bytes:
     return hashlib.blake2b(record, digest_size=16).hexdigest().encode()
 
 
-def diff_records(new: Mapping[str, Center], stored: Mapping[str, StoredRecord], *, kept: frozenset[str] = frozenset(),
-                 order: int = 0, force: bool = False) -> RecordDiff:
+def diff_records(
+    new: Mapping[str, Center],
+    stored: Mapping[str, StoredRecord],
+    *,
+    kept: frozenset[str] = frozenset(),
+    order: int = 0,
+    force: bool = False,
+) -> RecordDiff:
     """Pure: the record changes of a snapshot. ``stored``: the records read (the feed's members, or for a partial
     write those it carries; ``kept`` ones not read); ``kept``: stored records carried unchanged without being sent
     (counted unchanged, nothing written). A record whose digest and link are as stored is unchanged, unless
@@ -621,10 +633,19 @@ def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
         indexed = doc["status"] != CenterStatus.INACTIVE.value
         want = set(tokens) if indexed else set()
         ids = set(facility.identifiers(doc))
-        out.facilities.append(FacilityChange(fid, {
-            "j": orjson.dumps(doc), "t": " ".join(sorted(want)), "m": " ".join(sorted(c.center.id for c in members)),
-            "x": orjson.dumps(sorted(ids)),
-        }, identifiers_added=list(ids - prev_ids), identifiers_removed=list(prev_ids - ids)))
+        out.facilities.append(
+            FacilityChange(
+                fid,
+                {
+                    "j": orjson.dumps(doc),
+                    "t": " ".join(sorted(want)),
+                    "m": " ".join(sorted(c.center.id for c in members)),
+                    "x": orjson.dumps(sorted(ids)),
+                },
+                identifiers_added=list(ids - prev_ids),
+                identifiers_removed=list(prev_ids - ids),
+            )
+        )
         for t in want - prev_tokens:
             index_add[t].append(fid)
         for t in prev_tokens - want:
@@ -636,8 +657,12 @@ def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
                 geo_rem[key].append(fid)
         for key in new_geo:
             geo_add[key].extend((doc["longitude"], doc["latitude"], fid))
-    out.index_add, out.index_rem, out.geo_add, out.geo_rem = (dict(index_add), dict(index_rem), dict(geo_add),
-                                                              dict(geo_rem))
+    out.index_add, out.index_rem, out.geo_add, out.geo_rem = (
+        dict(index_add),
+        dict(index_rem),
+        dict(geo_add),
+        dict(geo_rem),
+    )
     return out
 
 
@@ -703,8 +728,9 @@ class _Recorder:
     """Stands in for a transaction pipeline in a staged write: the feed's members are read at once;
     commands queued after ``multi()`` are recorded (``aggregator.staging`` cuts them up)."""
 
-    def __init__(self, client: redis.Redis, center_prefix: str,
-                 fingerprints: Callable[[Sequence[str]], list[str]]) -> None:
+    def __init__(
+        self, client: redis.Redis, center_prefix: str, fingerprints: Callable[[Sequence[str]], list[str]]
+    ) -> None:
         self.client = client
         self.center_prefix = center_prefix
         self.ops: list[staging.Op] = []
@@ -720,7 +746,7 @@ class _Recorder:
 
     def watch(self, *keys: str) -> None:
         """Where a transaction would WATCH facilities, note what they hold now (compared under the lock)."""
-        ids = [key[len(self.center_prefix):] for key in keys if key.startswith(self.center_prefix)]
+        ids = [key[len(self.center_prefix) :] for key in keys if key.startswith(self.center_prefix)]
         self.fingerprints.update(zip(ids, self._digest(ids), strict=True))
 
     def multi(self) -> None:
@@ -812,8 +838,15 @@ class Store:
         a center needs a fresh available/limited observation (at one of ``levels``, if given).
         ``level_filter``: only centers offering one of ``levels`` (searched in their own indexes)."""
         args: list[Any] = [
-            self.keys.prefix, repr(longitude), repr(latitude), repr(radius_mi), limit,
-            _ms(now), 1 if available_only else 0, repr(first_radius_mi), len(groups),
+            self.keys.prefix,
+            repr(longitude),
+            repr(latitude),
+            repr(radius_mi),
+            limit,
+            _ms(now),
+            1 if available_only else 0,
+            repr(first_radius_mi),
+            len(groups),
         ]
         for group in groups:
             args.append(len(group))
@@ -916,19 +949,26 @@ class Store:
         k = self.keys
         members_key = k.feed_members(feed_id)
         order_ms = order if order is not None else _ms(now)
-        size = len(new) + len(obs) + (0 if partial else max(0, int(self._call(
-            "reading a feed", lambda: self.redis.scard(members_key))) - len(still)))
+        size = (
+            len(new)
+            + len(obs)
+            + (
+                0
+                if partial
+                else max(0, int(self._call("reading a feed", lambda: self.redis.scard(members_key))) - len(still))
+            )
+        )
         if size > self.stage_above:
-            return self._replace_staged(feed_id, new, obs, now, source, partial, authority, order_ms, keep or {},
-                                        still)
+            return self._replace_staged(feed_id, new, obs, now, source, partial, authority, order_ms, keep or {}, still)
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     if not self._writer_free(pipe, deadline, members_key, k.feed_meta(feed_id)):
                         continue
-                    result, _, at = self._queue_replace(pipe, feed_id, new, obs, now, source, partial, authority,
-                                                        order_ms, keep or {}, kept=still)
+                    result, _, at = self._queue_replace(
+                        pipe, feed_id, new, obs, now, source, partial, authority, order_ms, keep or {}, kept=still
+                    )
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
@@ -975,13 +1015,26 @@ class Store:
         return [g for g, f in zip(gens, feeds, strict=True) if f is not None and _str(f) == feed_id]
 
     def _fingerprints(self, facility_ids: Sequence[str]) -> list[str]:
-        return [_str(x) for ids in staging.pieces(facility_ids, staging.SCRIPT_ITEMS)
-                for x in self._fingerprint(keys=[self.keys.center(i) for i in ids], args=[])]
+        return [
+            _str(x)
+            for ids in staging.pieces(facility_ids, staging.SCRIPT_ITEMS)
+            for x in self._fingerprint(keys=[self.keys.center(i) for i in ids], args=[])
+        ]
 
-    def _plan_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
-                     source: str | None, partial: bool, authority: int, order: int,
-                     keep: Mapping[str, Iterable[str]], kept: frozenset[str],
-                     dead: Sequence[str]) -> tuple[_Recorder, ReplaceResult, set[str]]:
+    def _plan_staged(
+        self,
+        feed_id: str,
+        new: dict[str, Center],
+        obs: list[Availability],
+        now: datetime,
+        source: str | None,
+        partial: bool,
+        authority: int,
+        order: int,
+        keep: Mapping[str, Iterable[str]],
+        kept: frozenset[str],
+        dead: Sequence[str],
+    ) -> tuple[_Recorder, ReplaceResult, set[str]]:
         """Plan a staged write, recording its commands; returns the recorder, the result and every facility
         it may change (those of ``dead`` generations included, to be composed again)."""
         extra: set[str] = set()
@@ -990,15 +1043,38 @@ class Store:
         while True:
             rec = _Recorder(self.redis, self.keys.center(""), self._fingerprints)
             try:
-                result, touched, _ = self._queue_replace(rec, feed_id, new, obs, now, source, partial, authority,
-                                                         order, keep, force=bool(dead), extra=extra, kept=kept)
+                result, touched, _ = self._queue_replace(
+                    rec,
+                    feed_id,
+                    new,
+                    obs,
+                    now,
+                    source,
+                    partial,
+                    authority,
+                    order,
+                    keep,
+                    force=bool(dead),
+                    extra=extra,
+                    kept=kept,
+                )
             except redis.WatchError:  # a facility changed while it was planned: plan again
                 continue
             return rec, result, touched | extra
 
-    def _replace_staged(self, feed_id: str, new: dict[str, Center], obs: list[Availability], now: datetime,
-                        source: str | None, partial: bool, authority: int, order: int,
-                        keep: Mapping[str, Iterable[str]], kept: frozenset[str] = frozenset()) -> ReplaceResult:
+    def _replace_staged(
+        self,
+        feed_id: str,
+        new: dict[str, Center],
+        obs: list[Availability],
+        now: datetime,
+        source: str | None,
+        partial: bool,
+        authority: int,
+        order: int,
+        keep: Mapping[str, Iterable[str]],
+        kept: frozenset[str] = frozenset(),
+    ) -> ReplaceResult:
         """``replace_feed`` for a large write, as a staged generation (``aggregator.staging``).
 
         It is planned without the writer lock (planning a national feed takes a while; pushes go on
@@ -1017,24 +1093,36 @@ class Store:
                 for gen in self._stages("c"):  # a clean-up a dead writer left
                     self._clean_stage(gen)
                 watched = sorted(rec.fingerprints)
-                if (self._stages("w", feed_id) != dead or self._members(k.feed_members(feed_id)) != rec.members_before
-                        or self._fingerprints(watched) != [rec.fingerprints[f] for f in watched]):
+                if (
+                    self._stages("w", feed_id) != dead
+                    or self._members(k.feed_members(feed_id)) != rec.members_before
+                    or self._fingerprints(watched) != [rec.fingerprints[f] for f in watched]
+                ):
                     dead = self._stages("w", feed_id)
                     rec, result, touched = self._plan_staged(*args, dead)
                 scripts = staging.Scripts(
-                    observe=self._observe_src, compose=self._compose_src, prune=self._prune_src, prefix=k.prefix,
-                    geo=k.geo, members=k.feed_members(feed_id), feeds=k.feeds, meta=k.feed_meta(feed_id))
+                    observe=self._observe_src,
+                    compose=self._compose_src,
+                    prune=self._prune_src,
+                    prefix=k.prefix,
+                    geo=k.geo,
+                    members=k.feed_members(feed_id),
+                    feeds=k.feeds,
+                    meta=k.feed_meta(feed_id),
+                )
                 plan = staging.plan(rec.ops, scripts, budget=self.stage_budget)
                 gen = f"{_ms(now)}.{secrets.token_hex(4)}"
                 self._run_staged(gen, feed_id, plan, sorted(touched), result, lease)
-                self._flip_and_clean(gen, dead, feed_id, plan,
-                                     set() if partial else rec.members_before - set(new) - kept)
+                self._flip_and_clean(
+                    gen, dead, feed_id, plan, set() if partial else rec.members_before - set(new) - kept
+                )
             finally:
                 lease.end()
         return result
 
-    def _run_staged(self, gen: str, feed_id: str, plan: staging.Staged, masked: Sequence[str],
-                    result: ReplaceResult, lease: _Lease) -> None:
+    def _run_staged(
+        self, gen: str, feed_id: str, plan: staging.Staged, masked: Sequence[str], result: ReplaceResult, lease: _Lease
+    ) -> None:
         k = self.keys
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(k.staging, gen, "w")
@@ -1043,8 +1131,11 @@ class Store:
         for ids in staging.pieces(masked, staging.SCRIPT_ITEMS):
             self._mask(keys=[], args=[k.prefix, gen, *ids])
         self.on_stage_step("masked")
-        for key, items in ((k.stage(gen, "rm"), plan.deferred), (k.stage(gen, "hide"), plan.hide),
-                           (k.feed_members(feed_id), plan.members_added)):
+        for key, items in (
+            (k.stage(gen, "rm"), plan.deferred),
+            (k.stage(gen, "hide"), plan.hide),
+            (k.feed_members(feed_id), plan.members_added),
+        ):
             for piece in staging.pieces(items, staging.MEMBERS):
                 self.redis.sadd(key, *piece)
         if plan.add_feed:
@@ -1063,8 +1154,9 @@ class Store:
             lease.check()
             self.on_stage_step("chunk")
 
-    def _flip_and_clean(self, gen: str, dead: Sequence[str], feed_id: str, plan: staging.Staged,
-                        left: set[str]) -> None:
+    def _flip_and_clean(
+        self, gen: str, dead: Sequence[str], feed_id: str, plan: staging.Staged, left: set[str]
+    ) -> None:
         """The flip (one short transaction: the generation, and any it took over, become visible), then
         the clean-up: deferred removals, masks, the members that left."""
         k = self.keys
@@ -1144,8 +1236,22 @@ class Store:
         plan = self._plan_links(feed_id, new, diff.old, diff.changed, diff.removed, authority, extra or set())
         self._watch_facilities(pipe, plan)
         touched = plan.facilities | {plan.link.get(rid) or diff.old.get(rid, (None, ""))[1] or rid for rid in new}
-        replies = self._queue_writes(_Counted(pipe), feed_id, new, obs, now, source, partial, authority, order,
-                                     keep or {}, kept, all_ids, diff, plan)
+        replies = self._queue_writes(
+            _Counted(pipe),
+            feed_id,
+            new,
+            obs,
+            now,
+            source,
+            partial,
+            authority,
+            order,
+            keep or {},
+            kept,
+            all_ids,
+            diff,
+            plan,
+        )
         return diff.result, touched, replies
 
     def _read_records(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
@@ -1155,13 +1261,28 @@ class Store:
         reader = self.redis.pipeline(transaction=False)
         for rid in record_ids:
             reader.hmget(self.keys.record(rid), "h", "fac", "o")
-        return {rid: StoredRecord(digest, _str(fac) if fac else "", int(written) if written is not None else None)
-                for rid, (digest, fac, written) in zip(record_ids, reader.execute(), strict=True)}
+        return {
+            rid: StoredRecord(digest, _str(fac) if fac else "", int(written) if written is not None else None)
+            for rid, (digest, fac, written) in zip(record_ids, reader.execute(), strict=True)
+        }
 
-    def _queue_writes(self, q: _Counted, feed_id: str, new: dict[str, Center], obs: list[Availability],
-                      now: datetime, source: str | None, partial: bool, authority: int, order: int,
-                      keep: Mapping[str, Iterable[str]], kept: frozenset[str], all_ids: set[str],
-                      diff: RecordDiff, plan: LinkPlan) -> ReplyAt:
+    def _queue_writes(
+        self,
+        q: _Counted,
+        feed_id: str,
+        new: dict[str, Center],
+        obs: list[Availability],
+        now: datetime,
+        source: str | None,
+        partial: bool,
+        authority: int,
+        order: int,
+        keep: Mapping[str, Iterable[str]],
+        kept: frozenset[str],
+        all_ids: set[str],
+        diff: RecordDiff,
+        plan: LinkPlan,
+    ) -> ReplyAt:
         """The writer: queue a replace's commands (after MULTI) and say where the replies to read are."""
         k = self.keys
         result, removed = diff.result, diff.removed
@@ -1176,16 +1297,32 @@ class Store:
                 q.delete(k.availability(rid))
         for rid, (record, digest) in diff.changed.items():
             why = plan.explanations.get(rid)
-            fields_: dict[str, Any] = {"j": record, "h": digest, "f": feed_id, "a": authority, "o": order,
-                                       "fac": plan.link[rid]}
+            fields_: dict[str, Any] = {
+                "j": record,
+                "h": digest,
+                "f": feed_id,
+                "a": authority,
+                "o": order,
+                "fac": plan.link[rid],
+            }
             if why is not None:
                 fields_["why"] = orjson.dumps(why)
             q.hset(k.record(rid), mapping=fields_)
         self._queue_facilities(q, plan, result)
         for rid, fid, verdict in plan.uncertain:
-            q.hset(k.matches, f"{rid}|{fid}", orjson.dumps({
-                "record": rid, "facility": fid, "rule": verdict.rule, "scores": dict(verdict.scores),
-                "found_at": now.isoformat()}))
+            q.hset(
+                k.matches,
+                f"{rid}|{fid}",
+                orjson.dumps(
+                    {
+                        "record": rid,
+                        "facility": fid,
+                        "rule": verdict.rule,
+                        "scores": dict(verdict.scores),
+                        "found_at": now.isoformat(),
+                    }
+                ),
+            )
         result.uncertain = len(plan.uncertain)
         removed_or_located = removed + [rid for rid in new if new[rid].latitude is not None]
         if removed_or_located:
@@ -1200,15 +1337,26 @@ class Store:
             q.sadd(k.feeds, feed_id)
         elif not partial:
             q.srem(k.feeds, feed_id)
-        q.hset(k.feed_meta(feed_id), mapping={
-            "centers": len(all_ids | set(new)) if partial else len(new) + len(kept), "replaced_at": now.isoformat(),
-        })
+        q.hset(
+            k.feed_meta(feed_id),
+            mapping={
+                "centers": len(all_ids | set(new)) if partial else len(new) + len(kept),
+                "replaced_at": now.isoformat(),
+            },
+        )
         if plan.recompose:
             q.eval(self._compose_src, 0, k.prefix, *plan.recompose)
         return self._queue_observations(q, new, obs, source, order, keep)
 
-    def _queue_observations(self, q: _Counted, new: dict[str, Center], obs: list[Availability], source: str | None,
-                            order: int, keep: Mapping[str, Iterable[str]]) -> ReplyAt:
+    def _queue_observations(
+        self,
+        q: _Counted,
+        new: dict[str, Center],
+        obs: list[Availability],
+        source: str | None,
+        order: int,
+        keep: Mapping[str, Iterable[str]],
+    ) -> ReplyAt:
         """Queue the snapshot's observations (newest wins) and, for a feed's own ``source``, the pruning of its
         figures for levels a record no longer reports (``keep``: levels carried but rejected stay)."""
         k = self.keys
@@ -1252,9 +1400,16 @@ class Store:
             ids_ = {(a, b) for a, b in orjson.loads(x)} if x else set()
             plan.previous[fid] = (set(_str(t).split()) if t else set(), ids_)
 
-    def _plan_links(self, feed_id: str, new: Mapping[str, Center], old: Mapping[str, tuple[bytes | None, str]],
-                    records: Mapping[str, tuple[bytes, bytes]], removed: Sequence[str], authority: int,
-                    extra: set[str] | None = None) -> LinkPlan:
+    def _plan_links(
+        self,
+        feed_id: str,
+        new: Mapping[str, Center],
+        old: Mapping[str, tuple[bytes | None, str]],
+        records: Mapping[str, tuple[bytes, bytes]],
+        removed: Sequence[str],
+        authority: int,
+        extra: set[str] | None = None,
+    ) -> LinkPlan:
         """Which facility each changed record belongs to, and the members of every facility that changes
         (and of those in ``extra``, composed again from the records they list that still exist).
 
@@ -1295,8 +1450,12 @@ class Store:
             center = new[rid]
             if own.get(rid) and decided.get(rid, {}).get(rid) != "different":
                 plan.link[rid] = rid
-                plan.explanations[rid] = {"facility": rid, "decision": "same", "scores": {},
-                                          "rule": "returned to the facility it founded"}
+                plan.explanations[rid] = {
+                    "facility": rid,
+                    "decision": "same",
+                    "scores": {},
+                    "rule": "returned to the facility it founded",
+                }
                 continue
             options: dict[str, list[str]] = {}
             for fid in candidates.get(rid, ()):
@@ -1309,8 +1468,12 @@ class Store:
                 fid = confirmed[0]
                 plan.link[rid] = fid
                 founded.setdefault(fid, []).append(rid)
-                plan.explanations[rid] = {"facility": fid, "decision": "same", "rule": "operator confirmed",
-                                          "scores": {}}
+                plan.explanations[rid] = {
+                    "facility": fid,
+                    "decision": "same",
+                    "rule": "operator confirmed",
+                    "scores": {},
+                }
                 continue
             for fid in [f for f, d in choices.items() if d == "different"]:
                 options.pop(fid, None)  # an operator split this pair: never linked again
@@ -1324,8 +1487,14 @@ class Store:
                 target = owner[found.record_id] if found is not None else None
                 if chosen.decision == "uncertain" and chosen.rule.startswith("ambiguous"):
                     # the rivals may be records of one facility: then it is no ambiguity
-                    sames = {f: v for f in options if (v := match.best_match(
-                        me, [i for m in options[f] if (i := identity(m)) is not None])[1]).decision == "same"}
+                    sames = {
+                        f: v
+                        for f in options
+                        if (
+                            v := match.best_match(me, [i for m in options[f] if (i := identity(m)) is not None])[1]
+                        ).decision
+                        == "same"
+                    }
                     if len(sames) == 1:
                         [(target, chosen)] = sames.items()
                 if target is not None and chosen.decision == "same":
@@ -1337,9 +1506,12 @@ class Store:
                 grid.add(center, rid)
             plan.link[rid] = fid
             founded.setdefault(fid, []).append(rid)
-            plan.explanations[rid] = {"facility": fid, "decision": decision,
-                                      "rule": chosen.rule if chosen else "no candidate nearby",
-                                      "scores": dict(chosen.scores) if chosen else {}}
+            plan.explanations[rid] = {
+                "facility": fid,
+                "decision": decision,
+                "rule": chosen.rule if chosen else "no candidate nearby",
+                "scores": dict(chosen.scores) if chosen else {},
+            }
         # the members of every facility that changes: before, and after this snapshot
         touched = {plan.link[rid] for rid in records} | set(plan.leaving.values()) | (extra or set())
         members.update(self._facility_members(touched - set(members)))
@@ -1355,9 +1527,11 @@ class Store:
         need = {m for ms in plan.members.values() for m in ms} - set(new) - set(stored)
         stored.update(self._stored_records(need))
         for fid, ms in plan.members.items():
-            plan.centers[fid] = [facility.Member(new[m], authority) if m in new else
-                                 facility.Member(stored[m][0], stored[m][1]) for m in sorted(ms)
-                                 if m in new or m in stored]
+            plan.centers[fid] = [
+                facility.Member(new[m], authority) if m in new else facility.Member(stored[m][0], stored[m][1])
+                for m in sorted(ms)
+                if m in new or m in stored
+            ]
         return plan
 
     def pending_matches(self, limit: int = 500) -> list[dict[str, Any]]:
@@ -1366,16 +1540,23 @@ class Store:
         k = self.keys
 
         def read() -> list[dict[str, Any]]:
-            pairs = sorted((orjson.loads(v) for v in self.redis.hvals(k.matches)),
-                           key=lambda m: (m.get("found_at", ""), m["record"]))[:limit]
+            pairs = sorted(
+                (orjson.loads(v) for v in self.redis.hvals(k.matches)),
+                key=lambda m: (m.get("found_at", ""), m["record"]),
+            )[:limit]
             reader = self.redis.pipeline(transaction=False)
             for m in pairs:
                 reader.hget(k.record(m["record"]), "j")
                 reader.hget(k.center(m["facility"]), "j")
             found = reader.execute()
-            return [{**m, "record_center": orjson.loads(r) if r else None,
-                     "facility_center": orjson.loads(f) if f else None}
-                    for m, r, f in zip(pairs, found[::2], found[1::2], strict=True)]
+            return [
+                {
+                    **m,
+                    "record_center": orjson.loads(r) if r else None,
+                    "facility_center": orjson.loads(f) if f else None,
+                }
+                for m, r, f in zip(pairs, found[::2], found[1::2], strict=True)
+            ]
 
         return list(self._call("reading matches", read))
 
@@ -1389,18 +1570,24 @@ class Store:
         current = self.facility_of(record_id)
         if current is None:
             raise KeyError(record_id)
-        if decision == "same" and not self._call("reading a facility", lambda: self.redis.exists(
-                k.center(facility_id))):
+        if decision == "same" and not self._call(
+            "reading a facility", lambda: self.redis.exists(k.center(facility_id))
+        ):
             raise KeyError(facility_id)
         target = facility_id if decision == "same" else (record_id if current == facility_id else current)
-        why = {"facility": target, "decision": decision, "rule": f"operator {by} decided: {decision}",
-               "scores": {}, "at": now.isoformat()}
-        self._call("recording a decision", lambda: self._relink(record_id, current, target, why, decision,
-                                                                facility_id))
+        why = {
+            "facility": target,
+            "decision": decision,
+            "rule": f"operator {by} decided: {decision}",
+            "scores": {},
+            "at": now.isoformat(),
+        }
+        self._call("recording a decision", lambda: self._relink(record_id, current, target, why, decision, facility_id))
         return target
 
-    def _relink(self, record_id: str, current: str, target: str, why: dict[str, Any], decision: str,
-                facility_id: str) -> None:
+    def _relink(
+        self, record_id: str, current: str, target: str, why: dict[str, Any], decision: str, facility_id: str
+    ) -> None:
         k = self.keys
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self.redis.pipeline(transaction=True) as pipe:
@@ -1440,8 +1627,11 @@ class Store:
         reader = self.redis.pipeline(transaction=False)
         for rid in record_ids:
             reader.hgetall(self.keys.decisions(rid))
-        return {rid: {_str(f): _str(d) for f, d in found.items()}
-                for rid, found in zip(record_ids, reader.execute(), strict=True) if found}
+        return {
+            rid: {_str(f): _str(d) for f, d in found.items()}
+            for rid, found in zip(record_ids, reader.execute(), strict=True)
+            if found
+        }
 
     def _candidates(self, centers: Mapping[str, Center]) -> dict[str, set[str]]:
         """Facilities near each record (GEO index) or sharing one of its identifiers, in one round trip."""
@@ -1453,8 +1643,19 @@ class Store:
         for rid, c in centers.items():
             if c.latitude is not None and c.longitude is not None:
                 radius = MATCH_RADIUS_ZIP_M if c.geo_precision is GeoPrecision.POSTAL_CODE else MATCH_RADIUS_M
-                reader.execute_command("GEOSEARCH", k.geo, "FROMLONLAT", c.longitude, c.latitude,
-                                       "BYRADIUS", radius, "m", "ASC", "COUNT", MATCH_CANDIDATES)
+                reader.execute_command(
+                    "GEOSEARCH",
+                    k.geo,
+                    "FROMLONLAT",
+                    c.longitude,
+                    c.latitude,
+                    "BYRADIUS",
+                    radius,
+                    "m",
+                    "ASC",
+                    "COUNT",
+                    MATCH_CANDIDATES,
+                )
                 asked.append((rid, "geo"))
             for x in c.external_ids:
                 reader.smembers(k.identifier(x.system.lower(), x.value))
@@ -1565,32 +1766,41 @@ class Store:
         return list(self._call("reading the geocode cache", lambda: self.redis.mget(keys)))
 
     def cache_answer(self, digest: str, answer: bytes, ttl_seconds: int) -> None:
-        self._call("writing the geocode cache",
-                   lambda: self.redis.set(self.keys.geocode_answer(digest), answer, ex=ttl_seconds))
+        self._call(
+            "writing the geocode cache",
+            lambda: self.redis.set(self.keys.geocode_answer(digest), answer, ex=ttl_seconds),
+        )
 
     def reserve_slot(self, name: str, interval_ms: int, defer_ms: int = 0) -> int:
         """Reserve the next slot of the shared limit ``name``; returns milliseconds to wait first.
 
         ``defer_ms`` pushes every process's next slot back (a server asked us to slow down)."""
-        return int(self._call("rate limiting", lambda: self._ratelimit(keys=[self.keys.limit(name)],
-                                                                        args=[interval_ms, defer_ms])))
+        return int(
+            self._call(
+                "rate limiting", lambda: self._ratelimit(keys=[self.keys.limit(name)], args=[interval_ms, defer_ms])
+            )
+        )
 
     def queue_geocode_retry(self, center_ids: Iterable[str], due: datetime) -> int:
         ids = list(center_ids)
         if not ids:
             return 0
         score = due.timestamp()
-        return int(self._call("queueing geocode retries",
-                              lambda: self.redis.zadd(self.keys.geocode_retry, {i: score for i in ids})))
+        return int(
+            self._call(
+                "queueing geocode retries", lambda: self.redis.zadd(self.keys.geocode_retry, {i: score for i in ids})
+            )
+        )
 
     def due_geocode_retries(self, now: datetime, limit: int = 100) -> list[str]:
-        raw = self._call("reading geocode retries", lambda: self.redis.zrangebyscore(
-            self.keys.geocode_retry, "-inf", now.timestamp(), start=0, num=limit))
+        raw = self._call(
+            "reading geocode retries",
+            lambda: self.redis.zrangebyscore(self.keys.geocode_retry, "-inf", now.timestamp(), start=0, num=limit),
+        )
         return [_str(m) for m in raw]
 
     def pending_geocode_retries(self) -> list[str]:
-        raw = self._call("reading geocode retries",
-                         lambda: self.redis.zrange(self.keys.geocode_retry, 0, -1))
+        raw = self._call("reading geocode retries", lambda: self.redis.zrange(self.keys.geocode_retry, 0, -1))
         return [_str(m) for m in raw]
 
     def drop_geocode_retries(self, center_ids: Iterable[str]) -> None:
@@ -1614,8 +1824,15 @@ class Store:
         member, rank = self._call("updating a location", read)
         if not member:
             return False
-        self.replace_feed(center.feed_id, [center], [], now=now or datetime.now(UTC), source=None, partial=True,
-                          authority=int(rank or 0))
+        self.replace_feed(
+            center.feed_id,
+            [center],
+            [],
+            now=now or datetime.now(UTC),
+            source=None,
+            partial=True,
+            authority=int(rank or 0),
+        )
         return True
 
     def stored_records(self, center_ids: Sequence[str]) -> dict[str, bytes]:
@@ -1629,8 +1846,11 @@ class Store:
                 pipe.hget(self.keys.record(cid), "j")
             return pipe.execute()
 
-        return {cid: raw for cid, raw in zip(center_ids, self._call("reading centers", read), strict=True)
-                if raw is not None}
+        return {
+            cid: raw
+            for cid, raw in zip(center_ids, self._call("reading centers", read), strict=True)
+            if raw is not None
+        }
 
     # ------------------------------------------------------------------------------- row memos
 
@@ -1672,8 +1892,9 @@ class Store:
         def read() -> set[str]:
             out: set[str] = set()
             for piece in staging.pieces(ids, staging.MEMBERS):  # a few milliseconds of Redis each
-                found = self._changed(keys=[self.keys.record(rid) for rid in piece],
-                                      args=[feed_id, *[expected[rid] for rid in piece]])
+                found = self._changed(
+                    keys=[self.keys.record(rid) for rid in piece], args=[feed_id, *[expected[rid] for rid in piece]]
+                )
                 out.update(piece[int(i) - 1] for i in found)
             return out
 
@@ -1695,8 +1916,9 @@ class Store:
         replies = self._call("reading feed health", read) if feed_ids else []
         return {fid: FeedState.from_hash(raw) for fid, raw in zip(feed_ids, replies, strict=True)}
 
-    def set_feed_state(self, feed_id: str, values: FeedState, *,
-                       increment: str | None = None, delete: Sequence[str] = ()) -> None:
+    def set_feed_state(
+        self, feed_id: str, values: FeedState, *, increment: str | None = None, delete: Sequence[str] = ()
+    ) -> None:
         """Write the fields ``values`` sets, add 1 to the counter ``increment`` (a ``FeedState`` counter) and
         drop the fields ``delete`` names (``FeedState.ERROR``, ...), in one transaction."""
         mapping = values.to_hash()
@@ -1734,8 +1956,9 @@ class Store:
         With ``owner`` (e.g. a task id, the same across redeliveries) the owner takes back a lock it
         still holds from an earlier attempt that died, instead of waiting for it to expire."""
         token = owner or secrets.token_hex(16)
-        ok = self._call("taking a lock", lambda: self._lock(keys=[self.keys.lock(name)],
-                                                             args=[token, int(ttl_seconds * 1000)]))
+        ok = self._call(
+            "taking a lock", lambda: self._lock(keys=[self.keys.lock(name)], args=[token, int(ttl_seconds * 1000)])
+        )
         return token if ok else None
 
     def release_lock(self, name: str, token: str) -> bool:
@@ -1744,24 +1967,38 @@ class Store:
 
     # ------------------------------------------------------------------------------------ pushes
 
-    def accept_push(self, feed_id: str, event_id: str, ingest_id: str, record: PushRecord,
-                    *, event_ttl: int = 86400, push_ttl: int = 7 * 86400) -> str | None:
+    def accept_push(
+        self,
+        feed_id: str,
+        event_id: str,
+        ingest_id: str,
+        record: PushRecord,
+        *,
+        event_ttl: int = 86400,
+        push_ttl: int = 7 * 86400,
+    ) -> str | None:
         """Store a push durably under ``ingest_id``, once per (feed, event id).
 
         Returns None when stored, else the ingest id that already accepted this event id."""
         args: list[Any] = [ingest_id, event_ttl, push_ttl]
         for k, v in record.to_hash().items():
             args.extend((k, v))
-        existing = self._call("storing a push", lambda: self._accept_push(
-            keys=[self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id), self.keys.pending_pushes],
-            args=args))
+        existing = self._call(
+            "storing a push",
+            lambda: self._accept_push(
+                keys=[self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id), self.keys.pending_pushes],
+                args=args,
+            ),
+        )
         return None if existing in (None, b"", "") else _str(existing)
 
     def forget_push(self, feed_id: str, event_id: str, ingest_id: str) -> None:
         """Undo ``accept_push`` (it could not be queued): the partner may retry with the same event id."""
         self._call("forgetting a push", lambda: self.redis.zrem(self.keys.pending_pushes, ingest_id))
-        self._call("forgetting a push", lambda: self.redis.delete(self.keys.push_event(feed_id, event_id),
-                                                                    self.keys.push(ingest_id)))
+        self._call(
+            "forgetting a push",
+            lambda: self.redis.delete(self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id)),
+        )
 
     def push_record(self, ingest_id: str) -> PushRecord | None:
         raw = self._call("reading a push", lambda: self.redis.hgetall(self.keys.push(ingest_id)))
@@ -1778,14 +2015,16 @@ class Store:
         def read() -> dict[str, str]:
             names = [_str(k) for k in self.redis.scan_iter(match=prefix + "*", count=200)]
             values = self.redis.mget(names) if names else []
-            return {n[len(prefix):]: _str(v) for n, v in zip(names, values, strict=True) if v is not None}
+            return {n[len(prefix) :]: _str(v) for n, v in zip(names, values, strict=True) if v is not None}
 
         return dict(self._call("reading heartbeats", read))
 
     def stale_pushes(self, before: datetime, limit: int = 500) -> list[str]:
         """Pending pushes last queued or started before ``before`` (nobody finished them)."""
-        raw = self._call("reading pending pushes", lambda: self.redis.zrangebyscore(
-            self.keys.pending_pushes, "-inf", _ms(before), start=0, num=limit))
+        raw = self._call(
+            "reading pending pushes",
+            lambda: self.redis.zrangebyscore(self.keys.pending_pushes, "-inf", _ms(before), start=0, num=limit),
+        )
         return [_str(i) for i in raw]
 
     def mark_push_pending(self, ingest_id: str, at: datetime) -> None:
@@ -1796,8 +2035,7 @@ class Store:
 
     def update_push(self, ingest_id: str, values: PushRecord) -> None:
         """Write the fields ``values`` sets."""
-        self._call("updating a push", lambda: self.redis.hset(self.keys.push(ingest_id),
-                                                              mapping=values.to_hash()))  # type: ignore[arg-type]
+        self._call("updating a push", lambda: self.redis.hset(self.keys.push(ingest_id), mapping=values.to_hash()))  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------------------- rate limits
 

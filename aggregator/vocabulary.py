@@ -206,20 +206,71 @@ POPULATION_PHRASES: tuple[tuple[str, tuple[Population, ...]], ...] = (
 # Languages: names and SAMHSA codes to ISO 639-1
 
 LANGUAGE_NAMES: dict[str, str] = {
-    "english": "en", "spanish": "es", "arabic": "ar", "armenian": "hy", "cambodian": "km",
-    "khmer": "km", "cantonese": "zh", "mandarin": "zh", "chinese": "zh", "other chinese": "zh",
-    "any chinese language": "zh", "farsi": "fa", "persian": "fa", "korean": "ko", "russian": "ru",
-    "tagalog": "tl", "filipino": "tl", "vietnamese": "vi", "creole": "ht", "haitian creole": "ht",
-    "french": "fr", "german": "de", "greek": "el", "hebrew": "he", "hindi": "hi", "italian": "it",
-    "japanese": "ja", "polish": "pl", "portuguese": "pt", "navajo": "nv", "ojibwa": "oj",
-    "somali": "so", "amharic": "am", "samoan": "sm", "other chinese languages": "zh", "urdu": "ur",
-    "bengali": "bn", "punjabi": "pa",
-    "ukrainian": "uk", "thai": "th", "lao": "lo", "swahili": "sw", "nepali": "ne",
+    "english": "en",
+    "spanish": "es",
+    "arabic": "ar",
+    "armenian": "hy",
+    "cambodian": "km",
+    "khmer": "km",
+    "cantonese": "zh",
+    "mandarin": "zh",
+    "chinese": "zh",
+    "other chinese": "zh",
+    "any chinese language": "zh",
+    "farsi": "fa",
+    "persian": "fa",
+    "korean": "ko",
+    "russian": "ru",
+    "tagalog": "tl",
+    "filipino": "tl",
+    "vietnamese": "vi",
+    "creole": "ht",
+    "haitian creole": "ht",
+    "french": "fr",
+    "german": "de",
+    "greek": "el",
+    "hebrew": "he",
+    "hindi": "hi",
+    "italian": "it",
+    "japanese": "ja",
+    "polish": "pl",
+    "portuguese": "pt",
+    "navajo": "nv",
+    "ojibwa": "oj",
+    "somali": "so",
+    "amharic": "am",
+    "samoan": "sm",
+    "other chinese languages": "zh",
+    "urdu": "ur",
+    "bengali": "bn",
+    "punjabi": "pa",
+    "ukrainian": "uk",
+    "thai": "th",
+    "lao": "lo",
+    "swahili": "sw",
+    "nepali": "ne",
 }
 LANGUAGE_CODES: dict[str, str] = {
-    "sp": "es", "f4": "ar", "f17": "zh", "f19": "ht", "f25": "fa", "f28": "fr", "f30": "de",
-    "f31": "el", "f35": "he", "f36": "hi", "f42": "it", "f43": "ja", "f47": "ko", "f66": "pl",
-    "f67": "pt", "f70": "ru", "f81": "tl", "f92": "vi", "n23": "nv", "n24": "oj",
+    "sp": "es",
+    "f4": "ar",
+    "f17": "zh",
+    "f19": "ht",
+    "f25": "fa",
+    "f28": "fr",
+    "f30": "de",
+    "f31": "el",
+    "f35": "he",
+    "f36": "hi",
+    "f42": "it",
+    "f43": "ja",
+    "f47": "ko",
+    "f66": "pl",
+    "f67": "pt",
+    "f70": "ru",
+    "f81": "tl",
+    "f92": "vi",
+    "n23": "nv",
+    "n24": "oj",
 }
 _ISO_639_1 = frozenset(LANGUAGE_NAMES.values()) | frozenset(LANGUAGE_CODES.values())
 
@@ -227,16 +278,23 @@ _ISO_639_1 = frozenset(LANGUAGE_NAMES.values()) | frozenset(LANGUAGE_CODES.value
 # Availability status and accepting
 
 STATUS_WORDS: tuple[tuple[str, AvailabilityStatus], ...] = (
-    (r"^(?:n/?a|unknown|-+|—|\?|tbd|not reported|call|call for (?:availability|beds|details)|see notes)$",
-     AvailabilityStatus.UNKNOWN),
+    (
+        r"^(?:n/?a|unknown|-+|—|\?|tbd|not reported|call|call for (?:availability|beds|details)|see notes)$",
+        AvailabilityStatus.UNKNOWN,
+    ),
     (r"assessment|screening required|call to assess", AvailabilityStatus.ASSESSMENT_REQUIRED),
     (r"wait\s*-?\s*list|waiting list", AvailabilityStatus.WAITLIST),
     (r"temporarily closed|\bclosed\b|inactive|defunct", AvailabilityStatus.CLOSED),
-    (r"\bfull\b|\bno (?:beds|openings|capacity|availability|vacanc\w*)\b|\bunavailable\b|"
-     r"not (?:available|accepting)|\bat capacity\b|^none$|^no$", AvailabilityStatus.FULL),
+    (
+        r"\bfull\b|\bno (?:beds|openings|capacity|availability|vacanc\w*)\b|\bunavailable\b|"
+        r"not (?:available|accepting)|\bat capacity\b|^none$|^no$",
+        AvailabilityStatus.FULL,
+    ),
     (r"\blimited\b|\bfew\b|\blow\b", AvailabilityStatus.LIMITED),
-    (r"\bavailable\b|\bopen\b|^yes$|\baccepting\b|\bvacan(?:t|cy|cies)\b|\bsome\b|\bhas capacity\b",
-     AvailabilityStatus.AVAILABLE),
+    (
+        r"\bavailable\b|\bopen\b|^yes$|\baccepting\b|\bvacan(?:t|cy|cies)\b|\bsome\b|\bhas capacity\b",
+        AvailabilityStatus.AVAILABLE,
+    ),
 )
 
 ACCEPTING_WORDS: tuple[tuple[str, Accepting], ...] = (
@@ -256,8 +314,9 @@ ACCEPTING_WORDS: tuple[tuple[str, Accepting], ...] = (
 _TERM_CACHE: dict[tuple[int, str], tuple[frozenset[Any], bool]] = {}
 
 
-def _by_table(k: str, codes: Mapping[str, tuple[E, ...]], phrases: tuple[tuple[str, tuple[E, ...]], ...],
-              enum: type[E]) -> tuple[frozenset[E], bool]:
+def _by_table(
+    k: str, codes: Mapping[str, tuple[E, ...]], phrases: tuple[tuple[str, tuple[E, ...]], ...], enum: type[E]
+) -> tuple[frozenset[E], bool]:
     """A term key's values by the codes, then the enum's own values, then the phrases; and whether any matched."""
     cache_key = (id(codes), k)
     hit = _TERM_CACHE.get(cache_key)
@@ -314,15 +373,11 @@ def map_levels_of_care(
     return _map(terms, LEVEL_CODES, LEVEL_PHRASES, overrides, LevelOfCare)
 
 
-def map_payment(
-    terms: Iterable[str], overrides: Mapping[str, Iterable[str]] | None = None
-) -> Mapped[Payment]:
+def map_payment(terms: Iterable[str], overrides: Mapping[str, Iterable[str]] | None = None) -> Mapped[Payment]:
     return _map(terms, PAYMENT_CODES, PAYMENT_PHRASES, overrides, Payment)
 
 
-def map_populations(
-    terms: Iterable[str], overrides: Mapping[str, Iterable[str]] | None = None
-) -> Mapped[Population]:
+def map_populations(terms: Iterable[str], overrides: Mapping[str, Iterable[str]] | None = None) -> Mapped[Population]:
     return _map(terms, POPULATION_CODES, POPULATION_PHRASES, overrides, Population)
 
 

@@ -40,12 +40,21 @@ def geocoder_for(settings: Settings, store: Store, *, retries: int | None = None
     return Geocoder(store, config)
 
 
-def pipeline_for(settings: Settings, store: Store, *, geocoder: Geocoder | None = None,
-                 fetcher: Fetcher | None = None, environ: Mapping[str, str] | None = None) -> Pipeline:
+def pipeline_for(
+    settings: Settings,
+    store: Store,
+    *,
+    geocoder: Geocoder | None = None,
+    fetcher: Fetcher | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Pipeline:
     """A feed's runs, pushes and releases: the store, the fetcher, the geocoder (``geocoder_for`` when not
     given) and the environment the feeds' credentials are read from (the process's when not given)."""
     from aggregator.ingest import Pipeline
 
-    return Pipeline(store, fetcher or fetcher_for(settings),
-                    geocoder=geocoder if geocoder is not None else geocoder_for(settings, store),
-                    environ=dict(os.environ) if environ is None else environ)
+    return Pipeline(
+        store,
+        fetcher or fetcher_for(settings),
+        geocoder=geocoder if geocoder is not None else geocoder_for(settings, store),
+        environ=dict(os.environ) if environ is None else environ,
+    )

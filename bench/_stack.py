@@ -37,8 +37,10 @@ def machine() -> str:
                 memory = int(line.split()[1]) / 2**20
     except OSError:
         pass
-    return (f"{os.cpu_count()} cores, {memory:.1f} GiB, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} cores, {memory:.1f} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def preamble(title: str) -> None:
@@ -59,8 +61,16 @@ class Stack:
 
     ``registry``: the TOML text of the partner registry; ``env``: more environment for both (secrets)."""
 
-    def __init__(self, folder: Path, registry: str, *, env: dict[str, str] | None = None, api: bool = True,
-                 concurrency: int = 2, worker_loglevel: str = "INFO") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        registry: str,
+        *,
+        env: dict[str, str] | None = None,
+        api: bool = True,
+        concurrency: int = 2,
+        worker_loglevel: str = "INFO",
+    ) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.registry_file = folder / "feeds.toml"
@@ -82,13 +92,21 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-        env.update({
-            "REDIS_URL": self.redis.url, "CENTERS_FEEDS_FILE": str(self.registry_file),
-            "CENTERS_DATA_DIR": str(self.folder), "CENTERS_GEOCODER": "none", "TZ": "UTC",
-            "CENTERS_USER_AGENT": "center-availability-bench/1.0", "CENTERS_RATE_LIMIT": "100000000",
-            "CENTERS_PUSH_RATE_LIMIT": "100000000", "CENTERS_OPERATOR_TOKENS": "ops:bench-operator-token-01234",
-            "PYTHONPATH": str(ROOT), **self.extra_env,
-        })
+        env.update(
+            {
+                "REDIS_URL": self.redis.url,
+                "CENTERS_FEEDS_FILE": str(self.registry_file),
+                "CENTERS_DATA_DIR": str(self.folder),
+                "CENTERS_GEOCODER": "none",
+                "TZ": "UTC",
+                "CENTERS_USER_AGENT": "center-availability-bench/1.0",
+                "CENTERS_RATE_LIMIT": "100000000",
+                "CENTERS_PUSH_RATE_LIMIT": "100000000",
+                "CENTERS_OPERATOR_TOKENS": "ops:bench-operator-token-01234",
+                "PYTHONPATH": str(ROOT),
+                **self.extra_env,
+            }
+        )
         return env
 
     def start_redis(self) -> str:
@@ -97,18 +115,52 @@ class Stack:
     def start_services(self, timeout: float = 90) -> None:
         """The worker (then waits for its 'ready') and the API (then waits for /healthz)."""
         env = self.env()
-        args = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B",
-                "-Q", f"{names.FEEDS_QUEUE},{names.GEOCODE_QUEUE}", "-c", str(self.concurrency),
-                "--loglevel", self.worker_loglevel, "-s", str(self.folder / "beat-schedule"),
-                "--without-mingle", "--without-gossip", "-n", f"bench-{os.getpid()}@%h"]
-        self.worker = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.worker_log.open("wb"),
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-B",
+            "-Q",
+            f"{names.FEEDS_QUEUE},{names.GEOCODE_QUEUE}",
+            "-c",
+            str(self.concurrency),
+            "--loglevel",
+            self.worker_loglevel,
+            "-s",
+            str(self.folder / "beat-schedule"),
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"bench-{os.getpid()}@%h",
+        ]
+        self.worker = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=self.worker_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         if self.want_api:
             port = free_port()
             self.api = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory", "--host", "127.0.0.1",
-                 "--port", str(port), "--log-level", "warning"],
-                env=env, cwd=ROOT, stdout=self.api_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "aggregator.api.main:build",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=self.api_log.open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self.api_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
         while " ready." not in self.worker_log.read_text(errors="replace"):

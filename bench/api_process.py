@@ -21,11 +21,33 @@ def api_process(redis_url: str, data_dir: Path, *extra: str) -> Iterator[str]:
     """Start the API (no rate limit to speak of, no geocoder); yield its base URL; stop it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-    env.update({"REDIS_URL": redis_url, "CENTERS_GEOCODER": "none", "CENTERS_DATA_DIR": str(data_dir),
-                "CENTERS_RATE_LIMIT": "100000000", "CENTERS_OPERATOR_TOKENS": "ops:bench-operator-token-01234"})
-    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory",
-                            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra],
-                           env=env, start_new_session=True)
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "CENTERS_GEOCODER": "none",
+            "CENTERS_DATA_DIR": str(data_dir),
+            "CENTERS_RATE_LIMIT": "100000000",
+            "CENTERS_OPERATOR_TOKENS": "ops:bench-operator-token-01234",
+        }
+    )
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "aggregator.api.main:build",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

@@ -51,11 +51,21 @@ def write_feed(url: str, feed_id: str, n: int, seed: int, partial: bool, stage_a
     """One writer process: build ``n`` records of ``feed_id`` and store them; time each transaction."""
     now = datetime.now(UTC)
     feeds = build(n, random.Random(seed), now)
-    centers = [c.model_copy(update={"id": f"{feed_id}:{c.source_id}", "feed_id": feed_id})
-               for cs, _ in feeds.values() for c in cs]
-    observations = [o.model_copy(update={"center_id": f"{feed_id}:{o.center_id.split(':', 1)[1]}",
-                                         "source": Source.PUSH if partial else Source.PULL})
-                    for _, obs in feeds.values() for o in obs]
+    centers = [
+        c.model_copy(update={"id": f"{feed_id}:{c.source_id}", "feed_id": feed_id})
+        for cs, _ in feeds.values()
+        for c in cs
+    ]
+    observations = [
+        o.model_copy(
+            update={
+                "center_id": f"{feed_id}:{o.center_id.split(':', 1)[1]}",
+                "source": Source.PUSH if partial else Source.PULL,
+            }
+        )
+        for _, obs in feeds.values()
+        for o in obs
+    ]
     store = Store(Store.from_url(url).redis, stage_above=stage_above)
     longest = [0.0]
     steps: list[float] = []
@@ -71,11 +81,14 @@ def write_feed(url: str, feed_id: str, n: int, seed: int, partial: bool, stage_a
 
     store.on_stage_step = first
     t0 = time.perf_counter()
-    store.replace_feed(feed_id, centers, observations, now=now, source="push" if partial else "pull",
-                       partial=partial)
+    store.replace_feed(feed_id, centers, observations, now=now, source="push" if partial else "pull", partial=partial)
     end = time.perf_counter()
-    return {"seconds": end - t0, "planning": (steps[0] if steps else end) - t0, "steps": max(0, len(steps) - 1),
-            "longest_step_ms": longest[0] * 1000}
+    return {
+        "seconds": end - t0,
+        "planning": (steps[0] if steps else end) - t0,
+        "steps": max(0, len(steps) - 1),
+        "longest_step_ms": longest[0] * 1000,
+    }
 
 
 def _writer(args: tuple[str, str, int, int, bool, int], out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
@@ -167,14 +180,20 @@ def main() -> None:
             zips = sorted(_zip_table())[::50]
             load = Load(url, zips)
             load.run_for(2)  # warm up: connections, the API's ZIP table, the script cache
-            print(f"base: {store.count_located():,} centers; public load: {load.clients} clients on "
-                  f"{len(zips):,} ZIPs; writes {'UNSTAGED (one transaction each)' if args.unstaged else 'staged'}")
+            print(
+                f"base: {store.count_located():,} centers; public load: {load.clients} clients on "
+                f"{len(zips):,} ZIPs; writes {'UNSTAGED (one transaction each)' if args.unstaged else 'staged'}"
+            )
             quiet = load.run_for(args.quiet_seconds)
 
             results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-            writers = [multiprocessing.Process(target=_writer, args=(a, results)) for a in (
-                (server.url, "national", args.feed, 2, False, stage_above),
-                (server.url, "partner-push", args.push, 3, True, stage_above))]
+            writers = [
+                multiprocessing.Process(target=_writer, args=(a, results))
+                for a in (
+                    (server.url, "national", args.feed, 2, False, stage_above),
+                    (server.url, "partner-push", args.push, 3, True, stage_above),
+                )
+            ]
             load.start()
             t0 = time.perf_counter()
             for w in writers:
@@ -208,19 +227,25 @@ def main() -> None:
             if "error" in d:
                 print(f"writer {name}: FAILED: {d['error'][:300]}")
                 continue
-            print(f"writer {name}: {d['seconds']:.1f} s ({d['planning']:.1f} s planning, unlocked), "
-              f"{d['steps']:.0f} steps, longest step "
-                  f"{d['longest_step_ms']:.1f} ms (client side, each transaction's round trip after planning)")
+            print(
+                f"writer {name}: {d['seconds']:.1f} s ({d['planning']:.1f} s planning, unlocked), "
+                f"{d['steps']:.0f} steps, longest step "
+                f"{d['longest_step_ms']:.1f} ms (client side, each transaction's round trip after planning)"
+            )
         statuses = sorted({s for s, _ in hostile})
-        print(f"hostile queries: {len(hostile)} sent, statuses {statuses}, slowest "
-              f"{max(t for _, t in hostile) * 1000:.0f} ms")
+        print(
+            f"hostile queries: {len(hostile)} sent, statuses {statuses}, slowest "
+            f"{max(t for _, t in hostile) * 1000:.0f} ms"
+        )
         slow = r.slowlog_get(10_000)
         print(f"SLOWLOG entries over {THRESHOLD_MS} ms: {len(slow)}")
         for e in slow[:10]:
             print(f"  {e['duration'] / 1000:.1f} ms  {str(e['command'])[:100]}")
         latency = r.execute_command("LATENCY", "LATEST")
-        print(f"LATENCY events over {THRESHOLD_MS} ms (whole MULTI/EXEC included): "
-              + (", ".join(f"{_s(e[0])} max {e[3]} ms" for e in latency) if latency else "none"))
+        print(
+            f"LATENCY events over {THRESHOLD_MS} ms (whole MULTI/EXEC included): "
+            + (", ".join(f"{_s(e[0])} max {e[3]} ms" for e in latency) if latency else "none")
+        )
 
 
 def _s(v: object) -> str:

@@ -52,19 +52,29 @@ def main() -> None:
     args = ap.parse_args()
     centers = shutil.which("centers", path=str(Path(sys.executable).parent)) or "centers"
     tmp = Path(tempfile.mkdtemp(prefix="bench-cli-"))
-    print(f"machine: {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d}; python bench/cli.py "
-          f"--runs {args.runs} --centers {args.centers}")
+    print(
+        f"machine: {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d}; python bench/cli.py "
+        f"--runs {args.runs} --centers {args.centers}"
+    )
     with RedisProcess(tmp / "redis", persistent=False) as server:
         store = Store.from_url(server.url)
         now = datetime.now(UTC)
         sample.load_bundled_sample(store, now)
         if args.centers:
             raws = csv_feed.parse_one(synthetic_csv(args.centers), sample.SAMPLE_MAPPING)
-            apply_snapshot(store, raws, FeedContext(feed_id="synthetic", now=now, source=Source.PULL,
-                                                    freshness_seconds=3600))
+            apply_snapshot(
+                store, raws, FeedContext(feed_id="synthetic", now=now, source=Source.PULL, freshness_seconds=3600)
+            )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-        env.update({"REDIS_URL": server.url, "CENTERS_GEOCODER": "none", "CENTERS_DATA_DIR": str(tmp / "data"),
-                    "XDG_CACHE_HOME": str(tmp / "cache"), "XDG_STATE_HOME": str(tmp / "state")})
+        env.update(
+            {
+                "REDIS_URL": server.url,
+                "CENTERS_GEOCODER": "none",
+                "CENTERS_DATA_DIR": str(tmp / "data"),
+                "XDG_CACHE_HOME": str(tmp / "cache"),
+                "XDG_STATE_HOME": str(tmp / "state"),
+            }
+        )
         commands = {
             "baseline: python -c pass": [sys.executable, "-c", "pass"],
             "centers near 02139": [centers, "near", "02139"],

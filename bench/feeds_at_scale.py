@@ -46,10 +46,46 @@ from bench._stack import Stack, pct, preamble, ratio
 from workers import names
 from workers.schedule import offset_for
 
-HEADER = ["ID", "Name", "Street", "City", "State", "ZIP", "Lat", "Lon", "Phone", "Services", "Payment",
-          "Detox open", "Detox total", "Residential open", "Residential total", "Updated"]
-WORDS = ["Harbor", "Cedar", "Valley", "Summit", "Bridge", "River", "Oak", "Lakeside", "North", "Hope", "New Day",
-         "Pine", "Meadow", "Crossroads", "Beacon", "Horizon", "Willow", "Granite", "Sunrise", "Evergreen"]
+HEADER = [
+    "ID",
+    "Name",
+    "Street",
+    "City",
+    "State",
+    "ZIP",
+    "Lat",
+    "Lon",
+    "Phone",
+    "Services",
+    "Payment",
+    "Detox open",
+    "Detox total",
+    "Residential open",
+    "Residential total",
+    "Updated",
+]
+WORDS = [
+    "Harbor",
+    "Cedar",
+    "Valley",
+    "Summit",
+    "Bridge",
+    "River",
+    "Oak",
+    "Lakeside",
+    "North",
+    "Hope",
+    "New Day",
+    "Pine",
+    "Meadow",
+    "Crossroads",
+    "Beacon",
+    "Horizon",
+    "Willow",
+    "Granite",
+    "Sunrise",
+    "Evergreen",
+]
 KINDS = ["Recovery Center", "Treatment Services", "Behavioral Health", "Detox Unit", "Wellness House", "Clinic"]
 LEVELS = ["detox", "residential", "outpatient", "iop", "otp"]
 PAYMENT = ["Medicaid", "Medicare", "Private health insurance", "Self-pay", "Sliding fee"]
@@ -107,12 +143,22 @@ class Partners:
             rows = []
             for j in range(rng.randint(5, 20)):
                 levels = rng.sample(LEVELS, rng.randint(1, 3))
-                rows.append([f"S{j}", f"{rng.choice(WORDS)} {rng.choice(WORDS)} {rng.choice(KINDS)} {i}-{j}",
-                             f"{rng.randint(1, 9999)} {rng.choice(WORDS)} St", home.city, home.state, home.zip_code,
-                             round(home.latitude + rng.gauss(0, 0.02), 5),
-                             round(home.longitude + rng.gauss(0, 0.02), 5),
-                             f"(617) 555-{rng.randint(0, 9999):04d}", "; ".join(levels),
-                             "; ".join(rng.sample(PAYMENT, rng.randint(1, 3))), levels])
+                rows.append(
+                    [
+                        f"S{j}",
+                        f"{rng.choice(WORDS)} {rng.choice(WORDS)} {rng.choice(KINDS)} {i}-{j}",
+                        f"{rng.randint(1, 9999)} {rng.choice(WORDS)} St",
+                        home.city,
+                        home.state,
+                        home.zip_code,
+                        round(home.latitude + rng.gauss(0, 0.02), 5),
+                        round(home.longitude + rng.gauss(0, 0.02), 5),
+                        f"(617) 555-{rng.randint(0, 9999):04d}",
+                        "; ".join(levels),
+                        "; ".join(rng.sample(PAYMENT, rng.randint(1, 3))),
+                        levels,
+                    ]
+                )
             self.rows.append(rows)
         self.fetches = [0] * feeds
 
@@ -167,9 +213,10 @@ def serve(port: int, feeds: int, seed: int, log_path: str, ready: Any) -> None:
     server.serve_forever()
 
 
-LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/[^\]]*\] Task " + re.escape(names.RUN_FEED)
-                      + r"\[[^\]]+\] "
-                      r"succeeded in ([\d.e-]+)s: \{'feed_id': '([^']+)', 'status': '([^']+)'")
+LOG_LINE = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/[^\]]*\] Task " + re.escape(names.RUN_FEED) + r"\[[^\]]+\] "
+    r"succeeded in ([\d.e-]+)s: \{'feed_id': '([^']+)', 'status': '([^']+)'"
+)
 
 
 def finished_runs(log_text: str) -> list[tuple[float, str, str, float]]:
@@ -200,16 +247,16 @@ def main() -> None:
     fetch_log = folder / "fetches.log"
     port = free_port()
     ready = multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(port, args.feeds, args.seed, str(fetch_log), ready),
-                                     daemon=True)
+    server = multiprocessing.Process(
+        target=serve, args=(port, args.feeds, args.seed, str(fetch_log), ready), daemon=True
+    )
     server.start()
     if not ready.wait(60):
         raise SystemExit("the partners' server did not start")
     sends: list[tuple[float, str]] = []
     backlog: list[int] = []
     try:
-        with Stack(folder, registry(f"http://127.0.0.1:{port}", args.feeds, args.interval_seconds), api=False) \
-                as stack:
+        with Stack(folder, registry(f"http://127.0.0.1:{port}", args.feeds, args.interval_seconds), api=False) as stack:
             stack.start_redis()
             stack.start_services()
             started = time.time()
@@ -272,22 +319,32 @@ def main() -> None:
             finish_lags.append(at - (((starts[-1] - offset) // period) * period + offset))
     expired = log_text.count(f"Discarding revoked task: {names.RUN_FEED}")
 
-    print(f"{args.feeds:,} csv feeds, each due every {args.interval_seconds} s (staggered), "
-          f"{sum(len(r) for r in Partners(args.feeds, args.seed).rows):,} centers; one worker -B -c 2; "
-          f"{(stopped - started) / 60:.1f} min of wall time; all on 127.0.0.1")
+    print(
+        f"{args.feeds:,} csv feeds, each due every {args.interval_seconds} s (staggered), "
+        f"{sum(len(r) for r in Partners(args.feeds, args.seed).rows):,} centers; one worker -B -c 2; "
+        f"{(stopped - started) / 60:.1f} min of wall time; all on 127.0.0.1"
+    )
     print(f"{'':44}{'runs':>7}{'p50 s':>9}{'p99 s':>9}{'max s':>9}")
-    rows = (("baseline: no-op task, sent -> ran", ping_lags),
-            ("feed run: due -> fetch (start lag)", start_lags),
-            ("feed run: due -> logged done (finish lag)", finish_lags),
-            ("feed run: time in the task", durations))
+    rows = (
+        ("baseline: no-op task, sent -> ran", ping_lags),
+        ("feed run: due -> fetch (start lag)", start_lags),
+        ("feed run: due -> logged done (finish lag)", finish_lags),
+        ("feed run: time in the task", durations),
+    )
     for name, s in rows:
         print(f"{name:<44}{len(s):>7}{pct(s, 0.5):>9.3f}{pct(s, 0.99):>9.3f}{max(s, default=float('nan')):>9.3f}")
-    print(f"ratio start lag / no-op task lag: p50 {ratio(pct(start_lags, 0.5), pct(ping_lags, 0.5))}, "
-          f"p99 {ratio(pct(start_lags, 0.99), pct(ping_lags, 0.99))}")
-    print(f"missed runs: {missed} of {slots} due times with a whole period inside the run; extra runs (a second "
-          f"run in one period): {extra}; expired messages: {expired}; pings not run by the end: {pings_unrun}")
-    print(f"outcomes: {', '.join(f'{k} {v}' for k, v in outcomes.most_common()) or 'none'}; "
-          f"queue 'feeds' length at each ping: p50 {pct(backlog, 0.5):.0f}, max {max(backlog, default=0)}")
+    print(
+        f"ratio start lag / no-op task lag: p50 {ratio(pct(start_lags, 0.5), pct(ping_lags, 0.5))}, "
+        f"p99 {ratio(pct(start_lags, 0.99), pct(ping_lags, 0.99))}"
+    )
+    print(
+        f"missed runs: {missed} of {slots} due times with a whole period inside the run; extra runs (a second "
+        f"run in one period): {extra}; expired messages: {expired}; pings not run by the end: {pings_unrun}"
+    )
+    print(
+        f"outcomes: {', '.join(f'{k} {v}' for k, v in outcomes.most_common()) or 'none'}; "
+        f"queue 'feeds' length at each ping: p50 {pct(backlog, 0.5):.0f}, max {max(backlog, default=0)}"
+    )
     if args.keep:
         print(f"fetch log, worker log and registry kept in {folder}")
     else:

@@ -49,9 +49,27 @@ from config.registry import FeedConfig
 
 LEVELS = ["detox", "residential", "outpatient", "iop", "otp"]
 PAYMENT = ["medicaid", "medicare", "private", "self_pay", "sliding_scale"]
-HEADER = ["id", "name", "street", "city", "state", "zip", "latitude", "longitude", "phone", "website",
-          "levels_of_care", "payment", "populations", "languages", "detox_beds", "detox_total",
-          "residential_beds", "residential_total", "outpatient_status"]
+HEADER = [
+    "id",
+    "name",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "latitude",
+    "longitude",
+    "phone",
+    "website",
+    "levels_of_care",
+    "payment",
+    "populations",
+    "languages",
+    "detox_beds",
+    "detox_total",
+    "residential_beds",
+    "residential_total",
+    "outpatient_status",
+]
 
 
 def synthetic_csv(rows: int, seed: int = 5) -> bytes:
@@ -63,13 +81,29 @@ def synthetic_csv(rows: int, seed: int = 5) -> bytes:
     for i in range(rows):
         p = rng.choice(places)
         total = rng.randint(4, 40)
-        w.writerow([
-            f"S{i}", f"Synthetic Recovery Center {i}", f"{100 + i % 900} Main St", p.city, p.state, p.zip_code,
-            f"{p.latitude + rng.gauss(0, 0.02):.6f}", f"{p.longitude + rng.gauss(0, 0.02):.6f}",
-            f"617-555-{100 + i % 100:04d}", "", ";".join(rng.sample(LEVELS, rng.randint(1, 3))),
-            ";".join(rng.sample(PAYMENT, rng.randint(1, 3))), "adults", "en", rng.randint(0, total), total,
-            rng.randint(0, total), total, rng.choice(["available", "waitlist", "full"]),
-        ])
+        w.writerow(
+            [
+                f"S{i}",
+                f"Synthetic Recovery Center {i}",
+                f"{100 + i % 900} Main St",
+                p.city,
+                p.state,
+                p.zip_code,
+                f"{p.latitude + rng.gauss(0, 0.02):.6f}",
+                f"{p.longitude + rng.gauss(0, 0.02):.6f}",
+                f"617-555-{100 + i % 100:04d}",
+                "",
+                ";".join(rng.sample(LEVELS, rng.randint(1, 3))),
+                ";".join(rng.sample(PAYMENT, rng.randint(1, 3))),
+                "adults",
+                "en",
+                rng.randint(0, total),
+                total,
+                rng.randint(0, total),
+                total,
+                rng.choice(["available", "waitlist", "full"]),
+            ]
+        )
     return out.getvalue().encode()
 
 
@@ -104,17 +138,22 @@ def ingest(pipeline: Pipeline, partner: Partner, feed: FeedConfig, data: bytes) 
     memos included), timed per stage from its progress messages (seconds)."""
     partner.files[f"/{feed.id}.csv"] = data
     marks: dict[str, float] = {}
-    outcome = pipeline.run(feed, force=True, progress=lambda msg: marks.setdefault(msg.split()[0],
-                                                                                   time.perf_counter()))
+    outcome = pipeline.run(feed, force=True, progress=lambda msg: marks.setdefault(msg.split()[0], time.perf_counter()))
     end = time.perf_counter()
     if outcome.report is None or outcome.report.stored is None:
         raise SystemExit(f"the run stored nothing: {outcome}")
     stored = outcome.report.stored
-    return {"records": float(outcome.report.records), "fetch": marks["parsing"] - marks["fetching"],
-            "parse": marks["parsed"] - marks["parsing"], "normalize": marks["normalized"] - marks["parsed"],
-            "place": marks["storing"] - marks["placing"], "store": end - marks["storing"],
-            "total": end - marks["fetching"], "written": float(stored.added + stored.updated),
-            "kept": float(stored.unchanged)}
+    return {
+        "records": float(outcome.report.records),
+        "fetch": marks["parsing"] - marks["fetching"],
+        "parse": marks["parsed"] - marks["parsing"],
+        "normalize": marks["normalized"] - marks["parsed"],
+        "place": marks["storing"] - marks["placing"],
+        "store": end - marks["storing"],
+        "total": end - marks["fetching"],
+        "written": float(stored.added + stored.updated),
+        "kept": float(stored.unchanged),
+    }
 
 
 def shuffled(data: bytes, seed: int = 9) -> bytes:
@@ -124,14 +163,28 @@ def shuffled(data: bytes, seed: int = 9) -> bytes:
 
 
 def feed_config(feed_id: str, mapping: RecordMapping, url: str, freshness: int) -> FeedConfig:
-    [feed] = registry.parse({"feed": [{"id": feed_id, "format": "csv", "url": url, "allow_private": True,
-                                       "freshness": f"{freshness}s", "max_bytes": "500MB", "timeout": 120,
-                                       "mapping": {"fields": {"source_id": "id"}}}]}).feeds
+    [feed] = registry.parse(
+        {
+            "feed": [
+                {
+                    "id": feed_id,
+                    "format": "csv",
+                    "url": url,
+                    "allow_private": True,
+                    "freshness": f"{freshness}s",
+                    "max_bytes": "500MB",
+                    "timeout": 120,
+                    "mapping": {"fields": {"source_id": "id"}},
+                }
+            ]
+        }
+    ).feeds
     return dataclasses.replace(feed, mapping=mapping)
 
 
-def report_ingest(name: str, data: bytes, mapping: RecordMapping, store: Store, partner: Partner,
-                  freshness: int) -> None:
+def report_ingest(
+    name: str, data: bytes, mapping: RecordMapping, store: Store, partner: Partner, freshness: int
+) -> None:
     pipeline = Pipeline(store, Fetcher(new_session("center-availability-bench/1.0")))
     feed = feed_config(name, mapping, partner.url(f"/{name}.csv"), freshness)
     first = ingest(pipeline, partner, feed, data)
@@ -139,12 +192,16 @@ def report_ingest(name: str, data: bytes, mapping: RecordMapping, store: Store, 
     reordered = ingest(pipeline, partner, feed, shuffled(data))
     n = first["records"]
     print(f"\ningest {name}: {n:,.0f} rows (forced runs of Pipeline.run; fetched from 127.0.0.1)")
-    print(f"  {'':28}{'rec/s':>10}{'fetch s':>9}{'parse s':>9}{'normalize s':>12}{'place s':>9}{'store s':>9}"
-          f"{'written':>9}{'kept':>9}{'× first':>9}")
+    print(
+        f"  {'':28}{'rec/s':>10}{'fetch s':>9}{'parse s':>9}{'normalize s':>12}{'place s':>9}{'store s':>9}"
+        f"{'written':>9}{'kept':>9}{'× first':>9}"
+    )
     for label, r in (("first ingest", first), ("same bytes again", again), ("same records, new order", reordered)):
-        print(f"  {label:<28}{n / r['total']:>10,.0f}{r['fetch']:>9.2f}{r['parse']:>9.2f}{r['normalize']:>12.2f}"
-              f"{r['place']:>9.2f}{r['store']:>9.2f}{r['written']:>9,.0f}{r['kept']:>9,.0f}"
-              f"{first['total'] / r['total']:>8.1f}x")
+        print(
+            f"  {label:<28}{n / r['total']:>10,.0f}{r['fetch']:>9.2f}{r['parse']:>9.2f}{r['normalize']:>12.2f}"
+            f"{r['place']:>9.2f}{r['store']:>9.2f}{r['written']:>9,.0f}{r['kept']:>9,.0f}"
+            f"{first['total'] / r['total']:>8.1f}x"
+        )
 
 
 class Clients:
@@ -191,10 +248,16 @@ def main() -> None:
         report_ingest("synthetic", synthetic_csv(args.rows), sample.SAMPLE_MAPPING, store, partner, 3600)
         used = int(store.redis.info("memory")["used_memory"]) - empty
         centers = len(store.feed_members("synthetic"))
-        observations = sum(int(n) for n in [store.redis.hlen(store.keys.availability(c))
-                                            for c in list(store.feed_members("synthetic"))[:2000]])
-        print(f"\nmemory: {used / centers:,.0f} bytes per center ({centers:,} centers, "
-              f"{observations / min(centers, 2000):.1f} observations each; INFO memory used_memory)")
+        observations = sum(
+            int(n)
+            for n in [
+                store.redis.hlen(store.keys.availability(c)) for c in list(store.feed_members("synthetic"))[:2000]
+            ]
+        )
+        print(
+            f"\nmemory: {used / centers:,.0f} bytes per center ({centers:,} centers, "
+            f"{observations / min(centers, 2000):.1f} observations each; INFO memory used_memory)"
+        )
         samhsa = sample.shared_samhsa_file()
         if samhsa is None:
             print("\ningest samhsa: ../shared/data/samhsa_sud_facilities_geocoded.csv is absent: skipped")
@@ -214,9 +277,11 @@ def main() -> None:
                 near.append(r)
                 bad += b
         t, n = sum(trivial) / len(trivial), sum(near) / len(near)
-        print(f"\nHTTP (1 uvicorn process, {args.clients} clients, {args.rounds} alternating rounds): "
-              f"/healthz {t:,.0f} req/s, near {n:,.0f} req/s: near = {n / t:.2f}x the trivial route"
-              f"{f'; {bad} non-200' if bad else ''}")
+        print(
+            f"\nHTTP (1 uvicorn process, {args.clients} clients, {args.rounds} alternating rounds): "
+            f"/healthz {t:,.0f} req/s, near {n:,.0f} req/s: near = {n / t:.2f}x the trivial route"
+            f"{f'; {bad} non-200' if bad else ''}"
+        )
 
 
 if __name__ == "__main__":

@@ -45,19 +45,34 @@ def build(n: int, rng: random.Random, now: datetime) -> dict[str, tuple[list[Cen
         feed = f"bench{i % 20}"
         p = rng.choice(places)
         c = Center(
-            id=f"{feed}:{i}", feed_id=feed, source_id=str(i), name=f"Bench Center {i}",
+            id=f"{feed}:{i}",
+            feed_id=feed,
+            source_id=str(i),
+            name=f"Bench Center {i}",
             address=Address(address_1=f"{i} Main St", city=p.city, state=p.state, postal_code=p.zip_code),
             latitude=max(-85.0, min(85.0, p.latitude + rng.gauss(0, 0.02))),
-            longitude=p.longitude + rng.gauss(0, 0.02), geo_precision="feed", geo_source=feed,
+            longitude=p.longitude + rng.gauss(0, 0.02),
+            geo_precision="feed",
+            geo_source=feed,
             phones=[{"number": "+16175550100", "role": "main"}],
-            services={"levels_of_care": rng.sample(LEVELS, rng.randint(1, 3)),
-                      "payment": rng.sample(PAYMENT, rng.randint(1, 4)),
-                      "populations": ["adults"], "languages": ["en"] + (["es"] if rng.random() < 0.4 else [])},
+            services={
+                "levels_of_care": rng.sample(LEVELS, rng.randint(1, 3)),
+                "payment": rng.sample(PAYMENT, rng.randint(1, 4)),
+                "populations": ["adults"],
+                "languages": ["en"] + (["es"] if rng.random() < 0.4 else []),
+            },
         )
         obs = [
-            Availability(center_id=c.id, level_of_care=lv, source="pull", status=rng.choice(STATUSES),
-                         beds_available=rng.randint(0, 9), reported_at=now - timedelta(minutes=rng.randint(0, 60)),
-                         checked_at=now, freshness_seconds=1800)
+            Availability(
+                center_id=c.id,
+                level_of_care=lv,
+                source="pull",
+                status=rng.choice(STATUSES),
+                beds_available=rng.randint(0, 9),
+                reported_at=now - timedelta(minutes=rng.randint(0, 60)),
+                checked_at=now,
+                freshness_seconds=1800,
+            )
             for lv in c.services.levels_of_care
         ]
         centers, observations = feeds.setdefault(feed, ([], []))
@@ -90,8 +105,10 @@ def main() -> None:
         for feed_id, (centers, observations) in feeds.items():
             store.replace_feed(feed_id, centers, observations, now=now, source="pull")
         t2 = time.perf_counter()
-        print(f"centers: {store.count_located():,} (built in {t1 - t0:.1f}s, stored in {t2 - t1:.1f}s, "
-              f"{args.centers / (t2 - t1):,.0f} centers/s)")
+        print(
+            f"centers: {store.count_located():,} (built in {t1 - t0:.1f}s, stored in {t2 - t1:.1f}s, "
+            f"{args.centers / (t2 - t1):,.0f} centers/s)"
+        )
 
         all_centers = [c for cs, _ in feeds.values() for c in cs]
         origins = [(c.latitude, c.longitude) for c in rng.sample(all_centers, args.queries)]
@@ -104,16 +121,23 @@ def main() -> None:
         filters = {"levels_of_care": ["detox"], "payment": ["medicaid", "sliding_scale"]}
 
         def run_floor(lat: float, lon: float) -> int:
-            return len(r.geosearch(geo, longitude=lon, latitude=lat, radius=args.radius, unit="mi",
-                                   sort="ASC", count=args.limit))
+            return len(
+                r.geosearch(
+                    geo, longitude=lon, latitude=lat, radius=args.radius, unit="mi", sort="ASC", count=args.limit
+                )
+            )
 
         def run_plain(lat: float, lon: float) -> int:
-            return len(near(store, latitude=lat, longitude=lon, radius_mi=args.radius, limit=args.limit,
-                            now=now).results)
+            return len(
+                near(store, latitude=lat, longitude=lon, radius_mi=args.radius, limit=args.limit, now=now).results
+            )
 
         def run_filtered(lat: float, lon: float) -> int:
-            return len(near(store, latitude=lat, longitude=lon, radius_mi=args.radius, limit=args.limit,
-                            now=now, **filters).results)
+            return len(
+                near(
+                    store, latitude=lat, longitude=lon, radius_mi=args.radius, limit=args.limit, now=now, **filters
+                ).results
+            )
 
         runs = [(run_floor, floor), (run_plain, plain), (run_filtered, filtered)]
         found = {id(floor): 0, id(plain): 0, id(filtered): 0}
@@ -137,8 +161,10 @@ def main() -> None:
         ):
             p50, p99 = pct(s, 0.5), pct(s, 0.99)
             print(f"{name:34}{p50:>10.0f}{p99:>10.0f}{p50 / f50:>12.2f}{p99 / f99:>12.2f}{hits / len(s):>11.1f}")
-        print(f"mean: floor {statistics.mean(floor) * 1e6:.0f} µs, near {statistics.mean(plain) * 1e6:.0f} µs, "
-              f"filtered {statistics.mean(filtered) * 1e6:.0f} µs")
+        print(
+            f"mean: floor {statistics.mean(floor) * 1e6:.0f} µs, near {statistics.mean(plain) * 1e6:.0f} µs, "
+            f"filtered {statistics.mean(filtered) * 1e6:.0f} µs"
+        )
         store.redis.connection_pool.disconnect()
 
 

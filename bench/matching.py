@@ -60,14 +60,19 @@ def cross_list(data: Path, examples: int) -> None:
     shown = 0
     for site in la:
         here = (site.latitude or 0.0, site.longitude or 0.0)  # every LA site is placed (at its ZIP at least)
-        near = [i for c, i in known if c.latitude is not None and c.longitude is not None
-                and meters(here, (c.latitude, c.longitude)) <= 5000]
+        near = [
+            i
+            for c, i in known
+            if c.latitude is not None and c.longitude is not None and meters(here, (c.latitude, c.longitude)) <= 5000
+        ]
         found, verdict = match.best_match(match.identity_of(site), near)
         decided[(verdict.decision, verdict.rule.split(":")[0])] += 1
         if verdict.decision == "same" and found is not None and shown < examples:
             shown += 1
-            print(f"    {site.name} / {site.alternate_name} | {site.address.address_1}\n"
-                  f"      = {found.name} / {found.alternate_name} | {found.street} {found.unit}  [{verdict.rule}]")
+            print(
+                f"    {site.name} / {site.alternate_name} | {site.address.address_1}\n"
+                f"      = {found.name} / {found.alternate_name} | {found.street} {found.unit}  [{verdict.rule}]"
+            )
     print(f"  {len(la)} LA County sites against {len(samhsa)} California SAMHSA facilities:")
     for (decision, rule), n in decided.most_common():
         print(f"    {n:4d} {decision:9s} {rule}")
@@ -95,8 +100,10 @@ def within_samhsa(data: Path, examples: int) -> None:
             decided[(v.decision, v.rule)] += 1
             if v.decision == "same" and shown < examples:
                 shown += 1
-                print(f"    {a.name} / {a.alternate_name} | {a.street} {a.unit} {a.postal_code}\n"
-                      f"      = {b.name} / {b.alternate_name} | {b.street} {b.unit} {b.postal_code}  [{v.rule}]")
+                print(
+                    f"    {a.name} / {a.alternate_name} | {a.street} {a.unit} {a.postal_code}\n"
+                    f"      = {b.name} / {b.alternate_name} | {b.street} {b.unit} {b.postal_code}  [{v.rule}]"
+                )
     print(f"  {sum(decided.values())} pairs of SAMHSA listings within 300 m:")
     for (decision, rule), k in decided.most_common():
         print(f"    {k:5d} {decision:9s} {rule}")
@@ -110,18 +117,22 @@ def main() -> None:
     data = shared_data_dir()
     if data is None or not (data / SAMHSA_FILE).is_file() or not (data / LA_FILE).is_file():
         sys.exit("../shared/data with the SAMHSA and LA County files is needed")
-    print(f"thresholds: SAME_DISTANCE_M={match.SAME_DISTANCE_M:g} FAR_M={match.FAR_M:g} "
-          f"NAME_SAME={match.NAME_SAME:g} NAME_UNCERTAIN={match.NAME_UNCERTAIN:g} "
-          f"WORD_ALIKE={match.WORD_ALIKE:g} PROGRAM_DIFFERENT={match.PROGRAM_DIFFERENT:g} "
-          f"ADDRESS_SAME={match.ADDRESS_SAME:g}")
+    print(
+        f"thresholds: SAME_DISTANCE_M={match.SAME_DISTANCE_M:g} FAR_M={match.FAR_M:g} "
+        f"NAME_SAME={match.NAME_SAME:g} NAME_UNCERTAIN={match.NAME_UNCERTAIN:g} "
+        f"WORD_ALIKE={match.WORD_ALIKE:g} PROGRAM_DIFFERENT={match.PROGRAM_DIFFERENT:g} "
+        f"ADDRESS_SAME={match.ADDRESS_SAME:g}"
+    )
     precisions, recalls = [], []
     for seed in range(SEED, SEED + args.seeds):
         started = time.perf_counter()
         evaluation = build(data / SAMHSA_FILE, data / LA_FILE, seed=seed)
         built = time.perf_counter() - started
         outcome = evaluate(evaluation)
-        print(f"\nseed {seed}: bases {dict(evaluation.bases)} (built in {built:.1f} s, "
-              f"scored in {time.perf_counter() - started - built:.1f} s)")
+        print(
+            f"\nseed {seed}: bases {dict(evaluation.bases)} (built in {built:.1f} s, "
+            f"scored in {time.perf_counter() - started - built:.1f} s)"
+        )
         print("  " + outcome.report().replace("\n", "\n  "))
         print("  verdicts (decision, truly same, rule):")
         for (decision, truth, rule), n in sorted(outcome.rules.items(), key=lambda kv: -kv[1]):
@@ -131,9 +142,11 @@ def main() -> None:
         precisions.append(outcome.precision)
         recalls.append(outcome.recall)
     if args.seeds > 1:
-        print(f"\nover {args.seeds} seeds: precision min {min(precisions):.3%} mean {statistics.mean(precisions):.3%};"
-              f" recall min {min(recalls):.2%} mean {statistics.mean(recalls):.2%}"
-              f" (goals {PRECISION_GOAL:.1%}, {RECALL_GOAL:.0%})")
+        print(
+            f"\nover {args.seeds} seeds: precision min {min(precisions):.3%} mean {statistics.mean(precisions):.3%};"
+            f" recall min {min(recalls):.2%} mean {statistics.mean(recalls):.2%}"
+            f" (goals {PRECISION_GOAL:.1%}, {RECALL_GOAL:.0%})"
+        )
     print("\nreal cross-list check (unlabeled: the same place may well be in both lists)")
     cross_list(data, args.examples)
     print("\nreal within-list check: SAMHSA's listings judged as rows of one feed")

@@ -80,17 +80,22 @@ class PostGIS:
         self.schema = f"bench_postgis_{uuid.uuid4().hex[:12]}"
         self.table = f"{self.schema}.centers"
         try:
-            row = self.conn.execute("SELECT extnamespace::regnamespace::text, extversion FROM pg_extension "
-                                    "WHERE extname = 'postgis'").fetchone()
-            if row is None and self.conn.execute(
-                    "SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'").fetchone() is None:
-                raise Skipped("the PostgreSQL server has no PostGIS extension (Debian: apt-get install "
-                              "postgresql-15-postgis-3)")
+            row = self.conn.execute(
+                "SELECT extnamespace::regnamespace::text, extversion FROM pg_extension WHERE extname = 'postgis'"
+            ).fetchone()
+            if (
+                row is None
+                and self.conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'").fetchone() is None
+            ):
+                raise Skipped(
+                    "the PostgreSQL server has no PostGIS extension (Debian: apt-get install postgresql-15-postgis-3)"
+                )
             self.conn.execute(f"CREATE SCHEMA {self.schema}")
             if row is None:
                 self.conn.execute(f"CREATE EXTENSION postgis WITH SCHEMA {self.schema}")
-                row = self.conn.execute("SELECT extnamespace::regnamespace::text, extversion FROM pg_extension "
-                                        "WHERE extname = 'postgis'").fetchone()
+                row = self.conn.execute(
+                    "SELECT extnamespace::regnamespace::text, extversion FROM pg_extension WHERE extname = 'postgis'"
+                ).fetchone()
             assert row is not None
             self.version = f"PostGIS {row[1]}, " + self.conn.execute("SHOW server_version").fetchone()[0]
             self.conn.execute(f"SET search_path = {self.schema}, {row[0]}, public")
@@ -114,14 +119,23 @@ class PostGIS:
                     by_center.setdefault(o.center_id, []).append(o)
                 for center in centers:
                     obs = by_center.get(center.id, [])
-                    opens = [o.reported_at + timedelta(seconds=o.freshness_seconds) for o in obs
-                             if o.status in OPEN_STATUSES]
+                    opens = [
+                        o.reported_at + timedelta(seconds=o.freshness_seconds) for o in obs if o.status in OPEN_STATUSES
+                    ]
                     doc = {**center.model_dump(mode="json"), "availability": [o.model_dump(mode="json") for o in obs]}
                     s = center.services
-                    copy.write_row((center.id, f"SRID=4326;POINT({center.longitude} {center.latitude})",
-                                    [str(v) for v in s.levels_of_care], [str(v) for v in s.payment],
-                                    [str(v) for v in s.populations], list(s.languages), max(opens, default=None),
-                                    orjson.dumps(doc).decode()))
+                    copy.write_row(
+                        (
+                            center.id,
+                            f"SRID=4326;POINT({center.longitude} {center.latitude})",
+                            [str(v) for v in s.levels_of_care],
+                            [str(v) for v in s.payment],
+                            [str(v) for v in s.populations],
+                            list(s.languages),
+                            max(opens, default=None),
+                            orjson.dumps(doc).decode(),
+                        )
+                    )
         indexes = [("geog", "gist"), ("open_until", "btree")]
         if gin:
             indexes += [(column, "gin") for column in ("levels", "payment", "populations", "languages")]
@@ -133,8 +147,10 @@ class PostGIS:
     def statement(self, extra: str) -> str:
         point = "ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography"
         # our own table and fixed clauses: no outside text reaches this statement
-        return (f"SELECT id, ST_Distance(geog, {point}, false) / {METERS_PER_MILE} AS mi, doc FROM {self.table} "  # noqa: S608
-                f"WHERE ST_DWithin(geog, {point}, %(r)s, false) {extra} ORDER BY geog <-> {point} LIMIT %(n)s")
+        return (
+            f"SELECT id, ST_Distance(geog, {point}, false) / {METERS_PER_MILE} AS mi, doc FROM {self.table} "  # noqa: S608
+            f"WHERE ST_DWithin(geog, {point}, %(r)s, false) {extra} ORDER BY geog <-> {point} LIMIT %(n)s"
+        )
 
     def query(self, extra: str) -> Callable[[dict[str, Any]], int]:
         sql = self.statement(extra)
@@ -163,8 +179,11 @@ def main() -> None:
     ap.add_argument("--radius", type=float, default=25.0)
     ap.add_argument("--limit", type=int, default=10)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--dsn", default=os.environ.get("CENTERS_BENCH_PG_DSN") or DEFAULT_DSN,
-                    help="PostgreSQL to compare with (env CENTERS_BENCH_PG_DSN; default %(default)s)")
+    ap.add_argument(
+        "--dsn",
+        default=os.environ.get("CENTERS_BENCH_PG_DSN") or DEFAULT_DSN,
+        help="PostgreSQL to compare with (env CENTERS_BENCH_PG_DSN; default %(default)s)",
+    )
     ap.add_argument("--gin", action="store_true", help="also index the array columns with GIN (slower plans)")
     ap.add_argument("--explain", action="store_true", help="print PostgreSQL's plan of each statement")
     args = ap.parse_args()
@@ -189,8 +208,11 @@ def main() -> None:
             print(f"centers: {store.count_located():,} in Redis ({t1 - t0:.1f} s)", end="")
             if pg is not None:
                 pg.load(feeds, gin=args.gin)
-                print(f", {args.centers:,} in PostgreSQL ({time.perf_counter() - t1:.1f} s; {pg.version}; "
-                      f"indexes {pg.indexes})", end="")
+                print(
+                    f", {args.centers:,} in PostgreSQL ({time.perf_counter() - t1:.1f} s; {pg.version}; "
+                    f"indexes {pg.indexes})",
+                    end="",
+                )
             print()
             all_centers = [c for cs, _ in feeds.values() for c in cs]
             origins = [(c.latitude, c.longitude) for c in rng.sample(all_centers, min(args.queries, len(all_centers)))]
@@ -203,8 +225,9 @@ def main() -> None:
             pg.close()
 
 
-def measure(store: Store, pg: PostGIS | None, origins: list[tuple[float, float]], args: argparse.Namespace,
-            now: datetime) -> None:
+def measure(
+    store: Store, pg: PostGIS | None, origins: list[tuple[float, float]], args: argparse.Namespace, now: datetime
+) -> None:
     r, geo, radius, limit = store.redis, store.keys.geo, args.radius, args.limit
 
     def floor(lat: float, lon: float) -> int:
@@ -213,26 +236,55 @@ def measure(store: Store, pg: PostGIS | None, origins: list[tuple[float, float]]
     def lookup(**kw: Any) -> Callable[[float, float], int]:
         def run(lat: float, lon: float) -> int:
             return len(near(store, latitude=lat, longitude=lon, radius_mi=radius, limit=limit, now=now, **kw).results)
+
         return run
 
     kinds: list[tuple[str, Callable[[float, float], int]]] = [
-        ("floor", floor), ("near", lookup()), ("near filtered", lookup(**FILTERS)),
-        ("near available", lookup(available_only=True))]
-    shapes = {"pg": "", "pg filtered": "AND levels && %(levels)s AND payment && %(payment)s",
-              "pg available": "AND open_until > %(now)s"}
+        ("floor", floor),
+        ("near", lookup()),
+        ("near filtered", lookup(**FILTERS)),
+        ("near available", lookup(available_only=True)),
+    ]
+    shapes = {
+        "pg": "",
+        "pg filtered": "AND levels && %(levels)s AND payment && %(payment)s",
+        "pg available": "AND open_until > %(now)s",
+    }
     if pg is not None:
         for name, extra in shapes.items():
             run_pg = pg.query(extra)
 
             def bound(lat: float, lon: float, run_pg: Callable[[dict[str, Any]], int] = run_pg) -> int:
-                return run_pg({"lat": lat, "lon": lon, "r": radius * METERS_PER_MILE, "n": limit, "now": now,
-                               "levels": FILTERS["levels_of_care"], "payment": FILTERS["payment"]})
+                return run_pg(
+                    {
+                        "lat": lat,
+                        "lon": lon,
+                        "r": radius * METERS_PER_MILE,
+                        "n": limit,
+                        "now": now,
+                        "levels": FILTERS["levels_of_care"],
+                        "payment": FILTERS["payment"],
+                    }
+                )
+
             kinds.append((name, bound))
         if args.explain:
             for name, extra in shapes.items():
-                print(f"plan of {name}: " + pg.explain(extra, {
-                    "lat": origins[0][0], "lon": origins[0][1], "r": radius * METERS_PER_MILE, "n": limit,
-                    "now": now, "levels": FILTERS["levels_of_care"], "payment": FILTERS["payment"]}))
+                print(
+                    f"plan of {name}: "
+                    + pg.explain(
+                        extra,
+                        {
+                            "lat": origins[0][0],
+                            "lon": origins[0][1],
+                            "r": radius * METERS_PER_MILE,
+                            "n": limit,
+                            "now": now,
+                            "levels": FILTERS["levels_of_care"],
+                            "payment": FILTERS["payment"],
+                        },
+                    )
+                )
 
     samples: dict[str, list[float]] = {name: [] for name, _ in kinds}
     hits = dict.fromkeys(samples, 0)
@@ -265,21 +317,31 @@ def measure(store: Store, pg: PostGIS | None, origins: list[tuple[float, float]]
     }
     print(f"{'':42}{'p50 µs':>9}{'p99 µs':>9}{'p50 ×floor':>12}{'p99 ×floor':>12}{'mean hits':>11}")
     for name, _ in kinds:
-        print(f"{labels[name]:42}{p(name, 0.5):>9.0f}{p(name, 0.99):>9.0f}{p(name, 0.5) / p('floor', 0.5):>12.2f}"
-              f"{p(name, 0.99) / p('floor', 0.99):>12.2f}{hits[name] / len(origins):>11.1f}")
+        print(
+            f"{labels[name]:42}{p(name, 0.5):>9.0f}{p(name, 0.99):>9.0f}{p(name, 0.5) / p('floor', 0.5):>12.2f}"
+            f"{p(name, 0.99) / p('floor', 0.99):>12.2f}{hits[name] / len(origins):>11.1f}"
+        )
     if pg is None:
         return
     print(f"{'near() / PostGIS, same shape':42}{'p50':>9}{'p99':>9}")
-    for shape, ours in (("unfiltered", "near"), ("detox AND (medicaid|sliding)", "near filtered"),
-                        ("available_only", "near available")):
+    for shape, ours in (
+        ("unfiltered", "near"),
+        ("detox AND (medicaid|sliding)", "near filtered"),
+        ("available_only", "near available"),
+    ):
         theirs = "pg" + ours[4:]
         print(f"  {shape:40}{p(ours, 0.5) / p(theirs, 0.5):>8.2f}x{p(ours, 0.99) / p(theirs, 0.99):>8.2f}x")
-    differ = [f"{label} {hits['near' + s]} vs {hits['pg' + s]}" for s, label in (
-        ("", "unfiltered"), (" filtered", "filtered"), (" available", "available_only"))
-        if hits["near" + s] != hits["pg" + s]]
+    differ = [
+        f"{label} {hits['near' + s]} vs {hits['pg' + s]}"
+        for s, label in (("", "unfiltered"), (" filtered", "filtered"), (" available", "available_only"))
+        if hits["near" + s] != hits["pg" + s]
+    ]
     if differ:
-        print("hits near() vs PostGIS differ (centers on the radius's edge: Redis measures on a 6,372.8 km sphere "
-              "with geohash-rounded points, PostGIS on a 6,371.0 km one): " + "; ".join(differ))
+        print(
+            "hits near() vs PostGIS differ (centers on the radius's edge: Redis measures on a 6,372.8 km sphere "
+            "with geohash-rounded points, PostGIS on a 6,371.0 km one): " + "; ".join(differ)
+        )
+
 
 if __name__ == "__main__":
     main()

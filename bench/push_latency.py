@@ -69,18 +69,37 @@ fields = {{ beds_available = "detox_beds", beds_total = "detox_total", reported_
 
 
 def record(beds: int) -> dict[str, object]:
-    return {"id": "P-1", "name": "Bench Push Center", "street": "12 Harbor Way", "city": "Cambridge", "state": "MA",
-            "zip": "02139", "lat": LAT, "lon": LON, "phone": "(617) 555-0190", "services": ["detox"],
-            "payment": ["Medicaid"], "detox_beds": beds, "detox_total": 100,
-            "updated_at": datetime.now(UTC).isoformat()}
+    return {
+        "id": "P-1",
+        "name": "Bench Push Center",
+        "street": "12 Harbor Way",
+        "city": "Cambridge",
+        "state": "MA",
+        "zip": "02139",
+        "lat": LAT,
+        "lon": LON,
+        "phone": "(617) 555-0190",
+        "services": ["detox"],
+        "payment": ["Medicaid"],
+        "detox_beds": beds,
+        "detox_total": 100,
+        "updated_at": datetime.now(UTC).isoformat(),
+    }
 
 
 def push(client: httpx.Client, beds: int) -> int:
     body = json.dumps([record(beds)]).encode()
     event, ts = "evt_" + uuid.uuid4().hex, str(int(time.time()))
-    return client.post(f"/v1/feeds/{FEED}/records", content=body, headers={
-        "content-type": "application/json", "webhook-id": event, "webhook-timestamp": ts,
-        "webhook-signature": sign(SECRET.encode(), event, ts, body)}).status_code
+    return client.post(
+        f"/v1/feeds/{FEED}/records",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "webhook-id": event,
+            "webhook-timestamp": ts,
+            "webhook-signature": sign(SECRET.encode(), event, ts, body),
+        },
+    ).status_code
 
 
 def visible_beds(client: httpx.Client) -> int | None:
@@ -134,8 +153,10 @@ def main() -> None:
                         push_times.append(time.perf_counter() - t0)
                         return
                     if time.perf_counter() - t0 > args.timeout:
-                        raise SystemExit(f"push not visible after {args.timeout:g} s; worker log: "
-                                         f"{stack.worker_log.read_text(errors='replace')[-2000:]}")
+                        raise SystemExit(
+                            f"push not visible after {args.timeout:g} s; worker log: "
+                            f"{stack.worker_log.read_text(errors='replace')[-2000:]}"
+                        )
                     time.sleep(poll)
 
             def one_ping() -> None:
@@ -161,17 +182,23 @@ def main() -> None:
                 rng.shuffle(steps)
                 for step in steps:
                     step()
-        print(f"centers loaded: {store.count_located():,}; {args.pushes} pushes and {args.pushes} pings, "
-              f"interleaved; polling every {args.poll_ms:g} ms; all on 127.0.0.1")
+        print(
+            f"centers loaded: {store.count_located():,}; {args.pushes} pushes and {args.pushes} pings, "
+            f"interleaved; polling every {args.poll_ms:g} ms; all on 127.0.0.1"
+        )
         print(f"{'':48}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-        rows = (("baseline: no-op task, send -> its key set", ping_times),
-                ("push: POST -> new beds in GET near", push_times),
-                ("  of which POST answered 202", post_times),
-                ("  one GET near while polling", polls))
+        rows = (
+            ("baseline: no-op task, send -> its key set", ping_times),
+            ("push: POST -> new beds in GET near", push_times),
+            ("  of which POST answered 202", post_times),
+            ("  one GET near while polling", polls),
+        )
         for name, s in rows:
             print(f"{name:<48}{pct(s, 0.5) * 1000:>9.1f}{pct(s, 0.99) * 1000:>9.1f}{max(s) * 1000:>9.1f}")
-        print(f"ratio push / no-op task: p50 {ratio(pct(push_times, 0.5), pct(ping_times, 0.5))}, "
-              f"p99 {ratio(pct(push_times, 0.99), pct(ping_times, 0.99))} (goal <= 3x)")
+        print(
+            f"ratio push / no-op task: p50 {ratio(pct(push_times, 0.5), pct(ping_times, 0.5))}, "
+            f"p99 {ratio(pct(push_times, 0.99), pct(ping_times, 0.99))} (goal <= 3x)"
+        )
         store.redis.connection_pool.disconnect()
     if args.keep:
         print(f"logs and registry kept in {folder}")

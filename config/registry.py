@@ -194,15 +194,20 @@ def _is_state_list(v: Any) -> bool:
 OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     "csv": {"delimiter": (lambda v: isinstance(v, str) and len(v) == 1, "one character")},
     "json": {"ndjson": (lambda v: isinstance(v, bool), "true or false")},
-    "html": {"encoding": (lambda v: isinstance(v, str) and v, "an encoding name"),
-             "rowspan": (lambda v: v == "carry", "\"carry\" (continuation rows join the row they continue)"),
-             "skip_rows": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                           "a whole number >= 0")},
+    "html": {
+        "encoding": (lambda v: isinstance(v, str) and v, "an encoding name"),
+        "rowspan": (lambda v: v == "carry", '"carry" (continuation rows join the row they continue)'),
+        "skip_rows": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number >= 0"),
+    },
     "hsds": {},
-    "smart": {"rebase": (lambda v: isinstance(v, bool), "true or false"),
-              "states": (_is_state_list, "a list of 2-letter state codes, e.g. [\"MA\"]"),
-              "level_of_care": (lambda v: v in LevelOfCare._value2member_map_,
-                                f"one of {', '.join(m.value for m in LevelOfCare)}")},
+    "smart": {
+        "rebase": (lambda v: isinstance(v, bool), "true or false"),
+        "states": (_is_state_list, 'a list of 2-letter state codes, e.g. ["MA"]'),
+        "level_of_care": (
+            lambda v: v in LevelOfCare._value2member_map_,
+            f"one of {', '.join(m.value for m in LevelOfCare)}",
+        ),
+    },
 }
 
 
@@ -239,8 +244,9 @@ def _fields(data: Any, where: str) -> tuple[dict[str, str], dict[str, tuple[str,
         if not separators or not all(isinstance(x, str) and x for x in separators):
             raise ConfigError(f"{where}.{key}: key 'split' must be a separator such as \"/\" or a list of them")
         if key not in SPLIT_FIELDS:
-            raise ConfigError(f"{where}.{key}: only list and phone fields can be split "
-                              f"({', '.join(sorted(SPLIT_FIELDS))})")
+            raise ConfigError(
+                f"{where}.{key}: only list and phone fields can be split ({', '.join(sorted(SPLIT_FIELDS))})"
+            )
         ft.done()
         splits[key] = separators
     return fields, splits
@@ -288,12 +294,13 @@ def _mapping(data: Any, where: str) -> RecordMapping:
     identifiers = _str_map(t.get("identifiers", dict, {}), f"{where}.identifiers")
     for system in identifiers:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,39}", system):
-            raise ConfigError(f"{where}.identifiers: system {system!r} must be a short lower-case name, "
-                              "e.g. samhsa, npi, license-ma")
+            raise ConfigError(
+                f"{where}.identifiers: system {system!r} must be a short lower-case name, e.g. samhsa, npi, license-ma"
+            )
     options = t.get("options", dict, {})
     null_values = t.get("null_values", list, list(DEFAULT_NULL_VALUES))
     if not all(isinstance(x, str) for x in null_values):
-        raise ConfigError(f"{where}: key 'null_values' must be a list of strings, e.g. [\"NA\", \"-\"]")
+        raise ConfigError(f'{where}: key \'null_values\' must be a list of strings, e.g. ["NA", "-"]')
     mapping = RecordMapping(
         records=t.get("records", str, ""),
         fields=fields,
@@ -341,8 +348,9 @@ def _feed(data: Any, index: int, known_parsers: frozenset[str]) -> FeedConfig:
     credentials = None
     if creds is not None:
         ct = _Table(creds, f"{where}.credentials")
-        credentials = Credentials(ct.get("header", str, "Authorization"), ct.get("env", str, required=True),
-                                  ct.get("scheme", str, ""))
+        credentials = Credentials(
+            ct.get("header", str, "Authorization"), ct.get("env", str, required=True), ct.get("scheme", str, "")
+        )
         ct.done()
     push = None
     push_t = t.get("push", dict)
@@ -407,8 +415,9 @@ def _check_references(mapping: RecordMapping, where: str) -> None:
     from aggregator.feeds.json import expression
 
     refs = [(f"fields.{k}", v) for k, v in mapping.fields.items()]
-    refs += [(f"availability[{i}].fields.{k}", v) for i, m in enumerate(mapping.availability)
-             for k, v in m.fields.items()]
+    refs += [
+        (f"availability[{i}].fields.{k}", v) for i, m in enumerate(mapping.availability) for k, v in m.fields.items()
+    ]
     if mapping.availability_list:
         refs.append(("availability_list.path", mapping.availability_list))
     if mapping.availability_item is not None:
@@ -455,8 +464,10 @@ def _check_url(url: str, where: str, allow_private: tuple[str, ...]) -> None:
     except ValueError:
         return
     if not ip.is_global and not any(ip in ipaddress.ip_network(n) for n in allow_private):
-        raise ConfigError(f"{where} points at a private or loopback address that allow_private does not list "
-                          "(true allows loopback and private ranges; name others, e.g. ['100.64.0.0/10'])")
+        raise ConfigError(
+            f"{where} points at a private or loopback address that allow_private does not list "
+            "(true allows loopback and private ranges; name others, e.g. ['100.64.0.0/10'])"
+        )
 
 
 def load_or_empty(path: str | Path | None) -> Registry:

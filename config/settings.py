@@ -156,8 +156,10 @@ def _proxies(text: str) -> TrustedProxies:
         try:
             networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError as exc:
-            raise ValueError(f"{part!r} is not an address or network ({exc}); use false, a hop count, "
-                             "or proxy addresses such as 10.0.0.5,10.1.0.0/16") from None
+            raise ValueError(
+                f"{part!r} is not an address or network ({exc}); use false, a hop count, "
+                "or proxy addresses such as 10.0.0.5,10.1.0.0/16"
+            ) from None
     return TrustedProxies(networks=tuple(networks))
 
 
@@ -203,59 +205,112 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "redis_url": Setting("REDIS_URL", "", _redis_url,
-                         "Redis for data, queue and caches. Empty: `centers` starts its own redis-server."),
-    "broker_url": Setting("CENTERS_BROKER_URL", "", _redis_url,
-                          "Celery broker. Empty: REDIS_URL's server, database 1 (data stays in its own)."),
-    "data_dir": Setting("CENTERS_DATA_DIR", "var", str,
-                        "Folder for the embedded Redis's data and append-only file."),
+    "redis_url": Setting(
+        "REDIS_URL", "", _redis_url, "Redis for data, queue and caches. Empty: `centers` starts its own redis-server."
+    ),
+    "broker_url": Setting(
+        "CENTERS_BROKER_URL",
+        "",
+        _redis_url,
+        "Celery broker. Empty: REDIS_URL's server, database 1 (data stays in its own).",
+    ),
+    "data_dir": Setting("CENTERS_DATA_DIR", "var", str, "Folder for the embedded Redis's data and append-only file."),
     "key_prefix": Setting("CENTERS_KEY_PREFIX", "cav:", str, "Prefix of every Redis key the service writes."),
-    "feeds_file": Setting("CENTERS_FEEDS_FILE", "", str,
-                          "Partner registry (TOML). Empty: config/feeds.toml if present, else the demo."),
-    "helpline": Setting("CENTERS_HELPLINE", "1-800-662-4357", str,
-                        "Phone number offered when a search finds nothing."),
-    "user_agent": Setting("CENTERS_USER_AGENT", DEFAULT_USER_AGENT, str,
-                          "User-Agent sent to partner feeds and the geocoder (identify your deployment)."),
-    "operator_tokens": Setting("CENTERS_OPERATOR_TOKENS", "", _tokens,
-                               "Operator bearer tokens, comma-separated, each 'name:token' (name shown in "
-                               "reports) or a bare token. Empty: operator endpoints refuse everyone."),
-    "cors_origins": Setting("CENTERS_CORS_ORIGINS", "", _csv_list,
-                            "Origins allowed to call the public API from a browser, comma-separated ('*' for any)."),
-    "rate_limit": Setting("CENTERS_RATE_LIMIT", "120", _positive_int,
-                          "Public requests per client per minute before 429."),
-    "trust_proxy": Setting("CENTERS_TRUST_PROXY", "false", _proxies,
-                           "Proxies allowed to name the client in X-Forwarded-For: false (none), a number of "
-                           "hops (true = 1), or your proxies' addresses/networks, comma-separated."),
-    "push_rate_limit": Setting("CENTERS_PUSH_RATE_LIMIT", "600", _positive_int,
-                               "Pushes per partner feed per minute before 429."),
+    "feeds_file": Setting(
+        "CENTERS_FEEDS_FILE", "", str, "Partner registry (TOML). Empty: config/feeds.toml if present, else the demo."
+    ),
+    "helpline": Setting("CENTERS_HELPLINE", "1-800-662-4357", str, "Phone number offered when a search finds nothing."),
+    "user_agent": Setting(
+        "CENTERS_USER_AGENT",
+        DEFAULT_USER_AGENT,
+        str,
+        "User-Agent sent to partner feeds and the geocoder (identify your deployment).",
+    ),
+    "operator_tokens": Setting(
+        "CENTERS_OPERATOR_TOKENS",
+        "",
+        _tokens,
+        "Operator bearer tokens, comma-separated, each 'name:token' (name shown in "
+        "reports) or a bare token. Empty: operator endpoints refuse everyone.",
+    ),
+    "cors_origins": Setting(
+        "CENTERS_CORS_ORIGINS",
+        "",
+        _csv_list,
+        "Origins allowed to call the public API from a browser, comma-separated ('*' for any).",
+    ),
+    "rate_limit": Setting(
+        "CENTERS_RATE_LIMIT", "120", _positive_int, "Public requests per client per minute before 429."
+    ),
+    "trust_proxy": Setting(
+        "CENTERS_TRUST_PROXY",
+        "false",
+        _proxies,
+        "Proxies allowed to name the client in X-Forwarded-For: false (none), a number of "
+        "hops (true = 1), or your proxies' addresses/networks, comma-separated.",
+    ),
+    "push_rate_limit": Setting(
+        "CENTERS_PUSH_RATE_LIMIT", "600", _positive_int, "Pushes per partner feed per minute before 429."
+    ),
     "push_max_bytes": Setting("CENTERS_PUSH_MAX_BYTES", "5000000", _positive_int, "Largest push body (413 above)."),
-    "public_max_age": Setting("CENTERS_PUBLIC_MAX_AGE", "10", _positive_int,
-                              "Cache-Control max-age, seconds, of public search answers."),
+    "public_max_age": Setting(
+        "CENTERS_PUBLIC_MAX_AGE", "10", _positive_int, "Cache-Control max-age, seconds, of public search answers."
+    ),
     "api_host": Setting("CENTERS_API_HOST", "127.0.0.1", str, "Address `centers serve` binds the HTTP API to."),
     "api_port": Setting("CENTERS_API_PORT", "8000", _port, "Port of the HTTP API (0: a free port)."),
-    "sweep_seconds": Setting("CENTERS_SWEEP_SECONDS", "15", _positive_float,
-                             "How often every worker and `centers serve` look for accepted pushes and due "
-                             "runs nobody finished."),
-    "stranded_seconds": Setting("CENTERS_STRANDED_SECONDS", "30", _positive_float,
-                                "A push still queued or processing this long after it was last queued or "
-                                "started is queued again; so is a run that started this long ago, never "
-                                "finished and holds no lock."),
-    "lock_lease_seconds": Setting("CENTERS_LOCK_LEASE_SECONDS", "60", _positive_float,
-                                  "Lease of a feed run's lock, renewed while the run lives: a run killed "
-                                  "with its worker or by a Redis restart frees its feed within it."),
-    "geocoder": Setting("CENTERS_GEOCODER", "nominatim", str,
-                        "geopy geocoder name (nominatim, photon, pelias, ...); 'none': ZIP centroids only."),
-    "geocoder_domain": Setting("CENTERS_GEOCODER_DOMAIN", "nominatim.openstreetmap.org", str,
-                               "Geocoder host (a self-hosted Nominatim, e.g. nominatim.internal:8080)."),
+    "sweep_seconds": Setting(
+        "CENTERS_SWEEP_SECONDS",
+        "15",
+        _positive_float,
+        "How often every worker and `centers serve` look for accepted pushes and due runs nobody finished.",
+    ),
+    "stranded_seconds": Setting(
+        "CENTERS_STRANDED_SECONDS",
+        "30",
+        _positive_float,
+        "A push still queued or processing this long after it was last queued or "
+        "started is queued again; so is a run that started this long ago, never "
+        "finished and holds no lock.",
+    ),
+    "lock_lease_seconds": Setting(
+        "CENTERS_LOCK_LEASE_SECONDS",
+        "60",
+        _positive_float,
+        "Lease of a feed run's lock, renewed while the run lives: a run killed "
+        "with its worker or by a Redis restart frees its feed within it.",
+    ),
+    "geocoder": Setting(
+        "CENTERS_GEOCODER",
+        "nominatim",
+        str,
+        "geopy geocoder name (nominatim, photon, pelias, ...); 'none': ZIP centroids only.",
+    ),
+    "geocoder_domain": Setting(
+        "CENTERS_GEOCODER_DOMAIN",
+        "nominatim.openstreetmap.org",
+        str,
+        "Geocoder host (a self-hosted Nominatim, e.g. nominatim.internal:8080).",
+    ),
     "geocoder_scheme": Setting("CENTERS_GEOCODER_SCHEME", "https", _scheme, "http or https."),
     "geocoder_timeout": Setting("CENTERS_GEOCODER_TIMEOUT", "5", _positive_float, "Seconds per request."),
-    "geocoder_min_interval": Setting("CENTERS_GEOCODER_MIN_INTERVAL", "1.0", _positive_float,
-                                     "Seconds between geocoder requests across all processes (public "
-                                     "Nominatim allows 1 per second)."),
-    "geocoder_max_per_run": Setting("CENTERS_GEOCODER_MAX_PER_RUN", "200", _positive_int,
-                                    "Geocoder requests one feed run may make; the rest are queued."),
-    "geocoder_options": Setting("CENTERS_GEOCODER_OPTIONS", "{}", _json_object,
-                                "JSON object of extra keyword arguments for the geopy geocoder (api_key ...)."),
+    "geocoder_min_interval": Setting(
+        "CENTERS_GEOCODER_MIN_INTERVAL",
+        "1.0",
+        _positive_float,
+        "Seconds between geocoder requests across all processes (public Nominatim allows 1 per second).",
+    ),
+    "geocoder_max_per_run": Setting(
+        "CENTERS_GEOCODER_MAX_PER_RUN",
+        "200",
+        _positive_int,
+        "Geocoder requests one feed run may make; the rest are queued.",
+    ),
+    "geocoder_options": Setting(
+        "CENTERS_GEOCODER_OPTIONS",
+        "{}",
+        _json_object,
+        "JSON object of extra keyword arguments for the geopy geocoder (api_key ...).",
+    ),
 }
 
 

@@ -56,8 +56,14 @@ class LoopbackServer:
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                req = Request(time.monotonic(), self.command, parts.path, parse_qs(parts.query),
-                              {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+                req = Request(
+                    time.monotonic(),
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length),
+                )
                 with server._lock:
                     server.log.append(req)
                     handler = server.routes.get(parts.path)

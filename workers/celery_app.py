@@ -80,8 +80,13 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     settings = settings or Settings.from_env()
     registry = registry if registry is not None else load_registry(settings)
     app = Celery("centers", include=["workers.tasks"])
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT, "socket_timeout": 5, "socket_connect_timeout": 5,
-                 "health_check_interval": 30, "retry_on_timeout": True}
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+        "retry_on_timeout": True,
+    }
     app.conf.update(
         broker_url=settings.broker(),
         broker_transport_options=transport,
@@ -104,10 +109,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         worker_max_tasks_per_child=200,
         worker_max_memory_per_child=400_000,
         task_default_queue=names.FEEDS_QUEUE,
-        task_routes={f"{names.GEOCODE_QUEUE}.*": {"queue": names.GEOCODE_QUEUE},
-                     "feeds.*": {"queue": names.FEEDS_QUEUE}, "pushes.*": {"queue": names.FEEDS_QUEUE}},
-        task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2,
-                                   "interval_max": 0.5},
+        task_routes={
+            f"{names.GEOCODE_QUEUE}.*": {"queue": names.GEOCODE_QUEUE},
+            "feeds.*": {"queue": names.FEEDS_QUEUE},
+            "pushes.*": {"queue": names.FEEDS_QUEUE},
+        },
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         beat_schedule=schedule.build(registry),
         beat_schedule_filename=str(Path(settings.data_dir) / "celerybeat-schedule"),
         timezone="UTC",
@@ -222,8 +229,11 @@ def _sweep_forever(app: Any, name: str, probe: Callable[[], bool | None]) -> Non
             elif consuming is False:
                 stuck_since = stuck_since or now
                 if time.monotonic() - stuck_since >= hang_after:
-                    log.critical("this worker stopped consuming: messages have waited %.0f s with a slot free; "
-                                 "exiting so that it is started again", time.monotonic() - stuck_since)
+                    log.critical(
+                        "this worker stopped consuming: messages have waited %.0f s with a slot free; "
+                        "exiting so that it is started again",
+                        time.monotonic() - stuck_since,
+                    )
                     logging.shutdown()
                     os._exit(75)
         if now >= next_sweep:
@@ -232,8 +242,7 @@ def _sweep_forever(app: Any, name: str, probe: Callable[[], bool | None]) -> Non
                 queued = sweep(app)
                 for kind, ids in queued.items():
                     if ids:
-                        log.warning("queued again %d %s nobody finished: %s", len(ids), kind,
-                                    ", ".join(ids[:10]))
+                        log.warning("queued again %d %s nobody finished: %s", len(ids), kind, ", ".join(ids[:10]))
             except Exception as exc:  # Redis or the broker down: the next round tries again
                 log.warning("sweep failed (%s); trying again in %.0f s", exc, settings.sweep_seconds)
         time.sleep(max(0.05, min(next_probe, next_sweep) - time.monotonic()))

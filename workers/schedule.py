@@ -28,8 +28,9 @@ RECHECK_SECONDS = 0.02
 class staggered(schedule):  # lower case, like celery's own schedule classes
     """Due at every ``k * period + offset`` (epoch seconds): a fixed grid, offset per feed."""
 
-    def __init__(self, run_every: timedelta, offset: float, relative: bool = False, nowfun: Any = None,
-                 app: Any = None) -> None:
+    def __init__(
+        self, run_every: timedelta, offset: float, relative: bool = False, nowfun: Any = None, app: Any = None
+    ) -> None:
         super().__init__(run_every=run_every, relative=relative, nowfun=nowfun, app=app)
         self.offset = offset % run_every.total_seconds()
 
@@ -40,8 +41,9 @@ class staggered(schedule):  # lower case, like celery's own schedule classes
 
     def is_due(self, last_run_at: datetime) -> schedstate:
         now = self.now().astimezone(UTC)
-        due_at = self._next_after(last_run_at.astimezone(UTC) if last_run_at.tzinfo else
-                                  last_run_at.replace(tzinfo=UTC))
+        due_at = self._next_after(
+            last_run_at.astimezone(UTC) if last_run_at.tzinfo else last_run_at.replace(tzinfo=UTC)
+        )
         # beat wakes an entry 10 ms early (its drift): a floor of 0.5 s here sent many runs half a second late
         if now.timestamp() >= due_at:
             return schedstate(True, max(RECHECK_SECONDS, self._next_after(now) - now.timestamp()))
@@ -51,8 +53,7 @@ class staggered(schedule):  # lower case, like celery's own schedule classes
         return self.__class__, (self.run_every, self.offset, self.relative, self.nowfun)
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, staggered) and other.run_every == self.run_every
-                and other.offset == self.offset)
+        return isinstance(other, staggered) and other.run_every == self.run_every and other.offset == self.offset
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -37,7 +37,7 @@ BACKOFF_MAX = 600.0
 def backoff(retries: int, retry_after: float | None = None) -> float:
     if retry_after:
         return min(retry_after, BACKOFF_MAX)
-    return random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2 ** retries))
+    return random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2**retries))
 
 
 def _on_feed(task: Task, feed_id: str, work: Callable[[FeedConfig], dict[str, Any]]) -> dict[str, Any]:
@@ -49,8 +49,9 @@ def _on_feed(task: Task, feed_id: str, work: Callable[[FeedConfig], dict[str, An
         return {"feed_id": feed_id, "status": RunStatus.FAILED.value, "error": "no such feed in the registry"}
     deliveries = ctx.store.count_delivery(task.request.id or "")
     if deliveries > MAX_DELIVERIES:
-        message = (f"job {task.request.id} set aside after {deliveries - 1} starts "
-                   "(it keeps failing or killing its worker)")
+        message = (
+            f"job {task.request.id} set aside after {deliveries - 1} starts (it keeps failing or killing its worker)"
+        )
         ctx.pipeline.record_failure(feed_id, "poisoned", message)
         log.error(message)
         return {"feed_id": feed_id, "status": RunStatus.FAILED.value, "error": message}
@@ -65,8 +66,13 @@ def run_feed(self: Task, feed_id: str, force: bool = False) -> dict[str, Any]:
     ctx = context(self.app)
     pipeline = ctx.pipeline
     try:
-        return _on_feed(self, feed_id, lambda feed: pipeline.run_locked(
-            feed, force=force, owner=self.request.id, lock_seconds=ctx.settings.lock_lease_seconds).as_dict())
+        return _on_feed(
+            self,
+            feed_id,
+            lambda feed: pipeline.run_locked(
+                feed, force=force, owner=self.request.id, lock_seconds=ctx.settings.lock_lease_seconds
+            ).as_dict(),
+        )
     except SoftTimeLimitExceeded:
         pipeline.record_failure(feed_id, "time_limit", "the run took longer than the time limit; nothing was written")
         return {"feed_id": feed_id, "status": RunStatus.FAILED.value, "error": "time limit"}
@@ -126,6 +132,8 @@ def sweep(app: Any) -> dict[str, list[str]]:
     ctx = context(app)
     bound = ctx.settings.stranded_seconds
     cleaned = ctx.pipeline.store.finish_staged()
-    return {"pushes": ctx.pipeline.sweep_pushes(push_sender(app), stale_seconds=bound),
-            "feeds": ctx.pipeline.sweep_feeds(ctx.registry.feeds, feed_sender(app), run_limit_seconds=bound),
-            "staged_cleaned": [str(cleaned)] if cleaned else []}
+    return {
+        "pushes": ctx.pipeline.sweep_pushes(push_sender(app), stale_seconds=bound),
+        "feeds": ctx.pipeline.sweep_feeds(ctx.registry.feeds, feed_sender(app), run_limit_seconds=bound),
+        "staged_cleaned": [str(cleaned)] if cleaned else [],
+    }

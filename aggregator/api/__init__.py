@@ -65,11 +65,12 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
     app = FastAPI(
-        docs_url=None, redoc_url=None,  # docs.install serves /docs from the package: no CDN
+        docs_url=None,
+        redoc_url=None,  # docs.install serves /docs from the package: no CDN
         title="Center availability",
         version="1.0",
         description="Which treatment centers near here can take someone right now? Public search, partner "
-                    "pushes and the helpline operators' view.",
+        "pushes and the helpline operators' view.",
         openapi_tags=[
             {"name": "public", "description": "Near-you search; no login."},
             {"name": "partners", "description": "Partners push their records (signed or keyed)."},
@@ -78,14 +79,27 @@ def create_app(
         ],
     )
     env = os.environ if environ is None else environ
-    state = AppState(settings=settings, store=store, registry=registry, enqueue=enqueue, geocoder=geocoder,
-                     clock=clock, secrets=partner_secrets(registry, env), metrics=metrics.Metrics(store, registry))
+    state = AppState(
+        settings=settings,
+        store=store,
+        registry=registry,
+        enqueue=enqueue,
+        geocoder=geocoder,
+        clock=clock,
+        secrets=partner_secrets(registry, env),
+        metrics=metrics.Metrics(store, registry),
+    )
     app.state.centers = state
     geography.zip_place("02139")  # load the ZIP table now, not on the first search
 
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET"],
-                           allow_headers=["*"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["*"],
+            max_age=600,
+        )
 
     @app.middleware("http")
     async def timing(request: Request, call_next: Callable[[Request], Any]) -> Any:
@@ -107,8 +121,9 @@ def create_app(
     @app.exception_handler(StoreUnavailable)
     async def store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("store unavailable: %s", exc)
-        return problem(503, "unavailable", "the availability store is unreachable; try again shortly",
-                       headers={"Retry-After": "5"})
+        return problem(
+            503, "unavailable", "the availability store is unreachable; try again shortly", headers={"Retry-After": "5"}
+        )
 
     @app.exception_handler(UnknownZip)
     async def unknown_zip(_request: Request, exc: UnknownZip) -> JSONResponse:
@@ -124,9 +139,16 @@ def create_app(
         first = errors[0] if errors else {"loc": ("request",), "msg": "invalid"}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
         parameter = ".".join(loc) or "request"
-        return problem(422, "invalid_parameter", f"{parameter}: {first.get('msg')}", parameter=parameter,
-                       errors=[{"parameter": ".".join(str(p) for p in e.get("loc", ())[1:]) or "request",
-                                "detail": e.get("msg")} for e in errors[:10]])
+        return problem(
+            422,
+            "invalid_parameter",
+            f"{parameter}: {first.get('msg')}",
+            parameter=parameter,
+            errors=[
+                {"parameter": ".".join(str(p) for p in e.get("loc", ())[1:]) or "request", "detail": e.get("msg")}
+                for e in errors[:10]
+            ],
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

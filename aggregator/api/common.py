@@ -54,8 +54,9 @@ def state_of(request: Request) -> AppState:
 class ApiError(Exception):
     """An answer that is an error: raised anywhere in a route, rendered as JSON."""
 
-    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status, self.error, self.detail, self.headers, self.extra = status, error, detail, headers, extra
 
@@ -88,8 +89,12 @@ def enforce_rate(st: AppState, key: str, limit: int, what: str) -> None:
     count, remaining_ms = st.store.count_request(rate_key(key), 60_000)
     if count > limit:
         retry = max(1, (remaining_ms + 999) // 1000)
-        raise ApiError(429, "rate_limited", f"more than {limit} {what} a minute; retry in {retry} s",
-                       headers={"Retry-After": str(retry)})
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {limit} {what} a minute; retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
 
 
 #: how long a caller is asked to wait while the store loads its first data
@@ -101,8 +106,9 @@ def require_loaded(st: AppState) -> None:
     not "nothing near here". Call it for an empty answer only: a store with any result is loaded."""
     reason = loading_reason(st.registry.feeds, st.store)
     if reason:
-        raise ApiError(503, "loading", f"{reason}; try again in a minute",
-                       headers={"Retry-After": str(LOADING_RETRY_SECONDS)})
+        raise ApiError(
+            503, "loading", f"{reason}; try again in a minute", headers={"Retry-After": str(LOADING_RETRY_SECONDS)}
+        )
 
 
 # --------------------------------------------------------------- operators: tokens, sessions, CSRF
@@ -188,13 +194,17 @@ def check_same_origin(request: Request, st: AppState, *, opaque_ok: bool = False
     such as the operator page; the caller must then check the form's token (``csrf_token``)."""
     origin, referer = request.headers.get("origin"), request.headers.get("referer")
     if origin is None and referer is None:
-        raise ApiError(403, "csrf", "a change made with the operator page's session must come from the page "
-                                    "(no Origin or Referer header)")
+        raise ApiError(
+            403,
+            "csrf",
+            "a change made with the operator page's session must come from the page (no Origin or Referer header)",
+        )
     if origin is not None and origin.strip() == "null":
         if opaque_ok:
             return
-        raise ApiError(403, "csrf", "a change made with the operator page's session must come from the page "
-                                    "(Origin: null)")
+        raise ApiError(
+            403, "csrf", "a change made with the operator page's session must come from the page (Origin: null)"
+        )
     header, value = ("Origin", origin) if origin is not None else ("Referer", referer or "")
     expected = own_origin(request, st.settings.trust_proxy)
     if expected is None or url_origin(value) != expected:

@@ -23,8 +23,8 @@ ASSETS_URL = "/docs/assets"
 #: same origin only; Swagger UI's page starts itself with one inline script
 DOCS_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self' 'unsafe-inline'; "
-                               "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-                               "font-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
@@ -39,8 +39,10 @@ def install(app: FastAPI) -> None:
     @app.get(DOCS_URL, include_in_schema=False)
     def docs() -> HTMLResponse:
         page = get_swagger_ui_html(
-            openapi_url=openapi_url, title=title,
-            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js", swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+            openapi_url=openapi_url,
+            title=title,
+            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS_URL}/favicon-32x32.png",
             swagger_ui_parameters={"validatorUrl": None},  # the default badge asks validator.swagger.io
         )

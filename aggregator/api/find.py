@@ -59,8 +59,10 @@ LIMIT = 10
 MAX_PLACE = 100
 
 #: what the page may load: its own stylesheet and script, nothing else; it may be framed by a partner
-CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
-       "base-uri 'none'; frame-ancestors *")
+CSP = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors *"
+)
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": CSP,
@@ -112,10 +114,14 @@ FILTER_NAMES = {"levels_of_care": N_("level of care"), "payment": N_("payment")}
 
 # ------------------------------------------------------------------------------------ templates and assets
 
+
 def _environment(language: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=True, trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.i18n"],
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     return env
@@ -144,8 +150,10 @@ def _asset(stem: str, suffix: str, media_type: str) -> Asset:
     return Asset(f"{stem}.{digest}.{suffix}", body, media_type, f'"{digest}"')
 
 
-ASSETS = {a.name: a for a in (_asset("find", "css", "text/css; charset=utf-8"),
-                              _asset("find", "js", "text/javascript; charset=utf-8"))}
+ASSETS = {
+    a.name: a
+    for a in (_asset("find", "css", "text/css; charset=utf-8"), _asset("find", "js", "text/javascript; charset=utf-8"))
+}
 CSS_URL = "/static/" + next(n for n in ASSETS if n.endswith(".css"))
 JS_URL = "/static/" + next(n for n in ASSETS if n.endswith(".js"))
 
@@ -155,14 +163,19 @@ def static_asset(name: str, request: Request) -> Response:
     asset = ASSETS.get(name)
     if asset is None:
         raise ApiError(404, "not_found", "no such file")
-    headers = {"Cache-Control": f"public, max-age={ASSET_MAX_AGE}, immutable", "ETag": asset.etag,
-               "X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "same-origin"}
+    headers = {
+        "Cache-Control": f"public, max-age={ASSET_MAX_AGE}, immutable",
+        "ETag": asset.etag,
+        "X-Content-Type-Options": "nosniff",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
     if request.headers.get("if-none-match") == asset.etag:
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
 # ------------------------------------------------------------------------------------------- words
+
 
 def tel_href(number: str, extension: str = "") -> str:
     """'1-800-662-4357' -> 'tel:+18006624357'; '+16175550101' -> 'tel:+16175550101'."""
@@ -220,8 +233,13 @@ def availability_words(entry: Mapping[str, Any], t: Translations) -> dict[str, s
         return {**out, "status": _(words), "kind": kind, "symbol": symbol, "age": _("No recent report")}
     if not entry.get("fresh"):
         words, kind, symbol = STATUS_WORDS["unknown"]
-        return {**out, "status": _(words), "kind": kind, "symbol": symbol,
-                "age": _("last confirmed %(age)s ago") % {"age": age_words(age, t)}}
+        return {
+            **out,
+            "status": _(words),
+            "kind": kind,
+            "symbol": symbol,
+            "age": _("last confirmed %(age)s ago") % {"age": age_words(age, t)},
+        }
     status = str(entry.get("status") or "unknown")
     words, kind, symbol = STATUS_WORDS.get(status, STATUS_WORDS["unknown"])
     details = []
@@ -230,8 +248,10 @@ def availability_words(entry: Mapping[str, Any], t: Translations) -> dict[str, s
         details.append(ngettext("%(num)d bed open", "%(num)d beds open", beds) % {"num": beds})
     appointments = entry.get("appointments_available")
     if status in ("available", "limited") and isinstance(appointments, int) and appointments > 0:
-        details.append(ngettext("%(num)d intake appointment open", "%(num)d intake appointments open",
-                                appointments) % {"num": appointments})
+        details.append(
+            ngettext("%(num)d intake appointment open", "%(num)d intake appointments open", appointments)
+            % {"num": appointments}
+        )
     waiting = entry.get("waitlist_size")
     if status == "waitlist" and isinstance(waiting, int) and waiting > 0:
         details.append(ngettext("%(num)d person waiting", "%(num)d people waiting", waiting) % {"num": waiting})
@@ -239,8 +259,14 @@ def availability_words(entry: Mapping[str, Any], t: Translations) -> dict[str, s
         details.append(_("current clients only"))
     elif entry.get("accepting") == "no" and status in ("available", "limited"):
         details.append(_("not taking new clients"))
-    return {**out, "status": _(words), "kind": kind, "symbol": symbol, "detail": ", ".join(details),
-            "age": _("confirmed %(age)s ago") % {"age": age_words(age, t)}}
+    return {
+        **out,
+        "status": _(words),
+        "kind": kind,
+        "symbol": symbol,
+        "detail": ", ".join(details),
+        "age": _("confirmed %(age)s ago") % {"age": age_words(age, t)},
+    }
 
 
 def directions_href(center: Mapping[str, Any]) -> str:
@@ -261,8 +287,9 @@ def street_line(center: Mapping[str, Any]) -> str:
 def town_line(center: Mapping[str, Any]) -> str:
     address = center.get("address") or {}
     city = address.get("city", "")
-    return " ".join(p for p in (city + ("," if city else ""), address.get("state", ""),
-                                address.get("postal_code", "")) if p)
+    return " ".join(
+        p for p in (city + ("," if city else ""), address.get("state", ""), address.get("postal_code", "")) if p
+    )
 
 
 def center_view(hit: Mapping[str, Any], t: Translations, language: str, level: str = "") -> dict[str, Any]:
@@ -273,22 +300,27 @@ def center_view(hit: Mapping[str, Any], t: Translations, language: str, level: s
         if not number:
             continue
         words = phone_words(number)
-        text = (t.gettext("Call intake %(number)s") if phone.get("role") == "intake"
-                else t.gettext("Call %(number)s")) % {"number": words}
+        text = (
+            t.gettext("Call intake %(number)s") if phone.get("role") == "intake" else t.gettext("Call %(number)s")
+        ) % {"number": words}
         calls.append({"href": tel_href(number, phone.get("extension", "")), "text": text})
     levels = [availability_words(a, t) | {"code": a.get("level_of_care", "")} for a in hit.get("availability", [])]
     if level:
         levels.sort(key=lambda v: v["code"] != level)  # the level searched for first
     distance = hit.get("distance_mi")
     return {
-        "id": hit.get("id", ""), "name": hit.get("name", ""),
+        "id": hit.get("id", ""),
+        "name": hit.get("name", ""),
         "address": ", ".join(p for p in (street_line(hit), town_line(hit)) if p),
         "distance": miles_words(distance, t, language) if isinstance(distance, int | float) else "",
-        "calls": calls, "directions": directions_href(hit), "levels": levels,
+        "calls": calls,
+        "directions": directions_href(hit),
+        "levels": levels,
     }
 
 
 # ------------------------------------------------------------------------------------------- search
+
 
 @dataclass
 class FindQuery:
@@ -363,10 +395,17 @@ def _resolve(query: FindQuery) -> lookup.Origin:
 
 def _search(st: Any, query: FindQuery) -> lookup.NearAnswer:
     answer = lookup.near(
-        st.store, origin=_resolve(query), radius_mi=float(query.radius),
-        levels_of_care=[query.level] if query.level else [], payment=[query.payment] if query.payment else [],
-        available_only=query.available_only, limit=LIMIT, audience="public", now=st.clock(),
-        helpline=st.settings.helpline)
+        st.store,
+        origin=_resolve(query),
+        radius_mi=float(query.radius),
+        levels_of_care=[query.level] if query.level else [],
+        payment=[query.payment] if query.payment else [],
+        available_only=query.available_only,
+        limit=LIMIT,
+        audience="public",
+        now=st.clock(),
+        helpline=st.settings.helpline,
+    )
     if not answer.results:
         require_loaded(st)
     st.metrics.lookup("public", bool(answer.results))
@@ -382,8 +421,13 @@ def origin_words(origin: lookup.Origin, t: Translations) -> str:
     return place
 
 
-def hint_view(hint: Mapping[str, Any], query: FindQuery, path: str, t: Translations, language: str,
-              ) -> list[dict[str, str]]:
+def hint_view(
+    hint: Mapping[str, Any],
+    query: FindQuery,
+    path: str,
+    t: Translations,
+    language: str,
+) -> list[dict[str, str]]:
     """The lookup's suggestions as sentences, each with a link that makes the change."""
     out = []
     for s in hint.get("suggestions", ()):
@@ -392,9 +436,13 @@ def hint_view(hint: Mapping[str, Any], query: FindQuery, path: str, t: Translati
         if change == "wider_radius":
             radius = int(s.get("radius_mi", 100))
             text = t.gettext("Within %(radius)s miles, the nearest center is %(miles)s away.") % {
-                "radius": radius, "miles": miles}
-            link, params = t.gettext("Search within %(radius)s miles") % {"radius": radius}, query.params(
-                radius_mi=str(radius))
+                "radius": radius,
+                "miles": miles,
+            }
+            link, params = (
+                t.gettext("Search within %(radius)s miles") % {"radius": radius},
+                query.params(radius_mi=str(radius)),
+            )
         elif change == "include_unconfirmed_availability":
             text = t.gettext("Not only centers confirmed open now: the nearest is %(miles)s away.") % {"miles": miles}
             link, params = t.gettext("Show all centers"), query.params(available_only=None)
@@ -403,13 +451,17 @@ def hint_view(hint: Mapping[str, Any], query: FindQuery, path: str, t: Translati
             if name is None:
                 continue
             text = t.gettext("Without the %(filter)s filter, the nearest is %(miles)s away.") % {
-                "filter": t.gettext(name), "miles": miles}
+                "filter": t.gettext(name),
+                "miles": miles,
+            }
             drop = {"level_of_care": None} if s.get("filter") == "levels_of_care" else {"payment": None}
             link, params = t.gettext("Search without it"), query.params(**drop)
         elif change == "drop_all_filters":
             text = t.gettext("Without any filter, the nearest is %(miles)s away.") % {"miles": miles}
-            link, params = t.gettext("Search without filters"), query.params(
-                level_of_care=None, payment=None, available_only=None)
+            link, params = (
+                t.gettext("Search without filters"),
+                query.params(level_of_care=None, payment=None, available_only=None),
+            )
         else:
             continue
         out.append({"text": text, "link": link, "href": f"{path}?{urlencode(params)}"})
@@ -419,13 +471,20 @@ def hint_view(hint: Mapping[str, Any], query: FindQuery, path: str, t: Translati
 def _error(exc: Exception, t: Translations, query: FindQuery) -> tuple[int, str, list[str]]:
     """(status, message, 'did you mean' places) for a search that could not be answered."""
     if isinstance(exc, UnknownZip):
-        return 404, t.gettext("We do not know the ZIP code %(zip)s. Check it, or enter a city and state.") % {
-            "zip": exc.zip_code}, []
+        return (
+            404,
+            t.gettext("We do not know the ZIP code %(zip)s. Check it, or enter a city and state.")
+            % {"zip": exc.zip_code},
+            [],
+        )
     if isinstance(exc, PlaceNotFound):
         parts = lookup.split_city_state(query.place)
         alike = geography.similar_cities(*parts) if parts else []
-        return 404, t.gettext("We could not find %(place)s. Check the spelling, or enter a ZIP code.") % {
-            "place": query.place}, [f"{city}, {parts[1]}" for city in alike[:3]] if parts else []
+        return (
+            404,
+            t.gettext("We could not find %(place)s. Check the spelling, or enter a ZIP code.") % {"place": query.place},
+            [f"{city}, {parts[1]}" for city in alike[:3]] if parts else [],
+        )
     if isinstance(exc, InvalidQuery):
         if exc.parameter in ("lat", "lon", "location"):
             return 422, t.gettext("We could not use that location. Enter a ZIP code instead."), []
@@ -433,8 +492,7 @@ def _error(exc: Exception, t: Translations, query: FindQuery) -> tuple[int, str,
             return 422, t.gettext("Enter a ZIP code or a city and state to search."), []
         return 422, t.gettext("Enter a 5-digit ZIP code, or a city and state such as “Cambridge, MA”."), []
     if isinstance(exc, ApiError) and exc.status == 429:
-        return 429, t.gettext("Too many searches in a minute. Wait a moment and try again, or call the "
-                              "helpline."), []
+        return 429, t.gettext("Too many searches in a minute. Wait a moment and try again, or call the helpline."), []
     if isinstance(exc, ApiError) and exc.error == "loading":
         return 503, t.gettext("Availability is still loading. Try again in a minute, or call the helpline."), []
     return 503, t.gettext("We cannot check availability right now. Please call the helpline."), []
@@ -463,16 +521,26 @@ def _page(request: Request, language: str) -> Response:
     where = origin_words(answer.origin, t) if answer else ""
     keep = query.params() if query.submitted else {}
     context = {
-        "lang": language, "query": query, "answer": answer, "results": results, "message": message,
-        "did_you_mean": [{"text": p, "href": f"{path}?{urlencode(query.params(place=p))}"}
-                         for p in suggestions_places],
+        "lang": language,
+        "query": query,
+        "answer": answer,
+        "results": results,
+        "message": message,
+        "did_you_mean": [{"text": p, "href": f"{path}?{urlencode(query.params(place=p))}"} for p in suggestions_places],
         "where": where,
-        "title": (t.gettext("Centers near %(place)s: check availability") % {"place": where} if answer
-                  else t.gettext(BUTTON_TEXT)),
+        "title": (
+            t.gettext("Centers near %(place)s: check availability") % {"place": where}
+            if answer
+            else t.gettext(BUTTON_TEXT)
+        ),
         "hints": hint_view(answer.hint, query, path, t, language) if answer and answer.hint else [],
-        "helpline": st.settings.helpline, "helpline_tel": tel_href(st.settings.helpline),
-        "path": path, "css_url": CSS_URL, "js_url": JS_URL,
-        "other_lang": other, "other_lang_name": LANGUAGE_NAMES[other],
+        "helpline": st.settings.helpline,
+        "helpline_tel": tel_href(st.settings.helpline),
+        "path": path,
+        "css_url": CSS_URL,
+        "js_url": JS_URL,
+        "other_lang": other,
+        "other_lang_name": LANGUAGE_NAMES[other],
         "other_lang_url": PATHS[other] + (f"?{urlencode(keep)}" if keep else ""),
         "levels": [(v.value, t.gettext(label)) for v, label in LEVEL_LABELS.items()],
         "payments": [(v.value, t.gettext(label)) for v, label in PAYMENT_LABELS.items()],
@@ -500,9 +568,14 @@ BUTTON_TEXT = N_("Check Availability at a Center Near You")
 
 def button_script() -> bytes:
     texts = {lang: translations(lang).gettext(BUTTON_TEXT) for lang in LANGUAGES}
-    script = environment("en").get_template("find_button.js").render(
-        texts=jinja2.utils.markupsafe.Markup(json.dumps(texts, ensure_ascii=True)),
-        paths=jinja2.utils.markupsafe.Markup(json.dumps(PATHS)))
+    script = (
+        environment("en")
+        .get_template("find_button.js")
+        .render(
+            texts=jinja2.utils.markupsafe.Markup(json.dumps(texts, ensure_ascii=True)),
+            paths=jinja2.utils.markupsafe.Markup(json.dumps(PATHS)),
+        )
+    )
     return script.encode()
 
 
@@ -512,7 +585,14 @@ def embed_button() -> Response:
     puts a link to /find (or /es/find) where the script stands. It sets no cookie, sends nothing, loads
     nothing; the link sends no referrer."""
     body = button_script()
-    return Response(body, media_type="text/javascript; charset=utf-8", headers={
-        "Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff",
-        "Cross-Origin-Resource-Policy": "cross-origin", "Access-Control-Allow-Origin": "*",
-        "ETag": '"' + hashlib.sha256(body).hexdigest()[:12] + '"'})
+    return Response(
+        body,
+        media_type="text/javascript; charset=utf-8",
+        headers={
+            "Cache-Control": "public, max-age=86400",
+            "X-Content-Type-Options": "nosniff",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+            "Access-Control-Allow-Origin": "*",
+            "ETag": '"' + hashlib.sha256(body).hexdigest()[:12] + '"',
+        },
+    )

@@ -1,7 +1,7 @@
 """The API process's edge: settings from the environment, clients built here and handed in.
 
-    uvicorn aggregator.api.main:build --factory          (or gunicorn -k uvicorn.workers.UvicornWorker
-                                                            'aggregator.api.main:build()')
+uvicorn aggregator.api.main:build --factory          (or gunicorn -k uvicorn.workers.UvicornWorker
+                                                        'aggregator.api.main:build()')
 """
 
 from __future__ import annotations
@@ -37,5 +37,6 @@ def build() -> FastAPI:
     registry = registry_module.for_settings(settings)
     store = Store.from_url(settings.redis_url, settings.key_prefix, timeout=0.4, retries=0)
     geocoder = geocoder_for(settings, store)
-    return create_app(settings, store, registry=registry, enqueue=celery_enqueue(create_celery(settings, registry)),
-                      geocoder=geocoder)
+    return create_app(
+        settings, store, registry=registry, enqueue=celery_enqueue(create_celery(settings, registry)), geocoder=geocoder
+    )

@@ -43,9 +43,13 @@ class _FeedCollector(Collector):
 class Metrics:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.registry = CollectorRegistry()
-        self.latency = Histogram("centers_http_request_duration_seconds", "HTTP request latency",
-                                 ["method", "route", "status"], registry=self.registry,
-                                 buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.latency = Histogram(
+            "centers_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         self.lookups = Counter("centers_lookups", "Near-you searches", ["audience", "result"], registry=self.registry)
         self.pushes = Counter("centers_pushes", "Partner pushes", ["feed", "outcome"], registry=self.registry)
         self.registry.register(_FeedCollector(store, registry))

@@ -21,8 +21,12 @@ from aggregator.health import feed_health, hold_obsolete
 from aggregator.model import Availability, AvailabilityStatus, LevelOfCare, Payment, Population, Source
 from workers import names
 
-router = APIRouter(tags=["operators"], dependencies=[Depends(require_operator)],
-                   responses={401: {"description": "no valid operator token"}, 503: {}})
+router = APIRouter(
+    tags=["operators"],
+    dependencies=[Depends(require_operator)],
+    responses={401: {"description": "no valid operator token"}, 503: {}},
+)
+
 
 class Report(BaseModel):
     """What a center said on the phone."""
@@ -40,8 +44,12 @@ class Report(BaseModel):
 @router.get("/v1/feeds", summary="Health of every feed, held and failing first")
 def feeds(request: Request) -> Response:
     st = state_of(request)
-    return json_response({"feeds": feed_health(st.registry.feeds, st.store, st.clock()),
-                          "needs_location": st.store.needs_location()[:500]})
+    return json_response(
+        {
+            "feeds": feed_health(st.registry.feeds, st.store, st.clock()),
+            "needs_location": st.store.needs_location()[:500],
+        }
+    )
 
 
 class MatchDecision(BaseModel):
@@ -69,8 +77,11 @@ def decide(request: Request, body: MatchDecision, operator: Annotated[str, Depen
 
 
 @router.post("/v1/feeds/{feed_id}/release", status_code=202, summary="Let a held run through")
-def release(request: Request, feed_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")],
-            operator: Annotated[str, Depends(require_operator)]) -> Response:
+def release(
+    request: Request,
+    feed_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")],
+    operator: Annotated[str, Depends(require_operator)],
+) -> Response:
     st = state_of(request)
     if feed_id not in st.registry:
         raise ApiError(404, "unknown_feed", f"no feed {feed_id!r}")
@@ -83,22 +94,35 @@ def release(request: Request, feed_id: Annotated[str, Path(pattern=r"^[a-z0-9][a
     try:
         st.enqueue(names.RELEASE_FEED, [feed_id, operator])
     except Exception as exc:
-        raise ApiError(503, "unavailable", "could not queue the release; try again",
-                       headers={"Retry-After": "5"}) from exc
+        raise ApiError(
+            503, "unavailable", "could not queue the release; try again", headers={"Retry-After": "5"}
+        ) from exc
     return json_response({"feed_id": feed_id, "status": "queued", "released_by": operator}, status=202)
 
 
 @router.post("/v1/centers/{center_id}/reports", status_code=201, summary="Record what a center said on the phone")
-def report(request: Request, center_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,160}$")],
-           body: Report, operator: Annotated[str, Depends(require_operator)]) -> Response:
+def report(
+    request: Request,
+    center_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,160}$")],
+    body: Report,
+    operator: Annotated[str, Depends(require_operator)],
+) -> Response:
     st = state_of(request)
     now = st.clock()
     try:
         obs = Availability(
-            center_id=center_id, level_of_care=body.level_of_care, source=Source.OPERATOR, status=body.status,
-            beds_available=body.beds_available, beds_total=body.beds_total, waitlist_size=body.waitlist_size,
-            notes=body.notes, reported_at=now, checked_at=now,
-            freshness_seconds=int(timedelta(minutes=body.expires_in_minutes).total_seconds()), reported_by=operator,
+            center_id=center_id,
+            level_of_care=body.level_of_care,
+            source=Source.OPERATOR,
+            status=body.status,
+            beds_available=body.beds_available,
+            beds_total=body.beds_total,
+            waitlist_size=body.waitlist_size,
+            notes=body.notes,
+            reported_at=now,
+            checked_at=now,
+            freshness_seconds=int(timedelta(minutes=body.expires_in_minutes).total_seconds()),
+            reported_by=operator,
         )
     except ValueError as exc:
         raise ApiError(422, "invalid_parameter", str(exc).splitlines()[-1], parameter="body") from exc
@@ -114,18 +138,43 @@ def resolve_place(st: AppState, place: str) -> lookup.Origin:
     try:
         return origin_for_place(place, st.geocoder)
     except GeocoderTransient as exc:
-        raise ApiError(503, "geocoder_unavailable", "address search is unavailable right now; use a ZIP code",
-                       headers={"Retry-After": "10"}) from exc
+        raise ApiError(
+            503,
+            "geocoder_unavailable",
+            "address search is unavailable right now; use a ZIP code",
+            headers={"Retry-After": "10"},
+        ) from exc
     except PlaceNotFound as exc:
         raise ApiError(404, "place_not_found", exc.reason, place=exc.place) from exc
 
 
-def operator_search(st: AppState, *, place: str, radius_mi: float, level_of_care: list[Any], payment: list[Any],
-                    population: list[Any], language: list[str], available_only: bool, limit: int) -> lookup.NearAnswer:
+def operator_search(
+    st: AppState,
+    *,
+    place: str,
+    radius_mi: float,
+    level_of_care: list[Any],
+    payment: list[Any],
+    population: list[Any],
+    language: list[str],
+    available_only: bool,
+    limit: int,
+) -> lookup.NearAnswer:
     origin = resolve_place(st, place)
-    answer = lookup.near(st.store, origin=origin, radius_mi=radius_mi, levels_of_care=level_of_care, payment=payment,
-                         populations=population, languages=language, available_only=available_only, limit=limit,
-                         audience="operator", now=st.clock(), helpline=st.settings.helpline)
+    answer = lookup.near(
+        st.store,
+        origin=origin,
+        radius_mi=radius_mi,
+        levels_of_care=level_of_care,
+        payment=payment,
+        populations=population,
+        languages=language,
+        available_only=available_only,
+        limit=limit,
+        audience="operator",
+        now=st.clock(),
+        helpline=st.settings.helpline,
+    )
     if not answer.results:
         require_loaded(st)  # 503 loading: an empty answer from a store with no data yet says nothing
     st.metrics.lookup("operator", bool(answer.results))
@@ -135,8 +184,10 @@ def operator_search(st: AppState, *, place: str, radius_mi: float, level_of_care
 @router.get("/v1/operator/centers/near", summary="Operators' search: any place, last figures kept (marked stale)")
 def operator_near(
     request: Request,
-    place: Annotated[str, Query(min_length=1, max_length=200,
-                                description="ZIP, 'lat,lon' or (with a geocoder configured) an address")],
+    place: Annotated[
+        str,
+        Query(min_length=1, max_length=200, description="ZIP, 'lat,lon' or (with a geocoder configured) an address"),
+    ],
     radius_mi: Annotated[float, Query(gt=0, le=lookup.MAX_RADIUS_MI)] = 50.0,
     level_of_care: Annotated[list[LevelOfCare], Query()] = [],  # noqa: B006
     payment: Annotated[list[Payment], Query()] = [],  # noqa: B006
@@ -146,15 +197,24 @@ def operator_near(
     limit: Annotated[int, Query(ge=1, le=lookup.MAX_LIMIT)] = 20,
 ) -> Response:
     st = state_of(request)
-    answer = operator_search(st, place=place, radius_mi=radius_mi, level_of_care=level_of_care, payment=payment,
-                             population=population, language=language, available_only=available_only,
-                             limit=limit)
+    answer = operator_search(
+        st,
+        place=place,
+        radius_mi=radius_mi,
+        level_of_care=level_of_care,
+        payment=payment,
+        population=population,
+        language=language,
+        available_only=available_only,
+        limit=limit,
+    )
     return json_response(answer.as_dict())
 
 
 @router.get("/v1/operator/centers/{center_id}", summary="One facility as operators see it, with why each source joined")
-def operator_center(request: Request,
-                    center_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,160}$")]) -> Response:
+def operator_center(
+    request: Request, center_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,160}$")]
+) -> Response:
     st = state_of(request)
     found = lookup.get_center(st.store, center_id, audience="operator", now=st.clock())
     if found is None:

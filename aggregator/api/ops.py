@@ -18,9 +18,16 @@ def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Ready to answer: Redis is reachable and the first data is loaded",
-            responses={503: {"description": "error 'unavailable' (Redis unreachable) or 'loading' (no feed "
-                                            "applied yet), with Retry-After"}})
+@router.get(
+    "/readyz",
+    summary="Ready to answer: Redis is reachable and the first data is loaded",
+    responses={
+        503: {
+            "description": "error 'unavailable' (Redis unreachable) or 'loading' (no feed "
+            "applied yet), with Retry-After"
+        }
+    },
+)
 def readyz(request: Request) -> Response:
     st = state_of(request)
     try:
@@ -32,8 +39,11 @@ def readyz(request: Request) -> Response:
     # searches are served without a worker; pushes and feed runs wait for one: say how many are alive
     note = "" if workers else "no worker is alive: pushes and feed runs wait for one"
     if loading:
-        return json_response({"error": "loading", "detail": loading, "status": "loading", "workers": len(workers),
-                              "note": note}, status=503, headers={"Retry-After": str(LOADING_RETRY_SECONDS)})
+        return json_response(
+            {"error": "loading", "detail": loading, "status": "loading", "workers": len(workers), "note": note},
+            status=503,
+            headers={"Retry-After": str(LOADING_RETRY_SECONDS)},
+        )
     return json_response({"status": "ready", "workers": len(workers), "note": note})
 
 

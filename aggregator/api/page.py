@@ -83,18 +83,25 @@ _env = jinja2.Environment(
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
 
 _ABBREVIATIONS = {
-    "php": "PHP (partial hospitalization)", "iop": "IOP (intensive outpatient)",
-    "otp": "OTP (opioid treatment program)", "mat": "MAT (medication for addiction)", "va": "VA",
-    "ihs": "IHS (Indian Health Service)", "lgbtq": "LGBTQ+", "self_pay": "Self-pay",
-    "co_occurring": "Co-occurring disorders", "deaf_hard_of_hearing": "Deaf / hard of hearing",
-    "state_funded": "State-funded", "ok": "OK",
+    "php": "PHP (partial hospitalization)",
+    "iop": "IOP (intensive outpatient)",
+    "otp": "OTP (opioid treatment program)",
+    "mat": "MAT (medication for addiction)",
+    "va": "VA",
+    "ihs": "IHS (Indian Health Service)",
+    "lgbtq": "LGBTQ+",
+    "self_pay": "Self-pay",
+    "co_occurring": "Co-occurring disorders",
+    "deaf_hard_of_hearing": "Deaf / hard of hearing",
+    "state_funded": "State-funded",
+    "ok": "OK",
 }
 
 
@@ -129,22 +136,24 @@ GROUPS: tuple[tuple[str, str, type[StrEnum]], ...] = (
 )
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int, headers: dict[str, str],
-            form_token: str = "") -> HTMLResponse:
-    html = _env.get_template(name).render({"request": request, **context, "form_field": FORM_FIELD,
-                                           "form_token": form_token})
+def _render(
+    request: Request, name: str, context: dict[str, Any], status: int, headers: dict[str, str], form_token: str = ""
+) -> HTMLResponse:
+    html = _env.get_template(name).render(
+        {"request": request, **context, "form_field": FORM_FIELD, "form_token": form_token}
+    )
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
-def _cookie(response: Response, request: Request, name: str, value: str | None, max_age: int = 0,
-            path: str = "/") -> None:
+def _cookie(
+    response: Response, request: Request, name: str, value: str | None, max_age: int = 0, path: str = "/"
+) -> None:
     """Set (or, with no value, clear) an HttpOnly, SameSite=Strict cookie; Secure over https."""
     secure = is_https(request, state_of(request).settings.trust_proxy)
     if value is None:
         response.delete_cookie(name, path=path, httponly=True, samesite="strict", secure=secure)
     else:
-        response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict",
-                            secure=secure)
+        response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict", secure=secure)
 
 
 def _login_page(request: Request, status: int, message: str = "") -> Response:
@@ -152,8 +161,14 @@ def _login_page(request: Request, status: int, message: str = "") -> Response:
     token = request.cookies.get(LOGIN_COOKIE, "")
     if not re.fullmatch(r"[A-Za-z0-9_-]{43}", token):
         token = secrets.token_urlsafe(32)
-    response = _render(request, "login.html", {"message": message}, status,
-                       {**SECURITY_HEADERS, "WWW-Authenticate": 'Bearer realm="operators"'}, form_token=token)
+    response = _render(
+        request,
+        "login.html",
+        {"message": message},
+        status,
+        {**SECURITY_HEADERS, "WWW-Authenticate": 'Bearer realm="operators"'},
+        form_token=token,
+    )
     _cookie(response, request, LOGIN_COOKIE, token, LOGIN_COOKIE_MAX_AGE, path="/operator")
     if LEGACY_COOKIE in request.cookies:
         _cookie(response, request, LEGACY_COOKIE, None)
@@ -164,13 +179,13 @@ _REFUSED = _env.from_string(
     '{% extends "base.html" %}{% block title %}Refused{% endblock %}{% block body %}<main>'
     '<section class="panel"><h1>Request refused</h1><p class="message error" role="alert">{{ message }}</p>'
     '<p>Nothing was changed. <a href="/operator">Open the operator page</a> and try again from there.</p>'
-    "</section></main>{% endblock %}")
+    "</section></main>{% endblock %}"
+)
 
 
 def _refused(request: Request, message: str, status: int = 403) -> Response:
     """403: a post that did not come from our own page (cross-site request forgery), as a page."""
-    return HTMLResponse(_REFUSED.render(request=request, message=message), status_code=status,
-                        headers=SECURITY_HEADERS)
+    return HTMLResponse(_REFUSED.render(request=request, message=message), status_code=status, headers=SECURITY_HEADERS)
 
 
 async def _form(request: Request) -> dict[str, str] | None:
@@ -205,8 +220,12 @@ class _Search:
     def parse(self, address_search: bool = True) -> dict[str, Any]:
         """Keyword arguments for ``operator_search``; raises InvalidQuery naming the field."""
         if not self.place:
-            raise InvalidQuery("place", "enter a ZIP code, 'City, ST', 'lat,lon' or an address" if address_search
-                               else "enter a ZIP code, 'City, ST' or 'lat,lon'")
+            raise InvalidQuery(
+                "place",
+                "enter a ZIP code, 'City, ST', 'lat,lon' or an address"
+                if address_search
+                else "enter a ZIP code, 'City, ST' or 'lat,lon'",
+            )
         if len(self.place) > 200:
             raise InvalidQuery("place", "must be at most 200 characters")
         radius = DEFAULT_RADIUS_MI
@@ -226,17 +245,30 @@ class _Search:
             if not 1 <= limit <= lookup.MAX_LIMIT:
                 raise InvalidQuery("limit", f"must be from 1 to {lookup.MAX_LIMIT}")
         languages = [code.lower() for code in re.split(r"[\s,;]+", self.language_text) if code]
-        return {"place": self.place, "radius_mi": radius, "limit": limit, "available_only": self.available_only,
-                "level_of_care": self.selected["level_of_care"], "payment": self.selected["payment"],
-                "population": self.selected["population"], "language": languages}
+        return {
+            "place": self.place,
+            "radius_mi": radius,
+            "limit": limit,
+            "available_only": self.available_only,
+            "level_of_care": self.selected["level_of_care"],
+            "payment": self.selected["payment"],
+            "population": self.selected["population"],
+            "language": languages,
+        }
 
     def form(self) -> dict[str, Any]:
         chosen = [label(v) for name, _, _ in GROUPS for v in self.selected[name]]
         if self.language_text:
             chosen.append(f"language {self.language_text}")
-        return {"place": self.place, "radius_mi": self.radius_text or f"{DEFAULT_RADIUS_MI:g}",
-                "limit": self.limit_text or str(DEFAULT_LIMIT), "language": self.language_text,
-                "available_only": self.available_only, "selected": self.selected, "chosen": chosen}
+        return {
+            "place": self.place,
+            "radius_mi": self.radius_text or f"{DEFAULT_RADIUS_MI:g}",
+            "limit": self.limit_text or str(DEFAULT_LIMIT),
+            "language": self.language_text,
+            "available_only": self.available_only,
+            "selected": self.selected,
+            "chosen": chosen,
+        }
 
 
 #: the folded filters ("More filters"), by the names InvalidQuery gives them: opened when one is wrong
@@ -249,9 +281,17 @@ def address_search_on(st: AppState) -> bool:
 
 
 FIELD_NAMES = {
-    "place": "Place", "radius_mi": "Radius", "limit": "Max results", "levels_of_care": "Level of care",
-    "payment": "Payment", "populations": "Population", "languages": "Language", "lat": "Latitude",
-    "lon": "Longitude", "zip": "ZIP code", "location": "Place",
+    "place": "Place",
+    "radius_mi": "Radius",
+    "limit": "Max results",
+    "levels_of_care": "Level of care",
+    "payment": "Payment",
+    "populations": "Population",
+    "languages": "Language",
+    "lat": "Latitude",
+    "lon": "Longitude",
+    "zip": "ZIP code",
+    "location": "Place",
 }
 
 
@@ -280,13 +320,25 @@ def _availability(entry: dict[str, Any]) -> dict[str, Any]:
 def _result(hit: dict[str, Any], partners: dict[str, str]) -> dict[str, Any]:
     address = hit.get("address") or {}
     street = ", ".join(p for p in (address.get("address_1", ""), address.get("address_2", "")) if p)
-    town = " ".join(p for p in (address.get("city", "") + ("," if address.get("city") else ""),
-                                address.get("state", ""), address.get("postal_code", "")) if p)
+    town = " ".join(
+        p
+        for p in (
+            address.get("city", "") + ("," if address.get("city") else ""),
+            address.get("state", ""),
+            address.get("postal_code", ""),
+        )
+        if p
+    )
     feed_id = str(hit.get("feed_id", ""))
     sources = hit.get("sources") or [{"id": hit.get("id", ""), "feed_id": feed_id}]
-    return {**hit, "street": street, "town": town, "partner": partners.get(feed_id, feed_id),
-            "source_list": [{**s, "partner": partners.get(s["feed_id"], s["feed_id"])} for s in sources],
-            "availability": [_availability(a) for a in hit.get("availability", [])]}
+    return {
+        **hit,
+        "street": street,
+        "town": town,
+        "partner": partners.get(feed_id, feed_id),
+        "source_list": [{**s, "partner": partners.get(s["feed_id"], s["feed_id"])} for s in sources],
+        "availability": [_availability(a) for a in hit.get("availability", [])],
+    }
 
 
 def _feed_rows(st: AppState, now: datetime) -> list[dict[str, Any]]:
@@ -336,11 +388,18 @@ def operator_page(request: Request) -> Response:
             matches = []
     partners = {f.id: f.partner for f in st.registry.feeds}
     context = {
-        "operator": operator, "form": search.form(), "groups": GROUPS, "message": message,
-        "address_search": address_search, "open_filters": open_filters,
+        "operator": operator,
+        "form": search.form(),
+        "groups": GROUPS,
+        "message": message,
+        "address_search": address_search,
+        "open_filters": open_filters,
         "answer": answer.as_dict() if answer else None,
         "results": [_result(h.as_dict(), partners) for h in answer.results] if answer else [],
-        "feeds": feeds, "feeds_error": feeds_error, "helpline": st.settings.helpline, "matches": matches,
+        "feeds": feeds,
+        "feeds_error": feeds_error,
+        "helpline": st.settings.helpline,
+        "matches": matches,
         "now": now.strftime("%Y-%m-%d %H:%M UTC"),
     }
     response = _render(request, "operator.html", context, status, SECURITY_HEADERS, form_token=who.csrf)
@@ -403,8 +462,11 @@ async def logout(request: Request) -> Response:
                 return _refused(request, "This sign-out did not come from the operator page.")
             await run_in_threadpool(st.store.end_operator_session, who.session)
     except StoreUnavailable:
-        return _refused(request, "The availability store is unreachable, so the session could not be ended; "
-                                 "try again in a few seconds.", status=503)
+        return _refused(
+            request,
+            "The availability store is unreachable, so the session could not be ended; try again in a few seconds.",
+            status=503,
+        )
     response = RedirectResponse("/operator", status_code=303, headers=SECURITY_HEADERS)
     _cookie(response, request, COOKIE, None)
     if LEGACY_COOKIE in request.cookies:

@@ -96,23 +96,31 @@ def _caller(st: AppState, feed_id: str, request: Request, body: bytes) -> str:
         if key and any(key_matches(o.bearer_keys, key) for o in others):
             raise ApiError(403, "forbidden", f"your credentials do not allow writing feed {feed_id!r}")
         raise ApiError(401, "unauthorized", "the key is not valid")
-    raise ApiError(401, "unauthorized", "sign the push (webhook-* headers) or send Authorization: Bearer",
-                   headers={"WWW-Authenticate": "Bearer"})
+    raise ApiError(
+        401,
+        "unauthorized",
+        "sign the push (webhook-* headers) or send Authorization: Bearer",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
-@router.post("/v1/feeds/{feed_id}/records", status_code=202, response_model=Accepted,
-             summary="Push records (JSON array, NDJSON or CSV), mapped by the feed's configuration",
-             responses={401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 415: {}, 429: {}, 503: {}})
-async def push_records(request: Request,
-                       feed_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]) -> Response:
+@router.post(
+    "/v1/feeds/{feed_id}/records",
+    status_code=202,
+    response_model=Accepted,
+    summary="Push records (JSON array, NDJSON or CSV), mapped by the feed's configuration",
+    responses={401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 415: {}, 429: {}, 503: {}},
+)
+async def push_records(
+    request: Request, feed_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+) -> Response:
     st = state_of(request)
     if feed_id not in st.secrets:
         raise ApiError(404, "unknown_feed", f"feed {feed_id!r} does not take pushes")
     body = await _body(request, st.settings.push_max_bytes)
     kind = content_kind(request.headers.get("content-type", ""))
     if kind is None:
-        raise ApiError(415, "unsupported_media_type",
-                       "send application/json, application/x-ndjson or text/csv")
+        raise ApiError(415, "unsupported_media_type", "send application/json, application/x-ndjson or text/csv")
     event_id = _caller(st, feed_id, request, body)
     try:
         enforce_rate(st, f"push:{feed_id}", st.settings.push_rate_limit, "pushes to this feed")
@@ -121,38 +129,69 @@ async def push_records(request: Request,
         raise
     ingest_id = "ing_" + secrets_module.token_hex(16)
     now = st.clock()
-    existing = st.store.accept_push(feed_id, event_id, ingest_id, PushRecord(
-        feed_id=feed_id, event_id=event_id, kind=kind, body=body, status="queued",
-        received_at=now.isoformat().replace("+00:00", "Z"), bytes=str(len(body)),
-    ))
+    existing = st.store.accept_push(
+        feed_id,
+        event_id,
+        ingest_id,
+        PushRecord(
+            feed_id=feed_id,
+            event_id=event_id,
+            kind=kind,
+            body=body,
+            status="queued",
+            received_at=now.isoformat().replace("+00:00", "Z"),
+            bytes=str(len(body)),
+        ),
+    )
     if existing is not None:
         st.metrics.push(feed_id, "replayed")
-        raise ApiError(409, "replayed_event", f"event {event_id!r} was already accepted", ingest_id=existing,
-                       status_url=f"/v1/ingests/{existing}")
+        raise ApiError(
+            409,
+            "replayed_event",
+            f"event {event_id!r} was already accepted",
+            ingest_id=existing,
+            status_url=f"/v1/ingests/{existing}",
+        )
     try:
         st.enqueue(names.INGEST_PUSH, [feed_id, ingest_id])
     except Exception as exc:  # the queue is down: keep nothing, so a retry with this event id works
         st.store.forget_push(feed_id, event_id, ingest_id)
         st.metrics.push(feed_id, "unqueued")
-        raise ApiError(503, "unavailable", f"could not queue the push ({exc.__class__.__name__}); retry with "
-                                           "the same event id", headers={"Retry-After": "5"}) from exc
+        raise ApiError(
+            503,
+            "unavailable",
+            f"could not queue the push ({exc.__class__.__name__}); retry with the same event id",
+            headers={"Retry-After": "5"},
+        ) from exc
     st.metrics.push(feed_id, "accepted")
-    return json_response({"ingest_id": ingest_id, "status": "queued", "status_url": f"/v1/ingests/{ingest_id}"},
-                         status=202)
+    return json_response(
+        {"ingest_id": ingest_id, "status": "queued", "status_url": f"/v1/ingests/{ingest_id}"}, status=202
+    )
 
 
-@router.get("/v1/ingests/{ingest_id}", response_model=IngestStatus, responses={404: {}, 503: {}},
-            summary="What became of a push: counts and the rejection reasons by record")
-def ingest_status(request: Request,
-                  ingest_id: Annotated[str, Path(pattern=r"^ing_[0-9a-f]{32}$")]) -> Response:
+@router.get(
+    "/v1/ingests/{ingest_id}",
+    response_model=IngestStatus,
+    responses={404: {}, 503: {}},
+    summary="What became of a push: counts and the rejection reasons by record",
+)
+def ingest_status(request: Request, ingest_id: Annotated[str, Path(pattern=r"^ing_[0-9a-f]{32}$")]) -> Response:
     st = state_of(request)
     record = st.store.push_record(ingest_id)
     if record is None:
         raise ApiError(404, "not_found", f"no ingest {ingest_id!r} (ingests are kept for 7 days)")
     rejections: list[dict[str, Any]] = orjson.loads(record.rejections) if record.rejections is not None else []
-    return json_response({
-        "ingest_id": ingest_id, "feed_id": record.feed_id, "status": record.status,
-        "received_at": record.received_at, "finished_at": record.finished_at, "records": record.records,
-        "accepted": record.accepted, "rejected": record.rejected,
-        "rejections_by_record": rejections_by_record(rejections), "error": record.error,
-    })
+    return json_response(
+        {
+            "ingest_id": ingest_id,
+            "feed_id": record.feed_id,
+            "status": record.status,
+            "received_at": record.received_at,
+            "finished_at": record.finished_at,
+            "records": record.records,
+            "accepted": record.accepted,
+            "rejected": record.rejected,
+            "rejections_by_record": rejections_by_record(rejections),
+            "error": record.error,
+        }
+    )

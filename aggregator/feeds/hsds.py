@@ -83,8 +83,12 @@ TABLES: dict[str, tuple[str, ...]] = {
     "organizations": ("organization", "organizations"),
     "services": ("service", "services"),
     "locations": ("location", "locations"),
-    "service_at_locations": ("service_at_location", "service_at_locations", "services_at_location",
-                             "services_at_locations"),
+    "service_at_locations": (
+        "service_at_location",
+        "service_at_locations",
+        "services_at_location",
+        "services_at_locations",
+    ),
     "addresses": ("address", "addresses", "physical_address", "physical_addresses"),
     "phones": ("phone", "phones"),
     "languages": ("language", "languages"),
@@ -204,9 +208,7 @@ def parse(documents: Sequence[Document], mapping: RecordMapping) -> list[dict[st
         table = package_tables.get(doc.url) or _ALIASES.get(_stem(doc.url))
         if table is None:
             known = ", ".join(f"{t}.csv" for t in TABLES)
-            raise ParseError(
-                f"{_basename(doc.url)} is neither HSDS JSON nor a known HSDS table by name ({known})"
-            )
+            raise ParseError(f"{_basename(doc.url)} is neither HSDS JSON nor a known HSDS table by name ({known})")
         rows = _read_table(doc, table)
         if table == "addresses" and _stem(doc.url).startswith("physical"):
             for row in rows:
@@ -279,8 +281,9 @@ def _join_tables(tables: Mapping[str, list[dict[str, str]]], graph: _Graph) -> N
     org_phones = by("phones", "organization_id")
     orgs = {key: {**org, "phones": org_phones.get(key, [])} for key, org in one("organizations").items()}
     addresses = by("addresses", "location_id")
-    loc_phones, svc_phones, sal_phones = (by("phones", k) for k in ("location_id", "service_id",
-                                                                     "service_at_location_id"))
+    loc_phones, svc_phones, sal_phones = (
+        by("phones", k) for k in ("location_id", "service_id", "service_at_location_id")
+    )
     loc_langs, svc_langs = by("languages", "location_id"), by("languages", "service_id")
     capacities, costs = by("service_capacity", "service_id"), by("cost_options", "service_id")
     attributes = by("attributes", "link_id")
@@ -317,10 +320,11 @@ def _join_tables(tables: Mapping[str, list[dict[str, str]]], graph: _Graph) -> N
                 **sal,
                 "phones": sal_phones.get(sal.get("id", ""), []) if sal.get("id") else [],
                 "attributes": [
-                    {**a, "taxonomy_term": terms[a["taxonomy_term_id"]]}
-                    if a.get("taxonomy_term_id") in terms else a
+                    {**a, "taxonomy_term": terms[a["taxonomy_term_id"]]} if a.get("taxonomy_term_id") in terms else a
                     for a in attributes.get(sal.get("id", ""), [])
-                ] if sal.get("id") else [],
+                ]
+                if sal.get("id")
+                else [],
                 **({"location": locations[sal["location_id"]]} if sal["location_id"] in locations else {}),
             }
             for sal in sals.get(sid, [])
@@ -461,21 +465,26 @@ class _Graph:
         out: list[dict[str, Any]] = []
         for location, service_key in order:
             members: list[tuple[str, _Pair | None]] = (
-                [(p.service, p) for p in at_location.get(location, [])] if location is not None
+                [(p.service, p) for p in at_location.get(location, [])]
+                if location is not None
                 else [(service_key, None)]
             )
             out.append(self._record(mapping, location, members, sites))
         return out
 
     def _record(
-        self, mapping: RecordMapping, location: str | None, members: list[tuple[str, _Pair | None]],
+        self,
+        mapping: RecordMapping,
+        location: str | None,
+        members: list[tuple[str, _Pair | None]],
         sites: Mapping[str, int],
     ) -> dict[str, Any]:
         """The record of one physical location and all its services (or of one service with no location)."""
         loc: Mapping[str, Any] = self.locations.get(location, {}) if location is not None else {}
         services = [(key, self.services[key], pair) for key, pair in members]
         org: Mapping[str, Any] = self.orgs.get(_s(loc.get("organization_id")), {}) or next(
-            (self.orgs[o] for key, _, _ in services if (o := self.service_org.get(key, "")) in self.orgs), {})
+            (self.orgs[o] for key, _, _ in services if (o := self.service_org.get(key, "")) in self.orgs), {}
+        )
         raw: dict[str, Any] = dict(mapping.constants)
         if location is None:
             raw["source_id"] = "" if members[0][0].startswith("#") else members[0][0]
@@ -483,52 +492,71 @@ class _Graph:
             raw["source_id"] = next((p.sal_id for _, _, p in services if p and p.sal_id), "")
         else:
             raw["source_id"] = _source_id(location)
-        name = _s(loc.get("name")) or _s(org.get("name")) or next(
-            (_s(svc.get("name")) for _, svc, _ in services if _s(svc.get("name"))), "")
+        name = (
+            _s(loc.get("name"))
+            or _s(org.get("name"))
+            or next((_s(svc.get("name")) for _, svc, _ in services if _s(svc.get("name"))), "")
+        )
         raw["name"] = name
         if _s(org.get("name")) and _s(org.get("name")) != name:
             raw["alternate_name"] = _s(org.get("name"))
         raw.update(_place(loc))
-        phones = _phones([
-            *(phone for _, svc, pair in services
-              for phone in [*(pair.phones if pair else []), *_dicts(svc.get("phones"))]),
-            *_dicts(loc.get("phones")),
-        ]) or _phones(_dicts(org.get("phones")))
+        phones = _phones(
+            [
+                *(
+                    phone
+                    for _, svc, pair in services
+                    for phone in [*(pair.phones if pair else []), *_dicts(svc.get("phones"))]
+                ),
+                *_dicts(loc.get("phones")),
+            ]
+        ) or _phones(_dicts(org.get("phones")))
         if phones:
             raw["phones"] = phones
-        website = next((_s(svc.get("url")) for _, svc, _ in services if _s(svc.get("url"))), "") or _s(
-            org.get("website")) or _s(org.get("url"))
+        website = (
+            next((_s(svc.get("url")) for _, svc, _ in services if _s(svc.get("url"))), "")
+            or _s(org.get("website"))
+            or _s(org.get("url"))
+        )
         if website:
             raw["website"] = website
         statuses = [_s(svc.get("status")) for _, svc, _ in services]
         active = next((s for s in statuses if s.lower() == "active"), "")
         if active or (statuses and all(statuses)):  # a service with no status is not read as closed
             raw["status"] = active or statuses[0]
-        languages = _languages([
-            *(lang for _, svc, _ in services for lang in _dicts(svc.get("languages"))),
-            *_dicts(loc.get("languages")),
-        ])
+        languages = _languages(
+            [
+                *(lang for _, svc, _ in services for lang in _dicts(svc.get("languages"))),
+                *_dicts(loc.get("languages")),
+            ]
+        )
         if languages:
             raw["languages"] = languages
         own_levels = {key: _service_levels(svc, pair) for key, svc, pair in services}
         levels = _unique([text for texts in own_levels.values() for text in texts])
         if levels:
             raw["levels_of_care"] = levels
-        payment = _unique([
-            text for _, svc, _ in services for text in (
-                _s(svc.get("fees_description")) or _s(svc.get("fees")),
-                *(_s(c.get("option")) for c in _dicts(svc.get("cost_options"))),
-            )
-        ])
+        payment = _unique(
+            [
+                text
+                for _, svc, _ in services
+                for text in (
+                    _s(svc.get("fees_description")) or _s(svc.get("fees")),
+                    *(_s(c.get("option")) for c in _dicts(svc.get("cost_options"))),
+                )
+            ]
+        )
         if payment:
             raw["payment"] = payment
         url = next((self.service_url[key] for key, _, _ in services if self.service_url.get(key)), "") or (
-            self.location_url.get(location, "") if location is not None else "")
+            self.location_url.get(location, "") if location is not None else ""
+        )
         if url:
             raw["source_url"] = url
         entries = [
             _capacity(cap, "; ".join(own_levels[key]), max(sites.get(key, 1), 1), _s(svc.get("name")))
-            for key, svc, _ in services for cap in _dicts(svc.get("capacities"))
+            for key, svc, _ in services
+            for cap in _dicts(svc.get("capacities"))
         ]
         if entries:
             raw["availability"] = entries
@@ -541,8 +569,10 @@ def _kind(obj: Any) -> str | None:
         return None
     if isinstance(obj.get("contents"), list):
         return "page"
-    if isinstance(obj.get("service"), Mapping) or isinstance(obj.get("location"), Mapping) or (
-        "service_id" in obj and "location_id" in obj
+    if (
+        isinstance(obj.get("service"), Mapping)
+        or isinstance(obj.get("location"), Mapping)
+        or ("service_id" in obj and "location_id" in obj)
     ):
         return "service_at_location"
     if "location_type" in obj or (isinstance(obj.get("addresses"), list) and "status" not in obj):
@@ -566,23 +596,29 @@ def _source_id(location_id: str) -> str:
     """The location's id; one longer than an id may be is cut and ends in a hash of the whole."""
     if len(location_id) <= _MAX_ID:
         return location_id
-    return f"{location_id[:_MAX_ID - 17]}.{stable_id([location_id])}"
+    return f"{location_id[: _MAX_ID - 17]}.{stable_id([location_id])}"
 
 
 def _service_levels(service: Mapping[str, Any], pair: _Pair | None) -> list[str]:
     """A service's own level-of-care texts: its name, description and taxonomy terms (free text)."""
-    return _unique([
-        _s(service.get("name")), _s(service.get("description")),
-        *_term_texts([*_dicts(service.get("attributes")), *(pair.attributes if pair else [])]),
-    ])
+    return _unique(
+        [
+            _s(service.get("name")),
+            _s(service.get("description")),
+            *_term_texts([*_dicts(service.get("attributes")), *(pair.attributes if pair else [])]),
+        ]
+    )
 
 
 def _place(loc: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     address, physical = _address(loc)
     for key, names in (
-        ("address_1", ("address_1",) if physical else ()), ("address_2", ("address_2",) if physical else ()),
-        ("city", ("city",)), ("state", ("state_province", "state")), ("postal_code", ("postal_code",)),
+        ("address_1", ("address_1",) if physical else ()),
+        ("address_2", ("address_2",) if physical else ()),
+        ("city", ("city",)),
+        ("state", ("state_province", "state")),
+        ("postal_code", ("postal_code",)),
     ):
         value = next((_s(address.get(n)) for n in names if _s(address.get(n))), "")
         if value:
@@ -593,15 +629,17 @@ def _place(loc: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = coordinate
     external = _s(loc.get("external_identifier"))
     if external:
-        out["external_ids"] = [{"system": _s(loc.get("external_identifier_type")) or "external_identifier",
-                                "value": external}]
+        out["external_ids"] = [
+            {"system": _s(loc.get("external_identifier_type")) or "external_identifier", "value": external}
+        ]
     return out
 
 
 def _address(loc: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
     """The location's physical address; else its first non-virtual one, whose street is not a place."""
-    addresses = _dicts(loc.get("addresses")) + _dicts(loc.get("physical_address")) + _dicts(
-        loc.get("physical_addresses"))
+    addresses = (
+        _dicts(loc.get("addresses")) + _dicts(loc.get("physical_address")) + _dicts(loc.get("physical_addresses"))
+    )
     physical = [a for a in addresses if _s(a.get("address_type")).lower() in ("physical", "")]
     if physical:
         return physical[0], True
@@ -624,8 +662,11 @@ def _phones(items: list[Mapping[str, Any]]) -> list[dict[str, str]]:
             continue
         seen.add(key)
         text = _s(item.get("description")).lower()
-        role = "intake" if re.search(r"intake|admission", text) else (
-            "hotline" if re.search(r"hotline|crisis line", text) else "main")
+        role = (
+            "intake"
+            if re.search(r"intake|admission", text)
+            else ("hotline" if re.search(r"hotline|crisis line", text) else "main")
+        )
         out.append({"number": number, "role": role})
     return out
 

@@ -64,11 +64,39 @@ from aggregator.feeds import Document
 from aggregator.feeds.mapping import LIST_FIELDS, Getter, RecordMapping, apply
 
 _ATTR = re.compile(r"(.*?)\s*@([A-Za-z_][\w:.-]*)")
-_BREAKS = frozenset({
-    "br", "p", "div", "li", "ul", "ol", "dl", "dt", "dd", "tr", "td", "th", "table", "tbody", "thead",
-    "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "header", "footer", "address",
-    "blockquote", "pre", "hr",
-})
+_BREAKS = frozenset(
+    {
+        "br",
+        "p",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "tr",
+        "td",
+        "th",
+        "table",
+        "tbody",
+        "thead",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "address",
+        "blockquote",
+        "pre",
+        "hr",
+    }
+)
 _SKIP = frozenset({"script", "style", "template", "noscript"})
 _URL_ATTRS = frozenset({"href", "src"})
 _UTF16_32_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
@@ -105,10 +133,12 @@ def parse_one(body: bytes, mapping: RecordMapping, url: str = "") -> list[dict[s
             continues = _expand_rowspans(soup, elements)
             # again: a selector may match a continuation row only once it has its carried cells
             elements = [e for e in select(soup, mapping.records, "records") if not _is_copy(e)]
-        elements = elements[_skip_rows(mapping):]
+        elements = elements[_skip_rows(mapping) :]
         if not elements:
-            raise ParseError(f"records selector {mapping.records!r} matched nothing: the page layout may have "
-                             "changed, or this is an error or login page")
+            raise ParseError(
+                f"records selector {mapping.records!r} matched nothing: the page layout may have "
+                "changed, or this is an error or login page"
+            )
         records = []
         by_row: dict[int, dict[str, Any]] = {}
         for element in elements:
@@ -124,8 +154,10 @@ def parse_one(body: bytes, mapping: RecordMapping, url: str = "") -> list[dict[s
                 records.append(raw)
                 by_row[id(element)] = raw
         if not records:
-            raise ParseError(f"records selector {mapping.records!r} matched {len(elements)} elements but no mapped "
-                             "field found anything in them: the page layout may have changed")
+            raise ParseError(
+                f"records selector {mapping.records!r} matched {len(elements)} elements but no mapped "
+                "field found anything in them: the page layout may have changed"
+            )
         return records
     finally:
         soup.decompose()

@@ -72,14 +72,18 @@ def parse_one(body: bytes, mapping: RecordMapping) -> list[dict[str, Any]]:
         else:
             raws.append({"_problem": f"record [{i}] is {_kind(item)}, not a JSON object"})
     if items and not objects:
-        raise ParseError(f"none of the {len(items)} records is a JSON object (the first is {_kind(items[0])}); "
-                         f"does mapping.records {mapping.records!r} name the list of records?")
+        raise ParseError(
+            f"none of the {len(items)} records is a JSON object (the first is {_kind(items[0])}); "
+            f"does mapping.records {mapping.records!r} name the list of records?"
+        )
     found = set(mapping.fields) | {"availability"}
     if objects and mapping.fields and not any(found & (raw.keys() - mapping.constants.keys()) for raw in raws):
         first = next(item for item in items if isinstance(item, dict))
-        raise ParseError(f"no mapped field ({', '.join(repr(r) for r in list(mapping.fields.values())[:8])}) "
-                         f"was found in any of the {objects} records; did the layout change? "
-                         f"The first record has keys {_keys(first)}")
+        raise ParseError(
+            f"no mapped field ({', '.join(repr(r) for r in list(mapping.fields.values())[:8])}) "
+            f"was found in any of the {objects} records; did the layout change? "
+            f"The first record has keys {_keys(first)}"
+        )
     return raws
 
 
@@ -148,8 +152,10 @@ def steps(path: str) -> tuple[Step, ...]:
     for part in path.split("."):
         m = _PART.fullmatch(part)
         if not m or not part:
-            raise ParseError(f"mapping path {path!r} is not a JSON path such as 'address.zip', "
-                             "'phones[0].number' or 'services[*].code'")
+            raise ParseError(
+                f"mapping path {path!r} is not a JSON path such as 'address.zip', "
+                "'phones[0].number' or 'services[*].code'"
+            )
         if m.group(1):
             out.append(None if m.group(1) == "*" else m.group(1))
         out += [None if i == "*" else int(i) for i in _INDEX.findall(m.group(2))]
@@ -164,7 +170,7 @@ def resolve(value: Any, path: tuple[Step, ...]) -> Any:
                 return None
             out: list[Any] = []
             for item in value:
-                found = resolve(item, path[i + 1:])
+                found = resolve(item, path[i + 1 :])
                 if isinstance(found, list):
                     out += found
                 elif found is not None:
@@ -216,8 +222,10 @@ def expression(ref: str) -> Search:
         legacy = _legacy(text)
         if legacy is None:
             detail = " ".join(str(exc).split())[:200]
-            raise ParseError(f"reference {ref!r} is not a JMESPath expression ({detail}); e.g. 'address.zip', "
-                             "'phones[0].number', \"contacts[?kind=='hotline'] | [0].number\"") from exc
+            raise ParseError(
+                f"reference {ref!r} is not a JMESPath expression ({detail}); e.g. 'address.zip', "
+                "'phones[0].number', \"contacts[?kind=='hotline'] | [0].number\""
+            ) from exc
         compiled = jmespath.compile(legacy)
     return compiled.search
 
@@ -291,12 +299,15 @@ def records_at(document: Any, path: str) -> list[Any]:
             if not isinstance(value, dict):
                 raise fail(f"{place} is {_kind(value)}, not an object with key {step!r}")
             if step not in value:
-                raise fail(f"key {step!r} is missing in {place}, which has keys {_keys(value)}; "
-                           "did the layout change?")
+                raise fail(f"key {step!r} is missing in {place}, which has keys {_keys(value)}; did the layout change?")
             value, where = value[step], f"{where}.{step}" if where else step
     if not isinstance(value, list):
-        hint = (f" with keys {_keys(value)}; set mapping.records to the key of the list of records"
-                " (or options.ndjson = true for one record per line)" if isinstance(value, dict) else "")
+        hint = (
+            f" with keys {_keys(value)}; set mapping.records to the key of the list of records"
+            " (or options.ndjson = true for one record per line)"
+            if isinstance(value, dict)
+            else ""
+        )
         raise fail(f"{repr(where) if where else 'the document'} is {_kind(value)}{hint}, not a list of records")
     return value
 

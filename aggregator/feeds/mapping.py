@@ -18,21 +18,52 @@ from functools import lru_cache
 from typing import Any
 
 #: raw-record keys a mapping may fill (see aggregator.normalize)
-RECORD_FIELDS = frozenset({
-    "source_id", "name", "alternate_name", "address", "address_1", "address_2", "city", "state", "postal_code",
-    "latitude", "longitude", "phone", "intake_phone", "hotline_phone", "website", "status",
-    "levels_of_care", "payment", "populations", "languages", "source_url", "reported_at",
-})
+RECORD_FIELDS = frozenset(
+    {
+        "source_id",
+        "name",
+        "alternate_name",
+        "address",
+        "address_1",
+        "address_2",
+        "city",
+        "state",
+        "postal_code",
+        "latitude",
+        "longitude",
+        "phone",
+        "intake_phone",
+        "hotline_phone",
+        "website",
+        "status",
+        "levels_of_care",
+        "payment",
+        "populations",
+        "languages",
+        "source_url",
+        "reported_at",
+    }
+)
 LIST_FIELDS = frozenset({"levels_of_care", "payment", "populations", "languages"})
 PHONE_FIELDS = frozenset({"phone", "intake_phone", "hotline_phone"})
 #: fields whose cell may be split into several values (``{ from = "...", split = "/" }``)
 SPLIT_FIELDS = LIST_FIELDS | PHONE_FIELDS
 #: cell texts that mean "no value" unless a feed says otherwise (compared without case)
 DEFAULT_NULL_VALUES = ("NA", "N/A", "n.a.", "null", "nil", "none", "-", "--", "---", "?", "unknown", "TBD", "#N/A")
-AVAILABILITY_FIELDS = frozenset({
-    "level_of_care", "status", "beds_available", "beds_total", "accepting", "waitlist_size",
-    "appointments_available", "next_appointment_at", "notes", "reported_at",
-})
+AVAILABILITY_FIELDS = frozenset(
+    {
+        "level_of_care",
+        "status",
+        "beds_available",
+        "beds_total",
+        "accepting",
+        "waitlist_size",
+        "appointments_available",
+        "next_appointment_at",
+        "notes",
+        "reported_at",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -87,16 +118,18 @@ def apply(get: Getter, mapping: RecordMapping, list_get: ListGetter | None = Non
                     continue
                 value = split_cell(value, separators)
             raw[name] = value
-    ids = [{"system": system, "value": str(value)} for system, ref in mapping.identifiers.items()
-           for value in _values(get(ref))]
+    ids = [
+        {"system": system, "value": str(value)}
+        for system, ref in mapping.identifiers.items()
+        for value in _values(get(ref))
+    ]
     if ids:
         raw["external_ids"] = [*raw.get("external_ids", ()), *ids]
     if mapping.id_from and not raw.get("source_id"):
         raw["source_id"] = stable_id(get(ref) for ref in mapping.id_from)
     observations = [_observation(get, m) for m in mapping.availability]
     if mapping.availability_list and mapping.availability_item and list_get is not None:
-        observations += [_observation(g, mapping.availability_item)
-                         for g in list_get(mapping.availability_list)]
+        observations += [_observation(g, mapping.availability_item) for g in list_get(mapping.availability_list)]
     observations = [o for o in observations if _has_data(o)]
     if observations:
         raw["availability"] = observations

@@ -161,8 +161,11 @@ def parse(documents: Sequence[Document], mapping: RecordMapping) -> list[dict[st
         _read_ndjson(doc, feed)
     if not feed.readable:
         names = ", ".join(_basename(d.url) for d in documents[:6]) or "no documents"
-        what = "the manifest lists no Location, Schedule or Slot file we read" if manifests and len(
-            documents) == manifests else "no line is a FHIR resource with resourceType and id"
+        what = (
+            "the manifest lists no Location, Schedule or Slot file we read"
+            if manifests and len(documents) == manifests
+            else "no line is a FHIR resource with resourceType and id"
+        )
         raise ParseError(f"SMART Scheduling Links feed unreadable ({names}): {what}")
     now = _instant(transaction_time) if transaction_time else None
     states = _states(mapping)
@@ -299,8 +302,10 @@ def _location_record(loc: Mapping[str, Any], mapping: RecordMapping) -> dict[str
     line = address.get("line")
     lines = [_s(x) for x in line if _s(x)] if isinstance(line, list) else []
     for key, value in (
-        ("address_1", lines[0] if lines else ""), ("address_2", lines[1] if len(lines) > 1 else ""),
-        ("city", _s(address.get("city"))), ("state", _s(address.get("state"))),
+        ("address_1", lines[0] if lines else ""),
+        ("address_2", lines[1] if len(lines) > 1 else ""),
+        ("city", _s(address.get("city"))),
+        ("state", _s(address.get("state"))),
         ("postal_code", _s(address.get("postalCode"))),
     ):
         if value:
@@ -311,8 +316,11 @@ def _location_record(loc: Mapping[str, Any], mapping: RecordMapping) -> dict[str
             coordinate = position.get(key)
             if isinstance(coordinate, int | float | str) and not isinstance(coordinate, bool):
                 raw[key] = coordinate
-    ids = [{"system": _s(i.get("system")) or "identifier", "value": _s(i.get("value"))}
-           for i in _dicts(loc.get("identifier")) if _s(i.get("value"))]
+    ids = [
+        {"system": _s(i.get("system")) or "identifier", "value": _s(i.get("value"))}
+        for i in _dicts(loc.get("identifier"))
+        if _s(i.get("value"))
+    ]
     if ids:
         raw["external_ids"] = ids
     status = _STATUS.get(_s(loc.get("status")).lower())
@@ -365,18 +373,28 @@ def _availability(feed: _Feed, now: datetime | None) -> dict[str, dict[str, Any]
     out: dict[str, dict[str, Any]] = {}
     for lid, t in tallies.items():
         if t.free:
-            notes = f"{t.free} open appointments" + (f" of {t.total}" if t.total > t.free else "") + (
-                f" from {t.first[1]}" if t.first else "")
+            notes = (
+                f"{t.free} open appointments"
+                + (f" of {t.total}" if t.total > t.free else "")
+                + (f" from {t.first[1]}" if t.first else "")
+            )
             out[lid] = {"status": "available", "appointments_available": t.free, "notes": notes}
             if t.first:
                 out[lid]["next_appointment_at"] = t.first[1]
         elif "unknown" in t.marks:
             out[lid] = {"status": "unknown", "notes": "the publisher reports availability unknown"}
         elif t.any_slot or "none" in t.marks:
-            out[lid] = {"status": "full", "appointments_available": 0, "notes": (
-                f"no open appointments ({t.current} booked slot{'s' if t.current != 1 else ''})" if t.current
-                else "no open appointments: every listed slot has ended" if t.any_slot
-                else "no open appointments")}
+            out[lid] = {
+                "status": "full",
+                "appointments_available": 0,
+                "notes": (
+                    f"no open appointments ({t.current} booked slot{'s' if t.current != 1 else ''})"
+                    if t.current
+                    else "no open appointments: every listed slot has ended"
+                    if t.any_slot
+                    else "no open appointments"
+                ),
+            }
         elif "some" in t.marks:
             out[lid] = {"status": "available", "notes": "the publisher reports some availability; no slots listed"}
     return out

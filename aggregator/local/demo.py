@@ -86,15 +86,38 @@ def _samhsa_sites(path: Path) -> list[Site]:
 
     with path.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    return [Site(stable_id((r["name1"], r["street1"], r["zip"])), r["name1"], r["street1"], r["city"], r["state"],
-                 r["zip"].zfill(5), float(r["latitude"]), float(r["longitude"]))
-            for r in rows if r["latitude"] and r["longitude"]]
+    return [
+        Site(
+            stable_id((r["name1"], r["street1"], r["zip"])),
+            r["name1"],
+            r["street1"],
+            r["city"],
+            r["state"],
+            r["zip"].zfill(5),
+            float(r["latitude"]),
+            float(r["longitude"]),
+        )
+        for r in rows
+        if r["latitude"] and r["longitude"]
+    ]
 
 
 def _bundled_sites() -> list[Site]:
     rows = list(csv.DictReader(io.StringIO(sample.bundled_sample().decode())))
-    return [Site(r["id"], r["name"], r["street"], r["city"], r["state"], r["zip"], float(r["latitude"]),
-                 float(r["longitude"]), r["phone"]) for r in rows]
+    return [
+        Site(
+            r["id"],
+            r["name"],
+            r["street"],
+            r["city"],
+            r["state"],
+            r["zip"],
+            float(r["latitude"]),
+            float(r["longitude"]),
+            r["phone"],
+        )
+        for r in rows
+    ]
 
 
 def sites_by_format(shared: Path | None) -> dict[str, list[Site]]:
@@ -104,8 +127,9 @@ def sites_by_format(shared: Path | None) -> dict[str, list[Site]]:
     for fmt, ((lat, lon), radius, _metro, area_code) in METROS.items():
         unique = {s.id: s for s in everything if haversine_mi(lat, lon, s.lat, s.lon) <= radius}
         nearest = sorted(unique.values(), key=lambda s: (haversine_mi(lat, lon, s.lat, s.lon), s.id))[:MAX_SITES]
-        out[fmt] = [replace(s, phone=s.phone or demo_phone(area_code, i), anchor=i < ANCHORS)
-                    for i, s in enumerate(nearest)]
+        out[fmt] = [
+            replace(s, phone=s.phone or demo_phone(area_code, i), anchor=i < ANCHORS) for i, s in enumerate(nearest)
+        ]
     return out
 
 
@@ -133,8 +157,9 @@ def _levels(site: Site) -> list[str]:
 
 def _payment(site: Site) -> list[str]:
     r = _rng("pay", site.id)
-    payment = r.sample(["Medicaid", "Medicare", "Private health insurance", "Sliding fee", "Cash or self-payment"],
-                       r.randint(1, 3))
+    payment = r.sample(
+        ["Medicaid", "Medicare", "Private health insurance", "Sliding fee", "Cash or self-payment"], r.randint(1, 3)
+    )
     if site.anchor and "Medicaid" not in payment:
         payment = ["Medicaid", *payment]
     return payment
@@ -195,35 +220,86 @@ class DemoPartners:
         _now, bucket = self._now()
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\r\n")
-        w.writerow(["ID", "Name", "Street", "City", "State", "ZIP", "Lat", "Lon", "Phone", "Services", "Payment",
-                    "Detox open", "Detox total", "Residential open", "Residential total", "Updated", "Notes"])
+        w.writerow(
+            [
+                "ID",
+                "Name",
+                "Street",
+                "City",
+                "State",
+                "ZIP",
+                "Lat",
+                "Lon",
+                "Phone",
+                "Services",
+                "Payment",
+                "Detox open",
+                "Detox total",
+                "Residential open",
+                "Residential total",
+                "Updated",
+                "Notes",
+            ]
+        )
         for s in self.sites["csv"]:
             levels = _levels(s)
             d = _beds(s, "detox", bucket) if "detox" in levels else ("", "")
             r = _beds(s, "residential", bucket) if "residential" in levels else ("", "")
-            w.writerow([s.id, s.name, s.street, s.city, s.state, s.zip, s.lat, s.lon, _phone_cell(s), "; ".join(levels),
-                        "; ".join(_payment(s)), *d, *r,
-                        self._reported(s, bucket).strftime("%m/%d/%Y %I:%M %p UTC"), NOTE])
+            w.writerow(
+                [
+                    s.id,
+                    s.name,
+                    s.street,
+                    s.city,
+                    s.state,
+                    s.zip,
+                    s.lat,
+                    s.lon,
+                    _phone_cell(s),
+                    "; ".join(levels),
+                    "; ".join(_payment(s)),
+                    *d,
+                    *r,
+                    self._reported(s, bucket).strftime("%m/%d/%Y %I:%M %p UTC"),
+                    NOTE,
+                ]
+            )
         return out.getvalue().encode()
 
     def json_page(self, page: int, per_page: int = 20) -> bytes:
         _now, bucket = self._now()
         sites = self.sites["json"]
-        chunk = sites[(page - 1) * per_page: page * per_page]
+        chunk = sites[(page - 1) * per_page : page * per_page]
         facilities = []
         for s in chunk:
             beds = []
             for level in _levels(s):
                 open_, total = _beds(s, level, bucket)
-                beds.append({"program": level, "open": open_, "capacity": total,
-                             "as_of": self._reported(s, bucket).isoformat(), "note": NOTE})
-            facilities.append({"id": s.id, "name": s.name, "address": {"street": s.street, "city": s.city,
-                               "state": s.state, "zip": s.zip}, "location": {"lat": s.lat, "lng": s.lon},
-                               "phone": _phone_cell(s), "services": _levels(s), "payment": _payment(s),
-                               "beds": beds})
+                beds.append(
+                    {
+                        "program": level,
+                        "open": open_,
+                        "capacity": total,
+                        "as_of": self._reported(s, bucket).isoformat(),
+                        "note": NOTE,
+                    }
+                )
+            facilities.append(
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "address": {"street": s.street, "city": s.city, "state": s.state, "zip": s.zip},
+                    "location": {"lat": s.lat, "lng": s.lon},
+                    "phone": _phone_cell(s),
+                    "services": _levels(s),
+                    "payment": _payment(s),
+                    "beds": beds,
+                }
+            )
         more = page * per_page < len(sites)
-        return json.dumps({"data": {"facilities": facilities},
-                           "links": {"next": f"facilities?page={page + 1}" if more else None}}).encode()
+        return json.dumps(
+            {"data": {"facilities": facilities}, "links": {"next": f"facilities?page={page + 1}" if more else None}}
+        ).encode()
 
     def html_board(self) -> bytes:
         _now, bucket = self._now()
@@ -242,11 +318,15 @@ class DemoPartners:
                 f"<td>{html.escape(s.city)}</td><td>{s.zip}</td><td>{html.escape(_phone_cell(s))}</td>"
                 f"<td>{cells[0]}</td><td>{cells[1]}</td>"
                 f"<td>{self._reported(s, bucket).strftime('%Y-%m-%d %H:%M')} UTC</td>"
-                f"<td>{html.escape('; '.join(_payment(s)))}</td></tr>")
-        return ("<!doctype html><html><head><meta charset='utf-8'><title>Demo bed board</title></head><body>"
-                f"<p>{NOTE}</p><table id='beds'><thead><tr><th>Program</th><th>Street</th><th>City</th><th>ZIP</th>"
-                "<th>Phone</th><th>Detox</th><th>Residential</th><th>Updated</th><th>Payment</th></tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table></body></html>").encode()
+                f"<td>{html.escape('; '.join(_payment(s)))}</td></tr>"
+            )
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'><title>Demo bed board</title></head><body>"
+            f"<p>{NOTE}</p><table id='beds'><thead><tr><th>Program</th><th>Street</th><th>City</th><th>ZIP</th>"
+            "<th>Phone</th><th>Detox</th><th>Residential</th><th>Updated</th><th>Payment</th></tr></thead><tbody>"
+            + "".join(rows)
+            + "</tbody></table></body></html>"
+        ).encode()
 
     def hsds_page(self) -> bytes:
         _now, bucket = self._now()
@@ -254,50 +334,104 @@ class DemoPartners:
         for s in self.sites["hsds"]:
             level = _levels(s)[0]
             open_, total = _beds(s, level, bucket)
-            services.append({
-                "id": f"svc-{s.id}", "name": f"{level.title()} program", "status": "active",
-                "description": f"{level} treatment ({NOTE})", "organization": {"id": f"org-{s.id}", "name": s.name},
-                "cost_options": [{"id": f"cost-{s.id}-{i}", "option": p} for i, p in enumerate(_payment(s))],
-                "capacities": [{"id": f"cap-{s.id}", "available": open_, "maximum": total, "unit": {"name": "Bed"},
-                                "updated": self._reported(s, bucket).isoformat(), "description": NOTE}],
-                "service_at_locations": [{"id": f"sal-{s.id}", "location": {
-                    "id": f"loc-{s.id}", "location_type": "physical", "name": s.name, "latitude": s.lat,
-                    "longitude": s.lon, "phones": [{"number": s.phone, "description": PHONE_NOTE}] if s.phone else [],
-                    "addresses": [{"address_1": s.street, "city": s.city, "state_province": s.state,
-                                                       "postal_code": s.zip, "country": "US",
-                                                       "address_type": "physical"}]}}],
-            })
-        return json.dumps({"total_items": len(services), "total_pages": 1, "page_number": 1,
-                           "contents": services}).encode()
+            services.append(
+                {
+                    "id": f"svc-{s.id}",
+                    "name": f"{level.title()} program",
+                    "status": "active",
+                    "description": f"{level} treatment ({NOTE})",
+                    "organization": {"id": f"org-{s.id}", "name": s.name},
+                    "cost_options": [{"id": f"cost-{s.id}-{i}", "option": p} for i, p in enumerate(_payment(s))],
+                    "capacities": [
+                        {
+                            "id": f"cap-{s.id}",
+                            "available": open_,
+                            "maximum": total,
+                            "unit": {"name": "Bed"},
+                            "updated": self._reported(s, bucket).isoformat(),
+                            "description": NOTE,
+                        }
+                    ],
+                    "service_at_locations": [
+                        {
+                            "id": f"sal-{s.id}",
+                            "location": {
+                                "id": f"loc-{s.id}",
+                                "location_type": "physical",
+                                "name": s.name,
+                                "latitude": s.lat,
+                                "longitude": s.lon,
+                                "phones": [{"number": s.phone, "description": PHONE_NOTE}] if s.phone else [],
+                                "addresses": [
+                                    {
+                                        "address_1": s.street,
+                                        "city": s.city,
+                                        "state_province": s.state,
+                                        "postal_code": s.zip,
+                                        "country": "US",
+                                        "address_type": "physical",
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            )
+        return json.dumps(
+            {"total_items": len(services), "total_pages": 1, "page_number": 1, "contents": services}
+        ).encode()
 
     def smart_manifest(self) -> bytes:
         now, _bucket = self._now()
-        return json.dumps({"transactionTime": now.isoformat().replace("+00:00", "Z"),
-                           "request": f"{self.base}/smart/$bulk-publish", "error": [],
-                           "output": [{"type": t, "url": f"{self.base}/smart/{t.lower()}s.ndjson"}
-                                      for t in ("Location", "Schedule", "Slot")]}).encode()
+        return json.dumps(
+            {
+                "transactionTime": now.isoformat().replace("+00:00", "Z"),
+                "request": f"{self.base}/smart/$bulk-publish",
+                "error": [],
+                "output": [
+                    {"type": t, "url": f"{self.base}/smart/{t.lower()}s.ndjson"}
+                    for t in ("Location", "Schedule", "Slot")
+                ],
+            }
+        ).encode()
 
     def smart_file(self, kind: str) -> bytes:
         now, bucket = self._now()
         lines = []
         for s in self.sites["smart"]:
             if kind == "locations":
-                lines.append({"resourceType": "Location", "id": s.id[:64], "name": s.name,
-                              "telecom": [{"system": "phone", "value": s.phone}] if s.phone else [],
-                              "address": {"line": [s.street], "city": s.city, "state": s.state, "postalCode": s.zip},
-                              "position": {"latitude": s.lat, "longitude": s.lon}})
+                lines.append(
+                    {
+                        "resourceType": "Location",
+                        "id": s.id[:64],
+                        "name": s.name,
+                        "telecom": [{"system": "phone", "value": s.phone}] if s.phone else [],
+                        "address": {"line": [s.street], "city": s.city, "state": s.state, "postalCode": s.zip},
+                        "position": {"latitude": s.lat, "longitude": s.lon},
+                    }
+                )
             elif kind == "schedules":
-                lines.append({"resourceType": "Schedule", "id": f"sch-{s.id}"[:64],
-                              "actor": [{"reference": f"Location/{s.id[:64]}"}]})
+                lines.append(
+                    {
+                        "resourceType": "Schedule",
+                        "id": f"sch-{s.id}"[:64],
+                        "actor": [{"reference": f"Location/{s.id[:64]}"}],
+                    }
+                )
             else:
                 r = _rng("slots", s.id, bucket)
                 for i in range(4):
                     start = now + timedelta(hours=4 * i + r.randint(1, 3))
-                    lines.append({"resourceType": "Slot", "id": f"slot-{s.id}-{i}"[:64],
-                                  "schedule": {"reference": f"Schedule/sch-{s.id}"[:73]},
-                                  "status": "free" if r.random() < 0.4 else "busy",
-                                  "start": start.isoformat().replace("+00:00", "Z"),
-                                  "end": (start + timedelta(hours=1)).isoformat().replace("+00:00", "Z")})
+                    lines.append(
+                        {
+                            "resourceType": "Slot",
+                            "id": f"slot-{s.id}-{i}"[:64],
+                            "schedule": {"reference": f"Schedule/sch-{s.id}"[:73]},
+                            "status": "free" if r.random() < 0.4 else "busy",
+                            "start": start.isoformat().replace("+00:00", "Z"),
+                            "end": (start + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+                        }
+                    )
         return "\n".join(json.dumps(x) for x in lines).encode() + b"\n"
 
     # -------------------------------------------------------------------------------- serving
@@ -314,8 +448,10 @@ class DemoPartners:
                 query = parse_qs(parts.query)
                 routes: dict[str, tuple[str, Callable[[], bytes]]] = {
                     "/csv/beds.csv": ("text/csv", partners.csv_feed),
-                    "/json/facilities": ("application/json",
-                                         lambda: partners.json_page(int((query.get("page") or ["1"])[0] or 1))),
+                    "/json/facilities": (
+                        "application/json",
+                        lambda: partners.json_page(int((query.get("page") or ["1"])[0] or 1)),
+                    ),
                     "/html/board.html": ("text/html; charset=utf-8", partners.html_board),
                     "/hsds/services.json": ("application/json", partners.hsds_page),
                     "/smart/$bulk-publish": ("application/json", partners.smart_manifest),
@@ -350,7 +486,11 @@ class DemoPartners:
         text = here.joinpath("demo_feeds.toml").read_text(encoding="utf-8")
         if self.la_scrape is not None:
             text += "\n" + here.joinpath("demo_la_county.toml").read_text(encoding="utf-8")
-        for token, value in (("@BASE@", self.base), ("@NOTE@", NOTE), ("@PUSH_FEED@", PUSH_FEED),
-                             ("@PUSH_SECRET_ENV@", PUSH_SECRET_ENV)):
+        for token, value in (
+            ("@BASE@", self.base),
+            ("@NOTE@", NOTE),
+            ("@PUSH_FEED@", PUSH_FEED),
+            ("@PUSH_SECRET_ENV@", PUSH_SECRET_ENV),
+        ):
             text = text.replace(token, value)
         return text

@@ -78,14 +78,24 @@ class RedisProcess:
         for _attempt in range(5):
             port = self.port or free_port()
             args = [
-                binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--daemonize", "no", "--protected-mode", "yes",
-                "--logfile", str(self.data_dir / "redis.log"),
-                "--maxmemory-policy", "noeviction",
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+                "--maxmemory-policy",
+                "noeviction",
             ]
             if self.persistent:
-                args += ["--appendonly", "yes", "--appendfsync", "everysec",
-                         "--save", "3600 1 300 100 60 10000"]
+                args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "3600 1 300 100 60 10000"]
             else:
                 args += ["--appendonly", "no", "--save", ""]
             if self.maxmemory:

@@ -189,9 +189,14 @@ def announce(*, api_url: str | None = None, feeds_file: Path | str | None = None
 @contextlib.contextmanager
 def _service_file(settings: Settings, url: str) -> Iterator[None]:
     registry = settings.registry_path()
-    service = Service(pid=os.getpid(), redis_url=url, data_dir=str(settings.data_path.resolve()),
-                      key_prefix=settings.key_prefix, feeds_file=str(registry.resolve()) if registry else "",
-                      started_at=time.time())
+    service = Service(
+        pid=os.getpid(),
+        redis_url=url,
+        data_dir=str(settings.data_path.resolve()),
+        key_prefix=settings.key_prefix,
+        feeds_file=str(registry.resolve()) if registry else "",
+        started_at=time.time(),
+    )
     path = _service_path()
     try:
         _write_service(service, path)
@@ -227,8 +232,9 @@ def _running_url(folder: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def redis_url(settings: Settings, *, announce: bool = False,
-              notice: Callable[[Path], None] | None = None) -> Iterator[str]:
+def redis_url(
+    settings: Settings, *, announce: bool = False, notice: Callable[[Path], None] | None = None
+) -> Iterator[str]:
     """Yield a Redis URL for the duration of the block (starting and stopping our own if needed).
 
     ``announce`` (``centers serve``): keep the service file while the block runs, so ``centers``

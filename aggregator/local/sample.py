@@ -24,8 +24,14 @@ SAMPLE_FEED = "sample"
 
 SAMHSA_MAPPING = RecordMapping(
     fields={
-        "name": "name1", "alternate_name": "name2", "address_1": "street1", "address_2": "street2",
-        "city": "city", "state": "state", "postal_code": "zip", "latitude": "latitude",
+        "name": "name1",
+        "alternate_name": "name2",
+        "address_1": "street1",
+        "address_2": "street2",
+        "city": "city",
+        "state": "state",
+        "postal_code": "zip",
+        "latitude": "latitude",
         "longitude": "longitude",
     },
     id_from=("name1", "name2", "street1", "street2", "city", "zip"),
@@ -33,19 +39,30 @@ SAMHSA_MAPPING = RecordMapping(
 
 SAMPLE_MAPPING = RecordMapping(
     fields={
-        "source_id": "id", "name": "name", "address_1": "street", "city": "city", "state": "state",
-        "postal_code": "zip", "latitude": "latitude", "longitude": "longitude", "phone": "phone",
-        "website": "website", "levels_of_care": "levels_of_care", "payment": "payment",
-        "populations": "populations", "languages": "languages",
+        "source_id": "id",
+        "name": "name",
+        "address_1": "street",
+        "city": "city",
+        "state": "state",
+        "postal_code": "zip",
+        "latitude": "latitude",
+        "longitude": "longitude",
+        "phone": "phone",
+        "website": "website",
+        "levels_of_care": "levels_of_care",
+        "payment": "payment",
+        "populations": "populations",
+        "languages": "languages",
     },
     availability=(
-        AvailabilityMapping(fields={"beds_available": "detox_beds", "beds_total": "detox_total"},
-                            constants={"level_of_care": "detox"}),
-        AvailabilityMapping(fields={"beds_available": "residential_beds",
-                                    "beds_total": "residential_total"},
-                            constants={"level_of_care": "residential"}),
-        AvailabilityMapping(fields={"status": "outpatient_status"},
-                            constants={"level_of_care": "outpatient"}),
+        AvailabilityMapping(
+            fields={"beds_available": "detox_beds", "beds_total": "detox_total"}, constants={"level_of_care": "detox"}
+        ),
+        AvailabilityMapping(
+            fields={"beds_available": "residential_beds", "beds_total": "residential_total"},
+            constants={"level_of_care": "residential"},
+        ),
+        AvailabilityMapping(fields={"status": "outpatient_status"}, constants={"level_of_care": "outpatient"}),
     ),
 )
 
@@ -77,6 +94,5 @@ def bundled_sample() -> bytes:
 def load_bundled_sample(store: Store, now: datetime, freshness_seconds: int = 3600) -> IngestReport:
     """The fictional sample, its availability stamped as reported ``now``."""
     raws = csv_feed.parse_one(bundled_sample(), SAMPLE_MAPPING)
-    ctx = FeedContext(feed_id=SAMPLE_FEED, now=now, source=Source.PULL,
-                      freshness_seconds=freshness_seconds)
+    ctx = FeedContext(feed_id=SAMPLE_FEED, now=now, source=Source.PULL, freshness_seconds=freshness_seconds)
     return apply_snapshot(store, raws, ctx)

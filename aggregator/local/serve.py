@@ -105,11 +105,13 @@ def check_port(host: str, port: int) -> None:
     if not port:
         return
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except socket.gaierror as exc:
-        raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); "
-                           "set CENTERS_API_HOST or pass --host") from None
+        raise RuntimeError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); set CENTERS_API_HOST or pass --host"
+        ) from None
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
         try:
@@ -120,17 +122,30 @@ def check_port(host: str, port: int) -> None:
 
 def _bind_problem(host: str, port: int, code: int | None, text: str) -> str:
     if code == errno.EADDRINUSE:
-        return (f"port {port} is already in use (address already in use); "
-                "set CENTERS_API_PORT or pass --port")
-    return (f"cannot listen on {host}:{port} ({text.lower()}); set CENTERS_API_HOST and CENTERS_API_PORT "
-            "or pass --host and --port")
+        return f"port {port} is already in use (address already in use); set CENTERS_API_PORT or pass --port"
+    return (
+        f"cannot listen on {host}:{port} ({text.lower()}); set CENTERS_API_HOST and CENTERS_API_PORT "
+        "or pass --host and --port"
+    )
 
 
 def api_command(host: str, port: int) -> list[str]:
     """The API process: uvicorn's own access log is off (it writes client addresses and raw query strings);
     the app's privacy-preserving access log (aggregator/access_log.py) writes to stderr, the API's log file."""
-    return [sys.executable, "-m", "uvicorn", "aggregator.api.main:build", "--factory", "--host", host,
-            "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "aggregator.api.main:build",
+        "--factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
 
 
 def exit_reason(log: str, host: str, port: int) -> str:
@@ -150,16 +165,26 @@ def exit_reason(log: str, host: str, port: int) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 60, *,
-                log_offset: int = 0, host: str = "127.0.0.1", port: int = 0) -> None:
+def _wait_ready(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout: float = 60,
+    *,
+    log_offset: int = 0,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             with log_path.open("rb") as f:
                 f.seek(log_offset)
                 written = f.read().decode(errors="replace")
-            raise RuntimeError(f"the API exited during start-up: {exit_reason(written, host, port)} "
-                               f"(exit {proc.returncode}; log: {log_path})")
+            raise RuntimeError(
+                f"the API exited during start-up: {exit_reason(written, host, port)} "
+                f"(exit {proc.returncode}; log: {log_path})"
+            )
         try:
             with urlopen(url + "/readyz", timeout=1) as resp:  # noqa: S310 - our own loopback API
                 if resp.status == 200:
@@ -173,8 +198,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout
     raise RuntimeError(f"the API did not become ready within {timeout:.0f} s (log: {log_path})")
 
 
-def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: Callable[[str], None],
-          concurrency: int = 2) -> None:
+def serve(
+    settings: Settings, *, demo: bool | None, host: str, port: int, echo: Callable[[str], None], concurrency: int = 2
+) -> None:
     data = settings.data_path.resolve()
     data.mkdir(parents=True, exist_ok=True)
     logs = data / "logs"
@@ -190,8 +216,10 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
     try:
         with ExitStack() as stack:
             url = stack.enter_context(redis_url(settings, announce=True))
-            echo(f"Redis:         {redact_url(url)}"
-                 + ("" if settings.redis_url else f" (ours, data in {data / 'redis'})"))
+            echo(
+                f"Redis:         {redact_url(url)}"
+                + ("" if settings.redis_url else f" (ours, data in {data / 'redis'})")
+            )
             env = {**os.environ, "REDIS_URL": url, "CENTERS_DATA_DIR": str(data)}
             push_secret = ""
             if use_demo:
@@ -213,28 +241,54 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
             port = port or free_port()
             api_url = f"http://{host}:{port}"
             worker_log, api_log = logs / "worker.log", logs / "api.log"
+
             def worker_args(generation: int) -> list[str]:
-                return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B", "-Q",
-                        "feeds,geocode", "-c", str(concurrency), "--loglevel", "INFO", "-s",
-                        str(data / "celerybeat-schedule"), "--without-mingle", "--without-gossip",
-                        "-n", f"{_worker_name(generation)}@%h"]
+                return [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.celery_app",
+                    "worker",
+                    "-B",
+                    "-Q",
+                    "feeds,geocode",
+                    "-c",
+                    str(concurrency),
+                    "--loglevel",
+                    "INFO",
+                    "-s",
+                    str(data / "celerybeat-schedule"),
+                    "--without-mingle",
+                    "--without-gossip",
+                    "-n",
+                    f"{_worker_name(generation)}@%h",
+                ]
 
             worker = stack.enter_context(_child(worker_args(0), env, worker_log, "worker"))
             log_offset = api_log.stat().st_size if api_log.exists() else 0
-            api = stack.enter_context(_child(
-                api_command(host, port), env, api_log, "api"))
-            _wait_ready(f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "::") else api_url, api, api_log,  # noqa: S104
-                        log_offset=log_offset, host=host, port=port)
+            api = stack.enter_context(_child(api_command(host, port), env, api_log, "api"))
+            _wait_ready(
+                f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "::") else api_url,  # noqa: S104
+                api,
+                api_log,
+                log_offset=log_offset,
+                host=host,
+                port=port,
+            )
             _first_runs(env, registry_file)
             announce(api_url=api_url, feeds_file=registry_file)
             echo(f"API:           {api_url}/v1/centers/near?zip=02139   (docs: {api_url}/docs)")
-            echo(f"Operator page: {api_url}/operator"
-                 + (f"   token: {token}   (kept in {data / TOKEN_FILE}; delete it to issue a new one)"
-                    if token else ""))
+            echo(
+                f"Operator page: {api_url}/operator"
+                + (f"   token: {token}   (kept in {data / TOKEN_FILE}; delete it to issue a new one)" if token else "")
+            )
             if push_secret:
                 example = f" {PUSH_EXAMPLE}" if PUSH_EXAMPLE.exists() else " FILE"
-                echo(f"Push partner:  {PUSH_FEED}   secret: {push_secret}   "
-                     f"(try: centers push {PUSH_FEED}{example} --url {api_url})")
+                echo(
+                    f"Push partner:  {PUSH_FEED}   secret: {push_secret}   "
+                    f"(try: centers push {PUSH_FEED}{example} --url {api_url})"
+                )
             echo(f"Logs:          {logs}   Stop with Ctrl-C.")
             supervisor = _Supervisor(echo, worker_log)
             watch = _Watch(env, registry_file)
@@ -246,8 +300,7 @@ def serve(settings: Settings, *, demo: bool | None, host: str, port: int, echo: 
                 if worker.poll() is None and watch.silent(_worker_name(supervisor.generation), supervisor.started):
                     supervisor.stuck(worker)
                 if supervisor.due(worker, healthy=watch.has_beaten(_worker_name(supervisor.generation))):
-                    worker = stack.enter_context(_child(worker_args(supervisor.generation), env, worker_log,
-                                                        "worker"))
+                    worker = stack.enter_context(_child(worker_args(supervisor.generation), env, worker_log, "worker"))
                 time.sleep(0.5)
     except Stopped as stop:
         echo(f"Stopping ({stop}) ...")
@@ -289,9 +342,11 @@ class _Supervisor:
         if self.restart_at is None:
             if healthy or now - self.started > self.STABLE_SECONDS:
                 self.restarts = 0
-            delay = min(self.MAX_DELAY, 2.0 ** self.restarts)
-            self.echo(f"The worker stopped (exit {worker.returncode}); starting it again in {delay:.0f} s "
-                      f"(see {self.log}). The API stays up.")
+            delay = min(self.MAX_DELAY, 2.0**self.restarts)
+            self.echo(
+                f"The worker stopped (exit {worker.returncode}); starting it again in {delay:.0f} s "
+                f"(see {self.log}). The API stays up."
+            )
             self.restart_at = now + delay
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(worker.pid, signal.SIGKILL)  # its pool children, if any outlived it

@@ -34,7 +34,23 @@ from aggregator.onboard.trial import (
 )
 
 __all__ = [
-    "Candidate", "Column", "Discovery", "Suggestion", "availability_for", "discover", "discover_csv", "feed_config",
-    "field_for", "find_records", "is_url", "load_mapping_file", "looks_like_one_line_address", "mapping_toml",
-    "quality_lines", "run_trial", "share_verdict", "split_separator", "suggest",
+    "Candidate",
+    "Column",
+    "Discovery",
+    "Suggestion",
+    "availability_for",
+    "discover",
+    "discover_csv",
+    "feed_config",
+    "field_for",
+    "find_records",
+    "is_url",
+    "load_mapping_file",
+    "looks_like_one_line_address",
+    "mapping_toml",
+    "quality_lines",
+    "run_trial",
+    "share_verdict",
+    "split_separator",
+    "suggest",
 ]

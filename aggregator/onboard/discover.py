@@ -74,8 +74,12 @@ class Candidate:
     options: dict[str, Any] = field(default_factory=dict)  # HTML: rowspan = "carry" for spanning cells
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "records": self.records, "count": self.count,
-                               "columns": [c.as_dict() for c in self.columns]}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "records": self.records,
+            "count": self.count,
+            "columns": [c.as_dict() for c in self.columns],
+        }
         if self.kind == "table":
             out["headers"] = self.headers
         if self.next_page:
@@ -171,8 +175,7 @@ def discover_json(body: bytes) -> Candidate:
     found = find_records(document)
     if found is None:
         keys = ", ".join(repr(k) for k in list(document)[:12]) if isinstance(document, dict) else "(none)"
-        raise ParseError(f"no list of records found in the JSON (top-level keys: {keys}); is it the right "
-                         "document?")
+        raise ParseError(f"no list of records found in the JSON (top-level keys: {keys}); is it the right document?")
     path, items = found
     columns: dict[str, Column] = {}
     records = [item for item in items if isinstance(item, dict)][:SCAN]
@@ -203,8 +206,9 @@ def find_next_page(document: Any) -> str:
     return ""
 
 
-def _walk_json(value: Any, keys: list[str], in_list: bool, values: dict[str, list[Any]],
-               columns: dict[str, Column], depth: int = 0) -> None:
+def _walk_json(
+    value: Any, keys: list[str], in_list: bool, values: dict[str, list[Any]], columns: dict[str, Column], depth: int = 0
+) -> None:
     ref = "".join(keys).lstrip(".")
     if isinstance(value, dict):
         if depth >= 4:
@@ -227,8 +231,16 @@ def _walk_json(value: Any, keys: list[str], in_list: bool, values: dict[str, lis
     _note(ref, keys, in_list, False, [value], values, columns, depth)
 
 
-def _note(ref: str, keys: list[str], in_list: bool, is_list: bool, found: list[Any],
-          values: dict[str, list[Any]], columns: dict[str, Column], depth: int) -> None:
+def _note(
+    ref: str,
+    keys: list[str],
+    in_list: bool,
+    is_list: bool,
+    found: list[Any],
+    values: dict[str, list[Any]],
+    columns: dict[str, Column],
+    depth: int,
+) -> None:
     if not ref:
         return
     if ref not in columns:
@@ -271,8 +283,11 @@ def discover_html(body: bytes, rank: Callable[[Candidate], int] = lambda _c: 0) 
         classes = [c for c in (element.get("class") or []) if _CLASS.fullmatch(c)]
         if classes:
             groups.setdefault((element.name, classes[0]), []).append(element)
-    cards = [c for (tag, cls), elements in groups.items() if len(elements) >= 2
-             and (c := _card_candidate(f"{tag}.{cls}", elements)) is not None]
+    cards = [
+        c
+        for (tag, cls), elements in groups.items()
+        if len(elements) >= 2 and (c := _card_candidate(f"{tag}.{cls}", elements)) is not None
+    ]
     cards.sort(key=lambda c: (-rank(c), -len(c.columns), -c.count))
     found += cards[:5]
     soup.decompose()
@@ -400,8 +415,9 @@ def _card_candidate(selector: str, elements: list[Any]) -> Candidate | None:
             if not isinstance(part, Tag):
                 continue
             if part.name == "time" and part.get("datetime"):
-                columns.setdefault("time@datetime", Column(ref="time@datetime", label="updated", names=("updated",),
-                                                           depth=-1))  # machine-readable: preferred
+                columns.setdefault(
+                    "time@datetime", Column(ref="time@datetime", label="updated", names=("updated",), depth=-1)
+                )  # machine-readable: preferred
                 values.setdefault("time@datetime", part["datetime"])
             classes = [c for c in (part.get("class") or []) if _CLASS.fullmatch(c)]
             if not classes:
@@ -429,5 +445,3 @@ def _card_candidate(selector: str, elements: list[Any]) -> Candidate | None:
     if len(kept) < 2:
         return None
     return Candidate("cards", selector, len(elements), kept)
-
-

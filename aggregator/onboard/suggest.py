@@ -24,50 +24,207 @@ def _words(text: str) -> set[str]:
 
 #: whole (normalized) names, field by field
 EXACT: dict[str, frozenset[str]] = {
-    "source_id": frozenset({"id", "facility id", "frid", "provider id", "site id", "location id", "program id",
-                            "agency id", "record id", "facility code", "facility number", "license number",
-                            "uid", "guid"}),
-    "name": frozenset({"name", "name1", "facility", "facility name", "provider", "provider name", "agency",
-                       "agency name", "program name", "program", "organization", "organization name",
-                       "center", "center name", "site name", "location name", "title", "name 1"}),
-    "alternate_name": frozenset({"name2", "name 2", "dba", "alternate", "alternate name", "alt name", "aka",
-                                 "doing business as", "other name", "also known as"}),
+    "source_id": frozenset(
+        {
+            "id",
+            "facility id",
+            "frid",
+            "provider id",
+            "site id",
+            "location id",
+            "program id",
+            "agency id",
+            "record id",
+            "facility code",
+            "facility number",
+            "license number",
+            "uid",
+            "guid",
+        }
+    ),
+    "name": frozenset(
+        {
+            "name",
+            "name1",
+            "facility",
+            "facility name",
+            "provider",
+            "provider name",
+            "agency",
+            "agency name",
+            "program name",
+            "program",
+            "organization",
+            "organization name",
+            "center",
+            "center name",
+            "site name",
+            "location name",
+            "title",
+            "name 1",
+        }
+    ),
+    "alternate_name": frozenset(
+        {
+            "name2",
+            "name 2",
+            "dba",
+            "alternate",
+            "alternate name",
+            "alt name",
+            "aka",
+            "doing business as",
+            "other name",
+            "also known as",
+        }
+    ),
     "address": frozenset({"full address", "one line address", "formatted address", "address full"}),
-    "address_1": frozenset({"street", "street1", "street 1", "address", "address1", "address 1", "addr",
-                            "addr1", "street address", "address line 1", "address line1", "street line 1",
-                            "streetaddress", "line1"}),
-    "address_2": frozenset({"street2", "street 2", "address2", "address 2", "addr2", "address line 2",
-                            "address line2", "suite", "unit", "line2", "street line 2"}),
+    "address_1": frozenset(
+        {
+            "street",
+            "street1",
+            "street 1",
+            "address",
+            "address1",
+            "address 1",
+            "addr",
+            "addr1",
+            "street address",
+            "address line 1",
+            "address line1",
+            "street line 1",
+            "streetaddress",
+            "line1",
+        }
+    ),
+    "address_2": frozenset(
+        {
+            "street2",
+            "street 2",
+            "address2",
+            "address 2",
+            "addr2",
+            "address line 2",
+            "address line2",
+            "suite",
+            "unit",
+            "line2",
+            "street line 2",
+        }
+    ),
     "city": frozenset({"city", "town", "city town", "municipality", "locality", "city name"}),
     "state": frozenset({"state", "st", "state code", "state abbr", "state abbreviation"}),
-    "postal_code": frozenset({"zip", "zipcode", "zip code", "zip5", "postal", "postal code", "postalcode",
-                              "postcode", "post code"}),
+    "postal_code": frozenset(
+        {"zip", "zipcode", "zip code", "zip5", "postal", "postal code", "postalcode", "postcode", "post code"}
+    ),
     "latitude": frozenset({"lat", "latitude", "y coord"}),
     "longitude": frozenset({"lon", "lng", "long", "longitude", "x coord"}),
-    "phone": frozenset({"phone", "phones", "telephone", "telephones", "tel", "phone number", "phone numbers",
-                        "main phone", "phone1", "phone 1", "contact phone", "number"}),
-    "intake_phone": frozenset({"intake phone", "intake", "intake number", "admissions phone", "admissions",
-                               "intake line", "referral phone"}),
-    "hotline_phone": frozenset({"hotline", "hotline phone", "crisis line", "crisis phone", "24 hour phone",
-                                "24 hr phone", "emergency phone"}),
-    "website": frozenset({"website", "web site", "url", "web", "homepage", "home page", "site url", "www",
-                          "web address", "website url"}),
-    "levels_of_care": frozenset({"services", "service", "levels", "level", "levels of care", "level of care",
-                                 "type of care", "types of care", "care type", "care types", "treatment type",
-                                 "treatment types", "service types", "services offered", "loc",
-                                 "service settings", "settings", "programs offered"}),
-    "payment": frozenset({"payment", "payments", "payment types", "payment type", "payment accepted",
-                          "payments accepted", "insurance", "insurances", "insurance accepted", "fees",
-                          "payment options", "funding"}),
-    "populations": frozenset({"populations", "population", "populations served", "population served",
-                              "special populations", "ages", "age", "age groups", "age group", "gender",
-                              "genders", "sex", "clients served", "serves", "serving", "who we serve"}),
+    "phone": frozenset(
+        {
+            "phone",
+            "phones",
+            "telephone",
+            "telephones",
+            "tel",
+            "phone number",
+            "phone numbers",
+            "main phone",
+            "phone1",
+            "phone 1",
+            "contact phone",
+            "number",
+        }
+    ),
+    "intake_phone": frozenset(
+        {"intake phone", "intake", "intake number", "admissions phone", "admissions", "intake line", "referral phone"}
+    ),
+    "hotline_phone": frozenset(
+        {"hotline", "hotline phone", "crisis line", "crisis phone", "24 hour phone", "24 hr phone", "emergency phone"}
+    ),
+    "website": frozenset(
+        {"website", "web site", "url", "web", "homepage", "home page", "site url", "www", "web address", "website url"}
+    ),
+    "levels_of_care": frozenset(
+        {
+            "services",
+            "service",
+            "levels",
+            "level",
+            "levels of care",
+            "level of care",
+            "type of care",
+            "types of care",
+            "care type",
+            "care types",
+            "treatment type",
+            "treatment types",
+            "service types",
+            "services offered",
+            "loc",
+            "service settings",
+            "settings",
+            "programs offered",
+        }
+    ),
+    "payment": frozenset(
+        {
+            "payment",
+            "payments",
+            "payment types",
+            "payment type",
+            "payment accepted",
+            "payments accepted",
+            "insurance",
+            "insurances",
+            "insurance accepted",
+            "fees",
+            "payment options",
+            "funding",
+        }
+    ),
+    "populations": frozenset(
+        {
+            "populations",
+            "population",
+            "populations served",
+            "population served",
+            "special populations",
+            "ages",
+            "age",
+            "age groups",
+            "age group",
+            "gender",
+            "genders",
+            "sex",
+            "clients served",
+            "serves",
+            "serving",
+            "who we serve",
+        }
+    ),
     "languages": frozenset({"languages", "language", "languages spoken", "spoken languages"}),
-    "reported_at": frozenset({"updated", "last updated", "as of", "updated at", "last update", "date updated",
-                              "update date", "modified", "last modified", "timestamp", "reported at",
-                              "reported", "date", "last changed", "as of date"}),
-    "status": frozenset({"operating status", "facility status", "center status", "site status",
-                         "program status", "open closed"}),
+    "reported_at": frozenset(
+        {
+            "updated",
+            "last updated",
+            "as of",
+            "updated at",
+            "last update",
+            "date updated",
+            "update date",
+            "modified",
+            "last modified",
+            "timestamp",
+            "reported at",
+            "reported",
+            "date",
+            "last changed",
+            "as of date",
+        }
+    ),
+    "status": frozenset(
+        {"operating status", "facility status", "center status", "site status", "program status", "open closed"}
+    ),
     "source_url": frozenset({"source url", "details", "detail url", "profile", "profile url", "link"}),
 }
 
@@ -76,8 +233,13 @@ _EXACT_INDEX = {name: fld for fld, names in EXACT.items() for name in names}
 #: fallbacks on the words of a name, in order: the first rule whose test holds gives the field
 _RULES: tuple[tuple[str, Callable[[set[str]], bool]], ...] = (
     ("phone", lambda w: bool(w & {"contact", "contacts", "phones"}) and bool(w & {"main", "primary", "office"})),
-    ("intake_phone", lambda w: bool(w & {"intake", "admissions", "admission", "referral"}) and bool(
-        w & {"phone", "telephone", "tel", "number", "line"})),
+    (
+        "intake_phone",
+        lambda w: (
+            bool(w & {"intake", "admissions", "admission", "referral"})
+            and bool(w & {"phone", "telephone", "tel", "number", "line"})
+        ),
+    ),
     ("hotline_phone", lambda w: bool(w & {"hotline", "crisis"})),
     ("phone", lambda w: bool(w & {"phone", "telephone", "tel", "phones"})),
     ("source_id", lambda w: bool(w & {"id", "frid"})),
@@ -85,8 +247,12 @@ _RULES: tuple[tuple[str, Callable[[set[str]], bool]], ...] = (
     ("latitude", lambda w: bool(w & {"latitude", "lat"})),
     ("longitude", lambda w: bool(w & {"longitude", "lon", "lng"})),
     ("alternate_name", lambda w: "name" in w and bool(w & {"alternate", "alt", "dba", "other", "2", "secondary"})),
-    ("name", lambda w: "name" in w and not w & {"city", "county", "state", "contact", "street", "first", "last",
-                                                  "file", "user"}),
+    (
+        "name",
+        lambda w: (
+            "name" in w and not w & {"city", "county", "state", "contact", "street", "first", "last", "file", "user"}
+        ),
+    ),
     ("address_2", lambda w: bool(w & {"street", "address", "addr"}) and bool(w & {"2", "suite", "unit"})),
     ("address_1", lambda w: bool(w & {"street", "address", "addr"}) and not w & {"email", "mail", "web", "ip"}),
     ("city", lambda w: "city" in w),
@@ -153,13 +319,42 @@ def split_separator(values: Iterable[Any]) -> str | None:
 
 
 _AVAILABILITY_WORDS = {
-    "beds", "bed", "open", "available", "availability", "status", "capacity", "total", "waitlist",
-    "waiting", "wait", "list", "vacancy", "vacancies", "openings", "slots", "count", "census", "accepting",
-    "now", "today", "current", "number", "of", "spaces", "licensed", "max", "maximum",
+    "beds",
+    "bed",
+    "open",
+    "available",
+    "availability",
+    "status",
+    "capacity",
+    "total",
+    "waitlist",
+    "waiting",
+    "wait",
+    "list",
+    "vacancy",
+    "vacancies",
+    "openings",
+    "slots",
+    "count",
+    "census",
+    "accepting",
+    "now",
+    "today",
+    "current",
+    "number",
+    "of",
+    "spaces",
+    "licensed",
+    "max",
+    "maximum",
 }
 #: level words the vocabulary reads only in longer phrases
-_LEVEL_SYNONYMS = {"withdrawal": "withdrawal management", "withdrawal mgmt": "withdrawal management",
-                   "wm": "withdrawal management", "withdrawal mgt": "withdrawal management"}
+_LEVEL_SYNONYMS = {
+    "withdrawal": "withdrawal management",
+    "withdrawal mgmt": "withdrawal management",
+    "wm": "withdrawal management",
+    "withdrawal mgt": "withdrawal management",
+}
 
 
 def _availability_value(text: str) -> bool | None:
@@ -243,8 +438,12 @@ class Suggestion:
     not_mapped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"mapping": self.mapping, "toml": mapping_toml(self.mapping, self.not_mapped),
-                "records": self.candidate.records if self.candidate else "", "not_mapped": self.not_mapped}
+        return {
+            "mapping": self.mapping,
+            "toml": mapping_toml(self.mapping, self.not_mapped),
+            "records": self.candidate.records if self.candidate else "",
+            "not_mapped": self.not_mapped,
+        }
 
 
 #: list-ish fields whose references pick the first item of a list of objects (``phones[0].number``)
@@ -265,9 +464,16 @@ def suggest_fields(columns: Sequence[Column]) -> tuple[dict[str, Any], dict[str,
             options.append(((0, 0, col.depth, order), "levels_of_care", col))
             continue
         names = col.names or (col.label,)
-        choice = next(((sure, i, fld) for fuzzy in (False, True) for i, name in enumerate(names)
-                       for fld, sure in [field_for(name, fuzzy) or ("", 0)]
-                       if fld and not ((col.in_list or col.is_list) and fld not in _LIST_OK)), None)
+        choice = next(
+            (
+                (sure, i, fld)
+                for fuzzy in (False, True)
+                for i, name in enumerate(names)
+                for fld, sure in [field_for(name, fuzzy) or ("", 0)]
+                if fld and not ((col.in_list or col.is_list) and fld not in _LIST_OK)
+            ),
+            None,
+        )
         if choice is None:
             continue
         sure, i, fld = choice
@@ -308,13 +514,39 @@ def suggest(fmt: str, discovery: Discovery) -> Suggestion:
 
 
 #: keys of a list item naming its level of care, and keys giving an availability field
-_ITEM_LEVEL = frozenset({"program", "level", "level of care", "levels of care", "loc", "service", "type",
-                         "care type", "program type", "category", "care", "setting", "service type"})
+_ITEM_LEVEL = frozenset(
+    {
+        "program",
+        "level",
+        "level of care",
+        "levels of care",
+        "loc",
+        "service",
+        "type",
+        "care type",
+        "program type",
+        "category",
+        "care",
+        "setting",
+        "service type",
+    }
+)
 _ITEM_FIELDS = {
-    "beds_available": frozenset({"open", "available", "beds available", "available beds", "open beds",
-                                 "vacancies", "beds open", "openings", "free", "beds"}),
-    "beds_total": frozenset({"capacity", "total", "beds total", "total beds", "licensed", "licensed beds",
-                             "max"}),
+    "beds_available": frozenset(
+        {
+            "open",
+            "available",
+            "beds available",
+            "available beds",
+            "open beds",
+            "vacancies",
+            "beds open",
+            "openings",
+            "free",
+            "beds",
+        }
+    ),
+    "beds_total": frozenset({"capacity", "total", "beds total", "total beds", "licensed", "licensed beds", "max"}),
     "status": frozenset({"status", "availability", "availability status"}),
     "waitlist_size": frozenset({"waitlist", "wait list", "waiting", "waitlist size", "waiting list"}),
     "accepting": frozenset({"accepting", "accepting new", "accepting clients", "accepting patients"}),
@@ -337,13 +569,19 @@ def availability_list_for(columns: Sequence[Column]) -> tuple[dict[str, Any], li
         used: list[str] = []
         for key, col in items:
             name = norm_name(key.strip('"'))
-            fld = "level_of_care" if name in _ITEM_LEVEL else next(
-                (f for f, names in _ITEM_FIELDS.items() if name in names), "")
+            fld = (
+                "level_of_care"
+                if name in _ITEM_LEVEL
+                else next((f for f, names in _ITEM_FIELDS.items() if name in names), "")
+            )
             if fld and fld not in fields:
                 fields[fld] = key
                 used.append(col.ref)
-        if "level_of_care" in fields and fields.keys() & {"beds_available", "beds_total", "status"} \
-                and (best is None or len(used) > len(best[1])):
+        if (
+            "level_of_care" in fields
+            and fields.keys() & {"beds_available", "beds_total", "status"}
+            and (best is None or len(used) > len(best[1]))
+        ):
             best = ({"path": path, "fields": fields}, used)
     return best
 
@@ -389,14 +627,19 @@ def _suggest_for(candidate: Candidate) -> Suggestion:
     if candidate.next_page:
         mapping["next_page"] = candidate.next_page
     if "source_id" not in fields and fields:
-        refs = [_ref_of(fields[f]) for f in ("name", "alternate_name", "address", "address_1", "address_2", "city",
-                                            "postal_code") if f in fields]
+        refs = [
+            _ref_of(fields[f])
+            for f in ("name", "alternate_name", "address", "address_1", "address_2", "city", "postal_code")
+            if f in fields
+        ]
         if refs:
             mapping["id_from"] = refs
     mapping["fields"] = {f: fields[f] for f in _FIELD_ORDER if f in fields}
     if by_level:
-        mapping["availability"] = [{"constants": {"level_of_care": level}, "fields": entry} if level
-                                   else {"fields": entry} for level, entry in by_level.items()]
+        mapping["availability"] = [
+            {"constants": {"level_of_care": level}, "fields": entry} if level else {"fields": entry}
+            for level, entry in by_level.items()
+        ]
     if candidate.options:
         mapping["options"] = dict(candidate.options)
     if programs:
@@ -410,9 +653,28 @@ def _ref_of(value: Any) -> str:
 
 
 _FIELD_ORDER = (
-    "source_id", "name", "alternate_name", "address", "address_1", "address_2", "city", "state", "postal_code",
-    "latitude", "longitude", "phone", "intake_phone", "hotline_phone", "website", "source_url",
-    "levels_of_care", "payment", "populations", "languages", "status", "reported_at",
+    "source_id",
+    "name",
+    "alternate_name",
+    "address",
+    "address_1",
+    "address_2",
+    "city",
+    "state",
+    "postal_code",
+    "latitude",
+    "longitude",
+    "phone",
+    "intake_phone",
+    "hotline_phone",
+    "website",
+    "source_url",
+    "levels_of_care",
+    "payment",
+    "populations",
+    "languages",
+    "status",
+    "reported_at",
 )
 
 
@@ -454,7 +716,7 @@ def mapping_toml(mapping: Mapping[str, Any], not_mapped: Sequence[str] = ()) -> 
         lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in top.items()]
     for key, value in mapping.items():
         if isinstance(value, Mapping) and key not in ("value_maps", "availability_list"):
-            lines += (["", f"[feed.mapping.{toml_key(key)}]"] if lines else [f"[feed.mapping.{toml_key(key)}]"])
+            lines += ["", f"[feed.mapping.{toml_key(key)}]"] if lines else [f"[feed.mapping.{toml_key(key)}]"]
             lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()]
     if isinstance(mapping.get("availability_list"), Mapping):
         lines += ["", "[feed.mapping.availability_list]"]

@@ -75,12 +75,20 @@ def read_first(source: str, fmt: str, fetcher: Fetcher | None, *, allow_private:
         if fetcher is None:
             raise ConfigError("no fetcher given for a URL")
         try:
-            got = fetcher.get(source, fmt=fmt, max_bytes=MAX_BYTES, timeout=TIMEOUT, allow_private=allow_private,
-                              validators=None, headers={})
+            got = fetcher.get(
+                source,
+                fmt=fmt,
+                max_bytes=MAX_BYTES,
+                timeout=TIMEOUT,
+                allow_private=allow_private,
+                validators=None,
+                headers={},
+            )
         except FetchPermanent as exc:
             if "refused destination" in str(exc) and not allow_private:
-                raise FetchPermanent(f"{source}: refused destination (not a public address); pass "
-                                     "--allow-private to try it") from exc
+                raise FetchPermanent(
+                    f"{source}: refused destination (not a public address); pass --allow-private to try it"
+                ) from exc
             raise
         return Document(got.url, got.body, got.content_type)
     if "://" in source:
@@ -93,8 +101,9 @@ def read_first(source: str, fmt: str, fetcher: Fetcher | None, *, allow_private:
     return Document(file_url(path), path.read_bytes())
 
 
-def read_follow_ups(feed: FeedConfig, first: Document, source: str, fetcher: Fetcher | None,
-                    limit: int = MAX_DOCUMENTS) -> tuple[list[Document], list[str], list[str]]:
+def read_follow_ups(
+    feed: FeedConfig, first: Document, source: str, fetcher: Fetcher | None, limit: int = MAX_DOCUMENTS
+) -> tuple[list[Document], list[str], list[str]]:
     """The first document and what it leads to (pages, manifest files, tables), as a run would fetch
     them, bounded to ``limit`` documents. A local file's follow-ups are read from its folder by name.
 
@@ -108,13 +117,23 @@ def read_follow_ups(feed: FeedConfig, first: Document, source: str, fetcher: Fet
                 raise FetchPermanent(f"no file {path.name} beside {Path(source).name}")
             return Document(url, path.read_bytes())
         assert fetcher is not None
-        got = fetcher.get(url, fmt=feed.format, max_bytes=feed.max_bytes, timeout=feed.timeout_seconds,
-                          allow_private=feed.allow_private, validators=None, headers={})
+        got = fetcher.get(
+            url,
+            fmt=feed.format,
+            max_bytes=feed.max_bytes,
+            timeout=feed.timeout_seconds,
+            allow_private=feed.allow_private,
+            validators=None,
+            headers={},
+        )
         return Document(got.url, got.body, got.content_type)
 
     documents, failed, unread = follow_documents(feed, first, fetch, min(limit, feed.max_pages))
-    notes = [f"stopped after {len(documents)} documents (a dry run reads at most {limit}); "
-             f"{unread} more not read"] if unread else []
+    notes = (
+        [f"stopped after {len(documents)} documents (a dry run reads at most {limit}); {unread} more not read"]
+        if unread
+        else []
+    )
     return documents, failed, notes
 
 
@@ -154,8 +173,11 @@ def feed_config(fmt: str, url: str, mapping: Mapping[str, Any], *, allow_private
     try:
         return registry.parse({"feed": [entry]}, "(feed try)", frozenset(PARSERS)).feeds[0]
     except ConfigError as exc:
-        raise ConfigError(str(exc).replace(f"feed '{TRIAL_ID}'.mapping", "mapping")
-                          .replace(f"feed '{TRIAL_ID}': key 'mapping.", "mapping: key '")) from None
+        raise ConfigError(
+            str(exc)
+            .replace(f"feed '{TRIAL_ID}'.mapping", "mapping")
+            .replace(f"feed '{TRIAL_ID}': key 'mapping.", "mapping: key '")
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,8 +205,10 @@ def share_verdict(feed: FeedConfig, report: IngestReport) -> tuple[bool, str]:
         return True, "the sample holds no records (a run would fail: empty export, or a page of another shape)"
     share = report.accepted / report.records
     ok = accepts_enough(report, feed.min_accepted_share)
-    words = (f"accepted {report.accepted:,} of {report.records:,} records ({share:.0%}; the feed needs "
-             f"{feed.min_accepted_share:.0%}, its min_accepted_share)")
+    words = (
+        f"accepted {report.accepted:,} of {report.records:,} records ({share:.0%}; the feed needs "
+        f"{feed.min_accepted_share:.0%}, its min_accepted_share)"
+    )
     if ok:
         return False, f"would be applied: {words}"
     return True, f"would FAIL: {words}; the last good data would stay. Main reasons: {report.summary()}"
@@ -218,15 +242,23 @@ def hints(feed: FeedConfig, rejected: Sequence[Mapping[str, Any]], records: int)
         fld, _, reason = str(item["reason"]).partition(": ")
         if fld not in _REQUIRED or reason not in ("missing", "empty") or item["count"] * 5 < records:
             continue
-        if fld in m.fields or fld in m.constants or any(m.fields.get(k) for k in _REQUIRED[fld]) or (
-                fld == "source_id" and m.id_from):
+        if (
+            fld in m.fields
+            or fld in m.constants
+            or any(m.fields.get(k) for k in _REQUIRED[fld])
+            or (fld == "source_id" and m.id_from)
+        ):
             continue
         if fld == "source_id":
-            out.append("no id column: list the columns that identify a center in id_from = [...] under "
-                       "[feed.mapping] (a stable id is hashed from them)")
+            out.append(
+                "no id column: list the columns that identify a center in id_from = [...] under "
+                "[feed.mapping] (a stable id is hashed from them)"
+            )
         elif fld == "state":
-            out.append("no state in the records: a single-state partner sets default_state = \"XX\" on its "
-                       "[[feed]] (here: constants = { state = \"XX\" } under [feed.mapping])")
+            out.append(
+                'no state in the records: a single-state partner sets default_state = "XX" on its '
+                '[[feed]] (here: constants = { state = "XX" } under [feed.mapping])'
+            )
         else:
             out.append(f"no {fld} in the records: name its column under [feed.mapping.fields]")
     return out
@@ -234,13 +266,18 @@ def hints(feed: FeedConfig, rejected: Sequence[Mapping[str, Any]], records: int)
 
 def example_center(center: Center, observations: Sequence[Availability]) -> dict[str, Any]:
     return {
-        "id": center.id, "name": center.name, "city": center.address.city, "state": center.address.state,
+        "id": center.id,
+        "name": center.name,
+        "city": center.address.city,
+        "state": center.address.state,
         "postal_code": center.address.postal_code,
         "phones": [p.number if p.role == "main" else f"{p.number} ({p.role})" for p in center.phones],
         "levels_of_care": [str(v) for v in center.services.levels_of_care],
-        "availability": [f"{o.level_of_care}: {o.status}" + (f" {o.beds_available} beds" if o.beds_available
-                                                              is not None else "")
-                         for o in observations if o.center_id == center.id],
+        "availability": [
+            f"{o.level_of_care}: {o.status}" + (f" {o.beds_available} beds" if o.beds_available is not None else "")
+            for o in observations
+            if o.center_id == center.id
+        ],
     }
 
 
@@ -250,14 +287,21 @@ def summary(ev: Evaluation) -> dict[str, Any]:
     quality = r.quality()
     rejected = rejected_by_reason(r)
     return {
-        "records": r.records, "accepted": r.accepted, "rejected": r.rejected, "observations": r.observations,
+        "records": r.records,
+        "accepted": r.accepted,
+        "rejected": r.rejected,
+        "observations": r.observations,
         "repeated": r.repeated,
         "examples": [example_center(c, ev.observations) for c in ev.centers[:EXAMPLE_CENTERS]],
-        "rejected_by_reason": rejected, "hints": hints(ev.feed, rejected, r.records),
-        "repairs": quality["repairs"], "unmapped": quality["unmapped"], "dropped": quality["dropped"],
+        "rejected_by_reason": rejected,
+        "hints": hints(ev.feed, rejected, r.records),
+        "repairs": quality["repairs"],
+        "unmapped": quality["unmapped"],
+        "dropped": quality["dropped"],
         "accepted_share": round(r.accepted / r.records, 4) if r.records else 0.0,
         "min_accepted_share": ev.feed.min_accepted_share,
-        "would_fail": would_fail, "verdict": verdict,
+        "would_fail": would_fail,
+        "verdict": verdict,
     }
 
 
@@ -265,9 +309,16 @@ def summary(ev: Evaluation) -> dict[str, Any]:
 # The whole trial, and its text
 
 
-def run_trial(source: str, fmt: str, *, now: datetime, fetcher: Fetcher | None = None,
-              mapping_file: str | Path | None = None, allow_private: bool = False,
-              show: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_trial(
+    source: str,
+    fmt: str,
+    *,
+    now: datetime,
+    fetcher: Fetcher | None = None,
+    mapping_file: str | Path | None = None,
+    allow_private: bool = False,
+    show: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Read the sample, show what is in it, suggest (or load) a mapping, and run it as an ingest would,
     writing nothing. ``show`` receives the text as it is known (the columns before a later error)."""
     say = show or (lambda _text: None)
@@ -282,21 +333,29 @@ def run_trial(source: str, fmt: str, *, now: datetime, fetcher: Fetcher | None =
         mapping = suggestion.mapping
         say("\n".join(suggestion_lines(fmt, suggestion)))
         if fmt in ("csv", "json", "html") and not mapping.get("fields"):
-            raise ConfigError("no column was recognized: write the mapping from the columns above and pass "
-                              "--mapping FILE")
+            raise ConfigError(
+                "no column was recognized: write the mapping from the columns above and pass --mapping FILE"
+            )
     url = source if is_url(source) else file_url(Path(source))
     feed = feed_config(fmt, url, mapping, allow_private=allow_private or not is_url(source))
     documents, failed, notes = read_follow_ups(feed, first, source, fetcher)
     ev = evaluate(feed, documents, now)
     ev.report.failed_documents = failed
     result = {
-        "source": source, "format": fmt,
-        "documents": [{"url": d.url if is_url(source) else _local_name(d.url), "bytes": len(d.body)}
-                      for d in documents],
-        "failed_documents": failed, "notes": notes,
-        "discovery": discovery.as_dict(), "suggestion": suggestion.as_dict(),
-        "mapping_from": str(mapping_file) if mapping_file is not None
-        else "none (a standard format)" if fmt in ("hsds", "smart") else "suggestion",
+        "source": source,
+        "format": fmt,
+        "documents": [
+            {"url": d.url if is_url(source) else _local_name(d.url), "bytes": len(d.body)} for d in documents
+        ],
+        "failed_documents": failed,
+        "notes": notes,
+        "discovery": discovery.as_dict(),
+        "suggestion": suggestion.as_dict(),
+        "mapping_from": str(mapping_file)
+        if mapping_file is not None
+        else "none (a standard format)"
+        if fmt in ("hsds", "smart")
+        else "suggestion",
         "mapping": mapping,
         **summary(ev),
     }
@@ -320,11 +379,11 @@ def discovery_lines(source: str, fmt: str, first: Document, discovery: Discovery
         if c.kind == "csv":
             lines.append(f"Columns ({c.count:,} rows; sample values):")
         elif c.kind == "json":
-            lines.append(f"Records: {c.records or 'the document itself'} ({c.count:,} records); "
-                         "key paths in the first records:")
+            lines.append(
+                f"Records: {c.records or 'the document itself'} ({c.count:,} records); key paths in the first records:"
+            )
         elif c.kind == "table":
-            lines.append(f"Table {c.records!r}: {c.count:,} rows; header: "
-                         f"{' | '.join(c.headers) or '(none)'}")
+            lines.append(f"Table {c.records!r}: {c.count:,} rows; header: {' | '.join(c.headers) or '(none)'}")
         elif c.kind == "cards":
             lines.append(f"Cards {c.records!r}: {c.count:,} elements; parts:")
         else:
@@ -343,22 +402,39 @@ def discovery_lines(source: str, fmt: str, first: Document, discovery: Discovery
 
 def suggestion_lines(fmt: str, suggestion: Suggestion) -> list[str]:
     if fmt in ("hsds", "smart"):
-        return ["", f"Mapping: none needed for {fmt} (options such as states or level_of_care go under "
-                "[feed.mapping.options]; pass --mapping FILE to try them)."]
+        return [
+            "",
+            f"Mapping: none needed for {fmt} (options such as states or level_of_care go under "
+            "[feed.mapping.options]; pass --mapping FILE to try them).",
+        ]
     if not suggestion.mapping.get("fields"):
         return ["", "Suggested mapping: no column name was recognized."]
     text = mapping_toml(suggestion.mapping, suggestion.not_mapped)
-    return ["", "Suggested mapping (paste under the partner's [[feed]]; or save it to a file, edit it and "
-            "rerun with --mapping FILE):", "", *("  " + line if line else "" for line in text.splitlines())]
+    return [
+        "",
+        "Suggested mapping (paste under the partner's [[feed]]; or save it to a file, edit it and "
+        "rerun with --mapping FILE):",
+        "",
+        *("  " + line if line else "" for line in text.splitlines()),
+    ]
 
 
-def quality_lines(quality: Mapping[str, Sequence[Mapping[str, Any]]], *, repeated: int = 0,
-                  failed_documents: Sequence[str] = (), indent: str = "  ", limit: int = 8) -> list[str]:
+def quality_lines(
+    quality: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    repeated: int = 0,
+    failed_documents: Sequence[str] = (),
+    indent: str = "  ",
+    limit: int = 8,
+) -> list[str]:
     """Repairs made, terms left unmapped, values dropped (with example records), repeated ids and
     documents that could not be fetched, as lines (for ``feed try`` and ``ingest``)."""
     lines: list[str] = []
-    for kind, title in (("repairs", "repairs made"), ("unmapped", "terms left unmapped"),
-                        ("dropped", "values dropped from kept records")):
+    for kind, title in (
+        ("repairs", "repairs made"),
+        ("unmapped", "terms left unmapped"),
+        ("dropped", "values dropped from kept records"),
+    ):
         items = list(quality.get(kind) or [])
         if not items:
             continue
@@ -370,8 +446,10 @@ def quality_lines(quality: Mapping[str, Sequence[Mapping[str, Any]]], *, repeate
         if len(items) > limit:
             lines.append(f"{indent}  ... and {len(items) - limit} more")
     if repeated:
-        lines.append(f"{indent}repeated ids: {repeated} record(s) repeated an earlier record's id "
-                     "(the newest report of each id is kept)")
+        lines.append(
+            f"{indent}repeated ids: {repeated} record(s) repeated an earlier record's id "
+            "(the newest report of each id is kept)"
+        )
     if failed_documents:
         lines.append(f"{indent}documents that could not be fetched ({len(failed_documents)}; a partial run):")
         lines += [f"{indent}  {d}" for d in failed_documents[:limit]]
@@ -380,24 +458,31 @@ def quality_lines(quality: Mapping[str, Sequence[Mapping[str, Any]]], *, repeate
 
 def result_lines(result: Mapping[str, Any]) -> list[str]:
     docs = result["documents"]
-    lines = ["", f"Dry run ({len(docs)} document{'s' if len(docs) != 1 else ''}, "
-             f"{sum(d['bytes'] for d in docs):,} bytes; mapping: {result['mapping_from']}):",
-             f"  {result['records']:,} records: {result['accepted']:,} would be kept, {result['rejected']:,} "
-             f"rejected, {result['observations']:,} availability observations"]
+    lines = [
+        "",
+        f"Dry run ({len(docs)} document{'s' if len(docs) != 1 else ''}, "
+        f"{sum(d['bytes'] for d in docs):,} bytes; mapping: {result['mapping_from']}):",
+        f"  {result['records']:,} records: {result['accepted']:,} would be kept, {result['rejected']:,} "
+        f"rejected, {result['observations']:,} availability observations",
+    ]
     for ex in result["examples"]:
         where = ", ".join(x for x in (ex["city"], f"{ex['state']} {ex['postal_code']}") if x)
-        lines.append(f"    {ex['name']}: {where}; phones {', '.join(ex['phones']) or '-'}; "
-                     f"levels {', '.join(ex['levels_of_care']) or '-'}"
-                     + (f"; {', '.join(ex['availability'])}" if ex["availability"] else ""))
+        lines.append(
+            f"    {ex['name']}: {where}; phones {', '.join(ex['phones']) or '-'}; "
+            f"levels {', '.join(ex['levels_of_care']) or '-'}"
+            + (f"; {', '.join(ex['availability'])}" if ex["availability"] else "")
+        )
     if result["rejected_by_reason"]:
         lines.append("  rejected, by reason:")
         for item in result["rejected_by_reason"][:10]:
             eg = f"  (e.g. {', '.join(item['records'][:3])})" if item["records"] else ""
             lines.append(f"    {item['count']:>6}  {item['reason']}{eg}")
-    lines += quality_lines({k: result[k] for k in ("repairs", "unmapped", "dropped")},
-                           repeated=result["repeated"], failed_documents=result["failed_documents"])
+    lines += quality_lines(
+        {k: result[k] for k in ("repairs", "unmapped", "dropped")},
+        repeated=result["repeated"],
+        failed_documents=result["failed_documents"],
+    )
     lines += [f"  note: {n}" for n in result["notes"]]
     lines += [f"  hint: {h}" for h in result["hints"]]
     lines.append(f"  verdict: {result['verdict']}")
     return lines
-

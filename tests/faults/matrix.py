@@ -27,8 +27,17 @@ class Row:
     violations: list[str] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)  # what else was seen (worker restarts, ...)
 
-    def add(self, partner: Any = None, took: float = 0.0, feed_records: int = 0,
-            violations: list[str] | None = None, *, pushes: int = 0, records: int = 0, lost: int = 0) -> None:
+    def add(
+        self,
+        partner: Any = None,
+        took: float = 0.0,
+        feed_records: int = 0,
+        violations: list[str] | None = None,
+        *,
+        pushes: int = 0,
+        records: int = 0,
+        lost: int = 0,
+    ) -> None:
         self.runs += 1
         if partner is not None:
             pushes += len(partner.accepted)
@@ -37,8 +46,9 @@ class Row:
         self.records += records + feed_records
         self.worst = max(self.worst, took)
         found = violations or []
-        self.lost += lost + sum(1 for v in found if v.startswith(("push_not_applied", "older_over_newer",
-                                                                   "snapshot_torn")))
+        self.lost += lost + sum(
+            1 for v in found if v.startswith(("push_not_applied", "older_over_newer", "snapshot_torn"))
+        )
         self.violations.extend(found)
 
     def assert_held(self, bound: float = 60.0, runs: int = 5) -> None:
@@ -50,12 +60,16 @@ class Row:
     def markdown(self) -> str:
         worst = f"{self.worst:.1f} s" if self.worst else "-"
         notes = "; ".join(f"{what} ({n}x)" for what, n in sorted(self.notes.items())) or "-"
-        return (f"| {self.scenario} | {self.injection} | {self.runs} | {self.pushes} | {self.records:,} | "
-                f"{self.lost} | {self.late} | {worst} | {len(self.violations)} | {notes} |")
+        return (
+            f"| {self.scenario} | {self.injection} | {self.runs} | {self.pushes} | {self.records:,} | "
+            f"{self.lost} | {self.late} | {worst} | {len(self.violations)} | {notes} |"
+        )
 
 
-HEADER = ("| scenario | injection | runs | pushes accepted | records accepted | lost | late (> 60 s) | "
-          "worst recovery | invariant violations | also seen |\n|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| scenario | injection | runs | pushes accepted | records accepted | lost | late (> 60 s) | "
+    "worst recovery | invariant violations | also seen |\n|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def row(scenario: str, injection: str) -> Row:
@@ -67,8 +81,10 @@ def row(scenario: str, injection: str) -> Row:
 
 def dump(path: Path) -> None:
     """This process's rows, for the process that prints the table (test runs split across processes)."""
-    rows = [{**{f.name: getattr(r, f.name) for f in fields(r) if f.name != "notes"}, "notes": dict(r.notes)}
-            for r in ROWS.values()]
+    rows = [
+        {**{f.name: getattr(r, f.name) for f in fields(r) if f.name != "notes"}, "notes": dict(r.notes)}
+        for r in ROWS.values()
+    ]
     path.write_text(json.dumps(rows))
 
 

@@ -95,8 +95,9 @@ def county_beds(i: int, generation: int) -> int:
 
 def county_newest(generation: int, sample: int = 100) -> dict[str, dict[str, Any]]:
     """What the county feed's last applied run must show: every name, and the beds of a sample."""
-    newest: dict[str, dict[str, Any]] = {f"county:c{i}": {"name": f"County Site {i} g{generation}"}
-                                         for i in range(COUNTY_SIZE)}
+    newest: dict[str, dict[str, Any]] = {
+        f"county:c{i}": {"name": f"County Site {i} g{generation}"} for i in range(COUNTY_SIZE)
+    }
     for i in range(0, COUNTY_SIZE, COUNTY_SIZE // sample):
         newest[f"county:c{i}"]["availability.detox.beds_available"] = county_beds(i, generation)
     return newest
@@ -117,17 +118,31 @@ class Partner:
     def body(self, n: int) -> list[dict[str, Any]]:
         """Push n updates 5 of the 20 sites (each site every 4th push): name, beds, report time."""
         at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        return [{"id": f"h-{s}", "name": f"Harbor Site {s} v{n}", "state": "MA", "zip": "01103",
-                 "lat": 42.1015 + s * 0.01, "lon": -72.5898, "beds": (n + s) % 7, "updated_at": at}
-                for s in range((n % 4) * 5, (n % 4) * 5 + 5)]
+        return [
+            {
+                "id": f"h-{s}",
+                "name": f"Harbor Site {s} v{n}",
+                "state": "MA",
+                "zip": "01103",
+                "lat": 42.1015 + s * 0.01,
+                "lon": -72.5898,
+                "beds": (n + s) % 7,
+                "updated_at": at,
+            }
+            for s in range((n % 4) * 5, (n % 4) * 5 + 5)
+        ]
 
     def push(self, client: httpx.Client, n: int, deadline: float) -> bool:
         body = self.body(n)
         key = f"evt-{os.getpid()}-{n}-{time.monotonic_ns()}"
         while time.monotonic() < deadline:
             try:
-                r = client.post("/v1/feeds/harbor/records", json=body, timeout=3,
-                                headers={"Authorization": f"Bearer {PUSH_KEY}", "Idempotency-Key": key})
+                r = client.post(
+                    "/v1/feeds/harbor/records",
+                    json=body,
+                    timeout=3,
+                    headers={"Authorization": f"Bearer {PUSH_KEY}", "Idempotency-Key": key},
+                )
             except httpx.HTTPError:
                 self.refused += 1
                 time.sleep(0.2)
@@ -137,7 +152,9 @@ class Partner:
                 self.records += len(body)
                 for record in body:  # acceptance order is send order: the last accepted is the newest
                     self.newest[f"harbor:{record['id']}"] = {
-                        "name": record["name"], "availability.detox.beds_available": record["beds"]}
+                        "name": record["name"],
+                        "availability.detox.beds_available": record["beds"],
+                    }
                 return True
             self.refused += 1
             if r.status_code not in (503, 429):
@@ -179,15 +196,30 @@ class Rig:
         registry = self.root / "feeds.toml"
         registry.write_text(REGISTRY.format(base=self.partner_server.url("").rstrip("/")))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-        env.update({"REDIS_URL": self.redis.url, "CENTERS_FEEDS_FILE": str(registry),
-                    "CENTERS_DATA_DIR": str(self.root / "var"), "CENTERS_API_PORT": "0",
-                    "CENTERS_GEOCODER": "none", "CENTERS_OPERATOR_TOKENS": f"ops:{OPERATOR}",
-                    "CENTERS_PUSH_RATE_LIMIT": "100000", "CENTERS_RATE_LIMIT": "100000",
-                    "CENTERS_USER_AGENT": "center-availability-tests/1.0", "HARBOR_KEY": PUSH_KEY, **TIMINGS})
+        env.update(
+            {
+                "REDIS_URL": self.redis.url,
+                "CENTERS_FEEDS_FILE": str(registry),
+                "CENTERS_DATA_DIR": str(self.root / "var"),
+                "CENTERS_API_PORT": "0",
+                "CENTERS_GEOCODER": "none",
+                "CENTERS_OPERATOR_TOKENS": f"ops:{OPERATOR}",
+                "CENTERS_PUSH_RATE_LIMIT": "100000",
+                "CENTERS_RATE_LIMIT": "100000",
+                "CENTERS_USER_AGENT": "center-availability-tests/1.0",
+                "HARBOR_KEY": PUSH_KEY,
+                **TIMINGS,
+            }
+        )
         self.env = env
         self.out_path = self.root / "serve.out"
-        self.serve = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "serve"], env=env,
-                                      stdout=self.out_path.open("wb"), stderr=subprocess.STDOUT, cwd=self.root)
+        self.serve = subprocess.Popen(
+            [sys.executable, "-m", "aggregator.cli", "serve"],
+            env=env,
+            stdout=self.out_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+        )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not self.api:
             if self.serve.poll() is not None:
@@ -199,8 +231,14 @@ class Rig:
             raise RuntimeError(f"centers serve did not start:\n{self.output()}")
         self.store = Store.from_url(self.redis.url)
         # the first run (queued by `centers serve` at start) has loaded all 5,000 sites
-        self.wait(lambda: len(self.data.feed_members("county")) == COUNTY_SIZE and
-                  self.data.feed_state("county").last_outcome == "applied", 120, "the first county run")
+        self.wait(
+            lambda: (
+                len(self.data.feed_members("county")) == COUNTY_SIZE
+                and self.data.feed_state("county").last_outcome == "applied"
+            ),
+            120,
+            "the first county run",
+        )
         return self
 
     def stop(self) -> None:
@@ -218,13 +256,15 @@ class Rig:
     def events(self) -> Counter[str]:
         """What the service logged about its worker so far: exits, restarts, the kombu defect."""
         out, log = self.output(), self.logs(tail=None)
-        return Counter({
-            "worker exited, restarted by `centers serve`": out.count("The worker stopped"),
-            "worker hung, restarted": out.count("has not beaten"),
-            "worker stopped consuming, exited": log.count("this worker stopped consuming"),
-            "kombu `_connparams` AttributeError": log.count("'NoneType' object has no attribute 'hostname'"),
-            "worker reconnected to the broker": log.count("Connected to redis://"),
-        })
+        return Counter(
+            {
+                "worker exited, restarted by `centers serve`": out.count("The worker stopped"),
+                "worker hung, restarted": out.count("has not beaten"),
+                "worker stopped consuming, exited": log.count("this worker stopped consuming"),
+                "kombu `_connparams` AttributeError": log.count("'NoneType' object has no attribute 'hostname'"),
+                "worker reconnected to the broker": log.count("Connected to redis://"),
+            }
+        )
 
     def output(self) -> str:
         return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
@@ -254,8 +294,10 @@ class Rig:
             except Exception:  # noqa: S110 - Redis restarting: not yet
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n--- serve ---\n"
-                             f"{self.output()[-3000:]}\n--- worker log ---\n{self.logs()}")
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s waiting for {what}\n--- serve ---\n"
+            f"{self.output()[-3000:]}\n--- worker log ---\n{self.logs()}"
+        )
 
     def run_county(self) -> int:
         """Start a county run of a new generation (through the broker, as beat would); its generation."""
@@ -273,7 +315,7 @@ class Rig:
 
     def county_applied(self, generation: int) -> bool:
         record = self.data.stored_records([f"county:c{COUNTY_SIZE - 1}"]).get(f"county:c{COUNTY_SIZE - 1}")
-        return record is not None and f"g{generation}\"" in record.decode()
+        return record is not None and f'g{generation}"' in record.decode()
 
     def pushes_done(self, ingest_ids: list[str]) -> bool:
         done = 0

@@ -37,11 +37,14 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 def settle(rig: Rig, partner: Partner, generation: int | None, since: float, what: str) -> float:
     """Seconds from ``since`` until every accepted push and the county run are applied, nothing pending."""
+
     def state() -> dict[str, object]:
-        return {"pushes done": rig.pushes_done(partner.accepted),
-                "county applied": generation is None or rig.county_applied(generation),
-                "pending": rig.data.stale_pushes(datetime.now(UTC).replace(year=2100))[:5],
-                "county locked": rig.data.lock_held("feed:county")}
+        return {
+            "pushes done": rig.pushes_done(partner.accepted),
+            "county applied": generation is None or rig.county_applied(generation),
+            "pending": rig.data.stale_pushes(datetime.now(UTC).replace(year=2100))[:5],
+            "county locked": rig.data.lock_held("feed:county"),
+        }
 
     def settled() -> bool:
         s = state()
@@ -56,14 +59,26 @@ def settle(rig: Rig, partner: Partner, generation: int | None, since: float, wha
 
 def invariants(rig: Rig, partner: Partner, generation: int) -> list[str]:
     newest = {**county_newest(generation), **partner.newest}
-    return [str(v) for v in check(rig.data, now=datetime.now(UTC), pushes=partner.accepted, newest=newest,
-                                  feed_sizes={"county": COUNTY_SIZE}, lock_lease_seconds=LEASE, quiet=True)]
+    return [
+        str(v)
+        for v in check(
+            rig.data,
+            now=datetime.now(UTC),
+            pushes=partner.accepted,
+            newest=newest,
+            feed_sizes={"county": COUNTY_SIZE},
+            lock_lease_seconds=LEASE,
+            quiet=True,
+        )
+    ]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_redis_restart_during_pushes_and_a_5000_center_run(rig: Rig, sig: signal.Signals) -> None:
-    row = matrix_row(f"Redis {sig.name} during pushes and a 5,000-center feed run",
-                     f"{sig.name} to redis-server (data and broker, AOF everysec) 0-1 s into the run, back 0.5 s later")
+    row = matrix_row(
+        f"Redis {sig.name} during pushes and a 5,000-center feed run",
+        f"{sig.name} to redis-server (data and broker, AOF everysec) 0-1 s into the run, back 0.5 s later",
+    )
     seen = rig.events()
     for _ in range(RUNS):
         rig.wait(rig.steady, 60, "a worker that consumes")
@@ -87,8 +102,10 @@ def test_redis_restart_during_pushes_and_a_5000_center_run(rig: Rig, sig: signal
 @pytest.mark.parametrize("target", ["main", "pool"])
 def test_worker_killed_with_queued_pushes(rig: Rig, target: str) -> None:
     what = "the worker's main process" if target == "main" else "a worker pool child"
-    row = matrix_row(f"Worker SIGKILL ({'main process' if target == 'main' else 'pool child'}) with queued pushes",
-                     f"SIGKILL to {what} while 40 pushes are in flight")
+    row = matrix_row(
+        f"Worker SIGKILL ({'main process' if target == 'main' else 'pool child'}) with queued pushes",
+        f"SIGKILL to {what} while 40 pushes are in flight",
+    )
     seen = rig.events()
     for _ in range(RUNS):
         rig.wait(rig.steady, 60, "a worker that consumes")  # one replaced by the previous scenario, too

@@ -26,28 +26,73 @@ from tests.servers import LoopbackServer, Response
 
 RUNS = 5
 
-PUSHED: FeedConfig = registry.parse({"feed": [{
-    "id": "harbor", "format": "push", "freshness": "6h", "push": {"bearer_key_env": ["HARBOR_KEY"]},
-    "mapping": {"fields": {"source_id": "id", "name": "name", "state": "state", "postal_code": "zip",
-                           "latitude": "lat", "longitude": "lon"},
-                "availability": [{"constants": {"level_of_care": "detox"},
-                                  "fields": {"beds_available": "beds", "reported_at": "updated_at"}}]},
-}]}).feeds[0]
+PUSHED: FeedConfig = registry.parse(
+    {
+        "feed": [
+            {
+                "id": "harbor",
+                "format": "push",
+                "freshness": "6h",
+                "push": {"bearer_key_env": ["HARBOR_KEY"]},
+                "mapping": {
+                    "fields": {
+                        "source_id": "id",
+                        "name": "name",
+                        "state": "state",
+                        "postal_code": "zip",
+                        "latitude": "lat",
+                        "longitude": "lon",
+                    },
+                    "availability": [
+                        {
+                            "constants": {"level_of_care": "detox"},
+                            "fields": {"beds_available": "beds", "reported_at": "updated_at"},
+                        }
+                    ],
+                },
+            }
+        ]
+    }
+).feeds[0]
 
 
 def pulled(url: str, **extra: Any) -> FeedConfig:
-    return registry.parse({"feed": [{
-        "id": "county", "format": "csv", "url": url, "allow_private": True, "freshness": "6h", "timeout": 5,
-        "mapping": {"fields": {"source_id": "ID", "name": "Name", "address_1": "Street", "city": "City",
-                               "state": "State", "postal_code": "ZIP"},
-                    "availability": [{"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Beds"}}]},
-        **extra}]}).feeds[0]
+    return registry.parse(
+        {
+            "feed": [
+                {
+                    "id": "county",
+                    "format": "csv",
+                    "url": url,
+                    "allow_private": True,
+                    "freshness": "6h",
+                    "timeout": 5,
+                    "mapping": {
+                        "fields": {
+                            "source_id": "ID",
+                            "name": "Name",
+                            "address_1": "Street",
+                            "city": "City",
+                            "state": "State",
+                            "postal_code": "ZIP",
+                        },
+                        "availability": [
+                            {"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Beds"}}
+                        ],
+                    },
+                    **extra,
+                }
+            ]
+        }
+    ).feeds[0]
 
 
 def county_csv(n: int, generation: int) -> bytes:
     lines = ["ID,Name,Street,City,State,ZIP,Beds"]
-    lines += [f"c{i},County Site {i} g{generation},{100 + i} Main St,Cambridge,MA,02139,{(i + generation) % 5}"
-              for i in range(n)]
+    lines += [
+        f"c{i},County Site {i} g{generation},{100 + i} Main St,Cambridge,MA,02139,{(i + generation) % 5}"
+        for i in range(n)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -59,18 +104,43 @@ def partner() -> Iterator[LoopbackServer]:
 
 
 def push(store: Store, ingest_id: str, received: str, sites: range, n: int, updated_at: str) -> dict[str, Any]:
-    body = [{"id": f"h-{s}", "name": f"Harbor Site {s} v{n}", "state": "MA", "zip": "01103",
-             "lat": 42.1015 + s * 0.01, "lon": -72.5898, "beds": (n + s) % 7, "updated_at": updated_at}
-            for s in sites]
-    assert store.accept_push("harbor", f"evt-{ingest_id}", ingest_id, PushRecord(
-        feed_id="harbor", event_id=f"evt-{ingest_id}", kind="json", body=json.dumps(body).encode(),
-        status="queued", received_at=received)) is None
+    body = [
+        {
+            "id": f"h-{s}",
+            "name": f"Harbor Site {s} v{n}",
+            "state": "MA",
+            "zip": "01103",
+            "lat": 42.1015 + s * 0.01,
+            "lon": -72.5898,
+            "beds": (n + s) % 7,
+            "updated_at": updated_at,
+        }
+        for s in sites
+    ]
+    assert (
+        store.accept_push(
+            "harbor",
+            f"evt-{ingest_id}",
+            ingest_id,
+            PushRecord(
+                feed_id="harbor",
+                event_id=f"evt-{ingest_id}",
+                kind="json",
+                body=json.dumps(body).encode(),
+                status="queued",
+                received_at=received,
+            ),
+        )
+        is None
+    )
     return {f"harbor:{b['id']}": {"name": b["name"], "availability.detox.beds_available": b["beds"]} for b in body}
 
 
 def test_a_transient_store_error_inside_apply_push(store: Store) -> None:
-    row = matrix_row("Transient store error inside `apply_push`",
-                     "the snapshot write raises a Redis timeout 1-3 times; the task retries")
+    row = matrix_row(
+        "Transient store error inside `apply_push`",
+        "the snapshot write raises a Redis timeout 1-3 times; the task retries",
+    )
     flaky = FlakyStore(store.redis, store.keys.prefix)
     pipeline = Pipeline(flaky, Fetcher(new_session("tests/1.0")), clock=lambda: NOW)
     for run in range(RUNS):
@@ -92,8 +162,10 @@ def test_a_transient_store_error_inside_apply_push(store: Store) -> None:
 
 
 def test_an_older_push_redelivered_after_a_newer_one(store: Store) -> None:
-    row = matrix_row("Older push redelivered after a newer one",
-                     "pushes applied newest first (a redelivery after a lost worker); half stamped the same second")
+    row = matrix_row(
+        "Older push redelivered after a newer one",
+        "pushes applied newest first (a redelivery after a lost worker); half stamped the same second",
+    )
     pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW)
     for run in range(RUNS):
         ids, newest = [], {}
@@ -111,14 +183,15 @@ def test_an_older_push_redelivered_after_a_newer_one(store: Store) -> None:
 
 
 def test_two_beats_at_once(store: Store, partner: LoopbackServer, redis_url: str) -> None:
-    row = matrix_row("Two beats at once", "two schedulers send the same feed's run at the same moment; two "
-                                          "workers take them")
+    row = matrix_row(
+        "Two beats at once", "two schedulers send the same feed's run at the same moment; two workers take them"
+    )
     feed = pulled(partner.url("/county.csv"))
     stores = [Store.from_url(redis_url, store.keys.prefix) for _ in range(2)]
     pipelines = [Pipeline(s, Fetcher(new_session("tests/1.0")), clock=lambda: NOW) for s in stores]
     for run in range(RUNS):
         partner.route("/county.csv", Response(200, county_csv(200, run), {"Content-Type": "text/csv"}, delay=0.3))
-        runs_before = (store.feed_state("county").runs or 0)
+        runs_before = store.feed_state("county").runs or 0
         outcomes: list[str] = []
         start = threading.Barrier(2)
 
@@ -142,8 +215,9 @@ def test_two_beats_at_once(store: Store, partner: LoopbackServer, redis_url: str
 
 
 def test_the_geocoder_down_for_a_whole_ingest(store: Store, partner: LoopbackServer) -> None:
-    row = matrix_row("Geocoder down for a whole ingest",
-                     "every geocoder request answered 503 (a second run: connection refused)")
+    row = matrix_row(
+        "Geocoder down for a whole ingest", "every geocoder request answered 503 (a second run: connection refused)"
+    )
     feed = pulled(partner.url("/county.csv"))
     geocoder_server = LoopbackServer().start()
     geocoder_server.route("/search", Response(503, b"down"))
@@ -152,21 +226,37 @@ def test_the_geocoder_down_for_a_whole_ingest(store: Store, partner: LoopbackSer
         for run in range(RUNS):
             if run == RUNS - 1:
                 geocoder_server.stop()  # nothing listens any more
-            config = GeocoderConfig(provider="nominatim", domain=f"127.0.0.1:{down_port}", scheme="http",
-                                    user_agent="center-availability-tests/1.0", timeout=2.0, min_interval=0.0,
-                                    max_per_run=50, retries=1)
-            pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), geocoder=Geocoder(store, config),
-                                clock=lambda r=run: NOW + timedelta(minutes=r))  # type: ignore[misc]
+            config = GeocoderConfig(
+                provider="nominatim",
+                domain=f"127.0.0.1:{down_port}",
+                scheme="http",
+                user_agent="center-availability-tests/1.0",
+                timeout=2.0,
+                min_interval=0.0,
+                max_per_run=50,
+                retries=1,
+            )
+            pipeline = Pipeline(
+                store,
+                Fetcher(new_session("tests/1.0")),
+                geocoder=Geocoder(store, config),
+                clock=lambda r=run: NOW + timedelta(minutes=r),
+            )  # type: ignore[misc]
             partner.route("/county.csv", Response(200, county_csv(40, run), {"Content-Type": "text/csv"}))
             outcome = pipeline.run(feed, force=True)
             assert outcome.status == "applied", outcome
             assert outcome.report is not None and outcome.report.placement is not None
             assert outcome.report.placement.zip_centroid + outcome.report.placement.cached == 40
             assert len(store.pending_geocode_retries()) == 40  # each waits for the geocoder's return
-            newest = {f"county:c{i}": {"name": f"County Site {i} g{run}", "geo_precision": "postal_code"}
-                      for i in range(40)}
-            violations = [str(v) for v in check(store, now=NOW + timedelta(minutes=run), newest=newest,
-                                                feed_sizes={"county": 40}, quiet=True)]
+            newest = {
+                f"county:c{i}": {"name": f"County Site {i} g{run}", "geo_precision": "postal_code"} for i in range(40)
+            }
+            violations = [
+                str(v)
+                for v in check(
+                    store, now=NOW + timedelta(minutes=run), newest=newest, feed_sizes={"county": 40}, quiet=True
+                )
+            ]
             row.add(records=40, violations=violations)
     finally:
         geocoder_server.stop()

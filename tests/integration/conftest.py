@@ -56,9 +56,18 @@ class Stack:
 
 
 @contextmanager
-def open_stack(redis_url: str, tmp: Path, registry: str, *, prefix: str = "wk:", beat: bool = False,
-               worker: bool = False, extra_env: dict[str, str] | None = None,
-               load: Callable[[Store], None] | None = None, api: dict[str, str] | None = None) -> Iterator[Stack]:
+def open_stack(
+    redis_url: str,
+    tmp: Path,
+    registry: str,
+    *,
+    prefix: str = "wk:",
+    beat: bool = False,
+    worker: bool = False,
+    extra_env: dict[str, str] | None = None,
+    load: Callable[[Store], None] | None = None,
+    api: dict[str, str] | None = None,
+) -> Iterator[Stack]:
     """A stack on an empty store: ``registry`` (TOML) written to ``tmp/feeds.toml``; ``load`` fills the store;
     then the Celery worker (``worker``, with its beat when ``beat``) and the API (``api``: its extra settings)
     start. Everything is stopped on the way out."""

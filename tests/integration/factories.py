@@ -15,7 +15,10 @@ CAMBRIDGE = (42.3647, -71.1042)  # ZIP 02139 centroid
 
 def center(feed: str, sid: str, lat: float | None = None, lon: float | None = None, **kw: Any) -> Center:
     data: dict[str, Any] = {
-        "id": f"{feed}:{sid}", "feed_id": feed, "source_id": sid, "name": kw.pop("name", f"Center {sid}"),
+        "id": f"{feed}:{sid}",
+        "feed_id": feed,
+        "source_id": sid,
+        "name": kw.pop("name", f"Center {sid}"),
         "address": Address(state=kw.pop("state", "MA"), postal_code=kw.pop("postal_code", "02139")),
     }
     if lat is not None:
@@ -27,11 +30,25 @@ def center(feed: str, sid: str, lat: float | None = None, lon: float | None = No
     return Center(**data)
 
 
-def observation(c: Center | str, level: str = "detox", status: str = "available", *,
-                reported_at: datetime = NOW, freshness: int = 900, source: str = "pull", **kw: Any) -> Availability:
+def observation(
+    c: Center | str,
+    level: str = "detox",
+    status: str = "available",
+    *,
+    reported_at: datetime = NOW,
+    freshness: int = 900,
+    source: str = "pull",
+    **kw: Any,
+) -> Availability:
     return Availability(
-        center_id=c if isinstance(c, str) else c.id, level_of_care=level, source=source, status=status,
-        reported_at=reported_at, checked_at=kw.pop("checked_at", reported_at), freshness_seconds=freshness, **kw,
+        center_id=c if isinstance(c, str) else c.id,
+        level_of_care=level,
+        source=source,
+        status=status,
+        reported_at=reported_at,
+        checked_at=kw.pop("checked_at", reported_at),
+        freshness_seconds=freshness,
+        **kw,
     )
 
 

@@ -64,10 +64,20 @@ postal_code = "zip"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
-    with open_stack(redis_url, tmp_path_factory.mktemp("api"), REGISTRY, prefix="api:", worker=True, extra_env={
-            "HARBOR_SECRET": HARBOR_SECRET, "HARBOR_OLD_SECRET": HARBOR_OLD_SECRET, "HARBOR_KEY": HARBOR_KEY,
-            "BEACON_SECRET": BEACON_SECRET},
-            api={"CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"}) as stack:
+    with open_stack(
+        redis_url,
+        tmp_path_factory.mktemp("api"),
+        REGISTRY,
+        prefix="api:",
+        worker=True,
+        extra_env={
+            "HARBOR_SECRET": HARBOR_SECRET,
+            "HARBOR_OLD_SECRET": HARBOR_OLD_SECRET,
+            "HARBOR_KEY": HARBOR_KEY,
+            "BEACON_SECRET": BEACON_SECRET,
+        },
+        api={"CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"},
+    ) as stack:
         yield stack
 
 
@@ -78,21 +88,52 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
 
 
 RECORDS = [
-    {"id": "h-1", "name": "Harbor House Detox", "street": "1 Main St", "city": "Cambridge", "state": "MA",
-     "zip": "02139", "lat": 42.3651, "lon": -71.1040, "phone": "617-555-0142", "services": "DT; RES",
-     "detox_beds": 3},
-    {"id": "h-2", "name": "Harbor North", "street": "9 Elm St", "city": "Somerville", "state": "MA",
-     "zip": "02144", "lat": 42.3990, "lon": -71.1220, "phone": "617-555-0143", "services": "DT", "detox_beds": 0},
+    {
+        "id": "h-1",
+        "name": "Harbor House Detox",
+        "street": "1 Main St",
+        "city": "Cambridge",
+        "state": "MA",
+        "zip": "02139",
+        "lat": 42.3651,
+        "lon": -71.1040,
+        "phone": "617-555-0142",
+        "services": "DT; RES",
+        "detox_beds": 3,
+    },
+    {
+        "id": "h-2",
+        "name": "Harbor North",
+        "street": "9 Elm St",
+        "city": "Somerville",
+        "state": "MA",
+        "zip": "02144",
+        "lat": 42.3990,
+        "lon": -71.1220,
+        "phone": "617-555-0143",
+        "services": "DT",
+        "detox_beds": 0,
+    },
     {"id": "", "name": "No Id Place", "state": "MA", "zip": "02139"},
 ]
 
 
-def signed(body: bytes, secret: str = HARBOR_SECRET, *, event_id: str | None = None,
-           timestamp: int | None = None, content_type: str = "application/json") -> dict[str, str]:
+def signed(
+    body: bytes,
+    secret: str = HARBOR_SECRET,
+    *,
+    event_id: str | None = None,
+    timestamp: int | None = None,
+    content_type: str = "application/json",
+) -> dict[str, str]:
     event_id = event_id or f"evt-{time.monotonic_ns()}"
     ts = str(timestamp if timestamp is not None else int(time.time()))
-    return {"webhook-id": event_id, "webhook-timestamp": ts,
-            "webhook-signature": sign(secret.encode(), event_id, ts, body), "content-type": content_type}
+    return {
+        "webhook-id": event_id,
+        "webhook-timestamp": ts,
+        "webhook-signature": sign(secret.encode(), event_id, ts, body),
+        "content-type": content_type,
+    }
 
 
 def wait_done(api: httpx.Client, ingest_id: str, worker: WorkerProcess) -> dict[str, Any]:
@@ -130,13 +171,15 @@ def test_a_signed_push_becomes_visible_in_near(api: httpx.Client, stack: Stack) 
     detox = by_id["harbor:h-1"]["availability"][0]
     assert (detox["status"], detox["beds_available"], detox["source"], detox["fresh"]) == ("available", 3, "push", True)
     assert by_id["harbor:h-1"]["phones"] == [
-        {"number": "+16175550142", "role": "main", "extension": "", "source": "harbor"}]
+        {"number": "+16175550142", "role": "main", "extension": "", "source": "harbor"}
+    ]
 
 
 def test_a_city_and_state_is_a_place(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS).encode()
-    wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
-              stack.worker)
+    wait_done(
+        api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"], stack.worker
+    )
     answer = api.get("/v1/centers/near", params={"place": "Cambridge, MA", "level_of_care": "detox"})
     assert answer.status_code == 200, answer.text
     origin = answer.json()["origin"]
@@ -159,14 +202,22 @@ def test_a_push_is_an_update_not_a_snapshot(api: httpx.Client, stack: Stack) -> 
 
 def test_ndjson_csv_bearer_keys_and_rotated_secrets_are_accepted(api: httpx.Client, stack: Stack) -> None:
     ndjson = "\n".join(json.dumps(r) for r in RECORDS[:2]).encode()
-    resp = api.post("/v1/feeds/harbor/records", content=ndjson,
-                    headers=signed(ndjson, HARBOR_OLD_SECRET, content_type="application/x-ndjson"))
+    resp = api.post(
+        "/v1/feeds/harbor/records",
+        content=ndjson,
+        headers=signed(ndjson, HARBOR_OLD_SECRET, content_type="application/x-ndjson"),
+    )
     assert resp.status_code == 202, resp.text
     assert wait_done(api, resp.json()["ingest_id"], stack.worker)["accepted"] == 2
-    csv = (b"id,name,street,city,state,zip,lat,lon,phone,services,detox_beds,updated_at\n"
-           b"h-3,Harbor West,5 Oak St,Cambridge,MA,02138,42.3770,-71.1300,617-555-0144,DT,2,\n")
-    resp = api.post("/v1/feeds/harbor/records", content=csv,
-                    headers={"authorization": f"Bearer {HARBOR_KEY}", "content-type": "text/csv"})
+    csv = (
+        b"id,name,street,city,state,zip,lat,lon,phone,services,detox_beds,updated_at\n"
+        b"h-3,Harbor West,5 Oak St,Cambridge,MA,02138,42.3770,-71.1300,617-555-0144,DT,2,\n"
+    )
+    resp = api.post(
+        "/v1/feeds/harbor/records",
+        content=csv,
+        headers={"authorization": f"Bearer {HARBOR_KEY}", "content-type": "text/csv"},
+    )
     assert resp.status_code == 202, resp.text
     assert wait_done(api, resp.json()["ingest_id"], stack.worker)["accepted"] == 1
 
@@ -186,8 +237,7 @@ def test_ndjson_csv_bearer_keys_and_rotated_secrets_are_accepted(api: httpx.Clie
         ("unknown-feed", 404, "unknown_feed"),
     ],
 )
-def test_a_refused_push_changes_nothing(api: httpx.Client, stack: Stack, case: str, status: int,
-                                        error: str) -> None:
+def test_a_refused_push_changes_nothing(api: httpx.Client, stack: Stack, case: str, status: int, error: str) -> None:
     body = json.dumps([dict(RECORDS[0], detox_beds=99)]).encode()
     feed, headers = "harbor", signed(body)
     if case == "bad-signature":
@@ -244,8 +294,9 @@ def test_unknown_ingest_is_404(api: httpx.Client) -> None:
 
 def test_public_search_by_zip_and_coordinates(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS[:2]).encode()
-    wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
-              stack.worker)
+    wait_done(
+        api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"], stack.worker
+    )
     by_zip = api.get("/v1/centers/near", params={"zip": "02139", "radius_mi": 10})
     assert by_zip.status_code == 200
     assert "max-age=" in by_zip.headers["cache-control"]
@@ -270,11 +321,18 @@ def test_an_empty_answer_carries_the_hint(api: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     ("params", "parameter"),
-    [({"zip": "1234"}, "zip"), ({"lat": 95, "lon": 0}, "lat"), ({"lat": 42}, "lon"), ({}, "location"),
-     ({"zip": "02139", "radius_mi": -1}, "radius_mi"), ({"zip": "02139", "level_of_care": "spa"}, "level_of_care"),
-     ({"zip": "02139", "limit": 500}, "limit"), ({"zip": "02139", "language": "spanish"}, "language"),
-     ({"zip": "02139", "language": ["es"] * 5000}, "language"),
-     ({"zip": "02139", "payment": ["medicaid", "medicare"] * 11}, "payment")],
+    [
+        ({"zip": "1234"}, "zip"),
+        ({"lat": 95, "lon": 0}, "lat"),
+        ({"lat": 42}, "lon"),
+        ({}, "location"),
+        ({"zip": "02139", "radius_mi": -1}, "radius_mi"),
+        ({"zip": "02139", "level_of_care": "spa"}, "level_of_care"),
+        ({"zip": "02139", "limit": 500}, "limit"),
+        ({"zip": "02139", "language": "spanish"}, "language"),
+        ({"zip": "02139", "language": ["es"] * 5000}, "language"),
+        ({"zip": "02139", "payment": ["medicaid", "medicare"] * 11}, "payment"),
+    ],
 )
 def test_bad_parameters_get_422_naming_them(api: httpx.Client, params: dict[str, Any], parameter: str) -> None:
     resp = api.get("/v1/centers/near", params=params)
@@ -295,8 +353,7 @@ def test_a_zip_that_does_not_exist_is_404_naming_it(api: httpx.Client) -> None:
 
 
 def test_the_public_is_rate_limited_per_client(stack: Stack) -> None:
-    limited = ApiServer({**stack.env, "CENTERS_RATE_LIMIT": "5", "CENTERS_TRUST_PROXY": "true"},
-                        stack.tmp).start()
+    limited = ApiServer({**stack.env, "CENTERS_RATE_LIMIT": "5", "CENTERS_TRUST_PROXY": "true"}, stack.tmp).start()
     try:
         client_ip = f"203.0.113.{int(time.time()) % 250 + 1}"  # behind our proxy: one member of the public
         with limited.client(headers={"x-forwarded-for": f"{client_ip}, 10.0.0.1"}) as client:
@@ -318,15 +375,21 @@ def test_a_partner_is_rate_limited_per_feed(stack: Stack) -> None:
         stack.store.redis.delete(stack.store.keys.rate(rate_key("push:harbor")))
         with limited.client() as client:
             body = json.dumps([RECORDS[0]]).encode()
-            codes = [client.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).status_code
-                     for _ in range(3)]
+            codes = [
+                client.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).status_code
+                for _ in range(3)
+            ]
             assert codes == [202, 202, 429]
             refused = client.post("/v1/feeds/harbor/records", content=body, headers=signed(body))
             assert refused.json()["error"] == "rate_limited"
             assert int(refused.headers["retry-after"]) >= 1
             # an unauthenticated caller never spends the partner's allowance
-            assert client.post("/v1/feeds/beacon/records", content=body,
-                               headers={"content-type": "application/json"}).status_code == 401
+            assert (
+                client.post(
+                    "/v1/feeds/beacon/records", content=body, headers={"content-type": "application/json"}
+                ).status_code
+                == 401
+            )
     finally:
         limited.stop()
         stack.store.redis.delete(stack.store.keys.rate(rate_key("push:harbor")))
@@ -336,8 +399,9 @@ def test_cors_when_configured(stack: Stack) -> None:
     server = ApiServer({**stack.env, "CENTERS_CORS_ORIGINS": "https://helpline.example.org"}, stack.tmp).start()
     try:
         with server.client() as client:
-            resp = client.get("/v1/centers/near", params={"zip": "02139"},
-                              headers={"origin": "https://helpline.example.org"})
+            resp = client.get(
+                "/v1/centers/near", params={"zip": "02139"}, headers={"origin": "https://helpline.example.org"}
+            )
             assert resp.headers["access-control-allow-origin"] == "https://helpline.example.org"
             other = client.get("/v1/centers/near", params={"zip": "02139"}, headers={"origin": "https://evil.example"})
             assert "access-control-allow-origin" not in other.headers
@@ -351,11 +415,16 @@ def test_cors_when_configured(stack: Stack) -> None:
 OP = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
-@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer wrong-token-0000000000000"},
-                                     {"authorization": "Basic ZGFuYTp4"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"authorization": "Bearer wrong-token-0000000000000"}, {"authorization": "Basic ZGFuYTp4"}]
+)
 def test_operator_routes_refuse_a_wrong_or_missing_token(api: httpx.Client, headers: dict[str, str]) -> None:
-    for method, path in (("GET", "/v1/feeds"), ("POST", "/v1/feeds/harbor/release"),
-                         ("POST", "/v1/centers/harbor:h-1/reports"), ("GET", "/v1/operator/centers/near?place=02139")):
+    for method, path in (
+        ("GET", "/v1/feeds"),
+        ("POST", "/v1/feeds/harbor/release"),
+        ("POST", "/v1/centers/harbor:h-1/reports"),
+        ("GET", "/v1/operator/centers/near?place=02139"),
+    ):
         resp = api.request(method, path, headers=headers, json={})
         assert resp.status_code == 401, (method, path)
         assert resp.json() == {"error": "unauthorized", "detail": "an operator token is required"}
@@ -363,8 +432,9 @@ def test_operator_routes_refuse_a_wrong_or_missing_token(api: httpx.Client, head
 
 def test_operators_see_feed_health(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS[:1]).encode()
-    wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
-              stack.worker)
+    wait_done(
+        api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"], stack.worker
+    )
     feeds = api.get("/v1/feeds", headers=OP).json()["feeds"]
     by_id = {f["id"]: f for f in feeds}
     assert by_id["harbor"]["last_success"] and by_id["harbor"]["format"] == "push"
@@ -373,11 +443,20 @@ def test_operators_see_feed_health(api: httpx.Client, stack: Stack) -> None:
 
 def test_a_phone_report_is_its_own_source_with_an_expiry(api: httpx.Client, stack: Stack) -> None:
     body = json.dumps(RECORDS[:1]).encode()
-    wait_done(api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"],
-              stack.worker)
-    resp = api.post("/v1/centers/harbor:h-1/reports", headers=OP, json={
-        "level_of_care": "residential", "status": "available", "beds_available": 2,
-        "notes": "spoke with the intake nurse", "expires_in_minutes": 120})
+    wait_done(
+        api, api.post("/v1/feeds/harbor/records", content=body, headers=signed(body)).json()["ingest_id"], stack.worker
+    )
+    resp = api.post(
+        "/v1/centers/harbor:h-1/reports",
+        headers=OP,
+        json={
+            "level_of_care": "residential",
+            "status": "available",
+            "beds_available": 2,
+            "notes": "spoke with the intake nurse",
+            "expires_in_minutes": 120,
+        },
+    )
     assert resp.status_code == 201, resp.text
     report = resp.json()["report"]
     assert (report["source"], report["reported_by"], report["freshness_seconds"]) == ("operator", "dana", 7200)
@@ -388,20 +467,45 @@ def test_a_phone_report_is_its_own_source_with_an_expiry(api: httpx.Client, stac
     assert "reported_by" not in residential  # the public does not see who took the call
     bad = api.post("/v1/centers/harbor:h-1/reports", headers=OP, json={"level_of_care": "spa", "status": "available"})
     assert bad.status_code == 422
-    assert api.post("/v1/centers/harbor:nope/reports", headers=OP,
-                    json={"level_of_care": "detox", "status": "full"}).status_code == 404
+    assert (
+        api.post(
+            "/v1/centers/harbor:nope/reports", headers=OP, json={"level_of_care": "detox", "status": "full"}
+        ).status_code
+        == 404
+    )
 
 
 def test_operators_release_a_held_run(api: httpx.Client, stack: Stack) -> None:
     store: Store = stack.store
     now = datetime.now(UTC)
-    held = Center(id="beacon:b-1", feed_id="beacon", source_id="b-1", name="Beacon House",
-                  address=Address(state="MA", postal_code="02139"))
-    obs = Availability(center_id="beacon:b-1", level_of_care="detox", source="push", status="full", reported_at=now,
-                       checked_at=now, freshness_seconds=3600)
-    store.hold_snapshot("beacon", json.dumps({
-        "held_at": now.isoformat(), "reason": "test", "centers": [held.model_dump(mode="json")],
-        "availability": [obs.model_dump(mode="json")], "report": {"records": 1, "rejected": 0}}).encode())
+    held = Center(
+        id="beacon:b-1",
+        feed_id="beacon",
+        source_id="b-1",
+        name="Beacon House",
+        address=Address(state="MA", postal_code="02139"),
+    )
+    obs = Availability(
+        center_id="beacon:b-1",
+        level_of_care="detox",
+        source="push",
+        status="full",
+        reported_at=now,
+        checked_at=now,
+        freshness_seconds=3600,
+    )
+    store.hold_snapshot(
+        "beacon",
+        json.dumps(
+            {
+                "held_at": now.isoformat(),
+                "reason": "test",
+                "centers": [held.model_dump(mode="json")],
+                "availability": [obs.model_dump(mode="json")],
+                "report": {"records": 1, "rejected": 0},
+            }
+        ).encode(),
+    )
     store.set_feed_state("beacon", FeedState(held_reason="the run would remove all 3 centers of this feed"))
     assert api.get("/v1/feeds", headers=OP).json()["feeds"][0]["id"] == "beacon"  # held comes first
     resp = api.post("/v1/feeds/beacon/release", headers=OP)
@@ -411,11 +515,22 @@ def test_operators_release_a_held_run(api: httpx.Client, stack: Stack) -> None:
     assert store.feed_state("beacon").released_by == "dana"
     assert api.post("/v1/feeds/beacon/release", headers=OP).status_code == 409
     # a hold older than the last applied run is refused, not released over newer data
-    store.hold_snapshot("beacon", json.dumps({
-        "held_at": now.isoformat(), "reason": "test", "centers": [held.model_dump(mode="json")],
-        "availability": [obs.model_dump(mode="json")], "report": {"records": 1, "rejected": 0}}).encode())
-    store.set_feed_state("beacon", FeedState(held_reason="test", held_at=now.isoformat(),
-                                             last_success=(now + timedelta(minutes=1)).isoformat()))
+    store.hold_snapshot(
+        "beacon",
+        json.dumps(
+            {
+                "held_at": now.isoformat(),
+                "reason": "test",
+                "centers": [held.model_dump(mode="json")],
+                "availability": [obs.model_dump(mode="json")],
+                "report": {"records": 1, "rejected": 0},
+            }
+        ).encode(),
+    )
+    store.set_feed_state(
+        "beacon",
+        FeedState(held_reason="test", held_at=now.isoformat(), last_success=(now + timedelta(minutes=1)).isoformat()),
+    )
     refused = api.post("/v1/feeds/beacon/release", headers=OP)
     assert refused.status_code == 409 and refused.json()["error"] == "obsolete_hold", refused.text
 
@@ -423,12 +538,34 @@ def test_operators_release_a_held_run(api: httpx.Client, stack: Stack) -> None:
 def test_operator_search_keeps_stale_figures_marked(api: httpx.Client, stack: Stack) -> None:
     store: Store = stack.store
     old = datetime.now(UTC) - timedelta(hours=9)
-    store.record_observations([Availability(center_id="harbor:h-1", level_of_care="detox", source="push",
-                                            status="available", beds_available=4, reported_at=old, checked_at=old,
-                                            freshness_seconds=3600)])
-    store.record_observations([Availability(center_id="harbor:h-1", level_of_care="detox", source="pull",
-                                            status="available", beds_available=4, reported_at=old, checked_at=old,
-                                            freshness_seconds=3600)])
+    store.record_observations(
+        [
+            Availability(
+                center_id="harbor:h-1",
+                level_of_care="detox",
+                source="push",
+                status="available",
+                beds_available=4,
+                reported_at=old,
+                checked_at=old,
+                freshness_seconds=3600,
+            )
+        ]
+    )
+    store.record_observations(
+        [
+            Availability(
+                center_id="harbor:h-1",
+                level_of_care="detox",
+                source="pull",
+                status="available",
+                beds_available=4,
+                reported_at=old,
+                checked_at=old,
+                freshness_seconds=3600,
+            )
+        ]
+    )
     ops = api.get("/v1/operator/centers/near", params={"place": "42.3651,-71.104", "radius_mi": 1}, headers=OP)
     assert ops.status_code == 200
     [h1] = [r for r in ops.json()["results"] if r["id"] == "harbor:h-1"]
@@ -460,37 +597,61 @@ def test_nothing_returns_a_stack_trace(api: httpx.Client) -> None:
         assert resp.headers["content-type"].startswith("application/json")
 
 
-
 def test_operators_see_and_decide_pairs_the_matcher_could_not(api: httpx.Client, stack: Stack) -> None:
     from aggregator.model import Address, Center, GeoPrecision
 
     store: Store = stack.store
     store.redis.delete(store.keys.matches)
-    place = {"address": Address(address_1="77 Broadway", city="Cambridge", state="MA", postal_code="02142"),
-             "latitude": 42.3629, "longitude": -71.0850, "geo_precision": GeoPrecision.FEED}
+    place = {
+        "address": Address(address_1="77 Broadway", city="Cambridge", state="MA", postal_code="02142"),
+        "latitude": 42.3629,
+        "longitude": -71.0850,
+        "geo_precision": GeoPrecision.FEED,
+    }
     first = Center(id="harbor:m-1", feed_id="harbor", source_id="m-1", name="Broadway Recovery Services", **place)
     store.replace_feed("harbor", [first], [], now=datetime.now(UTC), partial=True)
     # what the matcher left undecided, as a run would have queued it
-    store.redis.hset(store.keys.matches, "beacon:b-7|harbor:m-1",
-                     b'{"record": "beacon:b-7", "facility": "harbor:m-1", "rule": "name", "scores": {"name": 70}}')
+    store.redis.hset(
+        store.keys.matches,
+        "beacon:b-7|harbor:m-1",
+        b'{"record": "beacon:b-7", "facility": "harbor:m-1", "rule": "name", "scores": {"name": 70}}',
+    )
     assert api.get("/v1/matches").status_code == 401
     pending = api.get("/v1/matches", headers=OP).json()["matches"]
     assert [(m["record"], m["facility"], m["facility_center"]["name"]) for m in pending] == [
-        ("beacon:b-7", "harbor:m-1", "Broadway Recovery Services")]
-    resp = api.post("/v1/matches/decisions", headers=OP,
-                    json={"record_id": "beacon:b-7", "facility_id": "harbor:m-1", "decision": "same"})
+        ("beacon:b-7", "harbor:m-1", "Broadway Recovery Services")
+    ]
+    resp = api.post(
+        "/v1/matches/decisions",
+        headers=OP,
+        json={"record_id": "beacon:b-7", "facility_id": "harbor:m-1", "decision": "same"},
+    )
     assert resp.status_code == 404  # that record is not stored
-    bad = api.post("/v1/matches/decisions", headers=OP,
-                   json={"record_id": "harbor:m-1", "facility_id": "harbor:m-1", "decision": "maybe"})
+    bad = api.post(
+        "/v1/matches/decisions",
+        headers=OP,
+        json={"record_id": "harbor:m-1", "facility_id": "harbor:m-1", "decision": "maybe"},
+    )
     assert bad.status_code == 422
-    second = Center(id="harbor:m-2", feed_id="harbor", source_id="m-2", name="Kendall Square Counseling",
-                    **{**place, "latitude": 42.3650})  # 230 m north, another name: kept apart by the matcher
+    second = Center(
+        id="harbor:m-2",
+        feed_id="harbor",
+        source_id="m-2",
+        name="Kendall Square Counseling",
+        **{**place, "latitude": 42.3650},
+    )  # 230 m north, another name: kept apart by the matcher
     store.replace_feed("harbor", [second], [], now=datetime.now(UTC), partial=True)
     assert store.facility_of("harbor:m-2") == "harbor:m-2"
-    store.redis.hset(store.keys.matches, "harbor:m-2|harbor:m-1",
-                     b'{"record": "harbor:m-2", "facility": "harbor:m-1", "rule": "name", "scores": {"name": 40}}')
-    resp = api.post("/v1/matches/decisions", headers=OP,
-                    json={"record_id": "harbor:m-2", "facility_id": "harbor:m-1", "decision": "same"})
+    store.redis.hset(
+        store.keys.matches,
+        "harbor:m-2|harbor:m-1",
+        b'{"record": "harbor:m-2", "facility": "harbor:m-1", "rule": "name", "scores": {"name": 40}}',
+    )
+    resp = api.post(
+        "/v1/matches/decisions",
+        headers=OP,
+        json={"record_id": "harbor:m-2", "facility_id": "harbor:m-1", "decision": "same"},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"record_id": "harbor:m-2", "facility_id": "harbor:m-1", "decision": "same"}
     assert api.get("/v1/centers/harbor:m-2").json()["id"] == "harbor:m-1"  # the record's id is an alias

@@ -35,8 +35,19 @@ state = "state"
 postal_code = "zip"
 """
 #: every request header the API reads
-HEADERS = ("authorization", "webhook-id", "webhook-timestamp", "webhook-signature", "idempotency-key",
-           "content-type", "x-forwarded-for", "x-forwarded-proto", "cookie", "origin", "referer")
+HEADERS = (
+    "authorization",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "idempotency-key",
+    "content-type",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "cookie",
+    "origin",
+    "referer",
+)
 
 
 def server_env(redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
@@ -44,10 +55,20 @@ def server_env(redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
     feeds.write_text(REGISTRY)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
     base = redis_url.rsplit("/", 1)[0]
-    env.update({"REDIS_URL": f"{base}/6", "CENTERS_BROKER_URL": f"{base}/7", "CENTERS_KEY_PREFIX": PREFIX,
-                "CENTERS_FEEDS_FILE": str(feeds), "CENTERS_GEOCODER": "none", "CENTERS_DATA_DIR": str(tmp),
-                "HARBOR_SECRET": SECRET, "HARBOR_KEY": KEY,
-                "CENTERS_OPERATOR_TOKENS": "ops:hardening-operator-token-0123", **extra})
+    env.update(
+        {
+            "REDIS_URL": f"{base}/6",
+            "CENTERS_BROKER_URL": f"{base}/7",
+            "CENTERS_KEY_PREFIX": PREFIX,
+            "CENTERS_FEEDS_FILE": str(feeds),
+            "CENTERS_GEOCODER": "none",
+            "CENTERS_DATA_DIR": str(tmp),
+            "HARBOR_SECRET": SECRET,
+            "HARBOR_KEY": KEY,
+            "CENTERS_OPERATOR_TOKENS": "ops:hardening-operator-token-0123",
+            **extra,
+        }
+    )
     return env
 
 
@@ -70,8 +91,11 @@ def test_a_forged_x_forwarded_for_does_not_dodge_the_rate_limit(behind_proxy: tu
         for _ in range(8):
             # the client rotates what it claims; our proxy appends the address it really saw
             forged = ".".join(str(secrets.randbelow(250) + 1) for _ in range(4))
-            codes.append(c.get("/v1/centers/near", params={"zip": "02139"},
-                               headers={"X-Forwarded-For": f"{forged}, 198.51.100.7"}).status_code)
+            codes.append(
+                c.get(
+                    "/v1/centers/near", params={"zip": "02139"}, headers={"X-Forwarded-For": f"{forged}, 198.51.100.7"}
+                ).status_code
+            )
     assert codes[:5] == [200] * 5 and codes[5:] == [429] * 3, codes
 
 
@@ -85,8 +109,12 @@ def test_rate_limit_keys_are_hashed_and_bounded(behind_proxy: tuple[ApiServer, r
 
 def signed_headers(timestamp: str, body: bytes) -> dict[str, str]:
     event = f"evt-{time.monotonic_ns()}"
-    return {"webhook-id": event, "webhook-timestamp": timestamp, "content-type": "application/json",
-            "webhook-signature": sign(SECRET.encode(), event, timestamp, body)}
+    return {
+        "webhook-id": event,
+        "webhook-timestamp": timestamp,
+        "content-type": "application/json",
+        "webhook-signature": sign(SECRET.encode(), event, timestamp, body),
+    }
 
 
 def test_a_non_ascii_digit_timestamp_is_refused_cleanly(behind_proxy: tuple[ApiServer, redis.Redis]) -> None:
@@ -105,7 +133,8 @@ def test_a_non_ascii_digit_timestamp_is_refused_cleanly(behind_proxy: tuple[ApiS
 
 #: any value a client can put on the wire: visible ASCII and obs-text (0x80-0xFF), inner spaces
 header_values = st.lists(st.sampled_from([*range(0x20, 0x7F), *range(0x80, 0x100)]), max_size=300).map(
-    lambda xs: bytes(xs).strip(b" "))
+    lambda xs: bytes(xs).strip(b" ")
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -113,8 +142,9 @@ header_values = st.lists(st.sampled_from([*range(0x20, 0x7F), *range(0x80, 0x100
 @example(name="webhook-timestamp", value="²³".encode(), route="push")
 @example(name="x-forwarded-for", value=b"\xff\xfe, ::1, 999.1.1.1", route="near")
 @example(name="content-type", value=b"application/json; charset=\xe9", route="push")
-def test_no_header_value_gets_a_server_error(behind_proxy: tuple[ApiServer, redis.Redis], name: str, value: bytes,
-                                             route: str) -> None:
+def test_no_header_value_gets_a_server_error(
+    behind_proxy: tuple[ApiServer, redis.Redis], name: str, value: bytes, route: str
+) -> None:
     server, _ = behind_proxy
     body = b'[{"id": "h-1", "name": "Harbor", "state": "MA", "zip": "02139"}]'
     headers: dict[str, bytes] = {}
@@ -123,8 +153,12 @@ def test_no_header_value_gets_a_server_error(behind_proxy: tuple[ApiServer, redi
     elif route in ("feeds", "page"):
         headers = {"authorization": b"Bearer hardening-operator-token-0123"}
     headers[name] = value
-    method, path = {"push": ("POST", "/v1/feeds/harbor/records"), "near": ("GET", "/v1/centers/near?zip=02139"),
-                    "feeds": ("GET", "/v1/feeds"), "page": ("POST", "/operator/logout")}[route]
+    method, path = {
+        "push": ("POST", "/v1/feeds/harbor/records"),
+        "near": ("GET", "/v1/centers/near?zip=02139"),
+        "feeds": ("GET", "/v1/feeds"),
+        "page": ("POST", "/operator/logout"),
+    }[route]
     with httpx.Client(base_url=server.url, timeout=10) as c:
         resp = c.request(method, path, headers=headers, content=body if method == "POST" else None)
     assert resp.status_code < 500, (name, value, route, resp.status_code, resp.text[:300])

@@ -52,8 +52,16 @@ def api(own_redis: RedisProcess, tmp_path: Path) -> Iterator[ApiServer]:
     feeds = tmp_path / "feeds.toml"
     feeds.write_text(REGISTRY)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-    env.update({"REDIS_URL": own_redis.url, "CENTERS_FEEDS_FILE": str(feeds), "CENTERS_GEOCODER": "none",
-                "CENTERS_OPERATOR_TOKENS": TOKEN, "PUSH_SECRET": SECRET, "CENTERS_DATA_DIR": str(tmp_path)})
+    env.update(
+        {
+            "REDIS_URL": own_redis.url,
+            "CENTERS_FEEDS_FILE": str(feeds),
+            "CENTERS_GEOCODER": "none",
+            "CENTERS_OPERATOR_TOKENS": TOKEN,
+            "PUSH_SECRET": SECRET,
+            "CENTERS_DATA_DIR": str(tmp_path),
+        }
+    )
     server = ApiServer(env, tmp_path).start()
     yield server
     server.stop()
@@ -126,8 +134,10 @@ def test_redis_busy_running_a_script(own_redis: RedisProcess, api: ApiServer) ->
     answer BUSY to everyone: a 503 naming the store, never a 500."""
     client = redis.Redis.from_url(own_redis.url)
     client.config_set("busy-reply-threshold", 100)  # ms before Redis answers others BUSY
-    spin = "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until " \
-           "(t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 3000000 return 1"
+    spin = (
+        "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until "
+        "(t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 3000000 return 1"
+    )
     busy = threading.Thread(target=lambda: redis.Redis.from_url(own_redis.url, socket_timeout=10).eval(spin, 0))
     with api.client() as http:
         assert http.get("/v1/centers/near", params={"zip": "02139"}).status_code == 200
@@ -140,18 +150,27 @@ def test_redis_busy_running_a_script(own_redis: RedisProcess, api: ApiServer) ->
         assert_recovers(http)
 
 
-def test_a_broker_outage_answers_503_fast_and_keeps_nothing_half_stored(own_redis: RedisProcess,
-                                                                         tmp_path: Path) -> None:
+def test_a_broker_outage_answers_503_fast_and_keeps_nothing_half_stored(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
     # data in one Redis, the broker on its own server, which is down
     feeds = tmp_path / "feeds.toml"
     feeds.write_text(REGISTRY)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-    env.update({"REDIS_URL": own_redis.url, "CENTERS_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
-                "CENTERS_FEEDS_FILE": str(feeds), "CENTERS_GEOCODER": "none", "PUSH_SECRET": SECRET,
-                "CENTERS_DATA_DIR": str(tmp_path)})
+    env.update(
+        {
+            "REDIS_URL": own_redis.url,
+            "CENTERS_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "CENTERS_FEEDS_FILE": str(feeds),
+            "CENTERS_GEOCODER": "none",
+            "PUSH_SECRET": SECRET,
+            "CENTERS_DATA_DIR": str(tmp_path),
+        }
+    )
     server = ApiServer(env, tmp_path).start()
-    row = matrix_row("Broker outage, data Redis up", "`CENTERS_BROKER_URL` on its own server, which is down; "
-                                                     "a partner pushes")
+    row = matrix_row(
+        "Broker outage, data Redis up", "`CENTERS_BROKER_URL` on its own server, which is down; a partner pushes"
+    )
     store = Store.from_url(own_redis.url)
     try:
         with server.client() as client:

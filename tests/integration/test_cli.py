@@ -14,8 +14,14 @@ from tests.integration.conftest import isolated_env
 
 
 def centers(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aggregator.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -63,9 +69,11 @@ def test_with_redis_url_it_uses_that_redis(redis_url: str, clean_env: dict[str, 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["near", "1 Main St, Springfield, MA"], "enter a ZIP code, 'lat,lon' or 'City, ST' (address search is off)"),
-     (["near", "99999"], "ZIP code '99999' does not exist"),
-     (["near", "02139", "--payment", "gold"], "payment: 'gold' is not one of")],
+    [
+        (["near", "1 Main St, Springfield, MA"], "enter a ZIP code, 'lat,lon' or 'City, ST' (address search is off)"),
+        (["near", "99999"], "ZIP code '99999' does not exist"),
+        (["near", "02139", "--payment", "gold"], "payment: 'gold' is not one of"),
+    ],
 )
 def test_errors_are_one_line_and_a_nonzero_exit(clean_env: dict[str, str], args: list[str], message: str) -> None:
     assert centers("load-sample", "--bundled", env=clean_env).returncode == 0
@@ -78,8 +86,10 @@ def test_errors_are_one_line_and_a_nonzero_exit(clean_env: dict[str, str], args:
 
 def test_check_config_names_the_feed_and_the_key(clean_env: dict[str, str], tmp_path: Path) -> None:
     broken = tmp_path / "feeds.toml"
-    broken.write_text('[[feed]]\nid = "ma-beds"\nformat = "csv"\nurl = "https://x.example/b.csv"\n'
-                      'schedule = "every so often"\n[feed.mapping.fields]\nname = "Name"\n')
+    broken.write_text(
+        '[[feed]]\nid = "ma-beds"\nformat = "csv"\nurl = "https://x.example/b.csv"\n'
+        'schedule = "every so often"\n[feed.mapping.fields]\nname = "Name"\n'
+    )
     result = centers("check-config", env={**clean_env, "CENTERS_FEEDS_FILE": str(broken)})
     assert result.returncode != 0
     assert "feed 'ma-beds': key 'schedule'" in result.stderr
@@ -102,9 +112,14 @@ def test_ingest_feeds_and_report(clean_env: dict[str, str], tmp_path: Path) -> N
 
     partner = LoopbackServer().start()
     try:
-        partner.route("/beds.csv", Response(200, b"ID,Name,State,ZIP,Lat,Lon,Services,Detox beds\n"
-                                                 b"A1,Cambridge Detox,MA,02139,42.365,-71.104,DT,4\n",
-                                            {"Content-Type": "text/csv"}))
+        partner.route(
+            "/beds.csv",
+            Response(
+                200,
+                b"ID,Name,State,ZIP,Lat,Lon,Services,Detox beds\nA1,Cambridge Detox,MA,02139,42.365,-71.104,DT,4\n",
+                {"Content-Type": "text/csv"},
+            ),
+        )
         feeds = tmp_path / "feeds.toml"
         feeds.write_text(f'''[[feed]]
 id = "beds"
@@ -133,8 +148,21 @@ fields = {{ beds_available = "Detox beds" }}
         assert (feed["id"], feed["status"], feed["accepted"]) == ("beds", "ok", 1)
         table = centers("feeds", env=env).stdout
         assert "last checked" in table and "last changed" in table and "never" not in table, table
-        reported = centers("report", "beds:A1", "--level-of-care", "detox", "--status", "full", "--beds", "0",
-                           "--expires", "2h", "--by", "dana", env=env)
+        reported = centers(
+            "report",
+            "beds:A1",
+            "--level-of-care",
+            "detox",
+            "--status",
+            "full",
+            "--beds",
+            "0",
+            "--expires",
+            "2h",
+            "--by",
+            "dana",
+            env=env,
+        )
         assert reported.returncode == 0, reported.stderr
         assert "recorded by dana" in reported.stdout
         answer = json.loads(centers("near", "02139", "--json", env=env).stdout)
@@ -162,12 +190,30 @@ def test_matches_lists_undecided_pairs_and_confirm_links_them(redis_url: str, cl
         store.redis.delete(key)
     address = Address(address_1="77 Broadway", city="Cambridge", state="MA", postal_code="02142")
     for sid, name, lat in (("m-1", "Broadway Recovery Services", 42.3629), ("m-2", "Kendall Counseling", 42.3650)):
-        store.replace_feed("f", [Center(id=f"f:{sid}", feed_id="f", source_id=sid, name=name, address=address,
-                                        latitude=lat, longitude=-71.0850, geo_precision=GeoPrecision.FEED)],
-                           [], now=datetime.now(UTC), partial=True)
+        store.replace_feed(
+            "f",
+            [
+                Center(
+                    id=f"f:{sid}",
+                    feed_id="f",
+                    source_id=sid,
+                    name=name,
+                    address=address,
+                    latitude=lat,
+                    longitude=-71.0850,
+                    geo_precision=GeoPrecision.FEED,
+                )
+            ],
+            [],
+            now=datetime.now(UTC),
+            partial=True,
+        )
     assert centers("matches", env=env).stdout.strip() == "No pairs waiting for a decision."
-    store.redis.hset(store.keys.matches, "f:m-2|f:m-1",
-                     b'{"record": "f:m-2", "facility": "f:m-1", "rule": "name", "scores": {"name": 40}}')
+    store.redis.hset(
+        store.keys.matches,
+        "f:m-2|f:m-1",
+        b'{"record": "f:m-2", "facility": "f:m-1", "rule": "name", "scores": {"name": 40}}',
+    )
     listed = centers("matches", env=env)
     assert listed.returncode == 0, listed.stderr
     assert "f:m-2  Kendall Counseling, 77 Broadway Cambridge" in listed.stdout

@@ -24,15 +24,25 @@ CAMBRIDGE_ZIPS = ("02138", "02139", "02140", "02141", "02142", "02238")
 
 
 def centers(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aggregator.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def cli_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-    env |= {"REDIS_URL": redis_url, "CENTERS_KEY_PREFIX": "cli-places:", "CENTERS_GEOCODER": "none",
-            "CENTERS_DATA_DIR": str(tmp_path_factory.mktemp("places") / "var")}
+    env |= {
+        "REDIS_URL": redis_url,
+        "CENTERS_KEY_PREFIX": "cli-places:",
+        "CENTERS_GEOCODER": "none",
+        "CENTERS_DATA_DIR": str(tmp_path_factory.mktemp("places") / "var"),
+    }
     store = Store.from_url(redis_url, "cli-places:")
     for key in store.redis.scan_iter("cli-places:*"):
         store.redis.delete(key)
@@ -51,8 +61,17 @@ def test_city_and_state_is_the_centroid_of_the_citys_zip_codes() -> None:
     assert origin.as_dict()["resolved_from"] == "city"
 
 
-@pytest.mark.parametrize("typed", ["Cambridge, MA", "cambridge ma", "Cambridge, Massachusetts", " CAMBRIDGE ,  ma ",
-                                   "Cambridge, Mass.", "Cambridge, MA, USA"])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "Cambridge, MA",
+        "cambridge ma",
+        "Cambridge, Massachusetts",
+        " CAMBRIDGE ,  ma ",
+        "Cambridge, Mass.",
+        "Cambridge, MA, USA",
+    ],
+)
 def test_the_ways_people_type_a_city(typed: str) -> None:
     assert lookup.resolve_place(typed).place == "Cambridge, MA (centroid of 6 ZIP codes)"
 
@@ -108,17 +127,24 @@ def test_cli_an_unknown_city_is_one_line_with_close_names(cli_env: dict[str, str
     result = centers("near", "Cambrige, MA", env=cli_env)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "Error: place: no city 'Cambrige' in Massachusetts in the ZIP data (did you mean Cambridge?); try a ZIP code"]
+        "Error: place: no city 'Cambrige' in Massachusetts in the ZIP data (did you mean Cambridge?); try a ZIP code"
+    ]
 
 
 @pytest.mark.parametrize("domain", ["nominatim.invalid", "127.0.0.1:{port}"])
 def test_cli_an_address_with_no_geocoder_reachable_is_one_clean_line(cli_env: dict[str, str], domain: str) -> None:
-    env = {**cli_env, "CENTERS_GEOCODER": "nominatim", "CENTERS_GEOCODER_SCHEME": "http",
-           "CENTERS_GEOCODER_DOMAIN": domain.format(port=free_port()), "CENTERS_GEOCODER_TIMEOUT": "3"}
+    env = {
+        **cli_env,
+        "CENTERS_GEOCODER": "nominatim",
+        "CENTERS_GEOCODER_SCHEME": "http",
+        "CENTERS_GEOCODER_DOMAIN": domain.format(port=free_port()),
+        "CENTERS_GEOCODER_TIMEOUT": "3",
+    }
     result = centers("near", "1 Main St, Springfield, MA", env=env)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "Error: address search is unavailable (no geocoder reachable); try a ZIP code or 'City, ST'"]
+        "Error: address search is unavailable (no geocoder reachable); try a ZIP code or 'City, ST'"
+    ]
     # a city still answers, offline, with the geocoder down
     city = centers("near", "Cambridge, MA", "--json", env=env)
     assert city.returncode == 0, city.stderr
@@ -129,7 +155,8 @@ def test_cli_an_address_with_address_search_off(cli_env: dict[str, str]) -> None
     result = centers("near", "1 Main St, Springfield, MA", env=cli_env)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "Error: place: enter a ZIP code, 'lat,lon' or 'City, ST' (address search is off)"]
+        "Error: place: enter a ZIP code, 'lat,lon' or 'City, ST' (address search is off)"
+    ]
 
 
 def test_the_zip_table_is_read_from_its_compact_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,12 +164,23 @@ def test_the_zip_table_is_read_from_its_compact_cache(tmp_path: Path, monkeypatc
     or unwritable cache only costs speed)."""
 
     def fresh() -> None:
-        for fn in (geography._table, geography._rows, geography.zip_place, geography._state_rows,
-                   geography._state_cities, geography._city_points, geography._alt_names):
+        for fn in (
+            geography._table,
+            geography._rows,
+            geography.zip_place,
+            geography._state_rows,
+            geography._state_cities,
+            geography._city_points,
+            geography._alt_names,
+        ):
             fn.cache_clear()
 
-    expected = geography.zip_place("02139"), geography.city_place("Cambridge", "MA"), geography.in_state(
-        42.36, -71.1, "MA"), geography.nearest_zip(42.3647, -71.1042, "MA")
+    expected = (
+        geography.zip_place("02139"),
+        geography.city_place("Cambridge", "MA"),
+        geography.in_state(42.36, -71.1, "MA"),
+        geography.nearest_zip(42.3647, -71.1042, "MA"),
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     Settings.from_env()  # the edge tells geography its folder (the core reads no environment)
     try:
@@ -151,8 +189,12 @@ def test_the_zip_table_is_read_from_its_compact_cache(tmp_path: Path, monkeypatc
             path = geography._table_path()
             if damage is not None:
                 path.write_bytes(damage)
-            answers = geography.zip_place("02139"), geography.city_place("Cambridge", "MA"), geography.in_state(
-                42.36, -71.1, "MA"), geography.nearest_zip(42.3647, -71.1042, "MA")
+            answers = (
+                geography.zip_place("02139"),
+                geography.city_place("Cambridge", "MA"),
+                geography.in_state(42.36, -71.1, "MA"),
+                geography.nearest_zip(42.3647, -71.1042, "MA"),
+            )
             assert answers == expected
             assert path.parent == tmp_path / "cache" / "centers"
             assert geography._read_table(path) is not None  # written (again), whole

@@ -24,17 +24,17 @@ from aggregator.local import runtime
 from aggregator.local.redis_process import free_port
 from config.settings import Settings
 
-REGISTRY = '''[[feed]]
+REGISTRY = """[[feed]]
 id = "harbor-beds"
 format = "csv"
 url = "https://partner.example/beds.csv"
 [feed.mapping.fields]
 source_id = "ID"
 name = "Name"
-'''
+"""
 
 #: what `centers serve` does with its Redis, and the API URL and registry it announces once the API is up
-STAND_IN = '''
+STAND_IN = """
 import signal, sys, time
 from aggregator.local import runtime
 from config.settings import Settings
@@ -45,12 +45,19 @@ with runtime.redis_url(Settings.from_env(), announce=True) as url:
     print(url, flush=True)
     while True:
         time.sleep(0.2)
-'''
+"""
 
 
 def centers(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aggregator.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -75,8 +82,9 @@ def service(tmp_path: Path, base_env: dict[str, str]) -> Iterator[StandIn]:
     registry = project / "feeds.toml"
     registry.write_text(REGISTRY)
     env = {**base_env, "CENTERS_KEY_PREFIX": "svc:"}
-    proc = subprocess.Popen([sys.executable, "-c", STAND_IN, str(registry)], env=env, cwd=project,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, str(registry)], env=env, cwd=project, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     assert url.startswith("redis://"), url
@@ -89,7 +97,8 @@ def service(tmp_path: Path, base_env: dict[str, str]) -> Iterator[StandIn]:
 
 
 def test_commands_in_another_folder_use_the_running_service(
-        service: StandIn, base_env: dict[str, str], tmp_path: Path) -> None:
+    service: StandIn, base_env: dict[str, str], tmp_path: Path
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     [path] = (tmp_path / "state" / "centers").glob("serve-*.json")
@@ -98,7 +107,10 @@ def test_commands_in_another_folder_use_the_running_service(
     assert described["data_dir"] == str((tmp_path / "project" / "var").resolve())  # absolute
     assert described["feeds_file"] == str(tmp_path / "project" / "feeds.toml")
     assert (described["api_url"], described["pid"], described["key_prefix"]) == (
-        "http://127.0.0.1:8123", service.proc.pid, "svc:")
+        "http://127.0.0.1:8123",
+        service.proc.pid,
+        "svc:",
+    )
 
     # a search never loads sample data into a running service (it has not fetched its feeds yet)
     # and, before its first feed is applied, says it is loading rather than "no center near here"
@@ -128,7 +140,8 @@ def test_commands_in_another_folder_use_the_running_service(
 
 
 def test_a_stale_service_file_is_ignored_and_the_private_store_is_said_loudly(
-        service: StandIn, base_env: dict[str, str], tmp_path: Path) -> None:
+    service: StandIn, base_env: dict[str, str], tmp_path: Path
+) -> None:
     [path] = (tmp_path / "state" / "centers").glob("serve-*.json")
     described = json.loads(path.read_text())
     redis_pid = _redis_server_pid(service.proc.pid)
@@ -179,8 +192,17 @@ def _write(state: Path, pid: int, **fields: object) -> Path:
     folder = state / "centers"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"serve-{pid}.json"
-    path.write_text(json.dumps({"pid": pid, "redis_url": "redis://127.0.0.1:1/0", "data_dir": "/srv/centers/var",
-                                "started_at": time.time(), **fields}))
+    path.write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "redis_url": "redis://127.0.0.1:1/0",
+                "data_dir": "/srv/centers/var",
+                "started_at": time.time(),
+                **fields,
+            }
+        )
+    )
     return path
 
 
@@ -201,28 +223,42 @@ def test_for_cli_adopts_a_live_service_and_ignores_stale_ones(redis_url: str, tm
     assert settings.data_dir == str(Path("var").resolve())  # made absolute
     assert not dead.exists()  # both signs of a dead service: its file is tidied away
 
-    live = _write(state, os.getppid(), redis_url=redis_url, data_dir=str(tmp_path / "svc"),
-                  feeds_file=str(tmp_path / "svc" / "feeds.toml"), key_prefix="svc:")
+    live = _write(
+        state,
+        os.getppid(),
+        redis_url=redis_url,
+        data_dir=str(tmp_path / "svc"),
+        feeds_file=str(tmp_path / "svc" / "feeds.toml"),
+        key_prefix="svc:",
+    )
     settings, found = runtime.for_cli(Settings(), env)
     assert found is not None and found.path == live
     assert (settings.redis_url, settings.data_dir, settings.feeds_file, settings.key_prefix) == (
-        redis_url, str(tmp_path / "svc"), str(tmp_path / "svc" / "feeds.toml"), "svc:")
+        redis_url,
+        str(tmp_path / "svc"),
+        str(tmp_path / "svc" / "feeds.toml"),
+        "svc:",
+    )
     # what the environment sets explicitly wins; a data folder of its own means another service
-    settings, found = runtime.for_cli(Settings(feeds_file="mine.toml", key_prefix="k:"),
-                                      {**env, "CENTERS_KEY_PREFIX": "k:"})
+    settings, found = runtime.for_cli(
+        Settings(feeds_file="mine.toml", key_prefix="k:"), {**env, "CENTERS_KEY_PREFIX": "k:"}
+    )
     assert (settings.redis_url, settings.feeds_file, settings.key_prefix) == (redis_url, "mine.toml", "k:")
-    settings, found = runtime.for_cli(Settings(data_dir=str(tmp_path / "other")),
-                                      {**env, "CENTERS_DATA_DIR": str(tmp_path / "other")})
+    settings, found = runtime.for_cli(
+        Settings(data_dir=str(tmp_path / "other")), {**env, "CENTERS_DATA_DIR": str(tmp_path / "other")}
+    )
     assert found is None and settings.redis_url == ""
-    settings, found = runtime.for_cli(Settings(data_dir=str(tmp_path / "svc")),
-                                      {**env, "CENTERS_DATA_DIR": str(tmp_path / "svc")})
+    settings, found = runtime.for_cli(
+        Settings(data_dir=str(tmp_path / "svc")), {**env, "CENTERS_DATA_DIR": str(tmp_path / "svc")}
+    )
     assert found is not None and settings.redis_url == redis_url
     settings, found = runtime.for_cli(Settings(redis_url="redis://127.0.0.1:2/0"), env)
     assert found is None and settings.redis_url == "redis://127.0.0.1:2/0"
 
 
 def test_a_demo_service_without_a_registry_file_yet_is_found_by_its_demo_registry(
-        redis_url: str, tmp_path: Path) -> None:
+    redis_url: str, tmp_path: Path
+) -> None:
     state = tmp_path / "state"
     demo = tmp_path / "svc" / "demo" / "feeds.toml"
     demo.parent.mkdir(parents=True)
@@ -232,8 +268,9 @@ def test_a_demo_service_without_a_registry_file_yet_is_found_by_its_demo_registr
     assert settings.feeds_file == str(demo)
 
 
-def test_the_service_file_lives_while_the_block_runs(tmp_path: Path, redis_url: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_service_file_lives_while_the_block_runs(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     path = tmp_path / "state" / "centers" / f"serve-{os.getpid()}.json"
     settings = replace(Settings(), redis_url=redis_url, data_dir=str(tmp_path / "var"))
@@ -252,5 +289,4 @@ def test_the_service_file_lives_while_the_block_runs(tmp_path: Path, redis_url: 
 def test_state_dir_follows_xdg() -> None:
     assert runtime.state_dir({"XDG_STATE_HOME": "/x/state", "HOME": "/home/u"}) == Path("/x/state/centers")
     assert runtime.state_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/centers")
-    assert runtime.state_dir({"XDG_STATE_HOME": "relative", "HOME": "/home/u"}) == Path(
-        "/home/u/.local/state/centers")
+    assert runtime.state_dir({"XDG_STATE_HOME": "relative", "HOME": "/home/u"}) == Path("/home/u/.local/state/centers")

@@ -44,16 +44,17 @@ def demo_store(request: pytest.FixtureRequest, store: Store, tmp_path: Path) -> 
 
 def test_the_readme_headline_search_finds_fresh_detox_that_takes_medicaid(demo_store: Store) -> None:
     assert "centers near 02139 --level-of-care detox --payment medicaid" in README.read_text()
-    answer = near(demo_store, zip="02139", radius_mi=50, levels_of_care=["detox"], payment=["medicaid"],
-                  now=datetime.now(UTC)).as_dict()
-    fresh = [(r, a) for r in answer["results"] for a in r["availability"]
-             if a["level_of_care"] == "detox" and a["fresh"]]
+    answer = near(
+        demo_store, zip="02139", radius_mi=50, levels_of_care=["detox"], payment=["medicaid"], now=datetime.now(UTC)
+    ).as_dict()
+    fresh = [
+        (r, a) for r in answer["results"] for a in r["availability"] if a["level_of_care"] == "detox" and a["fresh"]
+    ]
     assert len({r["id"] for r, _ in fresh}) >= 2, answer
     # open beds, whatever the period: "limited" is how a board's last few beds read (both can take someone)
     assert any(a["status"] in ("available", "limited") and a["beds_available"] for _r, a in fresh), fresh
     # the default radius (the public page's) finds them too, and so does available_only
-    assert near(demo_store, zip="02139", levels_of_care=["detox"], payment=["medicaid"],
-                available_only=True).results
+    assert near(demo_store, zip="02139", levels_of_care=["detox"], payment=["medicaid"], available_only=True).results
 
 
 def test_every_demo_center_near_the_default_place_has_a_fictional_number(demo_store: Store) -> None:

@@ -16,19 +16,30 @@ NEAR_HARBOR = (42.36490, -71.10400)  # ~27 m away: the same building as another 
 
 
 def harbor(feed: str, sid: str, lat_lon: tuple[float, float] = HARBOR, **kw: object) -> object:
-    return center(feed, sid, *lat_lon, name=kw.pop("name", "Harbor House Recovery Center"),
-                  external_ids=kw.pop("external_ids", (ExternalId(system="samhsa", value="frid-1"),)), **kw)
+    return center(
+        feed,
+        sid,
+        *lat_lon,
+        name=kw.pop("name", "Harbor House Recovery Center"),
+        external_ids=kw.pop("external_ids", (ExternalId(system="samhsa", value="frid-1"),)),
+        **kw,
+    )
 
 
 def test_two_feeds_about_one_place_answer_as_one_facility_with_every_part(store: Store) -> None:
     # the directory has the phone; the bed board has the beds
-    directory = harbor("samhsa", "1", phones=(Phone(number="+16175550142"),), levels_of_care=["detox"],
-                       payment=["medicaid"])
+    directory = harbor(
+        "samhsa", "1", phones=(Phone(number="+16175550142"),), levels_of_care=["detox"], payment=["medicaid"]
+    )
     board = harbor("beds", "H-9", NEAR_HARBOR, name="Harbor House Recovery Ctr, Inc.", levels_of_care=["detox"])
     store.replace_feed("samhsa", [directory], [], now=NOW, source="pull", authority=10)
-    store.replace_feed("beds", [board], [observation(board, "detox", "available", beds_available=3,
-                                                     reported_at=NOW - timedelta(minutes=5))],
-                       now=NOW, source="scrape")
+    store.replace_feed(
+        "beds",
+        [board],
+        [observation(board, "detox", "available", beds_available=3, reported_at=NOW - timedelta(minutes=5))],
+        now=NOW,
+        source="scrape",
+    )
     answer = near(store, zip="02139", now=NOW, audience="operator")
     assert [h.id for h in answer.results] == ["samhsa:1"]  # one row per place
     [hit] = answer.results
@@ -37,7 +48,9 @@ def test_two_feeds_about_one_place_answer_as_one_facility_with_every_part(store:
     [detox] = hit.availability
     assert (detox["status"], detox["beds_available"], detox["record"]) == ("available", 3, "beds:H-9")
     assert [(s["id"], s["reported_at"]) for s in hit.center["sources"]] == [
-        ("samhsa:1", None), ("beds:H-9", "2026-11-27T14:55:00Z")]
+        ("samhsa:1", None),
+        ("beds:H-9", "2026-11-27T14:55:00Z"),
+    ]
     # a filter needing one feed's level and the other's payment finds the facility
     both = near(store, zip="02139", levels_of_care=["detox"], payment=["medicaid"], available_only=True, now=NOW)
     assert [h.id for h in both.results] == ["samhsa:1"]
@@ -78,8 +91,13 @@ def test_rows_of_one_place_within_a_feed_merge_into_one_facility(store: Store) -
 
 def test_different_places_stay_apart(store: Store) -> None:
     a = center("f", "a", *HARBOR, name="Harbor House Recovery Center")
-    b = center("f", "b", *NEAR_HARBOR, name="Riverside Family Counseling",
-               phones=(Phone(number="+16175550150", role=PhoneRole.INTAKE),))
+    b = center(
+        "f",
+        "b",
+        *NEAR_HARBOR,
+        name="Riverside Family Counseling",
+        phones=(Phone(number="+16175550150", role=PhoneRole.INTAKE),),
+    )
     store.replace_feed("f", [a, b], [], now=NOW, source="pull")
     assert sorted(h.id for h in near(store, zip="02139", now=NOW).results) == ["f:a", "f:b"]
 
@@ -87,8 +105,9 @@ def test_different_places_stay_apart(store: Store) -> None:
 def test_an_operator_report_on_a_record_id_lands_on_its_facility(store: Store) -> None:
     store.replace_feed("samhsa", [harbor("samhsa", "1")], [], now=NOW, source="pull")
     store.replace_feed("beds", [harbor("beds", "H-9", NEAR_HARBOR)], [], now=NOW, source="scrape")
-    written, _ = store.record_observations([observation("beds:H-9", "detox", "full", source="operator",
-                                                        reported_at=NOW - timedelta(minutes=1))])
+    written, _ = store.record_observations(
+        [observation("beds:H-9", "detox", "full", source="operator", reported_at=NOW - timedelta(minutes=1))]
+    )
     assert written == 1
     found = get_center(store, "samhsa:1", audience="operator", now=NOW)
     assert found is not None
@@ -116,13 +135,15 @@ def test_an_operator_decision_wins_over_the_matcher_and_survives_reruns(store: S
     assert store.decide_match("beds:B-2", "samhsa:1", "different", by="dana", now=NOW) == "beds:B-2"
     assert sorted(h.id for h in near(store, zip="02139", now=NOW).results) == ["beds:B-2", "samhsa:1"]
     store.replace_feed("beds", [], [], now=NOW, source="scrape")
-    store.replace_feed("beds", [center("beds", "B-2", *NEAR_HARBOR, name="Harbor House Recovery Center")], [],
-                       now=NOW, source="scrape")
+    store.replace_feed(
+        "beds", [center("beds", "B-2", *NEAR_HARBOR, name="Harbor House Recovery Center")], [], now=NOW, source="scrape"
+    )
     assert store.facility_of("beds:B-2") == "beds:B-2"
 
 
 def test_only_new_records_are_matched_and_an_unchanged_rerun_does_no_matching(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from aggregator import match
 
     calls: list[str] = []

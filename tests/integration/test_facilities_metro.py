@@ -28,11 +28,21 @@ CAMBRIDGE = (42.3647, -71.1042)
 @pytest.mark.slow
 def test_the_top_ten_in_a_dense_metro_has_one_row_per_place_with_every_sources_part(store: Store) -> None:
     load_samhsa(store, shared_file("samhsa_sud_facilities_geocoded.csv"), NOW)
-    directory = [Center.model_validate_json(raw) for raw in store.stored_records(sorted(
-        store.feed_members(SAMHSA_FEED))).values()]
-    metro = sorted((c for c in directory if c.latitude is not None and c.longitude is not None
-                    and c.geo_precision is not GeoPrecision.POSTAL_CODE
-                    and haversine_mi(*CAMBRIDGE, c.latitude, c.longitude) < 3), key=lambda c: c.id)
+    directory = [
+        Center.model_validate_json(raw)
+        for raw in store.stored_records(sorted(store.feed_members(SAMHSA_FEED))).values()
+    ]
+    metro = sorted(
+        (
+            c
+            for c in directory
+            if c.latitude is not None
+            and c.longitude is not None
+            and c.geo_precision is not GeoPrecision.POSTAL_CODE
+            and haversine_mi(*CAMBRIDGE, c.latitude, c.longitude) < 3
+        ),
+        key=lambda c: c.id,
+    )
     assert len(metro) > 30
     rng = random.Random(7)
     beds: list[Center] = []
@@ -44,9 +54,19 @@ def test_the_top_ten_in_a_dense_metro_has_one_row_per_place_with_every_sources_p
                 # the scheduling feed alone has the intake phone; the bed board alone has the beds
                 phones = (Phone(number=f"+1617555{i % 100:04d}", role=PhoneRole.INTAKE),) * (feed == "scheduling")
                 into.append(v.model_copy(update={"phones": phones}))
-    store.replace_feed("beds", beds, [observation(c, "detox", "available", beds_available=2,
-                                                  reported_at=NOW - timedelta(minutes=10), freshness=3600)
-                                      for c in beds], now=NOW, source="scrape", authority=-1)
+    store.replace_feed(
+        "beds",
+        beds,
+        [
+            observation(
+                c, "detox", "available", beds_available=2, reported_at=NOW - timedelta(minutes=10), freshness=3600
+            )
+            for c in beds
+        ],
+        now=NOW,
+        source="scrape",
+        authority=-1,
+    )
     store.replace_feed("scheduling", scheduling, [], now=NOW, source="pull", authority=-1)  # the directory names
 
     answer = near(store, latitude=CAMBRIDGE[0], longitude=CAMBRIDGE[1], limit=10, now=NOW, audience="operator")
@@ -56,8 +76,9 @@ def test_the_top_ten_in_a_dense_metro_has_one_row_per_place_with_every_sources_p
     assert all(len(b) == 1 for b in bases)
     assert len(set.union(*bases)) == 10
     # every part of the truth on that one row: the scheduling feed's phone and the bed board's beds
-    linked = [h for h in answer.results
-              if {s["feed_id"] for s in h.center["sources"]} == {SAMHSA_FEED, "beds", "scheduling"}]
+    linked = [
+        h for h in answer.results if {s["feed_id"] for s in h.center["sources"]} == {SAMHSA_FEED, "beds", "scheduling"}
+    ]
     assert len(linked) >= 8  # recall is 97% on the evaluation set: a variant may stay apart (its own row)
     for h in linked:
         assert [p["source"] for p in h.center["phones"]] == ["scheduling"]

@@ -27,19 +27,33 @@ HEADER = "ID,Name,State,ZIP,Lat,Lon,Services,Detox beds,Updated\n"
 
 
 def rows(n: int, start: int = 0, beds: int = 3) -> bytes:
-    lines = [f"C{i},Center {i},MA,02139,{42.36 + i / 10000:.5f},-71.10,DT,{beds},11/27/2026 9:45 AM"
-             for i in range(start, start + n)]
+    lines = [
+        f"C{i},Center {i},MA,02139,{42.36 + i / 10000:.5f},-71.10,DT,{beds},11/27/2026 9:45 AM"
+        for i in range(start, start + n)
+    ]
     return (HEADER + "\n".join(lines) + "\n").encode()
 
 
 def csv_feed(url: str, **extra: object) -> FeedConfig:
     table = {
-        "id": "beds", "format": "csv", "url": url, "allow_private": True, "timezone": "America/New_York",
-        "freshness": "24h", "timeout": 2,
+        "id": "beds",
+        "format": "csv",
+        "url": url,
+        "allow_private": True,
+        "timezone": "America/New_York",
+        "freshness": "24h",
+        "timeout": 2,
         "mapping": {
-            "fields": {"source_id": "ID", "name": "Name", "state": "State", "postal_code": "ZIP",
-                       "latitude": "Lat", "longitude": "Lon", "levels_of_care": "Services",
-                       "reported_at": "Updated"},
+            "fields": {
+                "source_id": "ID",
+                "name": "Name",
+                "state": "State",
+                "postal_code": "ZIP",
+                "latitude": "Lat",
+                "longitude": "Lon",
+                "levels_of_care": "Services",
+                "reported_at": "Updated",
+            },
             "availability": [{"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox beds"}}],
         },
         **extra,
@@ -83,8 +97,11 @@ def test_an_unchanged_body_writes_nothing(store: Store, partner: LoopbackServer,
     before = store.redis.dbsize(), store.redis.hgetall(store.keys.center("beds:C0"))
     store.redis.config_resetstat()
     assert pipeline.run(feed).status == "unchanged"
-    writes = {k: v for k, v in store.redis.info("commandstats").items()
-              if any(w in k for w in ("hset", "geoadd", "sadd", "eval", "del", "srem", "zrem"))}
+    writes = {
+        k: v
+        for k, v in store.redis.info("commandstats").items()
+        if any(w in k for w in ("hset", "geoadd", "sadd", "eval", "del", "srem", "zrem"))
+    }
     assert set(writes) <= {"cmdstat_hset"}  # feed health only
     assert writes.get("cmdstat_hset", {}).get("calls", 0) <= 2
     assert (store.redis.dbsize(), store.redis.hgetall(store.keys.center("beds:C0"))) == before
@@ -116,7 +133,8 @@ def test_cache_control_max_age_is_honoured(store: Store, partner: LoopbackServer
 
 
 def test_a_run_that_would_empty_or_gut_the_feed_is_held_for_an_operator(
-        store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     partner.route("/beds.csv", csv(rows(10)))
     feed = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
     pipeline.run(feed)
@@ -134,7 +152,8 @@ def test_a_run_that_would_empty_or_gut_the_feed_is_held_for_an_operator(
 
 
 def test_a_held_run_is_discarded_once_a_newer_run_is_applied(
-        store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     partner.route("/beds.csv", csv(rows(10)))
     feed = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
     pipeline.run(feed)
@@ -152,7 +171,8 @@ def test_a_held_run_is_discarded_once_a_newer_run_is_applied(
 
 
 def test_releasing_a_hold_older_than_the_applied_run_is_refused(
-        store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     partner.route("/beds.csv", csv(rows(10)))
     feed = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
     pipeline.run(feed)
@@ -188,24 +208,54 @@ BIG = 200_000
         (Response(503, b"busy", {"Retry-After": "120"}), "fetch_transient", "HTTP 503"),
         (Response(404, b"gone"), "fetch_permanent", "HTTP 404"),
         (Response(200, b"late", {"Content-Type": "text/csv"}, delay=3), "fetch_transient", "timed out"),
-        (Response(200, HEADER.encode() + b"C1,A,MA,02139", {"Content-Type": "text/csv", "Content-Length": "500"},
-                  truncate_to=40), "fetch_transient", "cut short"),
-        (Response(200, b"<html><body>Please log in</body></html>", {"Content-Type": "text/html"}),
-         "fetch_permanent", "content type 'text/html' cannot be a csv feed"),
+        (
+            Response(
+                200,
+                HEADER.encode() + b"C1,A,MA,02139",
+                {"Content-Type": "text/csv", "Content-Length": "500"},
+                truncate_to=40,
+            ),
+            "fetch_transient",
+            "cut short",
+        ),
+        (
+            Response(200, b"<html><body>Please log in</body></html>", {"Content-Type": "text/html"}),
+            "fetch_permanent",
+            "content type 'text/html' cannot be a csv feed",
+        ),
         (Response(200, b"x" * BIG, {"Content-Type": "text/csv"}), "fetch_permanent", "cap"),
-        (Response(200, gzip.compress(b"y" * (BIG * 20)), {"Content-Type": "text/csv", "Content-Encoding": "gzip"}),
-         "fetch_permanent", "decompressed"),
+        (
+            Response(200, gzip.compress(b"y" * (BIG * 20)), {"Content-Type": "text/csv", "Content-Encoding": "gzip"}),
+            "fetch_permanent",
+            "decompressed",
+        ),
         (Response(200, b"Identifier,Title\n1,A\n", {"Content-Type": "text/csv"}), "parse", "columns missing"),
         (Response(200, b"", {"Content-Type": "text/csv"}), "parse", "empty"),
         (Response(200, b"\x00\x01\x02\x03", {"Content-Type": "text/csv"}), "parse", "NUL"),
-        (Response(200, b"x", {"Content-Type": "text/csv"}, chunks=[b"ID,", b"Na"], delay=1.2), "fetch_transient",
-         "total time limit"),
+        (
+            Response(200, b"x", {"Content-Type": "text/csv"}, chunks=[b"ID,", b"Na"], delay=1.2),
+            "fetch_transient",
+            "total time limit",
+        ),
     ],
-    ids=["500", "503", "404", "timeout", "truncated", "login-page", "over-cap", "gzip-bomb", "layout-change",
-         "empty", "binary", "slowloris"],
+    ids=[
+        "500",
+        "503",
+        "404",
+        "timeout",
+        "truncated",
+        "login-page",
+        "over-cap",
+        "gzip-bomb",
+        "layout-change",
+        "empty",
+        "binary",
+        "slowloris",
+    ],
 )
 def test_a_faulty_source_keeps_the_last_good_data_and_says_why(
-        store: Store, partner: LoopbackServer, pipeline: Pipeline, response: Response, kind: str, message: str) -> None:
+    store: Store, partner: LoopbackServer, pipeline: Pipeline, response: Response, kind: str, message: str
+) -> None:
     partner.route("/beds.csv", csv(rows(5)))
     feed = csv_feed(partner.url("/beds.csv"), max_bytes=BIG // 2)
     pipeline.run(feed)
@@ -224,11 +274,21 @@ def test_a_faulty_source_keeps_the_last_good_data_and_says_why(
     if "Retry-After" in response.headers:
         assert (health.next_fetch_after or 0) >= NOW.timestamp() + 120
     # the fault matrix (RELIABILITY.md): the last good snapshot is whole and nothing breaks an invariant
-    violations = [str(v) for v in check(store, now=NOW, feed_sizes={"beds": 5}, quiet=True,
-                                        newest={f"beds:C{i}": {"name": f"Center {i}"} for i in range(5)})]
-    matrix_row("Hostile or broken partner feeds", "12 kinds: 500, 503 + Retry-After, 404, timeout, truncated body, "
-               "login page, over the size cap, gzip bomb, layout change, empty, binary, slowloris"
-               ).add(records=5, violations=violations)
+    violations = [
+        str(v)
+        for v in check(
+            store,
+            now=NOW,
+            feed_sizes={"beds": 5},
+            quiet=True,
+            newest={f"beds:C{i}": {"name": f"Center {i}"} for i in range(5)},
+        )
+    ]
+    matrix_row(
+        "Hostile or broken partner feeds",
+        "12 kinds: 500, 503 + Retry-After, 404, timeout, truncated body, "
+        "login page, over the size cap, gzip bomb, layout change, empty, binary, slowloris",
+    ).add(records=5, violations=violations)
     assert violations == []
 
 
@@ -258,8 +318,9 @@ def test_private_destinations_are_refused_unless_allow_listed(store: Store, part
 def test_redirects_are_checked_on_every_hop(store: Store, partner: LoopbackServer) -> None:
     # a public-looking host that redirects into the private network
     partner.route("/start", Response(302, b"", {"Location": "http://10.0.0.5/secret"}))
-    fetcher = Fetcher(new_session("t"), resolver=lambda host, port: ["93.184.216.34"] if host == "partner.example"
-                      else ["10.0.0.5"])
+    fetcher = Fetcher(
+        new_session("t"), resolver=lambda host, port: ["93.184.216.34"] if host == "partner.example" else ["10.0.0.5"]
+    )
     session = fetcher.session
 
     def via_loopback(url: str, **kw: object) -> object:
@@ -272,10 +333,18 @@ def test_redirects_are_checked_on_every_hop(store: Store, partner: LoopbackServe
         fetcher.get("http://partner.example/start", fmt="csv", max_bytes=1000, timeout=2)
 
 
-@pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/", "http://100.64.0.1/admin",
-                                    "http://[fe80::1]/", "http://[::ffff:169.254.169.254]/"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/admin",
+        "http://[fe80::1]/",
+        "http://[::ffff:169.254.169.254]/",
+    ],
+)
 def test_allow_private_true_never_reaches_metadata_link_local_or_cgnat(
-        store: Store, partner: LoopbackServer, target: str) -> None:
+    store: Store, partner: LoopbackServer, target: str
+) -> None:
     partner.route("/beds.csv", Response(302, b"", {"Location": target}))
     feed = csv_feed(partner.url("/beds.csv"))  # allow_private = true: the partner is on 127.0.0.1
     assert "127.0.0.0/8" in feed.allow_private and "169.254.0.0/16" not in feed.allow_private
@@ -292,25 +361,59 @@ def test_allow_private_lists_exactly_what_it_allows() -> None:
     from aggregator.errors import ConfigError
     from aggregator.fetch import may_reach
 
-    [listed] = registry.parse({"feed": [{"id": "lan", "format": "csv", "url": "http://10.1.2.3/beds.csv",
-                                         "allow_private": ["10.1.2.0/24", "100.64.0.0/10"], **MAPPING}]}).feeds
+    [listed] = registry.parse(
+        {
+            "feed": [
+                {
+                    "id": "lan",
+                    "format": "csv",
+                    "url": "http://10.1.2.3/beds.csv",
+                    "allow_private": ["10.1.2.0/24", "100.64.0.0/10"],
+                    **MAPPING,
+                }
+            ]
+        }
+    ).feeds
     assert listed.allow_private == ("10.1.2.0/24", "100.64.0.0/10")
     assert may_reach("10.1.2.9", listed.allow_private) and may_reach("100.64.3.4", listed.allow_private)
     assert not may_reach("10.1.3.9", listed.allow_private) and not may_reach("127.0.0.1", listed.allow_private)
     assert not may_reach("169.254.169.254", True) and may_reach("192.168.1.1", True)
     assert may_reach("93.184.216.34", False)
     with pytest.raises(ConfigError, match="allow_private"):
-        registry.parse({"feed": [{"id": "lan", "format": "csv", "url": "http://10.1.2.3/b.csv",
-                                  "allow_private": ["10.1.2.0/24", "not-a-net"], **MAPPING}]})
+        registry.parse(
+            {
+                "feed": [
+                    {
+                        "id": "lan",
+                        "format": "csv",
+                        "url": "http://10.1.2.3/b.csv",
+                        "allow_private": ["10.1.2.0/24", "not-a-net"],
+                        **MAPPING,
+                    }
+                ]
+            }
+        )
     with pytest.raises(ConfigError, match="allow_private does not list"):
-        registry.parse({"feed": [{"id": "lan", "format": "csv", "url": "http://10.9.9.9/b.csv",
-                                  "allow_private": ["10.1.2.0/24"], **MAPPING}]})
+        registry.parse(
+            {
+                "feed": [
+                    {
+                        "id": "lan",
+                        "format": "csv",
+                        "url": "http://10.9.9.9/b.csv",
+                        "allow_private": ["10.1.2.0/24"],
+                        **MAPPING,
+                    }
+                ]
+            }
+        )
 
 
 def test_credentials_come_from_the_environment_and_stay_on_the_host(store: Store, partner: LoopbackServer) -> None:
     partner.route("/beds.csv", csv(rows(1)))
-    feed = csv_feed(partner.url("/beds.csv"), credentials={"header": "Authorization", "env": "BEDS_TOKEN",
-                                                          "scheme": "Bearer"})
+    feed = csv_feed(
+        partner.url("/beds.csv"), credentials={"header": "Authorization", "env": "BEDS_TOKEN", "scheme": "Bearer"}
+    )
     pipeline = Pipeline(store, Fetcher(new_session("t")), environ={"BEDS_TOKEN": "s3cret"}, clock=lambda: NOW)
     assert pipeline.run(feed).status == "applied"
     assert partner.requests()[0].headers["authorization"] == "Bearer s3cret"
@@ -338,7 +441,8 @@ def test_a_feed_never_runs_twice_at_once(store: Store, partner: LoopbackServer, 
 
 
 def test_a_feed_lock_is_a_lease_renewed_while_the_run_lives_and_gone_soon_after_it_dies(
-        store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     import threading
 
     feed = csv_feed(partner.url("/slow.csv"), timeout=10)
@@ -359,9 +463,19 @@ def test_a_feed_lock_is_a_lease_renewed_while_the_run_lives_and_gone_soon_after_
 
 @pytest.mark.parametrize(
     "url",
-    ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:6379/", "http://[::1]/", "http://0x7f000001/",
-     "http://2130706433/", "http://[::ffff:10.0.0.1]/", "http://10.0.0.5/", "http://100.64.0.1/",
-     "file:///etc/passwd", "gopher://partner.example/", "https://user:pw@partner.example/"],
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:6379/",
+        "http://[::1]/",
+        "http://0x7f000001/",
+        "http://2130706433/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://10.0.0.5/",
+        "http://100.64.0.1/",
+        "file:///etc/passwd",
+        "gopher://partner.example/",
+        "https://user:pw@partner.example/",
+    ],
 )
 def test_dangerous_destinations_are_refused_before_any_connection(url: str) -> None:
     from aggregator.errors import FetchPermanent
@@ -379,8 +493,9 @@ def test_dangerous_destinations_are_refused_before_any_connection(url: str) -> N
         fetcher.get(url, fmt="csv", max_bytes=1000, timeout=2)
 
 
-def test_feed_health_lists_held_and_failing_feeds_first(store: Store, partner: LoopbackServer,
-                                                        pipeline: Pipeline) -> None:
+def test_feed_health_lists_held_and_failing_feeds_first(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
 
     partner.route("/a.csv", csv(rows(10)))
     partner.route("/b.csv", csv(rows(3)))
@@ -396,7 +511,11 @@ def test_feed_health_lists_held_and_failing_feeds_first(store: Store, partner: L
     pipeline.run(failing, force=True)
     health = feed_health([fine, never, failing, held], store, NOW + timedelta(minutes=30))
     assert [(h["id"], h["status"]) for h in health] == [
-        ("a-held", "held"), ("b-failing", "failing"), ("d-never", "never_run"), ("c-fine", "ok")]
+        ("a-held", "held"),
+        ("b-failing", "failing"),
+        ("d-never", "never_run"),
+        ("c-fine", "ok"),
+    ]
     assert "remove all 10 centers" in health[0]["held"]["reason"]
     assert health[1]["last_error"].endswith("HTTP 404")
     assert health[3]["data_age_seconds"] == 45 * 60  # reported 9:45 local, asked at 10:30 local

@@ -69,7 +69,8 @@ def one_line_error(result: Result) -> str:
 
 
 def test_a_csv_file_shows_columns_a_suggestion_and_what_would_be_kept(
-        tmp_path: Path, env: dict[str, str | None], no_store: None) -> None:
+    tmp_path: Path, env: dict[str, str | None], no_store: None
+) -> None:
     sample = tmp_path / "partner.csv"
     sample.write_bytes(CSV)
     result = centers("feed", "try", str(sample), env=env)
@@ -79,7 +80,7 @@ def test_a_csv_file_shows_columns_a_suggestion_and_what_would_be_kept(
     assert "Columns (4 rows; sample values):" in out
     assert "Facility ID" in out and "MA-1 | MA-2 | MA-3" in out
     # the suggestion, as TOML to paste
-    assert '[feed.mapping.fields]' in out
+    assert "[feed.mapping.fields]" in out
     assert 'source_id = "Facility ID"' in out
     assert 'levels_of_care = { from = "Services", split = "/" }' in out
     assert 'fields = { beds_available = "Detox beds open" }' in out
@@ -103,8 +104,12 @@ def test_json_output_is_one_object(tmp_path: Path, env: dict[str, str | None], n
     assert data["mapping_from"] == "suggestion"
     assert data["mapping"]["fields"]["levels_of_care"] == {"from": "Services", "split": "/"}
     [csv_columns] = data["discovery"]["candidates"]
-    assert csv_columns["columns"][0] == {"ref": "Facility ID", "label": "Facility ID",
-                                         "samples": ["MA-1", "MA-2", "MA-3"], "filled": 1.0}
+    assert csv_columns["columns"][0] == {
+        "ref": "Facility ID",
+        "label": "Facility ID",
+        "samples": ["MA-1", "MA-2", "MA-3"],
+        "filled": 1.0,
+    }
     reasons = {r["reason"]: r for r in data["rejected_by_reason"]}
     assert reasons["postal_code: empty"]["records"] == ["MA-3"]
     assert data["repairs"] == [{"what": "ZIP leading zero restored", "count": 1, "records": ["MA-1"]}]
@@ -112,18 +117,36 @@ def test_json_output_is_one_object(tmp_path: Path, env: dict[str, str | None], n
     assert data["suggestion"]["toml"].startswith("[feed.mapping.fields]")
 
 
-def test_a_json_file_with_a_mapping_file_using_jmespath(tmp_path: Path, env: dict[str, str | None],
-                                                       no_store: None) -> None:
+def test_a_json_file_with_a_mapping_file_using_jmespath(
+    tmp_path: Path, env: dict[str, str | None], no_store: None
+) -> None:
     sample = tmp_path / "facilities.json"
-    sample.write_text(json.dumps({"meta": {"count": 2}, "results": [
-        {"id": "A1", "name": "Harbor House",
-         "addr": {"street": "1 Main St", "city": "Cambridge", "state": "MA", "zip": "02139"},
-         "contacts": [{"kind": "main", "number": "617-555-0100"}, {"kind": "hotline", "number": "617-555-0199"}],
-         "care": ["Detox", "Peer support"]},
-        {"id": "A2", "name": "Cedar Clinic",
-         "addr": {"street": "20 Elm St", "city": "Boston", "state": "MA", "zip": "02118"},
-         "contacts": [{"kind": "main", "number": "617-555-0101"}], "care": ["IOP"]},
-    ]}))
+    sample.write_text(
+        json.dumps(
+            {
+                "meta": {"count": 2},
+                "results": [
+                    {
+                        "id": "A1",
+                        "name": "Harbor House",
+                        "addr": {"street": "1 Main St", "city": "Cambridge", "state": "MA", "zip": "02139"},
+                        "contacts": [
+                            {"kind": "main", "number": "617-555-0100"},
+                            {"kind": "hotline", "number": "617-555-0199"},
+                        ],
+                        "care": ["Detox", "Peer support"],
+                    },
+                    {
+                        "id": "A2",
+                        "name": "Cedar Clinic",
+                        "addr": {"street": "20 Elm St", "city": "Boston", "state": "MA", "zip": "02118"},
+                        "contacts": [{"kind": "main", "number": "617-555-0101"}],
+                        "care": ["IOP"],
+                    },
+                ],
+            }
+        )
+    )
     mapping = tmp_path / "mapping.toml"
     mapping.write_text("""records = "results"
 
@@ -157,8 +180,7 @@ levels_of_care = "care"
     assert "terms left unmapped:" in text.stdout
 
 
-def test_an_http_url_with_its_next_pages(partner: LoopbackServer, env: dict[str, str | None],
-                                         no_store: None) -> None:
+def test_an_http_url_with_its_next_pages(partner: LoopbackServer, env: dict[str, str | None], no_store: None) -> None:
     for page in ("page1.json", "page2.json"):
         body = json.loads((FIXTURES / "json_paginated" / page).read_text())
         partner.route(f"/api/{page}", json_response(body))
@@ -174,8 +196,9 @@ def test_an_http_url_with_its_next_pages(partner: LoopbackServer, env: dict[str,
     assert partner.requests()[0].headers["user-agent"].startswith("center-availability/")
 
 
-def test_a_loopback_url_needs_allow_private(partner: LoopbackServer, env: dict[str, str | None],
-                                            no_store: None) -> None:
+def test_a_loopback_url_needs_allow_private(
+    partner: LoopbackServer, env: dict[str, str | None], no_store: None
+) -> None:
     partner.route("/beds.csv", Response(200, CSV, {"Content-Type": "text/csv"}))
     result = centers("feed", "try", partner.url("/beds.csv"), env=env)
     assert "pass --allow-private" in one_line_error(result)
@@ -201,11 +224,13 @@ def test_errors_are_one_line(tmp_path: Path, env: dict[str, str | None], no_stor
     bad = tmp_path / "bad.toml"
     bad.write_text('[fields]\nnam = "Facility"\n')
     assert "mapping.fields: unknown field 'nam'" in one_line_error(
-        centers("feed", "try", str(sample), "--mapping", str(bad), env=env))
+        centers("feed", "try", str(sample), "--mapping", str(bad), env=env)
+    )
     missing = tmp_path / "missing-column.toml"
     missing.write_text('[fields]\nsource_id = "Facility ID"\nname = "Name of facility"\n')
     assert "CSV columns missing: 'Name of facility'" in one_line_error(
-        centers("feed", "try", str(sample), "--mapping", str(missing), env=env))
+        centers("feed", "try", str(sample), "--mapping", str(missing), env=env)
+    )
     assert "cannot tell the format" in one_line_error(centers("feed", "try", str(bad), env=env))
     assert "no such file" in one_line_error(centers("feed", "try", str(tmp_path / "nope.csv"), env=env))
     opaque = tmp_path / "opaque.csv"
@@ -222,8 +247,15 @@ def test_the_samhsa_list_is_mapped_by_its_names(env: dict[str, str | None], no_s
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["mapping"]["fields"] == {
-        "name": "name1", "alternate_name": "name2", "address_1": "street1", "address_2": "street2",
-        "city": "city", "state": "state", "postal_code": "zip", "latitude": "latitude", "longitude": "longitude",
+        "name": "name1",
+        "alternate_name": "name2",
+        "address_1": "street1",
+        "address_2": "street2",
+        "city": "city",
+        "state": "state",
+        "postal_code": "zip",
+        "latitude": "latitude",
+        "longitude": "longitude",
     }
     assert data["mapping"]["id_from"]
     assert data["records"] > 14_000
@@ -256,16 +288,22 @@ reported_at = "Updated"
 
 
 @pytest.fixture
-def ingest_env(tmp_path: Path, env: dict[str, str | None], redis_url: str,
-               partner: LoopbackServer) -> dict[str, str | None]:
+def ingest_env(
+    tmp_path: Path, env: dict[str, str | None], redis_url: str, partner: LoopbackServer
+) -> dict[str, str | None]:
     registry = tmp_path / "feeds.toml"
     registry.write_text(REGISTRY.format(url=partner.url("/beds.csv")))
-    return {**env, "REDIS_URL": redis_url, "CENTERS_KEY_PREFIX": f"feed-try-{tmp_path.name}:",
-            "CENTERS_FEEDS_FILE": str(registry)}
+    return {
+        **env,
+        "REDIS_URL": redis_url,
+        "CENTERS_KEY_PREFIX": f"feed-try-{tmp_path.name}:",
+        "CENTERS_FEEDS_FILE": str(registry),
+    }
 
 
 def test_ingest_and_feeds_print_repairs_unmapped_terms_dropped_values_and_repeats(
-        ingest_env: dict[str, str | None], partner: LoopbackServer) -> None:
+    ingest_env: dict[str, str | None], partner: LoopbackServer
+) -> None:
     body = CSV + b"MA-5,Odd Codes,1 Elm St,Boston,MA,02118,fax only,XYZ/DT,1,2026-11-27T09:00:00-05:00\n"
     partner.route("/beds.csv", Response(200, body, {"Content-Type": "text/csv"}))
     result = centers("ingest", "try-ma", env=ingest_env)
@@ -283,11 +321,20 @@ def test_ingest_and_feeds_print_repairs_unmapped_terms_dropped_values_and_repeat
 
 
 def test_a_failed_ingest_prints_what_it_would_have_lost_before_the_error(
-        ingest_env: dict[str, str | None], partner: LoopbackServer) -> None:
-    rows = b"".join(b"MA-%d,Center %d,1 Main St,Boston,,,617-555-0100,DT,1,2026-11-27T09:00:00-05:00\n" % (i, i)
-                    for i in range(10, 20))
-    partner.route("/beds.csv", Response(200, CSV.splitlines(keepends=True)[0] + CSV.splitlines(keepends=True)[1]
-                                        + rows, {"Content-Type": "text/csv"}))
+    ingest_env: dict[str, str | None], partner: LoopbackServer
+) -> None:
+    rows = b"".join(
+        b"MA-%d,Center %d,1 Main St,Boston,,,617-555-0100,DT,1,2026-11-27T09:00:00-05:00\n" % (i, i)
+        for i in range(10, 20)
+    )
+    partner.route(
+        "/beds.csv",
+        Response(
+            200,
+            CSV.splitlines(keepends=True)[0] + CSV.splitlines(keepends=True)[1] + rows,
+            {"Content-Type": "text/csv"},
+        ),
+    )
     result = centers("ingest", "try-ma", env=ingest_env)
     assert result.exit_code != 0
     error = result.stderr.strip().splitlines()[-1]  # after the progress lines

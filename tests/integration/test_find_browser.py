@@ -47,16 +47,28 @@ def base(redis_url: str) -> Iterator[str]:
 
 def _driver(tmp: Path, *, javascript: bool = True) -> Any:
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
-                    f"chromium-driver); CI installs them")
+        pytest.skip(
+            f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
+            f"chromium-driver); CI installs them"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--hide-scrollbars", "--window-size=1366,768", f"--user-data-dir={tmp}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1366,768",
+        f"--user-data-dir={tmp}",
+    ):
         options.add_argument(arg)
     if not javascript:
         options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
@@ -101,8 +113,7 @@ def shot(driver: Any, name: str) -> None:
 
 
 def no_sideways_scroll(driver: Any) -> bool:
-    return bool(driver.execute_script(
-        "return document.documentElement.scrollWidth <= window.innerWidth"))
+    return bool(driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"))
 
 
 def card_text(driver: Any, name: str) -> str:
@@ -121,8 +132,10 @@ def test_a_zip_search_shows_live_and_stale_figures(chrome: Any, base: str, size:
     names = [h.text for h in chrome.find_elements(*by("li.center h3"))]
     assert names[0] == RIVERSIDE and len(names) == 10
     card = card_text(chrome, RIVERSIDE)
-    assert "Open\n3 beds open\nconfirmed 20 minutes ago" in card or "Open 3 beds open confirmed 20 minutes ago" in \
-        card.replace("\n", " ").replace("✓ ", ""), card
+    assert (
+        "Open\n3 beds open\nconfirmed 20 minutes ago" in card
+        or "Open 3 beds open confirmed 20 minutes ago" in card.replace("\n", " ").replace("✓ ", "")
+    ), card
     flat = card.replace("\n", " ")
     assert "Call to check last confirmed 9 hours ago" in flat, flat
     assert "Call to check No recent report" in flat, flat
@@ -176,7 +189,8 @@ def test_a_search_with_the_keyboard_alone(chrome: Any, base: str) -> None:
         ActionChains(chrome).send_keys(Keys.TAB).perform()
         state = chrome.execute_script(
             "const e = document.activeElement, s = getComputedStyle(e);"
-            "return [e.id || e.className || e.tagName, s.outlineStyle, s.outlineWidth];")
+            "return [e.id || e.className || e.tagName, s.outlineStyle, s.outlineWidth];"
+        )
         focused.append(state[0])
         assert state[1] != "none" and state[2] != "0px", f"no visible focus on {state[0]}"
         if state[0] == "place":
@@ -199,15 +213,19 @@ def test_a_search_with_the_keyboard_alone(chrome: Any, base: str) -> None:
     ActionChains(chrome).send_keys(Keys.TAB).perform()
     assert chrome.execute_script("return document.activeElement.className") == "skip"
     ActionChains(chrome).send_keys(Keys.ENTER, Keys.TAB).perform()
-    active = chrome.execute_script("return [document.activeElement.href, "
-                                   "document.activeElement.closest('li.center').querySelector('h3').textContent]")
+    active = chrome.execute_script(
+        "return [document.activeElement.href, "
+        "document.activeElement.closest('li.center').querySelector('h3').textContent]"
+    )
     assert active == ["tel:+16175550143", RIVERSIDE], active
 
 
 def _axe(driver: Any) -> list[dict[str, Any]]:
     if not AXE.exists():
-        message = (f"axe-core is not installed ({AXE} is absent): npm install --no-save --prefix tests/browser "
-                   "axe-core@4 (.ci/run does)")
+        message = (
+            f"axe-core is not installed ({AXE} is absent): npm install --no-save --prefix tests/browser "
+            "axe-core@4 (.ci/run does)"
+        )
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message)
         pytest.skip(message)
@@ -218,7 +236,8 @@ def _axe(driver: Any) -> list[dict[str, Any]]:
         " 'best-practice']}, resultTypes: ['violations']})"
         ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
         " nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}))))"
-        ".catch(e => done([{id: 'axe-error', help: String(e)}]));")
+        ".catch(e => done([{id: 'axe-error', help: String(e)}]));"
+    )
     assert isinstance(result, list)
     return result
 
@@ -256,7 +275,8 @@ def test_text_at_200_percent_needs_no_sideways_scrolling(chrome: Any, base: str,
     assert chrome.execute_script("return parseFloat(getComputedStyle(document.body).fontSize)") == 32
     assert no_sideways_scroll(chrome), chrome.execute_script(
         "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > "
-        "window.innerWidth + 1).slice(0, 5).map(e => e.outerHTML.slice(0, 120))")
+        "window.innerWidth + 1).slice(0, 5).map(e => e.outerHTML.slice(0, 120))"
+    )
 
 
 def test_use_my_location_only_when_pressed(chrome: Any, base: str) -> None:
@@ -265,8 +285,9 @@ def test_use_my_location_only_when_pressed(chrome: Any, base: str) -> None:
 
     viewport(chrome, *PHONE, mobile=True)
     chrome.execute_cdp_cmd("Browser.grantPermissions", {"origin": base, "permissions": ["geolocation"]})
-    chrome.execute_cdp_cmd("Emulation.setGeolocationOverride",
-                           {"latitude": 42.365123, "longitude": -71.103987, "accuracy": 20})
+    chrome.execute_cdp_cmd(
+        "Emulation.setGeolocationOverride", {"latitude": 42.365123, "longitude": -71.103987, "accuracy": 20}
+    )
     chrome.get(base + "/find")
     assert "lat=" not in chrome.current_url
     button = chrome.find_element(*by("#locate"))
@@ -303,9 +324,11 @@ def test_with_javascript_off_the_page_still_searches(base: str, tmp_path: Path) 
 
 def test_the_button_on_a_partner_page_opens_the_find_page(chrome: Any, base: str) -> None:
     """A partner page on another origin pastes the snippet: the button shows, and opens /es/find."""
-    page = (f'<!doctype html><html lang="en"><head><title>Partner article</title></head><body><main>'
-            f'<h1>Article</h1><p>Ready to talk to someone?</p>'
-            f'<script src="{base}/embed/button.js" data-lang="es" async></script></main></body></html>').encode()
+    page = (
+        f'<!doctype html><html lang="en"><head><title>Partner article</title></head><body><main>'
+        f"<h1>Article</h1><p>Ready to talk to someone?</p>"
+        f'<script src="{base}/embed/button.js" data-lang="es" async></script></main></body></html>'
+    ).encode()
 
     class Partner(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -327,8 +350,9 @@ def test_the_button_on_a_partner_page_opens_the_find_page(chrome: Any, base: str
 
         viewport(chrome, *PHONE, mobile=True)
         chrome.get(f"http://127.0.0.1:{server.server_address[1]}/")
-        link = WebDriverWait(chrome, 10).until(expected_conditions.presence_of_element_located(
-            by("a.center-availability-button")))
+        link = WebDriverWait(chrome, 10).until(
+            expected_conditions.presence_of_element_located(by("a.center-availability-button"))
+        )
         assert link.text == "Consulte la disponibilidad en un centro cerca de usted"
         assert link.get_attribute("href") == base + "/es/find"
         assert link.value_of_css_property("background-color") == "rgba(29, 79, 145, 1)"  # styled despite the CSP

@@ -59,8 +59,11 @@ def results_of(html: str) -> list[str]:
 def item_of(html: str, name: str) -> str:
     """One center's card."""
     start = html.index(f"<h3>{name}</h3>")
-    return html[start:html.index("</li>\n    <li class=\"center\">", start) if "<li class=\"center\">" in html[start:]
-                else html.index("</ol>", start)]
+    return html[
+        start : html.index('</li>\n    <li class="center">', start)
+        if '<li class="center">' in html[start:]
+        else html.index("</ol>", start)
+    ]
 
 
 def test_a_zip_search_answers_in_the_first_html_response(client: httpx.Client) -> None:
@@ -72,21 +75,30 @@ def test_a_zip_search_answers_in_the_first_html_response(client: httpx.Client) -
     assert len(names) == 10
     card = item_of(html, RIVERSIDE)
     # live: the status in words, the figure, and its age in plain words
-    assert re.search(r"Detox \(withdrawal management\)</span> <span class=\"st\"><span aria-hidden=\"true\">✓</span> "
-                     r"Open</span> <span class=\"detail\">3 beds open</span> <span class=\"age\">confirmed 20 minutes "
-                     r"ago</span>", card), card
+    assert re.search(
+        r"Detox \(withdrawal management\)</span> <span class=\"st\"><span aria-hidden=\"true\">✓</span> "
+        r"Open</span> <span class=\"detail\">3 beds open</span> <span class=\"age\">confirmed 20 minutes "
+        r"ago</span>",
+        card,
+    ), card
     # stale (9 hours old, one-hour window): never its old figure, "call to check" with when it was confirmed
-    assert re.search(r"Residential treatment</span> <span class=\"st\">.*?Call to check</span> "
-                     r"<span class=\"age\">last confirmed 9 hours ago</span>", card), card
+    assert re.search(
+        r"Residential treatment</span> <span class=\"st\">.*?Call to check</span> "
+        r"<span class=\"age\">last confirmed 9 hours ago</span>",
+        card,
+    ), card
     assert "1 bed open" not in card
     # never reported
-    assert re.search(r"Outpatient</span> <span class=\"st\">.*?Call to check</span> <span class=\"age\">No recent "
-                     r"report</span>", card), card
+    assert re.search(
+        r"Outpatient</span> <span class=\"st\">.*?Call to check</span> <span class=\"age\">No recent "
+        r"report</span>",
+        card,
+    ), card
     # tap to call (intake first), directions, and the helpline in the header
     assert '<a class="btn call" href="tel:+16175550143">Call intake (617) 555-0143</a>' in card
     assert '<a class="btn call" href="tel:+16175550142">Call (617) 555-0142</a>' in card
     assert 'href="https://www.google.com/maps/dir/?api=1&amp;destination=42.365000,-71.103500"' in card
-    header = html[html.index('<header class="help">'):html.index("</header>")]
+    header = html[html.index('<header class="help">') : html.index("</header>")]
     assert f'href="tel:+18006624357">Call the helpline {HELPLINE}</a>' in header
     # the sample's live figures are worded as such too (reported 7 minutes ago)
     assert "confirmed 7 minutes ago" in html
@@ -94,8 +106,9 @@ def test_a_zip_search_answers_in_the_first_html_response(client: httpx.Client) -
 
 
 def test_filters_and_can_take_someone_now(client: httpx.Client) -> None:
-    html = client.get("/find", params={"place": "02139", "level_of_care": "detox", "payment": "medicaid",
-                                       "available_only": "on"}).text
+    html = client.get(
+        "/find", params={"place": "02139", "level_of_care": "detox", "payment": "medicaid", "available_only": "on"}
+    ).text
     names = results_of(html)
     assert names and names[0] == RIVERSIDE
     assert '<option value="detox" selected>' in html and '<option value="medicaid" selected>' in html
@@ -103,14 +116,19 @@ def test_filters_and_can_take_someone_now(client: httpx.Client) -> None:
     card = item_of(html, RIVERSIDE)
     assert card.index("Detox (withdrawal management)") < card.index("Outpatient")  # the level searched, first
     for name in names:  # every one can take someone now: a live open detox
-        assert re.search(r"Detox \(withdrawal management\)</span> <span class=\"st\"><span aria-hidden=\"true\">✓"
-                         r"</span> (Open|Limited space)</span>", item_of(html, name)), name
+        assert re.search(
+            r"Detox \(withdrawal management\)</span> <span class=\"st\"><span aria-hidden=\"true\">✓"
+            r"</span> (Open|Limited space)</span>",
+            item_of(html, name),
+        ), name
 
 
 def test_a_city_and_state_and_coordinates(client: httpx.Client) -> None:
     html = client.get("/find", params={"place": "cambridge ma"}).text
-    assert "Centers near Cambridge, MA</h2>" in html and results_of(html)[0] in (RIVERSIDE, "Riverbend Recovery "
-                                                                                             "Residence")
+    assert "Centers near Cambridge, MA</h2>" in html and results_of(html)[0] in (
+        RIVERSIDE,
+        "Riverbend Recovery Residence",
+    )
     html = client.get("/find", params={"lat": "42.365", "lon": "-71.104"}).text
     assert "Centers near your location</h2>" in html and results_of(html)[0] == RIVERSIDE
 
@@ -123,9 +141,11 @@ def test_the_spanish_page(client: httpx.Client) -> None:
     assert "Consulte la disponibilidad en un centro cerca de usted</h1>" in html
     assert "Centros cerca de Cambridge, MA, código postal 02139</h2>" in html
     card = item_of(html, RIVERSIDE)
-    assert "Con plazas</span> <span class=\"detail\">3 camas libres</span> <span class=\"age\">confirmado hace 20 " \
-           "minutos</span>" in card
-    assert "Llame para confirmar</span> <span class=\"age\">confirmado por última vez hace 9 horas</span>" in card
+    assert (
+        'Con plazas</span> <span class="detail">3 camas libres</span> <span class="age">confirmado hace 20 '
+        "minutos</span>" in card
+    )
+    assert 'Llame para confirmar</span> <span class="age">confirmado por última vez hace 9 horas</span>' in card
     assert "Llamar a admisiones (617) 555-0143" in card and "Cómo llegar" in card
     assert "Llame a la línea de ayuda 1-800-662-4357" in html
     assert 'action="/es/find"' in html
@@ -148,8 +168,11 @@ def test_an_empty_answer_offers_the_hint_as_links(client: httpx.Client) -> None:
 
     html = client.get("/find", params={"place": "01002", "level_of_care": "detox", "radius_mi": "10"}).text
     assert results_of(html) == []
-    wider = re.search(r"Within 100 miles, the nearest center is ([\d.]+) miles away. <a href=\"([^\"]+)\">Search "
-                      r"within 100 miles</a>", html)
+    wider = re.search(
+        r"Within 100 miles, the nearest center is ([\d.]+) miles away. <a href=\"([^\"]+)\">Search "
+        r"within 100 miles</a>",
+        html,
+    )
     assert wider, html
     assert results_of(client.get(wider.group(2).replace("&amp;", "&")).text)
 
@@ -165,8 +188,8 @@ def test_errors_are_pages_that_offer_the_helpline(client: httpx.Client) -> None:
         resp = client.get("/find", params=params)
         assert resp.status_code == status, (params, resp.status_code)
         assert words in resp.text
-        alert = resp.text[resp.text.index('<div class="msg" role="alert">'):]
-        assert 'href="tel:+18006624357"' in alert[:alert.index("</div>")]
+        alert = resp.text[resp.text.index('<div class="msg" role="alert">') :]
+        assert 'href="tel:+18006624357"' in alert[: alert.index("</div>")]
     html = client.get("/find", params={"place": "Cambrige, MA"}).text
     assert '<a href="/find?place=Cambridge%2C+MA&amp;radius_mi=25">Cambridge, MA</a>' in html  # did you mean
 
@@ -225,8 +248,16 @@ def test_the_embeddable_button(client: httpx.Client) -> None:
     js = resp.text
     assert '"en": "Check Availability at a Center Near You"' in js
     assert '"es": "Consulte la disponibilidad en un centro cerca de usted"' in js
-    for tracker in ("cookie", "fetch(", "XMLHttpRequest", "sendBeacon", "localStorage", "Image(", "http://",
-                    "https://"):
+    for tracker in (
+        "cookie",
+        "fetch(",
+        "XMLHttpRequest",
+        "sendBeacon",
+        "localStorage",
+        "Image(",
+        "http://",
+        "https://",
+    ):
         assert tracker not in js.split("*/", 1)[1], tracker  # below its comment: no tracking, nothing loaded
 
 
@@ -238,17 +269,27 @@ def api_process(redis_url: str, store: Store, tmp_path_factory: pytest.TempPathF
     """The API as `centers serve` starts it (its command line), writing to a log file as serve's api.log."""
     folder = tmp_path_factory.mktemp("find-api")
     registry = folder / "feeds.toml"
-    registry.write_text('[[feed]]\nid = "nightly"\npartner = "Nightly Beds"\nformat = "csv"\n'
-                        'url = "https://feeds.example.org/nightly.csv"\nschedule = "15m"\nfreshness = "1h"\n'
-                        '[feed.mapping.fields]\nsource_id = "id"\nname = "name"\nstate = "state"\n'
-                        'postal_code = "zip"\n')
-    env = {**os.environ, "REDIS_URL": redis_url, "CENTERS_KEY_PREFIX": PREFIX, "CENTERS_FEEDS_FILE": str(registry),
-           "CENTERS_GEOCODER": "none", "CENTERS_RATE_LIMIT": "100000", "CENTERS_DATA_DIR": str(folder)}
+    registry.write_text(
+        '[[feed]]\nid = "nightly"\npartner = "Nightly Beds"\nformat = "csv"\n'
+        'url = "https://feeds.example.org/nightly.csv"\nschedule = "15m"\nfreshness = "1h"\n'
+        '[feed.mapping.fields]\nsource_id = "id"\nname = "name"\nstate = "state"\n'
+        'postal_code = "zip"\n'
+    )
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CENTERS_KEY_PREFIX": PREFIX,
+        "CENTERS_FEEDS_FILE": str(registry),
+        "CENTERS_GEOCODER": "none",
+        "CENTERS_RATE_LIMIT": "100000",
+        "CENTERS_DATA_DIR": str(folder),
+    }
     port = free_port()
     log_path = folder / "api.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(api_command("127.0.0.1", port), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            api_command("127.0.0.1", port), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -274,8 +315,10 @@ def test_the_access_log_keeps_neither_the_zip_nor_coordinates(api_process: tuple
         assert c.get("/find", params={"place": "Cambridge, MA"}).status_code == 200
         assert c.get("/find", params={"place": "42.3652, -71.1044"}).status_code == 200
         assert c.get("/v1/centers/near", params={"zip": "02139"}).status_code == 200
-        assert c.get("/v1/centers/near", params={"lat": "42.3653", "lon": "-71.1045", "radius_mi": "10"}
-                     ).status_code == 200
+        assert (
+            c.get("/v1/centers/near", params={"lat": "42.3653", "lon": "-71.1045", "radius_mi": "10"}).status_code
+            == 200
+        )
         assert c.get("/v1/centers/near", params={"place": "02139-1234"}).status_code == 200
     deadline = time.monotonic() + 5
     while log_path.read_text().count(" GET ") < 7 and time.monotonic() < deadline:
@@ -283,8 +326,9 @@ def test_the_access_log_keeps_neither_the_zip_nor_coordinates(api_process: tuple
     log = log_path.read_text()
     lines = [line for line in log.splitlines() if " GET " in line]
     assert len(lines) == 7, log
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ GET /find\?place=021xx&level_of_care=detox 200 \d+ms",
-                        lines[0]), lines[0]
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ GET /find\?place=021xx&level_of_care=detox 200 \d+ms", lines[0]
+    ), lines[0]
     assert re.fullmatch(r"\S+ GET /es/find 200 \d+ms", lines[1]), lines[1]
     assert "place=(city),MA" in lines[2]
     assert "/v1/centers/near?zip=021xx" in lines[4] and "/v1/centers/near?radius_mi=10 200" in lines[5]

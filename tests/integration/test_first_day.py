@@ -78,11 +78,13 @@ state = "state"
 postal_code = "zip"
 """
 
-PUSH_ONLY = PULLED[PULLED.index("[[feed]]\nid = \"harbor\""):].replace("{{", "{").replace("}}", "}")
+PUSH_ONLY = PULLED[PULLED.index('[[feed]]\nid = "harbor"') :].replace("{{", "{").replace("}}", "}")
 
-CSV = (b"ID,Name,State,ZIP,Lat,Lon,Services,Detox beds,Updated\n"
-       b"C1,Riverside Detox,MA,02139,42.3655,-71.1030,DT; RES,3,11/27/2026 9:45 AM\n"
-       b"C2,Harbor North,MA,02144,42.3990,-71.1220,DT,0,11/27/2026 9:30 AM\n")
+CSV = (
+    b"ID,Name,State,ZIP,Lat,Lon,Services,Detox beds,Updated\n"
+    b"C1,Riverside Detox,MA,02139,42.3655,-71.1030,DT; RES,3,11/27/2026 9:45 AM\n"
+    b"C2,Harbor North,MA,02144,42.3990,-71.1220,DT,0,11/27/2026 9:30 AM\n"
+)
 
 
 class Clock:
@@ -98,10 +100,18 @@ def registry_for(url: str = "http://127.0.0.1:9/beds.csv") -> Registry:
 
 
 def build(store: Store, registry: Registry, clock: Clock, *, geocoder: Geocoder | None = None) -> FastAPI:
-    settings = Settings.from_env({"CENTERS_OPERATOR_TOKENS": f"dana:{TOKEN}", "CENTERS_RATE_LIMIT": "100000",
-                                  "CENTERS_GEOCODER": "none"})
-    return create_app(settings, store, registry=registry, enqueue=lambda _name, _args: None, environ={},
-                      clock=clock, geocoder=geocoder)
+    settings = Settings.from_env(
+        {"CENTERS_OPERATOR_TOKENS": f"dana:{TOKEN}", "CENTERS_RATE_LIMIT": "100000", "CENTERS_GEOCODER": "none"}
+    )
+    return create_app(
+        settings,
+        store,
+        registry=registry,
+        enqueue=lambda _name, _args: None,
+        environ={},
+        clock=clock,
+        geocoder=geocoder,
+    )
 
 
 def feed(registry: Registry, feed_id: str) -> FeedConfig:
@@ -144,8 +154,9 @@ def test_with_a_geocoder_the_form_offers_an_address(store: Store) -> None:
 
 
 def test_the_folded_filters_open_when_one_of_them_is_wrong(store: Store) -> None:
-    store.replace_feed("beds", [center("beds", "C1", 42.3655, -71.1030, levels_of_care=["detox"])], [], now=NOW,
-                       source="pull")
+    store.replace_feed(
+        "beds", [center("beds", "C1", 42.3655, -71.1030, levels_of_care=["detox"])], [], now=NOW, source="pull"
+    )
     with TestClient(build(store, registry_for(), Clock())) as client:
         fine = client.get("/operator", params={"place": "02139", "level_of_care": "detox"}, headers=OP).text
         assert '<details class="filters" id="more-filters">' in fine  # folded, and says what is on
@@ -303,8 +314,14 @@ def test_feed_health_tells_last_checked_from_last_changed(store: Store, partner:
     assert health()["last_checked"] == health()["last_changed"] == "2026-11-27T15:00:00Z"
 
     # the partner answers 304: checked now, data unchanged since the first run
-    partner.route("/beds.csv", lambda req: Response(304) if req.headers.get("if-none-match") == '"v1"'
-                  else Response(200, CSV, {"Content-Type": "text/csv", "ETag": '"v1"'}))
+    partner.route(
+        "/beds.csv",
+        lambda req: (
+            Response(304)
+            if req.headers.get("if-none-match") == '"v1"'
+            else Response(200, CSV, {"Content-Type": "text/csv", "ETag": '"v1"'})
+        ),
+    )
     clock.now = applied + timedelta(minutes=30)
     assert pipeline.run(beds).status == "not_modified"
     assert (health()["last_checked"], health()["last_changed"]) == ("2026-11-27T15:30:00Z", "2026-11-27T15:00:00Z")
@@ -321,11 +338,15 @@ def test_feed_health_tells_last_checked_from_last_changed(store: Store, partner:
         row = next(f for f in feeds if f["id"] == "beds")
         assert (row["last_checked"], row["last_changed"]) == ("2026-11-27T16:00:00Z", "2026-11-27T15:00:00Z")
         page = client.get("/operator", headers=OP).text
-        table = page[page.index('<table id="feeds"'):]
+        table = page[page.index('<table id="feeds"') :]
         assert "Last checked</th>" in table and "Last changed</th>" in table and "Last success" not in table
-        table = table[table.index("beds · csv"):]
-        cells = re.search(r'<td data-label="Last checked" class="last-checked">(.*?)</td>\s*'
-                          r'<td data-label="Last changed" class="last-changed">(.*?)</td>', table, re.S)
+        table = table[table.index("beds · csv") :]
+        cells = re.search(
+            r'<td data-label="Last checked" class="last-checked">(.*?)</td>\s*'
+            r'<td data-label="Last changed" class="last-changed">(.*?)</td>',
+            table,
+            re.S,
+        )
         assert cells, table[:3000]
         assert "a few seconds ago" in cells.group(1) and "2026-11-27 16:00 UTC" in cells.group(1)
         assert "60 minutes ago" in cells.group(2) and "2026-11-27 15:00 UTC" in cells.group(2)
@@ -336,10 +357,18 @@ def test_a_push_is_a_check_and_a_change(store: Store) -> None:
     harbor = feed(registry, "harbor")
     clock = Clock()
     pipeline = Pipeline(store, Fetcher(new_session("center-availability-tests/1.0")), clock=clock)
-    store.accept_push("harbor", "evt-1", "ing_1", PushRecord(
-        feed_id="harbor", kind="json", status="queued",
-        body=b'[{"id": "h-1", "name": "Harbor House", "state": "MA", "zip": "02139"}]',
-        received_at="2026-11-27T15:00:00Z"))
+    store.accept_push(
+        "harbor",
+        "evt-1",
+        "ing_1",
+        PushRecord(
+            feed_id="harbor",
+            kind="json",
+            status="queued",
+            body=b'[{"id": "h-1", "name": "Harbor House", "state": "MA", "zip": "02139"}]',
+            received_at="2026-11-27T15:00:00Z",
+        ),
+    )
     assert pipeline.apply_push(harbor, "ing_1")["status"] == "done"
     assert store.feed_state("harbor").last_checked == "2026-11-27T15:00:00Z"  # recorded, not inferred
     [row] = [h for h in feed_health(registry.feeds, store, clock.now) if h["id"] == "harbor"]
@@ -358,13 +387,23 @@ def test_older_feed_state_without_last_checked_reads_its_last_success(store: Sto
 
 def test_every_figure_carries_its_freshness_window(store: Store) -> None:
     live = center("beds", "C1", 42.3655, -71.1030, name="Riverside Detox", levels_of_care=["detox", "residential"])
-    store.replace_feed("beds", [live], [
-        observation(live, "detox", "available", beds_available=3, reported_at=NOW - timedelta(minutes=10),
-                    freshness=7200),
-    ], now=NOW, source="pull")
+    store.replace_feed(
+        "beds",
+        [live],
+        [
+            observation(
+                live, "detox", "available", beds_available=3, reported_at=NOW - timedelta(minutes=10), freshness=7200
+            ),
+        ],
+        now=NOW,
+        source="pull",
+    )
     with TestClient(build(store, registry_for(), Clock())) as client:
-        report = client.post("/v1/centers/beds:C1/reports", headers=OP, json={
-            "level_of_care": "residential", "status": "limited", "beds_available": 1, "expires_in_minutes": 90})
+        report = client.post(
+            "/v1/centers/beds:C1/reports",
+            headers=OP,
+            json={"level_of_care": "residential", "status": "limited", "beds_available": 1, "expires_in_minutes": 90},
+        )
         assert report.status_code == 201, report.text
         public = client.get("/v1/centers/near", params={"zip": "02139"}).json()
         [result] = public["results"]
@@ -375,7 +414,9 @@ def test_every_figure_carries_its_freshness_window(store: Store) -> None:
         assert by_id["detox"]["freshness_seconds"] == 7200
         ops = client.get("/v1/operator/centers/near", params={"place": "02139"}, headers=OP).json()
         assert {a["level_of_care"]: a["freshness_seconds"] for a in ops["results"][0]["availability"]} == {
-            "detox": 7200, "residential": 5400}
+            "detox": 7200,
+            "residential": 5400,
+        }
         # the response model documents it
         spec = client.get("/openapi.json").json()
         assert "freshness_seconds" in spec["components"]["schemas"]["Availability"]["properties"]

@@ -32,23 +32,51 @@ def sample(name: str, fallback: bytes) -> bytes:
     return path.read_bytes() if path.exists() else fallback
 
 
-MSG_HIT = sample("madison_square_garden.json", json.dumps([{
-    "place_id": "30632629", "osm_type": "way", "lat": "40.7504928941818", "lon": "-73.993466492276",
-    "display_name": "Madison Square Garden, West 31st Street, New York, 10001, United States of America",
-    "class": "leisure", "type": "stadium",
-    "address": {"road": "West 31st Street", "city": "New York City", "state": "New York", "postcode": "10001",
-                "country_code": "us"}}]).encode())
+MSG_HIT = sample(
+    "madison_square_garden.json",
+    json.dumps(
+        [
+            {
+                "place_id": "30632629",
+                "osm_type": "way",
+                "lat": "40.7504928941818",
+                "lon": "-73.993466492276",
+                "display_name": "Madison Square Garden, West 31st Street, New York, 10001, United States of America",
+                "class": "leisure",
+                "type": "stadium",
+                "address": {
+                    "road": "West 31st Street",
+                    "city": "New York City",
+                    "state": "New York",
+                    "postcode": "10001",
+                    "country_code": "us",
+                },
+            }
+        ]
+    ).encode(),
+)
 NO_RESULTS = sample("no_results.json", b"[ ]")
 OVER_LIMIT = sample("over_limit.html", b"<html><head><title>Bandwidth limit exceeded</title></head></html>")
 
 
-def hit(lat: float, lon: float, state: str, cls: str = "building", kind: str = "yes",
-        addresstype: str = "building") -> bytes:
-    return json.dumps([{"lat": str(lat), "lon": str(lon), "class": cls, "type": kind, "addresstype": addresstype,
-                        "display_name": f"somewhere, {state}",
-                        "address": {"house_number": "1", "road": "Main Street", "state": state,
-                                    "country_code": "us"} if cls != "place" else
-                        {"city": "Cambridge", "state": state, "country_code": "us"}}]).encode()
+def hit(
+    lat: float, lon: float, state: str, cls: str = "building", kind: str = "yes", addresstype: str = "building"
+) -> bytes:
+    return json.dumps(
+        [
+            {
+                "lat": str(lat),
+                "lon": str(lon),
+                "class": cls,
+                "type": kind,
+                "addresstype": addresstype,
+                "display_name": f"somewhere, {state}",
+                "address": {"house_number": "1", "road": "Main Street", "state": state, "country_code": "us"}
+                if cls != "place"
+                else {"city": "Cambridge", "state": state, "country_code": "us"},
+            }
+        ]
+    ).encode()
 
 
 class FakeNominatim:
@@ -65,8 +93,11 @@ class FakeNominatim:
         return self.answers.get(key, self.default)
 
     def answer(self, key: str, response: Response | bytes) -> None:
-        self.answers[key.lower()] = (response if isinstance(response, Response)
-                                     else Response(200, response, {"Content-Type": "application/json"}))
+        self.answers[key.lower()] = (
+            response
+            if isinstance(response, Response)
+            else Response(200, response, {"Content-Type": "application/json"})
+        )
 
     def requests(self) -> list[Request]:
         return self.server.requests("/search")
@@ -81,9 +112,15 @@ def nominatim() -> Iterator[FakeNominatim]:
 
 
 def config(fake: FakeNominatim, **kw: Any) -> GeocoderConfig:
-    base: dict[str, Any] = {"domain": f"127.0.0.1:{fake.server.port}", "scheme": "http", "timeout": 1.0,
-                            "min_interval": 0.05, "user_agent": "center-availability-tests/1.0", "retries": 1,
-                            "max_retry_wait": 0.2}
+    base: dict[str, Any] = {
+        "domain": f"127.0.0.1:{fake.server.port}",
+        "scheme": "http",
+        "timeout": 1.0,
+        "min_interval": 0.05,
+        "user_agent": "center-availability-tests/1.0",
+        "retries": 1,
+        "max_retry_wait": 0.2,
+    }
     base.update(kw)
     return GeocoderConfig(**base)
 
@@ -93,8 +130,13 @@ def geocoder(store: Store, fake: FakeNominatim, **kw: Any) -> Geocoder:
 
 
 def nyc(sid: str = "msg", street: str = "4 Pennsylvania Plaza") -> Any:
-    return center("f", sid, state="NY", postal_code="10001", address={"address_1": street, "city": "New York",
-                                                                      "state": "NY", "postal_code": "10001"})
+    return center(
+        "f",
+        sid,
+        state="NY",
+        postal_code="10001",
+        address={"address_1": street, "city": "New York", "state": "NY", "postal_code": "10001"},
+    )
 
 
 # ---------------------------------------------------------------------------------------- answers
@@ -129,16 +171,22 @@ def test_feed_coordinates_far_from_the_zip_are_replaced(store: Store, nominatim:
 
 @pytest.mark.parametrize(
     ("body", "why"),
-    [(NO_RESULTS, "no match"),
-     (hit(42.3736, -71.1097, "Massachusetts", cls="place", kind="city", addresstype="city"), "too vague"),
-     (hit(40.7357, -74.1724, "New Jersey"), "not NY")],
+    [
+        (NO_RESULTS, "no match"),
+        (hit(42.3736, -71.1097, "Massachusetts", cls="place", kind="city", addresstype="city"), "too vague"),
+        (hit(40.7357, -74.1724, "New Jersey"), "not NY"),
+    ],
 )
 def test_vague_or_wrong_state_answers_count_as_not_found(
-        store: Store, nominatim: FakeNominatim, body: bytes, why: str) -> None:
+    store: Store, nominatim: FakeNominatim, body: bytes, why: str
+) -> None:
     nominatim.answer("4 Pennsylvania Plaza", body)
     g = geocoder(store, nominatim)
-    answer = g.lookup({"street": "4 Pennsylvania Plaza", "city": "New York", "state": "NY", "postalcode": "10001",
-                       "country": "us"}, "NY", "10001")
+    answer = g.lookup(
+        {"street": "4 Pennsylvania Plaza", "city": "New York", "state": "NY", "postalcode": "10001", "country": "us"},
+        "NY",
+        "10001",
+    )
     assert not answer.found
     assert why in answer.reason
     [placed], _ = place_all([nyc()], g, NOW)
@@ -163,10 +211,13 @@ def test_every_answer_is_cached_including_not_found(store: Store, nominatim: Fak
 
 @pytest.mark.parametrize(
     "response",
-    [Response(503, b"busy"), Response(200, MSG_HIT, {"Content-Type": "application/json"}, delay=1.5),
-     Response(509, OVER_LIMIT, {"Content-Type": "text/html"}),
-     Response(200, OVER_LIMIT, {"Content-Type": "text/html"}),
-     Response(429, b"slow down", {"Retry-After": "1"})],
+    [
+        Response(503, b"busy"),
+        Response(200, MSG_HIT, {"Content-Type": "application/json"}, delay=1.5),
+        Response(509, OVER_LIMIT, {"Content-Type": "text/html"}),
+        Response(200, OVER_LIMIT, {"Content-Type": "text/html"}),
+        Response(429, b"slow down", {"Retry-After": "1"}),
+    ],
     ids=["503", "timeout", "over-limit-509", "over-limit-page-200", "429"],
 )
 def test_an_outage_is_transient_never_not_found(store: Store, nominatim: FakeNominatim, response: Response) -> None:
@@ -187,8 +238,15 @@ def test_a_refused_query_is_permanent(store: Store, nominatim: FakeNominatim) ->
 
 def test_an_outage_during_ingest_places_by_zip_and_queues_a_retry(store: Store, nominatim: FakeNominatim) -> None:
     nominatim.default = Response(503, b"down")
-    raw = {"source_id": "msg", "name": "Garden Recovery", "address_1": "4 Pennsylvania Plaza", "city": "New York",
-           "state": "NY", "postal_code": "10001", "levels_of_care": "DT"}
+    raw = {
+        "source_id": "msg",
+        "name": "Garden Recovery",
+        "address_1": "4 Pennsylvania Plaza",
+        "city": "New York",
+        "state": "NY",
+        "postal_code": "10001",
+        "levels_of_care": "DT",
+    }
     ctx = FeedContext(feed_id="f", now=NOW)
     report = apply_snapshot(store, [raw], ctx, geocoder(store, nominatim))
     assert report.placement is not None and report.placement.queued == 1
@@ -209,11 +267,19 @@ def test_an_outage_during_ingest_places_by_zip_and_queues_a_retry(store: Store, 
     assert hit_.center["latitude"] == pytest.approx(40.7505, abs=1e-3)
 
 
-def test_a_second_ingest_of_the_same_feed_makes_no_geocoder_requests(
-        store: Store, nominatim: FakeNominatim) -> None:
+def test_a_second_ingest_of_the_same_feed_makes_no_geocoder_requests(store: Store, nominatim: FakeNominatim) -> None:
     nominatim.answer("4 Pennsylvania Plaza", MSG_HIT)
-    raws = [{"source_id": str(i), "name": f"Center {i}", "address_1": street, "city": "New York", "state": "NY",
-             "postal_code": "10001"} for i, street in enumerate(["4 Pennsylvania Plaza", "1 Nowhere Lane", ""])]
+    raws = [
+        {
+            "source_id": str(i),
+            "name": f"Center {i}",
+            "address_1": street,
+            "city": "New York",
+            "state": "NY",
+            "postal_code": "10001",
+        }
+        for i, street in enumerate(["4 Pennsylvania Plaza", "1 Nowhere Lane", ""])
+    ]
     ctx = FeedContext(feed_id="f", now=NOW)
     first = apply_snapshot(store, raws, ctx, geocoder(store, nominatim))
     assert len(nominatim.requests()) == 2  # the record without a street goes straight to its ZIP centroid
@@ -233,16 +299,16 @@ def test_a_center_that_cannot_be_placed_is_kept_for_operators(store: Store, nomi
 
 
 def test_operator_free_text_places_go_through_the_same_cache(store: Store, nominatim: FakeNominatim) -> None:
-    nominatim.answer("cambridge, ma", hit(42.3736, -71.1097, "Massachusetts", cls="place", kind="city",
-                                          addresstype="city"))
+    nominatim.answer(
+        "cambridge, ma", hit(42.3736, -71.1097, "Massachusetts", cls="place", kind="city", addresstype="city")
+    )
     g = geocoder(store, nominatim)
     assert locate_text(g, "Cambridge, MA").found
     assert locate_text(g, "  cambridge,   MA ").found
     assert len(nominatim.requests()) == 1
 
 
-def test_public_zip_and_coordinate_searches_never_call_the_geocoder(
-        store: Store, nominatim: FakeNominatim) -> None:
+def test_public_zip_and_coordinate_searches_never_call_the_geocoder(store: Store, nominatim: FakeNominatim) -> None:
     store.replace_feed("f", [center("f", "a", 40.75, -73.99, state="NY", postal_code="10001")], [], now=NOW)
     near(store, zip="10001", now=NOW)
     near(store, latitude=40.75, longitude=-73.99, now=NOW)
@@ -254,19 +320,28 @@ def test_public_zip_and_coordinate_searches_never_call_the_geocoder(
 
 def _geocode_many(redis_url: str, port: int, streets: list[str], interval: float) -> None:
     store = Store.from_url(redis_url)
-    g = Geocoder(store, GeocoderConfig(domain=f"127.0.0.1:{port}", scheme="http", min_interval=interval,
-                                       user_agent="center-availability-tests/1.0"))
+    g = Geocoder(
+        store,
+        GeocoderConfig(
+            domain=f"127.0.0.1:{port}", scheme="http", min_interval=interval, user_agent="center-availability-tests/1.0"
+        ),
+    )
     for street in streets:
         g.lookup({"street": street, "city": "New York", "state": "NY"}, "NY", "10001")
 
 
 def test_two_worker_processes_together_stay_within_the_rate(
-        store: Store, redis_url: str, nominatim: FakeNominatim) -> None:
+    store: Store, redis_url: str, nominatim: FakeNominatim
+) -> None:
     interval = 0.2  # 5 requests per second for the test; 1 per second by default
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_geocode_many, args=(redis_url, nominatim.server.port,
-                                                       [f"{w}{i} Test Street" for i in range(8)], interval))
-               for w in ("A", "B")]
+    workers = [
+        ctx.Process(
+            target=_geocode_many,
+            args=(redis_url, nominatim.server.port, [f"{w}{i} Test Street" for i in range(8)], interval),
+        )
+        for w in ("A", "B")
+    ]
     for w in workers:
         w.start()
     for w in workers:

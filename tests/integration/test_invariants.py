@@ -12,10 +12,10 @@ from tests.integration.factories import NOW, center, observation
 
 
 def load(store: Store) -> None:
-    cs = [center("beds", str(i), 42.36 + i / 100, -71.10, name=f"Harbor {i}", levels_of_care=["detox"])
-          for i in range(5)]
-    store.replace_feed("beds", cs, [observation(c, beds_available=i) for i, c in enumerate(cs)], now=NOW,
-                       source="pull")
+    cs = [
+        center("beds", str(i), 42.36 + i / 100, -71.10, name=f"Harbor {i}", levels_of_care=["detox"]) for i in range(5)
+    ]
+    store.replace_feed("beds", cs, [observation(c, beds_available=i) for i, c in enumerate(cs)], now=NOW, source="pull")
 
 
 def kinds(store: Store, **kw: object) -> set[str]:
@@ -24,8 +24,16 @@ def kinds(store: Store, **kw: object) -> set[str]:
 
 def test_healthy_data_breaks_nothing(store: Store) -> None:
     load(store)
-    assert check(store, now=NOW, feed_sizes={"beds": 5}, quiet=True,
-                 newest={"beds:3": {"name": "Harbor 3", "availability.detox.beds_available": 3}}) == []
+    assert (
+        check(
+            store,
+            now=NOW,
+            feed_sizes={"beds": 5},
+            quiet=True,
+            newest={"beds:3": {"name": "Harbor 3", "availability.detox.beds_available": 3}},
+        )
+        == []
+    )
 
 
 def test_each_kind_of_damage_is_named(store: Store) -> None:
@@ -36,8 +44,9 @@ def test_each_kind_of_damage_is_named(store: Store) -> None:
     r.zrem(k.geo, "ghost")
     r.delete(k.record("beds:2"))
     assert kinds(store) == {"geo_without_record", "snapshot_torn"}
-    store.replace_feed("beds", [center("beds", str(i), 42.36 + i / 100, -71.10, name=f"Harbor {i}")
-                                for i in range(5)], [], now=NOW)
+    store.replace_feed(
+        "beds", [center("beds", str(i), 42.36 + i / 100, -71.10, name=f"Harbor {i}") for i in range(5)], [], now=NOW
+    )
     assert kinds(store, feed_sizes={"beds": 6}) == {"snapshot_torn"}  # the partner sent 6: one is missing
     assert kinds(store, newest={"beds:1": {"name": "Harbor One"}}) == {"older_over_newer"}
     store.accept_push("beds", "evt-1", "ing_1", PushRecord(feed_id="beds", status="queued", kind="json", body=b"[]"))

@@ -42,18 +42,42 @@ def servers() -> Iterator[tuple[LoopbackServer, LoopbackServer]]:
 
 
 def test_the_real_los_angeles_county_scrape_end_to_end(
-        store: Store, servers: tuple[LoopbackServer, LoopbackServer]) -> None:
+    store: Store, servers: tuple[LoopbackServer, LoopbackServer]
+) -> None:
     partner, nominatim = servers
-    [feed] = registry.parse({"feed": [{
-        "id": "la-county-sbat", "format": "csv", "parser": "la_county", "source": "scrape",
-        "url": partner.url("/la-county/beds.csv"), "allow_private": True, "timezone": "America/Los_Angeles",
-        "freshness": "48h", "max_report_age": "30d", "schedule": "1h",
-    }]}, "", frozenset({"la_county"})).feeds
-    geocoder = Geocoder(store, GeocoderConfig(domain=f"127.0.0.1:{nominatim.port}", scheme="http",
-                                              min_interval=0.001, user_agent="center-availability-tests/1.0",
-                                              max_per_run=1000))
-    pipeline = Pipeline(store, Fetcher(new_session("center-availability-tests/1.0")), geocoder=geocoder,
-                        clock=lambda: SCRAPE_DAY)
+    [feed] = registry.parse(
+        {
+            "feed": [
+                {
+                    "id": "la-county-sbat",
+                    "format": "csv",
+                    "parser": "la_county",
+                    "source": "scrape",
+                    "url": partner.url("/la-county/beds.csv"),
+                    "allow_private": True,
+                    "timezone": "America/Los_Angeles",
+                    "freshness": "48h",
+                    "max_report_age": "30d",
+                    "schedule": "1h",
+                }
+            ]
+        },
+        "",
+        frozenset({"la_county"}),
+    ).feeds
+    geocoder = Geocoder(
+        store,
+        GeocoderConfig(
+            domain=f"127.0.0.1:{nominatim.port}",
+            scheme="http",
+            min_interval=0.001,
+            user_agent="center-availability-tests/1.0",
+            max_per_run=1000,
+        ),
+    )
+    pipeline = Pipeline(
+        store, Fetcher(new_session("center-availability-tests/1.0")), geocoder=geocoder, clock=lambda: SCRAPE_DAY
+    )
     outcome = pipeline.run(feed)
     assert outcome.status == "applied"
     report = outcome.report
@@ -86,8 +110,9 @@ def test_the_real_los_angeles_county_scrape_end_to_end(
     assert len(nominatim.requests("/search")) == 338 - 82  # the 82 hidden addresses are never sent
 
     # downtown Los Angeles: real programs, nearest first, with what they reported on 13-14 August
-    answer = near(store, zip="90013", radius_mi=5, levels_of_care=["residential"], now=SCRAPE_DAY,
-                  audience="operator", limit=50)
+    answer = near(
+        store, zip="90013", radius_mi=5, levels_of_care=["residential"], now=SCRAPE_DAY, audience="operator", limit=50
+    )
     assert answer.results
     assert all("residential" in h.center["services"]["levels_of_care"] for h in answer.results)
     assert all(h.center["address"]["state"] == "CA" for h in answer.results)

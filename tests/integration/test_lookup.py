@@ -17,11 +17,17 @@ from tests.integration.factories import CAMBRIDGE, NOW, ago, center, observation
 def metro(store: Store) -> Store:
     """Four Cambridge-area centers with different services and availability."""
     lat, lon = CAMBRIDGE
-    a = center("f", "detox-medicaid", lat + 0.01, lon, levels_of_care=["detox"], payment=["medicaid"],
-               languages=["es"])
+    a = center("f", "detox-medicaid", lat + 0.01, lon, levels_of_care=["detox"], payment=["medicaid"], languages=["es"])
     b = center("f", "detox-private", lat + 0.02, lon, levels_of_care=["detox"], payment=["private"])
-    c = center("f", "res-sliding", lat + 0.03, lon, levels_of_care=["residential"], payment=["sliding_scale"],
-               populations=["women"])
+    c = center(
+        "f",
+        "res-sliding",
+        lat + 0.03,
+        lon,
+        levels_of_care=["residential"],
+        payment=["sliding_scale"],
+        populations=["women"],
+    )
     d = center("f", "far-otp", lat + 0.5, lon, levels_of_care=["otp"], payment=["medicaid"])
     obs = [
         observation(a, "detox", "available", beds_available=3, reported_at=ago(minutes=5)),
@@ -55,9 +61,13 @@ def test_latitude_longitude_origin(metro: Store) -> None:
 
 def test_filters_or_within_a_group_and_across_groups(metro: Store) -> None:
     assert ids(near(metro, zip="02139", payment=["medicaid", "sliding_scale"], now=NOW)) == [
-        "f:detox-medicaid", "f:res-sliding"]
+        "f:detox-medicaid",
+        "f:res-sliding",
+    ]
     assert ids(near(metro, zip="02139", payment=["medicaid", "private"], levels_of_care=["detox"], now=NOW)) == [
-        "f:detox-medicaid", "f:detox-private"]
+        "f:detox-medicaid",
+        "f:detox-private",
+    ]
     assert ids(near(metro, zip="02139", payment=["private"], languages=["es"], now=NOW)) == []
     assert ids(near(metro, zip="02139", populations=["women"], now=NOW)) == ["f:res-sliding"]
 
@@ -89,8 +99,9 @@ def test_available_only_keeps_fresh_open_availability(metro: Store) -> None:
 def test_available_only_with_a_level_looks_at_that_level(store: Store) -> None:
     lat, lon = CAMBRIDGE
     a = center("f", "a", lat, lon, levels_of_care=["detox", "outpatient"])
-    store.replace_feed("f", [a], [observation(a, "outpatient", "available"), observation(a, "detox", "full")],
-                       now=NOW, source="pull")
+    store.replace_feed(
+        "f", [a], [observation(a, "outpatient", "available"), observation(a, "detox", "full")], now=NOW, source="pull"
+    )
     assert ids(near(store, zip="02139", available_only=True, now=NOW)) == ["f:a"]
     assert ids(near(store, zip="02139", available_only=True, levels_of_care=["detox"], now=NOW)) == []
 
@@ -98,10 +109,27 @@ def test_available_only_with_a_level_looks_at_that_level(store: Store) -> None:
 def test_newest_source_wins_and_operator_reports_expire(store: Store) -> None:
     lat, lon = CAMBRIDGE
     a = center("f", "a", lat, lon, levels_of_care=["detox"])
-    store.replace_feed("f", [a], [observation(a, "detox", "full", beds_available=0, reported_at=ago(minutes=10))],
-                       now=NOW, source="pull")
-    store.record_observations([observation(a, "detox", "available", beds_available=1, source="operator",
-                                           reported_at=ago(minutes=2), freshness=3600, reported_by="op-7")])
+    store.replace_feed(
+        "f",
+        [a],
+        [observation(a, "detox", "full", beds_available=0, reported_at=ago(minutes=10))],
+        now=NOW,
+        source="pull",
+    )
+    store.record_observations(
+        [
+            observation(
+                a,
+                "detox",
+                "available",
+                beds_available=1,
+                source="operator",
+                reported_at=ago(minutes=2),
+                freshness=3600,
+                reported_by="op-7",
+            )
+        ]
+    )
     [view] = near(store, zip="02139", now=NOW).results[0].availability
     assert (view["source"], view["status"], view["beds_available"]) == ("operator", "available", 1)
     # the operator report expired; the feed's own (fresh) report shows again
@@ -143,11 +171,18 @@ def test_radius_and_limit_are_capped(store: Store) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "parameter"),
-    [({"zip": "1234"}, "zip"), ({"zip": "ABCDE"}, "zip"), ({"latitude": 95.0, "longitude": 0.0}, "lat"),
-     ({"latitude": 42.0, "longitude": -200.0}, "lon"), ({}, "location"),
-     ({"zip": "02139", "radius_mi": 0}, "radius_mi"), ({"zip": "02139", "limit": 0}, "limit"),
-     ({"zip": "02139", "payment": ["gold bars"]}, "payment"), ({"zip": "02139", "languages": ["spanish"]}, "languages"),
-     ({"zip": "02139", "latitude": 1.0, "longitude": 1.0}, "zip")],
+    [
+        ({"zip": "1234"}, "zip"),
+        ({"zip": "ABCDE"}, "zip"),
+        ({"latitude": 95.0, "longitude": 0.0}, "lat"),
+        ({"latitude": 42.0, "longitude": -200.0}, "lon"),
+        ({}, "location"),
+        ({"zip": "02139", "radius_mi": 0}, "radius_mi"),
+        ({"zip": "02139", "limit": 0}, "limit"),
+        ({"zip": "02139", "payment": ["gold bars"]}, "payment"),
+        ({"zip": "02139", "languages": ["spanish"]}, "languages"),
+        ({"zip": "02139", "latitude": 1.0, "longitude": 1.0}, "zip"),
+    ],
 )
 def test_bad_queries_name_the_parameter(store: Store, kwargs: dict[str, object], parameter: str) -> None:
     with pytest.raises(InvalidQuery) as err:
@@ -180,15 +215,28 @@ def test_outward_search_agrees_with_brute_force(store: Store) -> None:
     for i in range(600):
         lat = lat0 + rng.uniform(-0.6, 0.6)
         lon = lon0 + rng.uniform(-0.8, 0.8)
-        c = center("f", str(i), lat, lon, levels_of_care=rng.sample(["detox", "residential", "otp"], rng.randint(1, 2)),
-                   payment=rng.sample(["medicaid", "private", "self_pay"], rng.randint(1, 2)))
+        c = center(
+            "f",
+            str(i),
+            lat,
+            lon,
+            levels_of_care=rng.sample(["detox", "residential", "otp"], rng.randint(1, 2)),
+            payment=rng.sample(["medicaid", "private", "self_pay"], rng.randint(1, 2)),
+        )
         centers.append(c)
         if rng.random() < 0.5:
-            obs.append(observation(c, c.services.levels_of_care[0], rng.choice(["available", "full"]),
-                                   reported_at=ago(minutes=rng.choice([1, 60]))))
+            obs.append(
+                observation(
+                    c,
+                    c.services.levels_of_care[0],
+                    rng.choice(["available", "full"]),
+                    reported_at=ago(minutes=rng.choice([1, 60])),
+                )
+            )
     store.replace_feed("f", centers, obs, now=NOW, source="pull")
-    open_at = {(o.center_id, o.level_of_care.value) for o in obs
-               if o.status == "available" and o.reported_at > ago(minutes=15)}
+    open_at = {
+        (o.center_id, o.level_of_care.value) for o in obs if o.status == "available" and o.reported_at > ago(minutes=15)
+    }
     for trial in range(40):
         radius = rng.choice([1, 3, 10, 25, 40])
         limit = rng.choice([1, 5, 10, 30])
@@ -203,8 +251,17 @@ def test_outward_search_agrees_with_brute_force(store: Store) -> None:
             and (not only or any((c.id, level) in open_at for level in (lvl or c.services.levels_of_care)))
         )
         expected = [e for e in expected if e[0] <= radius - 0.02][:limit]
-        got = near(store, latitude=lat0, longitude=lon0, radius_mi=radius, limit=limit, payment=pay,
-                   levels_of_care=lvl, available_only=only, now=NOW)
+        got = near(
+            store,
+            latitude=lat0,
+            longitude=lon0,
+            radius_mi=radius,
+            limit=limit,
+            payment=pay,
+            levels_of_care=lvl,
+            available_only=only,
+            now=NOW,
+        )
         got_ids = [h.id for h in got.results]
         assert got_ids[: len(expected)] == [e[1] for e in expected], (radius, limit, pay, lvl, only)
         assert len(got_ids) <= len(expected) + 1  # at most one more, exactly at the radius edge
@@ -215,9 +272,18 @@ def dense(store: Store) -> Store:
     """3,000 centers within a few miles of Cambridge; one in 100 speaks Spanish, none Vietnamese."""
     lat0, lon0 = CAMBRIDGE
     rng = random.Random(7)
-    cs = [center("d", str(i), lat0 + rng.uniform(-0.05, 0.05), lon0 + rng.uniform(-0.05, 0.05),
-                 levels_of_care=["outpatient"], payment=["medicaid"], languages=["es"] if i % 100 == 0 else ["en"])
-          for i in range(3000)]
+    cs = [
+        center(
+            "d",
+            str(i),
+            lat0 + rng.uniform(-0.05, 0.05),
+            lon0 + rng.uniform(-0.05, 0.05),
+            levels_of_care=["outpatient"],
+            payment=["medicaid"],
+            languages=["es"] if i % 100 == 0 else ["en"],
+        )
+        for i in range(3000)
+    ]
     store.replace_feed("d", cs, [], now=NOW, source="pull")
     return store
 
@@ -226,8 +292,11 @@ def test_a_selective_filter_is_answered_from_its_index_exactly(dense: Store) -> 
     lat0, lon0 = CAMBRIDGE
     answer = near(dense, zip="02139", languages=["es"], limit=50, radius_mi=25, now=NOW)
     assert answer.notes == []
-    brute = sorted((haversine_mi(lat0, lon0, c["latitude"], c["longitude"]), c["id"]) for c in
-                   (get_center(dense, f"d:{i}", now=NOW) for i in range(0, 3000, 100)) if c is not None)
+    brute = sorted(
+        (haversine_mi(lat0, lon0, c["latitude"], c["longitude"]), c["id"])
+        for c in (get_center(dense, f"d:{i}", now=NOW) for i in range(0, 3000, 100))
+        if c is not None
+    )
     assert ids(answer) == [cid for _, cid in brute]  # all 30, nearest first
     for hit, (dist, _) in zip(answer.results, brute, strict=True):
         assert hit.distance_mi == pytest.approx(dist, abs=0.01)
@@ -237,13 +306,21 @@ def test_a_selective_filter_is_answered_from_its_index_exactly(dense: Store) -> 
 
 def test_a_search_examines_a_bounded_number_of_candidates_and_says_when_it_stopped(dense: Store) -> None:
     # nothing open anywhere: available_only has to examine candidates one by one
-    hits = dense.search(longitude=CAMBRIDGE[1], latitude=CAMBRIDGE[0], radius_mi=25, limit=10,
-                        available_only=True, now=NOW, max_examined=500)
+    hits = dense.search(
+        longitude=CAMBRIDGE[1],
+        latitude=CAMBRIDGE[0],
+        radius_mi=25,
+        limit=10,
+        available_only=True,
+        now=NOW,
+        max_examined=500,
+    )
     assert hits == [] and hits.stopped
     answer = near(dense, zip="02139", available_only=True, radius_mi=25, now=NOW)  # the default bound (2,000)
     assert answer.results == []
     assert any("searched the nearest 2,000 centers only" in n for n in answer.notes)
     # an ordinary search is not cut short
-    plain = dense.search(longitude=CAMBRIDGE[1], latitude=CAMBRIDGE[0], radius_mi=25, limit=10, now=NOW,
-                         max_examined=500)
+    plain = dense.search(
+        longitude=CAMBRIDGE[1], latitude=CAMBRIDGE[0], radius_mi=25, limit=10, now=NOW, max_examined=500
+    )
     assert len(plain) == 10 and not plain.stopped

@@ -55,21 +55,55 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iter
     def load(store: Store) -> None:
         now = datetime.now(UTC)
         load_bundled_sample(store, now)  # fictional centers in eight metros, with availability
-        live = center("harbor", "h-1", 42.3651, -71.1040, name="Harbor House Detox", levels_of_care=["detox"],
-                      payment=["medicaid"], languages=["es"])
-        stale = center("harbor", "h-2", 42.3990, -71.1220, name="Harbor North",
-                       levels_of_care=["detox", "residential"])
-        store.replace_feed("harbor", [live, stale], [
-            observation(live, "detox", "available", beds_available=3, reported_at=now - timedelta(minutes=5),
-                        freshness=3600, source="push"),
-            observation(stale, "residential", "limited", beds_available=1, reported_at=now - timedelta(hours=9),
-                        freshness=3600, source="push"),
-        ], now=now, source="push", partial=True)
+        live = center(
+            "harbor",
+            "h-1",
+            42.3651,
+            -71.1040,
+            name="Harbor House Detox",
+            levels_of_care=["detox"],
+            payment=["medicaid"],
+            languages=["es"],
+        )
+        stale = center("harbor", "h-2", 42.3990, -71.1220, name="Harbor North", levels_of_care=["detox", "residential"])
+        store.replace_feed(
+            "harbor",
+            [live, stale],
+            [
+                observation(
+                    live,
+                    "detox",
+                    "available",
+                    beds_available=3,
+                    reported_at=now - timedelta(minutes=5),
+                    freshness=3600,
+                    source="push",
+                ),
+                observation(
+                    stale,
+                    "residential",
+                    "limited",
+                    beds_available=1,
+                    reported_at=now - timedelta(hours=9),
+                    freshness=3600,
+                    source="push",
+                ),
+            ],
+            now=now,
+            source="push",
+            partial=True,
+        )
 
     # the public routes read the store only: no Celery worker is started
-    with open_stack(redis_url, tmp_path_factory.mktemp("fuzz"), REGISTRY, prefix="fuzz:",
-                    extra_env={"HARBOR_KEY": "harbor-key-0123456789abcdef0123"}, load=load,
-                    api={"CENTERS_RATE_LIMIT": "10000000"}) as stack:
+    with open_stack(
+        redis_url,
+        tmp_path_factory.mktemp("fuzz"),
+        REGISTRY,
+        prefix="fuzz:",
+        extra_env={"HARBOR_KEY": "harbor-key-0123456789abcdef0123"},
+        load=load,
+        api={"CENTERS_RATE_LIMIT": "10000000"},
+    ) as stack:
         ids = sorted(stack.store.feed_members(SAMPLE_FEED) | stack.store.feed_members("harbor"))
         yield {"api": stack.api, "ids": ids}
 
@@ -110,22 +144,32 @@ def strategy(operation: Any, variant: str, ids: list[str]) -> Any:
 
 # Not ``schemathesis.pytest.from_fixture(...)``: with pytest 9 its lazy schemas fail on the removed
 # ``Node._nodeid``. The operation's own Hypothesis strategy does the same generation.
-@pytest.mark.parametrize(("path", "variant"), [
-    *[(path, "positive") for path in PUBLIC_PATHS],
-    # invalid requests, for the operations that take parameters (the others have nothing to break)
-    ("/v1/centers/near", "negative"),
-    ("/v1/centers/{center_id}", "negative"),
-    ("/v1/centers/near", "located"),
-    ("/v1/centers/{center_id}", "stored"),
-])
-def test_public_endpoints_never_5xx_and_match_their_schema(public_schema: Any, fuzz_stack: dict[str, Any],
-                                                           path: str, variant: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "variant"),
+    [
+        *[(path, "positive") for path in PUBLIC_PATHS],
+        # invalid requests, for the operations that take parameters (the others have nothing to break)
+        ("/v1/centers/near", "negative"),
+        ("/v1/centers/{center_id}", "negative"),
+        ("/v1/centers/near", "located"),
+        ("/v1/centers/{center_id}", "stored"),
+    ],
+)
+def test_public_endpoints_never_5xx_and_match_their_schema(
+    public_schema: Any, fuzz_stack: dict[str, Any], path: str, variant: str
+) -> None:
     operation = public_schema[path]["GET"]
     codes: Counter[int] = Counter()
 
     @given(case=strategy(operation, variant, fuzz_stack["ids"]))
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None, phases=FUZZ_PHASES,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=FUZZ_PHASES,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
     def fuzz(case: Any) -> None:
         response = case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
         codes[response.status_code] += 1

@@ -54,24 +54,69 @@ def base_url(redis_url: str) -> Iterator[str]:
         store.redis.delete(key)
     now = datetime.now(UTC)
     load_bundled_sample(store, now - timedelta(minutes=7))
-    riverside = center("nightly", "n-1", 42.3650, -71.1035, name="Riverside Detox and Recovery Center",
-                       alternate_name="Riverside Recovery Services of Greater Cambridge",
-                       address={"address_1": "12 River St", "address_2": "Building 4, 2nd floor",
-                                "city": "Cambridge", "state": "MA", "postal_code": "02139"},
-                       phones=(Phone(number="+16175550142"), Phone(number="+16175550143", role=PhoneRole.INTAKE)),
-                       levels_of_care=["detox", "residential", "outpatient"], payment=["medicaid"])
-    store.replace_feed("nightly", [riverside], [
-        observation(riverside, "detox", "available", beds_available=3, beds_total=12,
-                    reported_at=now - timedelta(minutes=12), freshness=3600),
-        observation(riverside, "residential", "limited", beds_available=1, beds_total=20,
-                    reported_at=now - timedelta(hours=9), freshness=3600, notes="call intake before noon"),
-    ], now=now, source="pull")
-    settings = Settings.from_env({"CENTERS_OPERATOR_TOKENS": f"dana:{TOKEN}", "CENTERS_RATE_LIMIT": "100000",
-                                  "CENTERS_GEOCODER": "none"})
-    registry = parse({"feed": [{"id": "nightly", "partner": "Nightly Beds", "format": "csv",
-                                "url": "https://feeds.example.org/nightly.csv", "schedule": "15m",
-                                "freshness": "1h", "mapping": {"fields": {"source_id": "id", "name": "name",
-                                                                          "state": "state", "postal_code": "zip"}}}]})
+    riverside = center(
+        "nightly",
+        "n-1",
+        42.3650,
+        -71.1035,
+        name="Riverside Detox and Recovery Center",
+        alternate_name="Riverside Recovery Services of Greater Cambridge",
+        address={
+            "address_1": "12 River St",
+            "address_2": "Building 4, 2nd floor",
+            "city": "Cambridge",
+            "state": "MA",
+            "postal_code": "02139",
+        },
+        phones=(Phone(number="+16175550142"), Phone(number="+16175550143", role=PhoneRole.INTAKE)),
+        levels_of_care=["detox", "residential", "outpatient"],
+        payment=["medicaid"],
+    )
+    store.replace_feed(
+        "nightly",
+        [riverside],
+        [
+            observation(
+                riverside,
+                "detox",
+                "available",
+                beds_available=3,
+                beds_total=12,
+                reported_at=now - timedelta(minutes=12),
+                freshness=3600,
+            ),
+            observation(
+                riverside,
+                "residential",
+                "limited",
+                beds_available=1,
+                beds_total=20,
+                reported_at=now - timedelta(hours=9),
+                freshness=3600,
+                notes="call intake before noon",
+            ),
+        ],
+        now=now,
+        source="pull",
+    )
+    settings = Settings.from_env(
+        {"CENTERS_OPERATOR_TOKENS": f"dana:{TOKEN}", "CENTERS_RATE_LIMIT": "100000", "CENTERS_GEOCODER": "none"}
+    )
+    registry = parse(
+        {
+            "feed": [
+                {
+                    "id": "nightly",
+                    "partner": "Nightly Beds",
+                    "format": "csv",
+                    "url": "https://feeds.example.org/nightly.csv",
+                    "schedule": "15m",
+                    "freshness": "1h",
+                    "mapping": {"fields": {"source_id": "id", "name": "name", "state": "state", "postal_code": "zip"}},
+                }
+            ]
+        }
+    )
     app = create_app(settings, store, registry=registry, enqueue=lambda _n, _a: None, environ={})
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, name="layout-api", daemon=True)
@@ -91,19 +136,33 @@ def base_url(redis_url: str) -> Iterator[str]:
 @pytest.fixture
 def chrome(tmp_path: Path) -> Iterator[Any]:
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
-                    f"chromium-driver); CI installs them")
+        pytest.skip(
+            f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
+            f"chromium-driver); CI installs them"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--hide-scrollbars", "--window-size=1366,768", f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1366,768",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+    ):
         options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER),
-                                                               log_output=str(tmp_path / "chromedriver.log")))
+    driver = webdriver.Chrome(
+        options=options,
+        service=Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")),
+    )
     driver.set_page_load_timeout(20)
     driver.set_script_timeout(5)
     try:
@@ -115,8 +174,10 @@ def chrome(tmp_path: Path) -> Iterator[Any]:
 
 def viewport(driver: Any, width: int, height: int, *, mobile: bool = False) -> None:
     """Exactly this viewport (CSS pixels), as the device would have it."""
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": width, "height": height, "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile},
+    )
 
 
 def sign_in_and_search(driver: Any, base: str) -> None:
@@ -138,8 +199,10 @@ def sign_in_and_search(driver: Any, base: str) -> None:
     wait.until(expected_conditions.presence_of_element_located((By.ID, "results")))
 
 
-FIRST_ROW = "const r = document.querySelector('#results tbody tr').getBoundingClientRect(); " \
-            "return {top: r.top, bottom: r.bottom, scrollY: window.scrollY};"
+FIRST_ROW = (
+    "const r = document.querySelector('#results tbody tr').getBoundingClientRect(); "
+    "return {top: r.top, bottom: r.bottom, scrollY: window.scrollY};"
+)
 
 
 def test_on_a_laptop_the_first_result_shows_without_scrolling(chrome: Any, base_url: str) -> None:
@@ -192,7 +255,8 @@ def test_on_a_phone_the_results_are_cards_that_fit(chrome: Any, base_url: str) -
     # no sideways scrolling: every result fits the phone's width
     assert chrome.execute_script("return document.documentElement.scrollWidth") <= 390
     label = chrome.execute_script(
-        "return getComputedStyle(document.querySelector('#results td[data-label=Phone]'), '::before').content")
+        "return getComputedStyle(document.querySelector('#results td[data-label=Phone]'), '::before').content"
+    )
     assert label == '"Phone"'  # each cell names its column
 
 

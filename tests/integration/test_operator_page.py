@@ -82,45 +82,123 @@ def _iso(t: datetime) -> str:
 
 def load_own_centers(store: Store, now: datetime) -> None:
     """Three centers of the 'nightly' feed right by the 02139 centroid, and a Harbor one."""
-    riverside = center("nightly", "n-1", 42.3655, -71.1030, name="Riverside Detox Center",
-                       alternate_name="Riverside Recovery Services",
-                       address={"address_1": "12 River St", "city": "Cambridge", "state": "MA",
-                                "postal_code": "02139"},
-                       phones=(Phone(number="+16175550142"), Phone(number="+16175550143", role=PhoneRole.INTAKE)),
-                       levels_of_care=["detox", "residential", "outpatient"], payment=["medicaid", "sliding_scale"])
-    scripted = center("nightly", "n-2", 42.3640, -71.1050, name=SCRIPT_CENTER,
-                      address={"address_1": "3 <b>Bold</b> Ave", "city": "Cambridge", "state": "MA",
-                               "postal_code": "02139"},
-                      phones=(Phone(number="+16175550150"),), levels_of_care=["residential"])
-    store.replace_feed("nightly", [riverside, scripted], [
-        observation(riverside, "detox", "available", beds_available=3, beds_total=12,
-                    reported_at=now - timedelta(minutes=12), freshness=3600),
-        observation(riverside, "residential", "available", beds_available=2, beds_total=20,
-                    reported_at=now - timedelta(hours=9), freshness=3600),
-        observation(scripted, "residential", "waitlist", beds_available=0, waitlist_size=4,
-                    reported_at=now - timedelta(minutes=30), freshness=3600,
-                    notes="<img src=x onerror=alert('notes')>"),
-    ], now=now, source="pull")
-    harbor = center("harbor", "h-1", 42.3700, -71.1100, name="Harbor House Detox",
-                    address={"address_1": "1 Main St", "city": "Cambridge", "state": "MA", "postal_code": "02139"},
-                    phones=(Phone(number="+16175550160"),), levels_of_care=["detox"])
+    riverside = center(
+        "nightly",
+        "n-1",
+        42.3655,
+        -71.1030,
+        name="Riverside Detox Center",
+        alternate_name="Riverside Recovery Services",
+        address={"address_1": "12 River St", "city": "Cambridge", "state": "MA", "postal_code": "02139"},
+        phones=(Phone(number="+16175550142"), Phone(number="+16175550143", role=PhoneRole.INTAKE)),
+        levels_of_care=["detox", "residential", "outpatient"],
+        payment=["medicaid", "sliding_scale"],
+    )
+    scripted = center(
+        "nightly",
+        "n-2",
+        42.3640,
+        -71.1050,
+        name=SCRIPT_CENTER,
+        address={"address_1": "3 <b>Bold</b> Ave", "city": "Cambridge", "state": "MA", "postal_code": "02139"},
+        phones=(Phone(number="+16175550150"),),
+        levels_of_care=["residential"],
+    )
+    store.replace_feed(
+        "nightly",
+        [riverside, scripted],
+        [
+            observation(
+                riverside,
+                "detox",
+                "available",
+                beds_available=3,
+                beds_total=12,
+                reported_at=now - timedelta(minutes=12),
+                freshness=3600,
+            ),
+            observation(
+                riverside,
+                "residential",
+                "available",
+                beds_available=2,
+                beds_total=20,
+                reported_at=now - timedelta(hours=9),
+                freshness=3600,
+            ),
+            observation(
+                scripted,
+                "residential",
+                "waitlist",
+                beds_available=0,
+                waitlist_size=4,
+                reported_at=now - timedelta(minutes=30),
+                freshness=3600,
+                notes="<img src=x onerror=alert('notes')>",
+            ),
+        ],
+        now=now,
+        source="pull",
+    )
+    harbor = center(
+        "harbor",
+        "h-1",
+        42.3700,
+        -71.1100,
+        name="Harbor House Detox",
+        address={"address_1": "1 Main St", "city": "Cambridge", "state": "MA", "postal_code": "02139"},
+        phones=(Phone(number="+16175550160"),),
+        levels_of_care=["detox"],
+    )
     store.replace_feed("harbor", [harbor], [], now=now, source="push", partial=True)
-    store.record_observations([observation(harbor, "detox", "full", beds_available=0, source="operator",
-                                           reported_at=now - timedelta(minutes=5), freshness=4 * 3600,
-                                           reported_by="dana")])
-    store.set_feed_state("nightly", FeedState(
-        last_attempt=_iso(now - timedelta(minutes=12)), last_success=_iso(now - timedelta(minutes=12)),
-        accepted=2, rejected=1, records=3, newest_data_at=_iso(now - timedelta(minutes=12)),
-        last_outcome="applied", repeated=1, quality=json.dumps({
-            "repairs": [{"what": "latitude and longitude were swapped", "count": 2, "records": ["n-1", "n-2"]}],
-            "unmapped": [{"what": "levels_of_care: <b>Program 9</b>", "count": 1, "records": ["n-2"]}],
-            "dropped": [{"what": "phone: fax number … dropped", "count": 1, "records": ["n-1"]}]})))
-    store.set_feed_state("harbor", FeedState(
-        last_attempt=_iso(now - timedelta(minutes=3)), last_success=_iso(now - timedelta(hours=2)),
-        accepted=1, rejected=0, newest_data_at=_iso(now - timedelta(hours=2)),
-        last_error="partner answered HTTP 503 <html>Service Unavailable</html>",
-        last_error_kind="fetch_transient",
-        last_error_at=_iso(now - timedelta(minutes=3)), consecutive_failures=2))
+    store.record_observations(
+        [
+            observation(
+                harbor,
+                "detox",
+                "full",
+                beds_available=0,
+                source="operator",
+                reported_at=now - timedelta(minutes=5),
+                freshness=4 * 3600,
+                reported_by="dana",
+            )
+        ]
+    )
+    store.set_feed_state(
+        "nightly",
+        FeedState(
+            last_attempt=_iso(now - timedelta(minutes=12)),
+            last_success=_iso(now - timedelta(minutes=12)),
+            accepted=2,
+            rejected=1,
+            records=3,
+            newest_data_at=_iso(now - timedelta(minutes=12)),
+            last_outcome="applied",
+            repeated=1,
+            quality=json.dumps(
+                {
+                    "repairs": [{"what": "latitude and longitude were swapped", "count": 2, "records": ["n-1", "n-2"]}],
+                    "unmapped": [{"what": "levels_of_care: <b>Program 9</b>", "count": 1, "records": ["n-2"]}],
+                    "dropped": [{"what": "phone: fax number … dropped", "count": 1, "records": ["n-1"]}],
+                }
+            ),
+        ),
+    )
+    store.set_feed_state(
+        "harbor",
+        FeedState(
+            last_attempt=_iso(now - timedelta(minutes=3)),
+            last_success=_iso(now - timedelta(hours=2)),
+            accepted=1,
+            rejected=0,
+            newest_data_at=_iso(now - timedelta(hours=2)),
+            last_error="partner answered HTTP 503 <html>Service Unavailable</html>",
+            last_error_kind="fetch_transient",
+            last_error_at=_iso(now - timedelta(minutes=3)),
+            consecutive_failures=2,
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,15 +208,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     def load(store: Store) -> None:
         now = datetime.now(UTC)
         report = load_samhsa(store, samhsa_csv, now)
-        store.set_feed_state(SAMHSA_FEED, FeedState(
-            last_attempt=_iso(now), last_success=_iso(now), records=report.records,
-            accepted=report.accepted, rejected=report.rejected, newest_data_at=_iso(now)))
+        store.set_feed_state(
+            SAMHSA_FEED,
+            FeedState(
+                last_attempt=_iso(now),
+                last_success=_iso(now),
+                records=report.records,
+                accepted=report.accepted,
+                rejected=report.rejected,
+                newest_data_at=_iso(now),
+            ),
+        )
         load_own_centers(store, datetime.now(UTC))  # their ages ("12 minutes ago") count from now, after the load
 
     # the page reads the store only: no Celery worker is started
-    with open_stack(redis_url, tmp_path_factory.mktemp("operator-page"), REGISTRY, prefix="page:",
-                    extra_env={"HARBOR_KEY": "harbor-key-0123456789abcdef0123"}, load=load,
-                    api={"CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"}) as stack:
+    with open_stack(
+        redis_url,
+        tmp_path_factory.mktemp("operator-page"),
+        REGISTRY,
+        prefix="page:",
+        extra_env={"HARBOR_KEY": "harbor-key-0123456789abcdef0123"},
+        load=load,
+        api={"CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR_TOKEN}", "CENTERS_RATE_LIMIT": "100000"},
+    ) as stack:
         yield stack
 
 
@@ -158,8 +250,11 @@ def form_token(html: str) -> str:
 def sign_in(client: httpx.Client, token: str) -> httpx.Response:
     """Open the sign-in form (it sets the form's cookie), then post it as a browser on this page would."""
     page = client.get("/operator")
-    return client.post("/operator/login", data={"token": token, "csrf": form_token(page.text)},
-                       headers={"origin": str(client.base_url).rstrip("/")})
+    return client.post(
+        "/operator/login",
+        data={"token": token, "csrf": form_token(page.text)},
+        headers={"origin": str(client.base_url).rstrip("/")},
+    )
 
 
 @pytest.fixture
@@ -198,8 +293,16 @@ def test_without_a_valid_token_only_the_sign_in_form(anonymous: httpx.Client, ho
     assert '<form class="panel login" method="post" action="/operator/login">' in body
     assert 'name="token"' in body and 'type="password"' in body
     assert body.count("<form") == 1
-    for data in ("Institute for Health and Recovery", "Riverside", "Recovery House", "Harbor", "Nightly",
-                 "Feed health", "<table", "02139"):
+    for data in (
+        "Institute for Health and Recovery",
+        "Riverside",
+        "Recovery House",
+        "Harbor",
+        "Nightly",
+        "Feed health",
+        "<table",
+        "02139",
+    ):
         assert data not in body, data
 
 
@@ -230,8 +333,9 @@ def test_signing_in_sets_a_strict_httponly_session_cookie_and_redirects(anonymou
 def test_signing_out_clears_the_cookie(operator: httpx.Client) -> None:
     page = operator.get("/operator")
     assert page.status_code == 200
-    resp = operator.post("/operator/logout", data={"csrf": form_token(page.text)},
-                         headers={"origin": str(operator.base_url).rstrip("/")})
+    resp = operator.post(
+        "/operator/logout", data={"csrf": form_token(page.text)}, headers={"origin": str(operator.base_url).rstrip("/")}
+    )
     assert resp.status_code == 303
     assert resp.headers["set-cookie"].startswith('operator_session="";')
     assert "max-age=0" in resp.headers["set-cookie"].lower()
@@ -267,7 +371,7 @@ def test_a_zip_search_shows_real_facilities_badges_phones_and_feed_health(operat
     assert 'href="tel:+16175550143"' in body and "intake" in body
     # feed health: failing first (as feed_health sorts), then the rest
     assert '<table id="feeds">' in body
-    feeds = body[body.index('<table id="feeds">'):]
+    feeds = body[body.index('<table id="feeds">') :]
     assert feeds.index("Harbor Health") < feeds.index("SAMHSA facility list")
     assert "partner answered HTTP 503 &lt;html&gt;Service Unavailable&lt;/html&gt;" in feeds
     assert "2 failed runs in a row" in feeds
@@ -277,7 +381,7 @@ def test_a_zip_search_shows_real_facilities_badges_phones_and_feed_health(operat
     assert "Dropped values: 1" in feeds and "(e.g. n-1)" in feeds
     assert "1 repeated id: the newest report kept" in feeds
     # the nearest first: our centers sit by the ZIP's centre, the SAMHSA facility 0.4 miles off
-    results = body[body.index('<table id="results">'):body.index('<table id="feeds">')]
+    results = body[body.index('<table id="results">') : body.index('<table id="feeds">')]
     assert results.index("Riverside Detox Center") < results.index("Institute for Health and Recovery Inc")
 
 
@@ -292,9 +396,8 @@ def test_partner_data_is_escaped_never_markup(operator: httpx.Client) -> None:
 
 
 def test_filters_and_available_only(operator: httpx.Client) -> None:
-    body = search(operator, place="42.3647,-71.1042", radius_mi="10", level_of_care="detox",
-                  available_only="on").text
-    results = body[body.index('<table id="results">'):body.index('<table id="feeds">')]
+    body = search(operator, place="42.3647,-71.1042", radius_mi="10", level_of_care="detox", available_only="on").text
+    results = body[body.index('<table id="results">') : body.index('<table id="feeds">')]
     assert "Riverside Detox Center" in results
     assert "Harbor House Detox" not in results  # full
     assert "Institute for Health and Recovery" not in results  # no availability reported
@@ -306,7 +409,8 @@ def test_an_empty_answer_shows_the_hint(operator: httpx.Client) -> None:
     resp = search(operator, place="99501", radius_mi="5", level_of_care="detox")
     assert resp.status_code == 200
     assert '<p class="message info" role="status" id="hint">No centers matched within 5 miles of Anchorage, AK' in (
-        resp.text)
+        resp.text
+    )
     assert "Call 1-800-662-4357" in resp.text
 
 
@@ -331,8 +435,9 @@ def test_a_city_and_state_is_searched_without_a_geocoder(operator: httpx.Client)
         ({"place": "95,0"}, 422, "Latitude: must be a number within -90..90"),
     ],
 )
-def test_a_bad_search_shows_a_message_on_the_page(operator: httpx.Client, params: dict[str, str], status: int,
-                                                  words: str) -> None:
+def test_a_bad_search_shows_a_message_on_the_page(
+    operator: httpx.Client, params: dict[str, str], status: int, words: str
+) -> None:
     resp = search(operator, **params)
     assert resp.status_code == status
     assert resp.headers["content-type"].startswith("text/html")
@@ -348,19 +453,32 @@ def test_a_bad_search_shows_a_message_on_the_page(operator: httpx.Client, params
 @pytest.fixture
 def chrome(tmp_path: Path) -> Iterator[Any]:
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
-                    f"chromium-driver); CI installs them")
+        pytest.skip(
+            f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
+            f"chromium-driver); CI installs them"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,2200", f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,2200",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+    ):
         options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER),
-                                                               log_output=str(tmp_path / "chromedriver.log")))
+    driver = webdriver.Chrome(
+        options=options,
+        service=Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")),
+    )
     driver.set_page_load_timeout(20)
     driver.set_script_timeout(5)
     try:

@@ -61,12 +61,21 @@ class App:
         self.store = store
         self.clock = Clock()
         self.queued: list[tuple[str, list[Any]]] = []
-        settings = Settings.from_env({"CENTERS_OPERATOR_TOKENS": ",".join(f"{n}:{t}" for n, t in tokens),
-                                      "CENTERS_RATE_LIMIT": "100000", "CENTERS_TRUST_PROXY": trust_proxy})
-        self.app: FastAPI = create_app(settings, store, registry=parse(tomllib.loads(REGISTRY)),
-                                       enqueue=lambda name, args: self.queued.append((name, list(args))),
-                                       environ={"BEACON_SECRET": "beacon-secret-0123456789abcdef"},
-                                       clock=self.clock)
+        settings = Settings.from_env(
+            {
+                "CENTERS_OPERATOR_TOKENS": ",".join(f"{n}:{t}" for n, t in tokens),
+                "CENTERS_RATE_LIMIT": "100000",
+                "CENTERS_TRUST_PROXY": trust_proxy,
+            }
+        )
+        self.app: FastAPI = create_app(
+            settings,
+            store,
+            registry=parse(tomllib.loads(REGISTRY)),
+            enqueue=lambda name, args: self.queued.append((name, list(args))),
+            environ={"BEACON_SECRET": "beacon-secret-0123456789abcdef"},
+            clock=self.clock,
+        )
 
     def client(self, base_url: str = BASE) -> TestClient:
         return TestClient(self.app, base_url=base_url, follow_redirects=False)
@@ -74,8 +83,14 @@ class App:
 
 @pytest.fixture
 def app(store: Store) -> App:
-    store.replace_feed("beacon", [center("beacon", "b-1", 42.3651, -71.1040, levels_of_care=["detox"])], [],
-                       now=NOW, source="push", partial=True)
+    store.replace_feed(
+        "beacon",
+        [center("beacon", "b-1", 42.3651, -71.1040, levels_of_care=["detox"])],
+        [],
+        now=NOW,
+        source="push",
+        partial=True,
+    )
     store.hold_snapshot("beacon", b'{"held_at": "2026-11-27T14:00:00Z", "centers": [], "availability": []}')
     return App(store, (("dana", TOKEN), ("lee", OTHER_TOKEN)))
 
@@ -204,38 +219,50 @@ def test_a_session_ends_when_its_operator_is_no_longer_configured(app: App, clie
 # -------------------------------------------------------------------------------------------- CSRF
 
 
-@pytest.mark.parametrize("headers", [
-    {"origin": EVIL},
-    {},  # neither Origin nor Referer
-    {"origin": "null"},
-    {"referer": EVIL + "/page"},
-    {"origin": "https://testserver"},  # another scheme is another origin
-    {"origin": "http://testserver:8080"},
-    {"origin": "http://testserver.evil.example"},
-    {"origin": EVIL, "referer": BASE + "/operator"},  # Origin, when sent, is what counts
-])
-def test_a_cross_origin_change_with_the_cookie_is_refused(app: App, client: TestClient,
-                                                          headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": EVIL},
+        {},  # neither Origin nor Referer
+        {"origin": "null"},
+        {"referer": EVIL + "/page"},
+        {"origin": "https://testserver"},  # another scheme is another origin
+        {"origin": "http://testserver:8080"},
+        {"origin": "http://testserver.evil.example"},
+        {"origin": EVIL, "referer": BASE + "/operator"},  # Origin, when sent, is what counts
+    ],
+)
+def test_a_cross_origin_change_with_the_cookie_is_refused(
+    app: App, client: TestClient, headers: dict[str, str]
+) -> None:
     signed_in(client)
     before = redis_state(app.store)
     release = client.post("/v1/feeds/beacon/release", headers=headers)
     assert release.status_code == 403, release.text
     assert release.json()["error"] == "csrf" and release.json()["detail"]
-    report = client.post("/v1/centers/beacon:b-1/reports", headers=headers,
-                         json={"level_of_care": "detox", "status": "available", "beds_available": 4})
+    report = client.post(
+        "/v1/centers/beacon:b-1/reports",
+        headers=headers,
+        json={"level_of_care": "detox", "status": "available", "beds_available": 4},
+    )
     assert report.status_code == 403 and report.json()["error"] == "csrf"
-    decision = client.post("/v1/matches/decisions", headers=headers,
-                           json={"record_id": "beacon:b-1", "facility_id": "beacon:b-1", "decision": "different"})
+    decision = client.post(
+        "/v1/matches/decisions",
+        headers=headers,
+        json={"record_id": "beacon:b-1", "facility_id": "beacon:b-1", "decision": "different"},
+    )
     assert decision.status_code == 403 and decision.json()["error"] == "csrf"
     assert app.queued == []  # nothing was released
     assert redis_state(app.store) == before  # nothing was written
     assert app.store.held_snapshot("beacon") is not None
 
 
-@pytest.mark.parametrize("headers", [{"origin": BASE}, {"referer": BASE + "/operator?place=02139"},
-                                     {"origin": "HTTP://TESTSERVER:80"}])
-def test_a_same_origin_change_with_the_cookie_goes_through(app: App, client: TestClient,
-                                                           headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers", [{"origin": BASE}, {"referer": BASE + "/operator?place=02139"}, {"origin": "HTTP://TESTSERVER:80"}]
+)
+def test_a_same_origin_change_with_the_cookie_goes_through(
+    app: App, client: TestClient, headers: dict[str, str]
+) -> None:
     signed_in(client)
     resp = client.post("/v1/feeds/beacon/release", headers=headers)
     assert resp.status_code == 202, resp.text
@@ -249,15 +276,24 @@ def test_behind_our_proxy_the_origin_is_the_one_the_browser_used(store: Store) -
     with app.client() as client:
         signed_in(client)
         proxied = {"x-forwarded-proto": "https", "x-forwarded-host": "ops.example.org"}
-        assert client.post("/v1/feeds/beacon/release",
-                           headers={**proxied, "origin": BASE}).status_code == 403
-        assert client.post("/v1/feeds/beacon/release",
-                           headers={**proxied, "origin": "https://ops.example.org"}).status_code == 202
+        assert client.post("/v1/feeds/beacon/release", headers={**proxied, "origin": BASE}).status_code == 403
+        assert (
+            client.post(
+                "/v1/feeds/beacon/release", headers={**proxied, "origin": "https://ops.example.org"}
+            ).status_code
+            == 202
+        )
     untrusting = App(store, (("dana", TOKEN),))
     with untrusting.client() as client:
         signed_in(client)
-        resp = client.post("/v1/feeds/beacon/release", headers={
-            "x-forwarded-proto": "https", "x-forwarded-host": "ops.example.org", "origin": "https://ops.example.org"})
+        resp = client.post(
+            "/v1/feeds/beacon/release",
+            headers={
+                "x-forwarded-proto": "https",
+                "x-forwarded-host": "ops.example.org",
+                "origin": "https://ops.example.org",
+            },
+        )
         assert resp.status_code == 403  # forwarded headers count only behind our own proxy
 
 
@@ -293,15 +329,14 @@ def test_the_page_forms_carry_a_token_tied_to_the_session(app: App, client: Test
     assert login_form.count('name="csrf"') == 1
     signed_in(client)
     page = client.get("/operator").text
-    logout_form = page[page.index('<form method="post" action="/operator/logout">'):]
+    logout_form = page[page.index('<form method="post" action="/operator/logout">') :]
     assert logout_form.index('name="csrf"') < logout_form.index("</form>")
     with app.client() as other:
         signed_in(other)
         assert form_token(other.get("/operator").text) != form_token(page)
 
 
-@pytest.mark.parametrize("case", ["no-token", "wrong-token", "another-sessions-token", "evil-origin",
-                                  "no-origin"])
+@pytest.mark.parametrize("case", ["no-token", "wrong-token", "another-sessions-token", "evil-origin", "no-origin"])
 def test_a_sign_out_without_the_pages_token_is_refused(app: App, client: TestClient, case: str) -> None:
     signed_in(client)
     right = form_token(client.get("/operator").text)

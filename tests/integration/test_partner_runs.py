@@ -21,9 +21,18 @@ from tests.servers import LoopbackServer, Response
 HEADER = "ID,Name,Street,City,State,ZIP,Lat,Lon,Services,Phone,Detox beds,Updated\n"
 
 
-def row(i: int, *, zip_code: str = "02139", lat: str = "42.3647", lon: str = "-71.1042", services: str = "DT/MD",
-        phone: str = "(617) 555-0100", beds: str = "3", updated: str = "11/27/2026 9:45 AM", city: str = "Cambridge",
-        ) -> str:
+def row(
+    i: int,
+    *,
+    zip_code: str = "02139",
+    lat: str = "42.3647",
+    lon: str = "-71.1042",
+    services: str = "DT/MD",
+    phone: str = "(617) 555-0100",
+    beds: str = "3",
+    updated: str = "11/27/2026 9:45 AM",
+    city: str = "Cambridge",
+) -> str:
     return f"C{i},Center {i},{i} Main St,{city},MA,{zip_code},{lat},{lon},{services},{phone},{beds},{updated}"
 
 
@@ -33,14 +42,28 @@ def body(*rows: str) -> bytes:
 
 def csv_feed(url: str, **extra: object) -> FeedConfig:
     table = {
-        "id": "beds", "format": "csv", "url": url, "allow_private": True, "timezone": "America/New_York",
-        "freshness": "24h", "timeout": 2,
+        "id": "beds",
+        "format": "csv",
+        "url": url,
+        "allow_private": True,
+        "timezone": "America/New_York",
+        "freshness": "24h",
+        "timeout": 2,
         "mapping": {
-            "fields": {"source_id": "ID", "name": "Name", "address_1": "Street", "city": "City", "state": "State",
-                       "postal_code": "ZIP", "latitude": "Lat", "longitude": "Lon",
-                       "levels_of_care": {"from": "Services", "split": "/"}, "payment": {"from": "Services",
-                                                                                         "split": "/"},
-                       "phone": "Phone", "reported_at": "Updated"},
+            "fields": {
+                "source_id": "ID",
+                "name": "Name",
+                "address_1": "Street",
+                "city": "City",
+                "state": "State",
+                "postal_code": "ZIP",
+                "latitude": "Lat",
+                "longitude": "Lon",
+                "levels_of_care": {"from": "Services", "split": "/"},
+                "payment": {"from": "Services", "split": "/"},
+                "phone": "Phone",
+                "reported_at": "Updated",
+            },
             "availability": [{"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox beds"}}],
         },
         **extra,
@@ -66,7 +89,8 @@ def csv(data: bytes) -> Response:
 
 
 def test_a_run_that_accepts_nothing_fails_with_its_reasons_and_the_last_good_data_stays(
-        store: Store, partner: LoopbackServer) -> None:
+    store: Store, partner: LoopbackServer
+) -> None:
     pipeline = pipeline_at(store)
     feed = csv_feed(partner.url("/beds.csv"))
     partner.route("/beds.csv", csv(body(*(row(i) for i in range(12)))))
@@ -91,7 +115,8 @@ def test_a_run_that_accepts_nothing_fails_with_its_reasons_and_the_last_good_dat
 
 
 def test_a_run_below_the_feeds_accepted_share_fails_and_a_lower_share_lets_it_through(
-        store: Store, partner: LoopbackServer) -> None:
+    store: Store, partner: LoopbackServer
+) -> None:
     rows = [row(i) for i in range(4)] + [row(i, zip_code="99999", lat="", lon="") for i in range(4, 10)]
     partner.route("/beds.csv", csv(body(*rows)))
     outcome = pipeline_at(store).run(csv_feed(partner.url("/beds.csv")))
@@ -108,7 +133,8 @@ def test_a_run_below_the_feeds_accepted_share_fails_and_a_lower_share_lets_it_th
 
 
 def test_feed_health_shows_repairs_unmapped_terms_and_dropped_values_with_examples(
-        store: Store, partner: LoopbackServer) -> None:
+    store: Store, partner: LoopbackServer
+) -> None:
     rows = [
         row(1, lat="-71.1042", lon="42.3647"),  # swapped coordinates: repaired
         row(2, services="DT/MD/ZZTOP"),  # an unmapped term
@@ -122,9 +148,10 @@ def test_feed_health_shows_repairs_unmapped_terms_and_dropped_values_with_exampl
     assert outcome.status == "applied" and outcome.report is not None
     quality = outcome.report.quality()
     assert {q["what"]: (q["count"], q["records"]) for q in quality["repairs"]} == {
-        "latitude and longitude were swapped": (1, ["C1"]), "ZIP leading zero restored": (1, ["C4"])}
-    assert {q["what"]: q["count"] for q in quality["unmapped"]} == {
-        "levels_of_care: ZZTOP": 1, "payment: ZZTOP": 1}
+        "latitude and longitude were swapped": (1, ["C1"]),
+        "ZIP leading zero restored": (1, ["C4"]),
+    }
+    assert {q["what"]: q["count"] for q in quality["unmapped"]} == {"levels_of_care: ZZTOP": 1, "payment: ZZTOP": 1}
     assert [(q["what"], q["records"]) for q in quality["dropped"]] == [("phone: fax number … dropped", ["C3"])]
     [health] = feed_health([feed], store, NOW + timedelta(minutes=5))
     assert health["quality"] == json.loads(json.dumps(quality))
@@ -154,45 +181,89 @@ TT = "2026-11-27T14:30:00Z"
 
 
 def _location(lid: str, state: str, zip_code: str, city: str, lat: float, lon: float) -> dict[str, object]:
-    return {"resourceType": "Location", "id": lid, "name": f"Intake {city}",
-            "telecom": [{"system": "phone", "value": "617-555-0142"}],
-            "address": {"line": ["1 Main St"], "city": city, "state": state, "postalCode": zip_code},
-            "position": {"latitude": lat, "longitude": lon}}
+    return {
+        "resourceType": "Location",
+        "id": lid,
+        "name": f"Intake {city}",
+        "telecom": [{"system": "phone", "value": "617-555-0142"}],
+        "address": {"line": ["1 Main St"], "city": city, "state": state, "postalCode": zip_code},
+        "position": {"latitude": lat, "longitude": lon},
+    }
 
 
 def _ndjson(*items: dict[str, object]) -> Response:
-    return Response(200, "\n".join(json.dumps(i) for i in items).encode() + b"\n",
-                    {"Content-Type": "application/fhir+ndjson"})
+    return Response(
+        200, "\n".join(json.dumps(i) for i in items).encode() + b"\n", {"Content-Type": "application/fhir+ndjson"}
+    )
 
 
 def _smart_partner(partner: LoopbackServer, ri_status: int = 200) -> None:
-    outputs = [{"type": kind, "url": partner.url(f"/smart/{kind.lower()}s-{st}.ndjson")}
-               for st in ("MA", "RI", "NJ") for kind in ("Location", "Schedule", "Slot")]
-    partner.route("/smart/bulk-publish.json", Response(200, json.dumps(
-        {"transactionTime": TT, "request": "x", "output": outputs}).encode(), {"Content-Type": "application/json"}))
-    places = {"MA": ("02139", "Cambridge", 42.3647, -71.1042), "RI": ("02903", "Providence", 41.8200, -71.4120),
-              "NJ": ("8332-3762", "Millville", 39.4021, -75.0393)}
+    outputs = [
+        {"type": kind, "url": partner.url(f"/smart/{kind.lower()}s-{st}.ndjson")}
+        for st in ("MA", "RI", "NJ")
+        for kind in ("Location", "Schedule", "Slot")
+    ]
+    partner.route(
+        "/smart/bulk-publish.json",
+        Response(
+            200,
+            json.dumps({"transactionTime": TT, "request": "x", "output": outputs}).encode(),
+            {"Content-Type": "application/json"},
+        ),
+    )
+    places = {
+        "MA": ("02139", "Cambridge", 42.3647, -71.1042),
+        "RI": ("02903", "Providence", 41.8200, -71.4120),
+        "NJ": ("8332-3762", "Millville", 39.4021, -75.0393),
+    }
     for st, (zip_code, city, lat, lon) in places.items():
         partner.route(f"/smart/locations-{st}.ndjson", _ndjson(_location(f"loc-{st}", st, zip_code, city, lat, lon)))
-        partner.route(f"/smart/schedules-{st}.ndjson", _ndjson(
-            {"resourceType": "Schedule", "id": f"s-{st}", "actor": [{"reference": f"Location/loc-{st}"}]}))
-        partner.route(f"/smart/slots-{st}.ndjson", _ndjson(*(
-            {"resourceType": "Slot", "id": f"{st}-{n}", "schedule": {"reference": f"Schedule/s-{st}"},
-             "status": "free", "start": f"2026-11-28T1{n}:00:00Z", "end": f"2026-11-28T1{n}:30:00Z"}
-            for n in range(3))))
+        partner.route(
+            f"/smart/schedules-{st}.ndjson",
+            _ndjson({"resourceType": "Schedule", "id": f"s-{st}", "actor": [{"reference": f"Location/loc-{st}"}]}),
+        )
+        partner.route(
+            f"/smart/slots-{st}.ndjson",
+            _ndjson(
+                *(
+                    {
+                        "resourceType": "Slot",
+                        "id": f"{st}-{n}",
+                        "schedule": {"reference": f"Schedule/s-{st}"},
+                        "status": "free",
+                        "start": f"2026-11-28T1{n}:00:00Z",
+                        "end": f"2026-11-28T1{n}:30:00Z",
+                    }
+                    for n in range(3)
+                )
+            ),
+        )
     if ri_status != 200:
         partner.route("/smart/slots-RI.ndjson", Response(ri_status, b"not found"))
 
 
 def smart_feed(url: str) -> FeedConfig:
-    [feed] = registry.parse({"feed": [{
-        "id": "intake", "format": "smart", "url": url, "allow_private": True, "freshness": "2h", "timeout": 2,
-        "mapping": {"options": {"states": ["MA", "RI"]}}}]}).feeds
+    [feed] = registry.parse(
+        {
+            "feed": [
+                {
+                    "id": "intake",
+                    "format": "smart",
+                    "url": url,
+                    "allow_private": True,
+                    "freshness": "2h",
+                    "timeout": 2,
+                    "mapping": {"options": {"states": ["MA", "RI"]}},
+                }
+            ]
+        }
+    ).feeds
     return feed
 
 
 def test_smart_states_filter_every_per_state_file_and_a_missing_one_makes_a_partial_run(
-        store: Store, partner: LoopbackServer) -> None:
+    store: Store, partner: LoopbackServer
+) -> None:
     _smart_partner(partner)
     feed = smart_feed(partner.url("/smart/bulk-publish.json"))
     now = datetime(2026, 11, 27, 14, 40, tzinfo=UTC)
@@ -224,11 +295,24 @@ def test_smart_states_filter_every_per_state_file_and_a_missing_one_makes_a_part
 
 
 def test_a_zip_plus_four_that_lost_its_leading_zero_is_repaired_by_the_state(
-        store: Store, partner: LoopbackServer) -> None:
+    store: Store, partner: LoopbackServer
+) -> None:
     _smart_partner(partner)
-    [feed] = registry.parse({"feed": [{
-        "id": "intake", "format": "smart", "url": partner.url("/smart/bulk-publish.json"), "allow_private": True,
-        "freshness": "2h", "timeout": 2, "mapping": {"options": {"states": ["NJ"]}}}]}).feeds
+    [feed] = registry.parse(
+        {
+            "feed": [
+                {
+                    "id": "intake",
+                    "format": "smart",
+                    "url": partner.url("/smart/bulk-publish.json"),
+                    "allow_private": True,
+                    "freshness": "2h",
+                    "timeout": 2,
+                    "mapping": {"options": {"states": ["NJ"]}},
+                }
+            ]
+        }
+    ).feeds
     outcome = pipeline_at(store, datetime(2026, 11, 27, 14, 40, tzinfo=UTC)).run(feed)
     assert outcome.status == "applied" and outcome.report is not None
     assert store.feed_members("intake") == {"intake:loc-NJ"}

@@ -18,27 +18,61 @@ from config import registry
 from config.registry import FeedConfig
 from tests.integration.factories import NOW, FlakyStore
 
-FEED: FeedConfig = registry.parse({"feed": [{
-    "id": "harbor", "format": "push", "freshness": "6h", "push": {"bearer_key_env": ["HARBOR_KEY"]},
-    "mapping": {"fields": {"source_id": "id", "name": "name", "state": "state", "postal_code": "zip",
-                           "latitude": "lat", "longitude": "lon", "phone": "phone"},
-                "availability": [{"constants": {"level_of_care": "detox"},
-                                  "fields": {"beds_available": "detox_beds", "reported_at": "updated_at"}}]},
-}]}).feeds[0]
+FEED: FeedConfig = registry.parse(
+    {
+        "feed": [
+            {
+                "id": "harbor",
+                "format": "push",
+                "freshness": "6h",
+                "push": {"bearer_key_env": ["HARBOR_KEY"]},
+                "mapping": {
+                    "fields": {
+                        "source_id": "id",
+                        "name": "name",
+                        "state": "state",
+                        "postal_code": "zip",
+                        "latitude": "lat",
+                        "longitude": "lon",
+                        "phone": "phone",
+                    },
+                    "availability": [
+                        {
+                            "constants": {"level_of_care": "detox"},
+                            "fields": {"beds_available": "detox_beds", "reported_at": "updated_at"},
+                        }
+                    ],
+                },
+            }
+        ]
+    }
+).feeds[0]
 
 
 def push(store: Store, ingest_id: str, received: str, **record: Any) -> None:
     body = {"id": "h-1", "state": "MA", "zip": "02139", "lat": 42.3651, "lon": -71.1040, **record}
-    assert store.accept_push("harbor", f"evt-{ingest_id}", ingest_id, PushRecord(
-        feed_id="harbor", event_id=f"evt-{ingest_id}", kind="json", body=json.dumps([body]).encode(),
-        status="queued", received_at=received)) is None
+    assert (
+        store.accept_push(
+            "harbor",
+            f"evt-{ingest_id}",
+            ingest_id,
+            PushRecord(
+                feed_id="harbor",
+                event_id=f"evt-{ingest_id}",
+                kind="json",
+                body=json.dumps([body]).encode(),
+                status="queued",
+                received_at=received,
+            ),
+        )
+        is None
+    )
 
 
 def test_a_transient_store_error_leaves_the_push_to_be_applied_again(redis_url: str, store: Store) -> None:
     flaky = FlakyStore(store.redis, store.keys.prefix)
     pipeline = Pipeline(flaky, Fetcher(new_session("tests/1.0")), clock=lambda: NOW)
-    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3,
-         updated_at="2026-11-27T14:58:00Z")
+    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
     with pytest.raises(StoreUnavailable):
         pipeline.apply_push(FEED, "ing_1")
     record = store.push_record("ing_1")
@@ -52,10 +86,24 @@ def test_a_transient_store_error_leaves_the_push_to_be_applied_again(redis_url: 
 
 def test_an_older_push_applied_late_never_overwrites_a_newer_one(store: Store) -> None:
     pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
-    push(store, "ing_old", "2026-11-27T14:50:00Z", name="Harbor House", phone="617-555-0142", detox_beds=1,
-         updated_at="2026-11-27T14:49:00Z")
-    push(store, "ing_new", "2026-11-27T14:55:00Z", name="Harbor House Recovery", phone="617-555-0199",
-         detox_beds=4, updated_at="2026-11-27T14:54:00Z")
+    push(
+        store,
+        "ing_old",
+        "2026-11-27T14:50:00Z",
+        name="Harbor House",
+        phone="617-555-0142",
+        detox_beds=1,
+        updated_at="2026-11-27T14:49:00Z",
+    )
+    push(
+        store,
+        "ing_new",
+        "2026-11-27T14:55:00Z",
+        name="Harbor House Recovery",
+        phone="617-555-0199",
+        detox_beds=4,
+        updated_at="2026-11-27T14:54:00Z",
+    )
     # the newer push is applied first; the older one is redelivered late (a killed worker, a Redis restart)
     assert pipeline.apply_push(FEED, "ing_new")["status"] == "done"
     assert pipeline.apply_push(FEED, "ing_old")["status"] == "done"
@@ -66,8 +114,14 @@ def test_an_older_push_applied_late_never_overwrites_a_newer_one(store: Store) -
     [detox] = center["availability"]
     assert detox["beds_available"] == 4
     # a push accepted later still updates it
-    push(store, "ing_later", "2026-11-27T14:58:00Z", name="Harbor House Recovery Center", detox_beds=2,
-         updated_at="2026-11-27T14:57:00Z")
+    push(
+        store,
+        "ing_later",
+        "2026-11-27T14:58:00Z",
+        name="Harbor House Recovery Center",
+        detox_beds=2,
+        updated_at="2026-11-27T14:57:00Z",
+    )
     assert pipeline.apply_push(FEED, "ing_later")["status"] == "done"
     center = get_center(store, "harbor:h-1", now=NOW + timedelta(minutes=5))
     assert center is not None and center["name"] == "Harbor House Recovery Center"
@@ -76,10 +130,12 @@ def test_an_older_push_applied_late_never_overwrites_a_newer_one(store: Store) -
 def test_the_sweeper_queues_again_an_accepted_push_nobody_finished(store: Store) -> None:
     clock = [NOW]
     pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: clock[0])
-    push(store, "ing_lost", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=2,
-         updated_at="2026-11-27T14:58:00Z")  # accepted (202); its message was lost with a Redis restart
-    push(store, "ing_fine", "2026-11-27T14:59:30Z", name="Harbor House", detox_beds=2,
-         updated_at="2026-11-27T14:58:30Z")
+    push(
+        store, "ing_lost", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=2, updated_at="2026-11-27T14:58:00Z"
+    )  # accepted (202); its message was lost with a Redis restart
+    push(
+        store, "ing_fine", "2026-11-27T14:59:30Z", name="Harbor House", detox_beds=2, updated_at="2026-11-27T14:58:30Z"
+    )
     assert pipeline.apply_push(FEED, "ing_fine")["status"] == "done"
     sent: list[tuple[str, str]] = []
     clock[0] = NOW + timedelta(seconds=30)

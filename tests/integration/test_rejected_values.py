@@ -22,18 +22,42 @@ from tests.servers import LoopbackServer, Response
 
 LATER = NOW + timedelta(minutes=5)
 
-PUSH_FEED: FeedConfig = registry.parse({"feed": [{
-    "id": "harbor", "format": "push", "freshness": "6h", "push": {"bearer_key_env": ["HARBOR_KEY"]},
-    "mapping": {"fields": {"source_id": "id", "name": "name", "state": "state", "postal_code": "zip",
-                           "latitude": "lat", "longitude": "lon"},
-                "availability": [
-                    {"constants": {"level_of_care": "detox"},
-                     "fields": {"beds_available": "detox_beds", "beds_total": "detox_total",
-                                "reported_at": "updated_at"}},
-                    {"constants": {"level_of_care": "residential"},
-                     "fields": {"beds_available": "res_beds", "reported_at": "updated_at"}},
-                ]},
-}]}).feeds[0]
+PUSH_FEED: FeedConfig = registry.parse(
+    {
+        "feed": [
+            {
+                "id": "harbor",
+                "format": "push",
+                "freshness": "6h",
+                "push": {"bearer_key_env": ["HARBOR_KEY"]},
+                "mapping": {
+                    "fields": {
+                        "source_id": "id",
+                        "name": "name",
+                        "state": "state",
+                        "postal_code": "zip",
+                        "latitude": "lat",
+                        "longitude": "lon",
+                    },
+                    "availability": [
+                        {
+                            "constants": {"level_of_care": "detox"},
+                            "fields": {
+                                "beds_available": "detox_beds",
+                                "beds_total": "detox_total",
+                                "reported_at": "updated_at",
+                            },
+                        },
+                        {
+                            "constants": {"level_of_care": "residential"},
+                            "fields": {"beds_available": "res_beds", "reported_at": "updated_at"},
+                        },
+                    ],
+                },
+            }
+        ]
+    }
+).feeds[0]
 
 # (what the partner sent in the second report, the reason it is rejected with)
 BAD_PUSHED: dict[str, tuple[dict[str, Any], str]] = {
@@ -49,11 +73,26 @@ BAD_PUSHED: dict[str, tuple[dict[str, Any], str]] = {
 
 
 def push(store: Store, ingest_id: str, received: str, *records: dict[str, Any]) -> None:
-    body = [{"id": "h-1", "name": "Harbor House", "state": "MA", "zip": "02139", "lat": 42.3651,
-             "lon": -71.1040, **r} for r in records]
-    assert store.accept_push("harbor", f"evt-{ingest_id}", ingest_id, PushRecord(
-        feed_id="harbor", event_id=f"evt-{ingest_id}", kind="json", body=json.dumps(body).encode(),
-        status="queued", received_at=received)) is None
+    body = [
+        {"id": "h-1", "name": "Harbor House", "state": "MA", "zip": "02139", "lat": 42.3651, "lon": -71.1040, **r}
+        for r in records
+    ]
+    assert (
+        store.accept_push(
+            "harbor",
+            f"evt-{ingest_id}",
+            ingest_id,
+            PushRecord(
+                feed_id="harbor",
+                event_id=f"evt-{ingest_id}",
+                kind="json",
+                body=json.dumps(body).encode(),
+                status="queued",
+                received_at=received,
+            ),
+        )
+        is None
+    )
 
 
 def push_rejections(store: Store, ingest_id: str) -> list[dict[str, str]]:
@@ -77,8 +116,12 @@ def test_a_rejected_pushed_figure_leaves_the_previous_one(store: Store, bad: str
     assert figures(store, "harbor:h-1") == {"detox": 3}
 
     push(store, "ing_2", "2026-11-27T14:56:00Z", {"updated_at": "2026-11-27T14:55:00Z", **change})
-    assert pipeline.apply_push(PUSH_FEED, "ing_2") == {"ingest_id": "ing_2", "status": "done", "accepted": 1,
-                                                       "rejected": 0}
+    assert pipeline.apply_push(PUSH_FEED, "ing_2") == {
+        "ingest_id": "ing_2",
+        "status": "done",
+        "accepted": 1,
+        "rejected": 0,
+    }
     assert figures(store, "harbor:h-1") == {"detox": 3}  # the good figure stays
     [problem] = push_rejections(store, "ing_2")
     assert problem["record"] == "h-1" and problem["field"].startswith("availability.0.")
@@ -87,8 +130,7 @@ def test_a_rejected_pushed_figure_leaves_the_previous_one(store: Store, bad: str
 
 def test_only_a_level_no_longer_reported_is_pruned(store: Store) -> None:
     pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: LATER)
-    push(store, "ing_1", "2026-11-27T14:51:00Z", {"detox_beds": 3, "res_beds": 5,
-                                                  "updated_at": "2026-11-27T14:50:00Z"})
+    push(store, "ing_1", "2026-11-27T14:51:00Z", {"detox_beds": 3, "res_beds": 5, "updated_at": "2026-11-27T14:50:00Z"})
     pipeline.apply_push(PUSH_FEED, "ing_1")
     assert figures(store, "harbor:h-1") == {"detox": 3, "residential": 5}
     # detox's figure is unreadable (kept); residential is no longer reported (dropped)
@@ -100,17 +142,26 @@ def test_only_a_level_no_longer_reported_is_pruned(store: Store) -> None:
 def test_an_id_over_64_characters_is_rejected_and_never_overwrites_another(store: Store) -> None:
     base = "site-" + "0" * 59  # 64 characters: an id
     pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: LATER)
-    push(store, "ing_1", "2026-11-27T14:56:00Z",
-         {"id": base, "name": "North Harbor", "detox_beds": 3, "updated_at": "2026-11-27T14:50:00Z"},
-         {"id": base + "-south", "name": "South Harbor", "detox_beds": 7, "updated_at": "2026-11-27T14:55:00Z"})
-    assert pipeline.apply_push(PUSH_FEED, "ing_1") == {"ingest_id": "ing_1", "status": "done", "accepted": 1,
-                                                       "rejected": 1}
+    push(
+        store,
+        "ing_1",
+        "2026-11-27T14:56:00Z",
+        {"id": base, "name": "North Harbor", "detox_beds": 3, "updated_at": "2026-11-27T14:50:00Z"},
+        {"id": base + "-south", "name": "South Harbor", "detox_beds": 7, "updated_at": "2026-11-27T14:55:00Z"},
+    )
+    assert pipeline.apply_push(PUSH_FEED, "ing_1") == {
+        "ingest_id": "ing_1",
+        "status": "done",
+        "accepted": 1,
+        "rejected": 1,
+    }
     center = get_center(store, f"harbor:{base}", audience="operator", now=LATER)
     assert center is not None and center["name"] == "North Harbor"
     assert figures(store, f"harbor:{base}") == {"detox": 3}
     assert store.feed_members("harbor") == {f"harbor:{base}"}
     assert push_rejections(store, "ing_1") == [
-        {"record": base + "-south", "field": "source_id", "reason": "id is 70 characters; the limit is 64"}]
+        {"record": base + "-south", "field": "source_id", "reason": "id is 70 characters; the limit is 64"}
+    ]
     health = store.feed_state("harbor")
     assert json.loads(health.problems_by_reason or "") == {"source_id: id is N characters; the limit is N": 1}
 
@@ -118,16 +169,17 @@ def test_an_id_over_64_characters_is_rejected_and_never_overwrites_another(store
 def test_a_400_character_name_is_kept_cut_and_reported(store: Store) -> None:
     pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: LATER)
     name = "Harbor House " + "R" * 387
-    push(store, "ing_1", "2026-11-27T14:56:00Z", {"name": name, "detox_beds": 3,
-                                                  "updated_at": "2026-11-27T14:55:00Z"})
+    push(store, "ing_1", "2026-11-27T14:56:00Z", {"name": name, "detox_beds": 3, "updated_at": "2026-11-27T14:55:00Z"})
     assert pipeline.apply_push(PUSH_FEED, "ing_1")["accepted"] == 1
     center = get_center(store, "harbor:h-1", audience="operator", now=LATER)
     assert center is not None and center["name"] == name[:300]
     assert push_rejections(store, "ing_1") == [
-        {"record": "h-1", "field": "name", "reason": "name was 400 characters; kept the first 300"}]
+        {"record": "h-1", "field": "name", "reason": "name was 400 characters; kept the first 300"}
+    ]
     quality = json.loads(store.feed_state("harbor").quality or "")
-    assert quality["dropped"] == [{"what": "name: name was N characters; kept the first N", "count": 1,
-                                   "records": ["h-1"]}]
+    assert quality["dropped"] == [
+        {"what": "name: name was N characters; kept the first N", "count": 1, "records": ["h-1"]}
+    ]
 
 
 # -------------------------------------------------------------------------------------- pulled runs
@@ -154,17 +206,39 @@ def csv_body(beds: str, total: str = "", updated: str = GOOD_TIME) -> Response:
 
 
 def csv_feed(url: str) -> FeedConfig:
-    [feed] = registry.parse({"feed": [{
-        "id": "beds", "format": "csv", "url": url, "allow_private": True, "timezone": "America/New_York",
-        "freshness": "24h", "timeout": 2,
-        "mapping": {
-            "fields": {"source_id": "ID", "name": "Name", "state": "State", "postal_code": "ZIP",
-                       "latitude": "Lat", "longitude": "Lon", "levels_of_care": "Services",
-                       "reported_at": "Updated"},
-            "availability": [{"constants": {"level_of_care": "detox"},
-                              "fields": {"beds_available": "Detox beds", "beds_total": "Detox total"}}],
-        },
-    }]}).feeds
+    [feed] = registry.parse(
+        {
+            "feed": [
+                {
+                    "id": "beds",
+                    "format": "csv",
+                    "url": url,
+                    "allow_private": True,
+                    "timezone": "America/New_York",
+                    "freshness": "24h",
+                    "timeout": 2,
+                    "mapping": {
+                        "fields": {
+                            "source_id": "ID",
+                            "name": "Name",
+                            "state": "State",
+                            "postal_code": "ZIP",
+                            "latitude": "Lat",
+                            "longitude": "Lon",
+                            "levels_of_care": "Services",
+                            "reported_at": "Updated",
+                        },
+                        "availability": [
+                            {
+                                "constants": {"level_of_care": "detox"},
+                                "fields": {"beds_available": "Detox beds", "beds_total": "Detox total"},
+                            }
+                        ],
+                    },
+                }
+            ]
+        }
+    ).feeds
     return feed
 
 
@@ -196,8 +270,10 @@ def test_a_rejected_pulled_figure_leaves_the_previous_one(store: Store, partner:
     health = json.loads(store.feed_state("beds").rejections or "")
     assert [p["reason"] for p in health] == [problem.reason]  # shown in feed health
 
-    partner.route("/beds.csv", Response(200, HEADER.encode() + b"C1,Center 1,MA,02139,42.36,-71.10,DT,,,\n",
-                                        {"Content-Type": "text/csv"}))
+    partner.route(
+        "/beds.csv",
+        Response(200, HEADER.encode() + b"C1,Center 1,MA,02139,42.36,-71.10,DT,,,\n", {"Content-Type": "text/csv"}),
+    )
     assert pipeline.run(feed).status == "applied"
     # no figure at all: no longer reported, pruned as before (the level it offers shows as unknown)
     assert figures(store, "beds:C1") == {"detox": None}

@@ -23,8 +23,13 @@ from tests.servers import LoopbackServer, Response
 HEADER = "ID,Name,State,ZIP,Lat,Lon,Phone,Services,Detox beds,Updated\n"
 
 
-def row(i: int, beds: int = 3, services: str = "DT;WIDGETS", phone: str = "617-555-0100 or 12345678",
-        updated: str = "11/27/2026 9:45 AM") -> str:
+def row(
+    i: int,
+    beds: int = 3,
+    services: str = "DT;WIDGETS",
+    phone: str = "617-555-0100 or 12345678",
+    updated: str = "11/27/2026 9:45 AM",
+) -> str:
     return f"C{i},Center {i},MA,02139,{42.36 + i / 10000:.5f},-71.10,{phone},{services},{beds},{updated}\n"
 
 
@@ -33,16 +38,39 @@ def body(lines: list[str]) -> bytes:
 
 
 def feed_for(url: str, **extra: object) -> FeedConfig:
-    [feed] = registry.parse({"feed": [{
-        "id": "memo", "format": "csv", "url": url, "allow_private": True, "timezone": "America/New_York",
-        "freshness": "24h", "timeout": 2, "quarantine_share": 0.9,
-        "mapping": {
-            "fields": {"source_id": "ID", "name": "Name", "state": "State", "postal_code": "ZIP", "latitude": "Lat",
-                       "longitude": "Lon", "phone": "Phone", "levels_of_care": "Services", "reported_at": "Updated"},
-            "availability": [{"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox beds"}}],
-        },
-        **extra,
-    }]}).feeds
+    [feed] = registry.parse(
+        {
+            "feed": [
+                {
+                    "id": "memo",
+                    "format": "csv",
+                    "url": url,
+                    "allow_private": True,
+                    "timezone": "America/New_York",
+                    "freshness": "24h",
+                    "timeout": 2,
+                    "quarantine_share": 0.9,
+                    "mapping": {
+                        "fields": {
+                            "source_id": "ID",
+                            "name": "Name",
+                            "state": "State",
+                            "postal_code": "ZIP",
+                            "latitude": "Lat",
+                            "longitude": "Lon",
+                            "phone": "Phone",
+                            "levels_of_care": "Services",
+                            "reported_at": "Updated",
+                        },
+                        "availability": [
+                            {"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox beds"}}
+                        ],
+                    },
+                    **extra,
+                }
+            ]
+        }
+    ).feeds
     return feed
 
 
@@ -73,8 +101,9 @@ def counts(report: IngestReport | None) -> dict[str, object]:
     return out
 
 
-def test_an_unchanged_forced_run_keeps_every_row_and_reports_the_same(store: Store, partner: LoopbackServer,
-                                                                      pipeline: Pipeline) -> None:
+def test_an_unchanged_forced_run_keeps_every_row_and_reports_the_same(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     lines = [row(i) for i in range(20)] + ["C3,Center 3 again,MA,02139,42.36,-71.10,,DT,9,11/26/2026 9:45 AM\n"]
     feed = feed_for(serve(partner, lines))
     first = pipeline.run(feed)
@@ -100,8 +129,9 @@ def test_an_unchanged_forced_run_keeps_every_row_and_reports_the_same(store: Sto
     assert not check(store, now=NOW + timedelta(hours=1))
 
 
-def test_only_the_changed_rows_are_normalized_and_the_rest_stay(store: Store, partner: LoopbackServer,
-                                                                pipeline: Pipeline) -> None:
+def test_only_the_changed_rows_are_normalized_and_the_rest_stay(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     feed = feed_for(serve(partner, [row(i) for i in range(10)]))
     pipeline.run(feed)
     lines = [row(i, beds=7) if i == 4 else row(i) for i in range(10) if i != 9] + [row(10)]
@@ -120,8 +150,9 @@ def test_only_the_changed_rows_are_normalized_and_the_rest_stay(store: Store, pa
     assert third.report is not None and third.report.stored is not None and third.report.stored.unchanged == 10
 
 
-def test_a_record_changed_behind_its_memo_is_normalized_again(store: Store, partner: LoopbackServer,
-                                                              pipeline: Pipeline) -> None:
+def test_a_record_changed_behind_its_memo_is_normalized_again(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     feed = feed_for(serve(partner, [row(i) for i in range(5)]))
     pipeline.run(feed)
     store.redis.hset(store.keys.record("memo:C2"), "h", "something else")  # a write the memo does not know
@@ -133,8 +164,9 @@ def test_a_record_changed_behind_its_memo_is_normalized_again(store: Store, part
     assert not check(store, now=NOW + timedelta(hours=1))
 
 
-def test_new_settings_or_a_stale_write_void_the_memos(store: Store, partner: LoopbackServer,
-                                                      pipeline: Pipeline) -> None:
+def test_new_settings_or_a_stale_write_void_the_memos(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     feed = feed_for(serve(partner, [row(i) for i in range(5)]))
     pipeline.run(feed)
     ctx = context_for(feed, NOW)
@@ -164,8 +196,9 @@ def test_a_memo_never_keeps_a_report_past_the_age_the_feed_keeps(store: Store, p
     assert late.report.problems_by_reason  # each refusal counted with its reason
 
 
-def test_a_held_run_with_kept_rows_holds_every_record(store: Store, partner: LoopbackServer,
-                                                      pipeline: Pipeline) -> None:
+def test_a_held_run_with_kept_rows_holds_every_record(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
     feed = feed_for(serve(partner, [row(i) for i in range(10)]), quarantine_share=0.3)
     pipeline.run(feed)
     serve(partner, [row(i) for i in range(4)])  # six of ten gone: held, though four rows are unchanged
@@ -181,6 +214,16 @@ def test_a_held_run_with_kept_rows_holds_every_record(store: Store, partner: Loo
 def test_row_memos_round_trip() -> None:
     from aggregator.model import Rejection
 
-    memo = RowMemo("f:1", "1", b"abc", 5, 2, (Rejection(record="1", field="phone", reason="unreadable"),),
-                   (("payment", ("barter",)),), ("swapped coordinates",), ("detox",), 99)
+    memo = RowMemo(
+        "f:1",
+        "1",
+        b"abc",
+        5,
+        2,
+        (Rejection(record="1", field="phone", reason="unreadable"),),
+        (("payment", ("barter",)),),
+        ("swapped coordinates",),
+        ("detox",),
+        99,
+    )
     assert RowMemo.decode(memo.encode()) == memo

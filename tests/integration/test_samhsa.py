@@ -61,7 +61,8 @@ def test_near_cambridge_returns_real_cambridge_and_boston_facilities(samhsa_stor
     assert distances == sorted(distances)
     assert distances[-1] < 5
     for h in answer.results:
-        expected = haversine_mi(answer.origin.latitude, answer.origin.longitude,
-                                h.center["latitude"], h.center["longitude"])
+        expected = haversine_mi(
+            answer.origin.latitude, answer.origin.longitude, h.center["latitude"], h.center["longitude"]
+        )
         assert h.distance_mi == pytest.approx(expected, rel=0.005, abs=0.01)
     assert all(h.center["address"]["state"] == "MA" for h in answer.results)

@@ -34,21 +34,37 @@ GEOCODER_KEY = "GEOCODER-KEY-sekrit-42"
 FEED_TOKEN = "FEED-CREDENTIAL-sekrit-5150"
 ALL = (OPERATOR, HMAC, KEY, REDIS_PASSWORD, GEOCODER_KEY, FEED_TOKEN)
 
-REGISTRY = {"feed": [
-    {"id": "harbor", "format": "push", "freshness": "6h",
-     "push": {"hmac_secret_env": ["HARBOR_SECRET"], "bearer_key_env": ["HARBOR_KEY"]},
-     "mapping": {"fields": {"source_id": "id", "name": "name", "state": "state", "postal_code": "zip"}}},
-    {"id": "beds", "format": "csv", "url": "http://127.0.0.1:9/beds.csv", "allow_private": True,
-     "credentials": {"header": "Authorization", "env": "BEDS_TOKEN", "scheme": "Bearer"},
-     "mapping": {"fields": {"source_id": "id", "name": "name", "state": "state", "postal_code": "zip"}}},
-]}
+REGISTRY = {
+    "feed": [
+        {
+            "id": "harbor",
+            "format": "push",
+            "freshness": "6h",
+            "push": {"hmac_secret_env": ["HARBOR_SECRET"], "bearer_key_env": ["HARBOR_KEY"]},
+            "mapping": {"fields": {"source_id": "id", "name": "name", "state": "state", "postal_code": "zip"}},
+        },
+        {
+            "id": "beds",
+            "format": "csv",
+            "url": "http://127.0.0.1:9/beds.csv",
+            "allow_private": True,
+            "credentials": {"header": "Authorization", "env": "BEDS_TOKEN", "scheme": "Bearer"},
+            "mapping": {"fields": {"source_id": "id", "name": "name", "state": "state", "postal_code": "zip"}},
+        },
+    ]
+}
 
 
 @pytest.fixture
 def environ(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = {"CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR}", "HARBOR_SECRET": HMAC, "HARBOR_KEY": KEY,
-           "BEDS_TOKEN": FEED_TOKEN, "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0",
-           "CENTERS_GEOCODER_OPTIONS": json.dumps({"api_key": GEOCODER_KEY, "country_codes": "us"})}
+    env = {
+        "CENTERS_OPERATOR_TOKENS": f"dana:{OPERATOR}",
+        "HARBOR_SECRET": HMAC,
+        "HARBOR_KEY": KEY,
+        "BEDS_TOKEN": FEED_TOKEN,
+        "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0",
+        "CENTERS_GEOCODER_OPTIONS": json.dumps({"api_key": GEOCODER_KEY, "country_codes": "us"}),
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
@@ -88,25 +104,42 @@ def test_centers_settings_shows_no_secret(environ: dict[str, str]) -> None:
     hidden(result.output)
 
 
-def test_the_api_and_a_feed_run_log_no_secret(environ: dict[str, str], store: Store, caplog: pytest.LogCaptureFixture,
-                                               capfd: pytest.CaptureFixture[str]) -> None:
+def test_the_api_and_a_feed_run_log_no_secret(
+    environ: dict[str, str], store: Store, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     settings = Settings.from_env()
     reg = registry.parse(REGISTRY)
     queued: list[tuple[str, Any]] = []
     caplog.set_level(logging.DEBUG)
     app = create_app(settings, store, registry=reg, enqueue=lambda name, args: queued.append((name, args)))
     with TestClient(app) as client:
-        seen = [client.get("/v1/feeds", headers={"Authorization": f"Bearer {OPERATOR}"}),
-                client.get("/v1/feeds", headers={"Authorization": f"Bearer {OPERATOR}x"})]
+        seen = [
+            client.get("/v1/feeds", headers={"Authorization": f"Bearer {OPERATOR}"}),
+            client.get("/v1/feeds", headers={"Authorization": f"Bearer {OPERATOR}x"}),
+        ]
         body = json.dumps([{"id": "h-1", "name": "Harbor House", "state": "MA", "zip": "02139"}]).encode()
         stamp = str(int(time.time()))
         for secret in (HMAC, HMAC + "x"):
-            seen.append(client.post("/v1/feeds/harbor/records", content=body, headers={
-                "content-type": "application/json", "webhook-id": f"evt-{len(seen)}", "webhook-timestamp": stamp,
-                "webhook-signature": sign(secret.encode(), f"evt-{len(seen)}", stamp, body)}))
+            seen.append(
+                client.post(
+                    "/v1/feeds/harbor/records",
+                    content=body,
+                    headers={
+                        "content-type": "application/json",
+                        "webhook-id": f"evt-{len(seen)}",
+                        "webhook-timestamp": stamp,
+                        "webhook-signature": sign(secret.encode(), f"evt-{len(seen)}", stamp, body),
+                    },
+                )
+            )
         for key in (KEY, KEY + "x"):
-            seen.append(client.post("/v1/feeds/harbor/records", content=body, headers={
-                "content-type": "application/json", "authorization": f"Bearer {key}"}))
+            seen.append(
+                client.post(
+                    "/v1/feeds/harbor/records",
+                    content=body,
+                    headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
+                )
+            )
     assert [r.status_code for r in seen] == [200, 401, 202, 401, 202, 401]
     for response in seen:
         hidden(response.text)

@@ -16,10 +16,12 @@ def test_a_sentinel_url_reaches_the_primary(tmp_path: Path) -> None:
     with RedisProcess(tmp_path / "primary", persistent=False) as primary:
         port = free_port()
         conf = tmp_path / "sentinel.conf"
-        conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                        f"sentinel monitor centers 127.0.0.1 {primary.port} 1\n")
-        sentinel = subprocess.Popen([find_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nsentinel monitor centers 127.0.0.1 {primary.port} 1\n"
+        )
+        sentinel = subprocess.Popen(
+            [find_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             deadline = time.monotonic() + 10
             while not ping("127.0.0.1", port) and time.monotonic() < deadline:

@@ -29,8 +29,9 @@ def test_centers_serve_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
     env.update({"CENTERS_DATA_DIR": str(tmp_path / "var"), "CENTERS_API_PORT": "0"})
     out = (tmp_path / "serve.out").open("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "serve"], env=env, stdout=out,
-                            stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator.cli", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
     family: set[int] = set()
     try:
         api = None

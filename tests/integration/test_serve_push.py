@@ -29,7 +29,7 @@ EXAMPLE = ROOT / "config" / "push.example.json"
 
 def readme_push_example() -> str:
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("**Partners push**"):]
+    section = text[text.index("**Partners push**") :]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
@@ -38,8 +38,13 @@ def serving(env: dict[str, str], cwd: Path, *args: str) -> Iterator[tuple[str, s
     """`centers serve` running: (its API's URL, its start banner); stopped with Ctrl-C at the end."""
     out_path = cwd / f"serve-{time.monotonic_ns()}.out"
     with out_path.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "serve", *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=cwd)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aggregator.cli", "serve", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+        )
         try:
             deadline = time.monotonic() + 120
             banner = ""
@@ -72,8 +77,9 @@ def wait_until(what: str, check: Any, timeout: float = 60) -> Any:
 
 
 def centers(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aggregator.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_the_demo_takes_a_push_keeps_its_token_and_answers_the_headline(tmp_path: Path) -> None:
@@ -95,14 +101,21 @@ def test_the_demo_takes_a_push_keeps_its_token_and_answers_the_headline(tmp_path
 
         # the README's example, as printed there (only its API address changed), with the demo's secret
         code = readme_push_example().replace("http://127.0.0.1:8000", api)
-        ran = subprocess.run([sys.executable, "-c", code], env={**env, "DEMO_PUSH_SECRET": secret.group(1)},
-                             capture_output=True, text=True, timeout=60)
+        ran = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, "DEMO_PUSH_SECRET": secret.group(1)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert ran.returncode == 0, ran.stderr
         assert ran.stdout.startswith("202 "), ran.stdout
         ingest = re.search(r"ing_[0-9a-f]{32}", ran.stdout)
         assert ingest
-        wait_until("the README's push applied", lambda: httpx.get(
-            f"{api}/v1/ingests/{ingest.group()}", timeout=10).json()["status"] == "done")
+        wait_until(
+            "the README's push applied",
+            lambda: httpx.get(f"{api}/v1/ingests/{ingest.group()}", timeout=10).json()["status"] == "done",
+        )
 
         # `centers push`: the URL from CENTERS_API_PORT, the demo's secret from the data folder
         pushed = centers(env, tmp_path, "push", "demo-push", str(EXAMPLE))
@@ -115,22 +128,40 @@ def test_the_demo_takes_a_push_keeps_its_token_and_answers_the_headline(tmp_path
         assert [p["number"] for p in center["phones"]] == ["+16175550190"]
         [detox] = [a for a in center["availability"] if a["level_of_care"] == "detox"]
         assert (detox["status"], detox["beds_available"], detox["source"], detox["fresh"]) == (
-            "available", 3, "push", True)
+            "available",
+            3,
+            "push",
+            True,
+        )
 
         # a wrong secret is refused, in one line, with a non-zero exit
-        refused = centers({**env, "WRONG": "not-the-secret-0123456789"}, tmp_path, "push", "demo-push",
-                          str(EXAMPLE), "--secret-env", "WRONG")
+        refused = centers(
+            {**env, "WRONG": "not-the-secret-0123456789"},
+            tmp_path,
+            "push",
+            "demo-push",
+            str(EXAMPLE),
+            "--secret-env",
+            "WRONG",
+        )
         assert refused.returncode == 1
         assert "answered 401: unauthorized: the signature does not verify" in refused.stderr
 
         # the README's headline search, through the API: the pushed center and fresh demo availability
         def headline() -> list[dict[str, Any]]:
-            answer = httpx.get(f"{api}/v1/centers/near", timeout=10, params={
-                "zip": "02139", "level_of_care": "detox", "payment": "medicaid", "radius_mi": 50}).json()
+            answer = httpx.get(
+                f"{api}/v1/centers/near",
+                timeout=10,
+                params={"zip": "02139", "level_of_care": "detox", "payment": "medicaid", "radius_mi": 50},
+            ).json()
             results = answer.get("results", [])
-            pulled = [r for r in results if not r["id"].startswith("demo-push:")
-                      and any(a["fresh"] for a in r["availability"])]
+            pulled = [
+                r
+                for r in results
+                if not r["id"].startswith("demo-push:") and any(a["fresh"] for a in r["availability"])
+            ]
             return results if pulled else []
+
         results = wait_until("fresh demo detox availability near 02139", headline, 90)
         assert "demo-push:HH-001" in {r["id"] for r in results}
 
@@ -145,8 +176,12 @@ def test_the_demo_takes_a_push_keeps_its_token_and_answers_the_headline(tmp_path
     configured = {**env, "CENTERS_OPERATOR_TOKENS": "dana:dana-token-0123456789abcdef"}
     with serving(configured, tmp_path, "--no-demo") as (api, banner):
         assert "token:" not in banner, banner
-        assert httpx.get(f"{api}/v1/feeds", headers={"authorization": "Bearer dana-token-0123456789abcdef"},
-                         timeout=10).status_code == 200
+        assert (
+            httpx.get(
+                f"{api}/v1/feeds", headers={"authorization": "Bearer dana-token-0123456789abcdef"}, timeout=10
+            ).status_code
+            == 200
+        )
     assert not token_file.exists()
 
 
@@ -158,9 +193,11 @@ def test_the_readme_push_example_needs_only_the_services_dependencies() -> None:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     installed = {re.split(r"[<>=!;\[ ]", d, maxsplit=1)[0].strip().lower().replace("-", "_") for d in deps}
     tree = ast.parse(readme_push_example())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert "requests" in imported
     assert {m for m in imported if m not in sys.stdlib_module_names and m not in installed} == set()

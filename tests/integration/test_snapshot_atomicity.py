@@ -38,8 +38,10 @@ def test_readers_see_only_whole_old_or_whole_new_snapshots(store: Store) -> None
     seen: dict[str, int] = {"old": 0, "new": 0}
     problems: list[str] = []
     stop = threading.Event()
-    reader_store = Store.from_url(store.redis.connection_pool.connection_kwargs and
-                                  f"redis://127.0.0.1:{store.redis.connection_pool.connection_kwargs['port']}/0")
+    reader_store = Store.from_url(
+        store.redis.connection_pool.connection_kwargs
+        and f"redis://127.0.0.1:{store.redis.connection_pool.connection_kwargs['port']}/0"
+    )
 
     def reader() -> None:
         while not stop.is_set():

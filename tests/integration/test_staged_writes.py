@@ -36,9 +36,18 @@ def store(redis_url: str) -> Iterator[Store]:
 def feed(version: int, n: int = 40, *, located: bool = True) -> tuple[list, list]:  # type: ignore[type-arg]
     """A feed of n centers around Cambridge; every name and figure says which version it is."""
     lat, lon = CAMBRIDGE
-    cs = [center("big", str(i), lat + i / 2000 if located else None, lon if located else None,
-                 name=f"Center {i} v{version}", levels_of_care=["detox"] if version == 1 else ["residential"],
-                 payment=["medicaid"]) for i in range(n)]
+    cs = [
+        center(
+            "big",
+            str(i),
+            lat + i / 2000 if located else None,
+            lon if located else None,
+            name=f"Center {i} v{version}",
+            levels_of_care=["detox"] if version == 1 else ["residential"],
+            payment=["medicaid"],
+        )
+        for i in range(n)
+    ]
     obs = [observation(c, "detox" if version == 1 else "residential", beds_available=version) for c in cs]
     return cs, obs
 
@@ -47,8 +56,15 @@ def versions(store: Store) -> set[str]:
     """The versions a public search sees of the feed (from names and figures)."""
     seen: set[str] = set()
     for level in ("detox", "residential"):
-        answer = near(store, latitude=CAMBRIDGE[0], longitude=CAMBRIDGE[1], radius_mi=25, limit=50, now=NOW,
-                      levels_of_care=[level])
+        answer = near(
+            store,
+            latitude=CAMBRIDGE[0],
+            longitude=CAMBRIDGE[1],
+            radius_mi=25,
+            limit=50,
+            now=NOW,
+            levels_of_care=[level],
+        )
         for hit in answer.results:
             seen.add(hit.center["name"].rsplit(" ", 1)[1])
     return seen
@@ -114,8 +130,9 @@ def test_a_writer_that_dies_before_its_flip_leaves_the_old_snapshot_and_is_taken
         store.replace_feed("big", *feed(2), now=NOW, source="pull")
     store.on_stage_step = lambda step: None
     assert versions(store) == {"v1"}  # half of v2 is written, none of it visible
-    assert len(near(store, latitude=CAMBRIDGE[0], longitude=CAMBRIDGE[1], radius_mi=25, limit=50,
-                    now=NOW).results) == 40
+    assert (
+        len(near(store, latitude=CAMBRIDGE[0], longitude=CAMBRIDGE[1], radius_mi=25, limit=50, now=NOW).results) == 40
+    )
     quiet = invariants.check(store, now=NOW, quiet=True)
     assert [v.invariant for v in quiet] == ["dead_lock"] and "before its flip" in quiet[0].detail
     # another feed's small write goes on meanwhile
@@ -137,8 +154,9 @@ def test_a_writer_that_dies_after_its_flip_is_cleaned_up(store: Store) -> None:
         store.replace_feed("big", *feed(2, n=30), now=NOW, source="pull")
     store.on_stage_step = lambda step: None
     assert versions(store) == {"v2"}  # flipped: the new snapshot is what readers see
-    assert len(near(store, latitude=CAMBRIDGE[0], longitude=CAMBRIDGE[1], radius_mi=25, limit=50,
-                    now=NOW).results) == 30
+    assert (
+        len(near(store, latitude=CAMBRIDGE[0], longitude=CAMBRIDGE[1], radius_mi=25, limit=50, now=NOW).results) == 30
+    )
     assert store.finish_staged() == 1
     assert not store.redis.exists(store.keys.staging, store.keys.masks)
     assert store.redis.zcard(store.keys.geo_level("detox")) == 0  # deferred removals done
@@ -187,8 +205,15 @@ def test_a_write_that_lands_while_a_staged_one_is_planned_is_kept(store: Store) 
         out = plan(*args, **kwargs)
         calls.append(1)
         if len(calls) == 1:  # another partner's record of the same place joins big:5's facility
-            twin = center("other", "5", CAMBRIDGE[0] + 5 / 2000, CAMBRIDGE[1], name="Center 5 v2",
-                          levels_of_care=["residential"], payment=["medicaid"])
+            twin = center(
+                "other",
+                "5",
+                CAMBRIDGE[0] + 5 / 2000,
+                CAMBRIDGE[1],
+                name="Center 5 v2",
+                levels_of_care=["residential"],
+                payment=["medicaid"],
+            )
             small.replace_feed("other", [twin], [], now=NOW)
             small.decide_match("other:5", "big:5", "same", by="test", now=NOW)  # an operator links them
         return out

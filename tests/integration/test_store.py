@@ -25,8 +25,9 @@ def dump(store: Store) -> dict[bytes, object]:
 
 
 def test_replacing_a_snapshot_is_idempotent(store: Store) -> None:
-    centers = [center("f", str(i), 42.36 + i / 1000, -71.1, levels_of_care=["detox"], payment=["medicaid"])
-               for i in range(20)]
+    centers = [
+        center("f", str(i), 42.36 + i / 1000, -71.1, levels_of_care=["detox"], payment=["medicaid"]) for i in range(20)
+    ]
     obs = [observation(c, beds_available=2) for c in centers]
     first = store.replace_feed("f", centers, obs, now=NOW, source="pull")
     assert (first.added, first.observations_written) == (20, 20)

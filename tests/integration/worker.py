@@ -16,15 +16,29 @@ WORKER_DB = 2  # data; the broker is the next database (see Settings.broker)
 
 
 class WorkerProcess:
-    def __init__(self, redis_base_url: str, feeds_file: Path, data_dir: Path, *, prefix: str = "wk:",
-                 beat: bool = True, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        redis_base_url: str,
+        feeds_file: Path,
+        data_dir: Path,
+        *,
+        prefix: str = "wk:",
+        beat: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.url = redis_base_url.rsplit("/", 1)[0] + f"/{WORKER_DB}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-        self.env.update({
-            "REDIS_URL": self.url, "CENTERS_KEY_PREFIX": prefix, "CENTERS_FEEDS_FILE": str(feeds_file),
-            "CENTERS_DATA_DIR": str(data_dir), "CENTERS_GEOCODER": "none",
-            "CENTERS_USER_AGENT": "center-availability-tests/1.0", **(extra_env or {}),
-        })
+        self.env.update(
+            {
+                "REDIS_URL": self.url,
+                "CENTERS_KEY_PREFIX": prefix,
+                "CENTERS_FEEDS_FILE": str(feeds_file),
+                "CENTERS_DATA_DIR": str(data_dir),
+                "CENTERS_GEOCODER": "none",
+                "CENTERS_USER_AGENT": "center-availability-tests/1.0",
+                **(extra_env or {}),
+            }
+        )
         self.beat = beat
         self.log_path = data_dir / "worker.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -36,14 +50,30 @@ class WorkerProcess:
             client.close()
 
     def start(self) -> WorkerProcess:
-        args = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "feeds,geocode",
-                "-c", "2", "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h", "--without-mingle",
-                "--without-gossip"]
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-Q",
+            "feeds,geocode",
+            "-c",
+            "2",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"test-{os.getpid()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ]
         if self.beat:
             args += ["-B", "-s", str(Path(self.env["CENTERS_DATA_DIR"]) / "beat-schedule")]
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     @property

@@ -17,21 +17,24 @@ from starlette.routing import Route
 from aggregator.access_log import AccessLogMiddleware, line, logger, redact_place, redact_query, redact_zip
 
 
-@pytest.mark.parametrize(("query", "logged"), [
-    ("zip=02139", "zip=021xx"),
-    ("zip=02139-1234&radius_mi=10", "zip=021xx&radius_mi=10"),
-    ("zip=2139", "zip=(redacted)"),
-    ("lat=42.3651&lon=-71.1043", ""),
-    ("latitude=42.3&longitude=-71.1&lng=-71.1&level_of_care=detox", "level_of_care=detox"),
-    ("place=02139&payment=medicaid&payment=sliding_scale", "place=021xx&payment=medicaid&payment=sliding_scale"),
-    ("place=Cambridge%2C+MA", "place=(city),MA"),
-    ("place=saint+louis+missouri", "place=(city),MO"),
-    ("place=42.36%2C-71.10&available_only=on", "available_only=on"),
-    ("place=1+Main+St%2C+Springfield", "place=(redacted)"),
-    ("place=&level_of_care=", "place=&level_of_care="),
-    ("token=secret-value&q=02139", "token=(redacted)&q=021xx"),
-    ("level_of_care=" + "x" * 100, "level_of_care=" + "x" * 40),
-])
+@pytest.mark.parametrize(
+    ("query", "logged"),
+    [
+        ("zip=02139", "zip=021xx"),
+        ("zip=02139-1234&radius_mi=10", "zip=021xx&radius_mi=10"),
+        ("zip=2139", "zip=(redacted)"),
+        ("lat=42.3651&lon=-71.1043", ""),
+        ("latitude=42.3&longitude=-71.1&lng=-71.1&level_of_care=detox", "level_of_care=detox"),
+        ("place=02139&payment=medicaid&payment=sliding_scale", "place=021xx&payment=medicaid&payment=sliding_scale"),
+        ("place=Cambridge%2C+MA", "place=(city),MA"),
+        ("place=saint+louis+missouri", "place=(city),MO"),
+        ("place=42.36%2C-71.10&available_only=on", "available_only=on"),
+        ("place=1+Main+St%2C+Springfield", "place=(redacted)"),
+        ("place=&level_of_care=", "place=&level_of_care="),
+        ("token=secret-value&q=02139", "token=(redacted)&q=021xx"),
+        ("level_of_care=" + "x" * 100, "level_of_care=" + "x" * 40),
+    ],
+)
 def test_redact_query(query: str, logged: str) -> None:
     assert redact_query(query) == logged
 
@@ -78,9 +81,11 @@ def test_the_middleware_writes_one_line_per_request_without_the_client(lines: li
     async def requests() -> list[int]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("198.51.100.23", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://find.test") as client:
-            return [(await client.get("/find?place=02139&lat=42.36&lon=-71.10", headers=headers)).status_code,
-                    (await client.get("/healthz")).status_code,  # probes are not logged
-                    (await client.get("/boom")).status_code]
+            return [
+                (await client.get("/find?place=02139&lat=42.36&lon=-71.10", headers=headers)).status_code,
+                (await client.get("/healthz")).status_code,  # probes are not logged
+                (await client.get("/boom")).status_code,
+            ]
 
     assert asyncio.run(requests()) == [200, 200, 500]
     assert len(lines) == 2, lines

@@ -17,19 +17,41 @@ SITES = ("HAWTHORNE SITE", "SANTA FE SPRINGS WOMEN'S RESIDENTIAL PROGRAM", "PICO
 
 
 def _hit(i: int, name: str, levels: list[dict[str, Any]] | None = None) -> lookup.Hit:
-    center = {"name": name, "address": {"city": "Santa Fe Springs"},
-              "phones": [{"number": f"+1562555010{i}", "role": "main"}]}
-    avail = levels if levels is not None else [
-        {"level_of_care": "residential", "status": "limited", "beds_available": i,
-         "reported_at": "2025-01-01T00:00:00Z", "age_seconds": 600, "fresh": True},
-        {"level_of_care": "detox", "status": "waitlist", "beds_available": None, "waitlist_size": 4,
-         "reported_at": "2025-01-01T00:00:00Z", "age_seconds": 7200, "fresh": False}]
+    center = {
+        "name": name,
+        "address": {"city": "Santa Fe Springs"},
+        "phones": [{"number": f"+1562555010{i}", "role": "main"}],
+    }
+    avail = (
+        levels
+        if levels is not None
+        else [
+            {
+                "level_of_care": "residential",
+                "status": "limited",
+                "beds_available": i,
+                "reported_at": "2025-01-01T00:00:00Z",
+                "age_seconds": 600,
+                "fresh": True,
+            },
+            {
+                "level_of_care": "detox",
+                "status": "waitlist",
+                "beds_available": None,
+                "waitlist_size": 4,
+                "reported_at": "2025-01-01T00:00:00Z",
+                "age_seconds": 7200,
+                "fresh": False,
+            },
+        ]
+    )
     return lookup.Hit(f"la-county:{1000 + i}", 1.5 + i, center, avail)
 
 
 def _answer(hits: list[lookup.Hit]) -> lookup.NearAnswer:
-    return lookup.NearAnswer(origin=lookup.resolve_zip("90670"), radius_mi=10, limit=10, filters={},
-                             available_only=False, results=hits)
+    return lookup.NearAnswer(
+        origin=lookup.resolve_zip("90670"), radius_mi=10, limit=10, filters={}, available_only=False, results=hits
+    )
 
 
 @pytest.mark.parametrize("width", [60, 80, 100, 120, 200])
@@ -56,7 +78,7 @@ def _row_words(lines: list[str], center_id: str) -> list[str]:
     """The words of a row: its first line and its continuation lines, left to right, top to bottom."""
     first = next(i for i, line in enumerate(lines) if center_id in line)
     row = [lines[first]]
-    for line in lines[first + 1:]:
+    for line in lines[first + 1 :]:
         if re.match(r"^\s*\d+\.\d mi  ", line):
             break
         row.append(line)
@@ -91,10 +113,12 @@ def test_the_cli_defaults_are_the_lookups() -> None:
 
 def test_help_imports_no_store_lookup_or_models() -> None:
     """`centers --help` stays quick: the heavy modules load inside the commands that need them."""
-    code = ("import sys; from aggregator.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'pydantic', 'requests', 'geopy',"
-            " 'zipcodes', 'rapidfuzz') or m in ('aggregator.store', 'aggregator.lookup', 'aggregator.model',"
-            " 'config.registry'))\nprint('HEAVY', heavy)")
+    code = (
+        "import sys; from aggregator.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'pydantic', 'requests', 'geopy',"
+        " 'zipcodes', 'rapidfuzz') or m in ('aggregator.store', 'aggregator.lookup', 'aggregator.model',"
+        " 'config.registry'))\nprint('HEAVY', heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     assert "HEAVY []" in out, out

@@ -67,8 +67,11 @@ def test_every_host_path_mounted_exists_in_the_repository(compose: dict[str, Any
 def test_each_service_runs_a_registry_that_exists_and_loads(compose: dict[str, Any], service: str) -> None:
     spec = compose["services"][service]
     feeds_file = PurePosixPath(with_defaults(spec["environment"]["CENTERS_FEEDS_FILE"]))
-    hosts = [ROOT / source / feeds_file.relative_to(target) for source, target in bind_mounts(spec)
-             if feeds_file.is_relative_to(target)]
+    hosts = [
+        ROOT / source / feeds_file.relative_to(target)
+        for source, target in bind_mounts(spec)
+        if feeds_file.is_relative_to(target)
+    ]
     assert hosts, f"{service}: CENTERS_FEEDS_FILE={feeds_file} is under no mount"
     [host] = hosts
     assert host.is_file(), host

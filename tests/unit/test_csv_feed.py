@@ -10,26 +10,34 @@ from aggregator.feeds.mapping import AvailabilityMapping, RecordMapping
 
 MAPPING = RecordMapping(
     fields={"source_id": "ID", "name": "Name", "state": "State", "postal_code": "Zip"},
-    availability=(AvailabilityMapping(fields={"beds_available": "Detox Beds"},
-                                      constants={"level_of_care": "detox"}),),
+    availability=(AvailabilityMapping(fields={"beds_available": "Detox Beds"}, constants={"level_of_care": "detox"}),),
 )
 
 
 def test_bom_crlf_and_quoted_newlines() -> None:
-    body = ('\ufeffID,Name,State,Zip,Detox Beds\r\n1,"Harbor\r\nHouse",MA,02139,3\r\n'
-            '2,"Smith, Jones & Co",NJ,8332,\r\n\r\n').encode()
+    body = (
+        '\ufeffID,Name,State,Zip,Detox Beds\r\n1,"Harbor\r\nHouse",MA,02139,3\r\n2,"Smith, Jones & Co",NJ,8332,\r\n\r\n'
+    ).encode()
     records = csv_feed.parse_one(body, MAPPING)
     assert records == [
-        {"source_id": "1", "name": "Harbor\r\nHouse", "state": "MA", "postal_code": "02139",
-         "availability": [{"level_of_care": "detox", "beds_available": "3"}]},
+        {
+            "source_id": "1",
+            "name": "Harbor\r\nHouse",
+            "state": "MA",
+            "postal_code": "02139",
+            "availability": [{"level_of_care": "detox", "beds_available": "3"}],
+        },
         {"source_id": "2", "name": "Smith, Jones & Co", "state": "NJ", "postal_code": "8332"},
     ]
 
 
 def test_semicolon_and_tab_delimiters_are_sniffed() -> None:
     for d in (";", "\t", "|"):
-        body = d.join(["ID", "Name", "State", "Zip", "Detox Beds"]).encode() + b"\n" + d.join(
-            ["1", "A", "MA", "02139", "0"]).encode()
+        body = (
+            d.join(["ID", "Name", "State", "Zip", "Detox Beds"]).encode()
+            + b"\n"
+            + d.join(["1", "A", "MA", "02139", "0"]).encode()
+        )
         assert csv_feed.parse_one(body, MAPPING)[0]["name"] == "A"
 
 

@@ -89,11 +89,13 @@ def test_no_report_is_stamped_after_now(partners: DemoPartners, offset: int) -> 
     at(partners, now)
     limit = datetime.fromtimestamp(now, UTC)
     stamps = [datetime.strptime(r["Updated"], "%m/%d/%Y %I:%M %p UTC").replace(tzinfo=UTC) for r in csv_rows(partners)]
-    stamps += [datetime.fromisoformat(str(b["as_of"])) for f in json_facilities(partners)
-               for b in f["beds"]]  # type: ignore[attr-defined]
+    stamps += [datetime.fromisoformat(str(b["as_of"])) for f in json_facilities(partners) for b in f["beds"]]  # type: ignore[attr-defined]
     stamps += [datetime.strptime(row[7], "%Y-%m-%d %H:%M UTC").replace(tzinfo=UTC) for row in html_rows(partners)]
-    stamps += [datetime.fromisoformat(c["updated"]) for s in json.loads(partners.hsds_page())["contents"]
-               for c in s["capacities"]]
+    stamps += [
+        datetime.fromisoformat(c["updated"])
+        for s in json.loads(partners.hsds_page())["contents"]
+        for c in s["capacities"]
+    ]
     assert stamps
     assert max(stamps) <= limit
 
@@ -120,8 +122,9 @@ def test_the_sites_nearest_each_metro_offer_detox_take_medicaid_and_report(partn
         assert all("Medicaid" in row[8] and row[5].endswith("beds") for row in anchors), anchors
 
 
-def test_the_registry_has_a_push_partner_with_a_secret_from_the_environment(partners: DemoPartners,
-                                                                          tmp_path: Path) -> None:
+def test_the_registry_has_a_push_partner_with_a_secret_from_the_environment(
+    partners: DemoPartners, tmp_path: Path
+) -> None:
     path = tmp_path / "feeds.toml"
     path.write_text(partners.registry_toml())
     reg = registry.load(path)
@@ -133,4 +136,5 @@ def test_the_registry_has_a_push_partner_with_a_secret_from_the_environment(part
     example = json.loads((Path(__file__).resolve().parents[2] / "config" / "push.example.json").read_text())
     assert {"id", "name", "zip", "services", "payment", "detox_beds"} <= set(example[0])
     assert set(example[0]) - {"notes"} <= set(feed.mapping.fields.values()) | {
-        ref for a in feed.mapping.availability for ref in a.fields.values()}
+        ref for a in feed.mapping.availability for ref in a.fields.values()
+    }

@@ -15,6 +15,7 @@ def test_every_setting_is_in_the_readme_table() -> None:
 
 
 def test_every_documented_setting_exists() -> None:
-    documented = {line.split("`")[1] for line in README.splitlines()
-                  if line.startswith("| `") and line.split("`")[1].isupper()}
+    documented = {
+        line.split("`")[1] for line in README.splitlines() if line.startswith("| `") and line.split("`")[1].isupper()
+    }
     assert documented <= {spec.env for spec in SETTINGS.values()}

@@ -28,7 +28,8 @@ def extracted() -> set[str | tuple[str, str]]:
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
     found: set[str | tuple[str, str]] = set()
     for _filename, _lineno, message, _comments, _context in extract_from_dir(
-            str(ROOT), method_map, options_map, keywords=keywords):
+        str(ROOT), method_map, options_map, keywords=keywords
+    ):
         found.add(message if isinstance(message, str) else (message[0], message[1]))
     return found
 
@@ -41,8 +42,11 @@ def catalogue(language: str) -> dict[str | tuple[str, str], str | tuple[str, ...
 def test_the_code_and_templates_use_only_catalogued_messages_and_the_catalogues_have_no_others() -> None:
     used = extracted()
     assert len(used) > 80
-    template = {(m.id if isinstance(m.id, str) else tuple(m.id))
-                for m in read_po((ROOT / "aggregator" / "locale" / "messages.pot").open()) if m.id}
+    template = {
+        (m.id if isinstance(m.id, str) else tuple(m.id))
+        for m in read_po((ROOT / "aggregator" / "locale" / "messages.pot").open())
+        if m.id
+    }
     assert used == template, "run pybabel extract (see aggregator/i18n.py)"
     for language in LANGUAGES:
         assert set(catalogue(language)) == used, language

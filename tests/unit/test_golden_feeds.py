@@ -58,8 +58,11 @@ def run_case(case: Path) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("case", sorted(p for p in CASES.iterdir() if (p / "feed.toml").exists()) if CASES.exists()
-                         else [], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "case",
+    sorted(p for p in CASES.iterdir() if (p / "feed.toml").exists()) if CASES.exists() else [],
+    ids=lambda p: p.name,
+)
 def test_golden(case: Path) -> None:
     got = run_case(case)
     expected_path = case / "expected.json"
@@ -68,6 +71,7 @@ def test_golden(case: Path) -> None:
         if os.environ.get("UPDATE_GOLDEN") != "1":
             pytest.fail(f"{expected_path} was missing and has been written: read it, then commit it")
     assert got == json.loads(expected_path.read_text())
+
 
 def test_there_is_a_golden_case_for_every_format() -> None:
     formats = set()

@@ -9,8 +9,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the pure core: what it knows comes in through arguments, never from the environment
-CORE = ["aggregator/model.py", "aggregator/normalize.py", "aggregator/vocabulary.py", "aggregator/geography.py",
-        "aggregator/feeds", "aggregator/push.py"]
+CORE = [
+    "aggregator/model.py",
+    "aggregator/normalize.py",
+    "aggregator/vocabulary.py",
+    "aggregator/geography.py",
+    "aggregator/feeds",
+    "aggregator/push.py",
+]
 
 
 def _core_files() -> list[Path]:
@@ -25,16 +31,24 @@ def environment_reads(source: str) -> list[str]:
     """Where ``source`` reads the environment: os.environ, os.getenv, os.environb, os.putenv (also imported
     by name, or through an alias of os)."""
     tree = ast.parse(source)
-    os_names = {"os"} | {a.asname for n in ast.walk(tree) if isinstance(n, ast.Import)
-                         for a in n.names if a.name == "os" and a.asname}
+    os_names = {"os"} | {
+        a.asname for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name == "os" and a.asname
+    }
     found = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in os_names
-                and node.attr in ("environ", "environb", "getenv", "getenvb", "putenv")):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in os_names
+            and node.attr in ("environ", "environb", "getenv", "getenvb", "putenv")
+        ):
             found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
         elif isinstance(node, ast.ImportFrom) and node.module == "os":
-            found += [f"line {node.lineno}: from os import {a.name}" for a in node.names
-                      if a.name in ("environ", "environb", "getenv", "getenvb", "putenv")]
+            found += [
+                f"line {node.lineno}: from os import {a.name}"
+                for a in node.names
+                if a.name in ("environ", "environb", "getenv", "getenvb", "putenv")
+            ]
     return found
 
 
@@ -49,5 +63,7 @@ def test_the_scan_finds_every_way_of_reading_the_environment() -> None:
 def test_the_core_reads_no_environment(path: Path) -> None:
     assert _core_files(), "no core module found"
     reads = environment_reads(path.read_text(encoding="utf-8"))
-    assert not reads, (f"{path.relative_to(ROOT)} reads the environment ({'; '.join(reads)}): settings come "
-                       "in from the edge (config/settings.py), as arguments")
+    assert not reads, (
+        f"{path.relative_to(ROOT)} reads the environment ({'; '.join(reads)}): settings come "
+        "in from the edge (config/settings.py), as arguments"
+    )

@@ -45,23 +45,37 @@ def one(page: bytes, url: str = "", **fields: str) -> dict[str, Any]:
 
 def test_table_rows_map_cells_and_header_rows_are_skipped() -> None:
     assert html_feed.parse_one(TABLE, ROWS, "https://beds.example.org/board/") == [
-        {"name": "Harbor House", "postal_code": "02139", "source_url": "https://beds.example.org/f/1",
-         "availability": [{"level_of_care": "detox", "status": "2 beds"}]},
-        {"name": "Cedar Clinic", "postal_code": "02118", "source_url": "https://beds.example.org/board/f/2",
-         "availability": [{"level_of_care": "detox", "status": "FULL"}]},
+        {
+            "name": "Harbor House",
+            "postal_code": "02139",
+            "source_url": "https://beds.example.org/f/1",
+            "availability": [{"level_of_care": "detox", "status": "2 beds"}],
+        },
+        {
+            "name": "Cedar Clinic",
+            "postal_code": "02118",
+            "source_url": "https://beds.example.org/board/f/2",
+            "availability": [{"level_of_care": "detox", "status": "FULL"}],
+        },
     ]
 
 
 def test_an_attribute_suffix_reads_the_attribute_of_the_matched_element() -> None:
     page = card('<a class="website" href="https://harbor.example.org" title=" Harbor  site ">w</a>')
     assert one(page, website="a.website@href", name="a.website@title") == {
-        "website": "https://harbor.example.org", "name": "Harbor site"}
+        "website": "https://harbor.example.org",
+        "name": "Harbor site",
+    }
 
 
 def test_a_bare_attribute_reference_reads_the_record_elements_own_attribute() -> None:
     page = card("<h3>Harbor House</h3>", 'data-id="ma-17" data-lat="42.36"')
     assert one(page, source_id="@data-id", latitude="@data-lat", status="@class", name="h3") == {
-        "source_id": "ma-17", "latitude": "42.36", "status": "facility", "name": "Harbor House"}
+        "source_id": "ma-17",
+        "latitude": "42.36",
+        "status": "facility",
+        "name": "Harbor House",
+    }
 
 
 def test_a_multi_valued_attribute_is_read_as_its_space_separated_text() -> None:
@@ -80,15 +94,19 @@ def test_a_selector_matching_several_elements_gives_the_list_of_their_texts() ->
 
 def test_href_and_src_are_made_absolute_against_the_page_url_and_other_attributes_are_not() -> None:
     page = card('<a class="d" href="../centers/17" data-path="../x">Details</a><img src="/logo.png">')
-    assert one(page, "https://dir.example.org/a/list.html", source_url="a.d@href", website="img@src",
-               name="a.d@data-path") == {
-        "source_url": "https://dir.example.org/centers/17", "website": "https://dir.example.org/logo.png",
-        "name": "../x"}
+    assert one(
+        page, "https://dir.example.org/a/list.html", source_url="a.d@href", website="img@src", name="a.d@data-path"
+    ) == {
+        "source_url": "https://dir.example.org/centers/17",
+        "website": "https://dir.example.org/logo.png",
+        "name": "../x",
+    }
 
 
 def test_references_finding_nothing_leave_the_field_out() -> None:
     assert one(card("<h3>Harbor</h3>"), name="h3", city=".city", website="a@href", phone="h3@data-phone") == {
-        "name": "Harbor"}
+        "name": "Harbor"
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,10 +118,15 @@ def test_whitespace_and_non_breaking_spaces_are_collapsed() -> None:
 
 
 def test_br_and_block_elements_separate_words_and_inline_elements_do_not() -> None:
-    page = card("<p class='a'>1 Main St<br>Suite 4</p><p class='n'>Ni<b>ñ</b>o <span>House</span></p>"
-                "<div class='c'><div>Boston</div><div>MA</div></div>")
+    page = card(
+        "<p class='a'>1 Main St<br>Suite 4</p><p class='n'>Ni<b>ñ</b>o <span>House</span></p>"
+        "<div class='c'><div>Boston</div><div>MA</div></div>"
+    )
     assert one(page, address_1="p.a", name="p.n", city="div.c") == {
-        "address_1": "1 Main St Suite 4", "name": "Niño House", "city": "Boston MA"}
+        "address_1": "1 Main St Suite 4",
+        "name": "Niño House",
+        "city": "Boston MA",
+    }
 
 
 def test_comments_scripts_and_styles_are_not_text() -> None:
@@ -136,13 +159,16 @@ def test_the_encoding_option_overrides_a_wrong_meta_tag() -> None:
 # Pages that do not fit
 
 
-@pytest.mark.parametrize(("page", "reason"), [
-    (b"", "empty"),
-    (b" \r\n ", "empty"),
-    (b'{"data": []}', "looks like JSON"),
-    (b'\xef\xbb\xbf\n [{"a": 1}]', "looks like JSON"),
-    (b"<html>\x00\x01\x02</html>", "NUL bytes"),
-])
+@pytest.mark.parametrize(
+    ("page", "reason"),
+    [
+        (b"", "empty"),
+        (b" \r\n ", "empty"),
+        (b'{"data": []}', "looks like JSON"),
+        (b'\xef\xbb\xbf\n [{"a": 1}]', "looks like JSON"),
+        (b"<html>\x00\x01\x02</html>", "NUL bytes"),
+    ],
+)
 def test_a_body_that_is_not_html_is_a_parse_error(page: bytes, reason: str) -> None:
     with pytest.raises(ParseError, match=reason):
         html_feed.parse_one(page, ROWS)
@@ -160,11 +186,17 @@ def test_records_without_any_mapped_data_mean_the_layout_changed() -> None:
         html_feed.parse_one(page, ROWS)
 
 
-@pytest.mark.parametrize(("mapping", "match"), [
-    (RecordMapping(records="table#beds tr:nth-of-type(", fields={"name": "td"}), r"records selector .* not valid CSS"),
-    (RecordMapping(records="tr", fields={"name": "td >> a"}), r"field selector 'td >> a' is not valid CSS"),
-    (RecordMapping(records="  ", fields={"name": "td"}), r"mapping.records must be a CSS selector"),
-])
+@pytest.mark.parametrize(
+    ("mapping", "match"),
+    [
+        (
+            RecordMapping(records="table#beds tr:nth-of-type(", fields={"name": "td"}),
+            r"records selector .* not valid CSS",
+        ),
+        (RecordMapping(records="tr", fields={"name": "td >> a"}), r"field selector 'td >> a' is not valid CSS"),
+        (RecordMapping(records="  ", fields={"name": "td"}), r"mapping.records must be a CSS selector"),
+    ],
+)
 def test_invalid_selectors_are_parse_errors(mapping: RecordMapping, match: str) -> None:
     with pytest.raises(ParseError, match=match):
         html_feed.parse_one(TABLE, mapping)
@@ -208,21 +240,24 @@ def test_the_soup_is_decomposed_after_success_and_failure(monkeypatch: pytest.Mo
 CTX = FeedContext(feed_id="t", now=datetime(2026, 11, 27, 15, tzinfo=UTC))
 
 
-@pytest.mark.parametrize(("cell", "expected"), [
-    ("FULL", ("full", None, None)),
-    ("Waitlist (3)", ("waitlist", None, 3)),
-    ("2&nbsp;beds", ("limited", 2, None)),
-    ("12 beds", ("available", 12, None)),
-    ("0 beds", ("full", 0, None)),
-    ("Open", ("available", None, None)),
-    ("5", ("available", 5, None)),
-    ("3 open", ("available", 3, None)),
-    ("Open (4)", ("available", 4, None)),
-    ("Wait list - 12", ("waitlist", None, 12)),
-    ("Unavailable", ("full", None, None)),
-    ("Not accepting", ("full", None, None)),
-    ("No vacancy", ("full", None, None)),
-])
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("FULL", ("full", None, None)),
+        ("Waitlist (3)", ("waitlist", None, 3)),
+        ("2&nbsp;beds", ("limited", 2, None)),
+        ("12 beds", ("available", 12, None)),
+        ("0 beds", ("full", 0, None)),
+        ("Open", ("available", None, None)),
+        ("5", ("available", 5, None)),
+        ("3 open", ("available", 3, None)),
+        ("Open (4)", ("available", 4, None)),
+        ("Wait list - 12", ("waitlist", None, 12)),
+        ("Unavailable", ("full", None, None)),
+        ("Not accepting", ("full", None, None)),
+        ("No vacancy", ("full", None, None)),
+    ],
+)
 def test_bed_board_cells_are_read_as_their_status(cell: str, expected: tuple[Any, ...]) -> None:
     page = f"<table id='beds'><tbody><tr><td>Harbor</td><td>02139</td><td>{cell}</td></tr></tbody></table>"
     [raw] = html_feed.parse_one(page.encode(), ROWS)
@@ -262,12 +297,22 @@ CARRY = replace(PROGRAMS, options={"rowspan": "carry"})
 
 def test_rowspan_carry_gives_one_record_per_facility_with_every_program() -> None:
     assert html_feed.parse_one(BOARD, CARRY) == [
-        {"name": "Harbor House", "address_1": "12 Main St", "phone": "617-555-0101", "availability": [
-            {"level_of_care": "Detox", "status": "2 beds"},
-            {"level_of_care": "Residential", "status": "FULL"},
-            {"level_of_care": "Outpatient", "status": "Waitlist (3)"}]},
-        {"name": "Cedar Clinic", "address_1": "4 Elm St", "phone": "413-555-0102",
-         "availability": [{"level_of_care": "Detox", "status": "FULL"}]},
+        {
+            "name": "Harbor House",
+            "address_1": "12 Main St",
+            "phone": "617-555-0101",
+            "availability": [
+                {"level_of_care": "Detox", "status": "2 beds"},
+                {"level_of_care": "Residential", "status": "FULL"},
+                {"level_of_care": "Outpatient", "status": "Waitlist (3)"},
+            ],
+        },
+        {
+            "name": "Cedar Clinic",
+            "address_1": "4 Elm St",
+            "phone": "413-555-0102",
+            "availability": [{"level_of_care": "Detox", "status": "FULL"}],
+        },
     ]
 
 
@@ -295,11 +340,16 @@ def test_carried_cells_are_marked_copies_at_their_column_position_colspan_includ
         options={"rowspan": "carry"},
     )
     [raw] = html_feed.parse_one(page, mapping)
-    assert raw == {"name": "Harbor House", "address_1": "12 Main St", "phone": "617-555-0101", "availability": [
-        {"level_of_care": "Detox", "status": "2 beds"},
-        {"level_of_care": "Residential", "status": "FULL"},
-        {"level_of_care": "copies", "notes": ["Harbor House", "12 Main St", "617-555-0101"]},
-    ]}
+    assert raw == {
+        "name": "Harbor House",
+        "address_1": "12 Main St",
+        "phone": "617-555-0101",
+        "availability": [
+            {"level_of_care": "Detox", "status": "2 beds"},
+            {"level_of_care": "Residential", "status": "FULL"},
+            {"level_of_care": "copies", "notes": ["Harbor House", "12 Main St", "617-555-0101"]},
+        ],
+    }
 
 
 def test_a_carried_cell_past_a_short_rows_end_keeps_its_column() -> None:
@@ -308,13 +358,28 @@ def test_a_carried_cell_past_a_short_rows_end_keeps_its_column() -> None:
     <tr><td>Residential</td></tr>
     </table>"""
     mapping = RecordMapping(
-        records="table#beds tr", fields={"name": "td:nth-of-type(1)"},
-        availability=(AvailabilityMapping(fields={"level_of_care": "td:nth-of-type(2)", "status": "td:nth-of-type(3)",
-                                                  "notes": "td:nth-of-type(4)"}),),
-        options={"rowspan": "carry"})
-    assert html_feed.parse_one(page, mapping) == [{"name": "Harbor House", "availability": [
-        {"level_of_care": "Detox", "status": "2 beds", "notes": "617-555-0101"},
-        {"level_of_care": "Residential", "notes": "617-555-0101"}]}]
+        records="table#beds tr",
+        fields={"name": "td:nth-of-type(1)"},
+        availability=(
+            AvailabilityMapping(
+                fields={
+                    "level_of_care": "td:nth-of-type(2)",
+                    "status": "td:nth-of-type(3)",
+                    "notes": "td:nth-of-type(4)",
+                }
+            ),
+        ),
+        options={"rowspan": "carry"},
+    )
+    assert html_feed.parse_one(page, mapping) == [
+        {
+            "name": "Harbor House",
+            "availability": [
+                {"level_of_care": "Detox", "status": "2 beds", "notes": "617-555-0101"},
+                {"level_of_care": "Residential", "notes": "617-555-0101"},
+            ],
+        }
+    ]
 
 
 @pytest.mark.parametrize("rowspan", ["9", "0", "99999999999999", "3 rows", " 5"])
@@ -327,8 +392,10 @@ def test_a_rowspan_running_past_the_tables_last_row_stops_there(rowspan: str) ->
     [raw] = html_feed.parse_one(page, CARRY)
     assert raw["name"] == "Harbor House"
     assert raw["address_1"] == "12 Main St"
-    assert raw["availability"] == [{"level_of_care": "Detox", "status": "2 beds"},
-                                   {"level_of_care": "Residential", "status": "FULL"}]
+    assert raw["availability"] == [
+        {"level_of_care": "Detox", "status": "2 beds"},
+        {"level_of_care": "Residential", "status": "FULL"},
+    ]
 
 
 def test_a_rowspan_does_not_run_into_the_next_row_group() -> None:
@@ -351,8 +418,15 @@ def test_a_colspan_in_the_header_does_not_shift_columns(group: str) -> None:
     {"</tbody>" if group else ""}</table>""".encode()
     mapping = replace(CARRY, records="table#beds tr")
     assert html_feed.parse_one(page, mapping) == [
-        {"name": "Harbor House", "address_1": "12 Main St", "phone": "617-555-0101", "availability": [
-            {"level_of_care": "Detox", "status": "2 beds"}, {"level_of_care": "Residential", "status": "FULL"}]},
+        {
+            "name": "Harbor House",
+            "address_1": "12 Main St",
+            "phone": "617-555-0101",
+            "availability": [
+                {"level_of_care": "Detox", "status": "2 beds"},
+                {"level_of_care": "Residential", "status": "FULL"},
+            ],
+        },
         {"name": "Cedar Clinic, 4 Elm St", "address_1": "Detox", "phone": "FULL"},
     ]
 
@@ -366,21 +440,32 @@ def test_merged_rows_union_list_fields_and_fill_only_missing_scalars() -> None:
     payment_constant = ["Self-pay"]
     mapping = RecordMapping(
         records="table#beds tbody tr",
-        fields={"name": "td:nth-of-type(1)", "levels_of_care": "td:nth-of-type(2)", "languages": "td:nth-of-type(3)",
-                "website": "td:nth-of-type(4)"},
+        fields={
+            "name": "td:nth-of-type(1)",
+            "levels_of_care": "td:nth-of-type(2)",
+            "languages": "td:nth-of-type(3)",
+            "website": "td:nth-of-type(4)",
+        },
         constants={"payment": payment_constant, "status": "active"},
         options={"rowspan": "carry"},
     )
-    assert html_feed.parse_one(page, mapping) == [{
-        "name": "Harbor House", "status": "active", "payment": ["Self-pay"],
-        "levels_of_care": ["Detox", "Residential"], "languages": ["Medicaid", "Private insurance"],
-        "website": "https://harbor.example.org"}]
+    assert html_feed.parse_one(page, mapping) == [
+        {
+            "name": "Harbor House",
+            "status": "active",
+            "payment": ["Self-pay"],
+            "levels_of_care": ["Detox", "Residential"],
+            "languages": ["Medicaid", "Private insurance"],
+            "website": "https://harbor.example.org",
+        }
+    ]
     assert payment_constant == ["Self-pay"]
 
 
 def test_a_records_selector_can_match_continuation_rows_by_their_carried_cells() -> None:
     page = BOARD.replace(b'<td rowspan="3">Harbor', b'<td rowspan="3" class="name">Harbor').replace(
-        b"<td>Cedar", b'<td class="name">Cedar')
+        b"<td>Cedar", b'<td class="name">Cedar'
+    )
     records = html_feed.parse_one(page, replace(CARRY, records="table#beds tr:has(td.name)"))
     assert [len(r["availability"]) for r in records] == [3, 1]
 
@@ -388,7 +473,10 @@ def test_a_records_selector_can_match_continuation_rows_by_their_carried_cells()
 def test_the_carried_rows_of_a_skipped_first_row_are_records_of_their_own() -> None:
     records = html_feed.parse_one(BOARD, replace(CARRY, options={"rowspan": "carry", "skip_rows": 2}))
     assert [(r["name"], r["availability"][0]["level_of_care"]) for r in records] == [
-        ("Harbor House", "Residential"), ("Harbor House", "Outpatient"), ("Cedar Clinic", "Detox")]
+        ("Harbor House", "Residential"),
+        ("Harbor House", "Outpatient"),
+        ("Cedar Clinic", "Detox"),
+    ]
 
 
 def test_cards_inside_a_layout_table_are_left_alone() -> None:
@@ -408,15 +496,52 @@ def test_rowspan_takes_only_carry(value: Any) -> None:
 # Property: whatever the bytes, only ParseError
 
 
-markup = st.lists(st.sampled_from([
-    "<table id='beds'>", "<tbody>", "<tr>", "<td>", "</td>", "<th>", "<a href='x/1'>", "</a>", "<br>", "&nbsp;",
-    "<!--", "-->", "<script>", "</script>", "FULL", "Waitlist (3)", "2 beds", "N/A", "Niño", "\x00", "{", "<?xml ?>",
-    "<meta charset='utf-16'>", "<meta charset='bogus'>", "\ufeff", "</tr>", "</table>",
-    "<td rowspan='3'>", "<td rowspan='0' colspan='2'>", "<th colspan='9'>", "<tbody>", "</tbody>", "<thead>",
-]), max_size=30).map(lambda parts: "".join(parts).encode("utf-8", "surrogatepass"))
-HTML_MAPPINGS = [ROWS, RecordMapping(records="tr", fields={"name": ".", "website": "a@href"},
-                                     options={"encoding": "windows-1252"}), CARRY,
-                 RecordMapping(records="tr, td", fields={"name": "td:nth-of-type(2)"}, options={"rowspan": "carry"})]
+markup = st.lists(
+    st.sampled_from(
+        [
+            "<table id='beds'>",
+            "<tbody>",
+            "<tr>",
+            "<td>",
+            "</td>",
+            "<th>",
+            "<a href='x/1'>",
+            "</a>",
+            "<br>",
+            "&nbsp;",
+            "<!--",
+            "-->",
+            "<script>",
+            "</script>",
+            "FULL",
+            "Waitlist (3)",
+            "2 beds",
+            "N/A",
+            "Niño",
+            "\x00",
+            "{",
+            "<?xml ?>",
+            "<meta charset='utf-16'>",
+            "<meta charset='bogus'>",
+            "\ufeff",
+            "</tr>",
+            "</table>",
+            "<td rowspan='3'>",
+            "<td rowspan='0' colspan='2'>",
+            "<th colspan='9'>",
+            "<tbody>",
+            "</tbody>",
+            "<thead>",
+        ]
+    ),
+    max_size=30,
+).map(lambda parts: "".join(parts).encode("utf-8", "surrogatepass"))
+HTML_MAPPINGS = [
+    ROWS,
+    RecordMapping(records="tr", fields={"name": ".", "website": "a@href"}, options={"encoding": "windows-1252"}),
+    CARRY,
+    RecordMapping(records="tr, td", fields={"name": "td:nth-of-type(2)"}, options={"rowspan": "carry"}),
+]
 
 
 @settings(max_examples=400, deadline=None)

@@ -33,12 +33,15 @@ def one(record: dict[str, Any], **fields: str) -> dict[str, Any]:
 # Where the records are
 
 
-@pytest.mark.parametrize(("records", "document"), [
-    ("", [{"id": "1", "name": "A"}]),
-    ("data.items", {"data": {"items": [{"id": "1", "name": "A"}]}}),
-    ("results[0].facilities", {"results": [{"facilities": [{"id": "1", "name": "A"}]}]}),
-    ("$.rows", {"rows": [{"id": "1", "name": "A"}]}),
-])
+@pytest.mark.parametrize(
+    ("records", "document"),
+    [
+        ("", [{"id": "1", "name": "A"}]),
+        ("data.items", {"data": {"items": [{"id": "1", "name": "A"}]}}),
+        ("results[0].facilities", {"results": [{"facilities": [{"id": "1", "name": "A"}]}]}),
+        ("$.rows", {"rows": [{"id": "1", "name": "A"}]}),
+    ],
+)
 def test_records_path_leads_to_the_list_of_records(records: str, document: Any) -> None:
     mapping = RecordMapping(records=records, fields={"source_id": "id", "name": "name"})
     assert json_feed.parse_one(body(document), mapping) == [{"source_id": "1", "name": "A"}]
@@ -91,7 +94,9 @@ def test_non_object_records_become_rejections_and_good_records_are_kept() -> Non
     _, _, report = normalize_all(raws, ctx)
     assert report.records == 4
     assert [(r.field, r.reason) for r in report.rejections if r.record == "(no id)"] == [
-        ("record", "record [1] is a string, not a JSON object"), ("record", "record [2] is null, not a JSON object")]
+        ("record", "record [1] is a string, not a JSON object"),
+        ("record", "record [2] is null, not a JSON object"),
+    ]
 
 
 def test_a_document_whose_records_are_all_non_objects_is_a_parse_error() -> None:
@@ -111,8 +116,9 @@ def test_records_holding_none_of_the_mapped_fields_mean_the_layout_changed() -> 
 
 def test_references_follow_keys_and_list_indexes() -> None:
     record = {"id": 7, "address": {"zip": "02139"}, "phones": [{"number": "617-555-0100"}, {"number": "617-555-0101"}]}
-    raw = one(record, source_id="id", postal_code="address.zip", phone="phones[0].number",
-              intake_phone="phones[-1].number")
+    raw = one(
+        record, source_id="id", postal_code="address.zip", phone="phones[0].number", intake_phone="phones[-1].number"
+    )
     assert raw == {"source_id": 7, "postal_code": "02139", "phone": "617-555-0100", "intake_phone": "617-555-0101"}
 
 
@@ -123,19 +129,20 @@ def test_a_wildcard_reference_gives_the_list_of_every_items_value() -> None:
 
 
 def test_numbers_and_booleans_stay_as_they_are() -> None:
-    raw = one({"lat": 42.36, "beds": 0, "zip": 2139, "ok": True}, latitude="lat", postal_code="zip", status="ok",
-              name="beds")
+    raw = one(
+        {"lat": 42.36, "beds": 0, "zip": 2139, "ok": True}, latitude="lat", postal_code="zip", status="ok", name="beds"
+    )
     assert raw == {"latitude": 42.36, "postal_code": 2139, "status": True, "name": 0}
 
 
 def test_a_reference_to_a_list_of_scalars_gives_the_list_and_to_an_object_gives_nothing() -> None:
-    record = {"langs": ["English", None, "Spanish"], "website": {"url": "https://x.example"},
-              "mixed": ["a", {"b": 1}]}
+    record = {"langs": ["English", None, "Spanish"], "website": {"url": "https://x.example"}, "mixed": ["a", {"b": 1}]}
     assert one(record, languages="langs", website="website", payment="mixed") == {"languages": ["English", "Spanish"]}
 
 
-@pytest.mark.parametrize("ref", ["missing", "address.missing", "phones[5].number", "name.first", "name[0]",
-                                 "phones.number", "address[*]"])
+@pytest.mark.parametrize(
+    "ref", ["missing", "address.missing", "phones[5].number", "name.first", "name[0]", "phones.number", "address[*]"]
+)
 def test_references_that_lead_nowhere_give_nothing(ref: str) -> None:
     record = {"name": "A", "address": {"zip": "02139"}, "phones": [{"number": "1"}]}
     assert one(record, name="name", city=ref) == {"name": "A"}
@@ -153,16 +160,34 @@ def test_availability_list_items_resolve_relative_to_each_item() -> None:
         availability_list="programs",
         availability_item=AvailabilityMapping(fields={"level_of_care": "type", "beds_available": "beds.open"}),
     )
-    document = [{"id": "1", "programs": [{"type": "detox", "beds": {"open": 2}}, {"type": "residential"}, "junk",
-                                         {"type": "iop", "beds": {"open": 0}}]}]
-    assert json_feed.parse_one(body(document), mapping) == [{"source_id": "1", "availability": [
-        {"level_of_care": "detox", "beds_available": 2}, {"level_of_care": "iop", "beds_available": 0}]}]
+    document = [
+        {
+            "id": "1",
+            "programs": [
+                {"type": "detox", "beds": {"open": 2}},
+                {"type": "residential"},
+                "junk",
+                {"type": "iop", "beds": {"open": 0}},
+            ],
+        }
+    ]
+    assert json_feed.parse_one(body(document), mapping) == [
+        {
+            "source_id": "1",
+            "availability": [
+                {"level_of_care": "detox", "beds_available": 2},
+                {"level_of_care": "iop", "beds_available": 0},
+            ],
+        }
+    ]
 
 
 def test_an_availability_object_where_a_list_was_expected_counts_as_one_item() -> None:
-    mapping = RecordMapping(fields={"source_id": "id"}, availability_list="beds",
-                            availability_item=AvailabilityMapping(fields={"beds_available": "open"},
-                                                                  constants={"level_of_care": "detox"}))
+    mapping = RecordMapping(
+        fields={"source_id": "id"},
+        availability_list="beds",
+        availability_item=AvailabilityMapping(fields={"beds_available": "open"}, constants={"level_of_care": "detox"}),
+    )
     [raw] = json_feed.parse_one(body([{"id": "1", "beds": {"open": 3}}]), mapping)
     assert raw["availability"] == [{"level_of_care": "detox", "beds_available": 3}]
 
@@ -238,18 +263,22 @@ def page(url: str, document: Any) -> Document:
     return Document(url=url, body=body(document))
 
 
-@pytest.mark.parametrize(("link", "expected"), [
-    ("https://api.example.org/v1/centers?page=2", "https://api.example.org/v1/centers?page=2"),
-    ("/v1/centers?page=2", "https://api.example.org/v1/centers?page=2"),
-    ("centers?cursor=abc", "https://api.example.org/v1/centers?cursor=abc"),
-])
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        ("https://api.example.org/v1/centers?page=2", "https://api.example.org/v1/centers?page=2"),
+        ("/v1/centers?page=2", "https://api.example.org/v1/centers?page=2"),
+        ("centers?cursor=abc", "https://api.example.org/v1/centers?cursor=abc"),
+    ],
+)
 def test_follow_gives_the_next_page_as_an_absolute_url(link: str, expected: str) -> None:
     doc = page("https://api.example.org/v1/centers?page=1", {"data": [], "links": {"next": link}})
     assert json_feed.follow(doc, NEXT) == [expected]
 
 
-@pytest.mark.parametrize("links", [{"next": None}, {"next": ""}, {}, {"next": 2},
-                                   {"next": "https://api.example.org/v1/centers?page=1"}])
+@pytest.mark.parametrize(
+    "links", [{"next": None}, {"next": ""}, {}, {"next": 2}, {"next": "https://api.example.org/v1/centers?page=1"}]
+)
 def test_follow_gives_nothing_on_the_last_page(links: dict[str, Any]) -> None:
     doc = page("https://api.example.org/v1/centers?page=1", {"data": [], "links": links})
     assert json_feed.follow(doc, NEXT) == []
@@ -271,24 +300,34 @@ def test_follow_refuses_a_next_link_that_is_not_http() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["data", "items", "id", "name",
-                                                                                  "links", "next", "beds"]),
-                                                                 inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["data", "items", "id", "name", "links", "next", "beds"]), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 MAPPINGS = [
     RecordMapping(records="", fields={"source_id": "id", "name": "name"}, next_page="links.next"),
-    RecordMapping(records="data.items", fields={"name": "items[*].name"}, next_page="next",
-                  availability_list="beds",
-                  availability_item=AvailabilityMapping(fields={"beds_available": "[0]"})),
+    RecordMapping(
+        records="data.items",
+        fields={"name": "items[*].name"},
+        next_page="next",
+        availability_list="beds",
+        availability_item=AvailabilityMapping(fields={"beds_available": "[0]"}),
+    ),
     RecordMapping(records="data[0]", fields={"name": "id"}, options={"ndjson": True}),
 ]
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.binary(max_size=200), json_values.map(body),
-                 st.lists(json_values.map(body), min_size=2, max_size=4).map(b"\n".join)),
-       st.sampled_from(MAPPINGS))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        json_values.map(body),
+        st.lists(json_values.map(body), min_size=2, max_size=4).map(b"\n".join),
+    ),
+    st.sampled_from(MAPPINGS),
+)
 def test_any_bytes_give_records_or_a_parse_error(raw: bytes, mapping: RecordMapping) -> None:
     doc = Document(url="https://api.example.org/p1", body=raw)
     try:

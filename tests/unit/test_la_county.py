@@ -49,7 +49,9 @@ def counts(programs: list[Program]) -> list[tuple[str, list[tuple[str, int]]]]:
 def test_run_together_bed_string_splits_into_programs_with_counts_by_group() -> None:
     programs, unparsed = parse_beds("RS(3.1)Adult - M: 6RS(3.5)Adult - M: 6R-WMAdult - M: 0")
     assert counts(programs) == [
-        ("RS(3.1)", [("Adult - M", 6)]), ("RS(3.5)", [("Adult - M", 6)]), ("R-WM", [("Adult - M", 0)]),
+        ("RS(3.1)", [("Adult - M", 6)]),
+        ("RS(3.5)", [("Adult - M", 6)]),
+        ("R-WM", [("Adult - M", 0)]),
     ]
     assert unparsed == []
 
@@ -106,11 +108,13 @@ def test_an_unreadable_program_is_left_out_whole_and_reading_resumes_at_the_next
     text = "RS(3.1)Adult - M: 3Adult - F: 0RS(3.5)Adult - M: ?Adult - F: 0R-WMAdult - M: 1Adult - F: 1"
     programs, unparsed = parse_beds(text)
     assert counts(programs) == [
-        ("RS(3.1)", [("Adult - M", 3), ("Adult - F", 0)]), ("R-WM", [("Adult - M", 1), ("Adult - F", 1)]),
+        ("RS(3.1)", [("Adult - M", 3), ("Adult - F", 0)]),
+        ("R-WM", [("Adult - M", 1), ("Adult - F", 1)]),
     ]
     assert unparsed == ["RS(3.5)Adult - M: ?Adult - F: 0"]
     assert availability(programs, unparsed)[-1] == {
-        "level_of_care": "RS(3.5)", "beds_available": "RS(3.5)Adult - M: ?Adult - F: 0",
+        "level_of_care": "RS(3.5)",
+        "beds_available": "RS(3.5)Adult - M: ?Adult - F: 0",
     }
 
 
@@ -127,18 +131,30 @@ def test_text_with_no_program_code_is_passed_on_for_normalization_to_name() -> N
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("426 San Pedro Street,Los Angeles, CA\xa090013",
-         Address("426 San Pedro Street", "Los Angeles", "CA", "90013")),
-        ("1644 Wilshire Boulevard, Suite 101,Los Angeles, CA\xa090017",
-         Address("1644 Wilshire Boulevard, Suite 101", "Los Angeles", "CA", "90017")),
-        ("1750 South La Cienega Boulevard,  Suites A, B, C and D,Los Angeles, CA\xa090035",
-         Address("1750 South La Cienega Boulevard, Suites A, B, C and D", "Los Angeles", "CA", "90035")),
-        ("13211 Whittier Boulevard, Unit H ,Whittier, CA\xa090602",
-         Address("13211 Whittier Boulevard, Unit H", "Whittier", "CA", "90602")),
-        ("10603, 10607, 10615, 10621 Downey Avenue,Downey, CA 90241",
-         Address("10603, 10607, 10615, 10621 Downey Avenue", "Downey", "CA", "90241")),
-        ("426 San Pedro Street,Los Angeles, ca 90013-1234",
-         Address("426 San Pedro Street", "Los Angeles", "CA", "90013-1234")),
+        (
+            "426 San Pedro Street,Los Angeles, CA\xa090013",
+            Address("426 San Pedro Street", "Los Angeles", "CA", "90013"),
+        ),
+        (
+            "1644 Wilshire Boulevard, Suite 101,Los Angeles, CA\xa090017",
+            Address("1644 Wilshire Boulevard, Suite 101", "Los Angeles", "CA", "90017"),
+        ),
+        (
+            "1750 South La Cienega Boulevard,  Suites A, B, C and D,Los Angeles, CA\xa090035",
+            Address("1750 South La Cienega Boulevard, Suites A, B, C and D", "Los Angeles", "CA", "90035"),
+        ),
+        (
+            "13211 Whittier Boulevard, Unit H ,Whittier, CA\xa090602",
+            Address("13211 Whittier Boulevard, Unit H", "Whittier", "CA", "90602"),
+        ),
+        (
+            "10603, 10607, 10615, 10621 Downey Avenue,Downey, CA 90241",
+            Address("10603, 10607, 10615, 10621 Downey Avenue", "Downey", "CA", "90241"),
+        ),
+        (
+            "426 San Pedro Street,Los Angeles, ca 90013-1234",
+            Address("426 San Pedro Street", "Los Angeles", "CA", "90013-1234"),
+        ),
     ],
 )
 def test_street_city_state_and_zip_are_split_at_the_last_commas(text: str, expected: Address) -> None:
@@ -160,12 +176,22 @@ def test_an_unreadable_address_is_all_street_with_no_state_or_zip() -> None:
 
 
 def test_split_client_served_phrases_are_reassembled() -> None:
-    text = ("Adult; M; A; T; Parent/; Guardian (; Female) with; Children; Parent/; Guardian (; Male) with; "
-            "Children; Perinatal; Co-; Occurring; Mental; Health; Capabilities; L; G; B; T; Q; Veterans; Homeless; "
-            "Criminal; Justice")
+    text = (
+        "Adult; M; A; T; Parent/; Guardian (; Female) with; Children; Parent/; Guardian (; Male) with; "
+        "Children; Perinatal; Co-; Occurring; Mental; Health; Capabilities; L; G; B; T; Q; Veterans; Homeless; "
+        "Criminal; Justice"
+    )
     assert population_phrases(text) == [
-        "Adult", "MAT", "Parent/Guardian (Female) with Children", "Parent/Guardian (Male) with Children",
-        "Perinatal", "Co-Occurring Mental Health Capabilities", "LGBTQ", "Veterans", "Homeless", "Criminal Justice",
+        "Adult",
+        "MAT",
+        "Parent/Guardian (Female) with Children",
+        "Parent/Guardian (Male) with Children",
+        "Perinatal",
+        "Co-Occurring Mental Health Capabilities",
+        "LGBTQ",
+        "Veterans",
+        "Homeless",
+        "Criminal Justice",
     ]
 
 
@@ -196,22 +222,32 @@ def test_run_together_languages_are_split_where_a_name_ends(text: str, expected:
 # Records
 
 DETAIL = {
-    "agency_name": "SUNRISE HOUSE FOUNDATION", "agency_name_secondary": "Sunrise Residential",
-    "agency_address": "455 West 7th Street,San Pedro, CA\xa090731", "agency_phone": "(310) 555-0187",
-    "agency_website": "http://www.example.org/", "available_beds": "RS(3.1)Adult - M: 6RS(3.5)Adult - M: 6",
-    "populations_served": "Adult; M; A; T; Homeless", "languages_spoken": "EnglishSpanish",
+    "agency_name": "SUNRISE HOUSE FOUNDATION",
+    "agency_name_secondary": "Sunrise Residential",
+    "agency_address": "455 West 7th Street,San Pedro, CA\xa090731",
+    "agency_phone": "(310) 555-0187",
+    "agency_website": "http://www.example.org/",
+    "available_beds": "RS(3.1)Adult - M: 6RS(3.5)Adult - M: 6",
+    "populations_served": "Adult; M; A; T; Homeless",
+    "languages_spoken": "EnglishSpanish",
     "last_updated": "Last Updated: 8/13/2025 8:42:02 AM",
 }
 #: the same listing as the tool's list view prints it
-LISTED = {**DETAIL, "agency_name_secondary": SECONDARY_LABEL, "agency_website": "", "populations_served": "",
-          "languages_spoken": "English, Spanish"}
+LISTED = {
+    **DETAIL,
+    "agency_name_secondary": SECONDARY_LABEL,
+    "agency_website": "",
+    "populations_served": "",
+    "languages_spoken": "English, Spanish",
+}
 
 
 def test_a_row_becomes_a_raw_record() -> None:
     [raw] = parse([Document("http://x/beds.csv", csv_body(DETAIL))], RecordMapping())
     assert raw == {
         "source_id": stable_id(
-            ("SUNRISE HOUSE FOUNDATION", "Sunrise Residential", "455 West 7th Street,San Pedro, CA 90731")),
+            ("SUNRISE HOUSE FOUNDATION", "Sunrise Residential", "455 West 7th Street,San Pedro, CA 90731")
+        ),
         "name": "SUNRISE HOUSE FOUNDATION",
         "alternate_name": "Sunrise Residential",
         "address_1": "455 West 7th Street",
@@ -252,10 +288,14 @@ def test_a_list_view_row_without_one_twin_shows_no_secondary_name_and_keeps_its_
 
 #: two confidential recovery houses of one agency in one ZIP: no street, no secondary name
 HOUSE_A = {
-    "agency_name": "HARBOR RECOVERY HOMES", "agency_name_secondary": "",
-    "agency_address": ",San Pedro, CA\xa090731", "agency_phone": "(310) 555-0140",
-    "agency_website": "http://www.example.org/", "available_beds": "RBHAdult - F: 0",
-    "populations_served": "Adult; Homeless", "languages_spoken": "EnglishSpanish",
+    "agency_name": "HARBOR RECOVERY HOMES",
+    "agency_name_secondary": "",
+    "agency_address": ",San Pedro, CA\xa090731",
+    "agency_phone": "(310) 555-0140",
+    "agency_website": "http://www.example.org/",
+    "available_beds": "RBHAdult - F: 0",
+    "populations_served": "Adult; Homeless",
+    "languages_spoken": "EnglishSpanish",
     "last_updated": "Last Updated: 8/13/2025 9:45:39 AM",
 }
 HOUSE_B = {**HOUSE_A, "agency_phone": "(310) 555-0141"}
@@ -264,14 +304,20 @@ HOUSE_B = {**HOUSE_A, "agency_phone": "(310) 555-0141"}
 def listed(row: dict[str, str]) -> dict[str, str]:
     """The list view of a detail-view row: secondary name hidden behind the label (an empty one stays
     empty), no website, no populations, languages spelled apart."""
-    return {**row, "agency_name_secondary": SECONDARY_LABEL if row["agency_name_secondary"] else "",
-            "agency_website": "", "populations_served": "", "languages_spoken": "English, Spanish"}
+    return {
+        **row,
+        "agency_name_secondary": SECONDARY_LABEL if row["agency_name_secondary"] else "",
+        "agency_website": "",
+        "populations_served": "",
+        "languages_spoken": "English, Spanish",
+    }
 
 
 def test_confidential_houses_of_one_agency_in_one_zip_are_told_apart_by_their_phones() -> None:
     # the tool's order: the detail view of every listing, then the list view of every listing
     a, b, a_listed, b_listed = parse(
-        [Document("u", csv_body(HOUSE_A, HOUSE_B, listed(HOUSE_A), listed(HOUSE_B)))], RecordMapping())
+        [Document("u", csv_body(HOUSE_A, HOUSE_B, listed(HOUSE_A), listed(HOUSE_B)))], RecordMapping()
+    )
     assert a["source_id"] != b["source_id"]  # two houses, two ids
     assert (a_listed["source_id"], b_listed["source_id"]) == (a["source_id"], b["source_id"])  # one per house
     assert a["source_id"] == stable_id(("HARBOR RECOVERY HOMES", "", ",San Pedro, CA 90731", "3105550140"))
@@ -280,14 +326,18 @@ def test_confidential_houses_of_one_agency_in_one_zip_are_told_apart_by_their_ph
 def test_the_list_view_of_a_named_confidential_house_keeps_the_id_of_its_detail_view() -> None:
     named = {**HOUSE_A, "agency_name_secondary": "Harbor Bridge Housing"}
     detail, shown = parse([Document("u", csv_body(named, listed(named)))], RecordMapping())
-    assert shown["source_id"] == detail["source_id"] == stable_id(
-        ("HARBOR RECOVERY HOMES", "Harbor Bridge Housing", ",San Pedro, CA 90731", "3105550140"))
+    assert (
+        shown["source_id"]
+        == detail["source_id"]
+        == stable_id(("HARBOR RECOVERY HOMES", "Harbor Bridge Housing", ",San Pedro, CA 90731", "3105550140"))
+    )
 
 
 def test_a_confidential_id_takes_the_phone_digits_not_how_they_are_printed() -> None:
     confidential = ",San Pedro, CA 90731"
-    assert (source_id("A", "", confidential, "", "(310) 555-0140")
-            == source_id("A", "", confidential, "", "310-555-0140"))
+    assert source_id("A", "", confidential, "", "(310) 555-0140") == source_id(
+        "A", "", confidential, "", "310-555-0140"
+    )
     assert source_id("A", "", confidential, "", "(310) 555-0140") != source_id("A", "", confidential, "", "")
     # a site with a street: name, secondary name and address only, whatever its phone
     street = "455 West 7th Street,San Pedro, CA 90731"
@@ -302,14 +352,16 @@ def test_confidential_houses_sharing_agency_zip_and_phone_still_share_an_id() ->
 
 
 def test_a_changed_layout_is_a_parse_error_naming_the_missing_columns() -> None:
-    body = b"agency_name,agency_address\nA,\"1 Main St,Los Angeles, CA 90013\"\n"
+    body = b'agency_name,agency_address\nA,"1 Main St,Los Angeles, CA 90013"\n'
     with pytest.raises(ParseError, match="available_beds"):
         parse([Document("u", body)], RecordMapping())
 
 
 def test_rows_that_cannot_be_read_still_become_records_that_normalization_rejects_with_a_reason() -> None:
-    body = csv_body({"agency_name": "ORCHARD HOUSE", "agency_address": "88 Orchard Lane Los Angeles"},
-                    {"agency_address": ",Los Angeles, CA 90013", "available_beds": "RBHAdult - M: 1"})
+    body = csv_body(
+        {"agency_name": "ORCHARD HOUSE", "agency_address": "88 Orchard Lane Los Angeles"},
+        {"agency_address": ",Los Angeles, CA 90013", "available_beds": "RBHAdult - M: 1"},
+    )
     raws = parse([Document("u", body)], RecordMapping())
     assert len(raws) == 2
     ctx = FeedContext(feed_id="la", now=datetime(2025, 8, 14, 18, tzinfo=UTC), timezone="America/Los_Angeles")
@@ -336,9 +388,15 @@ REAL = "la_county_sud_bed_availability_2025-08-14.csv"
 #: the latest "Last Updated" in the file is 8/14/2025 9:37:40 AM PDT (16:37:40Z): the scrape came after it
 SCRAPED = datetime(2025, 8, 14, 18, 0, tzinfo=UTC)
 FEED = {
-    "id": "la-county-sbat", "format": "csv", "parser": "la_county", "source": "scrape",
-    "url": "http://127.0.0.1/feeds/la-county/beds.csv", "allow_private": True,
-    "timezone": "America/Los_Angeles", "freshness": "48h", "max_report_age": "30d",
+    "id": "la-county-sbat",
+    "format": "csv",
+    "parser": "la_county",
+    "source": "scrape",
+    "url": "http://127.0.0.1/feeds/la-county/beds.csv",
+    "allow_private": True,
+    "timezone": "America/Los_Angeles",
+    "freshness": "48h",
+    "max_report_age": "30d",
 }
 
 Result = tuple[list[Center], list[Availability], IngestReport]
@@ -357,8 +415,11 @@ def center(
 ) -> tuple[Center, dict[str, Availability]]:
     """The one center so named (and at that address), and its observations by level."""
     centers, observations, _ = result
-    [found] = [c for c in centers if c.name == name and c.alternate_name == alternate_name
-               and address.items() <= c.address.model_dump().items()]
+    [found] = [
+        c
+        for c in centers
+        if c.name == name and c.alternate_name == alternate_name and address.items() <= c.address.model_dump().items()
+    ]
     return found, {o.level_of_care.value: o for o in observations if o.center_id == found.id}
 
 
@@ -387,8 +448,11 @@ def test_every_real_row_is_accounted_for(real: Result) -> None:
         "availability.reported_at: reported N years ago (N); older than this feed keeps": 1,
     }
     assert [(p.record, p.field, p.reason) for p in report.field_problems] == [
-        ("f8d9c129a169119a", "availability.0.reported_at",
-         "reported 5.1 years ago (2020-07-09); older than this feed keeps"),
+        (
+            "f8d9c129a169119a",
+            "availability.0.reported_at",
+            "reported 5.1 years ago (2020-07-09); older than this feed keeps",
+        ),
     ]
     assert not [c for c in centers if SECONDARY_LABEL in c.alternate_name]
     assert sum(1 for c in centers if not c.address.address_1) == 82  # confidential sites (",City, CA ZIP")
@@ -398,9 +462,13 @@ def test_every_real_row_is_accounted_for(real: Result) -> None:
 def test_real_observations_by_level_and_status(real: Result) -> None:
     _, observations, report = real
     assert Counter(f"{o.level_of_care.value}:{o.status.value}" for o in observations) == {
-        "residential:full": 57, "residential:limited": 7, "residential:available": 9,
-        "recovery_housing:full": 55, "recovery_housing:limited": 25,  # 2 houses told apart by phone, both full
-        "detox:full": 24, "detox:limited": 3,
+        "residential:full": 57,
+        "residential:limited": 7,
+        "residential:available": 9,
+        "recovery_housing:full": 55,
+        "recovery_housing:limited": 25,  # 2 houses told apart by phone, both full
+        "detox:full": 24,
+        "detox:limited": 3,
     }
     beds = Counter[str]()
     for o in observations:
@@ -408,25 +476,41 @@ def test_real_observations_by_level_and_status(real: Result) -> None:
     assert beds == {"residential": 55, "recovery_housing": 41, "detox": 5}
     assert len({o.center_id for o in observations}) == 154
     assert dict(report.unmapped) == {
-        "populations: Physically Disabled": 32, "populations: Sexually-Exploited": 25,
-        "populations: Developmentally Disabled/Delayed": 15, "languages: American Sign Language": 8,
-
+        "populations: Physically Disabled": 32,
+        "populations: Sexually-Exploited": 25,
+        "populations: Developmentally Disabled/Delayed": 15,
+        "languages: American Sign Language": 8,
     }
 
 
 @pytest.mark.shared_data
 def test_real_outpatient_site_with_mat_and_split_populations(real: Result) -> None:
-    c, obs = center(real, "LOS ANGELES CENTERS FOR ALCOHOL AND DRUG ABUSE",
-                    "Downtown Los Angeles Outpatient - San Pedro")
+    c, obs = center(
+        real, "LOS ANGELES CENTERS FOR ALCOHOL AND DRUG ABUSE", "Downtown Los Angeles Outpatient - San Pedro"
+    )
     assert c.address.model_dump() == {
-        "address_1": "426 San Pedro Street", "address_2": "", "city": "Los Angeles", "state": "CA",
-        "postal_code": "90013", "country": "US",
+        "address_1": "426 San Pedro Street",
+        "address_2": "",
+        "city": "Los Angeles",
+        "state": "CA",
+        "postal_code": "90013",
+        "country": "US",
     }
     assert [p.number for p in c.phones] == ["+12136266411"]
     assert services(c) == {
-        "levels_of_care": ["mat"], "payment": [],
-        "populations": ["adults", "co_occurring", "criminal_justice", "homeless", "lgbtq", "men",
-                        "parents_with_children", "veterans", "women"],
+        "levels_of_care": ["mat"],
+        "payment": [],
+        "populations": [
+            "adults",
+            "co_occurring",
+            "criminal_justice",
+            "homeless",
+            "lgbtq",
+            "men",
+            "parents_with_children",
+            "veterans",
+            "women",
+        ],
         "languages": ["es"],
     }
     assert obs == {}
@@ -455,11 +539,19 @@ def test_real_residential_levels_are_not_double_counted(real: Result) -> None:
 def test_real_confidential_recovery_house(real: Result) -> None:
     c, obs = center(real, "LOS ANGELES CENTERS FOR ALCOHOL AND DRUG ABUSE", "L.A. CADA @ LA Mission")
     assert (c.address.address_1, c.address.city, c.address.state, c.address.postal_code) == (
-        "", "Los Angeles", "CA", "90013")
+        "",
+        "Los Angeles",
+        "CA",
+        "90013",
+    )
     assert services(c)["levels_of_care"] == ["recovery_housing"]
     [rbh] = obs.values()
     assert (rbh.level_of_care.value, rbh.status.value, rbh.beds_available, rbh.notes) == (
-        "recovery_housing", "full", 0, "RBH Adult - M: 0")
+        "recovery_housing",
+        "full",
+        0,
+        "RBH Adult - M: 0",
+    )
     assert rbh.reported_at == datetime(2025, 8, 13, 15, 42, 1, tzinfo=UTC)  # 8:42:01 AM PDT
 
 
@@ -468,7 +560,10 @@ def test_real_report_from_2020_keeps_the_center_but_not_its_beds(real: Result) -
     c, obs = center(real, "PHOENIX HOUSES OF LOS ANGELES, INC.", "Phoenix House of Orange County")
     assert c.source_id == "f8d9c129a169119a"
     assert (c.address.address_1, c.address.city, c.address.postal_code) == (
-        "1207 East Fruit Street", "Santa Ana", "92701")
+        "1207 East Fruit Street",
+        "Santa Ana",
+        "92701",
+    )
     assert services(c)["levels_of_care"] == ["mat", "residential"]
     assert obs == {}
 
@@ -489,10 +584,15 @@ def test_real_confidential_houses_with_different_phones_are_kept_apart(real: Res
     centers, observations, _ = real
 
     def houses(name: str, postal_code: str) -> list[tuple[list[str], list[str]]]:
-        found = [c for c in centers if c.name == name and not c.address.address_1
-                 and c.address.postal_code == postal_code and not c.alternate_name]
-        return [([p.number for p in c.phones], [o.notes for o in observations if o.center_id == c.id])
-                for c in found]
+        found = [
+            c
+            for c in centers
+            if c.name == name
+            and not c.address.address_1
+            and c.address.postal_code == postal_code
+            and not c.alternate_name
+        ]
+        return [([p.number for p in c.phones], [o.notes for o in observations if o.center_id == c.id]) for c in found]
 
     # L.A. CADA's two houses in Long Beach 90806, each with its own phone
     assert houses("LOS ANGELES CENTERS FOR ALCOHOL AND DRUG ABUSE", "90806") == [

@@ -18,8 +18,10 @@ PREFIX = "P:"
 HOLE = "\x00"  # stands for any part the script or a Keys method fills in
 
 #: a key built from the prefix: ``prefix .. 'literal'`` (or ``ARGV[1] .. 'literal'``), then more pieces
-_BUILT = re.compile(r"""(?:\bprefix|ARGV\[1\])\s*\.\.\s*'([^']*)'"""
-                    r"""((?:\s*\.\.\s*(?:'[^']*'|[A-Za-z_][\w.]*(?:\[[^\]]*\])?(?:\([^()]*\))?))*)""")
+_BUILT = re.compile(
+    r"""(?:\bprefix|ARGV\[1\])\s*\.\.\s*'([^']*)'"""
+    r"""((?:\s*\.\.\s*(?:'[^']*'|[A-Za-z_][\w.]*(?:\[[^\]]*\])?(?:\([^()]*\))?))*)"""
+)
 _PIECE = re.compile(r"""\.\.\s*('([^']*)'|[A-Za-z_][\w.]*(?:\[[^\]]*\])?(?:\([^()]*\))?)""")
 
 
@@ -53,18 +55,32 @@ def keys_shapes() -> list[re.Pattern[str]]:
                 continue  # a digest of its argument; a list
             names.append(getattr(keys, name)(*[HOLE] * len(params)))
     names += [keys.geo, keys.feeds, keys.needs_location]
-    return [re.compile(re.escape(n.removeprefix(PREFIX)).replace(re.escape(HOLE), ".+").replace(HOLE, ".+"))
-            for n in names]
+    return [
+        re.compile(re.escape(n.removeprefix(PREFIX)).replace(re.escape(HOLE), ".+").replace(HOLE, ".+")) for n in names
+    ]
 
 
 def test_the_scripts_build_keys_as_keys_does() -> None:
     shapes = lua_shapes()
     patterns = keys_shapes()
     # the reading finds the keys every script family builds (a parser gone blind would pass anything)
-    assert {f"c:{HOLE}", f"a:{HOLE}", f"r:{HOLE}", f"ix:{HOLE}", "masks", "staging", "geo",
-            f"stage:{HOLE}:m", f"stage:{HOLE}:hide", f"stage:{HOLE}:{HOLE}"} <= set(shapes), sorted(shapes)
-    unknown = {shape.replace(HOLE, "{}"): sorted(scripts) for shape, scripts in shapes.items()
-               if not any(p.fullmatch(shape.replace(HOLE, "x")) for p in patterns)}
+    assert {
+        f"c:{HOLE}",
+        f"a:{HOLE}",
+        f"r:{HOLE}",
+        f"ix:{HOLE}",
+        "masks",
+        "staging",
+        "geo",
+        f"stage:{HOLE}:m",
+        f"stage:{HOLE}:hide",
+        f"stage:{HOLE}:{HOLE}",
+    } <= set(shapes), sorted(shapes)
+    unknown = {
+        shape.replace(HOLE, "{}"): sorted(scripts)
+        for shape, scripts in shapes.items()
+        if not any(p.fullmatch(shape.replace(HOLE, "x")) for p in patterns)
+    }
     assert not unknown, f"keys built in Lua that Keys does not build: {unknown}"
 
 

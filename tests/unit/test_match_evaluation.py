@@ -76,8 +76,10 @@ def samhsa_centers(path: Path) -> list[Center]:
     centers, _, _ = normalize_all(raws, FeedContext(feed_id="samhsa", now=NOW))
     centers.sort(key=lambda c: c.id)
     # the SAMHSA feed carries SAMHSA's facility number (the shared file has none: one per record here)
-    return [c.model_copy(update={"external_ids": (ExternalId(system="samhsa", value=str(100_000 + i)),)})
-            for i, c in enumerate(centers)]
+    return [
+        c.model_copy(update={"external_ids": (ExternalId(system="samhsa", value=str(100_000 + i)),)})
+        for i, c in enumerate(centers)
+    ]
 
 
 def la_centers(path: Path) -> list[Center]:
@@ -88,8 +90,15 @@ def la_centers(path: Path) -> list[Center]:
     for c in sorted(centers, key=lambda c: c.id):
         place = zip_place(c.address.postal_code)
         if place is not None:  # the scrape has no coordinates: the geocoder's fallback, the ZIP centroid
-            out.append(c.model_copy(update={"latitude": place.latitude, "longitude": place.longitude,
-                                            "geo_precision": GeoPrecision.POSTAL_CODE}))
+            out.append(
+                c.model_copy(
+                    update={
+                        "latitude": place.latitude,
+                        "longitude": place.longitude,
+                        "geo_precision": GeoPrecision.POSTAL_CODE,
+                    }
+                )
+            )
     return out
 
 
@@ -116,9 +125,21 @@ def meters(a: tuple[float, float], b: tuple[float, float]) -> float:
 # Variants: a facility as another feed would send it
 
 _STREET_WORDS = {
-    "street": "St", "avenue": "Ave", "boulevard": "Blvd", "road": "Rd", "drive": "Dr", "lane": "Ln",
-    "court": "Ct", "place": "Pl", "highway": "Hwy", "parkway": "Pkwy", "circle": "Cir", "terrace": "Ter",
-    "suite": "Ste", "building": "Bldg", "floor": "Fl",
+    "street": "St",
+    "avenue": "Ave",
+    "boulevard": "Blvd",
+    "road": "Rd",
+    "drive": "Dr",
+    "lane": "Ln",
+    "court": "Ct",
+    "place": "Pl",
+    "highway": "Hwy",
+    "parkway": "Pkwy",
+    "circle": "Cir",
+    "terrace": "Ter",
+    "suite": "Ste",
+    "building": "Bldg",
+    "floor": "Fl",
 }
 _DIRECTIONS = {"north": "N", "south": "S", "east": "E", "west": "W"}
 _LONG = {v.lower(): k.title() for k, v in (_STREET_WORDS | _DIRECTIONS).items()}
@@ -133,7 +154,7 @@ def abbreviate(line: str, rng: random.Random) -> str:
     out = []
     for i, w in enumerate(words):
         low = w.lower().rstrip(",")
-        tail = w[len(low):] if w.lower().startswith(low) else ""
+        tail = w[len(low) :] if w.lower().startswith(low) else ""
         if low in _STREET_WORDS and i > 0:
             w = _STREET_WORDS[low] + ("." if dot else "") + tail
         elif low in _DIRECTIONS and 0 < i < len(words) - 1 and words[i + 1].lower().rstrip(",") not in _STREET_WORDS:
@@ -173,13 +194,13 @@ def typo(text: str, rng: random.Random) -> str:
     j = rng.randrange(1, len(w) - 1)
     op = rng.choice(["swap", "drop", "double", "replace"])
     if op == "swap":
-        w = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+        w = w[:j] + w[j + 1] + w[j] + w[j + 2 :]
     elif op == "drop":
-        w = w[:j] + w[j + 1:]
+        w = w[:j] + w[j + 1 :]
     elif op == "double":
         w = w[:j] + w[j] + w[j:]
     else:
-        w = w[:j] + rng.choice("aeiounrst") + w[j + 1:]
+        w = w[:j] + rng.choice("aeiounrst") + w[j + 1 :]
     words[i] = w
     return " ".join(words)
 
@@ -249,12 +270,23 @@ def variant(base: Center, feed: str, rng: random.Random) -> tuple[Center, list[s
         edits.append("identifier")
     phones = base.phones if rng.random() < 0.85 else ()
     src = f"{base.source_id}-{feed}"
-    center = base.model_copy(update={
-        "id": f"{feed}:{src}", "feed_id": feed, "source_id": src, "name": name, "alternate_name": alt,
-        "address": Address.model_construct(address_1=line1, address_2=line2, city=a.city, state=a.state,
-                                           postal_code=postal, country="US"),
-        "latitude": lat, "longitude": lon, "geo_precision": precision, "external_ids": ids, "phones": phones,
-    })
+    center = base.model_copy(
+        update={
+            "id": f"{feed}:{src}",
+            "feed_id": feed,
+            "source_id": src,
+            "name": name,
+            "alternate_name": alt,
+            "address": Address.model_construct(
+                address_1=line1, address_2=line2, city=a.city, state=a.state, postal_code=postal, country="US"
+            ),
+            "latitude": lat,
+            "longitude": lon,
+            "geo_precision": precision,
+            "external_ids": ids,
+            "phones": phones,
+        }
+    )
     return center, edits
 
 
@@ -297,8 +329,9 @@ def choose_bases(samhsa: list[Center], la: list[Center], rng: random.Random) -> 
         by_address[(c.address.address_1.lower(), c.address.postal_code)].append(c)
         by_name[(name_key(c.name), c.address.city.lower(), c.address.state)].add(c.address.address_1.lower())
     shared = sorted({c.id for cs in by_address.values() if len(cs) > 1 for c in cs})
-    branches = sorted(c.id for c in samhsa
-                      if len(by_name[(name_key(c.name), c.address.city.lower(), c.address.state)]) > 1)
+    branches = sorted(
+        c.id for c in samhsa if len(by_name[(name_key(c.name), c.address.city.lower(), c.address.state)]) > 1
+    )
     grid = _grid(samhsa)
     neighbours = []
     for c in samhsa:
@@ -307,15 +340,21 @@ def choose_bases(samhsa: list[Center], la: list[Center], rng: random.Random) -> 
         for di in (-1, 0, 1):
             for dj in (-1, 0, 1):
                 for o in grid.get((ci + di, cj + dj), ()):
-                    if o.address.address_1.lower() != c.address.address_1.lower() and meters(
-                            (c.latitude, c.longitude), (o.latitude or 0.0, o.longitude or 0.0)) < 150:
+                    if (
+                        o.address.address_1.lower() != c.address.address_1.lower()
+                        and meters((c.latitude, c.longitude), (o.latitude or 0.0, o.longitude or 0.0)) < 150
+                    ):
                         neighbours.append(c.id)
                         break
     by_id = {c.id: c for c in samhsa}
     taken: set[str] = set()
     out: list[tuple[Center, str]] = []
-    for kind, pool in (("same address", shared), ("branch", branches), ("neighbour", sorted(set(neighbours))),
-                       ("random", sorted(by_id))):
+    for kind, pool in (
+        ("same address", shared),
+        ("branch", branches),
+        ("neighbour", sorted(set(neighbours))),
+        ("random", sorted(by_id)),
+    ):
         free = [i for i in pool if i not in taken]
         for i in rng.sample(free, min(BASES[kind], len(free))):
             taken.add(i)
@@ -371,8 +410,7 @@ def candidates(records: list[Record]) -> dict[int, set[int]]:
             for dj in range(-span_lon, span_lon + 1):
                 for m in grid.get((ci + di, cj + dj), ()):
                     o = records[m].center
-                    reach = RADIUS_ZIP_M if GeoPrecision.POSTAL_CODE in (c.geo_precision, o.geo_precision) \
-                        else RADIUS_M
+                    reach = RADIUS_ZIP_M if GeoPrecision.POSTAL_CODE in (c.geo_precision, o.geo_precision) else RADIUS_M
                     if meters((c.latitude, c.longitude), (o.latitude or 0.0, o.longitude or 0.0)) <= reach:
                         found.add(m)
         out[n] = found - {n}
@@ -544,8 +582,10 @@ def evaluate(evaluation: EvaluationSet) -> Outcome:
 
 def describe(r: Record) -> str:
     c, a = r.center, r.center.address
-    return (f"{c.feed_id}: {c.name!r} / {c.alternate_name!r} | {a.address_1!r} {a.address_2!r} {a.city} "
-            f"{a.postal_code} [{r.kind}]")
+    return (
+        f"{c.feed_id}: {c.name!r} / {c.alternate_name!r} | {a.address_1!r} {a.address_2!r} {a.city} "
+        f"{a.postal_code} [{r.kind}]"
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,10 @@ T = datetime(2026, 11, 27, tzinfo=UTC)
 
 def center(**kw: object) -> Center:
     base: dict[str, object] = {
-        "id": "f:1", "feed_id": "f", "source_id": "1", "name": "Harbor House",
+        "id": "f:1",
+        "feed_id": "f",
+        "source_id": "1",
+        "name": "Harbor House",
         "address": Address(state="MA", postal_code="02139"),
     }
     base.update(kw)
@@ -33,8 +36,14 @@ def test_center_id_is_feed_and_source() -> None:
 
 def test_validation_names_the_field_and_reason() -> None:
     with pytest.raises(ValidationError) as err:
-        Center(id="f:1", feed_id="f", source_id="1", name="", address={"state": "Mass", "postal_code": "2139"},
-               phones=[{"number": "617-555-0100"}])
+        Center(
+            id="f:1",
+            feed_id="f",
+            source_id="1",
+            name="",
+            address={"state": "Mass", "postal_code": "2139"},
+            phones=[{"number": "617-555-0100"}],
+        )
     got = reasons(err.value)
     assert "at least 1 character" in got["name"]
     assert "2-letter" in got["address.state"]
@@ -58,8 +67,15 @@ def test_services_are_sorted_and_unique() -> None:
 
 
 def obs(**kw: object) -> Availability:
-    base: dict[str, object] = {"center_id": "f:1", "level_of_care": "detox", "source": "pull", "status": "available",
-                               "reported_at": T, "checked_at": T, "freshness_seconds": 900}
+    base: dict[str, object] = {
+        "center_id": "f:1",
+        "level_of_care": "detox",
+        "source": "pull",
+        "status": "available",
+        "reported_at": T,
+        "checked_at": T,
+        "freshness_seconds": 900,
+    }
     base.update(kw)
     return Availability(**base)  # type: ignore[arg-type]
 

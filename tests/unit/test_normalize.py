@@ -55,8 +55,16 @@ def test_impossible_phone_is_a_reason_not_a_crash(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("MA", "MA"), ("ma", "MA"), ("Massachusetts", "MA"), ("Mass.", "MA"), (" new  york ", "NY"),
-     ("Puerto Rico", "PR"), ("GU", "GU"), ("District of Columbia", "DC")],
+    [
+        ("MA", "MA"),
+        ("ma", "MA"),
+        ("Massachusetts", "MA"),
+        ("Mass.", "MA"),
+        (" new  york ", "NY"),
+        ("Puerto Rico", "PR"),
+        ("GU", "GU"),
+        ("District of Columbia", "DC"),
+    ],
 )
 def test_state_becomes_two_letters(raw: str, expected: str) -> None:
     assert state_code(raw) == expected
@@ -115,9 +123,15 @@ def test_winter_local_time_uses_standard_offset() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected_hour"),
-    [("2025-08-13 08:42 EDT", 12), ("2025-08-13 08:42 EST", 13), ("2025-08-13 08:42 PDT", 15),
-     ("8/13/2025 8:42 AM ET", 12), ("8/13/2025 8:42 AM PT", 15), ("2025-08-13T08:42:00-05:00", 13),
-     ("2025-08-13T12:42:00Z", 12)],
+    [
+        ("2025-08-13 08:42 EDT", 12),
+        ("2025-08-13 08:42 EST", 13),
+        ("2025-08-13 08:42 PDT", 15),
+        ("8/13/2025 8:42 AM ET", 12),
+        ("8/13/2025 8:42 AM PT", 15),
+        ("2025-08-13T08:42:00-05:00", 13),
+        ("2025-08-13T12:42:00Z", 12),
+    ],
 )
 def test_zone_abbreviations_are_honoured(raw: str, expected_hour: int) -> None:
     t = timestamp(raw, "UTC")
@@ -162,9 +176,16 @@ def test_missing_longitude_sign_is_fixed_and_named() -> None:
 
 @pytest.mark.parametrize(
     ("lat", "lon", "state"),
-    [(61.2176, -149.8631, "AK"), (52.9, 173.2, "AK"), (21.3069, -157.8583, "HI"),
-     (18.4655, -66.1057, "PR"), (13.4443, 144.7937, "GU"), (-14.2756, -170.702, "AS"),
-     (18.3419, -64.9307, "VI"), (24.5551, -81.78, "FL")],
+    [
+        (61.2176, -149.8631, "AK"),
+        (52.9, 173.2, "AK"),
+        (21.3069, -157.8583, "HI"),
+        (18.4655, -66.1057, "PR"),
+        (13.4443, 144.7937, "GU"),
+        (-14.2756, -170.702, "AS"),
+        (18.3419, -64.9307, "VI"),
+        (24.5551, -81.78, "FL"),
+    ],
 )
 def test_states_and_territories_beyond_the_contiguous_us(lat: float, lon: float, state: str) -> None:
     c = coordinates(lat, lon, state)
@@ -190,8 +211,9 @@ def test_implausible_coordinates_are_rejected_with_reason(lat: object, lon: obje
 # ------------------------------------------------------------------------------------------ counts
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("3", 3), (3, 3), ("3.0", 3), ("2 beds", 2), ("", None),
-                                               ("N/A", None), (None, None), (0, 0)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("3", 3), (3, 3), ("3.0", 3), ("2 beds", 2), ("", None), ("N/A", None), (None, None), (0, 0)]
+)
 def test_counts(raw: object, expected: int | None) -> None:
     assert count(raw, "beds_available") == expected
 
@@ -207,21 +229,39 @@ def test_bad_counts_name_the_field(raw: object) -> None:
 
 
 def ctx(**kw: object) -> FeedContext:
-    base: dict[str, object] = {"feed_id": "ma-beds", "now": NOW, "timezone": "America/New_York",
-                               "freshness_seconds": 900}
+    base: dict[str, object] = {
+        "feed_id": "ma-beds",
+        "now": NOW,
+        "timezone": "America/New_York",
+        "freshness_seconds": 900,
+    }
     base.update(kw)
     return FeedContext(**base)  # type: ignore[arg-type]
 
 
 def good_raw(**kw: object) -> dict[str, object]:
     raw: dict[str, object] = {
-        "source_id": "A-1", "name": "Harbor House", "address_1": "1 Main St", "city": "Boston",
-        "state": "Massachusetts", "postal_code": "2118", "latitude": "42.34", "longitude": "-71.07",
-        "phone": "(617) 555-0100", "intake_phone": "617-555-0199 ", "levels_of_care": "DT; RES",
-        "payment": ["Medi-Cal", "Sliding fee"], "populations": "ADLT, FEM", "languages": "EnglishSpanish",
+        "source_id": "A-1",
+        "name": "Harbor House",
+        "address_1": "1 Main St",
+        "city": "Boston",
+        "state": "Massachusetts",
+        "postal_code": "2118",
+        "latitude": "42.34",
+        "longitude": "-71.07",
+        "phone": "(617) 555-0100",
+        "intake_phone": "617-555-0199 ",
+        "levels_of_care": "DT; RES",
+        "payment": ["Medi-Cal", "Sliding fee"],
+        "populations": "ADLT, FEM",
+        "languages": "EnglishSpanish",
         "availability": [
-            {"level_of_care": "Withdrawal Management", "beds_available": "3", "beds_total": "12",
-             "reported_at": "11/27/2026 9:45 AM"},
+            {
+                "level_of_care": "Withdrawal Management",
+                "beds_available": "3",
+                "beds_total": "12",
+                "reported_at": "11/27/2026 9:45 AM",
+            },
             {"level_of_care": "RES", "status": "Waitlist (4)"},
         ],
     }
@@ -237,8 +277,10 @@ def test_a_good_record_becomes_a_center_and_observations() -> None:
     assert c.id == "ma-beds:A-1"
     assert (c.address.state, c.address.postal_code) == ("MA", "02118")
     assert c.geo_precision is GeoPrecision.FEED
-    assert [(p.number, p.role) for p in c.phones] == [("+16175550100", PhoneRole.MAIN),
-                                                      ("+16175550199", PhoneRole.INTAKE)]
+    assert [(p.number, p.role) for p in c.phones] == [
+        ("+16175550100", PhoneRole.MAIN),
+        ("+16175550199", PhoneRole.INTAKE),
+    ]
     assert set(c.services.levels_of_care) == {LevelOfCare.DETOX, LevelOfCare.RESIDENTIAL}
     assert set(c.services.payment) == {Payment.MEDICAID, Payment.SLIDING_SCALE}
     assert c.services.languages == ("en", "es")
@@ -254,9 +296,13 @@ def test_a_good_record_becomes_a_center_and_observations() -> None:
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"source_id": ""}, "source_id"), ({"name": "  "}, "name"), ({"state": "Atlantis"}, "state"),
-     ({"postal_code": "99999", "latitude": None, "longitude": None}, "postal_code"),
-     ({"postal_code": "10001", "latitude": None, "longitude": None}, "postal_code")],
+    [
+        ({"source_id": ""}, "source_id"),
+        ({"name": "  "}, "name"),
+        ({"state": "Atlantis"}, "state"),
+        ({"postal_code": "99999", "latitude": None, "longitude": None}, "postal_code"),
+        ({"postal_code": "10001", "latitude": None, "longitude": None}, "postal_code"),
+    ],
 )
 def test_a_record_that_cannot_be_placed_or_named_is_rejected_naming_the_field(
     change: dict[str, object], field: str
@@ -267,13 +313,18 @@ def test_a_record_that_cannot_be_placed_or_named_is_rejected_naming_the_field(
 
 
 def test_bad_fields_are_dropped_with_reasons_and_the_record_kept() -> None:
-    raw = good_raw(phone="000-000-0000", latitude="40.7", longitude="-74.0", availability=[
-        {"level_of_care": "DT", "beds_available": "-5"},
-        {"level_of_care": "DT", "beds_available": "4", "beds_total": "2"},
-        {"level_of_care": "teleportation", "beds_available": "1"},
-        {"level_of_care": "RES", "status": "FULL", "beds_available": "3"},
-        {"level_of_care": "OP", "status": "Open", "reported_at": "2027-05-01"},
-    ])
+    raw = good_raw(
+        phone="000-000-0000",
+        latitude="40.7",
+        longitude="-74.0",
+        availability=[
+            {"level_of_care": "DT", "beds_available": "-5"},
+            {"level_of_care": "DT", "beds_available": "4", "beds_total": "2"},
+            {"level_of_care": "teleportation", "beds_available": "1"},
+            {"level_of_care": "RES", "status": "FULL", "beds_available": "3"},
+            {"level_of_care": "OP", "status": "Open", "reported_at": "2027-05-01"},
+        ],
+    )
     result = normalize_record(raw, ctx())
     assert result.center is not None
     assert result.center.latitude is None  # New York coordinates on a Boston record: geocode instead
@@ -289,10 +340,12 @@ def test_bad_fields_are_dropped_with_reasons_and_the_record_kept() -> None:
 
 
 def test_two_reports_for_one_level_are_summed() -> None:
-    raw = good_raw(availability=[
-        {"level_of_care": "RS(3.1)", "beds_available": 2, "notes": "men"},
-        {"level_of_care": "RS(3.5)", "beds_available": 0, "notes": "women"},
-    ])
+    raw = good_raw(
+        availability=[
+            {"level_of_care": "RS(3.1)", "beds_available": 2, "notes": "men"},
+            {"level_of_care": "RS(3.5)", "beds_available": 0, "notes": "women"},
+        ]
+    )
     [obs] = normalize_record(raw, ctx()).availability
     assert (obs.level_of_care, obs.beds_available) == (LevelOfCare.RESIDENTIAL, 2)
     assert obs.status is AvailabilityStatus.LIMITED
@@ -304,8 +357,12 @@ def test_zero_beds_read_as_full_and_few_as_limited() -> None:
         raw = good_raw(availability=[{"level_of_care": "DT", "beds_available": beds}])
         return normalize_record(raw, ctx()).availability[0].status
 
-    assert [status(b) for b in (0, 1, 2, 3)] == [AvailabilityStatus.FULL, AvailabilityStatus.LIMITED,
-                                                 AvailabilityStatus.LIMITED, AvailabilityStatus.AVAILABLE]
+    assert [status(b) for b in (0, 1, 2, 3)] == [
+        AvailabilityStatus.FULL,
+        AvailabilityStatus.LIMITED,
+        AvailabilityStatus.LIMITED,
+        AvailabilityStatus.AVAILABLE,
+    ]
 
 
 def test_not_accepting_is_never_shown_as_open() -> None:
@@ -314,8 +371,11 @@ def test_not_accepting_is_never_shown_as_open() -> None:
 
 
 def test_an_old_report_is_rejected_when_the_feed_sets_a_maximum_age() -> None:
-    raw = good_raw(availability=[{"level_of_care": "DT", "beds_available": 1,
-                                  "reported_at": "Last Updated: 11/20/2019 9:09:33 AM"}])
+    raw = good_raw(
+        availability=[
+            {"level_of_care": "DT", "beds_available": 1, "reported_at": "Last Updated: 11/20/2019 9:09:33 AM"}
+        ]
+    )
     result = normalize_record(raw, ctx(max_report_age_seconds=30 * 86400))
     assert result.availability == []
     assert "7.0 years" in result.problems[0].reason
@@ -334,8 +394,9 @@ def test_unmapped_terms_are_reported() -> None:
 
 
 def test_feed_value_maps_override_the_built_in_ones() -> None:
-    result = normalize_record(good_raw(levels_of_care="Program 7"),
-                              ctx(value_maps={"levels_of_care": {"program 7": ["otp"]}}))
+    result = normalize_record(
+        good_raw(levels_of_care="Program 7"), ctx(value_maps={"levels_of_care": {"program 7": ["otp"]}})
+    )
     assert result.center is not None
     assert LevelOfCare.OTP in result.center.services.levels_of_care
 
@@ -343,8 +404,12 @@ def test_feed_value_maps_override_the_built_in_ones() -> None:
 # ------------------------------------------------------------------------- properties: never crash
 
 anything = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=60), st.from_regex(r"\(?\d{3}\)?[ .-]?\d{3}-\d{4}", fullmatch=True),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=60),
+    st.from_regex(r"\(?\d{3}\)?[ .-]?\d{3}-\d{4}", fullmatch=True),
     st.from_regex(r"\d{3,10}(-\d{4})?", fullmatch=True),
 )
 
@@ -387,8 +452,10 @@ US_DATES = st.from_regex(r"\d{1,2}/\d{1,2}/\d{2,4}( \d{1,2}:\d\d ?[AP]M)?( [A-Z]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(anything, st.datetimes(), US_DATES),
-       st.sampled_from(["UTC", "America/New_York", "America/Los_Angeles", "Pacific/Honolulu"]))
+@given(
+    st.one_of(anything, st.datetimes(), US_DATES),
+    st.sampled_from(["UTC", "America/New_York", "America/Los_Angeles", "Pacific/Honolulu"]),
+)
 def test_timestamp_normalizer_gives_aware_utc_or_a_reason(raw: object, tz: str) -> None:
     try:
         out = timestamp(raw, tz, now=NOW)
@@ -421,14 +488,44 @@ def test_state_and_count_normalizers_give_a_value_or_a_reason(text: str, raw: ob
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(
-    st.sampled_from(["source_id", "name", "state", "postal_code", "latitude", "longitude", "phone",
-                     "levels_of_care", "payment", "status", "availability", "reported_at", "website"]),
-    st.one_of(anything, st.lists(st.one_of(anything, st.dictionaries(
-        st.sampled_from(["level_of_care", "status", "beds_available", "beds_total", "accepting",
-                         "reported_at"]), anything, max_size=4)), max_size=3)),
-    max_size=13,
-))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "source_id",
+                "name",
+                "state",
+                "postal_code",
+                "latitude",
+                "longitude",
+                "phone",
+                "levels_of_care",
+                "payment",
+                "status",
+                "availability",
+                "reported_at",
+                "website",
+            ]
+        ),
+        st.one_of(
+            anything,
+            st.lists(
+                st.one_of(
+                    anything,
+                    st.dictionaries(
+                        st.sampled_from(
+                            ["level_of_care", "status", "beds_available", "beds_total", "accepting", "reported_at"]
+                        ),
+                        anything,
+                        max_size=4,
+                    ),
+                ),
+                max_size=3,
+            ),
+        ),
+        max_size=13,
+    )
+)
 def test_normalize_record_never_raises(raw: dict[str, object]) -> None:
     result = normalize_record(raw, ctx())
     assert result.center is not None or result.problems
@@ -458,8 +555,13 @@ def test_a_long_name_is_kept_cut_and_the_cut_reported() -> None:
 
 def test_a_link_or_external_id_too_long_is_dropped_with_a_reason_never_cut() -> None:
     long_url = "https://example.org/" + "p" * 600
-    result = normalize_record(good_raw(website=long_url, external_ids=[
-        {"system": "npi", "value": "9" * 201}, {"system": "samhsa", "value": "SAM-1"}]), ctx())
+    result = normalize_record(
+        good_raw(
+            website=long_url,
+            external_ids=[{"system": "npi", "value": "9" * 201}, {"system": "samhsa", "value": "SAM-1"}],
+        ),
+        ctx(),
+    )
     assert result.center is not None
     assert result.center.website == ""
     assert [(e.system, e.value) for e in result.center.external_ids] == [("samhsa", "SAM-1")]
@@ -469,19 +571,25 @@ def test_a_link_or_external_id_too_long_is_dropped_with_a_reason_never_cut() -> 
 
 
 def test_long_notes_are_cut_with_a_word() -> None:
-    raw = good_raw(availability=[{"level_of_care": "DT", "beds_available": 2, "notes": "n" * 300},
-                                 {"level_of_care": "DT", "beds_available": 1, "notes": "m" * 300}])
+    raw = good_raw(
+        availability=[
+            {"level_of_care": "DT", "beds_available": 2, "notes": "n" * 300},
+            {"level_of_care": "DT", "beds_available": 1, "notes": "m" * 300},
+        ]
+    )
     result = normalize_record(raw, ctx())
     [obs] = result.availability
     assert len(obs.notes) == 500
     assert [(p.field, p.reason) for p in result.problems] == [
-        ("availability.detox.notes", "notes was 602 characters; kept the first 500")]
+        ("availability.detox.notes", "notes was 602 characters; kept the first 500")
+    ]
 
 
 @pytest.mark.parametrize("beds", [-3, "1e9", True, 2.5, "lots"])
 def test_a_level_whose_figures_are_rejected_is_named_for_keeping(beds: object) -> None:
-    raw = good_raw(availability=[{"level_of_care": "DT", "beds_available": beds},
-                                 {"level_of_care": "RES", "beds_available": 4}])
+    raw = good_raw(
+        availability=[{"level_of_care": "DT", "beds_available": beds}, {"level_of_care": "RES", "beds_available": 4}]
+    )
     result = normalize_record(raw, ctx())
     assert [o.level_of_care for o in result.availability] == [LevelOfCare.RESIDENTIAL]
     assert result.rejected_levels == {LevelOfCare.DETOX}
@@ -489,28 +597,41 @@ def test_a_level_whose_figures_are_rejected_is_named_for_keeping(beds: object) -
 
 
 def test_a_report_older_than_the_feed_keeps_is_not_kept() -> None:
-    raw = good_raw(availability=[{"level_of_care": "DT", "beds_available": 1,
-                                  "reported_at": "Last Updated: 11/20/2019 9:09:33 AM"},
-                                 {"level_of_care": "RES", "beds_available": "many"}])
+    raw = good_raw(
+        availability=[
+            {"level_of_care": "DT", "beds_available": 1, "reported_at": "Last Updated: 11/20/2019 9:09:33 AM"},
+            {"level_of_care": "RES", "beds_available": "many"},
+        ]
+    )
     result = normalize_record(raw, ctx(max_report_age_seconds=30 * 86400))
     assert result.availability == []
     # the partner stopped reporting detox (its count goes); residential's figure was unreadable (kept)
     assert result.rejected_levels == {LevelOfCare.RESIDENTIAL}
 
 
-_FORMATS = ("{a}-{e}-{n}", "({a}) {e}-{n}", "{a}.{e}.{n}", "+1 {a} {e} {n}", "1-{a}-{e}-{n}", "{a}{e}{n}",
-            "+1{a}{e}{n}")
+_FORMATS = (
+    "{a}-{e}-{n}",
+    "({a}) {e}-{n}",
+    "{a}.{e}.{n}",
+    "+1 {a} {e} {n}",
+    "1-{a}-{e}-{n}",
+    "{a}{e}{n}",
+    "+1{a}{e}{n}",
+)
 
 
-@given(area=st.integers(200, 999), exchange=st.integers(200, 999), line=st.integers(0, 9999),
-       fmt=st.sampled_from(_FORMATS))
+@given(
+    area=st.integers(200, 999), exchange=st.integers(200, 999), line=st.integers(0, 9999), fmt=st.sampled_from(_FORMATS)
+)
 def test_a_plain_one_number_cell_reads_as_the_matcher_reads_it(area: int, exchange: int, line: int, fmt: str) -> None:
     """The shortcut for a cell of one plain number agrees with phonenumbers' matcher, valid or not."""
     import phonenumbers
 
     cell = fmt.format(a=area, e=exchange, n=f"{line:04d}")
-    found = [phonenumbers.format_number(m.number, phonenumbers.PhoneNumberFormat.E164)
-             for m in phonenumbers.PhoneNumberMatcher(cell, "US")]
+    found = [
+        phonenumbers.format_number(m.number, phonenumbers.PhoneNumberFormat.E164)
+        for m in phonenumbers.PhoneNumberMatcher(cell, "US")
+    ]
     from aggregator.normalize import phone_numbers
 
     phones, problems = phone_numbers(cell)

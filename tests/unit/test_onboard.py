@@ -44,8 +44,15 @@ def suggested(fmt: str, body: bytes) -> dict:
 def test_a_samhsa_like_header_gets_a_sensible_mapping() -> None:
     mapping = suggested("csv", SAMHSA)
     assert mapping["fields"] == {
-        "name": "name1", "alternate_name": "name2", "address_1": "street1", "address_2": "street2",
-        "city": "city", "state": "state", "postal_code": "zip", "latitude": "latitude", "longitude": "longitude",
+        "name": "name1",
+        "alternate_name": "name2",
+        "address_1": "street1",
+        "address_2": "street2",
+        "city": "city",
+        "state": "state",
+        "postal_code": "zip",
+        "latitude": "latitude",
+        "longitude": "longitude",
     }
     # no id column: a stable id from what identifies a facility
     assert mapping["id_from"] == ["name1", "name2", "street1", "street2", "city", "zip"]
@@ -69,16 +76,19 @@ def test_a_services_column_of_slash_codes_is_split_on_slash() -> None:
     assert fields["source_id"] == "ID"
 
 
-@pytest.mark.parametrize("values", [["24/7", "24/7"], ["11/27/2026", "11/28/2026"], ["Residential", "Detox"],
-                                    ["DT;RES", "OP"]])
+@pytest.mark.parametrize(
+    "values", [["24/7", "24/7"], ["11/27/2026", "11/28/2026"], ["Residential", "Detox"], ["DT;RES", "OP"]]
+)
 def test_dates_hours_and_plain_words_are_not_split(values: list[str]) -> None:
     assert split_separator(values) is None
 
 
 def test_a_column_of_one_line_addresses_maps_to_address() -> None:
-    body = (b"Program,Location,Phone\n"
-            b'Harbor House,"12 Main St, Worcester, MA 01608",508-555-0100\n'
-            b'Cedar Clinic,"20 Elm St Suite 4, Boston, MA 02118",617-555-0101\n')
+    body = (
+        b"Program,Location,Phone\n"
+        b'Harbor House,"12 Main St, Worcester, MA 01608",508-555-0100\n'
+        b'Cedar Clinic,"20 Elm St Suite 4, Boston, MA 02118",617-555-0101\n'
+    )
     mapping = suggested("csv", body)
     assert mapping["fields"]["address"] == "Location"
     assert "address_1" not in mapping["fields"]
@@ -89,20 +99,52 @@ def test_a_column_of_one_line_addresses_maps_to_address() -> None:
     assert not looks_like_one_line_address(["12 Main St", "Boston, MA"])
 
 
-@pytest.mark.parametrize(("name", "field"), [
-    ("Facility ID", "source_id"), ("FRID", "source_id"), ("id", "source_id"),
-    ("Facility", "name"), ("Provider Name", "name"), ("Agency", "name"), ("FacilityName", "name"),
-    ("DBA", "alternate_name"), ("name2", "alternate_name"), ("Alternate Name", "alternate_name"),
-    ("Street", "address_1"), ("Address1", "address_1"), ("street_2", "address_2"), ("Address 2", "address_2"),
-    ("City", "city"), ("ST", "state"), ("State", "state"), ("Zip Code", "postal_code"), ("ZIPCODE", "postal_code"),
-    ("Postal", "postal_code"), ("Lat", "latitude"), ("LATITUDE", "latitude"), ("lng", "longitude"),
-    ("Long", "longitude"), ("Telephone", "phone"), ("Intake Phone", "intake_phone"), ("Hotline", "hotline_phone"),
-    ("Crisis Line Number", "hotline_phone"), ("URL", "website"), ("Website", "website"),
-    ("Type of Care", "levels_of_care"), ("Levels", "levels_of_care"), ("Services", "levels_of_care"),
-    ("Insurance Accepted", "payment"), ("Payment", "payment"), ("Ages", "populations"), ("Gender", "populations"),
-    ("Languages", "languages"), ("Last Updated", "reported_at"), ("As of", "reported_at"),
-    ("updated_at", "reported_at"),
-])
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("Facility ID", "source_id"),
+        ("FRID", "source_id"),
+        ("id", "source_id"),
+        ("Facility", "name"),
+        ("Provider Name", "name"),
+        ("Agency", "name"),
+        ("FacilityName", "name"),
+        ("DBA", "alternate_name"),
+        ("name2", "alternate_name"),
+        ("Alternate Name", "alternate_name"),
+        ("Street", "address_1"),
+        ("Address1", "address_1"),
+        ("street_2", "address_2"),
+        ("Address 2", "address_2"),
+        ("City", "city"),
+        ("ST", "state"),
+        ("State", "state"),
+        ("Zip Code", "postal_code"),
+        ("ZIPCODE", "postal_code"),
+        ("Postal", "postal_code"),
+        ("Lat", "latitude"),
+        ("LATITUDE", "latitude"),
+        ("lng", "longitude"),
+        ("Long", "longitude"),
+        ("Telephone", "phone"),
+        ("Intake Phone", "intake_phone"),
+        ("Hotline", "hotline_phone"),
+        ("Crisis Line Number", "hotline_phone"),
+        ("URL", "website"),
+        ("Website", "website"),
+        ("Type of Care", "levels_of_care"),
+        ("Levels", "levels_of_care"),
+        ("Services", "levels_of_care"),
+        ("Insurance Accepted", "payment"),
+        ("Payment", "payment"),
+        ("Ages", "populations"),
+        ("Gender", "populations"),
+        ("Languages", "languages"),
+        ("Last Updated", "reported_at"),
+        ("As of", "reported_at"),
+        ("updated_at", "reported_at"),
+    ],
+)
 def test_names_suggest_fields(name: str, field: str) -> None:
     found = field_for(name)
     assert found is not None and found[0] == field, (name, found)
@@ -143,9 +185,17 @@ def test_json_records_key_paths_and_a_list_of_programs() -> None:
     assert mapping["fields"]["postal_code"] == "address.zip"
     assert mapping["fields"]["city"] == "address.city"
     assert mapping["fields"]["levels_of_care"] == "services[*].code"
-    assert mapping["availability_list"] == {"path": "beds", "fields": {
-        "level_of_care": "program", "beds_available": "open", "beds_total": "capacity", "status": "status",
-        "waitlist_size": "waitlist", "reported_at": "as_of"}}
+    assert mapping["availability_list"] == {
+        "path": "beds",
+        "fields": {
+            "level_of_care": "program",
+            "beds_available": "open",
+            "beds_total": "capacity",
+            "status": "status",
+            "waitlist_size": "waitlist",
+            "reported_at": "as_of",
+        },
+    }
 
 
 def test_find_records_takes_a_top_level_list_or_the_first_list_of_objects() -> None:
@@ -164,16 +214,24 @@ def test_html_tables_are_candidates_with_their_header_cells() -> None:
     assert mapping["records"] == "table#beds tbody tr"
     assert mapping["fields"]["name"] == "td:nth-of-type(1) a"  # the cells are links: their text
     assert mapping["fields"]["postal_code"] == "td:nth-of-type(4)"
-    assert {"constants": {"level_of_care": "residential"}, "fields": {"status": "td:nth-of-type(7)"}} \
-        in mapping["availability"]
+    assert {"constants": {"level_of_care": "residential"}, "fields": {"status": "td:nth-of-type(7)"}} in mapping[
+        "availability"
+    ]
 
 
 def test_an_html_board_with_spanning_cells_gets_rowspan_carry_and_a_program_per_row() -> None:
     mapping = suggested("html", (FIXTURES / "html_rowspan" / "index.html").read_bytes())
     assert mapping["options"] == {"rowspan": "carry"}
     assert mapping["fields"]["address_1"] == "td:nth-of-type(2)"  # "Street" under a spanning "Address"
-    assert mapping["availability"] == [{"fields": {
-        "level_of_care": "td:nth-of-type(5)", "status": "td:nth-of-type(6)", "reported_at": "td:nth-of-type(7)"}}]
+    assert mapping["availability"] == [
+        {
+            "fields": {
+                "level_of_care": "td:nth-of-type(5)",
+                "status": "td:nth-of-type(6)",
+                "reported_at": "td:nth-of-type(7)",
+            }
+        }
+    ]
 
 
 def test_html_cards_by_class_and_data_attributes() -> None:
@@ -193,7 +251,7 @@ def test_standard_formats_need_no_mapping() -> None:
 
 def test_the_suggestion_is_toml_the_registry_accepts(tmp_path: Path) -> None:
     mapping = suggested("csv", (FIXTURES / "csv_basic" / "export.csv").read_bytes())
-    text = mapping_toml(mapping, ["Odd \"column\""])
+    text = mapping_toml(mapping, ['Odd "column"'])
     assert tomllib.loads(text)["feed"]["mapping"] == mapping
     assert text.rstrip().endswith('# not mapped: Odd "column"')
     path = tmp_path / "mapping.toml"
@@ -236,12 +294,22 @@ def test_the_accepted_share_rule() -> None:
 
 
 def test_quality_lines() -> None:
-    lines = quality_lines({"repairs": [{"what": "ZIP leading zero restored", "count": 3, "records": ["a", "b"]}],
-                           "unmapped": [], "dropped": []}, repeated=2, failed_documents=["http://x/2: HTTP 500"])
-    assert lines == ["  repairs made:", "         3  ZIP leading zero restored  (e.g. a, b)",
-                     "  repeated ids: 2 record(s) repeated an earlier record's id (the newest report of each id "
-                     "is kept)",
-                     "  documents that could not be fetched (1; a partial run):", "    http://x/2: HTTP 500"]
+    lines = quality_lines(
+        {
+            "repairs": [{"what": "ZIP leading zero restored", "count": 3, "records": ["a", "b"]}],
+            "unmapped": [],
+            "dropped": [],
+        },
+        repeated=2,
+        failed_documents=["http://x/2: HTTP 500"],
+    )
+    assert lines == [
+        "  repairs made:",
+        "         3  ZIP leading zero restored  (e.g. a, b)",
+        "  repeated ids: 2 record(s) repeated an earlier record's id (the newest report of each id is kept)",
+        "  documents that could not be fetched (1; a partial run):",
+        "    http://x/2: HTTP 500",
+    ]
 
 
 def test_discovery_serializes_to_json() -> None:

@@ -27,8 +27,14 @@ from aggregator.normalize import phone_numbers as read_phones
 from config import registry
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 10:00 AM in America/New_York
-BASE: dict[str, Any] = {"source_id": "MD-2101", "name": "Patapsco Harbor Recovery Center",
-                        "address_1": "1400 E Fayette St", "city": "Baltimore", "state": "MD", "postal_code": "21231"}
+BASE: dict[str, Any] = {
+    "source_id": "MD-2101",
+    "name": "Patapsco Harbor Recovery Center",
+    "address_1": "1400 E Fayette St",
+    "city": "Baltimore",
+    "state": "MD",
+    "postal_code": "21231",
+}
 
 
 def phone_numbers(text: str, *args: object) -> tuple[list[tuple[str, PhoneRole]], list[object]]:
@@ -42,8 +48,16 @@ def ctx(**kw: Any) -> FeedContext:
 
 
 def one_feed(fmt: str = "csv", mapping: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    return {"feed": [{"id": "md-codes", "format": fmt, "url": "https://partner.example.org/export",
-                      "mapping": {**(mapping or {}), "fields": {"source_id": "ID", "name": "Name", **fields}}}]}
+    return {
+        "feed": [
+            {
+                "id": "md-codes",
+                "format": fmt,
+                "url": "https://partner.example.org/export",
+                "mapping": {**(mapping or {}), "fields": {"source_id": "ID", "name": "Name", **fields}},
+            }
+        ]
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -52,16 +66,19 @@ def one_feed(fmt: str = "csv", mapping: dict[str, Any] | None = None, **fields: 
 
 def test_every_number_in_a_cell_keeps_the_role_its_label_gives() -> None:
     assert phone_numbers("(410)555-0139 Intake: (410)555-0178") == (
-        [("+14105550139", PhoneRole.MAIN), ("+14105550178", PhoneRole.INTAKE)], [])
+        [("+14105550139", PhoneRole.MAIN), ("+14105550178", PhoneRole.INTAKE)],
+        [],
+    )
     assert phone_numbers("Hotline (24/7): 1-800-555-0199") == ([("+18005550199", PhoneRole.HOTLINE)], [])
     assert phone_numbers("Crisis line 410-555-0100; office 410-555-0101") == (
-        [("+14105550100", PhoneRole.HOTLINE), ("+14105550101", PhoneRole.MAIN)], [])
+        [("+14105550100", PhoneRole.HOTLINE), ("+14105550101", PhoneRole.MAIN)],
+        [],
+    )
     assert phone_numbers("Admissions 410-555-0101") == ([("+14105550101", PhoneRole.INTAKE)], [])
 
 
 def test_an_unlabelled_number_takes_the_role_of_its_column() -> None:
-    assert phone_numbers("410.555.0100", PhoneRole.INTAKE, "intake_phone") == (
-        [("+14105550100", PhoneRole.INTAKE)], [])
+    assert phone_numbers("410.555.0100", PhoneRole.INTAKE, "intake_phone") == ([("+14105550100", PhoneRole.INTAKE)], [])
 
 
 def test_a_fax_is_dropped_with_a_reason() -> None:
@@ -96,9 +113,15 @@ def test_a_cell_with_no_number_is_one_reason() -> None:
 
 
 def test_default_null_words_never_become_text_a_phone_problem_or_a_count() -> None:
-    raw = {**BASE, "alternate_name": "NA", "address_2": "-", "phone": "null", "intake_phone": "none",
-           "hotline_phone": "N/A", "availability": [{"level_of_care": "detox", "beds_available": "TBD",
-                                                     "beds_total": "N/A", "status": "-"}]}
+    raw = {
+        **BASE,
+        "alternate_name": "NA",
+        "address_2": "-",
+        "phone": "null",
+        "intake_phone": "none",
+        "hotline_phone": "N/A",
+        "availability": [{"level_of_care": "detox", "beds_available": "TBD", "beds_total": "N/A", "status": "-"}],
+    }
     result = normalize_record(raw, ctx())
     assert result.center is not None
     assert (result.center.alternate_name, result.center.address.address_2) == ("", "")
@@ -114,8 +137,12 @@ def test_null_words_are_compared_without_case_or_extra_spaces() -> None:
 
 
 def test_a_feeds_own_null_words_replace_the_default_list() -> None:
-    raw = {**BASE, "alternate_name": "Not reported", "address_2": "-",
-           "availability": [{"level_of_care": "residential", "beds_available": "Not reported", "beds_total": "24"}]}
+    raw = {
+        **BASE,
+        "alternate_name": "Not reported",
+        "address_2": "-",
+        "availability": [{"level_of_care": "residential", "beds_available": "Not reported", "beds_total": "24"}],
+    }
     custom = normalize_record(raw, ctx(null_values=frozenset({"na", "not reported"})))
     assert custom.center is not None
     assert custom.center.alternate_name == ""
@@ -154,36 +181,47 @@ def test_split_cell() -> None:
 
 
 def test_split_codes_map_to_levels_and_payment() -> None:
-    mapping = RecordMapping(fields={"levels_of_care": "Services", "payment": "Payment"},
-                            splits={"levels_of_care": ("/",), "payment": ("/", ";")})
+    mapping = RecordMapping(
+        fields={"levels_of_care": "Services", "payment": "Payment"},
+        splits={"levels_of_care": ("/",), "payment": ("/", ";")},
+    )
     row = {"Services": "OTP/DT/OP", "Payment": "MD/SF; SS"}
     raw = {**BASE, **apply(row.__getitem__, mapping)}
     result = normalize_record(raw, ctx())
     assert result.center is not None
     services = result.center.services
-    assert set(services.levels_of_care) == {LevelOfCare.OTP, LevelOfCare.MAT, LevelOfCare.DETOX,
-                                            LevelOfCare.OUTPATIENT}
+    assert set(services.levels_of_care) == {LevelOfCare.OTP, LevelOfCare.MAT, LevelOfCare.DETOX, LevelOfCare.OUTPATIENT}
     assert set(services.payment) == {Payment.MEDICAID, Payment.SELF_PAY, Payment.SLIDING_SCALE}
     assert result.unmapped == {}
 
 
 def test_the_registry_reads_from_and_split_tables() -> None:
-    [feed] = registry.parse(one_feed(levels_of_care={"from": "Services", "split": "/"},
-                                     payment={"from": "Payment", "split": ["/", ";"]},
-                                     phone={"from": "Phone", "split": ";"})).feeds
+    [feed] = registry.parse(
+        one_feed(
+            levels_of_care={"from": "Services", "split": "/"},
+            payment={"from": "Payment", "split": ["/", ";"]},
+            phone={"from": "Phone", "split": ";"},
+        )
+    ).feeds
     assert feed.mapping.fields["levels_of_care"] == "Services"
     assert feed.mapping.fields["payment"] == "Payment"
     assert dict(feed.mapping.splits) == {"levels_of_care": ("/",), "payment": ("/", ";"), "phone": (";",)}
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"name": {"from": "Name", "split": "/"}}, "feed 'md-codes'.mapping.fields.name: only list and phone fields"),
-    ({"address": {"from": "Address", "split": ","}}, "feed 'md-codes'.mapping.fields.address: only list and phone"),
-    ({"payment": {"from": "Payment", "split": []}}, "feed 'md-codes'.mapping.fields.payment: key 'split' must be"),
-    ({"payment": {"from": "Payment"}}, "feed 'md-codes'.mapping.fields.payment: key 'split' is required"),
-    ({"payment": {"split": "/"}}, "feed 'md-codes'.mapping.fields.payment: key 'from' is required"),
-    ({"payment": {"from": "Payment", "split": "/", "sep": ";"}}, "feed 'md-codes'.mapping.fields.payment: unknown key"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": {"from": "Name", "split": "/"}}, "feed 'md-codes'.mapping.fields.name: only list and phone fields"),
+        ({"address": {"from": "Address", "split": ","}}, "feed 'md-codes'.mapping.fields.address: only list and phone"),
+        ({"payment": {"from": "Payment", "split": []}}, "feed 'md-codes'.mapping.fields.payment: key 'split' must be"),
+        ({"payment": {"from": "Payment"}}, "feed 'md-codes'.mapping.fields.payment: key 'split' is required"),
+        ({"payment": {"split": "/"}}, "feed 'md-codes'.mapping.fields.payment: key 'from' is required"),
+        (
+            {"payment": {"from": "Payment", "split": "/", "sep": ";"}},
+            "feed 'md-codes'.mapping.fields.payment: unknown key",
+        ),
+    ],
+)
 def test_the_registry_rejects_a_wrong_split(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
         registry.parse(one_feed(**{**fields, "name": fields.get("name", "Name")}))
@@ -193,19 +231,26 @@ def test_the_registry_rejects_a_wrong_split(fields: dict[str, Any], message: str
 # One-line addresses
 
 
-@pytest.mark.parametrize(("text", "parts"), [
-    ("12 Main St, Worcester, MA 01608", ("12 Main St", "", "Worcester", "MA", "01608")),
-    ("340 Main St Suite 200, Worcester, MA 01608", ("340 Main St", "Suite 200", "Worcester", "MA", "01608")),
-    ("26 Queen St Worcester, MA 01610-2416", ("26 Queen St", "", "Worcester", "MA", "01610-2416")),
-    ("426 San Pedro Street,Los Angeles, CA 90013", ("426 San Pedro Street", "", "Los Angeles", "CA", "90013")),
-    ("PO Box 1234, Millville, NJ 08332", ("PO Box 1234", "", "Millville", "NJ", "08332")),
-    ("1200 Walnut St, Apt 3B, Philadelphia, PA 19107", ("1200 Walnut St", "Apt 3B", "Philadelphia", "PA", "19107")),
-    ("2700 N. Broad Street, Philadelphia PA 19132", ("2700 N. Broad Street", "", "Philadelphia", "PA", "19132")),
-    ("100 Front Street, 5th Floor, Worcester, MA 01608", ("100 Front Street", "5th Floor", "Worcester", "MA",
-                                                         "01608")),
-    ("425 Shrewsbury St Worcester, Massachusetts 01604", ("425 Shrewsbury St", "", "Worcester", "Massachusetts",
-                                                          "01604")),
-])
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("12 Main St, Worcester, MA 01608", ("12 Main St", "", "Worcester", "MA", "01608")),
+        ("340 Main St Suite 200, Worcester, MA 01608", ("340 Main St", "Suite 200", "Worcester", "MA", "01608")),
+        ("26 Queen St Worcester, MA 01610-2416", ("26 Queen St", "", "Worcester", "MA", "01610-2416")),
+        ("426 San Pedro Street,Los Angeles, CA 90013", ("426 San Pedro Street", "", "Los Angeles", "CA", "90013")),
+        ("PO Box 1234, Millville, NJ 08332", ("PO Box 1234", "", "Millville", "NJ", "08332")),
+        ("1200 Walnut St, Apt 3B, Philadelphia, PA 19107", ("1200 Walnut St", "Apt 3B", "Philadelphia", "PA", "19107")),
+        ("2700 N. Broad Street, Philadelphia PA 19132", ("2700 N. Broad Street", "", "Philadelphia", "PA", "19132")),
+        (
+            "100 Front Street, 5th Floor, Worcester, MA 01608",
+            ("100 Front Street", "5th Floor", "Worcester", "MA", "01608"),
+        ),
+        (
+            "425 Shrewsbury St Worcester, Massachusetts 01604",
+            ("425 Shrewsbury St", "", "Worcester", "Massachusetts", "01604"),
+        ),
+    ],
+)
 def test_split_one_line(text: str, parts: tuple[str, ...]) -> None:
     got = split_one_line(text)
     assert (got.address_1, got.address_2, got.city, got.state, got.postal_code) == parts
@@ -215,7 +260,12 @@ def test_split_one_line(text: str, parts: tuple[str, ...]) -> None:
 def test_an_address_without_street_or_zip() -> None:
     no_street = split_one_line(",Los Angeles, CA 90013")  # LA County's bed tool, confidential sites
     assert (no_street.address_1, no_street.city, no_street.state, no_street.postal_code, no_street.problem) == (
-        "", "Los Angeles", "CA", "90013", "")
+        "",
+        "Los Angeles",
+        "CA",
+        "90013",
+        "",
+    )
     no_zip = split_one_line("12 Main St, Worcester MA")
     assert (no_zip.address_1, no_zip.state, no_zip.postal_code) == ("12 Main St", "MA", "")
     assert no_zip.problem == "no ZIP found in '12 Main St, Worcester MA'"
@@ -223,13 +273,21 @@ def test_an_address_without_street_or_zip() -> None:
 
 
 def test_a_one_line_address_fills_the_center_address() -> None:
-    raw = {"source_id": "w1", "name": "Quinsigamond Recovery House", "address": "340 Main St Suite 200, Worcester, "
-           "MA 01608"}
+    raw = {
+        "source_id": "w1",
+        "name": "Quinsigamond Recovery House",
+        "address": "340 Main St Suite 200, Worcester, MA 01608",
+    }
     result = normalize_record(raw, ctx())
     assert result.center is not None
     address = result.center.address
     assert (address.address_1, address.address_2, address.city, address.state, address.postal_code) == (
-        "340 Main St", "Suite 200", "Worcester", "MA", "01608")
+        "340 Main St",
+        "Suite 200",
+        "Worcester",
+        "MA",
+        "01608",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,27 +297,32 @@ def test_a_one_line_address_fills_the_center_address() -> None:
 RECORD: dict[str, Any] = {
     "Facility Name": "Blue Ridge Behavioral Recovery",
     "address": {"zip-code": "24016", "zip": "24011"},
-    "services": [{"f1": "Type of Care", "f2": "TC", "f3": "Residential"},
-                 {"f1": "Payment/Insurance/Funding Accepted", "f2": "PAY", "f3": "Medicaid"},
-                 {"f1": "Type of Care", "f2": "TC", "f3": "Detoxification"}],
+    "services": [
+        {"f1": "Type of Care", "f2": "TC", "f3": "Residential"},
+        {"f1": "Payment/Insurance/Funding Accepted", "f2": "PAY", "f3": "Medicaid"},
+        {"f1": "Type of Care", "f2": "TC", "f3": "Detoxification"},
+    ],
     "contacts": [{"kind": "hotline", "number": "(540) 555-0159"}, {"kind": "main", "number": "(540) 555-0150"}],
 }
 
 
-@pytest.mark.parametrize(("ref", "found"), [
-    ("services[?f2=='TC'].f3", ["Residential", "Detoxification"]),
-    ("services[?f2=='PAY'].f3", ["Medicaid"]),
-    ("contacts[?kind=='main'] | [0].number", "(540) 555-0150"),
-    ("contacts[?kind=='hotline'] | [0].number", "(540) 555-0159"),
-    ("contacts[?kind=='fax'] | [0].number", None),
-    ("services[*].f2", ["TC", "PAY", "TC"]),
-    ("contacts[1].number", "(540) 555-0150"),
-    ("address.zip", "24011"),
-    ("$.address.zip", "24011"),
-    ("address.zip-code", "24016"),  # an older dotted path: JMESPath would need "address"."zip-code"
-    ("Facility Name", "Blue Ridge Behavioral Recovery"),
-    ("missing.key", None),
-])
+@pytest.mark.parametrize(
+    ("ref", "found"),
+    [
+        ("services[?f2=='TC'].f3", ["Residential", "Detoxification"]),
+        ("services[?f2=='PAY'].f3", ["Medicaid"]),
+        ("contacts[?kind=='main'] | [0].number", "(540) 555-0150"),
+        ("contacts[?kind=='hotline'] | [0].number", "(540) 555-0159"),
+        ("contacts[?kind=='fax'] | [0].number", None),
+        ("services[*].f2", ["TC", "PAY", "TC"]),
+        ("contacts[1].number", "(540) 555-0150"),
+        ("address.zip", "24011"),
+        ("$.address.zip", "24011"),
+        ("address.zip-code", "24016"),  # an older dotted path: JMESPath would need "address"."zip-code"
+        ("Facility Name", "Blue Ridge Behavioral Recovery"),
+        ("missing.key", None),
+    ],
+)
 def test_expression(ref: str, found: Any) -> None:
     assert expression(ref)(RECORD) == found
 
@@ -272,13 +335,16 @@ def test_a_bad_expression_is_a_parse_error_naming_it(ref: str) -> None:
 
 
 def test_the_registry_names_the_feed_and_key_of_a_bad_jmespath() -> None:
-    feed = one_feed("json", hotline_phone="contacts[?kind=='hotline'] | [0].number",
-                    payment="services[?f2=='PAY'")
+    feed = one_feed("json", hotline_phone="contacts[?kind=='hotline'] | [0].number", payment="services[?f2=='PAY'")
     where = re.escape("feed 'md-codes'.mapping.fields.payment: reference ")
     with pytest.raises(ConfigError, match=f"^{where}.* is not a JMESPath expression"):
         registry.parse(feed)
-    good = one_feed("json", hotline_phone="contacts[?kind=='hotline'] | [0].number",
-                    levels_of_care="services[?f2=='TC'].f3", postal_code="address.zip-code")
+    good = one_feed(
+        "json",
+        hotline_phone="contacts[?kind=='hotline'] | [0].number",
+        levels_of_care="services[?f2=='TC'].f3",
+        postal_code="address.zip-code",
+    )
     [config] = registry.parse(good).feeds
     assert config.mapping.fields["hotline_phone"] == "contacts[?kind=='hotline'] | [0].number"
 
@@ -311,13 +377,17 @@ def test_past_times_and_times_without_now_are_unchanged() -> None:
 
 
 def test_an_observation_from_the_future_is_dropped_and_the_center_kept() -> None:
-    raw = {**BASE, "reported_at": "11/27/2026 12:00 PM",
-           "availability": [{"level_of_care": "residential", "beds_available": "3"}]}
+    raw = {
+        **BASE,
+        "reported_at": "11/27/2026 12:00 PM",
+        "availability": [{"level_of_care": "residential", "beds_available": "3"}],
+    }
     result = normalize_record(raw, ctx(timezone="America/New_York"))
     assert result.center is not None
     assert result.availability == []
     assert [(p.field, p.reason) for p in result.problems] == [
-        ("availability.0.reported_at", "2026-11-27T17:00:00+00:00 is in the future")]
+        ("availability.0.reported_at", "2026-11-27T17:00:00+00:00 is in the future")
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,14 +402,21 @@ def test_the_newest_of_repeated_reports_wins_whatever_the_order() -> None:
     centers, observations, report = normalize_all(raws, ctx())
     assert len(centers) == 1
     assert [(o.beds_available, o.reported_at) for o in observations] == [
-        (1, datetime(2026, 11, 27, 14, 20, tzinfo=UTC))]
+        (1, datetime(2026, 11, 27, 14, 20, tzinfo=UTC))
+    ]
     assert [(r.record, r.field, r.reason) for r in report.rejections] == [("MD-2101", "source_id", REPEATED)] * 2
     assert (report.records, report.accepted, report.rejected, report.repeated) == (3, 1, 2, 2)
 
 
 def test_a_zip_plus_4_that_lost_its_leading_zero_is_repaired_and_counted() -> None:
-    raw = {"source_id": "nj-millville", "name": "Holly City Recovery Intake", "address_1": "401 N High St",
-           "city": "Millville", "state": "NJ", "postal_code": "8332-3762"}
+    raw = {
+        "source_id": "nj-millville",
+        "name": "Holly City Recovery Intake",
+        "address_1": "401 N High St",
+        "city": "Millville",
+        "state": "NJ",
+        "postal_code": "8332-3762",
+    }
     centers, _, report = normalize_all([raw], ctx())
     assert centers[0].address.postal_code == "08332"
     assert report.repairs == {"ZIP leading zero restored": 1}
@@ -354,11 +431,22 @@ def manifest(*names: str) -> Document:
 
 
 def test_smart_per_state_files_are_judged_by_their_names_and_rebased() -> None:
-    doc = manifest("locations-MA.ndjson", "locations-NJ.ndjson", "schedules-MA.ndjson", "schedules-NJ.ndjson",
-                   "slots-MA.ndjson", "slots-NJ.ndjson", "slots-2026-W48.ndjson")
+    doc = manifest(
+        "locations-MA.ndjson",
+        "locations-NJ.ndjson",
+        "schedules-MA.ndjson",
+        "schedules-NJ.ndjson",
+        "slots-MA.ndjson",
+        "slots-NJ.ndjson",
+        "slots-2026-W48.ndjson",
+    )
     urls = follow(doc, RecordMapping(options={"states": ["NJ"], "rebase": True}))
-    assert urls == ["http://127.0.0.1/smart/locations-NJ.ndjson", "http://127.0.0.1/smart/schedules-NJ.ndjson",
-                    "http://127.0.0.1/smart/slots-NJ.ndjson", "http://127.0.0.1/smart/slots-2026-W48.ndjson"]
+    assert urls == [
+        "http://127.0.0.1/smart/locations-NJ.ndjson",
+        "http://127.0.0.1/smart/schedules-NJ.ndjson",
+        "http://127.0.0.1/smart/slots-NJ.ndjson",
+        "http://127.0.0.1/smart/slots-2026-W48.ndjson",
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,8 +454,9 @@ def test_smart_per_state_files_are_judged_by_their_names_and_rebased() -> None:
 
 
 def test_a_frozenset_of_null_words_is_compared_without_case() -> None:
-    result = normalize_record({**BASE, "alternate_name": "Not reported"},
-                              ctx(null_values=frozenset({"NA", "Not reported"})))
+    result = normalize_record(
+        {**BASE, "alternate_name": "Not reported"}, ctx(null_values=frozenset({"NA", "Not reported"}))
+    )
     assert result.center is not None
     assert result.center.alternate_name == ""
 
@@ -381,16 +470,19 @@ def test_a_split_on_slash_still_splits_on_semicolons() -> None:
 
 
 def test_a_null_word_holding_the_separator_is_still_null() -> None:
-    mapping = RecordMapping(fields={"phone": "Phone", "payment": "Payment"},
-                            splits={"phone": ("/",), "payment": ("/",)})
+    mapping = RecordMapping(
+        fields={"phone": "Phone", "payment": "Payment"}, splits={"phone": ("/",), "payment": ("/",)}
+    )
     raw = {**BASE, **apply({"Phone": "N/A", "Payment": "N/A"}.__getitem__, mapping)}
     result = normalize_record(raw, ctx())
     assert result.problems == []  # not "not a phone number ('N')", "not a phone number ('A')"
     assert result.unmapped == {}  # not {"payment": ("N", "A")}
 
 
-@pytest.mark.parametrize("cell", ["410-555-0100 (main) 410-555-0101 (fax)", "P: 410-555-0100 F: 410-555-0101",
-                                  "Tel 410-555-0100 Fx 410-555-0101"])
+@pytest.mark.parametrize(
+    "cell",
+    ["410-555-0100 (main) 410-555-0101 (fax)", "P: 410-555-0100 F: 410-555-0101", "Tel 410-555-0100 Fx 410-555-0101"],
+)
 def test_a_fax_labelled_after_or_abbreviated_is_dropped(cell: str) -> None:
     numbers, problems = phone_numbers(cell)
     assert numbers == [("+14105550100", PhoneRole.MAIN)]
@@ -405,10 +497,16 @@ def test_a_zip_plus_4_without_dash_or_leading_zero_is_repaired() -> None:
 
 
 def test_a_replaced_repeat_leaves_no_field_problems() -> None:
-    older = {**BASE, "phone": "Main 410-555-0139 / Fax 410-555-0140",
-             "availability": [{"level_of_care": "detox", "beds_available": "5", "reported_at": "2026-11-27T12:00:00Z"}]}
-    newer = {**BASE, "phone": "410-555-0139",
-             "availability": [{"level_of_care": "detox", "beds_available": "1", "reported_at": "2026-11-27T14:00:00Z"}]}
+    older = {
+        **BASE,
+        "phone": "Main 410-555-0139 / Fax 410-555-0140",
+        "availability": [{"level_of_care": "detox", "beds_available": "5", "reported_at": "2026-11-27T12:00:00Z"}],
+    }
+    newer = {
+        **BASE,
+        "phone": "410-555-0139",
+        "availability": [{"level_of_care": "detox", "beds_available": "1", "reported_at": "2026-11-27T14:00:00Z"}],
+    }
     _, observations, report = normalize_all([older, newer], ctx())
     assert [o.beds_available for o in observations] == [1]
     assert report.field_problems == []
@@ -422,7 +520,9 @@ def test_a_file_name_word_is_not_a_state_code() -> None:
 
 def test_a_number_joined_by_or_shares_the_role_before_it_and_a_tty_line_is_dropped() -> None:
     assert phone_numbers("Intake 410-555-0100 or 410-555-0101") == (
-        [("+14105550100", PhoneRole.INTAKE), ("+14105550101", PhoneRole.INTAKE)], [])
+        [("+14105550100", PhoneRole.INTAKE), ("+14105550101", PhoneRole.INTAKE)],
+        [],
+    )
     numbers, problems = phone_numbers("410-555-0100 TTY 410-555-0109")
     assert numbers == [("+14105550100", PhoneRole.MAIN)]
     assert [p.reason for p in problems] == ["TTY number '410-555-0109' dropped"]  # type: ignore[attr-defined]

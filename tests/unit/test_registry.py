@@ -16,8 +16,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "feeds.example.toml"
 
 
 def one(**kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "beds", "format": "csv", "url": "https://partner.example.org/beds.csv",
-                            "mapping": {"fields": {"source_id": "ID", "name": "Name"}}}
+    base: dict[str, Any] = {
+        "id": "beds",
+        "format": "csv",
+        "url": "https://partner.example.org/beds.csv",
+        "mapping": {"fields": {"source_id": "ID", "name": "Name"}},
+    }
     base.update(kw)
     return {"feed": [base]}
 
@@ -26,8 +30,12 @@ def test_the_example_registry_is_valid_and_covers_every_format() -> None:
     reg = registry.load(EXAMPLE)
     assert {f.format for f in reg.feeds} == {"csv", "json", "html", "hsds", "smart", "push"}
     la = reg.get("la-county-sbat")
-    assert (la.parser, la.source, la.timezone, la.freshness_seconds) == ("la_county", Source.SCRAPE,
-                                                                        "America/Los_Angeles", 48 * 3600)
+    assert (la.parser, la.source, la.timezone, la.freshness_seconds) == (
+        "la_county",
+        Source.SCRAPE,
+        "America/Los_Angeles",
+        48 * 3600,
+    )
     assert reg.get("pa-beds").source is Source.SCRAPE
     assert reg.get("ma-beds").credentials is not None
     assert reg.get("ma-beds").credentials.env == "MA_BEDS_TOKEN"  # a name, never the secret
@@ -62,12 +70,18 @@ def test_durations_and_sizes() -> None:
         ({"allow_private": "yes"}, "feed 'beds': key 'allow_private' must be bool"),
         ({"mapping": {"fields": {"nmae": "Name"}}}, "feed 'beds'.mapping.fields: unknown field 'nmae'"),
         ({"mapping": {}}, "feed 'beds': key 'mapping.fields' is required"),
-        ({"mapping": {"fields": {"name": "N"}, "availability": [{"fields": {"beds": "B"}}]}},
-         "feed 'beds'.mapping.availability[0].fields: unknown field 'beds'"),
-        ({"mapping": {"fields": {"name": "N"}, "value_maps": {"levels_of_care": {"X": ["spa"]}}}},
-         "feed 'beds'.mapping.value_maps.levels_of_care: 'X' maps to unknown value 'spa'"),
-        ({"mapping": {"fields": {"name": "N"}, "options": {"ndjson": True}}},
-         "option 'ndjson' is not read by format 'csv'"),
+        (
+            {"mapping": {"fields": {"name": "N"}, "availability": [{"fields": {"beds": "B"}}]}},
+            "feed 'beds'.mapping.availability[0].fields: unknown field 'beds'",
+        ),
+        (
+            {"mapping": {"fields": {"name": "N"}, "value_maps": {"levels_of_care": {"X": ["spa"]}}}},
+            "feed 'beds'.mapping.value_maps.levels_of_care: 'X' maps to unknown value 'spa'",
+        ),
+        (
+            {"mapping": {"fields": {"name": "N"}, "options": {"ndjson": True}}},
+            "option 'ndjson' is not read by format 'csv'",
+        ),
         ({"format": "push", "url": ""}, "feed 'beds'.push: needs 'hmac_secret_env' or 'bearer_key_env'"),
         ({"credentials": {"header": "Authorization"}}, "feed 'beds'.credentials: key 'env' is required"),
     ],

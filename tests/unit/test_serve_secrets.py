@@ -71,18 +71,26 @@ INFO:     Application shutdown complete.
 
 def test_a_failed_bind_is_said_plainly() -> None:
     assert serve.exit_reason(UVICORN_BIND, "127.0.0.1", 8000) == (
-        "port 8000 is already in use (address already in use); set CENTERS_API_PORT or pass --port")
-    ipv6 = "ERROR:    [Errno 99] error while attempting to bind on address ('::1', 8000, 0, 0): cannot assign " \
-           "requested address\n"
+        "port 8000 is already in use (address already in use); set CENTERS_API_PORT or pass --port"
+    )
+    ipv6 = (
+        "ERROR:    [Errno 99] error while attempting to bind on address ('::1', 8000, 0, 0): cannot assign "
+        "requested address\n"
+    )
     assert serve.exit_reason(ipv6, "::1", 8000).startswith(
-        "cannot listen on ::1:8000 (cannot assign requested address)")
+        "cannot listen on ::1:8000 (cannot assign requested address)"
+    )
 
 
 def test_a_traceback_gives_its_last_line() -> None:
-    log = ('Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
-           "aggregator.errors.ConfigError: setting CENTERS_RATE_LIMIT='x': invalid literal for int()\n")
+    log = (
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        "aggregator.errors.ConfigError: setting CENTERS_RATE_LIMIT='x': invalid literal for int()\n"
+    )
     assert serve.exit_reason(log, "127.0.0.1", 8000) == (
-        "aggregator.errors.ConfigError: setting CENTERS_RATE_LIMIT='x': invalid literal for int()")
-    assert serve.exit_reason("ERROR:    Error loading ASGI app. Could not import module \"x\".\n", "h", 1) == (
-        'Error loading ASGI app. Could not import module "x".')
+        "aggregator.errors.ConfigError: setting CENTERS_RATE_LIMIT='x': invalid literal for int()"
+    )
+    assert serve.exit_reason('ERROR:    Error loading ASGI app. Could not import module "x".\n', "h", 1) == (
+        'Error loading ASGI app. Could not import module "x".'
+    )
     assert serve.exit_reason("\n\n", "h", 1) == "it wrote nothing"

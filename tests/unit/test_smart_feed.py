@@ -27,7 +27,9 @@ EXT = "http://fhir-registry.smarthealthit.org/StructureDefinition/"
 def manifest(outputs: list[Any] | None = None, tt: str | None = "2026-11-27T14:30:00Z") -> Document:
     data: dict[str, Any] = {
         "request": HOST + "$bulk-publish",
-        "output": outputs if outputs is not None else [
+        "output": outputs
+        if outputs is not None
+        else [
             {"type": "Location", "url": HOST + "locations.ndjson"},
             {"type": "Schedule", "url": HOST + "schedules.ndjson"},
             {"type": "Slot", "url": HOST + "slots.ndjson", "extension": {"state": ["MA"]}},
@@ -46,9 +48,15 @@ def ndjson(name: str, *resources: Any) -> Document:
 
 def location(lid: str = "loc-1", **over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "resourceType": "Location", "id": lid, "name": "Beacon Street Intake Center",
-        "telecom": [{"system": "phone", "value": "617-555-0101"}, {"system": "url", "value": "https://intake.example.org"},
-                    {"system": "phone", "value": "617-555-0102"}, {"system": "url", "value": "https://other.example.org"}],
+        "resourceType": "Location",
+        "id": lid,
+        "name": "Beacon Street Intake Center",
+        "telecom": [
+            {"system": "phone", "value": "617-555-0101"},
+            {"system": "url", "value": "https://intake.example.org"},
+            {"system": "phone", "value": "617-555-0102"},
+            {"system": "url", "value": "https://other.example.org"},
+        ],
         "address": {"line": ["10 Beacon St", "Suite 5"], "city": "Boston", "state": "MA", "postalCode": "02108"},
         "position": {"latitude": 42.3577, "longitude": -71.0621},
         "identifier": [{"system": "https://intake.example.org/site", "value": "BOS-01"}],
@@ -65,8 +73,14 @@ def schedule(sid: str, lid: str = "loc-1", availability: str | None = None) -> d
 
 
 def slot(sid: str, schedule_id: str, status: str, start: str, end: str, capacity: int | None = None) -> dict[str, Any]:
-    s: dict[str, Any] = {"resourceType": "Slot", "id": sid, "schedule": {"reference": f"Schedule/{schedule_id}"},
-                         "status": status, "start": start, "end": end}
+    s: dict[str, Any] = {
+        "resourceType": "Slot",
+        "id": sid,
+        "schedule": {"reference": f"Schedule/{schedule_id}"},
+        "status": status,
+        "start": start,
+        "end": end,
+    }
     if capacity is not None:
         s["extension"] = [{"url": EXT + "slot-capacity", "valueInteger": capacity}]
     return s
@@ -103,7 +117,10 @@ def test_follow_lists_location_schedule_and_slot_files_only() -> None:
         "not an object",
     ]
     assert smart.follow(manifest(outputs), MAPPING) == [
-        HOST + "locations.ndjson", HOST + "schedules.ndjson", HOST + "slots-1.ndjson"]
+        HOST + "locations.ndjson",
+        HOST + "schedules.ndjson",
+        HOST + "slots-1.ndjson",
+    ]
 
 
 def test_follow_keeps_only_outputs_tagged_with_a_wanted_state() -> None:
@@ -117,21 +134,36 @@ def test_follow_keeps_only_outputs_tagged_with_a_wanted_state() -> None:
     ]
     mapping = RecordMapping(options={"states": ["MA", "RI"]})
     assert smart.follow(manifest(outputs), mapping) == [
-        HOST + "locations.ndjson", HOST + "slots-ma.ndjson", HOST + "slots-ri.ndjson", HOST + "slots-untagged.ndjson"]
+        HOST + "locations.ndjson",
+        HOST + "slots-ma.ndjson",
+        HOST + "slots-ri.ndjson",
+        HOST + "slots-untagged.ndjson",
+    ]
     assert len(smart.follow(manifest(outputs), MAPPING)) == 6
 
 
 def test_rebase_serves_the_files_from_the_manifests_own_directory() -> None:
-    outputs = [{"type": "Slot", "url": "https://raw.example.com/a/b/slots-2021-W09.ndjson?v=2"},
-               {"type": "Location", "url": "https://raw.example.com/a/b/locations.ndjson"}]
+    outputs = [
+        {"type": "Slot", "url": "https://raw.example.com/a/b/slots-2021-W09.ndjson?v=2"},
+        {"type": "Location", "url": "https://raw.example.com/a/b/locations.ndjson"},
+    ]
     mapping = RecordMapping(options={"rebase": True})
     assert smart.follow(manifest(outputs), mapping) == [
         "http://127.0.0.1:8000/mirror/smart/slots-2021-W09.ndjson?v=2",
-        "http://127.0.0.1:8000/mirror/smart/locations.ndjson"]
+        "http://127.0.0.1:8000/mirror/smart/locations.ndjson",
+    ]
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b'{"resourceType": "Location", "id": "1"}', b'{"output": 3}',
-                                  b'{"resourceType":"Slot","id":"1"}\n{"resourceType":"Slot","id":"2"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b'{"resourceType": "Location", "id": "1"}',
+        b'{"output": 3}',
+        b'{"resourceType":"Slot","id":"1"}\n{"resourceType":"Slot","id":"2"}',
+    ],
+)
 def test_documents_other_than_a_manifest_have_nothing_to_follow(body: bytes) -> None:
     assert smart.follow(Document(url=HOST + "x.ndjson", body=body), MAPPING) == []
 
@@ -147,8 +179,13 @@ def test_a_location_becomes_a_record() -> None:
         "name": "Beacon Street Intake Center",
         "phones": [{"number": "617-555-0101", "role": "main"}, {"number": "617-555-0102", "role": "main"}],
         "website": "https://intake.example.org",
-        "address_1": "10 Beacon St", "address_2": "Suite 5", "city": "Boston", "state": "MA", "postal_code": "02108",
-        "latitude": 42.3577, "longitude": -71.0621,
+        "address_1": "10 Beacon St",
+        "address_2": "Suite 5",
+        "city": "Boston",
+        "state": "MA",
+        "postal_code": "02108",
+        "latitude": 42.3577,
+        "longitude": -71.0621,
         "external_ids": [{"system": "https://intake.example.org/site", "value": "BOS-01"}],
         "source_url": HOST + "locations.ndjson",
         "reported_at": "2026-11-27T14:30:00Z",
@@ -162,16 +199,24 @@ def test_a_location_becomes_a_record() -> None:
 
 def test_fhir_location_status_and_constants() -> None:
     mapping = RecordMapping(constants={"payment": ["medicaid"]})
-    raws = smart.parse([manifest(), ndjson("locations.ndjson", location(status="suspended"),
-                                            location("loc-2", status="inactive"))], mapping)
-    assert [(r["status"], r["payment"]) for r in raws] == [("temporarily closed", ["medicaid"]),
-                                                            ("inactive", ["medicaid"])]
+    raws = smart.parse(
+        [manifest(), ndjson("locations.ndjson", location(status="suspended"), location("loc-2", status="inactive"))],
+        mapping,
+    )
+    assert [(r["status"], r["payment"]) for r in raws] == [
+        ("temporarily closed", ["medicaid"]),
+        ("inactive", ["medicaid"]),
+    ]
 
 
 def test_states_option_leaves_out_locations_in_other_states() -> None:
-    locs = ndjson("locations.ndjson", location("ma"), location("ny", address={"state": "NY", "postalCode": "12207"}),
-                  location("ri", address={"state": "Rhode Island", "postalCode": "02903"}),
-                  location("none", address={}))
+    locs = ndjson(
+        "locations.ndjson",
+        location("ma"),
+        location("ny", address={"state": "NY", "postalCode": "12207"}),
+        location("ri", address={"state": "Rhode Island", "postalCode": "02903"}),
+        location("none", address={}),
+    )
     raws = smart.parse([manifest(), locs], RecordMapping(options={"states": ["MA", "RI"]}))
     assert [r["source_id"] for r in raws] == ["ma", "ri", "none"]  # no state: kept, so its rejection is seen
 
@@ -182,20 +227,27 @@ def test_states_option_leaves_out_locations_in_other_states() -> None:
 
 def test_free_current_slots_are_summed_by_capacity() -> None:
     entry = entry_for(
-        manifest(), ndjson("locations.ndjson", location()),
+        manifest(),
+        ndjson("locations.ndjson", location()),
         ndjson("schedules.ndjson", schedule("s-1"), schedule("s-2")),
-        ndjson("slots.ndjson",
-               slot("1", "s-1", "free", *PAST, capacity=5),                  # ended before transactionTime
-               slot("2", "s-1", "free", *LATER),                             # capacity 1 when absent
-               slot("3", "s-2", "free", *SOON, capacity=3),                  # another schedule, same location
-               slot("4", "s-1", "busy", *SOON, capacity=2),
-               slot("5", "s-1", "free", "2026-11-27T14:00:00Z", "2026-11-27T15:00:00Z")),  # under way
+        ndjson(
+            "slots.ndjson",
+            slot("1", "s-1", "free", *PAST, capacity=5),  # ended before transactionTime
+            slot("2", "s-1", "free", *LATER),  # capacity 1 when absent
+            slot("3", "s-2", "free", *SOON, capacity=3),  # another schedule, same location
+            slot("4", "s-1", "busy", *SOON, capacity=2),
+            slot("5", "s-1", "free", "2026-11-27T14:00:00Z", "2026-11-27T15:00:00Z"),
+        ),  # under way
     )
     # appointments, never beds: 5 open of the 7 current (2 booked)
-    assert entry == {"level_of_care": "outpatient", "status": "available", "appointments_available": 5,
-                     "next_appointment_at": "2026-11-27T14:00:00Z",
-                     "notes": "5 open appointments of 7 from 2026-11-27T14:00:00Z",
-                     "reported_at": "2026-11-27T14:30:00Z"}
+    assert entry == {
+        "level_of_care": "outpatient",
+        "status": "available",
+        "appointments_available": 5,
+        "next_appointment_at": "2026-11-27T14:00:00Z",
+        "notes": "5 open appointments of 7 from 2026-11-27T14:00:00Z",
+        "reported_at": "2026-11-27T14:30:00Z",
+    }
     assert not {"beds_available", "beds_total"} & entry.keys()
 
 
@@ -211,17 +263,27 @@ def test_only_busy_or_past_slots_is_full() -> None:
 
 
 def test_has_availability_unknown_means_unknown_and_its_slots_are_not_trusted() -> None:
-    entry = entry_for(manifest(), ndjson("locations.ndjson", location()),
-                      ndjson("schedules.ndjson", schedule("s-1", availability="unknown")),
-                      ndjson("slots.ndjson", slot("1", "s-1", "free", *SOON, capacity=4)))
+    entry = entry_for(
+        manifest(),
+        ndjson("locations.ndjson", location()),
+        ndjson("schedules.ndjson", schedule("s-1", availability="unknown")),
+        ndjson("slots.ndjson", slot("1", "s-1", "free", *SOON, capacity=4)),
+    )
     assert entry is not None
     assert entry["status"] == "unknown"
     assert "beds_available" not in entry
     assert "appointments_available" not in entry
     [center], observations, _ = normalize_all(
-        smart.parse([manifest(), ndjson("locations.ndjson", location()),
-                     ndjson("schedules.ndjson", schedule("s-1", availability="unknown"))], MAPPING),
-        FeedContext(feed_id="smart", now=NOW))
+        smart.parse(
+            [
+                manifest(),
+                ndjson("locations.ndjson", location()),
+                ndjson("schedules.ndjson", schedule("s-1", availability="unknown")),
+            ],
+            MAPPING,
+        ),
+        FeedContext(feed_id="smart", now=NOW),
+    )
     assert observations == []  # "unknown" says nothing: no observation, the level reads unknown
     assert center.services.levels_of_care == ("outpatient",)
 
@@ -238,28 +300,45 @@ def test_has_availability_none_and_some_without_slots() -> None:
 
 
 def test_absolute_references_link_and_dangling_ones_are_ignored() -> None:
-    sched = {"resourceType": "Schedule", "id": "s-1",
-             "actor": [{"reference": "https://fhir.example.org/r4/Location/loc-1"}]}
+    sched = {
+        "resourceType": "Schedule",
+        "id": "s-1",
+        "actor": [{"reference": "https://fhir.example.org/r4/Location/loc-1"}],
+    }
     free = slot("1", "s-1", "free", *SOON)
     free["schedule"] = {"reference": "https://fhir.example.org/r4/Schedule/s-1"}
-    entry = entry_for(manifest(), ndjson("locations.ndjson", location()), ndjson("schedules.ndjson", sched),
-                      ndjson("slots.ndjson", free, slot("2", "s-nowhere", "free", *SOON, capacity=9)))
+    entry = entry_for(
+        manifest(),
+        ndjson("locations.ndjson", location()),
+        ndjson("schedules.ndjson", sched),
+        ndjson("slots.ndjson", free, slot("2", "s-nowhere", "free", *SOON, capacity=9)),
+    )
     assert entry is not None
     assert entry["appointments_available"] == 1
 
 
 def test_level_of_care_comes_from_the_mapping() -> None:
     mapping = RecordMapping(options={"level_of_care": "detox"})
-    entry = entry_for(manifest(), ndjson("locations.ndjson", location()), ndjson("schedules.ndjson", schedule("s-1")),
-                      ndjson("slots.ndjson", slot("1", "s-1", "free", *SOON)), mapping=mapping)
+    entry = entry_for(
+        manifest(),
+        ndjson("locations.ndjson", location()),
+        ndjson("schedules.ndjson", schedule("s-1")),
+        ndjson("slots.ndjson", slot("1", "s-1", "free", *SOON)),
+        mapping=mapping,
+    )
     assert entry is not None
     assert entry["level_of_care"] == "detox"
 
 
 def test_without_a_manifest_every_free_slot_counts_and_no_time_is_invented() -> None:
-    records = smart.parse([ndjson("locations.ndjson", location()), ndjson("schedules.ndjson", schedule("s-1")),
-                           ndjson("slots.ndjson", slot("1", "s-1", "free", *PAST), slot("2", "s-1", "free", *SOON))],
-                          MAPPING)
+    records = smart.parse(
+        [
+            ndjson("locations.ndjson", location()),
+            ndjson("schedules.ndjson", schedule("s-1")),
+            ndjson("slots.ndjson", slot("1", "s-1", "free", *PAST), slot("2", "s-1", "free", *SOON)),
+        ],
+        MAPPING,
+    )
     [raw] = records
     assert "reported_at" not in raw
     assert raw["availability"][0]["appointments_available"] == 2
@@ -267,8 +346,12 @@ def test_without_a_manifest_every_free_slot_counts_and_no_time_is_invented() -> 
 
 
 def test_the_same_documents_always_give_the_same_records() -> None:
-    docs = [manifest(), ndjson("locations.ndjson", location()), ndjson("schedules.ndjson", schedule("s-1")),
-            ndjson("slots.ndjson", slot("1", "s-1", "free", *SOON))]
+    docs = [
+        manifest(),
+        ndjson("locations.ndjson", location()),
+        ndjson("schedules.ndjson", schedule("s-1")),
+        ndjson("slots.ndjson", slot("1", "s-1", "free", *SOON)),
+    ]
     assert smart.parse(docs, MAPPING) == smart.parse(docs, MAPPING)
 
 
@@ -277,8 +360,16 @@ def test_the_same_documents_always_give_the_same_records() -> None:
 
 
 def test_malformed_lines_are_surfaced_as_rejected_records() -> None:
-    locs = ndjson("locations.ndjson", location(), "{not json", '"a string"', {"resourceType": "Location"},
-                  {"id": "x"}, "", location("loc-2"))
+    locs = ndjson(
+        "locations.ndjson",
+        location(),
+        "{not json",
+        '"a string"',
+        {"resourceType": "Location"},
+        {"id": "x"},
+        "",
+        location("loc-2"),
+    )
     raws = smart.parse([manifest(), locs], MAPPING)
     assert [r.get("source_id") for r in raws] == ["loc-1", "loc-2", None, None, None, None]
     centers, _, report = normalize_all(raws, FeedContext(feed_id="smart", now=NOW))
@@ -300,15 +391,19 @@ def test_many_bad_lines_are_summarized_and_an_unreadable_file_is_one_record() ->
     html = Document(url=HOST + "slots-2.ndjson", body=b"<html>\n<body>502 Bad Gateway</body>\n</html>")
     raws = smart.parse([manifest(), ndjson("locations.ndjson", location()), html], MAPPING)
     assert [r["_problem"] for r in raws if "source_id" not in r] == [
-        "slots-2.ndjson: no readable FHIR resource in 3 lines"]
+        "slots-2.ndjson: no readable FHIR resource in 3 lines"
+    ]
 
 
-@pytest.mark.parametrize("docs", [
-    [manifest()],
-    [manifest([])],
-    [Document(url=HOST + "locations.ndjson", body=b"{oops\n[1,2]\n")],
-    [Document(url=HOST + "locations.ndjson", body=b"")],
-])
+@pytest.mark.parametrize(
+    "docs",
+    [
+        [manifest()],
+        [manifest([])],
+        [Document(url=HOST + "locations.ndjson", body=b"{oops\n[1,2]\n")],
+        [Document(url=HOST + "locations.ndjson", body=b"")],
+    ],
+)
 def test_nothing_readable_at_all_is_a_parse_error(docs: list[Document]) -> None:
     with pytest.raises(ParseError, match="SMART Scheduling Links feed unreadable"):
         smart.parse(docs, MAPPING)
@@ -328,11 +423,39 @@ def test_arbitrary_bytes_raise_nothing_but_parse_error(body: bytes, name: str) -
 
 FHIR = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["resourceType", "id", "actor", "reference", "schedule", "status", "start", "end", "extension",
-                         "url", "valueInteger", "valueCode", "address", "line", "telecom", "system", "value",
-                         "position", "identifier", "output", "type", "transactionTime"]),
-        inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "resourceType",
+                    "id",
+                    "actor",
+                    "reference",
+                    "schedule",
+                    "status",
+                    "start",
+                    "end",
+                    "extension",
+                    "url",
+                    "valueInteger",
+                    "valueCode",
+                    "address",
+                    "line",
+                    "telecom",
+                    "system",
+                    "value",
+                    "position",
+                    "identifier",
+                    "output",
+                    "type",
+                    "transactionTime",
+                ]
+            ),
+            inner,
+            max_size=6,
+        )
+    ),
     max_leaves=25,
 )
 
@@ -389,7 +512,10 @@ def free_capacity_after(when: datetime) -> dict[str, int]:
 def test_shared_example_as_published_yields_ten_centers_all_past() -> None:
     documents = shared_feed()
     assert [d.url.rsplit("/", 1)[1] for d in documents][1:] == [
-        "locations.ndjson", "schedules.ndjson", *(f"slots-2021-W{w:02d}.ndjson" for w in range(9, 14))]
+        "locations.ndjson",
+        "schedules.ndjson",
+        *(f"slots-2021-W{w:02d}.ndjson" for w in range(9, 14)),
+    ]
     raws = smart.parse(documents, RecordMapping(options={"rebase": True}))
     assert len(raws) == 10
     slots = sum(len(d.body.decode().splitlines()) for d in documents if "slots-" in d.url)

@@ -5,8 +5,16 @@ from __future__ import annotations
 from aggregator import staging
 
 OBSERVE, COMPOSE, PRUNE = "-- observe", "-- compose", "-- prune"
-S = staging.Scripts(observe=OBSERVE, compose=COMPOSE, prune=PRUNE, prefix="p:", geo="p:geo",
-                    members="p:feed:f:m", feeds="p:feeds", meta="p:feed:f:meta")
+S = staging.Scripts(
+    observe=OBSERVE,
+    compose=COMPOSE,
+    prune=PRUNE,
+    prefix="p:",
+    geo="p:geo",
+    members="p:feed:f:m",
+    feeds="p:feeds",
+    meta="p:feed:f:meta",
+)
 
 
 def flat(staged: staging.Staged) -> list[staging.Op]:
@@ -14,7 +22,7 @@ def flat(staged: staging.Staged) -> list[staging.Op]:
 
 
 def test_a_script_call_naming_many_centers_is_cut_at_whole_items() -> None:
-    triples = [x for i in range(1000) for x in (f"c{i}", "detox|pull", f"{{\"n\":{i}}}")]
+    triples = [x for i in range(1000) for x in (f"c{i}", "detox|pull", f'{{"n":{i}}}')]
     pieces = staging.cut(("eval", (OBSERVE, 0, "p:", 123, *triples), {}), S)
     assert len(pieces) == 1000 // staging.SCRIPT_ITEMS
     for (name, args, _), kind, cost in pieces:
@@ -52,8 +60,9 @@ def test_the_plan_keeps_order_bounds_each_transaction_and_defers_what_readers_mu
     staged = staging.plan(ops, S, budget=100)
     assert staged.members_added == ["a", "b"] and staged.add_feed and not staged.drop_feed
     assert staged.meta == {"centers": 2}
-    assert sorted(staged.deferred) == sorted(["ix:pay:medicaid\told", "ix:pay:medicaid\tx", "geo\told",
-                                              "geo:loc:detox\tx"])
+    assert sorted(staged.deferred) == sorted(
+        ["ix:pay:medicaid\told", "ix:pay:medicaid\tx", "geo\told", "geo:loc:detox\tx"]
+    )
     assert staged.hide == ["old"]
     for chunk in staged.chunks:
         assert sum(cost for op, _ in chunk for _, _, cost in staging.cut(op, S, 100)) <= 100

@@ -12,8 +12,13 @@ KEYS = Keys("t:")
 
 
 def center(sid: str, lat: float | None = 42.3647, lon: float | None = -71.1042, **kw: Any) -> Center:
-    data: dict[str, Any] = {"id": f"beds:{sid}", "feed_id": "beds", "source_id": sid, "name": kw.pop("name", sid),
-                            "address": Address(state="MA", postal_code="02139")}
+    data: dict[str, Any] = {
+        "id": f"beds:{sid}",
+        "feed_id": "beds",
+        "source_id": sid,
+        "name": kw.pop("name", sid),
+        "address": Address(state="MA", postal_code="02139"),
+    }
     if lat is not None:
         data.update(latitude=lat, longitude=lon, geo_precision="feed")
     return Center(**data, **kw)
@@ -31,8 +36,9 @@ def test_records_are_added_updated_unchanged_superseded_removed_or_kept() -> Non
         late.id: stored(center("late", name="newer"), written=2_000),
         "beds:gone": stored(center("gone")),
     }
-    diff = diff_records({c.id: c for c in (same, moved, late, fresh)}, before, kept=frozenset({"beds:kept"}),
-                        order=1_000)
+    diff = diff_records(
+        {c.id: c for c in (same, moved, late, fresh)}, before, kept=frozenset({"beds:kept"}), order=1_000
+    )
     r = diff.result
     assert (r.added, r.updated, r.unchanged, r.superseded, r.removed) == (1, 1, 2, 1, 1)  # unchanged: same + kept
     assert set(diff.changed) == {moved.id, fresh.id}
@@ -68,11 +74,15 @@ def plan_of(members: dict[str, list[Center]], previous: dict[str, tuple[set[str]
 
 
 def test_facility_index_and_geo_changes_follow_the_tokens_as_read() -> None:
-    detox = center("a", services={"levels_of_care": ["detox"], "payment": ["medicaid"]},
-                   external_ids=[{"system": "NPI", "value": "1"}])
-    plan = plan_of({detox.id: [detox], "beds:left": []},
-                   {detox.id: ({"loc:residential", "pay:medicaid"}, {("npi", "2")}),
-                    "beds:left": ({"loc:detox"}, {("npi", "9")})})
+    detox = center(
+        "a",
+        services={"levels_of_care": ["detox"], "payment": ["medicaid"]},
+        external_ids=[{"system": "NPI", "value": "1"}],
+    )
+    plan = plan_of(
+        {detox.id: [detox], "beds:left": []},
+        {detox.id: ({"loc:residential", "pay:medicaid"}, {("npi", "2")}), "beds:left": ({"loc:detox"}, {("npi", "9")})},
+    )
     diff = diff_facilities(KEYS, plan)
     written = {c.facility: c for c in diff.facilities}
     assert written[detox.id].fields is not None and written[detox.id].fields["t"] == "loc:detox pay:medicaid"
@@ -82,17 +92,24 @@ def test_facility_index_and_geo_changes_follow_the_tokens_as_read() -> None:
     assert written["beds:left"].fields is None and written["beds:left"].identifiers_removed == [("npi", "9")]
     assert diff.index_add == {"loc:detox": [detox.id]}
     assert diff.index_rem == {"loc:residential": [detox.id], "loc:detox": ["beds:left"]}
-    assert diff.geo_add == {KEYS.geo: [detox.longitude, detox.latitude, detox.id],
-                            KEYS.geo_level("detox"): [detox.longitude, detox.latitude, detox.id]}
-    assert diff.geo_rem == {KEYS.geo_level("residential"): [detox.id],
-                            KEYS.geo: ["beds:left"], KEYS.geo_level("detox"): ["beds:left"]}
+    assert diff.geo_add == {
+        KEYS.geo: [detox.longitude, detox.latitude, detox.id],
+        KEYS.geo_level("detox"): [detox.longitude, detox.latitude, detox.id],
+    }
+    assert diff.geo_rem == {
+        KEYS.geo_level("residential"): [detox.id],
+        KEYS.geo: ["beds:left"],
+        KEYS.geo_level("detox"): ["beds:left"],
+    }
 
 
 def test_an_unplaced_or_inactive_facility_leaves_the_geo_indexes() -> None:
     unplaced = center("u", lat=None, services={"levels_of_care": ["detox"]})
     closed = center("c", status="inactive", services={"levels_of_care": ["detox"]})
-    plan = plan_of({unplaced.id: [unplaced], closed.id: [closed]},
-                   {unplaced.id: ({"loc:detox"}, set()), closed.id: ({"loc:detox"}, set())})
+    plan = plan_of(
+        {unplaced.id: [unplaced], closed.id: [closed]},
+        {unplaced.id: ({"loc:detox"}, set()), closed.id: ({"loc:detox"}, set())},
+    )
     diff = diff_facilities(KEYS, plan)
     assert diff.geo_add == {}
     assert sorted(diff.geo_rem[KEYS.geo]) == sorted([unplaced.id, closed.id])

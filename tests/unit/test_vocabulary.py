@@ -23,22 +23,37 @@ L, P, Pop = LevelOfCare, Payment, Population
 @pytest.mark.parametrize(
     ("terms", "expected"),
     [
-        (["DT"], {L.DETOX}), (["RES"], {L.RESIDENTIAL}), (["HI"], {L.INPATIENT}), (["OP"], {L.OUTPATIENT}),
-        (["OTP"], {L.OTP, L.MAT}), (["BU", "NU"], {L.MAT}), (["HH"], {L.RECOVERY_HOUSING}),
+        (["DT"], {L.DETOX}),
+        (["RES"], {L.RESIDENTIAL}),
+        (["HI"], {L.INPATIENT}),
+        (["OP"], {L.OUTPATIENT}),
+        (["OTP"], {L.OTP, L.MAT}),
+        (["BU", "NU"], {L.MAT}),
+        (["HH"], {L.RECOVERY_HOUSING}),
         (["TELE"], {L.TELEHEALTH}),
         # ASAM levels
-        (["2.1"], {L.IOP}), (["2.5"], {L.PHP}), (["3.5"], {L.RESIDENTIAL}), (["3.7"], {L.INPATIENT}),
-        (["3.2-WM"], {L.DETOX, L.RESIDENTIAL}), (["4-WM"], {L.DETOX, L.INPATIENT}),
+        (["2.1"], {L.IOP}),
+        (["2.5"], {L.PHP}),
+        (["3.5"], {L.RESIDENTIAL}),
+        (["3.7"], {L.INPATIENT}),
+        (["3.2-WM"], {L.DETOX, L.RESIDENTIAL}),
+        (["4-WM"], {L.DETOX, L.INPATIENT}),
         # Los Angeles County bed tool
-        (["RS(3.1)"], {L.RESIDENTIAL}), (["RS (3.5)"], {L.RESIDENTIAL}), (["R-WM"], {L.DETOX, L.RESIDENTIAL}),
-        (["A-WM"], {L.DETOX, L.OUTPATIENT}), (["RBH"], {L.RECOVERY_HOUSING}),
+        (["RS(3.1)"], {L.RESIDENTIAL}),
+        (["RS (3.5)"], {L.RESIDENTIAL}),
+        (["R-WM"], {L.DETOX, L.RESIDENTIAL}),
+        (["A-WM"], {L.DETOX, L.OUTPATIENT}),
+        (["RBH"], {L.RECOVERY_HOUSING}),
         # free text
-        (["Withdrawal Management"], {L.DETOX}), (["Intensive outpatient treatment"], {L.IOP}),
+        (["Withdrawal Management"], {L.DETOX}),
+        (["Intensive outpatient treatment"], {L.IOP}),
         (["Partial hospitalization/day treatment"], {L.PHP}),
         (["Residential; Short-term residential (30 days or less)"], {L.RESIDENTIAL}),
         (["Hospital inpatient detoxification"], {L.DETOX, L.INPATIENT}),
-        (["Sober living home"], {L.RECOVERY_HOUSING}), (["Buprenorphine (Suboxone)"], {L.MAT}),
-        (["detox"], {L.DETOX}), (["residential"], {L.RESIDENTIAL}),
+        (["Sober living home"], {L.RECOVERY_HOUSING}),
+        (["Buprenorphine (Suboxone)"], {L.MAT}),
+        (["detox"], {L.DETOX}),
+        (["residential"], {L.RESIDENTIAL}),
     ],
 )
 def test_levels_of_care(terms: list[str], expected: set[LevelOfCare]) -> None:
@@ -49,11 +64,24 @@ def test_levels_of_care(terms: list[str], expected: set[LevelOfCare]) -> None:
 
 @pytest.mark.parametrize(
     ("term", "expected"),
-    [("MD", P.MEDICAID), ("MC", P.MEDICARE), ("PI", P.PRIVATE), ("SF", P.SELF_PAY), ("SS", P.SLIDING_SCALE),
-     ("NP", P.FREE), ("MI", P.MILITARY), ("ITU", P.IHS), ("Medi-Cal", P.MEDICAID), ("MassHealth", P.MEDICAID),
-     ("Sliding fee", P.SLIDING_SCALE), ("Sliding fee scale (fee is based on income)", P.SLIDING_SCALE),
-     ("Cash or self-payment", P.SELF_PAY), ("Military insurance (e.g., TRICARE)", P.MILITARY),
-     ("Private health insurance", P.PRIVATE), ("medicaid", P.MEDICAID)],
+    [
+        ("MD", P.MEDICAID),
+        ("MC", P.MEDICARE),
+        ("PI", P.PRIVATE),
+        ("SF", P.SELF_PAY),
+        ("SS", P.SLIDING_SCALE),
+        ("NP", P.FREE),
+        ("MI", P.MILITARY),
+        ("ITU", P.IHS),
+        ("Medi-Cal", P.MEDICAID),
+        ("MassHealth", P.MEDICAID),
+        ("Sliding fee", P.SLIDING_SCALE),
+        ("Sliding fee scale (fee is based on income)", P.SLIDING_SCALE),
+        ("Cash or self-payment", P.SELF_PAY),
+        ("Military insurance (e.g., TRICARE)", P.MILITARY),
+        ("Private health insurance", P.PRIVATE),
+        ("medicaid", P.MEDICAID),
+    ],
 )
 def test_payment(term: str, expected: Payment) -> None:
     assert map_payment([term]).values == {expected}
@@ -61,11 +89,19 @@ def test_payment(term: str, expected: Payment) -> None:
 
 @pytest.mark.parametrize(
     ("term", "expected"),
-    [("ADLT", {Pop.ADULTS}), ("FEM", {Pop.WOMEN}), ("MALE", {Pop.MEN}), ("PW", {Pop.PREGNANT}),
-     ("VET", {Pop.VETERANS}), ("GL", {Pop.LGBTQ}), ("Perinatal", {Pop.PREGNANT}), ("LGBTQIA", {Pop.LGBTQ}),
-     ("Youth", {Pop.ADOLESCENTS, Pop.YOUNG_ADULTS}),
-     ("Parent/Guardian (Female) with Children", {Pop.PARENTS_WITH_CHILDREN, Pop.WOMEN}),
-     ("Court Diversion, Probation/Parole, Re-entry", {Pop.CRIMINAL_JUSTICE})],
+    [
+        ("ADLT", {Pop.ADULTS}),
+        ("FEM", {Pop.WOMEN}),
+        ("MALE", {Pop.MEN}),
+        ("PW", {Pop.PREGNANT}),
+        ("VET", {Pop.VETERANS}),
+        ("GL", {Pop.LGBTQ}),
+        ("Perinatal", {Pop.PREGNANT}),
+        ("LGBTQIA", {Pop.LGBTQ}),
+        ("Youth", {Pop.ADOLESCENTS, Pop.YOUNG_ADULTS}),
+        ("Parent/Guardian (Female) with Children", {Pop.PARENTS_WITH_CHILDREN, Pop.WOMEN}),
+        ("Court Diversion, Probation/Parole, Re-entry", {Pop.CRIMINAL_JUSTICE}),
+    ],
 )
 def test_populations(term: str, expected: set[Population]) -> None:
     assert map_populations([term]).values == expected
@@ -88,11 +124,19 @@ def test_overrides_come_first() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("FULL", AvailabilityStatus.FULL), ("Waitlist (3)", AvailabilityStatus.WAITLIST),
-     ("N/A", AvailabilityStatus.UNKNOWN), ("Open", AvailabilityStatus.AVAILABLE),
-     ("No beds", AvailabilityStatus.FULL), ("Assessment required", AvailabilityStatus.ASSESSMENT_REQUIRED),
-     ("Accepting new clients", AvailabilityStatus.AVAILABLE), ("Temporarily closed", AvailabilityStatus.CLOSED),
-     ("limited", AvailabilityStatus.LIMITED), ("gibberish", None), ("2 beds", None)],
+    [
+        ("FULL", AvailabilityStatus.FULL),
+        ("Waitlist (3)", AvailabilityStatus.WAITLIST),
+        ("N/A", AvailabilityStatus.UNKNOWN),
+        ("Open", AvailabilityStatus.AVAILABLE),
+        ("No beds", AvailabilityStatus.FULL),
+        ("Assessment required", AvailabilityStatus.ASSESSMENT_REQUIRED),
+        ("Accepting new clients", AvailabilityStatus.AVAILABLE),
+        ("Temporarily closed", AvailabilityStatus.CLOSED),
+        ("limited", AvailabilityStatus.LIMITED),
+        ("gibberish", None),
+        ("2 beds", None),
+    ],
 )
 def test_status_words(text: str, expected: AvailabilityStatus | None) -> None:
     assert map_status(text) == expected
@@ -100,15 +144,23 @@ def test_status_words(text: str, expected: AvailabilityStatus | None) -> None:
 
 def test_accepting_words() -> None:
     assert [map_accepting(t) for t in ("yes", "No", "existing clients only", "newpt", "maybe")] == [
-        "new", "no", "existing_only", "new", None]
+        "new",
+        "no",
+        "existing_only",
+        "new",
+        None,
+    ]
 
 
 def test_every_los_angeles_county_service_code_maps() -> None:
     path = shared_file("la_county_sud_service_codes.csv")
     with path.open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["category"] == "Treatment/Service Type" and r["service_code"]]
-    unmapped = {r["service_code"] for r in rows if r["service_code"] != "DUI"
-                and not map_levels_of_care([r["service_code"]]).values}
+    unmapped = {
+        r["service_code"]
+        for r in rows
+        if r["service_code"] != "DUI" and not map_levels_of_care([r["service_code"]]).values
+    }
     assert rows
     assert unmapped == set()
     names = {r["service_name"] for r in rows}
@@ -125,5 +177,14 @@ def test_los_angeles_county_client_served_and_languages_map() -> None:
     assert {"ar", "hy", "km", "zh", "fa", "ko", "ru", "es", "tl", "vi"} <= found
     served = [r["service_name"] for r in rows if r["category"] == "Client Served"]
     mapped = map_populations(served)
-    assert {Pop.ADULTS, Pop.WOMEN, Pop.PREGNANT, Pop.LGBTQ, Pop.VETERANS, Pop.HOMELESS,
-            Pop.CO_OCCURRING, Pop.DEAF_HARD_OF_HEARING, Pop.CRIMINAL_JUSTICE} <= mapped.values
+    assert {
+        Pop.ADULTS,
+        Pop.WOMEN,
+        Pop.PREGNANT,
+        Pop.LGBTQ,
+        Pop.VETERANS,
+        Pop.HOMELESS,
+        Pop.CO_OCCURRING,
+        Pop.DEAF_HARD_OF_HEARING,
+        Pop.CRIMINAL_JUSTICE,
+    } <= mapped.values

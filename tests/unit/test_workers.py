@@ -12,9 +12,20 @@ from workers.tasks import BACKOFF_MAX, backoff
 
 
 def feeds(*ids: str, every: str = "5m") -> registry.Registry:
-    return registry.parse({"feed": [
-        {"id": i, "format": "csv", "url": f"https://partner.example.org/{i}.csv", "schedule": every,
-         "mapping": {"fields": {"name": "Name"}}} for i in ids]})
+    return registry.parse(
+        {
+            "feed": [
+                {
+                    "id": i,
+                    "format": "csv",
+                    "url": f"https://partner.example.org/{i}.csv",
+                    "schedule": every,
+                    "mapping": {"fields": {"name": "Name"}},
+                }
+                for i in ids
+            ]
+        }
+    )
 
 
 def test_reliability_settings() -> None:

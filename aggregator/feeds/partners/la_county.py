@@ -46,8 +46,15 @@ from aggregator.feeds.csv import parse_one
 from aggregator.feeds.mapping import RecordMapping, stable_id
 
 COLUMNS = (
-    "agency_name", "agency_name_secondary", "agency_address", "agency_phone", "agency_website",
-    "available_beds", "populations_served", "languages_spoken", "last_updated",
+    "agency_name",
+    "agency_name_secondary",
+    "agency_address",
+    "agency_phone",
+    "agency_website",
+    "available_beds",
+    "populations_served",
+    "languages_spoken",
+    "last_updated",
 )
 SECONDARY_LABEL = "Secondary Agency Name:"
 #: columns the detail and the list views of one listing share (to recover a hidden secondary name)
@@ -108,8 +115,9 @@ def parse(documents: Sequence[Document], mapping: RecordMapping) -> list[dict[st
     return [record(row, named, mapping.constants) for row in rows]
 
 
-def record(row: Mapping[str, Any], named: Mapping[tuple[str, ...], str],
-           constants: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def record(
+    row: Mapping[str, Any], named: Mapping[tuple[str, ...], str], constants: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """One row (column -> text) to a raw record; ``named`` from ``secondary_names``."""
     col = {c: _clean(row.get(c)) for c in COLUMNS}
     secondary = shown = col["agency_name_secondary"]
@@ -121,8 +129,9 @@ def record(row: Mapping[str, Any], named: Mapping[tuple[str, ...], str],
     phrases = population_phrases(col["populations_served"])
     raw: dict[str, Any] = dict(constants or {})
     values: dict[str, Any] = {
-        "source_id": source_id(col["agency_name"], secondary, col["agency_address"], address.street,
-                               col["agency_phone"]),
+        "source_id": source_id(
+            col["agency_name"], secondary, col["agency_address"], address.street, col["agency_phone"]
+        ),
         "name": col["agency_name"],
         "alternate_name": shown,
         "address_1": address.street,
@@ -229,7 +238,7 @@ def population_phrases(text: str) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        words = max((p for p in PHRASES if tuple(tokens[i:i + len(p)]) == p), key=len, default=(tokens[i],))
+        words = max((p for p in PHRASES if tuple(tokens[i : i + len(p)]) == p), key=len, default=(tokens[i],))
         out.append(PHRASES.get(words, tokens[i]))
         i += len(words)
     return out
@@ -238,8 +247,7 @@ def population_phrases(text: str) -> list[str]:
 def languages(text: str) -> list[str]:
     """'ArmenianEnglishSpanish' or 'Armenian, English, Spanish' -> the names; 'American Sign LanguageEnglish'
     -> 'American Sign Language', 'English' (a name never ends in a lower-case letter followed by a capital)."""
-    return [n for part in re.split(r"\s*[,;]\s*", _clean(text))
-            for n in re.split(r"(?<=[a-z])(?=[A-Z])", part) if n]
+    return [n for part in re.split(r"\s*[,;]\s*", _clean(text)) for n in re.split(r"(?<=[a-z])(?=[A-Z])", part) if n]
 
 
 def _twin(row: Mapping[str, Any]) -> tuple[str, ...]:
