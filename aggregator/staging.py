@@ -73,12 +73,12 @@ def pieces(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 def _prune_groups(argv: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """prune.lua's per-center groups: center_id, n_levels, level..."""
+    """prune.lua's per-center argument groups: n_levels, level... (each center's key is in KEYS)"""
     groups, i = [], 0
     while i < len(argv):
-        n = int(argv[i + 1])
-        groups.append(tuple(argv[i : i + 2 + n]))
-        i += 2 + n
+        n = int(argv[i])
+        groups.append(tuple(argv[i : i + 1 + n]))
+        i += 1 + n
     return groups
 
 
@@ -88,18 +88,30 @@ def cut(op: Op, scripts: Scripts, budget: float = BUDGET) -> list[tuple[Op, str,
     items = max(1, min(SCRIPT_ITEMS, int(budget)))
     members = max(1, min(MEMBERS, int(budget * 20)))
     if name == "eval":
-        src, _numkeys, *argv = args
+        src, numkeys, *rest = args
+        keys, argv = rest[: int(numkeys)], rest[int(numkeys) :]
+        # each unit: (its keys, its arguments); a piece carries its units' keys and the script's head
         if src is scripts.observe:
-            head, body, step, kind = argv[:2], argv[2:], 3, "observe"
-            units = [tuple(body[i : i + 3]) for i in range(0, len(body), step)]
+            head, kind = argv[:2], "observe"
+            units = [((key,), tuple(argv[2 + 2 * i : 4 + 2 * i])) for i, key in enumerate(keys)]
         elif src is scripts.compose:
-            head, units, kind = argv[:1], [(x,) for x in argv[1:]], ""
+            head, kind = argv[:1], ""
+            units = [((key,), ()) for key in keys]
         elif src is scripts.prune:
-            head, units, kind = argv[:2], _prune_groups(argv[2:]), "prune"
+            head, kind = argv[:2], "prune"
+            units = [((key,), group) for key, group in zip(keys, _prune_groups(argv[2:]), strict=True)]
         else:
             return [(op, "", 1.0)]
         return [
-            (("eval", (src, 0, *head, *[x for u in piece for x in u]), {}), kind, float(len(piece)))
+            (
+                (
+                    "eval",
+                    (src, len(piece), *[key for u in piece for key in u[0]], *head, *[x for u in piece for x in u[1]]),
+                    {},
+                ),
+                kind,
+                float(len(piece)),
+            )
             for piece in pieces(units, items)
         ]
     if name in ("sadd", "srem", "zrem") and len(args) > 1 + members:

@@ -3,7 +3,8 @@
 Key names are built here and nowhere else (``Keys``). Layout, under a configurable prefix::
 
     c:{center_id}          hash  j=center JSON, d=read document [record, [observation...]],
-                                 t=index tokens, h=content digest, f=feed id
+                                 t=index tokens, h=content digest, f=feed id, u=until when each level of
+                                 care has a fresh open figure ("detox=<epoch ms> ...")
     a:{center_id}          hash  "{level}|{source}" -> availability observation JSON
     geo                    GEO   located, non-inactive centers
     geo:loc:{level}        GEO   the same, for each level of care (a level filter searches only these)
@@ -1129,7 +1130,7 @@ class Store:
             pipe.set(k.stage(gen, "feed"), feed_id)
             pipe.execute()
         for ids in staging.pieces(masked, staging.SCRIPT_ITEMS):
-            self._mask(keys=[], args=[k.prefix, gen, *ids])
+            self._mask(keys=[k.masks, k.stage(gen, "m"), k.staging, *[k.center(f) for f in ids]], args=[k.prefix, gen])
         self.on_stage_step("masked")
         for key, items in (
             (k.stage(gen, "rm"), plan.deferred),
@@ -1292,7 +1293,7 @@ class Store:
             q.delete(k.record(rid))
             if plan.members.get(rid) and source:
                 # the record founded a facility that other records keep: drop only its own figures
-                q.eval(self._prune_src, 0, k.prefix, source, rid, 0)
+                q.eval(self._prune_src, 1, k.availability(rid), k.prefix, source, 0)
             elif not plan.members.get(rid):
                 q.delete(k.availability(rid))
         for rid, (record, digest) in diff.changed.items():
@@ -1345,7 +1346,7 @@ class Store:
             },
         )
         if plan.recompose:
-            q.eval(self._compose_src, 0, k.prefix, *plan.recompose)
+            q.eval(self._compose_src, *self._compose_args(plan.recompose))
         return self._queue_observations(q, new, obs, source, order, keep)
 
     def _queue_observations(
@@ -1362,21 +1363,32 @@ class Store:
         k = self.keys
         observe_at: int | None = None
         if obs:
-            args: list[Any] = [k.prefix, order]
-            for o in obs:
-                if o.center_id in new:
-                    args.extend((o.center_id, observation_field(o), observation_json(o)))
-            observe_at = q.eval(self._observe_src, 0, *args)
+            observe_at = q.eval(self._observe_src, *self._observe_args([o for o in obs if o.center_id in new], order))
         if not source or not (obs or new):
             return ReplyAt(observe=observe_at)
         levels: dict[str, list[str]] = defaultdict(list)
         for o in obs:
             levels[o.center_id].append(o.level_of_care.value)
-        prune: list[Any] = [k.prefix, source]
+        keys: list[str] = []
+        argv: list[Any] = [k.prefix, source]
         for cid in new:
             lv = [*levels.get(cid, []), *sorted(keep.get(cid, ()))]
-            prune.extend((cid, len(lv), *lv))
-        return ReplyAt(observe=observe_at, prune=q.eval(self._prune_src, 0, *prune))
+            keys.append(k.availability(cid))
+            argv.extend((len(lv), *lv))
+        return ReplyAt(observe=observe_at, prune=q.eval(self._prune_src, len(keys), *keys, *argv))
+
+    def _observe_args(self, obs: Sequence[Availability], order: int) -> list[Any]:
+        """observe.lua's arguments: numkeys, each observation's a:{center} key, then prefix, order and each
+        observation's field and JSON."""
+        keys = [self.keys.availability(o.center_id) for o in obs]
+        argv: list[Any] = [self.keys.prefix, order]
+        for o in obs:
+            argv.extend((observation_field(o), observation_json(o)))
+        return [len(keys), *keys, *argv]
+
+    def _compose_args(self, facility_ids: Sequence[str]) -> list[Any]:
+        """compose.lua's arguments: numkeys, each facility's c:{id} key, then the prefix."""
+        return [len(facility_ids), *[self.keys.center(f) for f in facility_ids], self.keys.prefix]
 
     # ------------------------------------------------------------------------------- facilities
 
@@ -1615,7 +1627,7 @@ class Store:
                     pipe.hset(k.record(record_id), mapping={"fac": target, "why": orjson.dumps(why)})
                     self._queue_facilities(pipe, plan, ReplaceResult())
                     if plan.recompose:
-                        pipe.eval(self._compose_src, 0, k.prefix, *plan.recompose)
+                        pipe.eval(self._compose_src, *self._compose_args(plan.recompose))
                     pipe.execute()
                     return
                 except redis.WatchError:
@@ -1738,9 +1750,7 @@ class Store:
                     known.append(o.model_copy(update={"center_id": _str(fac)}))
             if not known:
                 return 0, 0
-            args: list[Any] = [k.prefix, _ms(datetime.now(UTC))]
-            for o in known:
-                args.extend((o.center_id, observation_field(o), observation_json(o)))
+            args = self._observe_args(known, _ms(datetime.now(UTC)))
             deadline = time.monotonic() + WRITER_WAIT_SECONDS
             with self.redis.pipeline(transaction=True) as pipe:
                 while True:
@@ -1748,7 +1758,7 @@ class Store:
                         if not self._writer_free(pipe, deadline):
                             continue
                         pipe.multi()
-                        pipe.eval(self._observe_src, 0, *args)
+                        pipe.eval(self._observe_src, *args)
                         [(written, stale)] = pipe.execute()
                         return int(written), int(stale)
                     except redis.WatchError:

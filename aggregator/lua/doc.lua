@@ -18,5 +18,18 @@ local function compose(prefix, id)
       for _, v in ipairs(redis.call('HVALS', prefix .. 'a:' .. m)) do obs[#obs + 1] = v end
     end
   end
-  redis.call('HSET', ckey, 'd', '[' .. rec .. ',[' .. table.concat(obs, ',') .. ']]')
+  -- u: until when each level of care has a fresh open figure ("detox=1796536065781 residential=..."; '' when
+  -- none): an available_only search reads this one field instead of decoding every observation (near.lua)
+  local open = {}
+  for _, v in ipairs(obs) do
+    local o = cjson.decode(v)
+    if o.status == 'available' or o.status == 'limited' then
+      local u = o.rt + o.freshness_seconds * 1000
+      if not open[o.level_of_care] or u > open[o.level_of_care] then open[o.level_of_care] = u end
+    end
+  end
+  local parts = {}
+  for level, u in pairs(open) do parts[#parts + 1] = level .. '=' .. string.format('%.0f', u) end
+  table.sort(parts)
+  redis.call('HSET', ckey, 'd', '[' .. rec .. ',[' .. table.concat(obs, ',') .. ']]', 'u', table.concat(parts, ' '))
 end

@@ -1,20 +1,21 @@
 -- Keep the visible state of facilities a staged write is about to change (see visible.lua).
--- ARGV  prefix, gen, facility_id...
+-- KEYS  masks, stage:{gen}:m, staging, then c:{facility_id}...
+-- ARGV  prefix, gen
 -- A facility already masked by a generation still writing (one whose writer died) keeps that older mask:
 -- it is what readers saw last. Each masked facility is listed in stage:{gen}:m for the clean-up.
 local prefix, gen = ARGV[1], ARGV[2]
-local masks = prefix .. 'masks'
-local mine = prefix .. 'stage:' .. gen .. ':m'
-for i = 3, #ARGV do
-  local id = ARGV[i]
+local masks, mine, staging = KEYS[1], KEYS[2], KEYS[3]
+local skip = #prefix + 3  -- a facility's id follows prefix .. 'c:' in its key
+for i = 4, #KEYS do
+  local id = string.sub(KEYS[i], skip)
   local cur = redis.call('HGET', masks, id)
   local keep = false
   if cur then
     local g = string.sub(cur, 1, string.find(cur, '\n', 1, true) - 1)
-    keep = g == gen or redis.call('HGET', prefix .. 'staging', g) == 'w'
+    keep = g == gen or redis.call('HGET', staging, g) == 'w'
   end
   if not keep then
-    local v = redis.call('HMGET', prefix .. 'c:' .. id, 't', 'd')
+    local v = redis.call('HMGET', KEYS[i], 't', 'd')
     if v[2] then
       redis.call('HSET', masks, id, gen .. '\n' .. (v[1] or '') .. '\n' .. v[2])
     else
@@ -23,4 +24,4 @@ for i = 3, #ARGV do
   end
   redis.call('SADD', mine, id)
 end
-return #ARGV - 2
+return #KEYS - 3

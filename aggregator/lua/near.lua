@@ -73,8 +73,19 @@ local function open_now(avail)
   return false
 end
 
--- a facility's observations live with each of its linked records (a:{record}) and its own (a:{facility})
+-- until when each level has a fresh open figure, as its document was composed (doc.lua): "level=ms ..."
+local function open_until_now(u)
+  for level, ms in string.gmatch(u, '(%S+)=(%d+)') do
+    if (levels == nil or levels[level]) and tonumber(ms) > now then return true end
+  end
+  return false
+end
+
+-- a facility's observations live with each of its linked records (a:{record}) and its own (a:{facility});
+-- one composed before the 'u' field existed is judged from them
 local function facility_open_now(id)
+  local u = redis.call('HGET', prefix .. 'c:' .. id, 'u')
+  if u then return open_until_now(u) end
   if open_now(redis.call('HGETALL', prefix .. 'a:' .. id)) then return true end
   local members = redis.call('HGET', prefix .. 'c:' .. id, 'm') or ''
   for m in string.gmatch(members, '%S+') do

@@ -1,6 +1,7 @@
 -- Upsert availability observations; an older report never overwrites a newer one.
 --
--- ARGV  prefix, order, then per observation: center_id, field ("{level}|{source}"), json
+-- KEYS  a:{center_id} of each observation, in order
+-- ARGV  prefix, order, then per observation: field ("{level}|{source}"), json
 -- Each json carries rt (reported_at, epoch milliseconds: exact in Lua's doubles), sig (a digest of the figures) and
 -- reported_at (ISO). changed_at moves only when the figures change. order (epoch ms: a push's acceptance, a run's
 -- start) breaks a tie of equal report times: of two pushes stamped the same second, the one accepted later wins,
@@ -10,10 +11,10 @@ local prefix = ARGV[1]
 local order = tonumber(ARGV[2])
 local written, stale = 0, 0
 local touched = {}
-for i = 3, #ARGV, 3 do
-  local key = prefix .. 'a:' .. ARGV[i]
-  local field = ARGV[i + 1]
-  local new = cjson.decode(ARGV[i + 2])
+local skip = #prefix + 3  -- a center's id follows prefix .. 'a:' in its key
+for i, key in ipairs(KEYS) do
+  local field = ARGV[2 * i + 1]
+  local new = cjson.decode(ARGV[2 * i + 2])
   new.wo = order
   local cur = redis.call('HGET', key, field)
   local apply = true
@@ -29,7 +30,7 @@ for i = 3, #ARGV, 3 do
     if new.changed_at == nil or new.changed_at == cjson.null then new.changed_at = new.reported_at end
     redis.call('HSET', key, field, cjson.encode(new))
     written = written + 1
-    touched[ARGV[i]] = true
+    touched[string.sub(key, skip)] = true
   else
     stale = stale + 1
   end

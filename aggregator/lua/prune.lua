@@ -1,17 +1,18 @@
 -- Drop a source's observations for levels a center no longer reports.
 --
--- ARGV  prefix, source, then per center: center_id, n_levels, level...
+-- KEYS  a:{center_id} of each center, in order
+-- ARGV  prefix, source, then per center: n_levels, level...
 -- Rebuilds the read document of every center it changed.
 local prefix, source = ARGV[1], ARGV[2]
+local skip = #prefix + 3  -- a center's id follows prefix .. 'a:' in its key
 local removed = 0
 local i = 3
-while i <= #ARGV do
-  local center = ARGV[i]
-  local key = prefix .. 'a:' .. center
-  local n = tonumber(ARGV[i + 1])
+for _, key in ipairs(KEYS) do
+  local center = string.sub(key, skip)
+  local n = tonumber(ARGV[i])
   local keep = {}
-  for k = 1, n do keep[ARGV[i + 1 + k] .. '|' .. source] = true end
-  i = i + 2 + n
+  for k = 1, n do keep[ARGV[i + k] .. '|' .. source] = true end
+  i = i + 1 + n
   local suffix = '|' .. source
   local dropped = false
   for _, field in ipairs(redis.call('HKEYS', key)) do

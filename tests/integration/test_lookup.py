@@ -106,6 +106,32 @@ def test_available_only_with_a_level_looks_at_that_level(store: Store) -> None:
     assert ids(near(store, zip="02139", available_only=True, levels_of_care=["detox"], now=NOW)) == []
 
 
+def test_available_only_reads_the_open_until_field_and_answers_as_the_observations_do(store: Store) -> None:
+    lat, lon = CAMBRIDGE
+    a = center("f", "a", lat, lon, levels_of_care=["detox", "outpatient"])
+    b = center("f", "b", lat + 0.01, lon, levels_of_care=["detox"])
+    store.replace_feed(
+        "f",
+        [a, b],
+        [
+            observation(a, "outpatient", "limited", reported_at=ago(minutes=10)),
+            observation(a, "detox", "full"),
+            observation(b, "detox", "available", reported_at=ago(hours=5)),  # past its window: not open
+        ],
+        now=NOW,
+        source="pull",
+    )
+    fields = {cid: store.redis.hget(store.keys.center(cid), "u") for cid in ("f:a", "f:b")}
+    assert fields["f:a"] is not None and fields["f:a"].startswith(b"outpatient=")
+    assert fields["f:b"] is not None and fields["f:b"].startswith(b"detox=")
+    asks = [{}, {"levels_of_care": ["detox"]}, {"levels_of_care": ["outpatient"]}]
+    answers = [ids(near(store, zip="02139", available_only=True, now=NOW, **ask)) for ask in asks]
+    assert answers == [["f:a"], [], ["f:a"]]
+    for cid in ("f:a", "f:b"):  # facilities composed before the field existed: judged from the observations
+        store.redis.hdel(store.keys.center(cid), "u")
+    assert [ids(near(store, zip="02139", available_only=True, now=NOW, **ask)) for ask in asks] == answers
+
+
 def test_newest_source_wins_and_operator_reports_expire(store: Store) -> None:
     lat, lon = CAMBRIDGE
     a = center("f", "a", lat, lon, levels_of_care=["detox"])

@@ -1,8 +1,9 @@
 """The Lua scripts that build key names from the store's prefix build them as ``Keys`` does.
 
-Scripts whose keys are known on the client receive them in KEYS; the others (near.lua, get.lua, doc.lua,
-visible.lua, mask.lua, cleanup.lua, observe.lua, prune.lua, compose.lua) derive keys of ids they read or
-are given: ``prefix .. 'c:' .. id`` (cleanup.lua's ``prefix .. key`` joins names staging.plan cut from keys the
+Scripts receive in KEYS the keys known on the client (observe.lua and prune.lua each center's ``a:{id}``,
+compose.lua and mask.lua each facility's ``c:{id}``); what they reach from there, and the searches (near.lua,
+get.lua, visible.lua, doc.lua, cleanup.lua), derive from ids they read: a record's facility, a facility's
+members, ``prefix .. 'c:' .. id`` (cleanup.lua's ``prefix .. key`` joins names staging.plan cut from keys the
 store built). Each such expression in their source is read here and must name a key
 shape ``Keys`` builds (``c:{}``, ``stage:{}:m``, ``masks``, ...), so a key renamed on one side only fails."""
 
@@ -72,7 +73,6 @@ def test_the_scripts_build_keys_as_keys_does() -> None:
         "masks",
         "staging",
         "geo",
-        f"stage:{HOLE}:m",
         f"stage:{HOLE}:hide",
         f"stage:{HOLE}:{HOLE}",
     } <= set(shapes), sorted(shapes)

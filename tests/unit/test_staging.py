@@ -22,24 +22,32 @@ def flat(staged: staging.Staged) -> list[staging.Op]:
 
 
 def test_a_script_call_naming_many_centers_is_cut_at_whole_items() -> None:
-    triples = [x for i in range(1000) for x in (f"c{i}", "detox|pull", f'{{"n":{i}}}')]
-    pieces = staging.cut(("eval", (OBSERVE, 0, "p:", 123, *triples), {}), S)
+    keys = [f"p:a:c{i}" for i in range(1000)]
+    pairs = [x for i in range(1000) for x in ("detox|pull", f'{{"n":{i}}}')]
+    pieces = staging.cut(("eval", (OBSERVE, 1000, *keys, "p:", 123, *pairs), {}), S)
     assert len(pieces) == 1000 // staging.SCRIPT_ITEMS
+    got_keys, got_pairs = [], []
     for (name, args, _), kind, cost in pieces:
-        assert name == "eval" and kind == "observe" and args[:4] == (OBSERVE, 0, "p:", 123)
-        assert (len(args) - 4) % 3 == 0 and cost == (len(args) - 4) / 3 <= staging.SCRIPT_ITEMS
-    assert [x for (_, args, _), _, _ in pieces for x in args[4:]] == triples
+        n = args[1]
+        assert name == "eval" and kind == "observe" and args[0] == OBSERVE and args[2 + n : 4 + n] == ("p:", 123)
+        assert cost == n <= staging.SCRIPT_ITEMS and len(args) - 4 - n == 2 * n
+        got_keys.extend(args[2 : 2 + n])
+        got_pairs.extend(args[4 + n :])
+    assert (got_keys, got_pairs) == (keys, pairs)  # each observation's key stays with its field and JSON
 
 
 def test_prune_groups_are_never_split() -> None:
-    groups = [(f"c{i}", i % 3, *[f"l{j}" for j in range(i % 3)]) for i in range(700)]
+    groups = [(i % 3, *[f"l{j}" for j in range(i % 3)]) for i in range(700)]
+    keys = [f"p:a:c{i}" for i in range(700)]
     argv = [x for g in groups for x in g]
-    pieces = staging.cut(("eval", (PRUNE, 0, "p:", "pull", *argv), {}), S)
-    rebuilt = []
+    pieces = staging.cut(("eval", (PRUNE, 700, *keys, "p:", "pull", *argv), {}), S)
+    rebuilt, rekeyed = [], []
     for (_, args, _), kind, _ in pieces:
-        assert kind == "prune" and args[2:4] == ("p:", "pull")
-        rebuilt.extend(staging._prune_groups(args[4:]))
-    assert rebuilt == groups
+        n = args[1]
+        assert kind == "prune" and args[2 + n : 4 + n] == ("p:", "pull")
+        rekeyed.extend(args[2 : 2 + n])
+        rebuilt.extend(staging._prune_groups(args[4 + n :]))
+    assert (rekeyed, rebuilt) == (keys, groups)
 
 
 def test_the_plan_keeps_order_bounds_each_transaction_and_defers_what_readers_must_still_find() -> None:
@@ -55,7 +63,7 @@ def test_the_plan_keeps_order_bounds_each_transaction_and_defers_what_readers_mu
         ("zrem", ("p:geo", "old"), {}),
         ("zrem", ("p:geo:loc:detox", "x"), {}),
         ("geoadd", ("p:geo", [v for i in range(5000) for v in (1.0, 2.0, f"n{i}")]), {}),
-        ("eval", (COMPOSE, 0, "p:", *[f"n{i}" for i in range(1000)]), {}),
+        ("eval", (COMPOSE, 1000, *[f"p:c:n{i}" for i in range(1000)], "p:"), {}),
     ]
     staged = staging.plan(ops, S, budget=100)
     assert staged.members_added == ["a", "b"] and staged.add_feed and not staged.drop_feed
@@ -70,6 +78,7 @@ def test_the_plan_keeps_order_bounds_each_transaction_and_defers_what_readers_mu
     assert [o[0] for o in out[:2]] == ["delete", "hset"]
     added = [m for name, args, _ in out if name == "sadd" for m in args[1:]]
     assert added == [f"n{i}" for i in range(5000)]
-    composed = [x for name, args, _ in out if name == "eval" for x in args[3:]]
-    assert composed == [f"n{i}" for i in range(1000)]
+    composed = [x for name, args, _ in out if name == "eval" for x in args[2 : 2 + args[1]]]
+    assert composed == [f"p:c:n{i}" for i in range(1000)]
+    assert all(args[2 + args[1] :] == ("p:",) for name, args, _ in out if name == "eval")
     assert not any(args and args[0] in ("p:feed:f:m", "p:feeds", "p:feed:f:meta") for _, args, _ in out)
