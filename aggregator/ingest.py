@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -40,10 +41,10 @@ from aggregator.feeds import Document, follower_for, parser_for
 from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
 from aggregator.health import hold_obsolete, parse_when
-from aggregator.model import Availability, Center, Rejection
+from aggregator.model import Availability, Center, GeoPrecision, Rejection
 from aggregator.normalize import FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
-from aggregator.store import FeedState, PushRecord, ReplaceResult, Store
+from aggregator.store import FeedState, KeptRecordsRefused, PushRecord, ReplaceResult, Store
 from config.registry import FeedConfig
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,6 @@ class RowMemo:
     unmapped: tuple[tuple[str, tuple[str, ...]], ...] = ()
     repairs: tuple[str, ...] = ()
     rejected_levels: tuple[str, ...] = ()
-    #: past this (epoch ms) a report of the row is older than the feed keeps: normalize it again
-    expires_ms: int | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -183,13 +182,12 @@ class RowMemo:
                 self.unmapped,
                 self.repairs,
                 self.rejected_levels,
-                self.expires_ms,
             ]
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> RowMemo:
-        cid, sid, digest, latest, n, problems, unmapped, repairs, levels, expires = orjson.loads(raw)
+        cid, sid, digest, latest, n, problems, unmapped, repairs, levels = orjson.loads(raw)
         return cls(
             cid,
             sid,
@@ -200,21 +198,28 @@ class RowMemo:
             tuple((fld, tuple(ts)) for fld, ts in unmapped),
             tuple(repairs),
             tuple(levels),
-            expires,
         )
 
     @classmethod
     def of(cls, result: NormalizedRecord, digest: bytes, ctx: FeedContext) -> RowMemo | None:
-        """The memo of a freshly normalized row, or None where its outcome depends on the moment (a report
-        time judged against the clock: in the future, or too old), so the row is normalized every run."""
-        if result.center is None or any(p.field.endswith("_at") for p in result.problems):
+        """The memo of a freshly normalized row, or None where what it normalizes to depends on the run, so the
+        row is normalized every run:
+
+        * a figure whose report time is the run's own: the row gave none (the fetch is the report: every
+          run reports it again, as a full normalize would) or one a little ahead of our clock (read as now);
+        * a report time judged against the clock: refused as in the future, or a feed that refuses reports
+          older than ``max_report_age`` (a report ages out of it);
+        * a center not placed by the feed's own coordinates: geocoding may place it better on a later run."""
+        center = result.center
+        if center is None or center.geo_precision is not GeoPrecision.FEED:
+            return None
+        if any(p.field.endswith("_at") for p in result.problems):
             return None
         times = [o.reported_at for o in result.availability]
-        expires = None
-        if ctx.max_report_age_seconds is not None and times:
-            expires = _ms(min(times)) + ctx.max_report_age_seconds * 1000
+        if times and (ctx.max_report_age_seconds is not None or ctx.now in times):
+            return None
         return cls(
-            result.center.id,
+            center.id,
             result.source_id,
             digest,
             _ms(max(times)) if times else None,
@@ -223,7 +228,6 @@ class RowMemo:
             tuple((fld, tuple(ts)) for fld, ts in result.unmapped.items()),
             tuple(result.repairs),
             tuple(sorted(lv.value for lv in result.rejected_levels)),
-            expires,
         )
 
 
@@ -234,9 +238,12 @@ _NORMALIZING_CODE = (
     "model.py",
     "geography.py",
     "address.py",
+    "geocode.py",
     "ingest.py",
     "feeds/mapping.py",
 )
+#: and the libraries whose data or rules it applies
+_NORMALIZING_LIBRARIES = ("phonenumbers", "zipcodes", "usaddress", "pydantic")
 
 
 @functools.cache
@@ -244,6 +251,8 @@ def _code_digest() -> str:
     h = hashlib.blake2b(digest_size=16)
     for name in _NORMALIZING_CODE:
         h.update((Path(__file__).parent / name).read_bytes())
+    for library in _NORMALIZING_LIBRARIES:
+        h.update(f"{library}=={importlib.metadata.version(library)}".encode())
     return h.hexdigest()
 
 
@@ -327,14 +336,11 @@ def normalize_rows(
     kept: dict[str, NormalizedRecord | RowMemo] = {}
     rows: dict[str, bytes] = {}
     newest: dict[str, int | None] = {}
-    now_ms = _ms(ctx.now)
     for raw in raws:
         report.records += 1
         row = row_digest(raw) if memos is not None else b""
         memo_raw = memos.get(row) if memos else None
         memo = RowMemo.decode(memo_raw) if memo_raw is not None else None
-        if memo is not None and memo.expires_ms is not None and memo.expires_ms < now_ms:
-            memo = None
         result: NormalizedRecord | RowMemo
         if memo is not None:
             result, label, center_id, latest = memo, memo.source_id, memo.center_id, memo.latest_ms
@@ -552,9 +558,15 @@ class Pipeline:
                 self._hold(feed, centers, observations, report, held, now)
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome=RunStatus.HELD.value))
                 return RunOutcome(feed.id, RunStatus.HELD, report, documents=len(documents))
-            self._apply(
-                feed, centers, observations, report, now, say, partial=partial, prune=not partial, kept=done.kept
-            )
+            try:
+                self._apply(
+                    feed, centers, observations, report, now, say, partial=partial, prune=not partial, kept=done.kept
+                )
+            except KeptRecordsRefused:  # an earlier write of the feed died half-way: send every record
+                done = normalize_rows(raws, ctx)
+                centers, observations, report = done.centers, done.observations, done.report
+                report.failed_documents = failed
+                self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial)
             if not partial and report.stored is not None:
                 self._remember_rows(feed, done, report.stored, ctx)
             outcome = RunStatus.PARTIAL if partial else RunStatus.APPLIED

@@ -237,6 +237,11 @@ WRITER_WAIT_SECONDS = 180.0
 MAX_EXAMINED = 2000
 
 
+class KeptRecordsRefused(Exception):
+    """A write named records to keep as stored (``replace_feed``'s ``kept``) that it cannot keep: an earlier
+    staged write of the feed died half-way, and taking it over rewrites every record. Send them all."""
+
+
 class SearchHits(list[RawHit]):
     """Search hits, nearest first; ``stopped``: the search examined its maximum and stopped early."""
 
@@ -1228,8 +1233,8 @@ class Store:
         Reads (the feed's members, its stored records, the links: ``_plan_links``), the pure diffs
         (``diff_records``, ``diff_facilities``), then the writer (``_queue_writes``)."""
         all_ids = {_str(m) for m in pipe.smembers(self.keys.feed_members(feed_id))}
-        if force:
-            kept = frozenset()  # taking over a dead write: the caller must send every record
+        if force and kept:  # taking over a dead write rewrites every record: the caller must send them all
+            raise KeptRecordsRefused(f"feed {feed_id}: a staged write died half-way; send every record")
         kept = kept & all_ids
         stored = self._read_records(sorted(all_ids & set(new)) if partial else sorted(all_ids - kept))
         diff = diff_records(new, stored, kept=kept, order=order, force=force)
@@ -1883,9 +1888,13 @@ class Store:
         def write() -> None:
             try:
                 self.redis.hset(aside, "_fp", fingerprint)
+                self.redis.expire(aside, 3600)  # gone on its own if this writer dies before the rename
                 for piece in staging.pieces(items, staging.MEMBERS):
                     self.redis.hset(aside, mapping=dict(piece))
-                self.redis.rename(aside, key)
+                with self.redis.pipeline(transaction=True) as pipe:  # the memos keep no time to live
+                    pipe.rename(aside, key)
+                    pipe.persist(key)
+                    pipe.execute()
             finally:
                 self.redis.delete(aside)  # nothing left behind when a batch failed (a no-op after the rename)
 

@@ -5,9 +5,11 @@
 In a private redis-server:
 
 * ingest: a synthetic CSV of ``--rows`` rows with coordinates (the bundled sample's layout: services,
-  detox and residential beds, an outpatient status) through parse -> normalize -> place -> store,
-  timed per stage; then the same bytes again (an unchanged re-ingest, as a forced run does), then the
-  same records in a new order. The SAMHSA list (../shared/data, 14,034 rows) the same way, where present;
+  detox and residential beds, an outpatient status, and each row's report time) through a forced
+  ``Pipeline.run`` (fetch -> parse -> normalize -> place -> store), timed per stage; then the same bytes
+  again (an unchanged re-ingest), then the same records in a new order. The SAMHSA list (../shared/data,
+  14,034 rows) the same way, where present; then a fifth as many synthetic rows without report times
+  (each run reports those figures again at its own time, so they are normalized and written every run);
 * memory: ``INFO memory`` used_memory of the loaded store over the number of centers;
 * HTTP: the API (uvicorn, one process) on that store; ``--clients`` threads send requests for
   ``--http-seconds`` to ``/healthz`` (the same server's trivial route: the baseline), then to
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -69,10 +71,17 @@ HEADER = [
     "residential_beds",
     "residential_total",
     "outpatient_status",
+    "updated",
 ]
+#: the bundled sample's mapping, with the partner's report time of each row (as live bed boards give it)
+TIMED_MAPPING = dataclasses.replace(
+    sample.SAMPLE_MAPPING, fields={**sample.SAMPLE_MAPPING.fields, "reported_at": "updated"}
+)
 
 
-def synthetic_csv(rows: int, seed: int = 5) -> bytes:
+def synthetic_csv(rows: int, seed: int = 5, updated: datetime | None = None) -> bytes:
+    """``rows`` centers with coordinates, services and three figures each; ``updated``: each row says when it was
+    reported (up to an hour before it), else the column is empty (the fetch is the report)."""
     rng = random.Random(seed)
     places = [p for p in map(zip_place, sorted(_zip_table())) if p is not None]
     out = io.StringIO()
@@ -102,6 +111,7 @@ def synthetic_csv(rows: int, seed: int = 5) -> bytes:
                 rng.randint(0, total),
                 total,
                 rng.choice(["available", "waitlist", "full"]),
+                (updated - timedelta(minutes=rng.randint(1, 59))).isoformat() if updated else "",
             ]
         )
     return out.getvalue().encode()
@@ -194,12 +204,12 @@ def report_ingest(
     print(f"\ningest {name}: {n:,.0f} rows (forced runs of Pipeline.run; fetched from 127.0.0.1)")
     print(
         f"  {'':28}{'rec/s':>10}{'fetch s':>9}{'parse s':>9}{'normalize s':>12}{'place s':>9}{'store s':>9}"
-        f"{'written':>9}{'kept':>9}{'× first':>9}"
+        f"{'written':>9}{'unchanged':>10}{'× first':>9}"
     )
     for label, r in (("first ingest", first), ("same bytes again", again), ("same records, new order", reordered)):
         print(
             f"  {label:<28}{n / r['total']:>10,.0f}{r['fetch']:>9.2f}{r['parse']:>9.2f}{r['normalize']:>12.2f}"
-            f"{r['place']:>9.2f}{r['store']:>9.2f}{r['written']:>9,.0f}{r['kept']:>9,.0f}"
+            f"{r['place']:>9.2f}{r['store']:>9.2f}{r['written']:>9,.0f}{r['kept']:>10,.0f}"
             f"{first['total'] / r['total']:>8.1f}x"
         )
 
@@ -245,7 +255,8 @@ def main() -> None:
         store = Store.from_url(server.url)
         empty = int(store.redis.info("memory")["used_memory"])
         partner = Partner()
-        report_ingest("synthetic", synthetic_csv(args.rows), sample.SAMPLE_MAPPING, store, partner, 3600)
+        now = datetime.now(UTC)
+        report_ingest("synthetic", synthetic_csv(args.rows, updated=now), TIMED_MAPPING, store, partner, 3600)
         used = int(store.redis.info("memory")["used_memory"]) - empty
         centers = len(store.feed_members("synthetic"))
         observations = sum(
@@ -263,6 +274,8 @@ def main() -> None:
             print("\ningest samhsa: ../shared/data/samhsa_sud_facilities_geocoded.csv is absent: skipped")
         else:
             report_ingest("samhsa", samhsa.read_bytes(), sample.SAMHSA_MAPPING, store, partner, 86400 * 30)
+        untimed = max(1, args.rows // 5)
+        report_ingest("untimed", synthetic_csv(untimed, seed=6), sample.SAMPLE_MAPPING, store, partner, 3600)
 
         with api_process(server.url, tmp, "--no-access-log") as url:
             zips = [{"zip": z} for z in sorted(_zip_table())[::50]]

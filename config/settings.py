@@ -93,6 +93,24 @@ def _shown(name: str, value: Any) -> Any:
     return value
 
 
+#: settings whose text may hold a secret: an error about them never quotes it
+_SECRET_SETTINGS = frozenset({"operator_tokens", "geocoder_options", "redis_url", "broker_url"})
+
+
+def _invalid(name: str, env: str, raw: object, exc: Exception) -> str:
+    """The error for a setting that cannot be read: its text and the reason, except for a setting that may hold
+    a secret (tokens, API keys, a URL's password), where only a URL's form with its password masked is shown."""
+    if name not in _SECRET_SETTINGS:
+        return f"setting {env}={raw!r}: {exc}"
+    if name in ("redis_url", "broker_url") and isinstance(raw, str):
+        return f"setting {env}={redact_url(raw)!r} cannot be read as a URL"
+    return f"setting {env} cannot be read ({type(exc).__name__}; not quoted here: it holds secrets). Expected: " + (
+        "'name:token, name:token' with tokens of 16 characters or more"
+        if name == "operator_tokens"
+        else "a JSON object of geocoder options"
+    )
+
+
 @dataclass(frozen=True)
 class TrustedProxies:
     """Which proxies in front of the API may say who the client is (CENTERS_TRUST_PROXY).
@@ -353,7 +371,7 @@ class Settings:
             try:
                 values[f.name] = spec.cast(raw)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"setting {spec.env}={raw!r}: {exc}") from exc
+                raise ConfigError(_invalid(f.name, spec.env, raw, exc)) from None
         _use_cache_folder(env)
         return cls(**values)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -159,7 +161,10 @@ def create_app(
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         incident = uuid.uuid4().hex[:12]
-        log.exception("unexpected error %s", incident)
+        # where it happened, never what it said: an exception's message may hold the place someone searched
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames[-6:]))
+        log.error("unexpected error %s: %s at %s", incident, type(exc).__name__, where)
         return problem(500, "internal_error", f"something went wrong on our side (incident {incident})")
 
     app.include_router(public.router)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -224,6 +225,72 @@ def test_row_memos_round_trip() -> None:
         (("payment", ("barter",)),),
         ("swapped coordinates",),
         ("detox",),
-        99,
     )
     assert RowMemo.decode(memo.encode()) == memo
+
+
+def test_rows_without_their_own_report_time_are_reported_again_by_every_run(
+    store: Store, partner: LoopbackServer
+) -> None:
+    """The fetch is the report of a row that gives no time: each run reports it again, as a full normalize does
+    (a row unchanged since the last run is no less current than the rest of the file)."""
+    times = iter([NOW, NOW + timedelta(hours=20), NOW + timedelta(hours=30)])
+    pipeline = Pipeline(store, Fetcher(new_session("t")), clock=lambda: next(times))
+    lines = [row(i, updated="") for i in range(3)]
+    feed = feed_for(serve(partner, lines))
+    pipeline.run(feed)
+    assert store.row_memos("memo", memo_fingerprint(context_for(feed, NOW))) == {}  # nothing to keep as it is
+    serve(partner, [row(0, beds=9, updated=""), *lines[1:]])
+    second = pipeline.run(feed)
+    assert second.report is not None and second.report.stored is not None
+    assert second.report.stored.observations_written == 3  # every figure reported at the run's time
+    later = near(store, zip="02139", now=NOW + timedelta(hours=30)).results
+    assert {h.id: h.availability[0]["status"] for h in later} == {f"memo:C{i}": "available" for i in range(3)}
+
+
+def test_a_center_placed_without_the_feeds_coordinates_is_placed_again_by_every_run(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    lines = [row(0), "C1,Center 1,MA,02139,,,617-555-0100,DT,3,11/27/2026 9:45 AM\n"]  # no coordinates: its ZIP
+    feed = feed_for(serve(partner, lines))
+    pipeline.run(feed)
+    memos = store.row_memos("memo", memo_fingerprint(context_for(feed, NOW)))
+    assert [RowMemo.decode(m).center_id for m in memos.values()] == ["memo:C0"]
+
+
+def test_a_write_that_cannot_keep_rows_sends_them_all(
+    store: Store, partner: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A staged write of the feed died between reading its memos and writing (its next large write rewrites every
+    record): the store refuses the kept rows and the run normalizes and sends them all."""
+    from aggregator.store import KeptRecordsRefused
+
+    staged = Store(store.redis, store.keys.prefix, stage_above=0)  # every write staged, as a large feed's
+    clock = iter(NOW + timedelta(minutes=i) for i in range(100))
+    pipeline = Pipeline(staged, Fetcher(new_session("t")), clock=lambda: next(clock))
+    feed = feed_for(serve(partner, [row(i) for i in range(4)]))
+    pipeline.run(feed)
+    memos = staged.row_memos("memo", memo_fingerprint(context_for(feed, NOW)))
+    assert len(memos) == 4
+    staged.redis.hset(staged.keys.staging, "1.dead", "w")
+    staged.redis.set(staged.keys.stage("1.dead", "feed"), "memo")
+    refused: list[str] = []
+    replace = staged.replace_feed
+
+    def replace_feed(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return replace(*args, **kwargs)
+        except KeptRecordsRefused as exc:
+            refused.append(str(exc))
+            raise
+
+    monkeypatch.setattr(staged, "replace_feed", replace_feed)
+    monkeypatch.setattr(staged, "row_memos", lambda feed_id, fingerprint: memos)  # the memos as read before
+    serve(partner, [row(i) for i in range(5)])  # four rows unchanged, one new
+    out = pipeline.run(feed)
+    assert refused and "died half-way" in refused[0]
+    assert out.status == "applied" and out.report is not None and out.report.stored is not None
+    assert out.report.stored.unchanged == 0  # every record sent again, and rewritten by the take-over
+    assert staged.feed_members("memo") == {f"memo:C{i}" for i in range(5)}
+    assert staged.redis.hgetall(staged.keys.staging) == {}  # the dead write was taken over and finished
+    assert not check(staged, now=NOW + timedelta(hours=1))
