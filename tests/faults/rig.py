@@ -33,6 +33,7 @@ import psutil
 
 from aggregator.local.redis_process import RedisProcess, free_port
 from aggregator.store import Store
+from tests.environment import isolated_env
 from tests.servers import LoopbackServer, Request, Response
 
 PUSH_KEY = "harbor-partner-key-0123456789"
@@ -195,7 +196,7 @@ class Rig:
         self.partner_server.start()
         registry = self.root / "feeds.toml"
         registry.write_text(REGISTRY.format(base=self.partner_server.url("").rstrip("/")))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+        env = isolated_env()
         env.update(
             {
                 "REDIS_URL": self.redis.url,

@@ -6,7 +6,6 @@ from (none of the developer's REDIS_* or CENTERS_* settings); ``partner`` is a l
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,13 +18,6 @@ from aggregator.store import Store
 from tests.integration.api_server import ApiServer
 from tests.integration.worker import WorkerProcess
 from tests.servers import LoopbackServer
-
-
-def isolated_env(**extra: str) -> dict[str, str]:
-    """This process's environment without REDIS_* and CENTERS_* settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
-    env.update(extra)
-    return env
 
 
 @dataclass

@@ -4,7 +4,6 @@ rate limit cannot be dodged with a forged X-Forwarded-For, and rate-limit keys s
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.push import sign
+from tests.environment import isolated_env
 from tests.integration.api_server import ApiServer
 
 PREFIX = "hard:"
@@ -53,7 +53,7 @@ HEADERS = (
 def server_env(redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
     feeds = tmp / "feeds.toml"
     feeds.write_text(REGISTRY)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env = isolated_env()
     base = redis_url.rsplit("/", 1)[0]
     env.update(
         {

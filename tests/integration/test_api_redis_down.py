@@ -19,6 +19,7 @@ from aggregator.invariants import check
 from aggregator.local.redis_process import RedisProcess, free_port
 from aggregator.push import sign
 from aggregator.store import Store
+from tests.environment import isolated_env
 from tests.faults.matrix import row as matrix_row
 from tests.integration.api_server import ApiServer
 
@@ -51,7 +52,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 def api(own_redis: RedisProcess, tmp_path: Path) -> Iterator[ApiServer]:
     feeds = tmp_path / "feeds.toml"
     feeds.write_text(REGISTRY)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env = isolated_env()
     env.update(
         {
             "REDIS_URL": own_redis.url,
@@ -156,7 +157,7 @@ def test_a_broker_outage_answers_503_fast_and_keeps_nothing_half_stored(
     # data in one Redis, the broker on its own server, which is down
     feeds = tmp_path / "feeds.toml"
     feeds.write_text(REGISTRY)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env = isolated_env()
     env.update(
         {
             "REDIS_URL": own_redis.url,

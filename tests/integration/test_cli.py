@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.local.redis_process import ping
-from tests.integration.conftest import isolated_env
+from tests.environment import isolated_env
 
 
 def centers(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ reachable is one clean line, not a urllib3 traceback."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from aggregator.local import sample
 from aggregator.local.redis_process import free_port
 from aggregator.store import Store
 from config.settings import Settings
+from tests.environment import isolated_env
 
 CAMBRIDGE_ZIPS = ("02138", "02139", "02140", "02141", "02142", "02238")
 
@@ -36,7 +36,7 @@ def centers(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def cli_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env = isolated_env()
     env |= {
         "REDIS_URL": redis_url,
         "CENTERS_KEY_PREFIX": "cli-places:",

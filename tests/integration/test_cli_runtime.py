@@ -23,6 +23,7 @@ import pytest
 from aggregator.local import runtime
 from aggregator.local.redis_process import free_port
 from config.settings import Settings
+from tests.environment import isolated_env
 
 REGISTRY = """[[feed]]
 id = "harbor-beds"
@@ -62,7 +63,7 @@ def centers(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
 
 @pytest.fixture
 def base_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env = isolated_env()
     env["XDG_STATE_HOME"] = str(tmp_path / "state")
     env["CENTERS_GEOCODER"] = "none"
     return env

@@ -3,7 +3,6 @@ availability, and Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
+from tests.environment import isolated_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -26,7 +27,7 @@ def test_the_readme_starts_with_the_run_and_test_commands() -> None:
 
 
 def test_centers_serve_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env = isolated_env()
     env.update({"CENTERS_DATA_DIR": str(tmp_path / "var"), "CENTERS_API_PORT": "0"})
     out = (tmp_path / "serve.out").open("w+")
     proc = subprocess.Popen(

@@ -3,7 +3,6 @@ and an API that exits during start-up is reported with the reason it wrote, on t
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -13,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from aggregator.local import serve
+from tests.environment import isolated_env
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+    env = isolated_env()
     return {**env, "CENTERS_DATA_DIR": str(tmp_path / "var"), **extra}
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import redis
 
+from tests.environment import isolated_env
+
 WORKER_DB = 2  # data; the broker is the next database (see Settings.broker)
 
 
@@ -27,7 +29,7 @@ class WorkerProcess:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.url = redis_base_url.rsplit("/", 1)[0] + f"/{WORKER_DB}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CENTERS_"))}
+        self.env = isolated_env()
         self.env.update(
             {
                 "REDIS_URL": self.url,
