@@ -983,8 +983,8 @@ class Store:
         if at.observe is not None:
             written, stale = replies[at.observe]
             result.observations_written, result.observations_stale = int(written), int(stale)
-            if at.prune is not None:
-                result.observations_pruned = int(replies[at.prune])
+        if at.prune is not None:  # also when the snapshot carries no figure at all: what it dropped is counted
+            result.observations_pruned = int(replies[at.prune])
         return result
 
     # ----------------------------------------------------------------------------- staged writes

@@ -129,6 +129,13 @@ def test_a_feed_drops_its_own_observations_for_levels_it_no_longer_reports(store
     assert fields == {"detox|pull", "outpatient|operator"}
 
 
+def test_a_snapshot_with_no_figures_counts_the_figures_it_drops(store: Store) -> None:
+    c = center("f", "a", 42.36, -71.1)
+    store.replace_feed("f", [c], [observation(c, "detox"), observation(c, "residential")], now=NOW, source="pull")
+    result = store.replace_feed("f", [c], [], now=NOW, source="pull")
+    assert result.observations_pruned == 2 and store.redis.hkeys(store.keys.availability("f:a")) == []
+
+
 def test_unplaced_centers_are_kept_and_listed(store: Store) -> None:
     a = center("f", "a")  # no coordinates
     result = store.replace_feed("f", [a], [], now=NOW)
