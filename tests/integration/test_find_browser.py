@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 
 from aggregator.store import Store
+from tests.chromium import start_chrome
 from tests.integration import find_fixtures
 from tests.integration.find_fixtures import PREFIX, RIVERSIDE
-from tests.integration.test_operator_layout import CHROMEDRIVER, CHROMIUM, REPO_ROOT, artifacts_dir, viewport
+from tests.integration.test_operator_layout import REPO_ROOT, artifacts_dir, viewport
 
 AXE = REPO_ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 PHONE, LAPTOP = (390, 844), (1366, 768)
@@ -46,36 +47,7 @@ def base(redis_url: str) -> Iterator[str]:
 
 
 def _driver(tmp: Path, *, javascript: bool = True) -> Any:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(
-            f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
-            f"chromium-driver); CI installs them"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--window-size=1366,768",
-        f"--user-data-dir={tmp}",
-    ):
-        options.add_argument(arg)
-    if not javascript:
-        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(20)
-    driver.set_script_timeout(30)
-    return driver
+    return start_chrome(tmp, javascript=javascript, hide_scrollbars=True, script_timeout=30)
 
 
 @pytest.fixture(scope="module")

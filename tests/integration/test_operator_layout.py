@@ -32,12 +32,11 @@ from aggregator.model import Phone, PhoneRole
 from aggregator.store import Store
 from config.registry import parse
 from config.settings import Settings
+from tests.chromium import start_chrome
 from tests.integration.factories import center, observation
 
 TOKEN = "layout-operator-token-0123456789abcdef"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PREFIX = "layout:"
 
 
@@ -135,36 +134,9 @@ def base_url(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def chrome(tmp_path: Path) -> Iterator[Any]:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(
-            f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
-            f"chromium-driver); CI installs them"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--window-size=1366,768",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(
-        options=options,
-        service=Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")),
+    driver = start_chrome(
+        tmp_path / "chrome-profile", window=(1366, 768), hide_scrollbars=True, log=tmp_path / "chromedriver.log"
     )
-    driver.set_page_load_timeout(20)
-    driver.set_script_timeout(5)
     try:
         yield driver
     finally:

@@ -23,6 +23,7 @@ import pytest
 from aggregator.local.sample import SAMHSA_FEED, load_samhsa
 from aggregator.model import Phone, PhoneRole
 from aggregator.store import FeedState, Store
+from tests.chromium import start_chrome
 from tests.conftest import shared_file
 from tests.integration.conftest import Stack, open_stack
 from tests.integration.factories import center, observation
@@ -32,8 +33,6 @@ SCRIPT_PARTNER = "Nightly Beds <script>alert('x')</script>"
 SCRIPT_CENTER = "<script>alert('x')</script> Recovery House"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = Path(os.environ.get("CENTERS_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts") / "operator-page.png"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 REGISTRY = """
 [[feed]]
@@ -452,35 +451,7 @@ def test_a_bad_search_shows_a_message_on_the_page(
 
 @pytest.fixture
 def chrome(tmp_path: Path) -> Iterator[Any]:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(
-            f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
-            f"chromium-driver); CI installs them"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,2200",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(
-        options=options,
-        service=Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")),
-    )
-    driver.set_page_load_timeout(20)
-    driver.set_script_timeout(5)
+    driver = start_chrome(tmp_path / "chrome-profile", window=(1400, 2200), log=tmp_path / "chromedriver.log")
     try:
         yield driver
     finally:
