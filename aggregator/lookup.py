@@ -232,6 +232,24 @@ def _filters(filters: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]
     return clean
 
 
+@dataclass(frozen=True)
+class NearPlan:
+    """A checked near-you query: where, how far, which filters, and what ``Store.search`` is asked."""
+
+    origin: Origin
+    radius: float
+    limit: int
+    filters: dict[str, list[str]]
+    available_only: bool
+    now: datetime
+    notes: tuple[str, ...]
+
+    def search(self) -> dict[str, Any]:
+        """``Store.search``'s keyword arguments (the level-of-care filter searches the per-level indexes; the
+        rest are index tokens)."""
+        return _search_args(self.origin, self.radius, self.limit, self.filters, self.available_only, self.now)
+
+
 def near(
     store: Store,
     *,
@@ -255,7 +273,48 @@ def near(
 
     ``radius_mi`` is capped at ``MAX_RADIUS_MI`` and ``limit`` at ``MAX_LIMIT`` (the answer says
     which were used). ``place``: a ZIP, 'lat,lon' or 'City, ST', resolved offline (``resolve_place``).
-    Raises ``InvalidQuery`` (naming the parameter), ``UnknownZip`` or ``PlaceNotFound``."""
+    Raises ``InvalidQuery`` (naming the parameter), ``UnknownZip`` or ``PlaceNotFound``.
+
+    The same in three steps, for a caller that talks to Redis itself (the HTTP API, asynchronously):
+    ``plan_near``, ``Store.search(**plan.search())``, ``answer_near`` (and ``add_hint`` when empty)."""
+    plan = plan_near(
+        latitude=latitude,
+        longitude=longitude,
+        zip=zip,
+        place=place,
+        radius_mi=radius_mi,
+        levels_of_care=levels_of_care,
+        payment=payment,
+        populations=populations,
+        languages=languages,
+        available_only=available_only,
+        limit=limit,
+        now=now,
+        origin=origin,
+    )
+    answer = answer_near(plan, store.search(**plan.search()), audience)
+    if not answer.results:
+        add_hint(store, plan, answer, helpline)
+    return answer
+
+
+def plan_near(
+    *,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    zip: str | None = None,
+    place: str | None = None,
+    radius_mi: float = DEFAULT_RADIUS_MI,
+    levels_of_care: Iterable[str] = (),
+    payment: Iterable[str] = (),
+    populations: Iterable[str] = (),
+    languages: Iterable[str] = (),
+    available_only: bool = False,
+    limit: int = DEFAULT_LIMIT,
+    now: datetime | None = None,
+    origin: Origin | None = None,
+) -> NearPlan:
+    """``near``'s query checked and resolved (offline), before the store is asked."""
     if origin is None:
         if place is not None and (zip is not None or latitude is not None or longitude is not None):
             raise InvalidQuery("place", "give a place, a ZIP code or lat/lon, only one")
@@ -278,8 +337,6 @@ def near(
         notes.append(f"radius capped at {MAX_RADIUS_MI:g} miles")
     if limit > MAX_LIMIT:
         notes.append(f"limit capped at {MAX_LIMIT}")
-    radius = float(min(radius_mi, MAX_RADIUS_MI))
-    limit = min(limit, MAX_LIMIT)
     filters = _filters(
         {
             "levels_of_care": levels_of_care,
@@ -288,27 +345,40 @@ def near(
             "languages": languages,
         }
     )
-    now = now or datetime.now(UTC)
+    return NearPlan(
+        origin=origin,
+        radius=float(min(radius_mi, MAX_RADIUS_MI)),
+        limit=min(limit, MAX_LIMIT),
+        filters=filters,
+        available_only=available_only,
+        now=now or datetime.now(UTC),
+        notes=tuple(notes),
+    )
 
-    hits = _search(store, origin, radius, limit, filters, available_only, now)
+
+def answer_near(plan: NearPlan, hits: SearchHits, audience: Audience) -> NearAnswer:
+    """The answer to ``plan`` from the store's hits: each result's levels judged for freshness (no hint)."""
+    notes = list(plan.notes)
     if hits.stopped:
         notes.append(
             f"searched the nearest {MAX_EXAMINED:,} centers only: a place farther away may also match; "
             "narrow the radius or the filters"
         )
-    now_ms = now.timestamp() * 1000
-    answer = NearAnswer(
-        origin=origin,
-        radius_mi=radius,
-        limit=limit,
-        filters=filters,
-        available_only=available_only,
+    now_ms = plan.now.timestamp() * 1000
+    return NearAnswer(
+        origin=plan.origin,
+        radius_mi=plan.radius,
+        limit=plan.limit,
+        filters=plan.filters,
+        available_only=plan.available_only,
         results=[_hit(h, now_ms, audience) for h in hits],
         notes=notes,
     )
-    if not answer.results:
-        answer.hint = _hint(store, origin, radius, filters, available_only, now, helpline)
-    return answer
+
+
+def add_hint(store: Store, plan: NearPlan, answer: NearAnswer, helpline: str = "") -> None:
+    """On an empty answer: what was searched and what a wider radius or fewer filters would find."""
+    answer.hint = _hint(store, plan.origin, plan.radius, plan.filters, plan.available_only, plan.now, helpline)
 
 
 def _search(
@@ -320,20 +390,31 @@ def _search(
     available_only: bool,
     now: datetime,
 ) -> SearchHits:
+    return store.search(**_search_args(origin, radius, limit, filters, available_only, now))
+
+
+def _search_args(
+    origin: Origin,
+    radius: float,
+    limit: int,
+    filters: dict[str, list[str]],
+    available_only: bool,
+    now: datetime,
+) -> dict[str, Any]:
     # the level-of-care filter is applied by searching the per-level indexes; the rest by tokens
     groups = [[f"{GROUPS[g]}:{v}" for v in values] for g, values in filters.items() if g != "levels_of_care"]
-    return store.search(
-        longitude=origin.longitude,
-        latitude=origin.latitude,
-        radius_mi=radius,
-        limit=limit,
-        groups=groups,
-        levels=filters.get("levels_of_care", ()),
-        level_filter="levels_of_care" in filters,
-        available_only=available_only,
-        now=now,
-        first_radius_mi=min(radius, 2.0 if limit <= 10 else 5.0),
-    )
+    return {
+        "longitude": origin.longitude,
+        "latitude": origin.latitude,
+        "radius_mi": radius,
+        "limit": limit,
+        "groups": groups,
+        "levels": filters.get("levels_of_care", ()),
+        "level_filter": "levels_of_care" in filters,
+        "available_only": available_only,
+        "now": now,
+        "first_radius_mi": min(radius, 2.0 if limit <= 10 else 5.0),
+    }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ it (the ``store-writer`` lock), so no Redis command or transaction runs long.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import hashlib
 import secrets
@@ -58,6 +59,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
@@ -445,15 +448,59 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50, retrie
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError] if retries else [],
     }
     if url.startswith("redis+sentinel://"):
-        hosts, _, rest = url.removeprefix("redis+sentinel://").partition("/")
-        service, _, db = rest.partition("/")
-        if not hosts or not service:
-            raise ValueError("a Sentinel URL is redis+sentinel://host:port[,host:port]/<master name>[/<db>]")
-        sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(",")]
+        sentinels, service, db = _sentinel_url(url)
         sentinel = redis.sentinel.Sentinel(sentinels, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return sentinel.master_for(service, db=int(db or 0), max_connections=max_connections, **options)
+        return sentinel.master_for(service, db=db, max_connections=max_connections, **options)
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout, **options)
     return redis.Redis(connection_pool=pool)
+
+
+def connect_async(url: str, *, timeout: float = 2.0, max_connections: int = 50) -> redis.asyncio.Redis:
+    """``connect``'s asyncio twin for the HTTP API's near-you search: the same URL forms and timeouts, no
+    retries (the API answers 503 fast instead)."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+    }
+    if url.startswith("redis+sentinel://"):
+        sentinels, service, db = _sentinel_url(url)
+        sentinel = redis.asyncio.sentinel.Sentinel(sentinels, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return sentinel.master_for(service, db=db, max_connections=max_connections, **options)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout, **options
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def _sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int]:
+    hosts, _, rest = url.removeprefix("redis+sentinel://").partition("/")
+    service, _, db = rest.partition("/")
+    if not hosts or not service:
+        raise ValueError("a Sentinel URL is redis+sentinel://host:port[,host:port]/<master name>[/<db>]")
+    sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(",")]
+    return sentinels, service, int(db or 0)
+
+
+def _async_twin(client: redis.Redis) -> Callable[[], redis.asyncio.Redis] | None:
+    """How to open an asyncio client to the server ``client`` talks to (TCP or a Unix socket, as its pool
+    says), or None where that cannot be told (a Sentinel pool, TLS: build the store with ``from_url``)."""
+    pool = client.connection_pool
+    if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
+        return None
+    kw = pool.connection_kwargs
+    common = {
+        k: kw[k]
+        for k in ("db", "username", "password", "socket_timeout", "socket_connect_timeout", "protocol")
+        if kw.get(k) is not None
+    }
+    if pool.connection_class is redis.connection.Connection:
+        host, port = kw.get("host", "localhost"), kw.get("port", 6379)
+        return lambda: redis.asyncio.Redis(host=host, port=port, **common)
+    if pool.connection_class is redis.connection.UnixDomainSocketConnection:
+        path = kw["path"]
+        return lambda: redis.asyncio.Redis(unix_socket_path=path, **common)
+    return None
 
 
 #: how far from a new record its candidate facilities are looked for (meters); farther for a record placed
@@ -768,8 +815,18 @@ class _Recorder:
 class Store:
     """Facilities, feed records, availability and feed snapshots in Redis. Pass a client in (no globals)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, *, stage_above: int = STAGE_ABOVE) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        stage_above: int = STAGE_ABOVE,
+        async_client: Callable[[], redis.asyncio.Redis] | None = None,
+    ) -> None:
         self.redis = client
+        #: opens the asyncio client of ``count_and_search`` (one per event loop; None: run it in a thread)
+        self._async_connect = async_client or _async_twin(client)
+        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
         self.keys = Keys(prefix)
         self.stage_above = stage_above
         #: the cost of one staged transaction (``staging.BUDGET``; tests make it small to see many steps)
@@ -777,6 +834,7 @@ class Store:
         #: called with the step's name ("masked", "chunk", "flipped", "cleaned") as a staged write goes on
         self.on_stage_step: Callable[[str], None] = lambda step: None
         self._near = client.register_script(_lua("visible") + _lua("near"))
+        self._rate_near = client.register_script(_lua("visible") + _lua("rate_first") + _lua("near"))
         self._get = client.register_script(_lua("visible") + _lua("get"))
         self._mask = client.register_script(_lua("mask"))
         self._fingerprint = client.register_script(_lua("fingerprint"))
@@ -794,7 +852,8 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> Store:
-        return cls(connect(url, **kwargs), prefix)
+        twin = {k: kwargs[k] for k in ("timeout", "max_connections") if k in kwargs}
+        return cls(connect(url, **kwargs), prefix, async_client=lambda: connect_async(url, **twin))
 
     # ----------------------------------------------------------------------------------- errors
 
@@ -843,6 +902,36 @@ class Store:
         ``groups``: index tokens, OR within a group and AND across groups. With ``available_only``
         a center needs a fresh available/limited observation (at one of ``levels``, if given).
         ``level_filter``: only centers offering one of ``levels`` (searched in their own indexes)."""
+        keys, args = self._search_command(
+            longitude=longitude,
+            latitude=latitude,
+            radius_mi=radius_mi,
+            limit=limit,
+            groups=groups,
+            levels=levels,
+            level_filter=level_filter,
+            available_only=available_only,
+            now=now,
+            first_radius_mi=first_radius_mi,
+            max_examined=max_examined,
+        )
+        return self._hits(self._call("searching", lambda: self._evalsha(self._near, keys, args)))
+
+    def _search_command(
+        self,
+        *,
+        longitude: float,
+        latitude: float,
+        radius_mi: float,
+        limit: int,
+        groups: Sequence[Sequence[str]] = (),
+        levels: Sequence[str] = (),
+        level_filter: bool = False,
+        available_only: bool = False,
+        now: datetime,
+        first_radius_mi: float = 2.0,
+        max_examined: int = MAX_EXAMINED,
+    ) -> tuple[list[str], list[Any]]:
         args: list[Any] = [
             self.keys.prefix,
             repr(longitude),
@@ -861,7 +950,10 @@ class Store:
         args.extend(levels)
         args.append(max_examined)
         keys = [self.keys.geo_level(lv) for lv in levels] if level_filter and levels else [self.keys.geo]
-        raw = self._call("searching", lambda: self._evalsha(self._near, keys, args))
+        return keys, args
+
+    @staticmethod
+    def _hits(raw: list[Any]) -> SearchHits:
         hits = SearchHits()
         if len(raw) % 3 == 1:  # the script stopped after max_examined candidates
             hits.stopped = True
@@ -870,6 +962,41 @@ class Store:
             record, observations = orjson.loads(raw[i + 2])
             hits.append((raw[i].decode(), float(raw[i + 1]), record, observations))
         return hits
+
+    async def count_and_search(
+        self, client: str, window_ms: int, allowed: int, search: Mapping[str, Any]
+    ) -> tuple[int | None, SearchHits]:
+        """``count_request`` and ``search`` in one script call (``lua/rate_first.lua``), awaited without
+        blocking the event loop: the HTTP API's near-you search. Over ``allowed`` requests in the window, no
+        search runs: (ms until the window ends, no hits); else (None, the hits). A store whose client cannot
+        be mirrored asynchronously (``_async_twin``) runs the same call in a worker thread."""
+        keys, args = self._search_command(**search)
+        keys.insert(0, self.keys.rate(client))
+        args[:0] = [window_ms, allowed]
+        aclient = self._async_client()
+        if aclient is None:
+            raw = await asyncio.to_thread(
+                lambda: self._call("searching", lambda: self._evalsha(self._rate_near, keys, args))
+            )
+        else:
+            with self._translated("searching"):
+                try:
+                    raw = await aclient.execute_command("EVALSHA", self._rate_near.sha, len(keys), *keys, *args)
+                except redis.exceptions.NoScriptError:  # Redis restarted or was flushed: load it once more
+                    await aclient.script_load(self._rate_near.script)
+                    raw = await aclient.execute_command("EVALSHA", self._rate_near.sha, len(keys), *keys, *args)
+        if len(raw) == 2 and raw[0] == b"__limited__":
+            return max(0, int(raw[1])), SearchHits()
+        return None, self._hits(raw)
+
+    def _async_client(self) -> redis.asyncio.Redis | None:
+        """The asyncio client for the running event loop (its connections belong to that loop)."""
+        if self._async_connect is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            self._async = (loop, self._async_connect())
+        return self._async[1]
 
     def _evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA straight through the client (the hot path), loading the script if Redis lost it."""

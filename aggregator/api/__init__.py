@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -103,14 +102,7 @@ def create_app(
             max_age=600,
         )
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        state.metrics.observe(request.method, path, response.status_code, time.perf_counter() - started)
-        return response
+    app.add_middleware(metrics.TimingMiddleware, metrics=state.metrics)
 
     # outermost: one line per request, no client address, the place searched cut (aggregator/access_log.py)
     access_log.ensure_handler()

@@ -83,18 +83,27 @@ def rate_key(key: str) -> str:
     return hashlib.blake2b(key.encode(errors="replace"), digest_size=16).hexdigest()
 
 
+#: the rate limit's window: a client's requests are counted per minute
+RATE_WINDOW_MS = 60_000
+
+
 def enforce_rate(st: AppState, key: str, limit: int, what: str) -> None:
     """429 with Retry-After once ``key`` has made more than ``limit`` requests this minute. Keys are
     hashed: a Redis key is bounded whatever a client sends."""
-    count, remaining_ms = st.store.count_request(rate_key(key), 60_000)
+    count, remaining_ms = st.store.count_request(rate_key(key), RATE_WINDOW_MS)
     if count > limit:
-        retry = max(1, (remaining_ms + 999) // 1000)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"more than {limit} {what} a minute; retry in {retry} s",
-            headers={"Retry-After": str(retry)},
-        )
+        raise rate_limited_error(limit, what, remaining_ms)
+
+
+def rate_limited_error(limit: int, what: str, remaining_ms: int) -> ApiError:
+    """The 429 answer, asking the client to wait until its window ends."""
+    retry = max(1, (remaining_ms + 999) // 1000)
+    return ApiError(
+        429,
+        "rate_limited",
+        f"more than {limit} {what} a minute; retry in {retry} s",
+        headers={"Retry-After": str(retry)},
+    )
 
 
 #: how long a caller is asked to wait while the store loads its first data

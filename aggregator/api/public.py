@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, get_origin
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from aggregator import lookup
-from aggregator.api.common import ApiError, client_address, enforce_rate, json_response, require_loaded, state_of
+from aggregator.api.common import (
+    RATE_WINDOW_MS,
+    ApiError,
+    AppState,
+    client_address,
+    enforce_rate,
+    json_response,
+    rate_key,
+    rate_limited_error,
+    require_loaded,
+    state_of,
+)
 from aggregator.model import LevelOfCare, Payment, Population
 
 router = APIRouter(tags=["public"])
@@ -93,6 +106,80 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class NearQuery(BaseModel):
+    """The near-you search's query parameters: validated in one pydantic-core call (the route's own parse;
+    declared to OpenAPI from this model)."""
+
+    lat: float | None = Field(None, ge=-85.05, le=85.05, description="latitude (with lon)")
+    lon: float | None = Field(None, ge=-180, le=180, description="longitude (with lat)")
+    zip: str | None = Field(None, pattern=r"^\d{5}$", description="5-digit ZIP code (instead of lat/lon)")
+    place: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="'City, ST' (resolved offline to the centroid of the city's ZIP codes), a ZIP or 'lat,lon'",
+    )
+    radius_mi: float = Field(lookup.DEFAULT_RADIUS_MI, gt=0, le=lookup.MAX_RADIUS_MI)
+    level_of_care: list[LevelOfCare] = Field(
+        [],
+        description=f"repeatable; OR within, AND across; at most {lookup.MAX_FILTER_VALUES} values per filter "
+        "(422 above)",
+    )
+    payment: list[Payment] = []
+    population: list[Population] = []
+    language: list[Annotated[str, Field(pattern=r"^[a-z]{2}$")]] = Field([], description="ISO 639-1 code")
+    available_only: bool = Field(False, description="only centers with fresh open availability")
+    limit: int = Field(lookup.DEFAULT_LIMIT, ge=1, le=lookup.MAX_LIMIT)
+
+
+_LISTS = frozenset(name for name, f in NearQuery.model_fields.items() if get_origin(f.annotation) is list)
+
+
+def near_query(request: Request) -> NearQuery:
+    """The query string as ``NearQuery``: a list parameter repeats; of a repeated single one the last counts
+    (as FastAPI reads parameters); unknown parameters are ignored. An invalid one: 422 naming it."""
+    params = request.query_params
+    given: dict[str, Any] = {}
+    for name in NearQuery.model_fields:
+        if name in _LISTS:
+            values = params.getlist(name)
+            if values:
+                given[name] = values
+        elif (value := params.get(name)) is not None:
+            given[name] = value
+    try:
+        return NearQuery.model_validate(given)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+        ) from None
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI parameters (``in: query``) for each field of ``model``, its JSON schema inlined."""
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = inline(prop)
+        description = prop.pop("description", None)
+        param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": prop}
+        if description:
+            param["description"] = description
+        out.append(param)
+    return out
+
+
 @router.get(
     "/v1/centers/near",
     response_model=NearAnswer,
@@ -100,64 +187,49 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     summary="Centers near a place, nearest first",
     description="Give `zip`, `place` ('City, ST'), or both `lat` and `lon` (one kind only): otherwise 422 "
     "naming `location`.",
+    openapi_extra={"parameters": _query_parameters(NearQuery)},
 )
-def centers_near(
-    request: Request,
-    lat: Annotated[float | None, Query(ge=-85.05, le=85.05, description="latitude (with lon)")] = None,
-    lon: Annotated[float | None, Query(ge=-180, le=180, description="longitude (with lat)")] = None,
-    zip: Annotated[str | None, Query(pattern=r"^\d{5}$", description="5-digit ZIP code (instead of lat/lon)")] = None,
-    place: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=200,
-            description=("'City, ST' (resolved offline to the centroid of the city's ZIP codes), a ZIP or 'lat,lon'"),
-        ),
-    ] = None,
-    radius_mi: Annotated[float, Query(gt=0, le=lookup.MAX_RADIUS_MI)] = lookup.DEFAULT_RADIUS_MI,
-    level_of_care: Annotated[
-        list[LevelOfCare],
-        Query(
-            description=f"repeatable; OR within, AND across; at most {lookup.MAX_FILTER_VALUES} values per filter "
-            "(422 above)"
-        ),
-    ] = [],  # noqa: B006
-    payment: Annotated[list[Payment], Query()] = [],  # noqa: B006
-    population: Annotated[list[Population], Query()] = [],  # noqa: B006
-    language: Annotated[list[Annotated[str, Query(pattern=r"^[a-z]{2}$")]], Query(description="ISO 639-1 code")] = [],  # noqa: B006
-    available_only: Annotated[bool, Query(description="only centers with fresh open availability")] = False,
-    limit: Annotated[int, Query(ge=1, le=lookup.MAX_LIMIT)] = lookup.DEFAULT_LIMIT,
-) -> Response:
-    # the rate check runs here, in the endpoint's own worker thread: as a dependency it took one more hop
-    # through the thread pool on the busiest route (an invalid query is refused before it is counted)
-    rate_limited(request)
+async def centers_near(request: Request) -> Response:
+    # The busiest route, kept thin. The query is parsed here in one pydantic-core call (FastAPI's
+    # per-parameter validation cost more than the search); the rate check and the search are one script
+    # call, awaited on the event loop (no worker-thread hop); a client over its limit costs no search. A
+    # query refused before it reaches the store (invalid, or an unknown ZIP) is not counted.
+    q = near_query(request)
+    if (q.lat is None) != (q.lon is None):
+        raise ApiError(422, "invalid_parameter", "give both lat and lon", parameter="lat" if q.lat is None else "lon")
     st = state_of(request)
-    if (lat is None) != (lon is None):
-        raise ApiError(422, "invalid_parameter", "give both lat and lon", parameter="lat" if lat is None else "lon")
-    answer = lookup.near(
-        st.store,
-        latitude=lat,
-        longitude=lon,
-        zip=zip,
-        place=place,
-        radius_mi=radius_mi,
-        levels_of_care=level_of_care,
-        payment=payment,
-        populations=population,
-        languages=language,
-        available_only=available_only,
-        limit=limit,
-        audience="public",
+    plan = lookup.plan_near(
+        latitude=q.lat,
+        longitude=q.lon,
+        zip=q.zip,
+        place=q.place,
+        radius_mi=q.radius_mi,
+        levels_of_care=q.level_of_care,
+        payment=q.payment,
+        populations=q.population,
+        languages=q.language,
+        available_only=q.available_only,
+        limit=q.limit,
         now=st.clock(),
-        helpline=st.settings.helpline,
     )
-    if not answer.results:
-        require_loaded(st)  # "no center matched" is only true of a store that has data
+    client = rate_key(client_address(request, st.settings.trust_proxy))
+    limit = st.settings.rate_limit
+    retry_ms, hits = await st.store.count_and_search(client, RATE_WINDOW_MS, limit, plan.search())
+    if retry_ms is not None:
+        raise rate_limited_error(limit, "requests", retry_ms)
+    answer = lookup.answer_near(plan, hits, "public")
+    if not answer.results:  # rare: what would help, and whether the store has data at all (more reads)
+        await run_in_threadpool(_empty_answer, st, plan, answer)
     st.metrics.lookup("public", bool(answer.results))
     body = answer.as_dict()
     partners = {f.id: f.partner for f in st.registry.feeds}
     body["results"] = [public_center(r, partners) for r in body["results"]]
     return json_response(body, headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})
+
+
+def _empty_answer(st: AppState, plan: lookup.NearPlan, answer: lookup.NearAnswer) -> None:
+    require_loaded(st)  # "no center matched" is only true of a store that has data
+    lookup.add_hint(st.store, plan, answer, st.settings.helpline)
 
 
 PUBLIC_FIELDS = (
