@@ -1,6 +1,6 @@
 """Benchmark: ingest, re-ingest, memory per center and the HTTP near route, each beside its baseline.
 
-    python bench/ingest.py [--rows 100000] [--http-seconds 10] [--clients 8]
+    python bench/ingest.py [--rows 100000] [--http-seconds 10] [--clients 16] [--python-clients]
 
 In a private redis-server:
 
@@ -11,9 +11,12 @@ In a private redis-server:
   14,034 rows) the same way, where present; then a fifth as many synthetic rows without report times
   (each run reports those figures again at its own time, so they are normalized and written every run);
 * memory: ``INFO memory`` used_memory of the loaded store over the number of centers;
-* HTTP: the API (uvicorn, one process) on that store; ``--clients`` threads send requests for
-  ``--http-seconds`` to ``/healthz`` (the same server's trivial route: the baseline), then to
-  ``/v1/centers/near?zip=...``, alternating in rounds; requests per second and the ratio.
+* HTTP: the API (uvicorn, one process) on that store; for ``--http-seconds`` in all, requests go to
+  ``/healthz`` (the same server's trivial route: the baseline), then to ``/v1/centers/near?zip=...``
+  (ZIPs in turn), alternating in rounds; requests per second and the ratio. The load comes from ``wrk``
+  (2 threads, ``--clients`` connections) where it is installed: a client in C leaves the server the
+  cores; without it, ``--clients`` Python threads (which take CPU from the server on a small machine,
+  so the ratio then reads lower).
 
 Prints every figure beside its baseline from the same run; BENCHMARKS.md keeps the results.
 """
@@ -26,6 +29,9 @@ import dataclasses
 import io
 import os
 import random
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -214,6 +220,37 @@ def report_ingest(
         )
 
 
+class Wrk:
+    """wrk (2 threads, ``n`` connections) sending GET requests for a while: requests per second."""
+
+    def __init__(self, url: str, n: int, tmp: Path) -> None:
+        self.url, self.n, self.tmp = url, n, tmp
+        self.exe = shutil.which("wrk")
+
+    def rate(self, path: str, params_for: list[dict[str, str]], seconds: float) -> tuple[float, int]:
+        targets = [path + ("?" + "&".join(f"{k}={v}" for k, v in p.items()) if p else "") for p in params_for]
+        script = self.tmp / "requests.lua"
+        script.write_text(
+            "targets = {" + ",".join(f'"{t}"' for t in targets) + "}\n"
+            "i = 0\n"
+            "request = function()\n  i = i + 1\n  return wrk.format('GET', targets[(i % #targets) + 1])\nend\n"
+        )
+        assert self.exe is not None
+        out = subprocess.run(
+            [self.exe, "-t2", f"-c{self.n}", f"-d{max(1, round(seconds))}s", "-s", str(script), self.url],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
+        found = re.search(r"Requests/sec:\s*([\d.]+)", out)
+        if found is None:
+            raise RuntimeError(f"wrk printed no rate: {out}")
+        bad = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses:\s*(\d+)", out))
+        bad += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+        return float(found.group(1)), bad
+
+
 class Clients:
     """``n`` threads sending GET requests to one path for a while: requests per second."""
 
@@ -246,8 +283,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--http-seconds", type=float, default=10)
-    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--python-clients", action="store_true", help="Python client threads even where wrk is installed")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     print(f"machine: {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d}")
@@ -279,7 +317,8 @@ def main() -> None:
 
         with api_process(server.url, tmp, "--no-access-log") as url:
             zips = [{"zip": z} for z in sorted(_zip_table())[::50]]
-            clients = Clients(url, args.clients)
+            wrk = Wrk(url, args.clients, tmp)
+            clients: Wrk | Clients = wrk if wrk.exe and not args.python_clients else Clients(url, args.clients)
             clients.rate("/v1/centers/near", zips, 1)  # warm up
             trivial, near, bad = [], [], 0
             for _ in range(args.rounds):
@@ -291,7 +330,9 @@ def main() -> None:
                 bad += b
         t, n = sum(trivial) / len(trivial), sum(near) / len(near)
         print(
-            f"\nHTTP (1 uvicorn process, {args.clients} clients, {args.rounds} alternating rounds): "
+            f"\nHTTP (1 uvicorn process; {args.clients} "
+            f"{'wrk connections' if isinstance(clients, Wrk) else 'Python client threads'}; "
+            f"{args.rounds} alternating rounds): "
             f"/healthz {t:,.0f} req/s, near {n:,.0f} req/s: near = {n / t:.2f}x the trivial route"
             f"{f'; {bad} non-200' if bad else ''}"
         )

@@ -133,19 +133,17 @@ class NearQuery(BaseModel):
 
 
 _LISTS = frozenset(name for name, f in NearQuery.model_fields.items() if get_origin(f.annotation) is list)
+_SCALARS = frozenset(NearQuery.model_fields) - _LISTS
 
 
 def near_query(request: Request) -> NearQuery:
     """The query string as ``NearQuery``: a list parameter repeats; of a repeated single one the last counts
     (as FastAPI reads parameters); unknown parameters are ignored. An invalid one: 422 naming it."""
-    params = request.query_params
     given: dict[str, Any] = {}
-    for name in NearQuery.model_fields:
+    for name, value in request.query_params.multi_items():
         if name in _LISTS:
-            values = params.getlist(name)
-            if values:
-                given[name] = values
-        elif (value := params.get(name)) is not None:
+            given.setdefault(name, []).append(value)
+        elif name in _SCALARS:
             given[name] = value
     try:
         return NearQuery.model_validate(given)
