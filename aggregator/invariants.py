@@ -247,10 +247,10 @@ def _freshness(store: Store, now: datetime, masked: set[str]) -> list[Violation]
     out: list[Violation] = []
     ids = sorted({_text(m) for m, _ in r.zscan_iter(k.geo, count=1000)} - masked)
     for fid in ids:
-        doc = r.hget(k.center(fid), "d")
-        if doc is None:
+        found = store.get_center(fid)
+        if found is None:
             continue  # reported by _geo
-        _record, observations = orjson.loads(doc)
+        _record, observations = found
         live = {o["level_of_care"] for o in observations if o["rt"] + o["freshness_seconds"] * 1000 > now_ms}
         view = get_center(store, fid, audience="public", now=now)
         for a in (view or {}).get("availability", []):

@@ -833,14 +833,15 @@ class Store:
         self.stage_budget = staging.BUDGET
         #: called with the step's name ("masked", "chunk", "flipped", "cleaned") as a staged write goes on
         self.on_stage_step: Callable[[str], None] = lambda step: None
-        self._near = client.register_script(_lua("visible") + _lua("near"))
-        self._rate_near = client.register_script(_lua("visible") + _lua("rate_first") + _lua("near"))
-        self._get = client.register_script(_lua("visible") + _lua("get"))
-        self._mask = client.register_script(_lua("mask"))
+        reads = _lua("readdoc") + _lua("visible")
+        self._near = client.register_script(reads + _lua("near"))
+        self._rate_near = client.register_script(reads + _lua("rate_first") + _lua("near"))
+        self._get = client.register_script(reads + _lua("get"))
+        self._mask = client.register_script(_lua("readdoc") + _lua("mask"))
         self._fingerprint = client.register_script(_lua("fingerprint"))
         self._cleanup = client.register_script(_lua("cleanup"))
         self._changed = client.register_script(_lua("changed"))
-        prelude = _lua("doc")
+        prelude = _lua("readdoc") + _lua("doc")
         self._observe_src = prelude + _lua("observe")
         self._prune_src = prelude + _lua("prune")
         self._compose_src = prelude + _lua("compose")

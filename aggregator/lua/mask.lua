@@ -1,4 +1,5 @@
--- Keep the visible state of facilities a staged write is about to change (see visible.lua).
+-- Keep the visible state of facilities a staged write is about to change (see visible.lua); loaded after
+-- readdoc.lua.
 -- KEYS  masks, stage:{gen}:m, staging, then c:{facility_id}...
 -- ARGV  prefix, gen
 -- A facility already masked by a generation still writing (one whose writer died) keeps that older mask:
@@ -15,9 +16,9 @@ for i = 4, #KEYS do
     keep = g == gen or redis.call('HGET', staging, g) == 'w'
   end
   if not keep then
-    local v = redis.call('HMGET', KEYS[i], 't', 'd')
+    local v = redis.call('HMGET', KEYS[i], 't', 'j', 'm')
     if v[2] then
-      redis.call('HSET', masks, id, gen .. '\n' .. (v[1] or '') .. '\n' .. v[2])
+      redis.call('HSET', masks, id, gen .. '\n' .. (v[1] or '') .. '\n' .. read_doc(prefix, id, v[2], v[3]))
     else
       redis.call('HSET', masks, id, gen .. '\n')
     end

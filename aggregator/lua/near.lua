@@ -127,8 +127,9 @@ local function take(id, dist)
       t = redis.call('HGET', prefix .. 'c:' .. id, 't')
       if not t or not passes_filters(t) then return false end
     end
-    doc = redis.call('HGET', prefix .. 'c:' .. id, 'd')
-    if not doc then return false end
+    local v = redis.call('HMGET', prefix .. 'c:' .. id, 'j', 'm')
+    if not v[1] then return false end
+    doc = read_doc(prefix, id, v[1], v[2])
   end
   if level_tokens and not has_any(' ' .. t .. ' ', level_tokens) then return false end
   if available_only then

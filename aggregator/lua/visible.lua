@@ -1,8 +1,8 @@
--- Shared prelude: what a reader may see of a facility while a large write is staged.
+-- Shared prelude (after readdoc.lua): what a reader may see of a facility while a large write is staged.
 --
 -- A write too large for one short transaction (Store.replace_feed, "staged") runs as a generation:
 -- staging = { gen -> 'w' (writing) | 'c' (flipped, clean-up pending) }. Before it changes a facility it
--- keeps the facility's visible state in masks (fid -> "{gen}\n" .. ("{t}\n{d}" when it existed)); while
+-- keeps the facility's visible state in masks (fid -> "{gen}\n" .. ("{t}\n{read document}" when it existed)); while
 -- the generation is 'w' readers see that. The flip (one HSET to 'c') makes every change visible at once.
 -- Removals from the GEO and filter indexes wait for the clean-up; until then a facility that left the
 -- main GEO index is listed in stage:{gen}:hide, and the reader checks filter and level tokens itself.
@@ -36,7 +36,7 @@ local function visible(prefix, state, id)
       if redis.call('SISMEMBER', prefix .. 'stage:' .. g .. ':hide', id) == 1 then return nil, nil, false end
     end
   end
-  local v = redis.call('HMGET', prefix .. 'c:' .. id, 't', 'd')
+  local v = redis.call('HMGET', prefix .. 'c:' .. id, 't', 'j', 'm')
   if not v[2] then return nil, nil, false end
-  return v[1] or '', v[2], false
+  return v[1] or '', read_doc(prefix, id, v[2], v[3]), false
 end
