@@ -5,7 +5,7 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     c:{center_id}          hash  j=center JSON, d=read document [record, [observation...]],
                                  t=index tokens, h=content digest, f=feed id, u=until when each level of
                                  care has a fresh open figure ("detox=<epoch ms> ...")
-    a:{center_id}          hash  "{level}|{source}" -> availability observation JSON
+    a:{center_id}          hash  "{level}|{source}" -> availability observation JSON (defaults left out)
     geo                    GEO   located, non-inactive centers
     geo:loc:{level}        GEO   the same, for each level of care (a level filter searches only these)
     ix:{group}:{value}     set   center ids, e.g. ix:loc:detox, ix:pay:medicaid, ix:lang:es
@@ -193,9 +193,27 @@ def observation_field(obs: Availability) -> str:
     return f"{obs.level_of_care.value}|{obs.source.value}"
 
 
+#: an observation's fields left out of its stored form while they hold their default (most do: a partner
+#: gives beds or a waitlist or appointments, rarely all): put back as documents are read (``_observations``)
+OBSERVATION_DEFAULTS: dict[str, Any] = {
+    "beds_available": None,
+    "beds_total": None,
+    "accepting": None,
+    "waitlist_size": None,
+    "appointments_available": None,
+    "next_appointment_at": None,
+    "notes": "",
+    "reported_by": "",
+}
+
+
 def observation_json(obs: Availability) -> bytes:
-    """The stored form: the model's JSON plus ``rt`` (reported_at, epoch ms) and ``sig``."""
+    """The stored form: the model's JSON plus ``rt`` (reported_at, epoch ms) and ``sig``; fields at their
+    default (``OBSERVATION_DEFAULTS``) left out."""
     data = obs.model_dump(mode="json", exclude={"center_id", "changed_at"})
+    for key, default in OBSERVATION_DEFAULTS.items():
+        if key in data and data[key] == default and type(data[key]) is type(default):
+            del data[key]
     data["record"] = obs.center_id  # the feed record (or, for an operator's report, the facility) it is about
     figures = (
         obs.status.value,
@@ -210,6 +228,11 @@ def observation_json(obs: Availability) -> bytes:
     data["rt"] = _ms(obs.reported_at)
     data["sig"] = hashlib.blake2b(orjson.dumps(figures), digest_size=8).hexdigest()
     return orjson.dumps(data)
+
+
+def _observations(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored observations as readers use them: every field there, defaults put back."""
+    return [{**OBSERVATION_DEFAULTS, **o} for o in stored]
 
 
 def _ms(t: datetime) -> int:
@@ -961,7 +984,7 @@ class Store:
             raw = raw[:-1]
         for i in range(0, len(raw), 3):
             record, observations = orjson.loads(raw[i + 2])
-            hits.append((raw[i].decode(), float(raw[i + 1]), record, observations))
+            hits.append((raw[i].decode(), float(raw[i + 1]), record, _observations(observations)))
         return hits
 
     async def count_and_search(
@@ -1013,7 +1036,7 @@ class Store:
         if doc is None:
             return None
         record, observations = orjson.loads(doc)
-        return record, observations
+        return record, _observations(observations)
 
     def facility_of(self, record_id: str) -> str | None:
         fac = self._call("reading a link", lambda: self.redis.hget(self.keys.record(record_id), "fac"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aggregator.store import Store
+import orjson
+
+from aggregator.store import OBSERVATION_DEFAULTS, Store
 from tests.integration.factories import NOW, ago, center, observation
 
 
@@ -156,3 +158,22 @@ def test_inactive_centers_are_kept_but_not_searchable(store: Store) -> None:
 def test_observations_of_unknown_centers_are_not_written(store: Store) -> None:
     assert store.record_observations([observation("f:nobody")]) == (0, 0)
     assert not store.redis.exists(store.keys.availability("f:nobody"))
+
+
+def test_an_observation_is_stored_without_its_defaults_and_read_with_them(store: Store) -> None:
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox", "residential"])
+    full = observation(c, "detox", "limited", beds_available=0, beds_total=12, notes="call first")
+    bare = observation(c, "residential", "waitlist")
+    store.replace_feed("f", [c], [full, bare], now=NOW, source="pull")
+    stored = {k.decode(): orjson.loads(v) for k, v in store.redis.hgetall(store.keys.availability("f:a")).items()}
+    # a zero is a figure, not a default; an empty note and a missing count are left out
+    assert stored["detox|pull"]["beds_available"] == 0 and stored["detox|pull"]["notes"] == "call first"
+    assert not set(OBSERVATION_DEFAULTS) & set(stored["residential|pull"])
+    found = store.get_center("f:a")
+    assert found is not None
+    by_level = {o["level_of_care"]: o for o in found[1]}
+    assert by_level["residential"]["beds_available"] is None and by_level["residential"]["notes"] == ""
+    assert {k: by_level["residential"][k] for k in OBSERVATION_DEFAULTS} == OBSERVATION_DEFAULTS
+    assert by_level["detox"]["beds_total"] == 12 and by_level["detox"]["reported_by"] == ""
+    hits = store.search(longitude=-71.1, latitude=42.36, radius_mi=1, limit=1, now=NOW)
+    assert sorted(hits[0][3], key=lambda o: o["level_of_care"]) == sorted(found[1], key=lambda o: o["level_of_care"])
