@@ -845,11 +845,14 @@ class Store:
         *,
         stage_above: int = STAGE_ABOVE,
         async_client: Callable[[], redis.asyncio.Redis] | None = None,
+        async_in_flight: int = 50,
     ) -> None:
         self.redis = client
         #: opens the asyncio client of ``count_and_search`` (one per event loop; None: run it in a thread)
         self._async_connect = async_client or _async_twin(client)
-        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis, asyncio.Semaphore] | None = None
+        #: asyncio calls in flight at once (``connect_async``'s pool holds this many connections)
+        self._async_in_flight = async_in_flight
         self.keys = Keys(prefix)
         self.stage_above = stage_above
         #: the cost of one staged transaction (``staging.BUDGET``; tests make it small to see many steps)
@@ -877,7 +880,12 @@ class Store:
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> Store:
         twin = {k: kwargs[k] for k in ("timeout", "max_connections") if k in kwargs}
-        return cls(connect(url, **kwargs), prefix, async_client=lambda: connect_async(url, **twin))
+        return cls(
+            connect(url, **kwargs),
+            prefix,
+            async_client=lambda: connect_async(url, **twin),
+            async_in_flight=twin.get("max_connections", 50),
+        )
 
     # ----------------------------------------------------------------------------------- errors
 
@@ -889,6 +897,12 @@ class Store:
             raise
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
             raise StoreUnavailable(f"Redis unavailable while {what}: {exc}") from exc
+        except (
+            redis.exceptions.ReadOnlyError,
+            redis.exceptions.OutOfMemoryError,
+            redis.exceptions.MasterDownError,
+        ) as exc:
+            raise StoreUnavailable(f"Redis refused {what}: {type(exc).__name__} {exc}") from exc
         except redis.ResponseError as exc:
             reply = str(exc).split("caused error: ", 1)[-1]  # a pipeline names its command first
             if reply.startswith(("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "BUSY")):
@@ -997,30 +1011,36 @@ class Store:
         keys, args = self._search_command(**search)
         keys.insert(0, self.keys.rate(client))
         args[:0] = [window_ms, allowed]
-        aclient = self._async_client()
-        if aclient is None:
+        found = self._async_client()
+        if found is None:
             raw = await asyncio.to_thread(
                 lambda: self._call("searching", lambda: self._evalsha(self._rate_near, keys, args))
             )
         else:
-            with self._translated("searching"):
-                try:
-                    raw = await aclient.execute_command("EVALSHA", self._rate_near.sha, len(keys), *keys, *args)
-                except redis.exceptions.NoScriptError:  # Redis restarted or was flushed: load it once more
-                    await aclient.script_load(self._rate_near.script)
-                    raw = await aclient.execute_command("EVALSHA", self._rate_near.sha, len(keys), *keys, *args)
+            aclient, in_flight = found
+            async with in_flight:
+                with self._translated("searching"):
+                    try:
+                        raw = await aclient.execute_command("EVALSHA", self._rate_near.sha, len(keys), *keys, *args)
+                    except redis.exceptions.NoScriptError:  # Redis restarted or was flushed: load it once more
+                        await aclient.script_load(self._rate_near.script)
+                        raw = await aclient.execute_command("EVALSHA", self._rate_near.sha, len(keys), *keys, *args)
         if len(raw) == 2 and raw[0] == b"__limited__":
             return max(0, int(raw[1])), SearchHits()
         return None, self._hits(raw)
 
-    def _async_client(self) -> redis.asyncio.Redis | None:
-        """The asyncio client for the running event loop (its connections belong to that loop)."""
+    def _async_client(self) -> tuple[redis.asyncio.Redis, asyncio.Semaphore] | None:
+        """The asyncio client for the running event loop (its connections belong to that loop), and the
+        semaphore that keeps its calls in flight within its pool: a burst waits its turn, as it did for a
+        worker thread, instead of failing for want of a connection."""
         if self._async_connect is None:
             return None
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            self._async = (loop, self._async_connect())
-        return self._async[1]
+        current = self._async
+        if current is None or current[0] is not loop:
+            current = (loop, self._async_connect(), asyncio.Semaphore(self._async_in_flight))
+            self._async = current
+        return current[1], current[2]
 
     def _evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA straight through the client (the hot path), loading the script if Redis lost it."""

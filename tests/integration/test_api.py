@@ -363,8 +363,15 @@ def test_the_public_is_rate_limited_per_client(stack: Stack) -> None:
             resp = client.get("/v1/centers/near", params={"zip": "02139"})
             assert 1 <= int(resp.headers["retry-after"]) <= 60
             assert resp.json()["error"] == "rate_limited"
+            # a query refused after it parsed is answered 429 too, once over the limit
+            assert client.get("/v1/centers/near", params={"zip": "99999"}).status_code == 429
+            assert client.get("/v1/centers/near", params={"place": "Nowhereville, TX"}).status_code == 429
+            assert client.get("/v1/centers/near", params={"lat": "42.3"}).status_code == 429
         with limited.client(headers={"x-forwarded-for": "198.51.100.7"}) as other:  # another client is not held up
             assert other.get("/v1/centers/near", params={"zip": "02139"}).status_code == 200
+            # and such queries count: one search and four unknown ZIPs make five; the sixth request is refused
+            assert [other.get("/v1/centers/near", params={"zip": "99999"}).status_code for _ in range(4)] == [404] * 4
+            assert other.get("/v1/centers/near", params={"zip": "02139"}).status_code == 429
     finally:
         limited.stop()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from aggregator import lookup
 from aggregator.errors import StoreUnavailable
@@ -107,3 +108,25 @@ def test_a_redis_that_is_down_reads_as_unavailable(mirrored: bool) -> None:
         store._async_connect = None
     with pytest.raises(StoreUnavailable, match="Redis unavailable while searching"):
         answer_of(store, plan())
+
+
+def test_a_burst_waits_for_a_connection_instead_of_failing(metro: Store, redis_url: str) -> None:
+    # a pool of two connections that refuses a third at once (as a Sentinel pool does): fifty searches at
+    # the same moment all get their answer, two at a time
+    small = Store(
+        metro.redis,
+        async_client=lambda: redis.asyncio.Redis(
+            connection_pool=redis.asyncio.ConnectionPool.from_url(redis_url, max_connections=2)
+        ),
+        async_in_flight=2,
+    )
+
+    async def burst() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                *(small.count_and_search(f"burst-{i}", 60_000, 100, plan().search()) for i in range(50))
+            )
+        )
+
+    answers = asyncio.run(burst())
+    assert all(retry is None and len(hits) == 3 for retry, hits in answers)
