@@ -26,7 +26,7 @@ from aggregator.model import (
     Payment,
     Population,
 )
-from aggregator.store import GROUPS, MAX_EXAMINED, RawHit, SearchHits, Store
+from aggregator.store import GROUPS, MAX_EXAMINED, OBSERVATION_DEFAULTS, RawHit, SearchHits, Store
 from aggregator.vocabulary import age_words as age_words  # the one age formatter, where the CLI and page find it
 
 DEFAULT_RADIUS_MI = 25.0
@@ -493,37 +493,28 @@ def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, public: bool) 
     return view
 
 
+#: what the public sees of a figure past its freshness window: its status unknown, no figures
 _HIDDEN_WHEN_STALE = {
     "status": AvailabilityStatus.UNKNOWN.value,
-    "beds_available": None,
-    "beds_total": None,
-    "accepting": None,
-    "waitlist_size": None,
-    "appointments_available": None,
-    "next_appointment_at": None,
-    "notes": "",
+    **{k: v for k, v in OBSERVATION_DEFAULTS.items() if k != "reported_by"},
+}
+
+#: a level of care the center offers that no source has reported on
+_NO_REPORT = {
+    "level_of_care": "",
+    **_HIDDEN_WHEN_STALE,
+    "source": None,
+    "reported_at": None,
+    "checked_at": None,
+    "changed_at": None,
+    "age_seconds": None,
+    "fresh": False,
+    "freshness_seconds": None,
 }
 
 
 def _no_report(level: str) -> dict[str, Any]:
-    return {
-        "level_of_care": level,
-        "status": AvailabilityStatus.UNKNOWN.value,
-        "beds_available": None,
-        "beds_total": None,
-        "accepting": None,
-        "waitlist_size": None,
-        "appointments_available": None,
-        "next_appointment_at": None,
-        "notes": "",
-        "source": None,
-        "reported_at": None,
-        "checked_at": None,
-        "changed_at": None,
-        "age_seconds": None,
-        "fresh": False,
-        "freshness_seconds": None,
-    }
+    return {**_NO_REPORT, "level_of_care": level}
 
 
 # --------------------------------------------------------------------------------------------------
