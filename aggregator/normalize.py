@@ -22,6 +22,7 @@ A one-line ``address`` is split into street, city, state and ZIP (``aggregator.a
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -162,6 +163,32 @@ def zone(name: str) -> ZoneInfo:
         raise InvalidValue("timezone", f"unknown time zone {name!r}") from exc
 
 
+# the patterns read on every row, compiled once
+_ZONE_SUFFIX = re.compile(r"\s([A-Z]{2,3})$")
+_COUNT = re.compile(r"(-?\d{1,7})(?:\.0+)?(?:\s*beds?)?", re.I)
+_NOT_DIGIT = re.compile(r"\D")
+_TERM_SEPARATOR = re.compile(r"\s*[;|,]\s*")
+
+#: ISO 8601 as feeds mostly write it: read by the standard library (dateutil reads the same the same way,
+#: some 50 times slower; tests/unit/test_normalize_time.py checks they agree)
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time(text: str) -> datetime | None:
+    """A time's text as written (aware when it says its offset), or the parser's error. A feed repeats a
+    time on every figure of a row and often on every row: each distinct text is read once."""
+    if _ISO_TIME.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass  # dateutil says what is wrong with it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dateparser.UnknownTimezoneWarning)
+        parsed: datetime | None = dateparser.parse(text, tzinfos=_TZINFOS)
+    return parsed
+
+
 def timestamp(raw: object, tz: str = "UTC", field: str = "reported_at", now: datetime | None = None) -> datetime:
     """Any partner time to an aware UTC datetime.
 
@@ -187,19 +214,18 @@ def timestamp(raw: object, tz: str = "UTC", field: str = "reported_at", now: dat
         if len(text) > 64:
             raise InvalidValue(field, "too long to be a time")
         generic = None
-        m = re.search(r"\s([A-Z]{2,3})$", text)
+        m = _ZONE_SUFFIX.search(text)
         if m and m.group(1) in _GENERIC_ZONES:
             generic, text = _GENERIC_ZONES[m.group(1)], text[: m.start()]
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", dateparser.UnknownTimezoneWarning)
-                value = dateparser.parse(text, tzinfos=_TZINFOS)
+            parsed = _parse_time(text)
         except dateparser.UnknownTimezoneWarning as exc:
             raise InvalidValue(field, f"{text!r} has a time zone we do not know") from exc
         except (ValueError, OverflowError, TypeError, dateparser.ParserError) as exc:
             raise InvalidValue(field, f"{text!r} is not a time") from exc
-        if value is None:
+        if parsed is None:
             raise InvalidValue(field, f"{text!r} is not a time")
+        value = parsed
         if generic and value.tzinfo is None:
             value = value.replace(tzinfo=zone(generic))
     if value.tzinfo is None or value.utcoffset() is None:
@@ -275,7 +301,7 @@ def count(raw: object, field: str) -> int | None:
         text = _text(raw)
         if text.lower() in BLANK_VALUES:
             return None
-        m = re.fullmatch(r"(-?\d{1,7})(?:\.0+)?(?:\s*beds?)?", text, re.I)
+        m = _COUNT.fullmatch(text)
         if not m:
             raise InvalidValue(field, f"{text[:30]!r} is not a count")
         value = int(m.group(1))
@@ -601,7 +627,7 @@ def phone_numbers(
             return [], [exc]
     for rest in leftover:
         for m in _DIGIT_RUN.finditer(rest):
-            if len(re.sub(r"\D", "", m.group())) >= 7:
+            if len(_NOT_DIGIT.sub("", m.group())) >= 7:
                 problems.append(InvalidValue(field, f"unreadable number {m.group()!r}; the others are kept"))
     return found, problems
 
@@ -904,7 +930,7 @@ def _with_address_parts(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 def _digits(raw: object) -> str:
-    return re.sub(r"\D", "", _text(raw))
+    return _NOT_DIGIT.sub("", _text(raw))
 
 
 def _text(raw: object) -> str:
@@ -936,7 +962,7 @@ def _terms(raw: object) -> list[str]:
     if raw is None:
         return []
     if isinstance(raw, str):
-        return [t for t in re.split(r"\s*[;|,]\s*", raw) if t.strip()]
+        return [t for t in _TERM_SEPARATOR.split(raw) if t.strip()]
     if isinstance(raw, Iterable) and not isinstance(raw, Mapping | bytes):
         return [t for item in raw if _text(item) for t in _terms(_text(item))]
     return [_text(raw)]
