@@ -5,6 +5,8 @@
 -- ARGV     window_ms, allowed requests per window, then near.lua's ARGV
 -- Returns {'__limited__', ms until the window ends} over the limit (no center id starts with '_');
 -- otherwise near.lua's reply.
+-- The INCR makes the search a writing script, which SCRIPT KILL cannot stop: the search's work is bounded
+-- (near.lua examines at most max_examined candidates) so that it never needs to be.
 local rate_key = table.remove(KEYS, 1)
 local window_ms = table.remove(ARGV, 1)
 local allowed = tonumber(table.remove(ARGV, 1))
