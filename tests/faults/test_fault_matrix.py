@@ -77,7 +77,7 @@ def invariants(rig: Rig, partner: Partner, generation: int) -> list[str]:
 def test_redis_restart_during_pushes_and_a_5000_center_run(rig: Rig, sig: signal.Signals) -> None:
     row = matrix_row(
         f"Redis {sig.name} during pushes and a 5,000-center feed run",
-        f"{sig.name} to redis-server (data and broker, AOF everysec) 0-1 s into the run, back 0.5 s later",
+        f"{sig.name} to redis-server (data and broker, AOF fsync always) 0-1 s into the run, back 0.5 s later",
     )
     seen = rig.events()
     for _ in range(RUNS):
