@@ -149,6 +149,26 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+async def observed(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, done: Callable[[int, float], None]
+) -> None:
+    """Run ``app`` for an HTTP request, then call ``done`` with the status the client got (500 when the app
+    raised before answering) and the seconds it took."""
+    started = time.perf_counter()
+    status = 500
+
+    async def sending(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    try:
+        await app(scope, receive, sending)
+    finally:
+        done(status, time.perf_counter() - started)
+
+
 class AccessLogMiddleware:
     """ASGI middleware writing one redacted line per HTTP request (see the module docstring)."""
 
@@ -159,26 +179,16 @@ class AccessLogMiddleware:
         if scope["type"] != "http" or scope.get("path") in QUIET_PATHS:
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500
 
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
+        def write(status: int, seconds: float) -> None:
             try:
                 if logger.isEnabledFor(logging.INFO):
                     query = scope.get("query_string", b"").decode("latin-1")
-                    text = line(
-                        scope.get("method", "-"), scope.get("path", ""), query, status, time.perf_counter() - started
-                    )
+                    text = line(scope.get("method", "-"), scope.get("path", ""), query, status, seconds)
                     # the record made directly: logger.info would look up its caller's file and line, a
                     # fifth of this middleware's cost on the busiest route, for fields the line never shows
                     logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", (text,), None))
             except Exception:  # noqa: S110 - a log line never fails a request
                 pass
+
+        await observed(self.app, scope, receive, send, write)

@@ -2,9 +2,9 @@
 
 Key names are built here and nowhere else (``Keys``). Layout, under a configurable prefix::
 
-    c:{center_id}          hash  j=center JSON, d=read document [record, [observation...]],
-                                 t=index tokens, h=content digest, f=feed id, u=until when each level of
-                                 care has a fresh open figure ("detox=<epoch ms> ...")
+    c:{center_id}          hash  j=center JSON (its read document [record, [observation...]] is joined as
+                                 it is read: lua/readdoc.lua), t=index tokens, h=content digest, f=feed id,
+                                 u=until when each level of care has a fresh open figure ("detox=<epoch ms> ...")
     a:{center_id}          hash  "{level}|{source}" -> availability observation JSON (defaults left out)
     geo                    GEO   located, non-inactive centers
     geo:loc:{level}        GEO   the same, for each level of care (a level filter searches only these)
@@ -194,16 +194,10 @@ def observation_field(obs: Availability) -> str:
 
 
 #: an observation's fields left out of its stored form while they hold their default (most do: a partner
-#: gives beds or a waitlist or appointments, rarely all): put back as documents are read (``_observations``)
+#: gives beds or a waitlist or appointments, rarely all): put back as documents are read (``_observations``).
+#: The model's optional fields, but changed_at (observe.lua sets it).
 OBSERVATION_DEFAULTS: dict[str, Any] = {
-    "beds_available": None,
-    "beds_total": None,
-    "accepting": None,
-    "waitlist_size": None,
-    "appointments_available": None,
-    "next_appointment_at": None,
-    "notes": "",
-    "reported_by": "",
+    name: f.default for name, f in Availability.model_fields.items() if not f.is_required() and name != "changed_at"
 }
 
 
@@ -212,7 +206,7 @@ def observation_json(obs: Availability) -> bytes:
     default (``OBSERVATION_DEFAULTS``) left out."""
     data = obs.model_dump(mode="json", exclude={"center_id", "changed_at"})
     for key, default in OBSERVATION_DEFAULTS.items():
-        if key in data and data[key] == default and type(data[key]) is type(default):
+        if key in data and data[key] == default:
             del data[key]
     data["record"] = obs.center_id  # the feed record (or, for an operator's report, the facility) it is about
     figures = (
@@ -503,27 +497,6 @@ def _sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int]:
         raise ValueError("a Sentinel URL is redis+sentinel://host:port[,host:port]/<master name>[/<db>]")
     sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(",")]
     return sentinels, service, int(db or 0)
-
-
-def _async_twin(client: redis.Redis) -> Callable[[], redis.asyncio.Redis] | None:
-    """How to open an asyncio client to the server ``client`` talks to (TCP or a Unix socket, as its pool
-    says), or None where that cannot be told (a Sentinel pool, TLS: build the store with ``from_url``)."""
-    pool = client.connection_pool
-    if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
-        return None
-    kw = pool.connection_kwargs
-    common = {
-        k: kw[k]
-        for k in ("db", "username", "password", "socket_timeout", "socket_connect_timeout", "protocol")
-        if kw.get(k) is not None
-    }
-    if pool.connection_class is redis.connection.Connection:
-        host, port = kw.get("host", "localhost"), kw.get("port", 6379)
-        return lambda: redis.asyncio.Redis(host=host, port=port, **common)
-    if pool.connection_class is redis.connection.UnixDomainSocketConnection:
-        path = kw["path"]
-        return lambda: redis.asyncio.Redis(unix_socket_path=path, **common)
-    return None
 
 
 #: how far from a new record its candidate facilities are looked for (meters); farther for a record placed
@@ -848,8 +821,9 @@ class Store:
         async_in_flight: int = 50,
     ) -> None:
         self.redis = client
-        #: opens the asyncio client of ``count_and_search`` (one per event loop; None: run it in a thread)
-        self._async_connect = async_client or _async_twin(client)
+        #: opens the asyncio client of ``count_and_search`` (one per event loop; None, as for a store built
+        #: on a client handed in: the same call runs in a worker thread)
+        self._async_connect = async_client
         self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis, asyncio.Semaphore] | None = None
         #: asyncio calls in flight at once (``connect_async``'s pool holds this many connections)
         self._async_in_flight = async_in_flight
@@ -1006,8 +980,8 @@ class Store:
     ) -> tuple[int | None, SearchHits]:
         """``count_request`` and ``search`` in one script call (``lua/rate_first.lua``), awaited without
         blocking the event loop: the HTTP API's near-you search. Over ``allowed`` requests in the window, no
-        search runs: (ms until the window ends, no hits); else (None, the hits). A store whose client cannot
-        be mirrored asynchronously (``_async_twin``) runs the same call in a worker thread."""
+        search runs: (ms until the window ends, no hits); else (None, the hits). A store without an asyncio
+        client (one built on a client handed in, not ``from_url``) runs the same call in a worker thread."""
         keys, args = self._search_command(**search)
         keys.insert(0, self.keys.rate(client))
         args[:0] = [window_ms, allowed]

@@ -6,14 +6,13 @@ time, so every API process reports the same totals.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from aggregator.access_log import ASGIApp, Receive, Scope, Send, observed
 from aggregator.errors import StoreUnavailable
 from aggregator.store import Store
 from config.registry import Registry
@@ -69,11 +68,6 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
-
-
 class TimingMiddleware:
     """Every HTTP request's latency by method, route template (never the path itself: it may hold an id) and
     status. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` cost each request a task group and a stream."""
@@ -81,23 +75,13 @@ class TimingMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
 
-    async def __call__(
-        self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500  # what the client gets when the app raises before answering
 
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
+        def done(status: int, seconds: float) -> None:
             path = getattr(scope.get("route"), "path", "unmatched")  # the router notes the route it chose
-            self.metrics.observe(scope["method"], path, status, time.perf_counter() - started)
+            self.metrics.observe(scope["method"], path, status, seconds)
+
+        await observed(self.app, scope, receive, send, done)

@@ -84,7 +84,7 @@ def test_each_event_loop_gets_its_own_client(metro: Store) -> None:
 
 
 class _OwnPool(redis.ConnectionPool):
-    """A pool the store cannot mirror with an asyncio client (as a Sentinel pool handed in)."""
+    """A client handed in (not from_url): the store has no asyncio client for it."""
 
 
 def test_a_client_that_cannot_be_mirrored_runs_in_a_thread(metro: Store, redis_url: str) -> None:
