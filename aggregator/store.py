@@ -53,7 +53,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -193,40 +194,132 @@ def observation_field(obs: Availability) -> str:
     return f"{obs.level_of_care.value}|{obs.source.value}"
 
 
-#: an observation's fields left out of its stored form while they hold their default (most do: a partner
-#: gives beds or a waitlist or appointments, rarely all): put back as documents are read (``_observations``).
-#: The model's optional fields, but changed_at (observe.lua sets it).
+#: an observation's stored form (compact: about a third of its JSON): short names, times as epoch milliseconds
+#: (``rt`` reported, ``ct`` checked, ``ch`` changed when it differs from reported) with any microseconds left
+#: over beside them (``ru``, ``cu``, ``chu``), and nothing a reader can tell from where it is stored: its level
+#: and source are the hash field ("{level}|{source}"), the record it is about the key (a:{record}). Fields at
+#: their default are left out. ``_observations`` puts everything back as documents are read.
 OBSERVATION_DEFAULTS: dict[str, Any] = {
     name: f.default for name, f in Availability.model_fields.items() if not f.is_required() and name != "changed_at"
 }
+#: stored name of each optional figure
+_SHORT = {
+    "beds_available": "ba",
+    "beds_total": "bt",
+    "accepting": "ac",
+    "waitlist_size": "wl",
+    "appointments_available": "ap",
+    "next_appointment_at": "na",
+    "notes": "no",
+    "reported_by": "rb",
+}
+assert set(_SHORT) == set(OBSERVATION_DEFAULTS), "every optional figure needs a stored name"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def observation_json(obs: Availability) -> bytes:
-    """The stored form: the model's JSON plus ``rt`` (reported_at, epoch ms) and ``sig``; fields at their
-    default (``OBSERVATION_DEFAULTS``) left out."""
-    data = obs.model_dump(mode="json", exclude={"center_id", "changed_at"})
-    for key, default in OBSERVATION_DEFAULTS.items():
-        if key in data and data[key] == default:
-            del data[key]
-    data["record"] = obs.center_id  # the feed record (or, for an operator's report, the facility) it is about
+    """The stored form (see ``OBSERVATION_DEFAULTS``), with ``sig``, a digest of the figures: an unchanged
+    figure keeps its changed_at (lua/observe.lua)."""
+    data: dict[str, Any] = {"st": obs.status.value, "fs": obs.freshness_seconds}
+    accepting = obs.accepting.value if obs.accepting else None
+    next_at = obs.next_appointment_at
     figures = (
         obs.status.value,
         obs.beds_available,
         obs.beds_total,
-        obs.accepting.value if obs.accepting else None,
+        accepting,
         obs.waitlist_size,
         obs.notes,
         obs.appointments_available,
-        obs.next_appointment_at.isoformat() if obs.next_appointment_at else None,
+        next_at.isoformat() if next_at else None,
     )
-    data["rt"] = _ms(obs.reported_at)
+    for name, value in (
+        ("ba", obs.beds_available),
+        ("bt", obs.beds_total),
+        ("ac", accepting),
+        ("wl", obs.waitlist_size),
+        ("ap", obs.appointments_available),
+        ("na", _iso(_us(next_at)) if next_at else None),
+    ):
+        if value is not None:
+            data[name] = value
+    if obs.notes:
+        data["no"] = obs.notes
+    if obs.reported_by:
+        data["rb"] = obs.reported_by
+    _stamp(data, "rt", "ru", obs.reported_at)
+    _stamp(data, "ct", "cu", obs.checked_at)
     data["sig"] = hashlib.blake2b(orjson.dumps(figures), digest_size=8).hexdigest()
     return orjson.dumps(data)
 
 
-def _observations(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stored observations as readers use them: every field there, defaults put back."""
-    return [{**OBSERVATION_DEFAULTS, **o} for o in stored]
+def _stamp(data: dict[str, Any], ms_name: str, us_name: str, t: datetime) -> None:
+    """A time as epoch ms (``_ms``, as the scripts compare it) and the microseconds it leaves over, if any."""
+    ms = _ms(t)
+    rest = _us(t) - ms * 1000
+    data[ms_name] = ms
+    if rest:
+        data[us_name] = rest
+
+
+def _us(t: datetime) -> int:
+    return (t - _EPOCH) // _MICROSECOND
+
+
+@lru_cache(maxsize=4096)  # a feed stamps its rows alike: an answer's times are mostly a few
+def _iso(us: int) -> str:
+    """Epoch microseconds as the API writes a time (pydantic's form: UTC, 'Z', microseconds only when any)."""
+    seconds, rest = divmod(us, 1_000_000)
+    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{rest:06d}Z" if rest else f"{text}Z"
+
+
+def _observations(groups: list[Any]) -> list[dict[str, Any]]:
+    """Stored observations as readers use them (every field there): a read document's groups, one per key
+    a:{record}, each ``[record, field, stored, field, stored, ...]`` (lua/readdoc.lua)."""
+    out = []
+    for g in groups:
+        if isinstance(g, dict):  # a document composed before the compact form (a staged write's mask)
+            out.append({**OBSERVATION_DEFAULTS, **g})
+            continue
+        record = g[0]
+        for i in range(1, len(g), 2):
+            o = g[i + 1]
+            if "st" not in o:  # stored before the compact form
+                out.append({**OBSERVATION_DEFAULTS, **o})
+                continue
+            level, _, source = g[i].partition("|")
+            rt = o["rt"]
+            reported = _iso(rt * 1000 + o.get("ru", 0))
+            changed = o.get("chi")
+            if changed is None:
+                ch = o.get("ch")
+                changed = reported if ch is None else _iso(ch * 1000 + o.get("chu", 0))
+            out.append(
+                {
+                    "level_of_care": level,
+                    "source": source,
+                    "status": o["st"],
+                    "beds_available": o.get("ba"),
+                    "beds_total": o.get("bt"),
+                    "accepting": o.get("ac"),
+                    "waitlist_size": o.get("wl"),
+                    "appointments_available": o.get("ap"),
+                    "next_appointment_at": o.get("na"),
+                    "notes": o.get("no", ""),
+                    "reported_at": reported,
+                    "checked_at": _iso(o["ct"] * 1000 + o.get("cu", 0)),
+                    "changed_at": changed,
+                    "freshness_seconds": o["fs"],
+                    "reported_by": o.get("rb", ""),
+                    "record": record,
+                    "rt": rt,
+                    "sig": o["sig"],
+                    "wo": o.get("wo"),
+                }
+            )
+    return out
 
 
 def _ms(t: datetime) -> int:

@@ -10,15 +10,19 @@ local function compose(prefix, id)
   local ckey = prefix .. 'c:' .. id
   local v = redis.call('HMGET', ckey, 'j', 'm')
   if not v[1] then return end
-  local obs = observations_of(prefix, id, v[2])
   -- u: until when each level of care has a fresh open figure ("detox=1796536065781 residential=..."; '' when
   -- none): an available_only search reads this one field instead of decoding every observation (near.lua)
   local open = {}
-  for _, o in ipairs(obs) do
-    o = cjson.decode(o)
-    if o.status == 'available' or o.status == 'limited' then
-      local u = o.rt + o.freshness_seconds * 1000
-      if not open[o.level_of_care] or u > open[o.level_of_care] then open[o.level_of_care] = u end
+  for _, g in ipairs(observation_groups(prefix, id, v[2])) do
+    local kv = g[2]
+    for k = 1, #kv, 2 do
+      local o = cjson.decode(kv[k + 1])
+      local status = o.st or o.status  -- o.status: stored before the compact form
+      if status == 'available' or status == 'limited' then
+        local level = level_of(kv[k])
+        local u = o.rt + (o.fs or o.freshness_seconds) * 1000
+        if not open[level] or u > open[level] then open[level] = u end
+      end
     end
   end
   local parts = {}

@@ -17,7 +17,7 @@
 -- is certainly nearest-first. Members without a record (ghosts) are skipped.
 -- While a large write is staged, candidates are seen as visible.lua says (the prelude this script is
 -- loaded with): the facility as it was until the write's flip.
--- Returns a flat list: id, distance_mi, document ([record, [observation, ...]]), ...
+-- Returns a flat list: id, distance_mi, document ([record, [group, ...]]: readdoc.lua), ...
 local prefix = ARGV[1]
 local lon, lat = ARGV[2], ARGV[3]
 local radius = tonumber(ARGV[4])
@@ -60,15 +60,17 @@ local function passes_filters(t)
   return true
 end
 
--- a fresh available or limited observation (at one of the requested levels, if any)
-local function is_open(o)
-  return (levels == nil or levels[o.level_of_care]) and (o.status == 'available' or o.status == 'limited')
-      and o.rt + o.freshness_seconds * 1000 > now
+-- a fresh available or limited observation (at one of the requested levels, if any), from its field
+-- ("{level}|{source}") and its stored form (o.status, o.freshness_seconds: stored before the compact form)
+local function is_open(field, o)
+  local status = o.st or o.status
+  return (levels == nil or levels[level_of(field)]) and (status == 'available' or status == 'limited')
+      and o.rt + (o.fs or o.freshness_seconds) * 1000 > now
 end
 
 local function open_now(avail)
   for k = 2, #avail, 2 do
-    if is_open(cjson.decode(avail[k])) then return true end
+    if is_open(avail[k - 1], cjson.decode(avail[k])) then return true end
   end
   return false
 end
@@ -94,11 +96,17 @@ local function facility_open_now(id)
   return false
 end
 
--- a masked facility (visible.lua): the document readers may see is checked whole
+-- a masked facility (visible.lua): the document readers may see is checked whole (its groups: readdoc.lua; a
+-- plain observation: a document composed before the compact form)
 local function doc_open_now(doc)
-  local observations = cjson.decode(doc)[2]
-  for _, o in ipairs(observations) do
-    if is_open(o) then return true end
+  for _, g in ipairs(cjson.decode(doc)[2]) do
+    if g[1] == nil then
+      if is_open(g.level_of_care .. '|', g) then return true end
+    else
+      for k = 3, #g, 2 do
+        if is_open(g[k - 1], g[k]) then return true end
+      end
+    end
   end
   return false
 end

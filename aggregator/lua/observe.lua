@@ -1,11 +1,12 @@
 -- Upsert availability observations; an older report never overwrites a newer one.
 --
 -- KEYS  a:{center_id} of each observation, in order
--- ARGV  prefix, order, then per observation: field ("{level}|{source}"), json
--- Each json carries rt (reported_at, epoch milliseconds: exact in Lua's doubles), sig (a digest of the figures) and
--- reported_at (ISO). changed_at moves only when the figures change. order (epoch ms: a push's acceptance, a run's
--- start) breaks a tie of equal report times: of two pushes stamped the same second, the one accepted later wins,
--- whichever is applied last. It is kept with the observation as wo.
+-- ARGV  prefix, order, then per observation: field ("{level}|{source}"), its stored form (store.observation_json)
+-- Each carries rt (reported_at, epoch milliseconds: exact in Lua's doubles; ru the microseconds left over) and sig
+-- (a digest of the figures). Its changed time moves only when the figures change: ch (and chu) when it differs
+-- from rt (and ru), chi (ISO text) when carried from an observation stored before the compact form. order (epoch
+-- ms: a push's acceptance, a run's start) breaks a tie of equal report times: of two pushes stamped the same
+-- second, the one accepted later wins, whichever is applied last. It is kept with the observation as wo.
 -- Rebuilds the read document of every facility it wrote to. Returns {written, stale}.
 local prefix = ARGV[1]
 local order = tonumber(ARGV[2])
@@ -18,16 +19,25 @@ for i, key in ipairs(KEYS) do
   new.wo = order
   local cur = redis.call('HGET', key, field)
   local apply = true
+  local ch, chu = nil, nil  -- when the figures last changed, when that was before this report
   if cur then
     local old = cjson.decode(cur)
     if new.rt < old.rt or (new.rt == old.rt and old.wo and old.wo ~= cjson.null and order < old.wo) then
       apply = false
-    elseif new.sig == old.sig and old.changed_at ~= cjson.null then
-      new.changed_at = old.changed_at
+    elseif new.sig == old.sig then  -- the same figures: they changed when the old ones did
+      if old.st == nil then  -- stored before the compact form: its changed_at is ISO text
+        if old.changed_at and old.changed_at ~= cjson.null then new.chi = old.changed_at end
+      elseif old.chi then
+        new.chi = old.chi
+      elseif old.ch then
+        ch, chu = old.ch, old.chu
+      else
+        ch, chu = old.rt, old.ru
+      end
     end
   end
   if apply then
-    if new.changed_at == nil or new.changed_at == cjson.null then new.changed_at = new.reported_at end
+    if ch and (ch ~= new.rt or chu ~= new.ru) then new.ch, new.chu = ch, chu end
     redis.call('HSET', key, field, cjson.encode(new))
     written = written + 1
     touched[string.sub(key, skip)] = true

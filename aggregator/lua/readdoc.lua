@@ -1,16 +1,31 @@
 -- Shared prelude: a facility's read document, composed as it is read (nothing of it is stored twice).
--- [record, [observation, ...]]: the facility's composed record (c:{facility} j), then the observations of every
--- linked feed record (a:{record}; c:{facility} m lists the records) and the facility's own (a:{facility}:
--- operators' phone reports).
-local function observations_of(prefix, id, members)
-  local obs = redis.call('HVALS', prefix .. 'a:' .. id)
+-- [record, [group, ...]]: the facility's composed record (c:{facility} j), then one group per key holding
+-- observations: each linked feed record's (a:{record}; c:{facility} m lists the records) and the facility's own
+-- (a:{facility}: operators' phone reports). A group is [record id, field, observation, field, observation, ...]:
+-- an observation's stored form leaves out what its key and field say (store.observation_json).
+local function observation_groups(prefix, id, members)
+  local groups = {{id, redis.call('HGETALL', prefix .. 'a:' .. id)}}
   for m in string.gmatch(members or '', '%S+') do
-    if m ~= id then
-      for _, v in ipairs(redis.call('HVALS', prefix .. 'a:' .. m)) do obs[#obs + 1] = v end
-    end
+    if m ~= id then groups[#groups + 1] = {m, redis.call('HGETALL', prefix .. 'a:' .. m)} end
   end
-  return obs
+  return groups
+end
+-- the level of care a field ("{level}|{source}") is about
+local function level_of(field)
+  return string.match(field, '^[^|]*')
 end
 local function read_doc(prefix, id, record, members)
-  return '[' .. record .. ',[' .. table.concat(observations_of(prefix, id, members), ',') .. ']]'
+  local parts = {}
+  for _, g in ipairs(observation_groups(prefix, id, members)) do
+    local kv = g[2]
+    if #kv > 0 then
+      local s = {cjson.encode(g[1])}
+      for k = 1, #kv, 2 do
+        s[#s + 1] = '"' .. kv[k] .. '"'  -- a field is "{level}|{source}", both from the vocabulary
+        s[#s + 1] = kv[k + 1]
+      end
+      parts[#parts + 1] = '[' .. table.concat(s, ',') .. ']'
+    end
+  end
+  return '[' .. record .. ',[' .. table.concat(parts, ',') .. ']]'
 end

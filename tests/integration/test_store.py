@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import orjson
 
-from aggregator.store import OBSERVATION_DEFAULTS, Store
+from aggregator.store import OBSERVATION_DEFAULTS, Store, observation_json
 from tests.integration.factories import NOW, ago, center, observation
 
 
@@ -166,9 +168,9 @@ def test_an_observation_is_stored_without_its_defaults_and_read_with_them(store:
     bare = observation(c, "residential", "waitlist")
     store.replace_feed("f", [c], [full, bare], now=NOW, source="pull")
     stored = {k.decode(): orjson.loads(v) for k, v in store.redis.hgetall(store.keys.availability("f:a")).items()}
-    # a zero is a figure, not a default; an empty note and a missing count are left out
-    assert stored["detox|pull"]["beds_available"] == 0 and stored["detox|pull"]["notes"] == "call first"
-    assert not set(OBSERVATION_DEFAULTS) & set(stored["residential|pull"])
+    # a zero is a figure, not a default; an empty note and a missing count are left out (their short names)
+    assert stored["detox|pull"]["ba"] == 0 and stored["detox|pull"]["no"] == "call first"
+    assert not {"ba", "bt", "ac", "wl", "ap", "na", "no", "rb"} & set(stored["residential|pull"])
     found = store.get_center("f:a")
     assert found is not None
     by_level = {o["level_of_care"]: o for o in found[1]}
@@ -177,3 +179,88 @@ def test_an_observation_is_stored_without_its_defaults_and_read_with_them(store:
     assert by_level["detox"]["beds_total"] == 12 and by_level["detox"]["reported_by"] == ""
     hits = store.search(longitude=-71.1, latitude=42.36, radius_mi=1, limit=1, now=NOW)
     assert sorted(hits[0][3], key=lambda o: o["level_of_care"]) == sorted(found[1], key=lambda o: o["level_of_care"])
+
+
+def test_an_observation_reads_back_as_every_field_it_was_stored_with(store: Store) -> None:
+    """The compact stored form (short names, epoch times, level, source and record from where it is kept)
+    loses nothing: every figure, and every time to the microsecond, reads back as the model writes it."""
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox", "outpatient"])
+    reported = datetime(2026, 11, 27, 14, 50, 39, 649603, tzinfo=UTC)
+    full = observation(
+        c,
+        "outpatient",
+        "limited",
+        source="push",
+        reported_at=reported,
+        checked_at=reported + timedelta(seconds=3, microseconds=1),
+        beds_available=1,
+        beds_total=4,
+        accepting="existing_only",
+        waitlist_size=0,
+        appointments_available=2,
+        next_appointment_at=datetime(2026, 11, 28, 9, 30, tzinfo=UTC),
+        notes='call "intake" first / ask for Ana',
+        reported_by="partner desk",
+    )
+    whole = observation(c, "detox", "full", source="push", reported_at=datetime(2026, 11, 27, 14, 0, tzinfo=UTC))
+    store.replace_feed("f", [c], [full, whole], now=NOW, source="push")
+    found = store.get_center("f:a")
+    assert found is not None
+    by_level = {o["level_of_care"]: o for o in found[1]}
+    for obs in (full, whole):
+        want = obs.model_dump(mode="json", exclude={"center_id", "changed_at"})
+        got = by_level[obs.level_of_care.value]
+        assert {k: got[k] for k in want} == want
+        assert got["record"] == "f:a" and got["changed_at"] == want["reported_at"]
+
+
+def test_changed_at_stays_while_the_figures_do_and_moves_when_they_change(store: Store) -> None:
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox"])
+    first = datetime(2026, 11, 27, 13, 0, 0, 123456, tzinfo=UTC)
+    store.replace_feed("f", [c], [], now=NOW, source="pull")
+    for minutes in (0, 10, 20):
+        store.record_observations([observation(c, beds_available=3, reported_at=first + timedelta(minutes=minutes))])
+    found = store.get_center("f:a")
+    assert found is not None
+    assert found[1][0]["changed_at"] == "2026-11-27T13:00:00.123456Z"
+    assert found[1][0]["reported_at"] == "2026-11-27T13:20:00.123456Z"
+    store.record_observations([observation(c, beds_available=2, reported_at=first + timedelta(minutes=30))])
+    found = store.get_center("f:a")
+    assert found is not None
+    assert found[1][0]["changed_at"] == found[1][0]["reported_at"] == "2026-11-27T13:30:00.123456Z"
+
+
+def test_observations_stored_before_the_compact_form_are_read_and_carried(store: Store) -> None:
+    """A store written by the release before: its observations (long names, ISO times) still read whole and
+    count as open, and a report with the same figures keeps the changed_at they carried."""
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox"])
+    store.replace_feed("f", [c], [], now=NOW, source="pull")
+    reported = NOW - timedelta(minutes=5)
+    stamp = reported.isoformat().replace("+00:00", "Z")
+    old = {
+        "source": "pull",
+        "level_of_care": "detox",
+        "status": "available",
+        "beds_available": 4,
+        "reported_at": stamp,
+        "checked_at": stamp,
+        "changed_at": "2026-01-01T00:00:00Z",
+        "freshness_seconds": 900,
+        "record": "f:a",
+        "rt": int(reported.timestamp() * 1000),
+        "sig": orjson.loads(observation_json(observation(c, beds_available=4)))["sig"],
+        "wo": 1,
+    }
+    store.redis.hset(store.keys.availability("f:a"), "detox|pull", orjson.dumps(old))
+    store.redis.hdel(store.keys.center("f:a"), "u")  # judged from the observations themselves
+    found = store.get_center("f:a")
+    assert found is not None
+    assert found[1][0]["beds_available"] == 4 and found[1][0]["notes"] == ""
+    assert found[1][0]["changed_at"] == "2026-01-01T00:00:00Z"
+    open_now = store.search(longitude=-71.1, latitude=42.36, radius_mi=1, limit=1, now=NOW, available_only=True)
+    assert [h[0] for h in open_now] == ["f:a"]
+    store.record_observations([observation(c, beds_available=4, reported_at=NOW)])
+    found = store.get_center("f:a")
+    assert found is not None
+    assert found[1][0]["changed_at"] == "2026-01-01T00:00:00Z"
+    assert found[1][0]["reported_at"] == "2026-11-27T15:00:00Z"
