@@ -2,10 +2,13 @@
 
 Key names are built here and nowhere else (``Keys``). Layout, under a configurable prefix::
 
-    c:{center_id}          hash  j=center JSON (its read document [record, [observation...]] is joined as
-                                 it is read: lua/readdoc.lua), t=index tokens, h=content digest, f=feed id,
+    c:{center_id}          hash  j=the composed record's JSON (deflated, ``pack``; its read document is joined as
+                                 it is read: lua/readdoc.lua), p=1 when it belongs in the GEO index (located, not
+                                 inactive), t=index tokens, m=its records, x=identifiers,
                                  u=until when each level of care has a fresh open figure ("detox=<epoch ms> ...")
-    a:{center_id}          hash  "{level}|{source}" -> availability observation JSON (defaults left out)
+    r:{record_id}          hash  a feed record: j=its JSON (deflated, ``pack``), h=its digest, f=feed id, a=the feed's
+                                 authority, o=when written (order), fac=its facility, why=the link's reasons (``pack``)
+    a:{center_id}          hash  "{level}|{source}" -> availability observation JSON (compact: ``observation_json``)
     geo                    GEO   located, non-inactive centers
     geo:loc:{level}        GEO   the same, for each level of care (a level filter searches only these)
     ix:{group}:{value}     set   center ids, e.g. ix:loc:detox, ix:pay:medicaid, ix:lang:es
@@ -49,6 +52,7 @@ import hashlib
 import secrets
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -320,6 +324,61 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+#: A feed record's JSON (r:{record} j) and its link explanation (why) are kept deflated against this dictionary:
+#: what such JSON shares (field names, the vocabulary, common words of names and streets). A record of 530-620
+#: bytes keeps about 140 (the read path never touches them: the facility's composed record is what readers
+#: get). The dictionary is part of the stored form: never change it; a new one takes a new tag byte.
+_PACK_DICTIONARY_1 = (
+    b" Street Avenue Road Drive Boulevard Highway Lane Place Parkway Suite Floor Building Unit"
+    b" Health Services Treatment Recovery Center Counseling Behavioral Mental Substance Abuse Addiction"
+    b" Clinic Program Hospital Medical Family County Community Department Inc LLC of and the Saint North South"
+    b' East West "role":"intake" "role":"hotline" ,"extension":"" "geo_precision":"rooftop" "postal_code"'
+    b' "status":"temporarily_closed" https://www. .org/ .com/ "external_ids":[{"system":"","value":""}]'
+    b' "decision":"same","rule":"","scores":{"name":,"address":,"distance_mi":}'
+    b'{"facility":"","decision":"new","rule":"no candidate nearby","scores":{}}'
+    b'"sources":[{"id":"","feed_id":"","source_id":""}]'
+    b'"services":{"levels_of_care":["crisis","detox","inpatient","iop","mat","otp","outpatient","php",'
+    b'"recovery_housing","residential","telehealth"],"payment":["free","ihs","medicaid","medicare","military",'
+    b'"payment_assistance","private","self_pay","sliding_scale","state_funded","va"],"populations":["adolescents",'
+    b'"adults","co_occurring","criminal_justice","deaf_hard_of_hearing","homeless","lgbtq","men",'
+    b'"parents_with_children","pregnant","veterans","women","young_adults"],"languages":["en","es"]},"source_url":""'
+    b'{"id":"","feed_id":"","source_id":"","name":"","alternate_name":"","external_ids":[],"address":{"address_1":"",'
+    b'"address_2":"","city":"","state":"","postal_code":"","country":"US"},"latitude":3,"longitude":-8,'
+    b'"geo_precision":"feed","geo_source":"","phones":[{"number":"+1","role":"main","extension":""}],"website":"",'
+    b'"status":"active","services":{"levels_of_care":[],"payment":[],"populations":[],"languages":[]},"source_url":""}'
+)
+#: the tag byte of a value deflated against ``_PACK_DICTIONARY_1`` (JSON never starts with it)
+_PACKED_1 = b"\x01"
+_PACKER = threading.local()
+
+
+def pack(text: bytes) -> bytes:
+    """JSON as kept compact (``_PACK_DICTIONARY_1``): raw deflate, the dictionary loaded once a thread."""
+    base = getattr(_PACKER, "base", None)
+    if base is None:
+        base = _PACKER.base = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _PACK_DICTIONARY_1)
+    c = base.copy()
+    return _PACKED_1 + c.compress(text) + c.flush()
+
+
+def unpack(stored: bytes) -> bytes:
+    """What ``pack`` kept, as JSON again; a value stored as plain JSON (before packing) as it is."""
+    if stored[:1] != _PACKED_1:
+        return stored
+    d = zlib.decompressobj(-15, _PACK_DICTIONARY_1)
+    return d.decompress(memoryview(stored)[1:]) + d.flush()
+
+
+def _read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A read document (lua/readdoc.lua: its observation groups' JSON, a newline, the facility's composed record
+    as stored) as readers use it: the record and its observations."""
+    if doc[1:2] == b"{":  # composed before records were packed: [record, [observation...]] (a staged write's mask)
+        record, observations = orjson.loads(doc)
+        return record, _observations(observations)
+    nl = doc.index(b"\n")
+    return orjson.loads(unpack(doc[nl + 1 :])), _observations(orjson.loads(doc[:nl]))
 
 
 def _ms(t: datetime) -> int:
@@ -775,11 +834,13 @@ def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
         indexed = doc["status"] != CenterStatus.INACTIVE.value
         want = set(tokens) if indexed else set()
         ids = set(facility.identifiers(doc))
+        located = doc["latitude"] is not None and doc["longitude"] is not None
         out.facilities.append(
             FacilityChange(
                 fid,
                 {
-                    "j": orjson.dumps(doc),
+                    "j": pack(orjson.dumps(doc)),
+                    "p": "1" if located and indexed else "0",
                     "t": " ".join(sorted(want)),
                     "m": " ".join(sorted(c.center.id for c in members)),
                     "x": orjson.dumps(sorted(ids)),
@@ -792,7 +853,6 @@ def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
             index_add[t].append(fid)
         for t in prev_tokens - want:
             index_rem[t].append(fid)
-        located = doc["latitude"] is not None and doc["longitude"] is not None
         new_geo = set(keys.geo_keys(want)) if located and indexed else set()
         for key in set(keys.geo_keys(prev_tokens)) | {keys.geo}:
             if key not in new_geo:
@@ -1064,8 +1124,8 @@ class Store:
             hits.stopped = True
             raw = raw[:-1]
         for i in range(0, len(raw), 3):
-            record, observations = orjson.loads(raw[i + 2])
-            hits.append((raw[i].decode(), float(raw[i + 1]), record, _observations(observations)))
+            record, observations = _read_doc(raw[i + 2])
+            hits.append((raw[i].decode(), float(raw[i + 1]), record, observations))
         return hits
 
     async def count_and_search(
@@ -1122,8 +1182,7 @@ class Store:
         doc = self._call("reading a center", lambda: self._evalsha(self._get, [], [self.keys.prefix, center_id]))
         if doc is None:
             return None
-        record, observations = orjson.loads(doc)
-        return record, _observations(observations)
+        return _read_doc(doc)
 
     def facility_of(self, record_id: str) -> str | None:
         fac = self._call("reading a link", lambda: self.redis.hget(self.keys.record(record_id), "fac"))
@@ -1132,7 +1191,7 @@ class Store:
     def link_explanation(self, record_id: str) -> dict[str, Any] | None:
         """Why a record was linked to its facility (rule and scores), when it was matched."""
         raw = self._call("reading a link", lambda: self.redis.hget(self.keys.record(record_id), "why"))
-        return orjson.loads(raw) if raw else None
+        return orjson.loads(unpack(raw)) if raw else None
 
     def _members(self, key: str) -> set[str]:
         return {_str(m) for m in self._call("reading a set", lambda: self.redis.smembers(key))}
@@ -1542,7 +1601,7 @@ class Store:
         for rid, (record, digest) in diff.changed.items():
             why = plan.explanations.get(rid)
             fields_: dict[str, Any] = {
-                "j": record,
+                "j": pack(record),
                 "h": digest,
                 "f": feed_id,
                 "a": authority,
@@ -1550,7 +1609,7 @@ class Store:
                 "fac": plan.link[rid],
             }
             if why is not None:
-                fields_["why"] = orjson.dumps(why)
+                fields_["why"] = pack(orjson.dumps(why))
             q.hset(k.record(rid), mapping=fields_)
         self._queue_facilities(q, plan, result)
         for rid, fid, verdict in plan.uncertain:
@@ -1807,8 +1866,8 @@ class Store:
             return [
                 {
                     **m,
-                    "record_center": orjson.loads(r) if r else None,
-                    "facility_center": orjson.loads(f) if f else None,
+                    "record_center": orjson.loads(unpack(r)) if r else None,
+                    "facility_center": orjson.loads(unpack(f)) if f else None,
                 }
                 for m, r, f in zip(pairs, found[::2], found[1::2], strict=True)
             ]
@@ -1867,7 +1926,7 @@ class Store:
                     pipe.multi()
                     pipe.hset(k.decisions(record_id), facility_id, decision)
                     pipe.hdel(k.matches, f"{record_id}|{facility_id}")
-                    pipe.hset(k.record(record_id), mapping={"fac": target, "why": orjson.dumps(why)})
+                    pipe.hset(k.record(record_id), mapping={"fac": target, "why": pack(orjson.dumps(why))})
                     self._queue_facilities(pipe, plan, ReplaceResult())
                     if plan.recompose:
                         pipe.eval(self._compose_src, *self._compose_args(plan.recompose))
@@ -1940,7 +1999,7 @@ class Store:
         out: dict[str, tuple[Center, int]] = {}
         for rid, (raw, rank) in zip(ids, reader.execute(), strict=True):
             if raw is not None:
-                out[rid] = (Center.model_validate_json(raw), int(rank or 0))
+                out[rid] = (Center.model_validate_json(unpack(raw)), int(rank or 0))
         return out
 
     def _queue_facilities(self, pipe: Any, plan: LinkPlan, result: ReplaceResult) -> None:
@@ -2100,7 +2159,7 @@ class Store:
             return pipe.execute()
 
         return {
-            cid: raw
+            cid: unpack(raw)
             for cid, raw in zip(center_ids, self._call("reading centers", read), strict=True)
             if raw is not None
         }

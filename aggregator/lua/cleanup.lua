@@ -3,7 +3,7 @@
 -- 'rm': stage:{gen}:rm holds "{key}\t{facility}" (key without prefix: ix:{token}, geo, geo:loc:{level}).
 -- Each is checked against the facility as it is now, so a clean-up resumed late never removes what a
 -- later write put back: a filter index keeps a facility whose tokens (t) name it; a GEO index keeps a
--- located, not inactive facility (and a level's index, one offering that level).
+-- located, not inactive facility (p = '1'), and a level's index one offering that level.
 -- 'm': stage:{gen}:m lists the masked facilities; a mask is dropped only if it is still this generation's.
 -- Returns how many are left.
 local prefix, gen, n, what = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -24,13 +24,13 @@ for _, item in ipairs(items) do
     if string.sub(key, 1, 3) == 'ix:' then
       if not has(t, string.sub(key, 4)) then redis.call('SREM', prefix .. key, id) end
     else
-      local want = false
-      local j = redis.call('HGET', c, 'j')
-      if j then
-        local rec = cjson.decode(j)
+      local v = redis.call('HMGET', c, 'p', 'j')
+      local want = v[1] == '1'
+      if not v[1] and v[2] and string.sub(v[2], 1, 1) == '{' then  -- composed before p was kept: its plain JSON
+        local rec = cjson.decode(v[2])
         want = rec.latitude ~= cjson.null and rec.longitude ~= cjson.null and rec.status ~= 'inactive'
-        if want and key ~= 'geo' then want = has(t, 'loc:' .. string.sub(key, 9)) end
       end
+      if want and key ~= 'geo' then want = has(t, 'loc:' .. string.sub(key, 9)) end
       if not want then redis.call('ZREM', prefix .. key, id) end
     end
   end

@@ -99,7 +99,7 @@ end
 -- a masked facility (visible.lua): the document readers may see is checked whole (its groups: readdoc.lua; a
 -- plain observation: a document composed before the compact form)
 local function doc_open_now(doc)
-  for _, g in ipairs(cjson.decode(doc)[2]) do
+  for _, g in ipairs(doc_groups(doc)) do
     if g[1] == nil then
       if is_open(g.level_of_care .. '|', g) then return true end
     else

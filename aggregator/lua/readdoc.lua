@@ -1,8 +1,9 @@
 -- Shared prelude: a facility's read document, composed as it is read (nothing of it is stored twice).
--- [record, [group, ...]]: the facility's composed record (c:{facility} j), then one group per key holding
--- observations: each linked feed record's (a:{record}; c:{facility} m lists the records) and the facility's own
--- (a:{facility}: operators' phone reports). A group is [record id, field, observation, field, observation, ...]:
--- an observation's stored form leaves out what its key and field say (store.observation_json).
+-- "[group, ...]\n{record}": one group per key holding observations, each linked feed record's (a:{record};
+-- c:{facility} m lists the records) and the facility's own (a:{facility}: operators' phone reports), as JSON
+-- (no newline in it); then the facility's composed record as stored (c:{facility} j: deflated, store.pack).
+-- A group is [record id, field, observation, field, observation, ...]: an observation's stored form leaves out
+-- what its key and field say (store.observation_json).
 local function observation_groups(prefix, id, members)
   local groups = {{id, redis.call('HGETALL', prefix .. 'a:' .. id)}}
   for m in string.gmatch(members or '', '%S+') do
@@ -27,5 +28,11 @@ local function read_doc(prefix, id, record, members)
       parts[#parts + 1] = '[' .. table.concat(s, ',') .. ']'
     end
   end
-  return '[' .. record .. ',[' .. table.concat(parts, ',') .. ']]'
+  return '[' .. table.concat(parts, ',') .. ']\n' .. record
+end
+-- the observation groups of a read document, decoded (a document composed before records were packed:
+-- [record, [observation, ...]], from a staged write's mask, gives its plain observations)
+local function doc_groups(doc)
+  if string.sub(doc, 2, 2) == '{' then return cjson.decode(doc)[2] end
+  return cjson.decode(string.sub(doc, 1, string.find(doc, '\n', 1, true) - 1))
 end

@@ -264,3 +264,36 @@ def test_observations_stored_before_the_compact_form_are_read_and_carried(store:
     assert found is not None
     assert found[1][0]["changed_at"] == "2026-01-01T00:00:00Z"
     assert found[1][0]["reported_at"] == "2026-11-27T15:00:00Z"
+
+
+def test_a_mask_kept_before_records_were_packed_reads_as_it_was(store: Store) -> None:
+    """A staged write of the release before kept a facility's read document in its old form ([record,
+    [observation...]]); while that generation still writes, readers see it whole, and available_only judges it."""
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox"])
+    store.replace_feed("f", [c], [observation(c, beds_available=9)], now=NOW, source="pull")
+    record = c.model_dump(mode="json") | {"name": "As it was", "sources": [{"id": "f:a", "feed_id": "f"}]}
+    stamp = (NOW - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    old = {
+        "source": "pull",
+        "level_of_care": "detox",
+        "status": "available",
+        "beds_available": 2,
+        "reported_at": stamp,
+        "checked_at": stamp,
+        "changed_at": stamp,
+        "freshness_seconds": 900,
+        "record": "f:a",
+        "rt": int((NOW - timedelta(minutes=1)).timestamp() * 1000),
+        "sig": "0",
+        "wo": 1,
+    }
+    store.redis.hset(store.keys.staging, "g1", "w")
+    doc = orjson.dumps([record, [old]])
+    store.redis.hset(store.keys.masks, "f:a", b"g1\nloc:detox\n" + doc)
+    found = store.get_center("f:a")
+    assert found is not None
+    assert found[0]["name"] == "As it was" and found[1][0]["beds_available"] == 2
+    hits = store.search(longitude=-71.1, latitude=42.36, radius_mi=1, limit=1, now=NOW, available_only=True)
+    assert [(h[0], h[2]["name"]) for h in hits] == [("f:a", "As it was")]
+    later = NOW + timedelta(hours=1)  # its figure is stale by then: not open
+    assert store.search(longitude=-71.1, latitude=42.36, radius_mi=1, limit=1, now=later, available_only=True) == []
