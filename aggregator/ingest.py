@@ -9,6 +9,7 @@ into ``unknown``. Dependencies (store, fetcher, geocoder, clock, environment) ar
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import importlib.metadata
 import json
@@ -18,7 +19,8 @@ import re
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -490,6 +492,35 @@ def _iso(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
+#: the cyclic garbage collector's thresholds while a run or a push holds a feed's records: the youngest
+#: generation collected every 50,000 allocations instead of 700. A run keeps tens of thousands of records and
+#: their models alive until it has stored them, and the frequent collections walk them again and again: a
+#: third of a first load's time (30,000 rows: 18.9 s, 14.9 s with these). Collection still runs, less often.
+RUN_GC_THRESHOLD = (50_000, 20, 10)
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_saved: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """``RUN_GC_THRESHOLD`` while the block runs (process-wide: the first block in sets it, the last out puts
+    back what was there)."""
+    global _gc_holders, _gc_saved
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(*RUN_GC_THRESHOLD)
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0:
+                gc.set_threshold(*_gc_saved)
+
+
 class Pipeline:
     """Runs feeds with the dependencies it is given (store, fetcher, geocoder, clock, environment)."""
 
@@ -515,6 +546,10 @@ class Pipeline:
     ) -> RunOutcome:
         """One run of a pulled feed. Records health; raises TransientError (after recording it) so a
         caller can retry; a PermanentError is recorded and returned as a failed outcome."""
+        with fewer_collections():
+            return self._run(feed, force=force, progress=progress)
+
+    def _run(self, feed: FeedConfig, *, force: bool, progress: Callable[[str], None] | None) -> RunOutcome:
         say = progress or (lambda _msg: None)
         now = self.clock()
         state = self.store.feed_state(feed.id)
