@@ -502,6 +502,18 @@ _gc_holders = 0
 _gc_saved: tuple[int, int, int] = gc.get_threshold()
 
 
+def _after_fork_in_child() -> None:
+    """A worker's pool child forked while a run held the pace (or the lock): it starts with neither."""
+    global _gc_lock, _gc_holders
+    _gc_lock = threading.Lock()
+    if _gc_holders:
+        _gc_holders = 0
+        gc.set_threshold(*_gc_saved)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextmanager
 def fewer_collections() -> Iterator[None]:
     """``RUN_GC_THRESHOLD`` while the block runs (process-wide: the first block in sets it, the last out puts
@@ -510,7 +522,8 @@ def fewer_collections() -> Iterator[None]:
     with _gc_lock:
         if _gc_holders == 0:
             _gc_saved = gc.get_threshold()
-            gc.set_threshold(*RUN_GC_THRESHOLD)
+            if _gc_saved[0]:  # 0: automatic collection is off, and stays off
+                gc.set_threshold(*RUN_GC_THRESHOLD)
         _gc_holders += 1
     try:
         yield
@@ -852,6 +865,10 @@ class Pipeline:
         """Apply a stored partner push: an update of the centers it carries (nothing else removed).
 
         Idempotent: a push already done is not applied twice. The result is kept with the push."""
+        with fewer_collections():
+            return self._apply_push(feed, ingest_id)
+
+    def _apply_push(self, feed: FeedConfig, ingest_id: str) -> dict[str, Any]:
         record = self.store.push_record(ingest_id)
         if record is None:
             return {"ingest_id": ingest_id, "status": "missing"}

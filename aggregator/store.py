@@ -259,9 +259,10 @@ def observation_json(obs: Availability) -> bytes:
 
 
 def _stamp(data: dict[str, Any], ms_name: str, us_name: str, t: datetime) -> None:
-    """A time as epoch ms (``_ms``, as the scripts compare it) and the microseconds it leaves over, if any."""
-    ms = _ms(t)
-    rest = _us(t) - ms * 1000
+    """A time as epoch ms (the scripts compare it: exact, floored) and the microseconds left over, if any. The
+    release before took ms from the float timestamp: for a time on a whole millisecond it could read 1 ms less,
+    which only decides a tie between two reports of the same instant."""
+    ms, rest = divmod(_us(t), 1000)
     data[ms_name] = ms
     if rest:
         data[us_name] = rest
@@ -275,7 +276,8 @@ def _us(t: datetime) -> int:
 def _iso(us: int) -> str:
     """Epoch microseconds as the API writes a time (pydantic's form: UTC, 'Z', microseconds only when any)."""
     seconds, rest = divmod(us, 1_000_000)
-    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    t = _EPOCH + timedelta(seconds=seconds)
+    text = f"{t.year:04d}{t.strftime('-%m-%dT%H:%M:%S')}"
     return f"{text}.{rest:06d}Z" if rest else f"{text}Z"
 
 
@@ -290,8 +292,8 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
         record = g[0]
         for i in range(1, len(g), 2):
             o = g[i + 1]
-            if "st" not in o:  # stored before the compact form
-                out.append({**OBSERVATION_DEFAULTS, **o})
+            if "st" not in o:  # stored before the compact form (the oldest without their record)
+                out.append({**OBSERVATION_DEFAULTS, "record": record, **o})
                 continue
             level, _, source = g[i].partition("|")
             rt = o["rt"]
@@ -370,7 +372,8 @@ def unpack(stored: bytes) -> bytes:
     if stored[:1] != _PACKED_1:
         return stored
     d = zlib.decompressobj(-15, _PACK_DICTIONARY_1)
-    return d.decompress(memoryview(stored)[1:]) + d.flush()
+    text = d.decompress(memoryview(stored)[1:])
+    return text if d.eof else text + d.flush()
 
 
 def _read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -403,7 +406,10 @@ RawHit = tuple[str, float, dict[str, Any], list[dict[str, Any]]]
 STAGE_ABOVE = 1000
 #: the lock every write of facility data takes or waits for while a staged write runs
 WRITER_LOCK = "store-writer"
-WRITER_LEASE_SECONDS = 120.0
+#: its lease, renewed every quarter of it while the write lives: a writer killed half-way (its process, or its
+#: connection by a Redis restart) holds up every other write for at most this long (it was 120 s, longer than
+#: the fault matrix's 60 s bound on applying an accepted push)
+WRITER_LEASE_SECONDS = 30.0
 #: how long a small write waits for a staged one before it gives up (the task is retried)
 WRITER_WAIT_SECONDS = 180.0
 

@@ -22,7 +22,7 @@ local function read_doc(prefix, id, record, members)
     if #kv > 0 then
       local s = {cjson.encode(g[1])}
       for k = 1, #kv, 2 do
-        s[#s + 1] = '"' .. kv[k] .. '"'  -- a field is "{level}|{source}", both from the vocabulary
+        s[#s + 1] = cjson.encode(kv[k])  -- "{level}|{source}"
         s[#s + 1] = kv[k + 1]
       end
       parts[#parts + 1] = '[' .. table.concat(s, ',') .. ']'

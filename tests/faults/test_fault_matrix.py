@@ -44,11 +44,19 @@ def settle(rig: Rig, partner: Partner, generation: int | None, since: float, wha
             "county applied": generation is None or rig.county_applied(generation),
             "pending": rig.data.stale_pushes(datetime.now(UTC).replace(year=2100))[:5],
             "county locked": rig.data.lock_held("feed:county"),
+            # a run's records are written before its figures and its flip: applied means no write in progress
+            "staged writes": [g.decode() for g in rig.data.redis.hkeys(rig.data.keys.staging)],
         }
 
     def settled() -> bool:
         s = state()
-        return bool(s["pushes done"] and s["county applied"] and not s["pending"] and not s["county locked"])
+        return bool(
+            s["pushes done"]
+            and s["county applied"]
+            and not s["pending"]
+            and not s["county locked"]
+            and not s["staged writes"]
+        )
 
     try:
         rig.wait(settled, BOUND + 30, what)

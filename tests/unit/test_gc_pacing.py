@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 
 import pytest
@@ -43,3 +44,26 @@ def test_a_failed_run_puts_it_back_too() -> None:
     with pytest.raises(RuntimeError), fewer_collections():
         raise RuntimeError("the feed broke")
     assert gc.get_threshold() == before
+
+
+def test_collection_turned_off_stays_off() -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(0)
+    try:
+        with fewer_collections():
+            assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_a_child_forked_while_a_run_holds_the_pace_starts_with_the_usual_one() -> None:
+    before = gc.get_threshold()
+    with fewer_collections():
+        pid = os.fork()
+        if pid == 0:  # the child: the usual pace, and a run of its own can take and give back the pace
+            ok = gc.get_threshold() == before
+            with fewer_collections():
+                ok = ok and gc.get_threshold() == RUN_GC_THRESHOLD
+            os._exit(0 if ok and gc.get_threshold() == before else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
