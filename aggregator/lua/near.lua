@@ -17,7 +17,7 @@
 -- is certainly nearest-first. Members without a record (ghosts) are skipped.
 -- While a large write is staged, candidates are seen as visible.lua says (the prelude this script is
 -- loaded with): the facility as it was until the write's flip.
--- Returns a flat list: id, distance_mi, document ([record, [group, ...]]: readdoc.lua), ...
+-- Returns a flat list: id, distance_mi, document (its observation groups, a newline, its record: readdoc.lua), ...
 local prefix = ARGV[1]
 local lon, lat = ARGV[2], ARGV[3]
 local radius = tonumber(ARGV[4])
@@ -96,16 +96,11 @@ local function facility_open_now(id)
   return false
 end
 
--- a masked facility (visible.lua): the document readers may see is checked whole (its groups: readdoc.lua; a
--- plain observation: a document composed before the compact form)
+-- a masked facility (visible.lua): the document readers may see is checked whole (its groups: readdoc.lua)
 local function doc_open_now(doc)
   for _, g in ipairs(doc_groups(doc)) do
-    if g[1] == nil then
-      if is_open(g.level_of_care .. '|', g) then return true end
-    else
-      for k = 3, #g, 2 do
-        if is_open(g[k - 1], g[k]) then return true end
-      end
+    for k = 3, #g, 2 do
+      if is_open(g[k - 1], g[k]) then return true end
     end
   end
   return false

@@ -30,9 +30,16 @@ local function read_doc(prefix, id, record, members)
   end
   return '[' .. table.concat(parts, ',') .. ']\n' .. record
 end
--- the observation groups of a read document, decoded (a document composed before records were packed:
--- [record, [observation, ...]], from a staged write's mask, gives its plain observations)
+-- the observation groups of a read document, decoded; a document composed before records were packed
+-- ([record, [observation, ...]], from a staged write's mask) gives its observations as one group
 local function doc_groups(doc)
-  if string.sub(doc, 2, 2) == '{' then return cjson.decode(doc)[2] end
-  return cjson.decode(string.sub(doc, 1, string.find(doc, '\n', 1, true) - 1))
+  if string.sub(doc, 2, 2) ~= '{' then
+    return cjson.decode(string.sub(doc, 1, string.find(doc, '\n', 1, true) - 1))
+  end
+  local group = {''}
+  for _, o in ipairs(cjson.decode(doc)[2]) do
+    group[#group + 1] = o.level_of_care .. '|' .. o.source
+    group[#group + 1] = o
+  end
+  return {group}
 end
