@@ -418,6 +418,19 @@ class SearchHits(list[RawHit]):
     stopped: bool = False
 
 
+class DocumentHits(list[tuple[str, float, bytes]]):
+    """Search hits as (center_id, distance_mi, read document as stored), nearest first; ``stopped`` as in
+    ``SearchHits``."""
+
+    stopped: bool = False
+
+
+def read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A read document (``DocumentHits``) as readers use it: the facility's composed record and its
+    observations, fresh objects each call (the caller may change them)."""
+    return _read_doc(doc)
+
+
 @dataclass
 class ReplaceResult:
     added: int = 0
@@ -1126,6 +1139,16 @@ class Store:
             hits.append((raw[i].decode(), float(raw[i + 1]), record, observations))
         return hits
 
+    @staticmethod
+    def _documents(raw: list[Any]) -> DocumentHits:
+        hits = DocumentHits()
+        if len(raw) % 3 == 1:  # the script stopped after max_examined candidates
+            hits.stopped = True
+            raw = raw[:-1]
+        for i in range(0, len(raw), 3):
+            hits.append((raw[i].decode(), float(raw[i + 1]), raw[i + 2]))
+        return hits
+
     async def count_and_search(
         self, client: str, window_ms: int, allowed: int, search: Mapping[str, Any]
     ) -> tuple[int | None, SearchHits]:
@@ -1133,6 +1156,16 @@ class Store:
         blocking the event loop: the HTTP API's near-you search. Over ``allowed`` requests in the window, no
         search runs: (ms until the window ends, no hits); else (None, the hits). A store without an asyncio
         client (one built on a client handed in, not ``from_url``) runs the same call in a worker thread."""
+        retry_ms, found = await self.count_and_search_documents(client, window_ms, allowed, search)
+        hits = SearchHits((center_id, distance, *_read_doc(doc)) for center_id, distance, doc in found)
+        hits.stopped = found.stopped
+        return retry_ms, hits
+
+    async def count_and_search_documents(
+        self, client: str, window_ms: int, allowed: int, search: Mapping[str, Any]
+    ) -> tuple[int | None, DocumentHits]:
+        """``count_and_search`` with each hit's read document as Redis returned it, not decoded (``read_doc``
+        decodes one): for a reader that keeps what it made of a document (``aggregator.api.rendered``)."""
         keys, args = self._search_command(**search)
         keys.insert(0, self.keys.rate(client))
         args[:0] = [window_ms, allowed]
@@ -1151,8 +1184,8 @@ class Store:
                         await aclient.script_load(self._rate_near.script)
                         raw = await aclient.execute_command("EVALSHA", self._rate_near.sha, len(keys), *keys, *args)
         if len(raw) == 2 and raw[0] == b"__limited__":
-            return max(0, int(raw[1])), SearchHits()
-        return None, self._hits(raw)
+            return max(0, int(raw[1])), DocumentHits()
+        return None, self._documents(raw)
 
     def _async_client(self) -> tuple[redis.asyncio.Redis, asyncio.Semaphore] | None:
         """The asyncio client for the running event loop (its connections belong to that loop), and the

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from aggregator.api.rendered import HitRenderer
 from aggregator.geocode import Geocoder
 from aggregator.health import loading_reason
 from aggregator.push import PartnerSecrets
@@ -44,6 +45,8 @@ class AppState:
     clock: Callable[[], datetime]
     secrets: dict[str, PartnerSecrets]
     metrics: Metrics
+    #: the public near-you answer's hits as JSON, shaped once per stored document (``api.rendered``)
+    renderer: HitRenderer = field(default_factory=HitRenderer)
 
 
 def state_of(request: Request) -> AppState:

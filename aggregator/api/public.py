@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, get_origin
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -24,6 +23,7 @@ from aggregator.api.common import (
     require_loaded,
     state_of,
 )
+from aggregator.api.rendered import answer_bytes, no_hits, public_center
 from aggregator.errors import InvalidQuery, PlaceNotFound, UnknownZip
 from aggregator.model import LevelOfCare, Payment, Population
 
@@ -207,17 +207,18 @@ async def centers_near(request: Request) -> Response:
     except (ApiError, InvalidQuery, UnknownZip, PlaceNotFound):
         await run_in_threadpool(enforce_rate, st, address, limit, "requests")  # over the limit: 429 instead
         raise
-    retry_ms, hits = await st.store.count_and_search(rate_key(address), RATE_WINDOW_MS, limit, plan.search())
+    retry_ms, found = await st.store.count_and_search_documents(rate_key(address), RATE_WINDOW_MS, limit, plan.search())
     if retry_ms is not None:
         raise rate_limited_error(limit, "requests", retry_ms)
-    answer = lookup.answer_near(plan, hits, "public")
-    if not answer.results:  # rare: what would help, and whether the store has data at all (more reads)
+    headers = {"Cache-Control": f"public, max-age={st.settings.public_max_age}"}
+    answer = lookup.answer_near(plan, no_hits(found), "public")  # its results are rendered below
+    st.metrics.lookup("public", bool(found))
+    if not found:  # rare: what would help, and whether the store has data at all (more reads)
         await run_in_threadpool(_empty_answer, st, plan, answer)
-    st.metrics.lookup("public", bool(answer.results))
-    body = answer.as_dict()
+        return json_response(answer.as_dict(), headers=headers)
     partners = {f.id: f.partner for f in st.registry.feeds}
-    body["results"] = [public_center(r, partners) for r in body["results"]]
-    return json_response(body, headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"})
+    results = st.renderer.hits(found, plan.now.timestamp() * 1000, partners)
+    return Response(answer_bytes(answer, len(found), results), media_type="application/json", headers=headers)
 
 
 def _plan(st: AppState, q: NearQuery) -> lookup.NearPlan:
@@ -240,40 +241,6 @@ def _plan(st: AppState, q: NearQuery) -> lookup.NearPlan:
 def _empty_answer(st: AppState, plan: lookup.NearPlan, answer: lookup.NearAnswer) -> None:
     require_loaded(st)  # "no center matched" is only true of a store that has data
     lookup.add_hint(st.store, plan, answer, st.settings.helpline)
-
-
-PUBLIC_FIELDS = (
-    "id",
-    "name",
-    "alternate_name",
-    "distance_mi",
-    "address",
-    "latitude",
-    "longitude",
-    "geo_precision",
-    "phones",
-    "website",
-    "status",
-    "services",
-    "source_url",
-    "availability",
-)
-
-
-def public_center(record: dict[str, Any], partners: Mapping[str, str]) -> dict[str, Any]:
-    """What the public sees of a facility: no internal ids of partners' systems; its sources by partner."""
-    out = {k: record[k] for k in PUBLIC_FIELDS if k in record}
-    out["sources"] = [
-        {
-            "feed_id": s["feed_id"],
-            "partner": partners.get(s["feed_id"], s["feed_id"]),
-            "reported_at": s.get("reported_at"),
-        }
-        for s in record.get("sources", ())
-    ]
-    for entry in out.get("availability", ()):
-        entry.pop("record", None)
-    return out
 
 
 @router.get(

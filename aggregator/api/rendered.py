@@ -1,0 +1,206 @@
+"""The public near-you answer as JSON bytes, each hit's shaping done once per stored document.
+
+A hit's public JSON is decided by three things: the read document Redis returned for it in this request (the
+composed record and its observations, as stored), which of its figures are fresh at this moment, and, within
+that, only the distance and each figure's age. ``HitRenderer`` keeps, for the documents it saw last, the JSON
+the ordinary path makes of them (``lookup``'s shaping and ``public_center``, run once), with the distance and
+the ages left as holes. A request judges every figure's freshness anew (``_Rendered.mask``), shapes the
+document again when the judgement differs from the kept one, and fills the holes. Nothing is answered that was
+not read from Redis in the same request: a document whose figures or record changed is other bytes, so a new
+entry; an entry only saves decoding and shaping bytes already seen.
+
+The work it saves is most of a near request's own (decoding ten documents, judging and shaping them, then
+serializing the answer): see BENCHMARKS.md, "HTTP".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from aggregator import lookup
+from aggregator.store import DocumentHits, SearchHits, read_doc
+
+#: what the public sees of a facility, in this order
+PUBLIC_FIELDS = (
+    "id",
+    "name",
+    "alternate_name",
+    "distance_mi",
+    "address",
+    "latitude",
+    "longitude",
+    "geo_precision",
+    "phones",
+    "website",
+    "status",
+    "services",
+    "source_url",
+    "availability",
+)
+
+
+def public_center(record: dict[str, Any], partners: Mapping[str, str]) -> dict[str, Any]:
+    """What the public sees of a facility: no internal ids of partners' systems; its sources by partner."""
+    out = {k: record[k] for k in PUBLIC_FIELDS if k in record}
+    out["sources"] = [
+        {
+            "feed_id": s["feed_id"],
+            "partner": partners.get(s["feed_id"], s["feed_id"]),
+            "reported_at": s.get("reported_at"),
+        }
+        for s in record.get("sources", ())
+    ]
+    for entry in out.get("availability", ()):
+        entry.pop("record", None)
+    return out
+
+
+#: documents kept (the last used): about 3 KB each, so about 50 MB at most in the API process
+KEPT_DOCUMENTS = 16_384
+
+#: stand-ins written where the distance and the ages go (negative: no real distance or age is)
+_DISTANCE = -7_777_777.25
+_DISTANCE_HOLE = b'"distance_mi":' + orjson.dumps(_DISTANCE)
+_AGE = -900_000_000
+#: a hole's fill: None for the distance, else the epoch ms the figure was reported at (its age's origin)
+Fill = int | None
+
+
+class _Rendered:
+    """One document: when each of its figures stops being fresh, and its public JSON for one judgement."""
+
+    __slots__ = ("expiries", "fills", "mask_of", "parts")
+
+    def __init__(self, expiries: tuple[float, ...]) -> None:
+        self.expiries = expiries
+        self.mask_of: tuple[bool, ...] | None = None
+        self.parts: list[bytes] = []
+        self.fills: list[Fill] = []
+
+    def mask(self, now_ms: float) -> tuple[bool, ...]:
+        """Which figures are fresh at ``now_ms``, as ``lookup`` judges them (reported_at + window > now)."""
+        return tuple(map(now_ms.__lt__, self.expiries))
+
+    def fill(self, out: list[bytes], distance: float, now_ms: float, ages: dict[int, bytes]) -> None:
+        """This hit's JSON onto ``out``: the parts, the holes filled (``ages``: those already written)."""
+        parts = self.parts
+        out.append(parts[0])
+        for i, fill in enumerate(self.fills, 1):
+            if fill is None:
+                out.append(orjson.dumps(round(distance, 2)))
+            else:
+                age = ages.get(fill)
+                if age is None:  # as lookup._view computes it
+                    age = ages[fill] = str(int(now_ms - fill) // 1000 if now_ms > fill else 0).encode()
+                out.append(age)
+            out.append(parts[i])
+
+
+def _shape(
+    center_id: str, doc: bytes, now_ms: float, partners: Mapping[str, str]
+) -> tuple[tuple[float, ...], list[bytes], list[Fill]] | None:
+    """The document shaped at ``now_ms`` by the ordinary path, as JSON cut at its holes; None when the holes
+    cannot be told apart from the rest (a record carrying a field named like one), so the caller shapes it
+    per request instead."""
+    center, observations = read_doc(doc)
+    expiries = tuple(o["rt"] + o["freshness_seconds"] * 1000 for o in observations)
+    reported = {id(o): o["rt"] for o in observations}  # lookup shapes each observation in place: its view
+    hit = lookup._hit((center_id, _DISTANCE, center, observations), now_ms, "public")
+    public = public_center(hit.as_dict(), partners)
+    holes: dict[bytes, Fill] = {_DISTANCE_HOLE: None}
+    for i, entry in enumerate(public.get("availability", ())):
+        rt = reported.get(id(entry))
+        if rt is not None and "age_seconds" in entry:
+            entry["age_seconds"] = _AGE - i
+            holes[b'"age_seconds":' + str(_AGE - i).encode()] = rt
+    data = orjson.dumps(public)
+    # a hole's text cannot occur inside a JSON string (its quotes would be escaped there); each is written once
+    found = sorted((data.find(h), h) for h in holes)
+    if found[0][0] < 0 or any(data.count(h) != 1 for h in holes):
+        return None
+    parts, fills, at = [], [], 0
+    for pos, hole in found:
+        key = hole[: hole.index(b":") + 1]
+        parts.append(data[at : pos + len(key)])
+        fills.append(holes[hole])
+        at = pos + len(hole)
+    parts.append(data[at:])
+    return expiries, parts, fills
+
+
+class HitRenderer:
+    """The public JSON of near-you hits (see the module docstring), for one API process and its partners.
+
+    The kept documents are bounded (``KEPT_DOCUMENTS``, the least recently used go first); a lock keeps the
+    bookkeeping whole should a route run in worker threads."""
+
+    def __init__(self, kept: int = KEPT_DOCUMENTS) -> None:
+        self.kept = kept
+        self._docs: OrderedDict[tuple[str, bytes], _Rendered] = OrderedDict()
+        self._partners: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.shaped = 0  # documents shaped (a first sight, or a judgement that changed): for tests and metrics
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def hits(self, found: DocumentHits, now_ms: float, partners: Mapping[str, str]) -> list[bytes]:
+        """The hits' public JSON, nearest first, judged at ``now_ms``, as parts of a JSON array's items
+        (commas included): ``answer_bytes`` joins them."""
+        out: list[bytes] = []
+        ages: dict[int, bytes] = {}
+        docs = self._docs
+        with self._lock:
+            if partners != self._partners:  # a partner renamed: every kept text names the old one
+                docs.clear()
+                self._partners = dict(partners)
+            for center_id, distance, doc in found:
+                if out:
+                    out.append(b",")
+                key = (center_id, doc)
+                entry = docs.get(key)
+                if entry is not None:
+                    docs.move_to_end(key)
+                    if entry.mask(now_ms) == entry.mask_of:
+                        entry.fill(out, distance, now_ms, ages)
+                        continue
+                shaped = _shape(center_id, doc, now_ms, self._partners)
+                self.shaped += 1
+                if shaped is None:
+                    out.append(_shaped_now(center_id, distance, doc, now_ms, self._partners))
+                    continue
+                if entry is None:
+                    entry = docs[key] = _Rendered(shaped[0])
+                    if len(docs) > self.kept:
+                        docs.popitem(last=False)
+                entry.mask_of, entry.parts, entry.fills = entry.mask(now_ms), shaped[1], shaped[2]
+                entry.fill(out, distance, now_ms, ages)
+        return out
+
+
+def _shaped_now(center_id: str, distance: float, doc: bytes, now_ms: float, partners: Mapping[str, str]) -> bytes:
+    center, observations = read_doc(doc)
+    hit = lookup._hit((center_id, distance, center, observations), now_ms, "public")
+    return orjson.dumps(public_center(hit.as_dict(), partners))
+
+
+def answer_bytes(answer: lookup.NearAnswer, count: int, results: Sequence[bytes]) -> bytes:
+    """``answer`` (its results left empty) as the API's JSON, with ``count`` results made of ``results``
+    (``HitRenderer.hits``)."""
+    body = answer.as_dict()
+    body["count"] = count
+    data = orjson.dumps(body)
+    at = data.index(b'"results":[]') + len(b'"results":[')  # a key: inside a string its quotes are escaped
+    return b"".join((data[:at], *results, data[at:]))
+
+
+def no_hits(found: DocumentHits) -> SearchHits:
+    """An empty ``SearchHits`` that says whether the search stopped early, as ``found`` does."""
+    hits = SearchHits()
+    hits.stopped = found.stopped
+    return hits

@@ -1,0 +1,176 @@
+"""The public near-you answer rendered from kept JSON (``aggregator.api.rendered``): on a real Redis, at every
+moment, the same answer as decoding and shaping each document anew; freshness judged per request."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from aggregator import lookup
+from aggregator.api.rendered import HitRenderer, answer_bytes, no_hits, public_center
+from aggregator.store import DocumentHits, Store, read_doc
+from tests.integration.factories import CAMBRIDGE, NOW, ago, center, observation
+
+PARTNERS = {"f": "Partner F", "g": "Partner G"}
+
+
+@pytest.fixture
+def varied(store: Store) -> Store:
+    """Centers whose figures turn stale at different moments, one reported in the future, one offering a level
+    nobody reports on, a facility known from two feeds, and notes written like the renderer's holes."""
+    lat, lon = CAMBRIDGE
+    a = center("f", "a", lat + 0.01, lon, levels_of_care=["detox", "residential"], payment=["medicaid"])
+    b = center("f", "b", lat + 0.02, lon, levels_of_care=["detox"])
+    d = center("f", "d", lat + 0.03, lon, levels_of_care=["outpatient"])
+    e = center("f", "e", lat + 0.04, lon, levels_of_care=["detox"], name="Holes Recovery")
+    shared = {"name": "Harbor Light Detox", "address_1": "12 Main Street"}
+    s1 = center("f", "s", lat - 0.01, lon, levels_of_care=["detox"], name=shared["name"])
+    s2 = center("g", "s", lat - 0.01, lon, levels_of_care=["detox"], name=shared["name"])
+    store.replace_feed(
+        "f",
+        [a, b, d, e, s1],
+        [
+            observation(a, "detox", "available", beds_available=3, reported_at=ago(minutes=5)),
+            # an older figure with a long window and a newer one with a short window: the newer wins while
+            # fresh, then the older (still fresh) does
+            observation(b, "detox", "full", beds_available=0, reported_at=ago(minutes=30), freshness=7200),
+            observation(d, "outpatient", "limited", reported_at=NOW + timedelta(minutes=10)),
+            observation(
+                e,
+                "detox",
+                "waitlist",
+                waitlist_size=2,
+                notes='ask for "age_seconds":-900000000 and "distance_mi":-7777777.25',
+                reported_at=ago(minutes=1),
+            ),
+            observation(s1, "detox", "limited", reported_at=ago(minutes=8)),
+        ],
+        now=NOW,
+        source="pull",
+    )
+    store.replace_feed(
+        "g", [s2], [observation(s2, "detox", "available", reported_at=ago(minutes=2))], now=NOW, source="pull"
+    )
+    store.record_observations([observation(b, "detox", "available", beds_available=2, source="push")])
+    return store
+
+
+def documents(store: Store, now: datetime, **query: Any) -> tuple[lookup.NearPlan, DocumentHits]:
+    p = lookup.plan_near(latitude=CAMBRIDGE[0], longitude=CAMBRIDGE[1], now=now, **query)
+
+    async def go() -> Any:
+        return await store.count_and_search_documents("client", 60_000, 1000, p.search())
+
+    retry, found = asyncio.run(go())
+    assert retry is None
+    return p, found
+
+
+def shaped_anew(p: lookup.NearPlan, found: DocumentHits) -> dict[str, Any]:
+    """The answer as the API made it before: every document decoded and shaped."""
+    hits = no_hits(found)
+    hits.extend((c, d, *read_doc(doc)) for c, d, doc in found)
+    body = lookup.answer_near(p, hits, "public").as_dict()
+    body["results"] = [public_center(r, PARTNERS) for r in body["results"]]
+    return body
+
+
+def rendered(renderer: HitRenderer, p: lookup.NearPlan, found: DocumentHits) -> dict[str, Any]:
+    answer = lookup.answer_near(p, no_hits(found), "public")
+    parts = renderer.hits(found, p.now.timestamp() * 1000, PARTNERS)
+    data: dict[str, Any] = orjson.loads(answer_bytes(answer, len(found), parts))
+    return data
+
+
+def levels(body: dict[str, Any], center_id: str) -> dict[str, dict[str, Any]]:
+    (hit,) = [r for r in body["results"] if r["id"] == center_id]
+    return {e["level_of_care"]: e for e in hit["availability"]}
+
+
+def test_the_same_answer_as_shaping_anew_at_every_moment(varied: Store) -> None:
+    renderer = HitRenderer()
+    moments = [0, 3, 9, 11, 12, 16, 40, 130, 0, 12, 9]  # minutes after NOW; the clock also goes back
+    seen = []
+    for minutes in moments:
+        p, found = documents(varied, NOW + timedelta(minutes=minutes))
+        assert len(found) >= 5
+        body = rendered(renderer, p, found)
+        assert body == shaped_anew(p, found), minutes
+        seen.append(body)
+    # the answers do change with the clock: the holes and the judgement are per request
+    a = [levels(b, "f:a")["detox"] for b in seen]
+    assert [x["fresh"] for x in a[:3]] == [True, True, True]
+    assert a[1]["age_seconds"] - a[0]["age_seconds"] == 180
+    assert a[6]["fresh"] is False and a[6]["status"] == "unknown" and a[6]["beds_available"] is None
+    b = [levels(x, "f:b")["detox"] for x in seen]
+    assert b[0]["status"] == "available" and b[0]["source"] == "push"
+    assert b[5]["status"] == "full" and b[5]["source"] == "pull"  # the push's 15 minutes are over
+    assert b[7]["status"] == "unknown"  # both windows over
+    assert b[8] == b[0] | {"age_seconds": b[8]["age_seconds"]}  # the clock set back: fresh again
+    d = [levels(x, "f:d")["outpatient"] for x in seen]
+    assert d[0]["age_seconds"] == 0 and d[0]["fresh"] is True  # reported in the future: no age yet
+    assert d[4]["age_seconds"] == 120
+    assert levels(seen[0], "f:a")["residential"]["status"] == "unknown"  # offered, nobody reports on it
+    assert "age_seconds" in levels(seen[0], "f:e")["detox"]["notes"]
+    # the documents were shaped once each, and again only where a judgement changed
+    assert renderer.shaped < len(moments) * len(found)
+
+
+def test_a_facility_known_from_two_feeds_names_both_partners(varied: Store) -> None:
+    p, found = documents(varied, NOW)
+    body = rendered(HitRenderer(), p, found)
+    linked = [r for r in body["results"] if len(r["sources"]) == 2]
+    assert linked, "the two feeds' records of one place were not linked"
+    assert {s["partner"] for s in linked[0]["sources"]} == {"Partner F", "Partner G"}
+    assert all(s["reported_at"] for s in linked[0]["sources"])
+
+
+def test_filters_and_distances_as_shaped_anew(varied: Store) -> None:
+    renderer = HitRenderer()
+    for query in ({"levels_of_care": ["detox"]}, {"available_only": True}, {"payment": ["medicaid"]}, {"limit": 2}):
+        p, found = documents(varied, NOW + timedelta(minutes=4), **query)
+        assert found
+        body = rendered(renderer, p, found)
+        assert body == shaped_anew(p, found)
+        assert [r["distance_mi"] for r in body["results"]] == [round(d, 2) for _, d, _ in found]
+
+
+def test_a_renamed_partner_is_named_at_once(varied: Store) -> None:
+    renderer = HitRenderer()
+    p, found = documents(varied, NOW)
+    renderer.hits(found, p.now.timestamp() * 1000, PARTNERS)
+    answer = lookup.answer_near(p, no_hits(found), "public")
+    parts = renderer.hits(found, p.now.timestamp() * 1000, {"f": "Renamed F", "g": "Partner G"})
+    body = orjson.loads(answer_bytes(answer, len(found), parts))
+    assert "Renamed F" in {s["partner"] for r in body["results"] for s in r["sources"]}
+    assert "Partner F" not in {s["partner"] for r in body["results"] for s in r["sources"]}
+
+
+def test_the_kept_documents_are_bounded(varied: Store) -> None:
+    renderer = HitRenderer(kept=2)
+    p, found = documents(varied, NOW)
+    for _ in range(3):
+        assert rendered(renderer, p, found) == shaped_anew(p, found)
+    assert len(renderer) == 2
+
+
+def test_a_record_carrying_a_field_named_like_a_hole_is_shaped_per_request() -> None:
+    record = {
+        "id": "f:x",
+        "name": "X",
+        "distance_mi": 1.5,  # never stored so, but a document is data: the renderer must not misplace it
+        "services": {"levels_of_care": ["detox"]},
+        "sources": [{"id": "f:x", "feed_id": "f", "source_id": "x"}],
+    }
+    doc = b"[]\n" + orjson.dumps(record)
+    found = DocumentHits([("f:x", 0.25, doc)])
+    renderer = HitRenderer()
+    now_ms = NOW.timestamp() * 1000
+    first = orjson.loads(b"[" + b"".join(renderer.hits(found, now_ms, PARTNERS)) + b"]")
+    hit = lookup._hit(("f:x", 0.25, *read_doc(doc)), now_ms, "public")
+    assert first == [public_center(hit.as_dict(), PARTNERS)]
+    assert len(renderer) == 0  # nothing kept of it
