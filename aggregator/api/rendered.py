@@ -65,8 +65,8 @@ KEPT_DOCUMENTS = 16_384
 
 #: stand-ins written where the distance and the ages go (negative: no real distance or age is)
 _DISTANCE = -7_777_777.25
-_DISTANCE_HOLE = b'"distance_mi":' + orjson.dumps(_DISTANCE)
 _AGE = -900_000_000
+_DISTANCE_HOLE = b'"distance_mi":' + orjson.dumps(_DISTANCE)
 #: a hole's fill: None for the distance, else the epoch ms the figure was reported at (its age's origin)
 Fill = int | None
 
@@ -112,22 +112,28 @@ def _shape(
     reported = {id(o): o["rt"] for o in observations}  # lookup shapes each observation in place: its view
     hit = lookup._hit((center_id, _DISTANCE, center, observations), now_ms, "public")
     public = public_center(hit.as_dict(), partners)
-    holes: dict[bytes, Fill] = {_DISTANCE_HOLE: None}
+    holes = [(_DISTANCE_HOLE, None)]
     for i, entry in enumerate(public.get("availability", ())):
         rt = reported.get(id(entry))
         if rt is not None and "age_seconds" in entry:
             entry["age_seconds"] = _AGE - i
-            holes[b'"age_seconds":' + str(_AGE - i).encode()] = rt
+            holes.append((b'"age_seconds":%d' % (_AGE - i), rt))
     data = orjson.dumps(public)
     # a hole's text cannot occur inside a JSON string (its quotes would be escaped there); each is written once
-    found = sorted((data.find(h), h) for h in holes)
-    if found[0][0] < 0 or any(data.count(h) != 1 for h in holes):
-        return None
-    parts, fills, at = [], [], 0
-    for pos, hole in found:
-        key = hole[: hole.index(b":") + 1]
-        parts.append(data[at : pos + len(key)])
-        fills.append(holes[hole])
+    found = []
+    for hole, fill in holes:
+        pos = data.find(hole)
+        if pos < 0 or data.find(hole, pos + 1) >= 0:
+            return None
+        found.append((pos, hole, fill))
+    found.sort()
+    parts: list[bytes] = []
+    fills: list[Fill] = []
+    at = 0
+    for pos, hole, fill in found:
+        cut = pos + hole.index(b":") + 1
+        parts.append(data[at:cut])
+        fills.append(fill)
         at = pos + len(hole)
     parts.append(data[at:])
     return expiries, parts, fills
