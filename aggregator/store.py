@@ -11,7 +11,8 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     a:{center_id}          hash  "{level}|{source}" -> availability observation JSON (compact: ``observation_json``)
     geo                    GEO   located, non-inactive centers
     geo:loc:{level}        GEO   the same, for each level of care (a level filter searches only these)
-    ix:{group}:{value}     set   center ids, e.g. ix:loc:detox, ix:pay:medicaid, ix:lang:es
+    ix:{group}:{value}     set   center ids, e.g. ix:pay:medicaid, ix:lang:es (not levels of care: geo:loc is
+                                 their index; a selective filter is read from its set, lua/near.lua)
     feed:{feed_id}:m       set   the feed's current centers
     feed:{feed_id}:meta    hash  digest and counts of the last applied snapshot
     feeds                  set   feed ids that have a snapshot
@@ -305,7 +306,7 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
                     "next_appointment_at": o.get("na"),
                     "notes": o.get("no", ""),
                     "reported_at": reported,
-                    "checked_at": _iso(o["ct"] * 1000 + o.get("cu", 0)),
+                    "checked_at": _iso(o.get("ct", o.get("wo")) * 1000 + o.get("cu", 0)),  # ct: wo unless other
                     "changed_at": changed,
                     "freshness_seconds": o["fs"],
                     "reported_by": o.get("rb", ""),
@@ -861,8 +862,9 @@ def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
             )
         )
         for t in want - prev_tokens:
-            index_add[t].append(fid)
-        for t in prev_tokens - want:
+            if not t.startswith("loc:"):  # a level of care is searched in its own GEO index (geo:loc:{level})
+                index_add[t].append(fid)
+        for t in prev_tokens - want:  # ix:loc:* too: such sets written by earlier releases empty out
             index_rem[t].append(fid)
         new_geo = set(keys.geo_keys(want)) if located and indexed else set()
         for key in set(keys.geo_keys(prev_tokens)) | {keys.geo}:

@@ -6,7 +6,8 @@
 -- (a digest of the figures). Its changed time moves only when the figures change: ch (and chu) when it differs
 -- from rt (and ru), chi (ISO text) when carried from an observation stored before the compact form. order (epoch
 -- ms: a push's acceptance, a run's start) breaks a tie of equal report times: of two pushes stamped the same
--- second, the one accepted later wins, whichever is applied last. It is kept with the observation as wo.
+-- second, the one accepted later wins, whichever is applied last. It is kept with the observation as wo; ct
+-- (checked_at, ms) is left out when it is the same (readers take wo).
 -- Rebuilds the read document of every facility it wrote to. Returns {written, stale}.
 local prefix = ARGV[1]
 local order = tonumber(ARGV[2])
@@ -17,6 +18,7 @@ for i, key in ipairs(KEYS) do
   local field = ARGV[2 * i + 1]
   local new = cjson.decode(ARGV[2 * i + 2])
   new.wo = order
+  if new.ct == order then new.ct = nil end  -- checked as it was written (a run's start: most figures): ct is wo
   local cur = redis.call('HGET', key, field)
   local apply = true
   local ch, chu = nil, nil  -- when the figures last changed, when that was before this report

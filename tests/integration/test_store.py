@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from aggregator import lookup
 from aggregator.store import OBSERVATION_DEFAULTS, Store, observation_json
 from tests.integration.factories import NOW, ago, center, observation
 
@@ -297,3 +298,45 @@ def test_a_mask_kept_before_records_were_packed_reads_as_it_was(store: Store) ->
     assert [(h[0], h[2]["name"]) for h in hits] == [("f:a", "As it was")]
     later = NOW + timedelta(hours=1)  # its figure is stale by then: not open
     assert store.search(longitude=-71.1, latitude=42.36, radius_mi=1, limit=1, now=later, available_only=True) == []
+
+
+def test_levels_of_care_are_indexed_by_their_geo_sets_only(store: Store) -> None:
+    """A level filter searches geo:loc:{level}; no ix:loc set is kept beside it (nothing read it), and such a
+    set written by an earlier release empties out as its facilities change."""
+    r, k = store.redis, store.keys
+    a = center("f", "a", 42.36, -71.1, levels_of_care=["detox"], payment=["medicaid"])
+    store.replace_feed("f", [a], [observation(a)], now=NOW, source="pull")
+    assert r.zscore(k.geo_level("detox"), "f:a") is not None
+    assert r.sismember(k.index("pay:medicaid"), "f:a")
+    assert not r.exists(k.index("loc:detox"))
+    r.sadd(k.index("loc:detox"), "f:a")  # as the release before wrote it
+    moved = center("f", "a", 42.36, -71.1, levels_of_care=["residential"], payment=["medicaid"])
+    store.replace_feed("f", [moved], [observation(moved, "residential")], now=NOW, source="pull")
+    assert not r.exists(k.index("loc:detox"), k.index("loc:residential"))
+    assert r.zscore(k.geo_level("detox"), "f:a") is None
+    found = lookup.near(store, latitude=42.36, longitude=-71.1, levels_of_care=["residential"], now=NOW)
+    assert [h.id for h in found.results] == ["f:a"]
+    assert not lookup.near(store, latitude=42.36, longitude=-71.1, levels_of_care=["detox"], now=NOW).results
+
+
+def test_a_checked_time_equal_to_the_write_order_is_stored_once(store: Store) -> None:
+    """A figure checked as the run wrote it (most are: a run stamps them with its start) keeps its checked time
+    as the write order (wo) alone; another checked time is kept; both read back whole."""
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox", "residential"])
+    earlier = NOW - timedelta(seconds=7, microseconds=250)
+    same = observation(c, "detox", reported_at=ago(minutes=5), checked_at=NOW)
+    other = observation(c, "residential", reported_at=ago(minutes=5), checked_at=earlier)
+    store.replace_feed("f", [c], [same, other], now=NOW, source="pull")
+    stored = {k.decode(): orjson.loads(v) for k, v in store.redis.hgetall(store.keys.availability("f:a")).items()}
+    assert "ct" not in stored["detox|pull"] and stored["detox|pull"]["wo"] == int(NOW.timestamp() * 1000)
+    assert stored["residential|pull"]["ct"] == int(earlier.timestamp() * 1000)
+    found = store.get_center("f:a")
+    assert found is not None
+    by_level = {o["level_of_care"]: o for o in found[1]}
+    assert by_level["detox"]["checked_at"] == "2026-11-27T15:00:00Z"
+    assert by_level["residential"]["checked_at"] == "2026-11-27T14:59:52.999750Z"
+    hits = store.search(longitude=-71.1, latitude=42.36, radius_mi=1, limit=1, now=NOW)
+    assert {o["level_of_care"]: o["checked_at"] for o in hits[0][3]} == {
+        "detox": "2026-11-27T15:00:00Z",
+        "residential": "2026-11-27T14:59:52.999750Z",
+    }
