@@ -212,12 +212,13 @@ async def centers_near(request: Request) -> Response:
         raise rate_limited_error(limit, "requests", retry_ms)
     headers = {"Cache-Control": f"public, max-age={st.settings.public_max_age}"}
     answer = lookup.answer_near(plan, no_hits(found), "public")  # its results are rendered below
-    st.metrics.lookup("public", bool(found))
     if not found:  # rare: what would help, and whether the store has data at all (more reads)
         await run_in_threadpool(_empty_answer, st, plan, answer)
+        st.metrics.lookup("public", False)
         return json_response(answer.as_dict(), headers=headers)
     partners = {f.id: f.partner for f in st.registry.feeds}
     results = st.renderer.hits(found, plan.now.timestamp() * 1000, partners)
+    st.metrics.lookup("public", True)
     return Response(answer_bytes(answer, len(found), results), media_type="application/json", headers=headers)
 
 

@@ -7,7 +7,8 @@ the ordinary path makes of them (``lookup``'s shaping and ``public_center``, run
 the ages left as holes. A request judges every figure's freshness anew (``_Rendered.mask``), shapes the
 document again when the judgement differs from the kept one, and fills the holes. Nothing is answered that was
 not read from Redis in the same request: a document whose figures or record changed is other bytes, so a new
-entry; an entry only saves decoding and shaping bytes already seen.
+entry (entries are keyed by the center and a 128-bit BLAKE2b digest of the document's bytes); an entry only
+saves decoding and shaping bytes already seen.
 
 The work it saves is most of a near request's own (decoding ten documents, judging and shaping them, then
 serializing the answer): see BENCHMARKS.md, "HTTP".
@@ -15,6 +16,7 @@ serializing the answer): see BENCHMARKS.md, "HTTP".
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -60,8 +62,15 @@ def public_center(record: dict[str, Any], partners: Mapping[str, str]) -> dict[s
     return out
 
 
-#: documents kept (the last used): about 3 KB each, so about 50 MB at most in the API process
-KEPT_DOCUMENTS = 16_384
+#: what the kept documents may take in the API process, counted as their JSON parts and ``ENTRY_OVERHEAD`` each:
+#: the least recently used go first. A facility with a few figures takes about 3.8 KB: some 17,000 are kept
+#: (the answers around 1,700 places). Where searches sweep more places than that in turn, each is a first sight
+#: again (it then costs about 1.15x shaping anew).
+KEPT_BYTES = 64 * 1024 * 1024
+#: what an entry takes beside its bytes (the objects holding them; measured with tracemalloc: about 1.3 KB)
+ENTRY_OVERHEAD = 1_500
+#: a document larger than this (a facility of very many records) is shaped per request, never kept
+KEPT_DOCUMENT_MAX = 256 * 1024
 
 #: stand-ins written where the distance and the ages go (negative: no real distance or age is)
 _DISTANCE = -7_777_777.25
@@ -74,16 +83,18 @@ Fill = int | None
 class _Rendered:
     """One document: when each of its figures stops being fresh, and its public JSON for one judgement."""
 
-    __slots__ = ("expiries", "fills", "mask_of", "parts")
+    __slots__ = ("expiries", "fills", "mask_of", "parts", "size")
 
     def __init__(self, expiries: tuple[float, ...]) -> None:
         self.expiries = expiries
         self.mask_of: tuple[bool, ...] | None = None
         self.parts: list[bytes] = []
         self.fills: list[Fill] = []
+        self.size = 0
 
     def mask(self, now_ms: float) -> tuple[bool, ...]:
-        """Which figures are fresh at ``now_ms``, as ``lookup`` judges them (reported_at + window > now)."""
+        """Which figures are fresh at ``now_ms`` (a float: ``HitRenderer.hits`` makes it one), as ``lookup``
+        judges them (reported_at + window > now)."""
         return tuple(map(now_ms.__lt__, self.expiries))
 
     def fill(self, out: list[bytes], distance: float, now_ms: float, ages: dict[int, bytes]) -> None:
@@ -142,11 +153,12 @@ def _shape(
 class HitRenderer:
     """The public JSON of near-you hits (see the module docstring), for one API process and its partners.
 
-    The kept documents are bounded (``KEPT_DOCUMENTS``, the least recently used go first); a lock keeps the
-    bookkeeping whole should a route run in worker threads."""
+    What is kept is bounded (``KEPT_BYTES``, the least recently used go first); a lock keeps the bookkeeping
+    whole should a route run in worker threads."""
 
-    def __init__(self, kept: int = KEPT_DOCUMENTS) -> None:
-        self.kept = kept
+    def __init__(self, kept_bytes: int = KEPT_BYTES) -> None:
+        self.kept_bytes = kept_bytes
+        self.size = 0  # what the kept entries take, as KEPT_BYTES counts it
         self._docs: OrderedDict[tuple[str, bytes], _Rendered] = OrderedDict()
         self._partners: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -155,37 +167,47 @@ class HitRenderer:
     def __len__(self) -> int:
         return len(self._docs)
 
+    def _keep(self, key: tuple[str, bytes], entry: _Rendered) -> None:
+        """Count ``entry``'s new parts, then let the least recently used go until all fits."""
+        self.size -= entry.size
+        entry.size = len(key[0]) + sum(map(len, entry.parts)) + ENTRY_OVERHEAD
+        self.size += entry.size
+        while self.size > self.kept_bytes and self._docs:
+            _, gone = self._docs.popitem(last=False)
+            self.size -= gone.size
+
     def hits(self, found: DocumentHits, now_ms: float, partners: Mapping[str, str]) -> list[bytes]:
         """The hits' public JSON, nearest first, judged at ``now_ms``, as parts of a JSON array's items
         (commas included): ``answer_bytes`` joins them."""
         out: list[bytes] = []
         ages: dict[int, bytes] = {}
         docs = self._docs
+        now_ms = float(now_ms)  # compared with each figure's expiry by float.__lt__ (an int's says NotImplemented)
         with self._lock:
             if partners != self._partners:  # a partner renamed: every kept text names the old one
                 docs.clear()
+                self.size = 0
                 self._partners = dict(partners)
             for center_id, distance, doc in found:
                 if out:
                     out.append(b",")
-                key = (center_id, doc)
+                key = (center_id, hashlib.blake2b(doc, digest_size=16).digest())  # the document, not kept
                 entry = docs.get(key)
                 if entry is not None:
                     docs.move_to_end(key)
                     if entry.mask(now_ms) == entry.mask_of:
                         entry.fill(out, distance, now_ms, ages)
                         continue
-                shaped = _shape(center_id, doc, now_ms, self._partners)
+                shaped = _shape(center_id, doc, now_ms, self._partners) if len(doc) <= KEPT_DOCUMENT_MAX else None
                 self.shaped += 1
                 if shaped is None:
                     out.append(_shaped_now(center_id, distance, doc, now_ms, self._partners))
                     continue
                 if entry is None:
                     entry = docs[key] = _Rendered(shaped[0])
-                    if len(docs) > self.kept:
-                        docs.popitem(last=False)
                 entry.mask_of, entry.parts, entry.fills = entry.mask(now_ms), shaped[1], shaped[2]
                 entry.fill(out, distance, now_ms, ages)
+                self._keep(key, entry)
         return out
 
 

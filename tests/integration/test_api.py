@@ -590,6 +590,16 @@ def test_health_readiness_metrics_and_docs(api: httpx.Client) -> None:
     metrics = api.get("/metrics").text
     assert 'centers_http_request_duration_seconds_count{method="GET",route="/v1/centers/near",status="200"}' in metrics
     assert "centers_lookups_total" in metrics and "centers_pushes_total" in metrics
+
+    def lookups(result: str) -> float:
+        line = f'centers_lookups_total{{audience="public",result="{result}"}} '
+        found = [row for row in api.get("/metrics").text.splitlines() if row.startswith(line)]
+        return float(found[0][len(line) :]) if found else 0.0
+
+    before = lookups("found"), lookups("empty")
+    assert api.get("/v1/centers/near", params={"zip": "02139"}).json()["count"] >= 1
+    assert api.get("/v1/centers/near", params={"zip": "99950", "radius_mi": 1}).json()["count"] == 0
+    assert (lookups("found"), lookups("empty")) == (before[0] + 1, before[1] + 1)
     assert 'centers_feed_runs_total{feed="harbor"}' in metrics
     spec = api.get("/openapi.json").json()
     assert {"/v1/centers/near", "/v1/centers/{center_id}", "/v1/feeds/{feed_id}/records"} <= set(spec["paths"])

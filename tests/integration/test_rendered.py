@@ -80,10 +80,12 @@ def shaped_anew(p: lookup.NearPlan, found: DocumentHits) -> dict[str, Any]:
 
 
 def rendered(renderer: HitRenderer, p: lookup.NearPlan, found: DocumentHits) -> dict[str, Any]:
+    """The rendered answer, checked byte for byte against shaping anew (as the route did: ``orjson.dumps``)."""
     answer = lookup.answer_near(p, no_hits(found), "public")
-    parts = renderer.hits(found, p.now.timestamp() * 1000, PARTNERS)
-    data: dict[str, Any] = orjson.loads(answer_bytes(answer, len(found), parts))
-    return data
+    data = answer_bytes(answer, len(found), renderer.hits(found, p.now.timestamp() * 1000, PARTNERS))
+    assert data == orjson.dumps(shaped_anew(p, found))
+    body: dict[str, Any] = orjson.loads(data)
+    return body
 
 
 def levels(body: dict[str, Any], center_id: str) -> dict[str, dict[str, Any]]:
@@ -98,9 +100,7 @@ def test_the_same_answer_as_shaping_anew_at_every_moment(varied: Store) -> None:
     for minutes in moments:
         p, found = documents(varied, NOW + timedelta(minutes=minutes))
         assert len(found) >= 5
-        body = rendered(renderer, p, found)
-        assert body == shaped_anew(p, found), minutes
-        seen.append(body)
+        seen.append(rendered(renderer, p, found))
     # the answers do change with the clock: the holes and the judgement are per request
     a = [levels(b, "f:a")["detox"] for b in seen]
     assert [x["fresh"] for x in a[:3]] == [True, True, True]
@@ -116,8 +116,38 @@ def test_the_same_answer_as_shaping_anew_at_every_moment(varied: Store) -> None:
     assert d[4]["age_seconds"] == 120
     assert levels(seen[0], "f:a")["residential"]["status"] == "unknown"  # offered, nobody reports on it
     assert "age_seconds" in levels(seen[0], "f:e")["detox"]["notes"]
-    # the documents were shaped once each, and again only where a judgement changed
-    assert renderer.shaped < len(moments) * len(found)
+    # a moment seen before shapes nothing again: the judgements are the same
+    shaped = renderer.shaped
+    p, found = documents(varied, NOW + timedelta(minutes=9, seconds=30))
+    rendered(renderer, p, found)
+    assert renderer.shaped == shaped
+
+
+def test_a_figure_turns_stale_at_the_very_millisecond_its_window_ends(varied: Store) -> None:
+    """f:a's detox figure was reported 5 minutes before NOW with a 15-minute window: live until NOW + 10 min."""
+    renderer = HitRenderer()
+    ends = NOW + timedelta(minutes=10)
+    judged = []
+    for at in (ends - timedelta(milliseconds=1), ends, ends + timedelta(milliseconds=1), ends - timedelta(seconds=1)):
+        p, found = documents(varied, at)
+        judged.append(levels(rendered(renderer, p, found), "f:a")["detox"]["fresh"])
+    assert judged == [True, False, False, True]
+
+
+def test_a_whole_number_clock_is_judged_as_a_float_one() -> None:
+    """int.__lt__ says NotImplemented of a float: a clock given in whole milliseconds must still judge a window
+    written as a float (a mask of NotImplemented would never change, and a stale figure would read live)."""
+    reported = int(NOW.timestamp() * 1000)
+    group = ["f:z", "detox|pull", {"st": "available", "fs": 600.0, "rt": reported, "ct": reported, "sig": "0"}]
+    record = {"id": "f:z", "name": "Z", "services": {"levels_of_care": ["detox"]}, "sources": []}
+    doc = orjson.dumps([group]) + b"\n" + orjson.dumps(record)
+    found = DocumentHits([("f:z", 0.5, doc)])
+    renderer = HitRenderer()
+    fresh = [
+        orjson.loads(b"".join(renderer.hits(found, reported + minutes * 60_000, PARTNERS)))["availability"][0]["fresh"]
+        for minutes in (1, 11, 1)
+    ]
+    assert fresh == [True, False, True]
 
 
 def test_a_facility_known_from_two_feeds_names_both_partners(varied: Store) -> None:
@@ -135,7 +165,6 @@ def test_filters_and_distances_as_shaped_anew(varied: Store) -> None:
         p, found = documents(varied, NOW + timedelta(minutes=4), **query)
         assert found
         body = rendered(renderer, p, found)
-        assert body == shaped_anew(p, found)
         assert [r["distance_mi"] for r in body["results"]] == [round(d, 2) for _, d, _ in found]
 
 
@@ -150,12 +179,27 @@ def test_a_renamed_partner_is_named_at_once(varied: Store) -> None:
     assert "Partner F" not in {s["partner"] for r in body["results"] for s in r["sources"]}
 
 
-def test_the_kept_documents_are_bounded(varied: Store) -> None:
-    renderer = HitRenderer(kept=2)
+def test_what_is_kept_is_bounded_and_the_least_recently_used_goes_first(varied: Store) -> None:
     p, found = documents(varied, NOW)
-    for _ in range(3):
-        assert rendered(renderer, p, found) == shaped_anew(p, found)
-    assert len(renderer) == 2
+    now_ms = p.now.timestamp() * 1000
+    one = [DocumentHits([hit]) for hit in found[:3]]
+    sizes = []
+    for hits in one:
+        measure = HitRenderer()
+        measure.hits(hits, now_ms, PARTNERS)
+        sizes.append(measure.size)
+    renderer = HitRenderer(kept_bytes=sizes[0] + sizes[2] + sizes[1] // 2)
+    for i in (0, 1, 0, 2):  # the first is used again: the second is the least recently used
+        renderer.hits(one[i], now_ms, PARTNERS)
+    assert len(renderer) == 2 and renderer.size == sizes[0] + sizes[2] <= renderer.kept_bytes
+    shaped = renderer.shaped
+    renderer.hits(one[0], now_ms, PARTNERS)
+    renderer.hits(one[2], now_ms, PARTNERS)
+    assert renderer.shaped == shaped  # both kept
+    renderer.hits(one[1], now_ms, PARTNERS)
+    assert renderer.shaped == shaped + 1  # it was not
+    for _ in range(2):
+        assert rendered(renderer, p, found) is not None  # byte for byte, whatever is kept
 
 
 def test_a_record_carrying_a_field_named_like_a_hole_is_shaped_per_request() -> None:
@@ -174,3 +218,37 @@ def test_a_record_carrying_a_field_named_like_a_hole_is_shaped_per_request() -> 
     hit = lookup._hit(("f:x", 0.25, *read_doc(doc)), now_ms, "public")
     assert first == [public_center(hit.as_dict(), PARTNERS)]
     assert len(renderer) == 0  # nothing kept of it
+
+
+def test_a_record_carrying_a_holes_text_is_shaped_per_request() -> None:
+    """The stand-ins' text written by the record itself (not in a string: in a value) is found twice: the
+    document is shaped per request, and reads as it would anew."""
+    record = {
+        "id": "f:y",
+        "name": "Y",
+        "address": {"city": "Boston", "age_seconds": -900000000},
+        "services": {"levels_of_care": ["detox"]},
+        "sources": [{"id": "f:y", "feed_id": "f", "source_id": "y"}],
+    }
+    groups = [
+        [
+            "f:y",
+            "detox|pull",
+            {
+                "st": "available",
+                "fs": 900,
+                "rt": int(NOW.timestamp() * 1000) - 60_000,
+                "ct": int(NOW.timestamp() * 1000),
+                "sig": "0",
+            },
+        ]
+    ]
+    doc = orjson.dumps(groups) + b"\n" + orjson.dumps(record)
+    found = DocumentHits([("f:y", 0.5, doc)])
+    renderer = HitRenderer()
+    now_ms = NOW.timestamp() * 1000
+    got = b"".join(renderer.hits(found, now_ms, PARTNERS))
+    hit = lookup._hit(("f:y", 0.5, *read_doc(doc)), now_ms, "public")
+    assert got == orjson.dumps(public_center(hit.as_dict(), PARTNERS))
+    assert orjson.loads(got)["availability"][0]["age_seconds"] == 60
+    assert len(renderer) == 0
