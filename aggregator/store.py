@@ -1095,6 +1095,12 @@ class Store:
         )
         return self._hits(self._call("searching", lambda: self._evalsha(self._near, keys, args)))
 
+    def search_documents(self, **search: Any) -> DocumentHits:
+        """``search`` (the same arguments) with each hit's read document as Redis returned it, not decoded
+        (``read_doc`` decodes one): what the search itself costs, without the reading."""
+        keys, args = self._search_command(**search)
+        return self._documents(self._call("searching", lambda: self._evalsha(self._near, keys, args)))
+
     def _search_command(
         self,
         *,

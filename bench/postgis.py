@@ -18,6 +18,8 @@ first and filtering. ``--gin`` adds a GIN index on each: the planner then ANDs a
 Then for the same origins, all kinds interleaved in random order per origin, it times:
 
 * floor: ``GEOSEARCH ... BYRADIUS 25 mi ASC COUNT 10``, ids only (redis-py, same connection);
+* near()'s search alone (``Store.search_documents``: the script's reply, each hit's document not decoded),
+  which says how much of ``near()`` is Redis's work and how much the reading and shaping in Python;
 * ``near()`` unfiltered; with detox AND (medicaid OR sliding scale); with ``available_only``;
 * PostGIS, the same three shapes, one prepared KNN statement each returning id, distance and the record
   (``WHERE ST_DWithin(geog, p, r, false) [AND filters] ORDER BY geog <-> p LIMIT 10``, sphere distances as
@@ -48,7 +50,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator.local.redis_process import RedisProcess
-from aggregator.lookup import near
+from aggregator.lookup import near, plan_near
 from aggregator.model import OPEN_STATUSES, Availability, Center
 from aggregator.store import Store
 from bench._stack import pct, preamble
@@ -239,8 +241,13 @@ def measure(
 
         return run
 
+    def search(lat: float, lon: float) -> int:  # near()'s search alone: its script's reply, not decoded or shaped
+        plan = plan_near(latitude=lat, longitude=lon, radius_mi=radius, limit=limit, now=now)
+        return len(store.search_documents(**plan.search()))
+
     kinds: list[tuple[str, Callable[[float, float], int]]] = [
         ("floor", floor),
+        ("search", search),
         ("near", lookup()),
         ("near filtered", lookup(**FILTERS)),
         ("near available", lookup(available_only=True)),
@@ -300,7 +307,7 @@ def measure(
             n = fn(lat, lon)
             samples[name].append(time.perf_counter() - a)
             hits[name] += n
-    assert hits["near"] == hits["floor"], "near() must find what GEOSEARCH finds when unfiltered"
+    assert hits["near"] == hits["floor"] == hits["search"], "near() must find what GEOSEARCH finds when unfiltered"
 
     def p(name: str, q: float) -> float:
         return pct(samples[name], q) * 1e6
@@ -308,6 +315,7 @@ def measure(
     print(f"queries: {len(origins)} origins, radius {radius:g} mi, limit {limit}; each kind interleaved")
     labels = {
         "floor": "floor: bare GEOSEARCH, ids only",
+        "search": "near()'s search script alone, not read",
         "near": "near() unfiltered, full records",
         "near filtered": "near() detox AND (medicaid|sliding)",
         "near available": "near() available_only",

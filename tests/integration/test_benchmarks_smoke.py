@@ -53,6 +53,7 @@ def test_postgis_comparison_runs_with_or_without_postgis() -> None:
     out = run("postgis.py", "--centers", "600", "--queries", "30", timeout=120)
     assert "machine:" in out and "command: python bench/postgis.py" in out
     assert "floor: bare GEOSEARCH" in out and "near() unfiltered" in out and "near() available_only" in out
+    assert "near()'s search script alone" in out
     assert ("PostGIS comparison skipped: " in out) != ("PostGIS KNN available_only" in out), out
     if "PostGIS KNN" in out:
         assert "near() / PostGIS, same shape" in out

@@ -81,7 +81,7 @@ def test_facility_index_and_geo_changes_follow_the_tokens_as_read() -> None:
     )
     plan = plan_of(
         {detox.id: [detox], "beds:left": []},
-        {detox.id: ({"loc:residential", "pay:medicaid"}, {("npi", "2")}), "beds:left": ({"loc:detox"}, {("npi", "9")})},
+        {detox.id: ({"loc:residential"}, {("npi", "2")}), "beds:left": ({"loc:detox"}, {("npi", "9")})},
     )
     diff = diff_facilities(KEYS, plan)
     written = {c.facility: c for c in diff.facilities}
@@ -90,7 +90,8 @@ def test_facility_index_and_geo_changes_follow_the_tokens_as_read() -> None:
     assert written[detox.id].identifiers_added == [("npi", "1")]
     assert written[detox.id].identifiers_removed == [("npi", "2")]
     assert written["beds:left"].fields is None and written["beds:left"].identifiers_removed == [("npi", "9")]
-    assert diff.index_add == {"loc:detox": [detox.id]}
+    # a level of care is indexed by its GEO set alone; removals still reach the ix:loc sets earlier releases kept
+    assert diff.index_add == {"pay:medicaid": [detox.id]}
     assert diff.index_rem == {"loc:residential": [detox.id], "loc:detox": ["beds:left"]}
     assert diff.geo_add == {
         KEYS.geo: [detox.longitude, detox.latitude, detox.id],
