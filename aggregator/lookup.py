@@ -482,8 +482,9 @@ def _levels(
 
 def _view(entry: tuple[bool, int, dict[str, Any]], now_ms: float, public: bool) -> dict[str, Any]:
     fresh, rt, view = entry
-    del view["rt"], view["sig"]  # freshness_seconds stays: the window this figure is judged by
+    del view["rt"]  # freshness_seconds stays: the window this figure is judged by
     view.pop("wo", None)
+    view.pop("sig", None)  # observations stored before 2026-12-07 carry a digest of their figures
     view["age_seconds"] = int(now_ms - rt) // 1000 if now_ms > rt else 0
     view["fresh"] = fresh
     if public:

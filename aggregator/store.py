@@ -224,28 +224,15 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def observation_json(obs: Availability) -> bytes:
-    """The stored form (see ``OBSERVATION_DEFAULTS``), with ``sig``, a digest of the figures: an unchanged
-    figure keeps its changed_at (lua/observe.lua)."""
+    """The stored form (see ``OBSERVATION_DEFAULTS``): an unchanged figure keeps its changed_at, compared figure
+    by figure (lua/observe.lua)."""
     data: dict[str, Any] = {"st": obs.status.value, "fs": obs.freshness_seconds}
-    accepting = obs.accepting.value if obs.accepting else None
-    next_at = obs.next_appointment_at
-    figures = (
-        obs.status.value,
-        obs.beds_available,
-        obs.beds_total,
-        accepting,
-        obs.waitlist_size,
-        obs.notes,
-        obs.appointments_available,
-        next_at.isoformat() if next_at else None,
-    )
     for name, short in _SHORT.items():
         value = getattr(obs, name)
         if value != OBSERVATION_DEFAULTS[name]:  # an enum is stored as its value (orjson)
             data[short] = _iso(_us(value)) if isinstance(value, datetime) else value
     _stamp(data, "rt", "ru", obs.reported_at)
     _stamp(data, "ct", "cu", obs.checked_at)
-    data["sig"] = hashlib.blake2b(orjson.dumps(figures), digest_size=8).hexdigest()
     return orjson.dumps(data)
 
 
@@ -312,7 +299,6 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
                     "reported_by": o.get("rb", ""),
                     "record": record,
                     "rt": rt,
-                    "sig": o["sig"],
                     "wo": o.get("wo"),
                 }
             )

@@ -2,13 +2,30 @@
 --
 -- KEYS  a:{center_id} of each observation, in order
 -- ARGV  prefix, order, then per observation: field ("{level}|{source}"), its stored form (store.observation_json)
--- Each carries rt (reported_at, epoch milliseconds: exact in Lua's doubles; ru the microseconds left over) and sig
--- (a digest of the figures). Its changed time moves only when the figures change: ch (and chu) when it differs
+-- Each carries rt (reported_at, epoch milliseconds: exact in Lua's doubles; ru the microseconds left over). Its
+-- changed time moves only when the figures change (compared one by one; the release before compared a digest,
+-- sig, which observations it stored still carry): ch (and chu) when it differs
 -- from rt (and ru), chi (ISO text) when carried from an observation stored before the compact form. order (epoch
 -- ms: a push's acceptance, a run's start) breaks a tie of equal report times: of two pushes stamped the same
 -- second, the one accepted later wins, whichever is applied last. It is kept with the observation as wo; ct
 -- (checked_at, ms) is left out when it is the same (readers take wo).
 -- Rebuilds the read document of every facility it wrote to. Returns {written, stale}.
+-- an observation's figures (what its changed time follows), by stored name: the long name of the form kept before
+local FIGURES = {st = 'status', ba = 'beds_available', bt = 'beds_total', ac = 'accepting', wl = 'waitlist_size',
+                 no = 'notes', ap = 'appointments_available', na = 'next_appointment_at'}
+-- a figure of an observation in either form, nil at its default (the compact form leaves defaults out)
+local function figure(o, short)
+  local v = o[short]
+  if v == nil and o.st == nil then v = o[FIGURES[short]] end
+  if v == cjson.null or (short == 'no' and v == '') then return nil end
+  return v
+end
+local function same_figures(a, b)
+  for short in pairs(FIGURES) do
+    if figure(a, short) ~= figure(b, short) then return false end
+  end
+  return true
+end
 local prefix = ARGV[1]
 local order = tonumber(ARGV[2])
 local written, stale = 0, 0
@@ -26,7 +43,7 @@ for i, key in ipairs(KEYS) do
     local old = cjson.decode(cur)
     if new.rt < old.rt or (new.rt == old.rt and old.wo and old.wo ~= cjson.null and order < old.wo) then
       apply = false
-    elseif new.sig == old.sig then  -- the same figures: they changed when the old ones did
+    elseif same_figures(new, old) then  -- the same figures: they changed when the old ones did
       if old.st == nil then  -- stored before the compact form: its changed_at is ISO text
         if old.changed_at and old.changed_at ~= cjson.null then new.chi = old.changed_at end
       elseif old.chi then

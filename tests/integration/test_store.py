@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -249,7 +250,7 @@ def test_observations_stored_before_the_compact_form_are_read_and_carried(store:
         "freshness_seconds": 900,
         "record": "f:a",
         "rt": int(reported.timestamp() * 1000),
-        "sig": orjson.loads(observation_json(observation(c, beds_available=4)))["sig"],
+        "sig": "5b0c2fd3c6e1a7d4",  # a digest of its figures, as that release kept (no longer compared)
         "wo": 1,
     }
     store.redis.hset(store.keys.availability("f:a"), "detox|pull", orjson.dumps(old))
@@ -340,3 +341,27 @@ def test_a_checked_time_equal_to_the_write_order_is_stored_once(store: Store) ->
         "detox": "2026-11-27T15:00:00Z",
         "residential": "2026-11-27T14:59:52.999750Z",
     }
+
+
+def test_an_observation_of_the_compact_form_before_keeps_its_changed_time_while_its_figures_do(store: Store) -> None:
+    """The release before stored a digest of the figures (sig) and compared digests; figures are now compared
+    one by one, in either form: the same figures keep their changed time, other figures move it."""
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox"])
+    store.replace_feed("f", [c], [], now=NOW, source="pull")
+    reported = int((NOW - timedelta(minutes=30)).timestamp() * 1000)
+    kept = {"st": "limited", "fs": 900, "ba": 2, "bt": 12, "rt": reported, "ct": reported, "ch": reported - 3_600_000}
+    kept |= {"sig": "0f1e2d3c4b5a6978", "wo": reported}
+    store.redis.hset(store.keys.availability("f:a"), "detox|pull", orjson.dumps(kept))
+    assert b"sig" not in observation_json(observation(c, "detox", "limited", beds_available=2, beds_total=12))
+
+    def changed_after(**figures: Any) -> str:
+        at = ago(minutes=20 - len(figures))
+        store.record_observations([observation(c, "detox", reported_at=at, checked_at=at, **figures)])
+        found = store.get_center("f:a")
+        assert found is not None
+        return str(found[1][0]["changed_at"])
+
+    assert changed_after(status="limited", beds_available=2, beds_total=12) == "2026-11-27T13:30:00Z"
+    assert changed_after(status="limited", beds_available=2, beds_total=12, notes="") == "2026-11-27T13:30:00Z"
+    moved = changed_after(status="limited", beds_available=1, beds_total=12, notes="x")
+    assert moved == "2026-11-27T14:44:00Z"
