@@ -412,6 +412,12 @@ class DocumentHits(list[tuple[str, float, bytes]]):
     stopped: bool = False
 
 
+def _decoded(found: DocumentHits) -> SearchHits:
+    hits = SearchHits((center_id, distance, *_read_doc(doc)) for center_id, distance, doc in found)
+    hits.stopped = found.stopped
+    return hits
+
+
 def read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A read document (``DocumentHits``) as readers use it: the facility's composed record and its
     observations, fresh objects each call (the caller may change them)."""
@@ -1122,16 +1128,9 @@ class Store:
         keys = [self.keys.geo_level(lv) for lv in levels] if level_filter and levels else [self.keys.geo]
         return keys, args
 
-    @staticmethod
-    def _hits(raw: list[Any]) -> SearchHits:
-        hits = SearchHits()
-        if len(raw) % 3 == 1:  # the script stopped after max_examined candidates
-            hits.stopped = True
-            raw = raw[:-1]
-        for i in range(0, len(raw), 3):
-            record, observations = _read_doc(raw[i + 2])
-            hits.append((raw[i].decode(), float(raw[i + 1]), record, observations))
-        return hits
+    @classmethod
+    def _hits(cls, raw: list[Any]) -> SearchHits:
+        return _decoded(cls._documents(raw))
 
     @staticmethod
     def _documents(raw: list[Any]) -> DocumentHits:
@@ -1151,9 +1150,7 @@ class Store:
         search runs: (ms until the window ends, no hits); else (None, the hits). A store without an asyncio
         client (one built on a client handed in, not ``from_url``) runs the same call in a worker thread."""
         retry_ms, found = await self.count_and_search_documents(client, window_ms, allowed, search)
-        hits = SearchHits((center_id, distance, *_read_doc(doc)) for center_id, distance, doc in found)
-        hits.stopped = found.stopped
-        return retry_ms, hits
+        return retry_ms, _decoded(found)
 
     async def count_and_search_documents(
         self, client: str, window_ms: int, allowed: int, search: Mapping[str, Any]
