@@ -856,7 +856,7 @@ def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
         for t in want - prev_tokens:
             if not t.startswith("loc:"):  # a level of care is searched in its own GEO index (geo:loc:{level})
                 index_add[t].append(fid)
-        for t in prev_tokens - want:  # ix:loc:* too: such sets written by earlier releases empty out
+        for t in prev_tokens - want:  # ix:loc:* too (sets earlier releases kept: a level dropped leaves them)
             index_rem[t].append(fid)
         new_geo = set(keys.geo_keys(want)) if located and indexed else set()
         for key in set(keys.geo_keys(prev_tokens)) | {keys.geo}:
@@ -1120,6 +1120,8 @@ class Store:
             len(groups),
         ]
         for group in groups:
+            if any(token.startswith("loc:") for token in group):  # no ix:loc set is kept: it would find nothing
+                raise ValueError("a level of care is searched with levels=, not as an index token")
             args.append(len(group))
             args.extend(group)
         args.append(len(levels))

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from aggregator import lookup
 from aggregator.store import OBSERVATION_DEFAULTS, Store, observation_json
@@ -51,7 +52,7 @@ def test_a_center_that_left_its_feed_leaves_every_index(store: Store) -> None:
     assert result.removed == 1
     r, k = store.redis, store.keys
     assert r.zscore(k.geo, "f:a") is None
-    assert not r.sismember(k.index("loc:detox"), "f:a")
+    assert r.zscore(k.geo_level("detox"), "f:a") is None and r.zscore(k.geo_level("detox"), "f:b") is not None
     assert not r.exists(k.index("lang:es"))
     assert not r.exists(k.center("f:a"), k.availability("f:a"))
     assert store.feed_members("f") == {"f:b"}
@@ -156,7 +157,7 @@ def test_inactive_centers_are_kept_but_not_searchable(store: Store) -> None:
     store.replace_feed("f", [center("f", "a", 42.36, -71.1, status="inactive", levels_of_care=["detox"])], [], now=NOW)
     assert store.get_center("f:a") is not None
     assert store.count_located() == 0
-    assert not store.redis.exists(store.keys.index("loc:detox"))
+    assert store.redis.zscore(store.keys.geo_level("detox"), "f:a") is None
 
 
 def test_observations_of_unknown_centers_are_not_written(store: Store) -> None:
@@ -302,8 +303,8 @@ def test_a_mask_kept_before_records_were_packed_reads_as_it_was(store: Store) ->
 
 
 def test_levels_of_care_are_indexed_by_their_geo_sets_only(store: Store) -> None:
-    """A level filter searches geo:loc:{level}; no ix:loc set is kept beside it (nothing read it), and such a
-    set written by an earlier release empties out as its facilities change."""
+    """A level filter searches geo:loc:{level}; no ix:loc set is kept beside it (nothing read it); a facility
+    that drops a level leaves such a set an earlier release wrote."""
     r, k = store.redis, store.keys
     a = center("f", "a", 42.36, -71.1, levels_of_care=["detox"], payment=["medicaid"])
     store.replace_feed("f", [a], [observation(a)], now=NOW, source="pull")
@@ -365,3 +366,68 @@ def test_an_observation_of_the_compact_form_before_keeps_its_changed_time_while_
     assert changed_after(status="limited", beds_available=2, beds_total=12, notes="") == "2026-11-27T13:30:00Z"
     moved = changed_after(status="limited", beds_available=1, beds_total=12, notes="x")
     assert moved == "2026-11-27T14:44:00Z"
+
+
+def test_a_level_given_as_an_index_token_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="levels="):
+        store.search(longitude=-71.1, latitude=42.36, radius_mi=1, limit=1, now=NOW, groups=[["loc:detox"]])
+
+
+FIGURE_CHANGES = {
+    "status": {"status": "full"},
+    "beds_available": {"beds_available": 1},
+    "beds_total": {"beds_total": 13},
+    "accepting": {"accepting": "existing_only"},
+    "waitlist_size": {"waitlist_size": 4},
+    "notes": {"notes": "call first"},
+    "appointments_available": {"appointments_available": 3},
+    "next_appointment_at": {"next_appointment_at": datetime(2026, 11, 28, 9, 0, tzinfo=UTC)},
+}
+
+
+@pytest.mark.parametrize("changed", sorted(FIGURE_CHANGES))
+def test_each_figure_moves_the_changed_time_and_reported_by_does_not(store: Store, changed: str) -> None:
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox"])
+    store.replace_feed("f", [c], [], now=NOW, source="pull")
+    base = {"status": "limited", "beds_available": 2, "beds_total": 12}
+
+    def changed_at(minutes: int, **figures: Any) -> str:
+        store.record_observations([observation(c, "detox", reported_at=ago(minutes=minutes), **figures)])
+        found = store.get_center("f:a")
+        assert found is not None
+        return str(found[1][0]["changed_at"])
+
+    first = changed_at(30, **base)
+    assert changed_at(25, **base, reported_by="desk") == first  # who reported it is not a figure
+    assert changed_at(20, **base | FIGURE_CHANGES[changed]) == "2026-11-27T14:40:00Z"
+
+
+def test_a_long_form_observation_with_its_defaults_written_out_keeps_or_moves_its_changed_time(store: Store) -> None:
+    """The long form kept before the compact one wrote every default (null figures, an empty note)."""
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox"])
+    store.replace_feed("f", [c], [], now=NOW, source="pull")
+    reported = NOW - timedelta(minutes=30)
+    stamp = reported.isoformat().replace("+00:00", "Z")
+    old = {**OBSERVATION_DEFAULTS, "level_of_care": "detox", "source": "pull", "status": "limited"}
+    old |= {"beds_available": 2, "reported_at": stamp, "checked_at": stamp, "changed_at": "2026-01-01T00:00:00Z"}
+    old |= {"freshness_seconds": 900, "record": "f:a", "rt": int(reported.timestamp() * 1000), "wo": 1}
+    assert old["notes"] == "" and old["beds_total"] is None
+    key = store.keys.availability("f:a")
+    store.redis.hset(key, "detox|pull", orjson.dumps(old))
+    store.record_observations([observation(c, "detox", "limited", beds_available=2, reported_at=ago(minutes=20))])
+    found = store.get_center("f:a")
+    assert found is not None and found[1][0]["changed_at"] == "2026-01-01T00:00:00Z"
+    store.redis.hset(key, "detox|pull", orjson.dumps(old))
+    store.record_observations([observation(c, "detox", "limited", beds_available=1, reported_at=ago(minutes=20))])
+    found = store.get_center("f:a")
+    assert found is not None and found[1][0]["changed_at"] == "2026-11-27T14:40:00Z"
+
+
+def test_a_checked_time_with_microseconds_on_the_write_order_reads_back_whole(store: Store) -> None:
+    c = center("f", "a", 42.36, -71.1, levels_of_care=["detox"])
+    checked = NOW + timedelta(microseconds=417)
+    store.replace_feed("f", [c], [observation(c, checked_at=checked)], now=NOW, source="pull")
+    stored = orjson.loads(store.redis.hget(store.keys.availability("f:a"), "detox|pull") or b"{}")
+    assert "ct" not in stored and stored["cu"] == 417
+    found = store.get_center("f:a")
+    assert found is not None and found[1][0]["checked_at"] == "2026-11-27T15:00:00.000417Z"
