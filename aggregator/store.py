@@ -353,9 +353,10 @@ def unpack(stored: bytes) -> bytes:
     return text if d.eof else text + d.flush()
 
 
-def _read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A read document (lua/readdoc.lua: its observation groups' JSON, a newline, the facility's composed record
-    as stored) as readers use it: the record and its observations."""
+    as stored; ``DocumentHits``) as readers use it: the record and its observations, fresh objects each call (the
+    caller may change them)."""
     if doc[1:2] == b"{":  # composed before records were packed: [record, [observation...]] (a staged write's mask)
         record, observations = orjson.loads(doc)
         return record, _observations(observations)
@@ -413,15 +414,9 @@ class DocumentHits(list[tuple[str, float, bytes]]):
 
 
 def _decoded(found: DocumentHits) -> SearchHits:
-    hits = SearchHits((center_id, distance, *_read_doc(doc)) for center_id, distance, doc in found)
+    hits = SearchHits((center_id, distance, *read_doc(doc)) for center_id, distance, doc in found)
     hits.stopped = found.stopped
     return hits
-
-
-def read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A read document (``DocumentHits``) as readers use it: the facility's composed record and its
-    observations, fresh objects each call (the caller may change them)."""
-    return _read_doc(doc)
 
 
 @dataclass
@@ -1206,7 +1201,7 @@ class Store:
         doc = self._call("reading a center", lambda: self._evalsha(self._get, [], [self.keys.prefix, center_id]))
         if doc is None:
             return None
-        return _read_doc(doc)
+        return read_doc(doc)
 
     def facility_of(self, record_id: str) -> str | None:
         fac = self._call("reading a link", lambda: self.redis.hget(self.keys.record(record_id), "fac"))
