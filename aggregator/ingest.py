@@ -172,26 +172,31 @@ class RowMemo:
     repairs: tuple[str, ...] = ()
     rejected_levels: tuple[str, ...] = ()
 
-    def encode(self) -> bytes:
-        return orjson.dumps(
-            [
-                self.center_id,
-                self.source_id,
-                self.digest.decode(),
-                self.latest_ms,
-                self.observations,
-                [[p.record, p.field, p.reason] for p in self.problems],
-                self.unmapped,
-                self.repairs,
-                self.rejected_levels,
-            ]
-        )
+    def encode(self, feed_id: str = "") -> bytes:
+        """Kept compact (a feed keeps one a row): the center id left out (null) when it is the feed's own id of
+        the source id, the lists of what normalizing noticed left out at the end when empty."""
+        fields: list[Any] = [
+            None if feed_id and self.center_id == f"{feed_id}:{self.source_id}" else self.center_id,
+            self.source_id,
+            self.digest.decode(),
+            self.latest_ms,
+            self.observations,
+            [[p.record, p.field, p.reason] for p in self.problems],
+            self.unmapped,
+            self.repairs,
+            self.rejected_levels,
+        ]
+        while len(fields) > 5 and not fields[-1]:
+            fields.pop()
+        return orjson.dumps(fields)
 
     @classmethod
-    def decode(cls, raw: bytes) -> RowMemo:
-        cid, sid, digest, latest, n, problems, unmapped, repairs, levels = orjson.loads(raw)
+    def decode(cls, raw: bytes, feed_id: str = "") -> RowMemo:
+        """What ``encode`` kept, for the same feed."""
+        cid, sid, digest, latest, n, *rest = orjson.loads(raw)
+        problems, unmapped, repairs, levels = (*rest, [], [], [], [])[:4]
         return cls(
-            cid,
+            f"{feed_id}:{sid}" if cid is None else cid,
             sid,
             digest.encode(),
             latest,
@@ -307,9 +312,9 @@ class Normalized:
             digest = digests.get(cid)
             memo = RowMemo.of(result, digest, ctx) if digest is not None else None
             if memo is not None:
-                out[row] = memo.encode()
+                out[row] = memo.encode(ctx.feed_id)
         for memo_row, memo in self.kept_rows.items():
-            out[memo_row] = memo.encode()
+            out[memo_row] = memo.encode(ctx.feed_id)
         return out
 
 
@@ -342,7 +347,7 @@ def normalize_rows(
         report.records += 1
         row = row_digest(raw) if memos is not None else b""
         memo_raw = memos.get(row) if memos else None
-        memo = RowMemo.decode(memo_raw) if memo_raw is not None else None
+        memo = RowMemo.decode(memo_raw, ctx.feed_id) if memo_raw is not None else None
         result: NormalizedRecord | RowMemo
         if memo is not None:
             result, label, center_id, latest = memo, memo.source_id, memo.center_id, memo.latest_ms

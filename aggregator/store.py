@@ -61,7 +61,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import orjson
 import redis
@@ -199,11 +199,13 @@ def observation_field(obs: Availability) -> str:
     return f"{obs.level_of_care.value}|{obs.source.value}"
 
 
-#: an observation's stored form (compact: about a third of its JSON): short names, times as epoch milliseconds
-#: (``rt`` reported, ``ct`` checked, ``ch`` changed when it differs from reported) with any microseconds left
-#: over beside them (``ru``, ``cu``, ``chu``), and nothing a reader can tell from where it is stored: its level
-#: and source are the hash field ("{level}|{source}"), the record it is about the key (a:{record}). Fields at
-#: their default are left out. ``_observations`` puts everything back as documents are read.
+#: an observation's stored form: a JSON array of its fields by position (``SLOTS``), short names below, times as
+#: epoch milliseconds (``rt`` reported, ``ct`` checked, ``ch`` changed when it differs from reported) with any
+#: microseconds left over beside them (``ru``, ``cu``, ``chu``: 0 when none), and nothing a reader can tell from
+#: where it is stored: its level and source are the hash field ("{level}|{source}"), the record it is about the
+#: key (a:{record}). Fields at their default are null, and left out at the end. ``_observations`` puts everything
+#: back as documents are read; ``stored_observation`` names the fields. Forms kept by earlier releases are read as
+#: they are: the same short names in a JSON object (2026-12-06), the long form before it.
 OBSERVATION_DEFAULTS: dict[str, Any] = {
     name: f.default for name, f in Availability.model_fields.items() if not f.is_required() and name != "changed_at"
 }
@@ -219,13 +221,20 @@ _SHORT = {
     "reported_by": "rb",
 }
 assert set(_SHORT) == set(OBSERVATION_DEFAULTS), "every optional figure needs a stored name"
+#: the stored form's positions, the most used first (lua/readdoc.lua has the same list): status, freshness window,
+#: reported ms, write order ms (observe.lua sets it), the microseconds of reported and checked, beds available and
+#: total, changed ms and its microseconds, checked ms (when not the write order), the other figures, and the
+#: changed time as ISO text (carried from the long form)
+SLOTS = ("st", "fs", "rt", "wo", "ru", "cu", "ba", "bt", "ch", "chu", "ct", "ac", "wl", "ap", "na", "no", "rb", "chi")
+#: slots whose 0 means none (microseconds left over)
+_ZERO_IS_NONE = frozenset({"ru", "cu", "chu"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
 def observation_json(obs: Availability) -> bytes:
-    """The stored form (see ``OBSERVATION_DEFAULTS``): an unchanged figure keeps its changed_at, compared figure
-    by figure (lua/observe.lua)."""
+    """The stored form (see ``OBSERVATION_DEFAULTS``), as observe.lua takes it (it sets the write order ``wo``, and
+    an unchanged figure keeps its changed time, compared figure by figure)."""
     data: dict[str, Any] = {"st": obs.status.value, "fs": obs.freshness_seconds}
     for name, short in _SHORT.items():
         value = getattr(obs, name)
@@ -233,7 +242,28 @@ def observation_json(obs: Availability) -> bytes:
             data[short] = _iso(_us(value)) if isinstance(value, datetime) else value
     _stamp(data, "rt", "ru", obs.reported_at)
     _stamp(data, "ct", "cu", obs.checked_at)
-    return orjson.dumps(data)
+    return orjson.dumps(_positional(data))
+
+
+def _positional(data: Mapping[str, Any]) -> list[Any]:
+    """Named fields in ``SLOTS`` order: absent ones null (0 for microseconds), none after the last present."""
+    out = [data.get(name, 0 if name in _ZERO_IS_NONE else None) for name in SLOTS]
+    while out and (out[-1] is None or (out[-1] == 0 and SLOTS[len(out) - 1] in _ZERO_IS_NONE)):
+        out.pop()
+    return out
+
+
+def stored_observation(stored: bytes | str) -> dict[str, Any]:
+    """An observation as a:{record} keeps it, by its short names (absent ones left out), whichever form it was
+    stored in (the long form of the earliest releases as it is)."""
+    o = orjson.loads(stored)
+    return _named(o) if isinstance(o, list) else o
+
+
+def _named(o: list[Any]) -> dict[str, Any]:
+    return {
+        name: v for name, v in zip(SLOTS, o, strict=False) if v is not None and not (v == 0 and name in _ZERO_IS_NONE)
+    }
 
 
 def _stamp(data: dict[str, Any], ms_name: str, us_name: str, t: datetime) -> None:
@@ -270,7 +300,9 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
         record = g[0]
         for i in range(1, len(g), 2):
             o = g[i + 1]
-            if "st" not in o:  # stored before the compact form (the oldest without their record)
+            if type(o) is list:
+                o = _named(o)
+            elif "st" not in o:  # stored before the compact form (the oldest without their record)
                 out.append({**OBSERVATION_DEFAULTS, "record": record, **o})
                 continue
             level, _, source = g[i].partition("|")
@@ -330,6 +362,10 @@ _PACK_DICTIONARY_1 = (
 )
 #: the tag byte of a value deflated against ``_PACK_DICTIONARY_1`` (JSON never starts with it)
 _PACKED_1 = b"\x01"
+#: a composed record kept as this byte alone: the facility is its founding record alone, composed as it is read
+#: (``facility.single`` of ``r:{facility}`` j; ``diff_facilities``). A read document carries the byte, then that
+#: record as stored (lua/readdoc.lua).
+COMPOSED_FROM_RECORD = b"\x02"
 _PACKER = threading.local()
 
 
@@ -361,7 +397,35 @@ def read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         record, observations = orjson.loads(doc)
         return record, _observations(observations)
     nl = doc.index(b"\n")
-    return orjson.loads(unpack(doc[nl + 1 :])), _observations(orjson.loads(doc[:nl]))
+    return composed(doc[nl + 1 :]), _observations(orjson.loads(doc[:nl]))
+
+
+def composed(stored: bytes) -> dict[str, Any]:
+    """A composed record as a read document carries it (or c:{facility} j keeps it, with its founding record's
+    JSON after ``COMPOSED_FROM_RECORD``): packed, plain JSON, or to compose from its one record."""
+    if stored[:1] == COMPOSED_FROM_RECORD:
+        if len(stored) == 1:
+            raise ValueError("a facility composed from its founding record, which is missing")
+        return facility.single(orjson.loads(unpack(stored[1:])))
+    return cast(dict[str, Any], orjson.loads(unpack(stored)))
+
+
+#: a link explanation (r:{record} why) kept as this byte alone: ``founded_alone``, the most common one
+FOUNDED_ALONE = b"\x03"
+
+
+def founded_alone(record_id: str) -> dict[str, Any]:
+    """The explanation of a record that founded its own facility, no other being near (``Store._plan_links``)."""
+    return {"facility": record_id, "decision": "new", "rule": "no candidate nearby", "scores": {}}
+
+
+def _composed_or_none(stored: bytes | None, founder: bytes | None) -> dict[str, Any] | None:
+    """c:{facility} j as read beside r:{facility} j (the founding record, for ``COMPOSED_FROM_RECORD``)."""
+    if not stored:
+        return None
+    if stored == COMPOSED_FROM_RECORD:
+        return composed(stored + founder) if founder else None
+    return composed(stored)
 
 
 def _ms(t: datetime) -> int:
@@ -809,10 +873,15 @@ class FacilityDiff:
     geo_rem: dict[str, list[str]] = field(default_factory=dict)
 
 
-def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
+def diff_facilities(keys: Keys, plan: LinkPlan, records: Mapping[str, bytes] | None = None) -> FacilityDiff:
     """Pure: every facility whose members change, composed again (``plan.centers``) and compared with its index
     tokens and identifiers as read (``plan.previous``): its hash, identifier, filter-index and GEO changes. A
-    facility left with no record leaves every index."""
+    facility left with no record leaves every index.
+
+    ``records``: the JSON of the feed records this write stores (record id -> bytes, as ``r:{record}`` j gets
+    them). A facility founded by one of them and composed of it alone keeps ``COMPOSED_FROM_RECORD`` as its
+    composed record when ``facility.single`` of that JSON gives exactly the composed one: readers compose it as
+    they read (lua/readdoc.lua)."""
     out = FacilityDiff()
     index_add: dict[str, list[str]] = defaultdict(list)
     index_rem: dict[str, list[str]] = defaultdict(list)
@@ -834,11 +903,17 @@ def diff_facilities(keys: Keys, plan: LinkPlan) -> FacilityDiff:
         want = set(tokens) if indexed else set()
         ids = set(facility.identifiers(doc))
         located = doc["latitude"] is not None and doc["longitude"] is not None
+        body = orjson.dumps(doc)
+        own = records.get(fid) if records and len(members) == 1 and members[0].center.id == fid else None
+        if own is not None and orjson.dumps(facility.single(orjson.loads(own))) == body:
+            stored = COMPOSED_FROM_RECORD
+        else:
+            stored = pack(body)
         out.facilities.append(
             FacilityChange(
                 fid,
                 {
-                    "j": pack(orjson.dumps(doc)),
+                    "j": stored,
                     "p": "1" if located and indexed else "0",
                     "t": " ".join(sorted(want)),
                     "m": " ".join(sorted(c.center.id for c in members)),
@@ -1210,6 +1285,8 @@ class Store:
     def link_explanation(self, record_id: str) -> dict[str, Any] | None:
         """Why a record was linked to its facility (rule and scores), when it was matched."""
         raw = self._call("reading a link", lambda: self.redis.hget(self.keys.record(record_id), "why"))
+        if raw == FOUNDED_ALONE:
+            return founded_alone(record_id)
         return orjson.loads(unpack(raw)) if raw else None
 
     def _members(self, key: str) -> set[str]:
@@ -1340,7 +1417,7 @@ class Store:
         return [
             _str(x)
             for ids in staging.pieces(facility_ids, staging.SCRIPT_ITEMS)
-            for x in self._fingerprint(keys=[self.keys.center(i) for i in ids], args=[])
+            for x in self._fingerprint(keys=[self.keys.center(i) for i in ids], args=[self.keys.prefix])
         ]
 
     def _plan_staged(
@@ -1628,9 +1705,9 @@ class Store:
                 "fac": plan.link[rid],
             }
             if why is not None:
-                fields_["why"] = pack(orjson.dumps(why))
+                fields_["why"] = FOUNDED_ALONE if why == founded_alone(rid) else pack(orjson.dumps(why))
             q.hset(k.record(rid), mapping=fields_)
-        self._queue_facilities(q, plan, result)
+        self._queue_facilities(q, plan, result, {rid: record for rid, (record, _) in diff.changed.items()})
         for rid, fid, verdict in plan.uncertain:
             q.hset(
                 k.matches,
@@ -1839,12 +1916,16 @@ class Store:
                 grid.add(center, rid)
             plan.link[rid] = fid
             founded.setdefault(fid, []).append(rid)
-            plan.explanations[rid] = {
-                "facility": fid,
-                "decision": decision,
-                "rule": chosen.rule if chosen else "no candidate nearby",
-                "scores": dict(chosen.scores) if chosen else {},
-            }
+            plan.explanations[rid] = (
+                {
+                    "facility": fid,
+                    "decision": decision,
+                    "rule": chosen.rule,
+                    "scores": dict(chosen.scores),
+                }
+                if chosen
+                else {**founded_alone(rid), "facility": fid, "decision": decision}
+            )
         # the members of every facility that changes: before, and after this snapshot
         touched = {plan.link[rid] for rid in records} | set(plan.leaving.values()) | (extra or set())
         members.update(self._facility_members(touched - set(members)))
@@ -1881,14 +1962,15 @@ class Store:
             for m in pairs:
                 reader.hget(k.record(m["record"]), "j")
                 reader.hget(k.center(m["facility"]), "j")
+                reader.hget(k.record(m["facility"]), "j")  # a facility composed from its founding record
             found = reader.execute()
             return [
                 {
                     **m,
                     "record_center": orjson.loads(unpack(r)) if r else None,
-                    "facility_center": orjson.loads(unpack(f)) if f else None,
+                    "facility_center": _composed_or_none(f, founder),
                 }
-                for m, r, f in zip(pairs, found[::2], found[1::2], strict=True)
+                for m, r, f, founder in zip(pairs, found[::3], found[1::3], found[2::3], strict=True)
             ]
 
         return list(self._call("reading matches", read))
@@ -2021,11 +2103,14 @@ class Store:
                 out[rid] = (Center.model_validate_json(unpack(raw)), int(rank or 0))
         return out
 
-    def _queue_facilities(self, pipe: Any, plan: LinkPlan, result: ReplaceResult) -> None:
-        """Write every facility whose members changed (``diff_facilities``): its composed record, GEO and filter
-        indexes, identifier index; a facility left with no record is removed everywhere."""
+    def _queue_facilities(
+        self, pipe: Any, plan: LinkPlan, result: ReplaceResult, records: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Write every facility whose members changed (``diff_facilities``, with the JSON of the feed records
+        written beside them): its composed record, GEO and filter indexes, identifier index; a facility left with
+        no record is removed everywhere."""
         k = self.keys
-        diff = diff_facilities(k, plan)
+        diff = diff_facilities(k, plan, records)
         for change in diff.facilities:
             if change.fields is None:
                 for system, value in change.identifiers_removed:

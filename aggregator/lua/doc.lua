@@ -16,7 +16,7 @@ local function compose(prefix, id)
   for _, g in ipairs(observation_groups(prefix, id, v[2])) do
     local kv = g[2]
     for k = 1, #kv, 2 do
-      local o = cjson.decode(kv[k + 1])
+      local o = observation(kv[k + 1])
       local status = o.st or o.status  -- o.status: stored before the compact form
       if status == 'available' or status == 'limited' then
         local level = level_of(kv[k])

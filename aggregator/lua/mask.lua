@@ -17,8 +17,9 @@ for i = 4, #KEYS do
   end
   if not keep then
     local v = redis.call('HMGET', KEYS[i], 't', 'j', 'm')
-    if v[2] then
-      redis.call('HSET', masks, id, gen .. '\n' .. (v[1] or '') .. '\n' .. read_doc(prefix, id, v[2], v[3]))
+    local record = v[2] and composed_record(prefix, id, v[2])
+    if record then
+      redis.call('HSET', masks, id, gen .. '\n' .. (v[1] or '') .. '\n' .. read_doc(prefix, id, record, v[3]))
     else
       redis.call('HSET', masks, id, gen .. '\n')
     end

@@ -61,7 +61,8 @@ local function passes_filters(t)
 end
 
 -- a fresh available or limited observation (at one of the requested levels, if any), from its field
--- ("{level}|{source}") and its stored form (o.status, o.freshness_seconds: stored before the compact form)
+-- ("{level}|{source}") and its named fields (readdoc.lua's observation; o.status, o.freshness_seconds: the long
+-- form stored before the compact one)
 local function is_open(field, o)
   local status = o.st or o.status
   return (levels == nil or levels[level_of(field)]) and (status == 'available' or status == 'limited')
@@ -70,7 +71,7 @@ end
 
 local function open_now(avail)
   for k = 2, #avail, 2 do
-    if is_open(avail[k - 1], cjson.decode(avail[k])) then return true end
+    if is_open(avail[k - 1], observation(avail[k])) then return true end
   end
   return false
 end
@@ -100,7 +101,7 @@ end
 local function doc_open_now(doc)
   for _, g in ipairs(doc_groups(doc)) do
     for k = 3, #g, 2 do
-      if is_open(g[k - 1], g[k]) then return true end
+      if is_open(g[k - 1], observation(g[k])) then return true end
     end
   end
   return false
@@ -131,8 +132,9 @@ local function take(id, dist)
       if not t or not passes_filters(t) then return false end
     end
     local v = redis.call('HMGET', prefix .. 'c:' .. id, 'j', 'm')
-    if not v[1] then return false end
-    doc = read_doc(prefix, id, v[1], v[2])
+    local record = v[1] and composed_record(prefix, id, v[1])
+    if not record then return false end
+    doc = read_doc(prefix, id, record, v[2])
   end
   if level_tokens and not has_any(' ' .. t .. ' ', level_tokens) then return false end
   if available_only then

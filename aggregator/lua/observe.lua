@@ -1,7 +1,8 @@
 -- Upsert availability observations; an older report never overwrites a newer one.
 --
 -- KEYS  a:{center_id} of each observation, in order
--- ARGV  prefix, order, then per observation: field ("{level}|{source}"), its stored form (store.observation_json)
+-- ARGV  prefix, order, then per observation: field ("{level}|{source}"), its stored form (store.observation_json;
+--       stored in the positional form whatever form it came in: readdoc.lua, observation_text)
 -- Each carries rt (reported_at, epoch milliseconds: exact in Lua's doubles; ru the microseconds left over). Its
 -- changed time moves only when the figures change (compared one by one; the release before compared a digest,
 -- sig, which observations it stored still carry): ch (and chu) when it differs
@@ -33,14 +34,14 @@ local touched = {}
 local skip = #prefix + 3  -- a center's id follows prefix .. 'a:' in its key
 for i, key in ipairs(KEYS) do
   local field = ARGV[2 * i + 1]
-  local new = cjson.decode(ARGV[2 * i + 2])
+  local new = observation(ARGV[2 * i + 2])
   new.wo = order
   if new.ct == order then new.ct = nil end  -- checked as it was written (a run's start: most figures): ct is wo
   local cur = redis.call('HGET', key, field)
   local apply = true
   local ch, chu = nil, nil  -- when the figures last changed, when that was before this report
   if cur then
-    local old = cjson.decode(cur)
+    local old = observation(cur)
     if new.rt < old.rt or (new.rt == old.rt and old.wo and old.wo ~= cjson.null and order < old.wo) then
       apply = false
     elseif same_figures(new, old) then  -- the same figures: they changed when the old ones did
@@ -57,7 +58,7 @@ for i, key in ipairs(KEYS) do
   end
   if apply then
     if ch and (ch ~= new.rt or chu ~= new.ru) then new.ch, new.chu = ch, chu end
-    redis.call('HSET', key, field, cjson.encode(new))
+    redis.call('HSET', key, field, observation_text(new))
     written = written + 1
     touched[string.sub(key, skip)] = true
   else

@@ -1,7 +1,9 @@
 -- Shared prelude: a facility's read document, composed as it is read (nothing of it is stored twice).
 -- "[group, ...]\n{record}": one group per key holding observations, each linked feed record's (a:{record};
 -- c:{facility} m lists the records) and the facility's own (a:{facility}: operators' phone reports), as JSON
--- (no newline in it); then the facility's composed record as stored (c:{facility} j: deflated, store.pack).
+-- (no newline in it); then the facility's composed record as stored (c:{facility} j: deflated, store.pack), or for
+-- a facility composed from its founding record alone (j is the byte 2: store.COMPOSED_FROM_RECORD) that byte and
+-- the record as stored (r:{facility} j), which the reader composes (facility.single).
 -- A group is [record id, field, observation, field, observation, ...]: an observation's stored form leaves out
 -- what its key and field say (store.observation_json).
 local function observation_groups(prefix, id, members)
@@ -11,9 +13,49 @@ local function observation_groups(prefix, id, members)
   end
   return groups
 end
+-- An observation's stored form (store.observation_json) as named fields: the positional form
+-- [st, fs, rt, wo, ru, cu, ...] by SLOTS (store.SLOTS: the same list), absent ones null or left out at the end,
+-- microseconds 0 when none; the compact object (the same short names) and the long form kept before it as they
+-- are. Takes the stored text or its decoded JSON.
+local SLOTS = {'st', 'fs', 'rt', 'wo', 'ru', 'cu', 'ba', 'bt', 'ch', 'chu', 'ct', 'ac', 'wl', 'ap', 'na', 'no', 'rb',
+               'chi'}
+local ZERO_IS_NONE = {ru = true, cu = true, chu = true}
+local function observation(o)
+  if type(o) == 'string' then o = cjson.decode(o) end
+  if o[1] == nil then return o end
+  local t = {}
+  for k, name in ipairs(SLOTS) do
+    local v = o[k]
+    if v ~= nil and v ~= cjson.null and not (v == 0 and ZERO_IS_NONE[name]) then t[name] = v end
+  end
+  return t
+end
+-- named fields (observation) in the positional form, as stored
+local function observation_text(t)
+  local parts, last = {}, 0
+  for k, name in ipairs(SLOTS) do
+    local v = t[name]
+    if v ~= nil and v ~= cjson.null and not (v == 0 and ZERO_IS_NONE[name]) then
+      parts[k] = cjson.encode(v)
+      last = k
+    end
+  end
+  for k = 1, last do
+    if not parts[k] then parts[k] = ZERO_IS_NONE[SLOTS[k]] and '0' or 'null' end
+  end
+  return '[' .. table.concat(parts, ',', 1, last) .. ']'
+end
 -- the level of care a field ("{level}|{source}") is about
 local function level_of(field)
   return string.match(field, '^[^|]*')
+end
+-- the composed record (c:{facility} j) as a read document carries it: for a facility composed from its founding
+-- record, the byte 2 and that record; nil when that record is missing (a damaged store: the facility reads as absent)
+local function composed_record(prefix, id, j)
+  if j ~= '\2' then return j end
+  local record = redis.call('HGET', prefix .. 'r:' .. id, 'j')
+  if not record then return nil end
+  return '\2' .. record
 end
 local function read_doc(prefix, id, record, members)
   local parts = {}

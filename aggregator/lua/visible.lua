@@ -37,6 +37,7 @@ local function visible(prefix, state, id)
     end
   end
   local v = redis.call('HMGET', prefix .. 'c:' .. id, 't', 'j', 'm')
-  if not v[2] then return nil, nil, false end
-  return v[1] or '', read_doc(prefix, id, v[2], v[3]), false
+  local record = v[2] and composed_record(prefix, id, v[2])
+  if not record then return nil, nil, false end
+  return v[1] or '', read_doc(prefix, id, record, v[3]), false
 end

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from aggregator.fetch import Fetcher, new_session
@@ -227,6 +228,12 @@ def test_row_memos_round_trip() -> None:
         ("detox",),
     )
     assert RowMemo.decode(memo.encode()) == memo
+    assert RowMemo.decode(memo.encode("f"), "f") == memo  # kept without its center id: the feed's own of "1"
+    assert orjson.loads(memo.encode("f"))[0] is None
+    assert RowMemo.decode(memo.encode("g"), "g") == memo  # another feed's id: kept as it is
+    plain = RowMemo("f:1", "1", b"abc", None, 0)
+    assert orjson.loads(plain.encode("f")) == [None, "1", "abc", None, 0]  # nothing noticed: no empty lists
+    assert RowMemo.decode(plain.encode("f"), "f") == plain
 
 
 def test_rows_without_their_own_report_time_are_reported_again_by_every_run(
@@ -255,7 +262,7 @@ def test_a_center_placed_without_the_feeds_coordinates_is_placed_again_by_every_
     feed = feed_for(serve(partner, lines))
     pipeline.run(feed)
     memos = store.row_memos("memo", memo_fingerprint(context_for(feed, NOW)))
-    assert [RowMemo.decode(m).center_id for m in memos.values()] == ["memo:C0"]
+    assert [RowMemo.decode(m, "memo").center_id for m in memos.values()] == ["memo:C0"]
 
 
 def test_a_write_that_cannot_keep_rows_sends_them_all(

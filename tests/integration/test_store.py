@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from aggregator import lookup
-from aggregator.store import OBSERVATION_DEFAULTS, Store, observation_json
+from aggregator.store import OBSERVATION_DEFAULTS, Store, observation_json, stored_observation
 from tests.integration.factories import NOW, ago, center, observation
 
 
@@ -170,7 +170,7 @@ def test_an_observation_is_stored_without_its_defaults_and_read_with_them(store:
     full = observation(c, "detox", "limited", beds_available=0, beds_total=12, notes="call first")
     bare = observation(c, "residential", "waitlist")
     store.replace_feed("f", [c], [full, bare], now=NOW, source="pull")
-    stored = {k.decode(): orjson.loads(v) for k, v in store.redis.hgetall(store.keys.availability("f:a")).items()}
+    stored = {k.decode(): stored_observation(v) for k, v in store.redis.hgetall(store.keys.availability("f:a")).items()}
     # a zero is a figure, not a default; an empty note and a missing count are left out (their short names)
     assert stored["detox|pull"]["ba"] == 0 and stored["detox|pull"]["no"] == "call first"
     assert not {"ba", "bt", "ac", "wl", "ap", "na", "no", "rb"} & set(stored["residential|pull"])
@@ -329,7 +329,7 @@ def test_a_checked_time_equal_to_the_write_order_is_stored_once(store: Store) ->
     same = observation(c, "detox", reported_at=ago(minutes=5), checked_at=NOW)
     other = observation(c, "residential", reported_at=ago(minutes=5), checked_at=earlier)
     store.replace_feed("f", [c], [same, other], now=NOW, source="pull")
-    stored = {k.decode(): orjson.loads(v) for k, v in store.redis.hgetall(store.keys.availability("f:a")).items()}
+    stored = {k.decode(): stored_observation(v) for k, v in store.redis.hgetall(store.keys.availability("f:a")).items()}
     assert "ct" not in stored["detox|pull"] and stored["detox|pull"]["wo"] == int(NOW.timestamp() * 1000)
     assert stored["residential|pull"]["ct"] == int(earlier.timestamp() * 1000)
     found = store.get_center("f:a")
@@ -427,7 +427,7 @@ def test_a_checked_time_with_microseconds_on_the_write_order_reads_back_whole(st
     c = center("f", "a", 42.36, -71.1, levels_of_care=["detox"])
     checked = NOW + timedelta(microseconds=417)
     store.replace_feed("f", [c], [observation(c, checked_at=checked)], now=NOW, source="pull")
-    stored = orjson.loads(store.redis.hget(store.keys.availability("f:a"), "detox|pull") or b"{}")
+    stored = stored_observation(store.redis.hget(store.keys.availability("f:a"), "detox|pull") or b"{}")
     assert "ct" not in stored and stored["cu"] == 417
     found = store.get_center("f:a")
     assert found is not None and found[1][0]["checked_at"] == "2026-11-27T15:00:00.000417Z"

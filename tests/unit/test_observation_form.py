@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from aggregator.model import Availability
-from aggregator.store import _iso, _us, observation_json
+from aggregator.store import _iso, _us, observation_json, stored_observation
 
 
 class _Stamp(BaseModel):
@@ -38,7 +37,7 @@ def test_stored_times_are_whole_milliseconds_and_a_remainder_under_one(t: dateti
         checked_at=t + timedelta(microseconds=later_us),
         freshness_seconds=900,
     )
-    stored = orjson.loads(observation_json(obs))
+    stored = stored_observation(observation_json(obs))
     for ms, rest, when in (("rt", "ru", obs.reported_at), ("ct", "cu", obs.checked_at)):
         assert 0 < stored.get(rest, 1) < 1000
         assert stored[ms] * 1000 + stored.get(rest, 0) == _us(when)
