@@ -73,7 +73,7 @@ from redis.retry import Retry
 
 from aggregator import facility, geography, staging
 from aggregator.errors import StoreUnavailable
-from aggregator.model import Availability, Center, CenterStatus, GeoPrecision
+from aggregator.model import Availability, AvailabilityStatus, Center, CenterStatus, GeoPrecision
 
 if TYPE_CHECKING:  # matching (scourgify, rapidfuzz) loads only where a write plans links: a CLI search stays quick
     from aggregator import match
@@ -226,6 +226,20 @@ assert set(_SHORT) == set(OBSERVATION_DEFAULTS), "every optional figure needs a 
 #: total, changed ms and its microseconds, checked ms (when not the write order), the other figures, and the
 #: changed time as ISO text (carried from the long form)
 SLOTS = ("st", "fs", "rt", "wo", "ru", "cu", "ba", "bt", "ch", "chu", "ct", "ac", "wl", "ap", "na", "no", "rb", "chi")
+#: a status is stored as its place here (lua/readdoc.lua has the same list); only ever added to, at the end
+STATUS_CODES = (
+    "available",
+    "limited",
+    "waitlist",
+    "full",
+    "assessment_required",
+    "closed",
+    "unknown",
+)
+assert set(STATUS_CODES) == {s.value for s in AvailabilityStatus}, "every status needs its stored code"
+_STATUS_CODE = {name: i for i, name in enumerate(STATUS_CODES)}
+#: a stored array padded to every slot (absent microseconds 0, every other absent field null)
+_PADDING = [0 if name in ("ru", "cu", "chu") else None for name in SLOTS]
 #: slots whose 0 means none (microseconds left over)
 _ZERO_IS_NONE = frozenset({"ru", "cu", "chu"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -242,6 +256,7 @@ def observation_json(obs: Availability) -> bytes:
             data[short] = _iso(_us(value)) if isinstance(value, datetime) else value
     _stamp(data, "rt", "ru", obs.reported_at)
     _stamp(data, "ct", "cu", obs.checked_at)
+    data["st"] = _STATUS_CODE[data["st"]]
     return orjson.dumps(_positional(data))
 
 
@@ -261,9 +276,11 @@ def stored_observation(stored: bytes | str) -> dict[str, Any]:
 
 
 def _named(o: list[Any]) -> dict[str, Any]:
-    return {
+    named = {
         name: v for name, v in zip(SLOTS, o, strict=False) if v is not None and not (v == 0 and name in _ZERO_IS_NONE)
     }
+    named["st"] = STATUS_CODES[named["st"]]
+    return named
 
 
 def _stamp(data: dict[str, Any], ms_name: str, us_name: str, t: datetime) -> None:
@@ -300,9 +317,10 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
         record = g[0]
         for i in range(1, len(g), 2):
             o = g[i + 1]
-            if type(o) is list:
-                o = _named(o)
-            elif "st" not in o:  # stored before the compact form (the oldest without their record)
+            if type(o) is list:  # the positional form (most): read by place, no names in between
+                out.append(_positional_observation(record, g[i], o))
+                continue
+            if "st" not in o:  # stored before the compact form (the oldest without their record)
                 out.append({**OBSERVATION_DEFAULTS, "record": record, **o})
                 continue
             level, _, source = g[i].partition("|")
@@ -335,6 +353,38 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _positional_observation(record: str, field: str, o: list[Any]) -> dict[str, Any]:
+    """One observation of the positional form as readers use it (the same as ``_observations`` gives of the
+    named forms)."""
+    if len(o) < len(_PADDING):
+        o = o + _PADDING[len(o) :]
+    st, fs, rt, wo, ru, cu, ba, bt, ch, chu, ct, ac, wl, ap, na, no, rb, chi = o
+    level, _, source = field.partition("|")
+    reported = _iso(rt * 1000 + (ru or 0))
+    if chi is None:
+        chi = reported if ch is None else _iso(ch * 1000 + (chu or 0))
+    return {
+        "level_of_care": level,
+        "source": source,
+        "status": STATUS_CODES[st],
+        "beds_available": ba,
+        "beds_total": bt,
+        "accepting": ac,
+        "waitlist_size": wl,
+        "appointments_available": ap,
+        "next_appointment_at": na,
+        "notes": "" if no is None else no,
+        "reported_at": reported,
+        "checked_at": _iso((wo if ct is None else ct) * 1000 + (cu or 0)),  # ct: wo unless other
+        "changed_at": chi,
+        "freshness_seconds": fs,
+        "reported_by": "" if rb is None else rb,
+        "record": record,
+        "rt": rt,
+        "wo": wo,
+    }
 
 
 #: Feed records (r:{record} j), link explanations (why) and composed records (c:{facility} j) are kept deflated

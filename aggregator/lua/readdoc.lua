@@ -15,11 +15,15 @@ local function observation_groups(prefix, id, members)
 end
 -- An observation's stored form (store.observation_json) as named fields: the positional form
 -- [st, fs, rt, wo, ru, cu, ...] by SLOTS (store.SLOTS: the same list), absent ones null or left out at the end,
--- microseconds 0 when none; the compact object (the same short names) and the long form kept before it as they
+-- microseconds 0 when none, the status by its code (STATUSES); the compact object (the same short names) and the long form kept before it as they
 -- are. Takes the stored text or its decoded JSON.
 local SLOTS = {'st', 'fs', 'rt', 'wo', 'ru', 'cu', 'ba', 'bt', 'ch', 'chu', 'ct', 'ac', 'wl', 'ap', 'na', 'no', 'rb',
                'chi'}
 local ZERO_IS_NONE = {ru = true, cu = true, chu = true}
+-- a status is stored as its place in this list, from 0 (store.STATUS_CODES: the same list)
+local STATUSES = {'available', 'limited', 'waitlist', 'full', 'assessment_required', 'closed', 'unknown'}
+local STATUS_CODE = {}
+for k, name in ipairs(STATUSES) do STATUS_CODE[name] = k - 1 end
 local function observation(o)
   if type(o) == 'string' then o = cjson.decode(o) end
   if o[1] == nil then return o end
@@ -28,6 +32,7 @@ local function observation(o)
     local v = o[k]
     if v ~= nil and v ~= cjson.null and not (v == 0 and ZERO_IS_NONE[name]) then t[name] = v end
   end
+  t.st = STATUSES[t.st + 1]
   return t
 end
 -- named fields (observation) in the positional form, as stored
@@ -35,6 +40,7 @@ local function observation_text(t)
   local parts, last = {}, 0
   for k, name in ipairs(SLOTS) do
     local v = t[name]
+    if name == 'st' then v = STATUS_CODE[v] end
     if v ~= nil and v ~= cjson.null and not (v == 0 and ZERO_IS_NONE[name]) then
       parts[k] = cjson.encode(v)
       last = k

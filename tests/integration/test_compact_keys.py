@@ -18,6 +18,7 @@ from aggregator.store import (
     COMPOSED_FROM_RECORD,
     FOUNDED_ALONE,
     SLOTS,
+    STATUS_CODES,
     Store,
     composed,
     founded_alone,
@@ -131,11 +132,14 @@ def test_the_most_common_link_explanation_is_kept_as_one_byte(store: Store) -> N
     assert founded_alone("f:a") == {"facility": "f:a", "decision": "new", "rule": "no candidate nearby", "scores": {}}
 
 
-def test_observation_slots_are_the_same_in_python_and_in_the_scripts() -> None:
+def test_observation_slots_and_status_codes_are_the_same_in_python_and_in_the_scripts() -> None:
     text = (LUA / "readdoc.lua").read_text()
     lua = re.search(r"local SLOTS = \{(.*?)\}", text, re.S)
     assert lua is not None
     assert tuple(re.findall(r"'(\w+)'", lua.group(1))) == SLOTS
+    statuses = re.search(r"local STATUSES = \{(.*?)\}", text, re.S)
+    assert statuses is not None
+    assert tuple(re.findall(r"'(\w+)'", statuses.group(1))) == STATUS_CODES
 
 
 def test_an_observation_is_kept_by_position_and_reads_back_whole(store: Store) -> None:
@@ -146,7 +150,7 @@ def test_an_observation_is_kept_by_position_and_reads_back_whole(store: Store) -
     )
     store.replace_feed("f", [c], [obs], now=NOW, source="pull")
     raw = store.redis.hget(store.keys.availability("f:a"), "detox|pull")
-    assert raw is not None and raw.startswith(b'["limited",900,')
+    assert raw is not None and raw.startswith(b"[1,900,")  # the status by its code: limited
     kept = orjson.loads(raw)
     assert kept[SLOTS.index("ru")] == 0 and kept[SLOTS.index("ba")] is None  # none, not a figure of zero
     named = stored_observation(raw)

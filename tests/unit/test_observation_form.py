@@ -8,8 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from aggregator.model import Availability
-from aggregator.store import _iso, _us, observation_json, stored_observation
+from aggregator.model import Accepting, Availability, AvailabilityStatus
+from aggregator.store import SLOTS, STATUS_CODES, _iso, _observations, _us, observation_json, stored_observation
+
+_STATUS = {name: i for i, name in enumerate(STATUS_CODES)}
 
 
 class _Stamp(BaseModel):
@@ -41,3 +43,62 @@ def test_stored_times_are_whole_milliseconds_and_a_remainder_under_one(t: dateti
     for ms, rest, when in (("rt", "ru", obs.reported_at), ("ct", "cu", obs.checked_at)):
         assert 0 < stored.get(rest, 1) < 1000
         assert stored[ms] * 1000 + stored.get(rest, 0) == _us(when)
+
+
+_MAYBE_COUNT = st.none() | st.integers(0, 500)
+
+
+@given(
+    _THIS_CENTURY,
+    st.integers(0, 10**9),
+    st.sampled_from([s.value for s in AvailabilityStatus]),
+    _MAYBE_COUNT,
+    _MAYBE_COUNT,
+    st.none() | st.sampled_from([a.value for a in Accepting]),
+    _MAYBE_COUNT,
+    st.text(max_size=30),
+    st.none() | st.integers(0, 10**9),
+    st.booleans(),
+)
+def test_the_positional_form_reads_as_the_named_form_of_the_same_figures(
+    t: datetime,
+    later_us: int,
+    status: str,
+    beds: int | None,
+    total: int | None,
+    accepting: str | None,
+    waitlist: int | None,
+    notes: str,
+    changed_before_us: int | None,
+    checked_apart: bool,
+) -> None:
+    """The read path takes the positional form by place (``_positional_observation``), every other form by name:
+    the same figures, stored either way (with the write order, changed and checked times observe.lua adds),
+    read alike."""
+    obs = Availability(
+        center_id="f:a",
+        level_of_care="detox",
+        source="push",
+        status=status,
+        reported_at=t,
+        checked_at=t + timedelta(microseconds=later_us),
+        freshness_seconds=900,
+        beds_available=beds,
+        beds_total=None if total is None or beds is None else beds + total,
+        accepting=accepting,
+        waitlist_size=waitlist,
+        notes=notes,
+        reported_by="desk" if beds else "",
+    )
+    named = stored_observation(observation_json(obs))
+    named["wo"] = named["rt"] + 5
+    if not checked_apart:  # checked as written: readers take the write order
+        named.pop("ct", None)
+        named.pop("cu", None)
+    if changed_before_us is not None:
+        named["ch"], named["chu"] = divmod(_us(t) - changed_before_us, 1000)
+    positional = [_STATUS[named["st"]] if n == "st" else named.get(n) for n in SLOTS]  # null microseconds too
+    by_name = _observations([["f:a", "detox|push", named]])
+    by_place = _observations([["f:a", "detox|push", positional]])
+    assert by_place == by_name
+    assert by_place[0]["status"] == status and by_place[0]["beds_available"] == beds
