@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -39,7 +39,7 @@ from aggregator.errors import (
     StoreUnavailable,
     TransientError,
 )
-from aggregator.feeds import Document, follower_for, parser_for
+from aggregator.feeds import Document, Row, follower_for, parser_for, rows_for
 from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
 from aggregator.health import hold_obsolete, parse_when
@@ -290,6 +290,10 @@ def row_digest(raw: Mapping[str, Any]) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
+#: raw records as a parser gives them: dicts, or rows mapped only when needed (``aggregator.feeds.Row``)
+RawRecords = Iterable[Mapping[str, Any] | Row]
+
+
 @dataclass
 class Normalized:
     """A feed's rows, normalized (``centers``, ``observations``) or known from their memo (``kept``)."""
@@ -303,6 +307,8 @@ class Normalized:
     kept_rows: dict[bytes, RowMemo] = field(default_factory=dict)
     #: row digests of the normalized records that won, by center id (for their memos once stored)
     rows: dict[str, tuple[bytes, NormalizedRecord]] = field(default_factory=dict)
+    #: the memos the run read (row digest -> memo as stored), all of them: those of kept rows are kept as they are
+    given: Mapping[bytes, bytes] = field(default_factory=dict)
 
     def memos(self, digests: Mapping[str, bytes], ctx: FeedContext) -> dict[bytes, bytes]:
         """The memos of this run once stored: the kept rows' and the normalized winners' (with the digest the
@@ -314,21 +320,18 @@ class Normalized:
             if memo is not None:
                 out[row] = memo.encode(ctx.feed_id)
         for memo_row, memo in self.kept_rows.items():
-            out[memo_row] = memo.encode(ctx.feed_id)
+            kept = self.given.get(memo_row)
+            out[memo_row] = kept if kept is not None else memo.encode(ctx.feed_id)
         return out
 
 
-def normalize_all(
-    raws: Iterable[Mapping[str, Any]], ctx: FeedContext
-) -> tuple[list[Center], list[Availability], IngestReport]:
+def normalize_all(raws: RawRecords, ctx: FeedContext) -> tuple[list[Center], list[Availability], IngestReport]:
     """Normalize a feed's raw records (``normalize_rows`` without memos)."""
     done = normalize_rows(raws, ctx)
     return done.centers, done.observations, done.report
 
 
-def normalize_rows(
-    raws: Iterable[Mapping[str, Any]], ctx: FeedContext, memos: Mapping[bytes, bytes] | None = None
-) -> Normalized:
+def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, bytes] | None = None) -> Normalized:
     """Normalize a feed's raw records.
 
     A source_id seen twice keeps the record with the newest report (its latest observation; a tie,
@@ -343,9 +346,12 @@ def normalize_rows(
     kept: dict[str, NormalizedRecord | RowMemo] = {}
     rows: dict[str, bytes] = {}
     newest: dict[str, int | None] = {}
-    for raw in raws:
+    for item in raws:
         report.records += 1
-        row = row_digest(raw) if memos is not None else b""
+        lazy = None if isinstance(item, Mapping) else item  # a parser's Row: mapped only when no memo knows it
+        row = b""
+        if memos is not None:
+            row = lazy.digest if lazy is not None else row_digest(cast(Mapping[str, Any], item))
         memo_raw = memos.get(row) if memos else None
         memo = RowMemo.decode(memo_raw, ctx.feed_id) if memo_raw is not None else None
         result: NormalizedRecord | RowMemo
@@ -353,6 +359,7 @@ def normalize_rows(
             result, label, center_id, latest = memo, memo.source_id, memo.center_id, memo.latest_ms
             unmapped, repairs = memo.unmapped, memo.repairs
         else:
+            raw = lazy.mapped() if lazy is not None else cast(Mapping[str, Any], item)
             result = normalize_record(raw, ctx)
             label = result.source_id or "(no id)"
             unmapped, repairs = tuple(result.unmapped.items()), tuple(result.repairs)
@@ -588,7 +595,10 @@ class Pipeline:
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome="unchanged"))
                 return RunOutcome(feed.id, RunStatus.UNCHANGED, documents=len(documents))
             say(f"parsing {len(documents)} document(s), {sum(len(d.body) for d in documents):,} bytes")
-            raws = parser_for(feed.parser or feed.format)(documents, feed.mapping)
+            rows_of = rows_for(feed.parser or feed.format)  # CSV: rows mapped only when no memo knows them
+            raws: Sequence[Mapping[str, Any] | Row] = (rows_of or parser_for(feed.parser or feed.format))(
+                documents, feed.mapping
+            )  # a row's digest, when a memo is looked up: row_digest of its raw record, or a Row's own
             say(f"parsed {len(raws)} records")
             if not raws and not self.store.feed_members(feed.id):
                 raise ParseError("the feed contained no records (empty export, or a page of another shape)")
@@ -808,7 +818,7 @@ class Pipeline:
             )
         )
 
-    def _normalize(self, feed: FeedConfig, raws: Sequence[Mapping[str, Any]], ctx: FeedContext) -> Normalized:
+    def _normalize(self, feed: FeedConfig, raws: RawRecords, ctx: FeedContext) -> Normalized:
         """Normalize a pulled run's rows, keeping the rows unchanged since the feed's last stored run (their
         memos) as they are stored. A kept record the store no longer holds as its memo says (a geocode retry
         moved it, a write died half-way) is normalized again."""
@@ -819,6 +829,7 @@ class Pipeline:
             if stale:
                 drop = {row for row, memo in done.kept_rows.items() if memo.center_id in stale}
                 done = normalize_rows(raws, ctx, {row: m for row, m in memos.items() if row not in drop})
+        done.given = memos
         return done
 
     def _remember_rows(self, feed: FeedConfig, done: Normalized, stored: ReplaceResult, ctx: FeedContext) -> None:
@@ -826,8 +837,13 @@ class Pipeline:
         a shortcut: failing to write them loses nothing, so it is logged, never the run's failure."""
         if not done.rows and stored.removed == 0 and not stored.superseded:
             return  # every row was kept from its memo: the memos stand as they are
+        fingerprint, memos = memo_fingerprint(ctx), done.memos(stored.digests, ctx)
         try:
-            self.store.save_row_memos(feed.id, memo_fingerprint(ctx), done.memos(stored.digests, ctx))
+            if done.given:  # read under this fingerprint: only what changed is written
+                changed = {row: memo for row, memo in memos.items() if done.given.get(row) != memo}
+                self.store.update_row_memos(feed.id, fingerprint, changed, [r for r in done.given if r not in memos])
+            else:
+                self.store.save_row_memos(feed.id, fingerprint, memos)
         except StoreUnavailable as exc:
             log.warning("feed %s: row memos not saved (%s); its next run normalizes every row", feed.id, exc)
 

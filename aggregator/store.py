@@ -358,8 +358,8 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
 def _positional_observation(record: str, field: str, o: list[Any]) -> dict[str, Any]:
     """One observation of the positional form as readers use it (the same as ``_observations`` gives of the
     named forms)."""
-    if len(o) < len(_PADDING):
-        o = o + _PADDING[len(o) :]
+    if len(o) != len(_PADDING):  # trailing fields left out (or slots a later release added: not read here)
+        o = (o + _PADDING[len(o) :])[: len(_PADDING)]
     st, fs, rt, wo, ru, cu, ba, bt, ch, chu, ct, ac, wl, ap, na, no, rb, chi = o
     level, _, source = field.partition("|")
     reported = _iso(rt * 1000 + (ru or 0))
@@ -2348,6 +2348,34 @@ class Store:
                     pipe.execute()
             finally:
                 self.redis.delete(aside)  # nothing left behind when a batch failed (a no-op after the rename)
+
+        self._call("writing row memos", write)
+
+    def update_row_memos(
+        self, feed_id: str, fingerprint: str, changed: Mapping[bytes, bytes], gone: Iterable[bytes]
+    ) -> None:
+        """Write some of the feed's row memos and drop others, in one transaction, while the memos are still those
+        made under ``fingerprint`` (else nothing: whatever replaced them holds for its own settings)."""
+        key = self.keys.feed_rows(feed_id)
+        items, dropped = list(changed.items()), list(gone)
+        if not items and not dropped:
+            return
+
+        def write() -> None:
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    fp = pipe.hget(key, "_fp")
+                    if fp is None or _str(fp) != fingerprint:
+                        return
+                    pipe.multi()
+                    for piece in staging.pieces(items, staging.MEMBERS):
+                        pipe.hset(key, mapping=dict(piece))
+                    for rows in staging.pieces(dropped, staging.MEMBERS):
+                        pipe.hdel(key, *rows)
+                    pipe.execute()
+                except redis.WatchError:
+                    return  # changed meanwhile: a shortcut missed, nothing lost
 
         self._call("writing row memos", write)
 

@@ -8,6 +8,10 @@ partner parser (``partners/``: what no mapping can express) offers::
 
 and may offer::
 
+    rows(documents: Sequence[Document], mapping: RecordMapping) -> list[Row]
+        the same records, each mapped only when asked for (``Row.mapped``), with a digest of what it was
+        mapped from: a row unchanged since the feed's last run (ingest's row memos) is never mapped
+
     follow(document: Document, mapping: RecordMapping) -> list[str]
         further URLs to fetch after this document: the next page of a paginated JSON API, the
         NDJSON files a SMART ``$bulk-publish`` manifest lists, the CSV files of an HSDS package.
@@ -22,9 +26,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from aggregator.feeds.mapping import RecordMapping
+
+
+class Row(Protocol):
+    """A record as ``rows`` gives it: ``digest`` names everything its raw record is made from (its cells, the
+    header they sit under and the mapping), so equal digests map to equal records; ``mapped`` makes it."""
+
+    digest: bytes
+
+    def mapped(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,14 @@ def _module(name: str) -> ModuleType:
 def parser_for(format_or_parser: str) -> Parse:
     parse: Parse = _module(format_or_parser).parse
     return parse
+
+
+def rows_for(format_or_parser: str) -> Callable[[Sequence[Document], RecordMapping], list[Row]] | None:
+    """The adapter's ``rows`` where it has one (CSV), else None (use ``parser_for``)."""
+    rows: Callable[[Sequence[Document], RecordMapping], list[Row]] | None = getattr(
+        _module(format_or_parser), "rows", None
+    )
+    return rows
 
 
 def follower_for(format_or_parser: str) -> Follow | None:

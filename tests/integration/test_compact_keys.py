@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from aggregator import facility
+from aggregator.invariants import check
 from aggregator.lookup import get_center, near
 from aggregator.model import Phone
 from aggregator.store import (
@@ -191,3 +192,5 @@ def test_a_facility_whose_founding_record_is_missing_reads_as_absent(store: Stor
     assert store.get_center("f:a") is None
     assert [h.id for h in near(store, zip="02139", now=NOW).results] == ["f:b"]
     assert [h.id for h in near(store, zip="02139", available_only=True, now=NOW).results] == ["f:b"]
+    found = {v.invariant for v in check(store, now=NOW)}
+    assert "geo_without_record" in found  # named by the check (the feed's member list names it too: torn)

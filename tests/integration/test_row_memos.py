@@ -301,3 +301,50 @@ def test_a_write_that_cannot_keep_rows_sends_them_all(
     assert staged.feed_members("memo") == {f"memo:C{i}" for i in range(5)}
     assert staged.redis.hgetall(staged.keys.staging) == {}  # the dead write was taken over and finished
     assert not check(staged, now=NOW + timedelta(hours=1))
+
+
+def test_the_memos_are_exactly_the_current_rows_after_a_run_that_changed_some(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """A run that changed some rows writes only their memos and drops those of rows gone: the memos left are
+    the rows of the file as it is now, and the next run keeps every row."""
+    feed = feed_for(serve(partner, [row(i) for i in range(6)]))
+    pipeline.run(feed)
+    fp = memo_fingerprint(context_for(feed, NOW))
+    first = store.row_memos("memo", fp)
+    assert len(first) == 6
+    serve(partner, [row(i, beds=8) if i == 2 else row(i) for i in range(5)])  # C2 changed, C5 gone
+    pipeline.run(feed)
+    second = store.row_memos("memo", fp)
+    assert len(second) == 5
+    assert len(set(first) & set(second)) == 4  # the four unchanged rows kept their memos, byte for byte
+    assert all(first[r] == second[r] for r in set(first) & set(second))
+    assert {RowMemo.decode(m, "memo").center_id for m in second.values()} == {f"memo:C{i}" for i in range(5)}
+    third = pipeline.run(feed, force=True)
+    assert third.report is not None and third.report.stored is not None
+    assert third.report.stored.unchanged == 5 and third.report.stored.observations_written == 0
+
+
+def test_a_changed_mapping_or_header_voids_the_memos_of_a_csv_feed(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """A CSV row is known by its cells under the header and the mapping it was read with: a feed that maps its
+    columns otherwise, or a file whose header names them otherwise, maps every row again."""
+    lines = [row(i) for i in range(3)]
+    feed = feed_for(serve(partner, lines))
+    pipeline.run(feed)
+    assert {h.center["name"] for h in near(store, zip="02139", now=NOW).results} == {"Center 0", "Center 1", "Center 2"}
+    names = {**feed.mapping.fields, "name": "Services"}  # the name from another column
+    remapped = dataclasses.replace(feed, mapping=dataclasses.replace(feed.mapping, fields=names))
+    out = pipeline.run(remapped, force=True)
+    assert out.report is not None and out.report.stored is not None and out.report.stored.updated == 3
+    assert {h.center["name"] for h in near(store, zip="02139", now=NOW).results} == {"DT;WIDGETS"}
+    # the same cells under a header that names two columns the other way round: every row read anew
+    swapped = body(lines).replace(b"ID,Name,", b"ID,Services,", 1).replace(b",Phone,Services,", b",Phone,Name,", 1)
+    partner.route("/beds.csv", Response(200, swapped, {}))
+    again = pipeline.run(remapped, force=True)
+    assert again.report is not None and again.report.stored is not None
+    assert again.report.stored.updated == 3  # the name from the column now headed Services
+    assert {h.center["name"] for h in near(store, zip="02139", now=NOW).results} == {f"Center {i}" for i in range(3)}
+    kept = pipeline.run(remapped, force=True)
+    assert kept.report is not None and kept.report.stored is not None and kept.report.stored.unchanged == 3

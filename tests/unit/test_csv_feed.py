@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aggregator.errors import ParseError
+from aggregator.feeds import Document
 from aggregator.feeds import csv as csv_feed
 from aggregator.feeds.mapping import AvailabilityMapping, RecordMapping
 
@@ -64,3 +65,16 @@ def test_id_from_builds_a_stable_id() -> None:
     b = csv_feed.parse_one(b"Name,Zip\n harbor  HOUSE ,02139\n", mapping)[0]["source_id"]
     assert a == b
     assert len(a) == 16
+
+
+def test_rows_map_as_parse_does_and_are_known_by_their_cells_header_and_mapping() -> None:
+    body = b"id,name\n1,One\n2,Two\n1,One\n"
+    mapping = RecordMapping(fields={"source_id": "id", "name": "name"})
+    rows = csv_feed.rows([Document(url="u", body=body)], mapping)
+    assert [r.mapped() for r in rows] == csv_feed.parse([Document(url="u", body=body)], mapping)
+    assert rows[0].digest == rows[2].digest != rows[1].digest  # equal cells, equal digests
+    other = RecordMapping(fields={"source_id": "id", "alternate_name": "name"})
+    assert csv_feed.rows([Document(url="u", body=body)], other)[0].digest != rows[0].digest
+    swapped = b"name,id\nOne,1\n"
+    assert csv_feed.rows([Document(url="u", body=swapped)], mapping)[0].digest != rows[0].digest
+    assert csv_feed.rows([Document(url="u", body=swapped)], mapping)[0].mapped() == rows[0].mapped()

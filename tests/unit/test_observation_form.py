@@ -59,6 +59,8 @@ _MAYBE_COUNT = st.none() | st.integers(0, 500)
     st.text(max_size=30),
     st.none() | st.integers(0, 10**9),
     st.booleans(),
+    _MAYBE_COUNT,
+    st.none() | _THIS_CENTURY,
 )
 def test_the_positional_form_reads_as_the_named_form_of_the_same_figures(
     t: datetime,
@@ -71,6 +73,8 @@ def test_the_positional_form_reads_as_the_named_form_of_the_same_figures(
     notes: str,
     changed_before_us: int | None,
     checked_apart: bool,
+    appointments: int | None,
+    next_appointment: datetime | None,
 ) -> None:
     """The read path takes the positional form by place (``_positional_observation``), every other form by name:
     the same figures, stored either way (with the write order, changed and checked times observe.lua adds),
@@ -89,6 +93,8 @@ def test_the_positional_form_reads_as_the_named_form_of_the_same_figures(
         waitlist_size=waitlist,
         notes=notes,
         reported_by="desk" if beds else "",
+        appointments_available=appointments,
+        next_appointment_at=next_appointment,
     )
     named = stored_observation(observation_json(obs))
     named["wo"] = named["rt"] + 5
@@ -97,7 +103,8 @@ def test_the_positional_form_reads_as_the_named_form_of_the_same_figures(
         named.pop("cu", None)
     if changed_before_us is not None:
         named["ch"], named["chu"] = divmod(_us(t) - changed_before_us, 1000)
-    positional = [_STATUS[named["st"]] if n == "st" else named.get(n) for n in SLOTS]  # null microseconds too
+    absent = {"ru": 0, "cu": 0, "chu": 0}  # as the writers keep none: 0 microseconds
+    positional = [_STATUS[named["st"]] if n == "st" else named.get(n, absent.get(n)) for n in SLOTS]
     by_name = _observations([["f:a", "detox|push", named]])
     by_place = _observations([["f:a", "detox|push", positional]])
     assert by_place == by_name
