@@ -63,6 +63,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+import hiredis
 import orjson
 import redis
 import redis.asyncio
@@ -716,6 +717,31 @@ _FEED_STATE_KINDS = _hash_kinds(FeedState)
 _PUSH_KINDS = _hash_kinds(PushRecord)
 
 
+class _Packer:
+    """Commands packed by hiredis in C, as they are: it takes bytes, str, int and float (a float written as repr
+    writes it, as redis-py does) and refuses anything else. redis-py's own packer first runs its encoder in Python
+    over every argument: a sixth of a first load's time (2.6 million calls for 30,000 centers). What hiredis
+    refuses (a bool, None), and a command named in two words, go to redis-py's packer, which names the problem as
+    before."""
+
+    def __init__(self) -> None:
+        encode = redis.connection.Encoder("utf-8", "strict", False).encode
+        python = redis.connection.PythonRespSerializer(6000, encode)
+        self._fallback = redis.connection.HiredisRespSerializer(python.pack, encode)
+
+    def pack(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        if (type(first) is str and " " in first) or (type(first) is bytes and b" " in first):
+            return list(self._fallback.pack(*args))
+        try:
+            return [hiredis.pack_command(args)]
+        except (TypeError, UnicodeEncodeError):
+            return list(self._fallback.pack(*args))
+
+
+_COMMANDS = _Packer()
+
+
 def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50, retries: int = 2) -> redis.Redis:
     """A client with explicit timeouts and bounded, jittered retries (never block forever).
 
@@ -728,6 +754,7 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50, retrie
         "health_check_interval": 30,
         "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError] if retries else [],
+        "command_packer": _COMMANDS,
     }
     if url.startswith("redis+sentinel://"):
         sentinels, service, db = _sentinel_url(url)
