@@ -2015,13 +2015,17 @@ class Store:
             after = (before - leaving) | joining[fid]
             plan.before[fid] = before
             plan.members[fid] = after
-        need = {m for ms in plan.members.values() for m in ms} - set(new) - set(stored)
+        # a record of this snapshot not written (unchanged, or superseded by a later write) counts as stored: a
+        # superseded one's stored content is newer than this snapshot's
+        need = {m for ms in plan.members.values() for m in ms} - set(records) - set(stored)
         stored.update(self._stored_records(need))
         for fid, ms in plan.members.items():
             plan.centers[fid] = [
-                facility.Member(new[m], authority) if m in new else facility.Member(stored[m][0], stored[m][1])
+                facility.Member(new[m], authority)
+                if m in records
+                else facility.Member(stored[m][0], authority if m in new else stored[m][1])
                 for m in sorted(ms)
-                if m in new or m in stored
+                if m in records or m in stored
             ]
         return plan
 

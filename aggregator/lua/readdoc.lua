@@ -15,8 +15,8 @@ local function observation_groups(prefix, id, members)
 end
 -- An observation's stored form (store.observation_json) as named fields: the positional form
 -- [st, fs, rt, wo, ru, cu, ...] by SLOTS (store.SLOTS: the same list), absent ones null or left out at the end,
--- microseconds 0 when none, the status by its code (STATUSES); the compact object (the same short names) and the long form kept before it as they
--- are. Takes the stored text or its decoded JSON.
+-- microseconds 0 when none, the status by its code (STATUSES); the compact object (the same short names) and the
+-- long form kept before it as they are. Takes the stored text or its decoded JSON.
 local SLOTS = {'st', 'fs', 'rt', 'wo', 'ru', 'cu', 'ba', 'bt', 'ch', 'chu', 'ct', 'ac', 'wl', 'ap', 'na', 'no', 'rb',
                'chi'}
 local ZERO_IS_NONE = {ru = true, cu = true, chu = true}

@@ -164,3 +164,20 @@ def test_only_new_records_are_matched_and_an_unchanged_rerun_does_no_matching(
     store.replace_feed("beds", [moved, board[1]], [], now=NOW, source="scrape")
     assert calls == []  # unchanged and changed records keep their links: no matching work
     assert store.facility_of("beds:H-9") == "samhsa:1"
+
+
+def test_a_facility_is_composed_from_a_superseded_record_as_stored_not_from_the_late_snapshot(store: Store) -> None:
+    """A pull run that started before a push was accepted, applied after it, does not overwrite the pushed record
+    (superseded); when the run changes the facility otherwise (a member leaves), the facility is composed from
+    the record as stored, the push's, not from the run's older copy."""
+    t = int(NOW.timestamp() * 1000)
+    first, second = harbor("beds", "A"), harbor("beds", "B", NEAR_HARBOR)
+    store.replace_feed("beds", [first, second], [], now=NOW, source="pull", order=t)
+    assert store.facility_of("beds:B") == "beds:A"
+    pushed = harbor("beds", "A", website="https://harbor.example.org/")
+    store.replace_feed("beds", [pushed], [], now=NOW, source="push", partial=True, order=t + 2000)
+    late = store.replace_feed("beds", [first], [], now=NOW, source="pull", order=t + 1000)  # B left the file
+    assert late.superseded == 1 and late.removed == 1
+    found = get_center(store, "beds:A", now=NOW)
+    assert found is not None and found["website"] == "https://harbor.example.org/"
+    assert [s["id"] for s in found["sources"]] == ["beds:A"]
