@@ -248,9 +248,10 @@ _NORMALIZING_CODE = (
     "geocode.py",
     "ingest.py",
     "feeds/mapping.py",
+    "feeds/csv.py",  # a CSV row's memo is found by its cells: what they map to is decided here
 )
 #: and the libraries whose data or rules it applies
-_NORMALIZING_LIBRARIES = ("phonenumbers", "zipcodes", "usaddress", "pydantic")
+_NORMALIZING_LIBRARIES = ("phonenumbers", "zipcodes", "usaddress", "pydantic", "python-dateutil")
 
 
 @functools.cache
@@ -839,10 +840,12 @@ class Pipeline:
             return  # every row was kept from its memo: the memos stand as they are
         fingerprint, memos = memo_fingerprint(ctx), done.memos(stored.digests, ctx)
         try:
-            if done.given:  # read under this fingerprint: only what changed is written
-                changed = {row: memo for row, memo in memos.items() if done.given.get(row) != memo}
-                self.store.update_row_memos(feed.id, fingerprint, changed, [r for r in done.given if r not in memos])
-            else:
+            changed = {row: memo for row, memo in memos.items() if done.given.get(row) != memo}
+            gone = [r for r in done.given if r not in memos]
+            if done.given and len(changed) + len(gone) <= len(done.given) // 2:
+                # read under this fingerprint, and most of them stand: only what changed is written
+                self.store.update_row_memos(feed.id, fingerprint, changed, gone)
+            else:  # written aside and renamed into place: no long transaction for a file that changed throughout
                 self.store.save_row_memos(feed.id, fingerprint, memos)
         except StoreUnavailable as exc:
             log.warning("feed %s: row memos not saved (%s); its next run normalizes every row", feed.id, exc)

@@ -731,7 +731,7 @@ class _Packer:
 
     def pack(self, *args: Any) -> list[bytes]:
         first = args[0]
-        if (type(first) is str and " " in first) or (type(first) is bytes and b" " in first):
+        if type(first) in (str, bytes) and len(first.split()) != 1:  # a command named in two words
             return list(self._fallback.pack(*args))
         try:
             return [hiredis.pack_command(args)]
@@ -2022,10 +2022,10 @@ class Store:
         for fid, ms in plan.members.items():
             plan.centers[fid] = [
                 facility.Member(new[m], authority)
-                if m in records
+                if m in records or (m in new and m not in stored)  # (not found as stored: the snapshot's copy)
                 else facility.Member(stored[m][0], authority if m in new else stored[m][1])
                 for m in sorted(ms)
-                if m in records or m in stored
+                if m in new or m in stored
             ]
         return plan
 

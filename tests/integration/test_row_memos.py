@@ -314,7 +314,13 @@ def test_the_memos_are_exactly_the_current_rows_after_a_run_that_changed_some(
     first = store.row_memos("memo", fp)
     assert len(first) == 6
     serve(partner, [row(i, beds=8) if i == 2 else row(i) for i in range(5)])  # C2 changed, C5 gone
-    pipeline.run(feed)
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a run that changed a few rows rewrote every memo")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "save_row_memos", whole)
+        pipeline.run(feed)
     second = store.row_memos("memo", fp)
     assert len(second) == 5
     assert len(set(first) & set(second)) == 4  # the four unchanged rows kept their memos, byte for byte
@@ -323,6 +329,8 @@ def test_the_memos_are_exactly_the_current_rows_after_a_run_that_changed_some(
     third = pipeline.run(feed, force=True)
     assert third.report is not None and third.report.stored is not None
     assert third.report.stored.unchanged == 5 and third.report.stored.observations_written == 0
+    store.update_row_memos("memo", "another fingerprint", {b"x" * 16: b"[]"}, list(second))
+    assert store.row_memos("memo", fp) == second  # memos made under other settings are not touched
 
 
 def test_a_changed_mapping_or_header_voids_the_memos_of_a_csv_feed(

@@ -8,7 +8,7 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.store import _COMMANDS
+from aggregator.store import _COMMANDS, connect
 
 
 def redis_py(*args: object) -> bytes:
@@ -34,3 +34,9 @@ def test_a_command_of_two_words_and_a_memoryview_are_packed_alike() -> None:
 def test_what_redis_py_refuses_is_refused_with_its_error(bad: object) -> None:
     with pytest.raises(redis.DataError):
         _COMMANDS.pack("SET", "k", bad)
+
+
+def test_the_store_s_clients_pack_with_it() -> None:
+    client = connect("redis://127.0.0.1:1/0")  # no connection is made until a command is sent
+    assert client.connection_pool.connection_kwargs["command_packer"] is _COMMANDS
+    assert b"".join(_COMMANDS.pack("CLIENT\tSETNAME", "w")) == redis_py("CLIENT\tSETNAME", "w")
