@@ -239,10 +239,10 @@ STATUS_CODES = (
 )
 assert set(STATUS_CODES) == {s.value for s in AvailabilityStatus}, "every status needs its stored code"
 _STATUS_CODE = {name: i for i, name in enumerate(STATUS_CODES)}
-#: a stored array padded to every slot (absent microseconds 0, every other absent field null)
-_PADDING = [0 if name in ("ru", "cu", "chu") else None for name in SLOTS]
 #: slots whose 0 means none (microseconds left over)
 _ZERO_IS_NONE = frozenset({"ru", "cu", "chu"})
+#: a stored array padded to every slot (absent microseconds 0, every other absent field null)
+_PADDING = [0 if name in _ZERO_IS_NONE else None for name in SLOTS]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -263,7 +263,7 @@ def observation_json(obs: Availability) -> bytes:
 
 def _positional(data: Mapping[str, Any]) -> list[Any]:
     """Named fields in ``SLOTS`` order: absent ones null (0 for microseconds), none after the last present."""
-    out = [data.get(name, 0 if name in _ZERO_IS_NONE else None) for name in SLOTS]
+    out = [data.get(name, pad) for name, pad in zip(SLOTS, _PADDING, strict=True)]
     while out and (out[-1] is None or (out[-1] == 0 and SLOTS[len(out) - 1] in _ZERO_IS_NONE)):
         out.pop()
     return out
@@ -324,41 +324,14 @@ def _observations(groups: list[Any]) -> list[dict[str, Any]]:
             if "st" not in o:  # stored before the compact form (the oldest without their record)
                 out.append({**OBSERVATION_DEFAULTS, "record": record, **o})
                 continue
-            level, _, source = g[i].partition("|")
-            rt = o["rt"]
-            reported = _iso(rt * 1000 + o.get("ru", 0))
-            changed = o.get("chi")
-            if changed is None:
-                ch = o.get("ch")
-                changed = reported if ch is None else _iso(ch * 1000 + o.get("chu", 0))
-            out.append(
-                {
-                    "level_of_care": level,
-                    "source": source,
-                    "status": o["st"],
-                    "beds_available": o.get("ba"),
-                    "beds_total": o.get("bt"),
-                    "accepting": o.get("ac"),
-                    "waitlist_size": o.get("wl"),
-                    "appointments_available": o.get("ap"),
-                    "next_appointment_at": o.get("na"),
-                    "notes": o.get("no", ""),
-                    "reported_at": reported,
-                    "checked_at": _iso(o.get("ct", o.get("wo")) * 1000 + o.get("cu", 0)),  # ct: wo unless other
-                    "changed_at": changed,
-                    "freshness_seconds": o["fs"],
-                    "reported_by": o.get("rb", ""),
-                    "record": record,
-                    "rt": rt,
-                    "wo": o.get("wo"),
-                }
-            )
+            # the compact object the release before kept: the same fields, by name
+            out.append(_positional_observation(record, g[i], _positional({**o, "st": _STATUS_CODE[o["st"]]})))
     return out
 
 
 def _positional_observation(record: str, field: str, o: list[Any]) -> dict[str, Any]:
-    """One observation of the positional form as readers use it (the same as ``_observations`` gives of the
-    named forms)."""
+    """One observation of the positional form as readers use it (the compact object form of the release before is
+    read through it too, put in place by ``_positional``)."""
     if len(o) != len(_PADDING):  # trailing fields left out (or slots a later release added: not read here)
         o = (o + _PADDING[len(o) :])[: len(_PADDING)]
     st, fs, rt, wo, ru, cu, ba, bt, ch, chu, ct, ac, wl, ap, na, no, rb, chi = o

@@ -76,9 +76,9 @@ def test_the_positional_form_reads_as_the_named_form_of_the_same_figures(
     appointments: int | None,
     next_appointment: datetime | None,
 ) -> None:
-    """The read path takes the positional form by place (``_positional_observation``), every other form by name:
-    the same figures, stored either way (with the write order, changed and checked times observe.lua adds),
-    read alike."""
+    """The positional form and the compact object form of the release before (put in place as it is read): the
+    same figures, stored either way (with the write order, changed and checked times observe.lua adds), read
+    alike."""
     obs = Availability(
         center_id="f:a",
         level_of_care="detox",
