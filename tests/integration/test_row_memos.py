@@ -16,7 +16,7 @@ from aggregator.fetch import Fetcher, new_session
 from aggregator.ingest import IngestReport, Pipeline, RowMemo, context_for, memo_fingerprint
 from aggregator.invariants import check
 from aggregator.lookup import near
-from aggregator.store import Store
+from aggregator.store import Store, pack_memos, unpack_memos
 from config import registry
 from config.registry import FeedConfig
 from tests.integration.factories import NOW
@@ -356,3 +356,30 @@ def test_a_changed_mapping_or_header_voids_the_memos_of_a_csv_feed(
     assert {h.center["name"] for h in near(store, zip="02139", now=NOW).results} == {f"Center {i}" for i in range(3)}
     kept = pipeline.run(remapped, force=True)
     assert kept.report is not None and kept.report.stored is not None and kept.report.stored.unchanged == 3
+
+
+def test_packed_memos_round_trip_whatever_their_bytes() -> None:
+    memos = {b"": b"", b"\x00" * 16: b"[null,\"1\"]", bytes(range(256)) * 2: b"\n" * 70_000, b"k": b"x"}
+    assert unpack_memos(pack_memos(memos)) == memos
+    assert unpack_memos(pack_memos({})) == {}
+
+
+def test_memos_kept_one_a_field_by_the_previous_release_are_not_read(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """The previous release kept each memo as a field of the rows hash: under the same fingerprint they are not
+    taken as memos (every row is normalized again) and the run keeps its memos packed."""
+    feed = feed_for(serve(partner, [row(i) for i in range(4)]))
+    pipeline.run(feed)
+    fp = memo_fingerprint(context_for(feed, NOW))
+    memos = store.row_memos("memo", fp)
+    assert len(memos) == 4
+    key = store.keys.feed_rows("memo")
+    store.redis.delete(key)
+    store.redis.hset(key, mapping={"_fp": fp, **memos})  # as the previous release kept them
+    assert store.row_memos("memo", fp) == {}
+    again = pipeline.run(feed, force=True)
+    assert again.report is not None and again.report.stored is not None
+    assert again.report.stored.unchanged == 4  # normalized again: the same records, none rewritten
+    assert sorted(store.redis.hkeys(key)) == [b"_fp", b"b"]
+    assert store.row_memos("memo", fp) == memos
