@@ -178,7 +178,7 @@ class RowMemo:
         fields: list[Any] = [
             None if feed_id and self.center_id == f"{feed_id}:{self.source_id}" else self.center_id,
             self.source_id,
-            self.digest.decode(),
+            self.digest.hex(),
             self.latest_ms,
             self.observations,
             [[p.record, p.field, p.reason] for p in self.problems],
@@ -198,7 +198,7 @@ class RowMemo:
         return cls(
             f"{feed_id}:{sid}" if cid is None else cid,
             sid,
-            digest.encode(),
+            bytes.fromhex(digest),
             latest,
             n,
             tuple(Rejection(record=r, field=f, reason=why) for r, f, why in problems),

@@ -33,7 +33,14 @@ from typing import Any
 import orjson
 
 from aggregator.lookup import get_center
-from aggregator.store import WRITER_LEASE_SECONDS, WRITER_LOCK, Store
+from aggregator.store import (
+    WRITER_LEASE_SECONDS,
+    WRITER_LOCK,
+    Store,
+    facility_members,
+    facility_of_record,
+    feed_of_record,
+)
 
 INVARIANTS = (
     "geo_without_record",
@@ -120,7 +127,7 @@ def _geo(store: Store, masked: set[str]) -> list[Violation]:
         if doc is None:
             out.append(Violation("geo_without_record", f"GEO member {fid} has no composed record"))
             continue
-        members[fid] = _text(m).split()
+        members[fid] = sorted(facility_members(fid, doc, m))
         if not members[fid]:
             out.append(Violation("geo_without_record", f"facility {fid} is indexed with no member record"))
     flat = [(fid, rid) for fid, rids in members.items() for rid in rids]
@@ -157,22 +164,25 @@ def _snapshots(store: Store, sizes: Mapping[str, int], staged: set[str]) -> list
             )
         reader = r.pipeline(transaction=False)
         for rid in ids:
-            reader.hmget(k.record(rid), "f", "fac")
-        links = reader.execute() if ids else []
-        facilities = sorted({_text(fac) for _, fac in links if fac})
+            reader.hmget(k.record(rid), "h", "f", "fac")
+        links = [  # (feed, facility) as a stored record says them; (None, "") where it does not exist
+            (feed_of_record(rid, feed) if digest is not None else None, facility_of_record(rid, digest, fac))
+            for rid, (digest, feed, fac) in zip(ids, reader.execute() if ids else [], strict=True)
+        ]
+        facilities = sorted({fac for _, fac in links if fac})
         reader = r.pipeline(transaction=False)
         for fid in facilities:
-            reader.hget(k.center(fid), "m")
+            reader.hmget(k.center(fid), "j", "m")
         listed = {
-            fid: set(_text(m).split())
-            for fid, m in zip(facilities, reader.execute() if facilities else [], strict=True)
+            fid: facility_members(fid, j, m)
+            for fid, (j, m) in zip(facilities, reader.execute() if facilities else [], strict=True)
         }
         for rid, (feed, fac) in zip(ids, links, strict=True):
             if feed is None:
                 out.append(Violation("snapshot_torn", f"feed {feed_id} lists record {rid}, which does not exist"))
-            elif _text(feed) != feed_id:
-                out.append(Violation("snapshot_torn", f"record {rid} in feed {feed_id} says it is {_text(feed)}'s"))
-            elif not fac or rid not in listed.get(_text(fac), set()):
+            elif feed != feed_id:
+                out.append(Violation("snapshot_torn", f"record {rid} in feed {feed_id} says it is {feed}'s"))
+            elif not fac or rid not in listed.get(fac, set()):
                 out.append(Violation("snapshot_torn", f"record {rid} of feed {feed_id} is in no facility"))
     return out
 

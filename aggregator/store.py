@@ -4,10 +4,13 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
 
     c:{center_id}          hash  j=the composed record's JSON (deflated, ``pack``; its read document is joined as
                                  it is read: lua/readdoc.lua), p=1 when it belongs in the GEO index (located, not
-                                 inactive), t=index tokens, m=its records, x=identifiers,
-                                 u=until when each level of care has a fresh open figure ("detox=<epoch ms> ...")
-    r:{record_id}          hash  a feed record: j=its JSON (deflated, ``pack``), h=its digest, f=feed id, a=the feed's
-                                 authority, o=when written (order), fac=its facility, why=the link's reasons (``pack``)
+                                 inactive), t=index tokens (coded: ``token_code``), m=its records (left out when it
+                                 is its founding record alone: ``facility_members``), x=identifiers (left out when
+                                 none), u=until when each level of care has a fresh open figure ("detox=<epoch ms> ...")
+    r:{record_id}          hash  a feed record: j=its JSON (deflated, ``pack``), h=its digest (16 bytes), f=feed id
+                                 (left out: the record's id says it, ``feed_of_record``), a=the feed's authority,
+                                 o=when written (order), fac=its facility (left out when it is the record's own: it
+                                 founded it), why=the link's reasons (``pack``)
     a:{center_id}          hash  "{level}|{source}" -> availability observation JSON (compact: ``observation_json``)
     geo                    GEO   located, non-inactive centers
     geo:loc:{level}        GEO   the same, for each level of care (a level filter searches only these)
@@ -84,6 +87,63 @@ DEFAULT_PREFIX = "cav:"
 
 #: filter groups and their token prefixes
 GROUPS = {"levels_of_care": "loc", "payment": "pay", "populations": "pop", "languages": "lang"}
+
+#: Index tokens as a facility's ``t`` keeps them (``token_code``): one character each for the vocabulary's values,
+#: by their place here. Only ever added to, at the end: a stored code keeps its meaning across releases. Past the
+#: 36 single characters, codes are two lower-case letters or digits.
+_CODED_TOKENS = (
+    *(f"loc:{v}" for v in ("detox", "residential", "inpatient", "php", "iop", "outpatient", "otp", "mat")),
+    *(f"loc:{v}" for v in ("recovery_housing", "crisis", "telehealth")),
+    *(f"pay:{v}" for v in ("medicaid", "medicare", "private", "self_pay", "sliding_scale", "free", "va")),
+    *(f"pay:{v}" for v in ("military", "state_funded", "ihs", "payment_assistance")),
+    *(f"pop:{v}" for v in ("adults", "young_adults", "adolescents", "women", "men", "pregnant")),
+    *(f"pop:{v}" for v in ("parents_with_children", "veterans", "lgbtq", "deaf_hard_of_hearing", "co_occurring")),
+    *(f"pop:{v}" for v in ("homeless", "criminal_justice")),
+)
+_TOKEN_CODES: dict[str, str] = dict(zip(_CODED_TOKENS, "abcdefghijklmnopqrstuvwxyz0123456789", strict=False))
+_TOKEN_NAMES = {code: token for token, code in _TOKEN_CODES.items()}
+
+
+def token_code(token: str) -> str:
+    """An index token as a facility's ``t`` keeps it: its code (``_CODED_TOKENS``), a language as its ISO 639-1
+    code in capitals ("lang:es" -> "ES"), any other as it is (it holds a colon, which no code does). About 100
+    bytes a center fewer than the tokens themselves."""
+    code = _TOKEN_CODES.get(token)
+    if code is not None:
+        return code
+    lang = token[5:]
+    if token.startswith("lang:") and len(lang) == 2 and lang.isascii() and lang.isalpha() and lang.islower():
+        return lang.upper()
+    return token
+
+
+def token_of(kept: str) -> str:
+    """What ``token_code`` kept, as the index token again; a token kept as it is (a store written before codes,
+    or one without a code) as it is."""
+    if ":" in kept:
+        return kept
+    token = _TOKEN_NAMES.get(kept)
+    if token is not None:
+        return token
+    if len(kept) == 2 and kept.isascii() and kept.isalpha() and kept.isupper():
+        return "lang:" + kept.lower()
+    raise ValueError(f"index token code {kept!r} is not known to this release")
+
+
+def _token_prelude() -> str:
+    """``token_code`` for Lua scripts that look a token up in a facility's ``t`` (lua/near.lua, lua/cleanup.lua)."""
+    table = ", ".join(f"[{orjson.dumps(t).decode()}] = {orjson.dumps(c).decode()}" for t, c in _TOKEN_CODES.items())
+    return (
+        "-- Generated (store._token_prelude): an index token as a facility's t keeps it (store.token_code).\n"
+        f"local TOKEN_CODE = {{{table}}}\n"
+        "local function token_code(token)\n"
+        "  local code = TOKEN_CODE[token]\n"
+        "  if code then return code end\n"
+        "  local lang = string.match(token, '^lang:(%l%l)$')\n"
+        "  if lang then return string.upper(lang) end\n"
+        "  return token\n"
+        "end\n"
+    )
 
 
 class Keys:
@@ -883,8 +943,30 @@ class RecordDiff:
 
 
 def record_digest(record: bytes) -> bytes:
-    """A feed record's stored digest (``r:{record}`` h): equal JSON, equal digest."""
-    return hashlib.blake2b(record, digest_size=16).hexdigest().encode()
+    """A feed record's stored digest (``r:{record}`` h): equal JSON, equal digest (16 bytes)."""
+    return hashlib.blake2b(record, digest_size=16).digest()
+
+
+def feed_of_record(record_id: str, stored: bytes | str | None = None) -> str:
+    """The feed of a stored record: what its id says (a record's id is "{feed}:{source}", and a feed's id holds no
+    colon: ``model.Center``), or ``r:{record}`` f where a release before this one kept it."""
+    return _str(stored) if stored else record_id.split(":", 1)[0]
+
+
+def facility_members(facility_id: str, composed: bytes | None, stored: bytes | str | None) -> set[str]:
+    """The records a stored facility lists: ``c:{facility}`` m as stored, else (a facility of its founding record
+    alone keeps no m) the facility's own id; none when the facility is not stored (no composed record, j)."""
+    if stored:
+        return set(_str(stored).split())
+    return {facility_id} if composed is not None else set()
+
+
+def facility_of_record(record_id: str, digest: bytes | None, stored: bytes | str | None) -> str:
+    """The facility a stored record is linked to: ``r:{record}`` fac as stored, else the record's own id (a
+    record that founded its facility keeps no fac); "" when the record is not stored (no digest)."""
+    if stored:
+        return _str(stored)
+    return record_id if digest is not None else ""
 
 
 def diff_records(
@@ -933,6 +1015,8 @@ class FacilityChange:
     fields: dict[str, Any] | None
     identifiers_added: list[tuple[str, str]] = field(default_factory=list)
     identifiers_removed: list[tuple[str, str]] = field(default_factory=list)
+    #: fields of its hash to delete: left out now (``facility_members``), stored before
+    cleared: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -983,18 +1067,28 @@ def diff_facilities(keys: Keys, plan: LinkPlan, records: Mapping[str, bytes] | N
             stored = COMPOSED_FROM_RECORD
         else:
             stored = pack(body)
+        fields_: dict[str, Any] = {
+            "j": stored,
+            "p": "1" if located and indexed else "0",
+            "t": " ".join(sorted(token_code(t) for t in want)),
+        }
+        cleared = []  # stored before: what it kept then may be left out now
+        names = sorted(c.center.id for c in members)
+        if names != [fid]:  # a facility of its founding record alone keeps no m (facility_members)
+            fields_["m"] = " ".join(names)
+        elif plan.before.get(fid):
+            cleared.append("m")
+        if ids:  # none: no x
+            fields_["x"] = orjson.dumps(sorted(ids))
+        elif plan.before.get(fid):
+            cleared.append("x")
         out.facilities.append(
             FacilityChange(
                 fid,
-                {
-                    "j": stored,
-                    "p": "1" if located and indexed else "0",
-                    "t": " ".join(sorted(want)),
-                    "m": " ".join(sorted(c.center.id for c in members)),
-                    "x": orjson.dumps(sorted(ids)),
-                },
+                fields_,
                 identifiers_added=list(ids - prev_ids),
                 identifiers_removed=list(prev_ids - ids),
+                cleared=cleared,
             )
         )
         for t in want - prev_tokens:
@@ -1136,12 +1230,12 @@ class Store:
         #: called with the step's name ("masked", "chunk", "flipped", "cleaned") as a staged write goes on
         self.on_stage_step: Callable[[str], None] = lambda step: None
         reads = _lua("readdoc") + _lua("visible")
-        self._near = client.register_script(reads + _lua("near"))
-        self._rate_near = client.register_script(reads + _lua("rate_first") + _lua("near"))
+        self._near = client.register_script(reads + _token_prelude() + _lua("near"))
+        self._rate_near = client.register_script(reads + _lua("rate_first") + _token_prelude() + _lua("near"))
         self._get = client.register_script(reads + _lua("get"))
         self._mask = client.register_script(_lua("readdoc") + _lua("mask"))
         self._fingerprint = client.register_script(_lua("fingerprint"))
-        self._cleanup = client.register_script(_lua("cleanup"))
+        self._cleanup = client.register_script(_token_prelude() + _lua("cleanup"))
         self._changed = client.register_script(_lua("changed"))
         prelude = _lua("readdoc") + _lua("doc")
         self._observe_src = prelude + _lua("observe")
@@ -1353,8 +1447,9 @@ class Store:
         return read_doc(doc)
 
     def facility_of(self, record_id: str) -> str | None:
-        fac = self._call("reading a link", lambda: self.redis.hget(self.keys.record(record_id), "fac"))
-        return _str(fac) if fac else None
+        """The facility a stored feed record is linked to (None when the record is not stored)."""
+        digest, fac = self._call("reading a link", lambda: self.redis.hmget(self.keys.record(record_id), "h", "fac"))
+        return facility_of_record(record_id, digest, fac) or None
 
     def link_explanation(self, record_id: str) -> dict[str, Any] | None:
         """Why a record was linked to its facility (rule and scores), when it was matched."""
@@ -1735,7 +1830,9 @@ class Store:
         for rid in record_ids:
             reader.hmget(self.keys.record(rid), "h", "fac", "o")
         return {
-            rid: StoredRecord(digest, _str(fac) if fac else "", int(written) if written is not None else None)
+            rid: StoredRecord(
+                digest, facility_of_record(rid, digest, fac), int(written) if written is not None else None
+            )
             for rid, (digest, fac, written) in zip(record_ids, reader.execute(), strict=True)
         }
 
@@ -1770,14 +1867,13 @@ class Store:
                 q.delete(k.availability(rid))
         for rid, (record, digest) in diff.changed.items():
             why = plan.explanations.get(rid)
-            fields_: dict[str, Any] = {
-                "j": pack(record),
-                "h": digest,
-                "f": feed_id,
-                "a": authority,
-                "o": order,
-                "fac": plan.link[rid],
-            }
+            # no f: the record's id says its feed (feed_of_record)
+            fields_: dict[str, Any] = {"j": pack(record), "h": digest, "a": authority, "o": order}
+            link = plan.link[rid]
+            if link != rid:  # a record that founded its facility keeps no fac (facility_of_record)
+                fields_["fac"] = link
+            if diff.old.get(rid, (None, ""))[0] is not None:  # stored before: what it kept then may be left out now
+                q.hdel(k.record(rid), "f", *(("fac",) if link == rid else ()))
             if why is not None:
                 fields_["why"] = FOUNDED_ALONE if why == founded_alone(rid) else pack(orjson.dumps(why))
             q.hset(k.record(rid), mapping=fields_)
@@ -1877,12 +1973,12 @@ class Store:
         pipe.watch(*[k.center(f) for f in ids])
         reader = self.redis.pipeline(transaction=False)
         for fid in ids:
-            reader.hmget(k.center(fid), "m", "t", "x")
-        for fid, (m, t, x) in zip(ids, reader.execute(), strict=True):
-            if (set(_str(m).split()) if m else set()) != plan.before[fid]:
+            reader.hmget(k.center(fid), "j", "m", "t", "x")
+        for fid, (j, m, t, x) in zip(ids, reader.execute(), strict=True):
+            if facility_members(fid, j, m) != plan.before[fid]:
                 raise redis.WatchError(f"facility {fid} changed while this snapshot was planned")
             ids_ = {(a, b) for a, b in orjson.loads(x)} if x else set()
-            plan.previous[fid] = (set(_str(t).split()) if t else set(), ids_)
+            plan.previous[fid] = ({token_of(x) for x in _str(t).split()} if t else set(), ids_)
 
     def _plan_links(
         self,
@@ -2164,8 +2260,8 @@ class Store:
             return {}
         reader = self.redis.pipeline(transaction=False)
         for fid in ids:
-            reader.hget(self.keys.center(fid), "m")
-        return {fid: set(_str(m).split()) if m else set() for fid, m in zip(ids, reader.execute(), strict=True)}
+            reader.hmget(self.keys.center(fid), "j", "m")
+        return {fid: facility_members(fid, j, m) for fid, (j, m) in zip(ids, reader.execute(), strict=True)}
 
     def _stored_records(self, record_ids: Iterable[str]) -> dict[str, tuple[Center, int]]:
         """Stored feed records (those that exist) with their feed's authority rank."""
@@ -2195,6 +2291,8 @@ class Store:
                     pipe.srem(k.identifier(system, value), change.facility)
                 pipe.delete(k.center(change.facility))  # its a: hash is its founder record's, removed with it
                 continue
+            if change.cleared:
+                pipe.hdel(k.center(change.facility), *change.cleared)
             pipe.hset(k.center(change.facility), mapping=change.fields)
             for system, value in change.identifiers_added:
                 pipe.sadd(k.identifier(system, value), change.facility)
@@ -2390,7 +2488,7 @@ class Store:
                     fp, packed = pipe.hmget(key, "_fp", "b")
                     if fp is None or _str(fp) != fingerprint or packed is None:
                         return
-                    memos = unpack_memos(packed)
+                    memos = unpack_memos(cast(bytes, packed))
                     for row in dropped:
                         memos.pop(row, None)
                     memos.update(items)
@@ -2414,7 +2512,8 @@ class Store:
             out: set[str] = set()
             for piece in staging.pieces(ids, staging.MEMBERS):  # a few milliseconds of Redis each
                 found = self._changed(
-                    keys=[self.keys.record(rid) for rid in piece], args=[feed_id, *[expected[rid] for rid in piece]]
+                    keys=[self.keys.record(rid) for rid in piece],
+                    args=[feed_id, self.keys.prefix, *[expected[rid] for rid in piece]],
                 )
                 out.update(piece[int(i) - 1] for i in found)
             return out

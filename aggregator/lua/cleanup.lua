@@ -9,7 +9,13 @@
 local prefix, gen, n, what = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local list = prefix .. 'stage:' .. gen .. ':' .. what
 local items = redis.call('SPOP', list, n)
-local function has(t, token) return t and string.find(' ' .. t .. ' ', ' ' .. token .. ' ', 1, true) ~= nil end
+-- does t (store.token_code: tokens coded, or as they are where written before codes) hold the token?
+local function has(t, token)
+  if not t then return false end
+  t = ' ' .. t .. ' '
+  return string.find(t, ' ' .. token_code(token) .. ' ', 1, true) ~= nil
+      or string.find(t, ' ' .. token .. ' ', 1, true) ~= nil
+end
 for _, item in ipairs(items) do
   if what == 'm' then
     local cur = redis.call('HGET', prefix .. 'masks', item)

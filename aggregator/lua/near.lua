@@ -26,13 +26,25 @@ local now = tonumber(ARGV[6])
 local available_only = ARGV[7] == '1'
 local r = math.min(tonumber(ARGV[8]), radius)
 
+-- a padded token (' pay:medicaid ') and its code as a facility's t keeps it (' l ': store.token_code; t written
+-- before codes holds the token itself)
+local function forms_of(token)
+  local code = token_code(token)
+  if code == token then return {' ' .. token .. ' '} end
+  return {' ' .. code .. ' ', ' ' .. token .. ' '}
+end
+
 local i = 10
-local groups = {}
+local groups, wanted = {}, {}
 for g = 1, tonumber(ARGV[9]) do
   local n = tonumber(ARGV[i]); i = i + 1
-  local tokens = {}
-  for k = 1, n do tokens[k] = ' ' .. ARGV[i] .. ' '; i = i + 1 end
-  groups[g] = tokens
+  local tokens, forms = {}, {}
+  for k = 1, n do
+    tokens[k] = ' ' .. ARGV[i] .. ' '
+    for _, form in ipairs(forms_of(ARGV[i])) do forms[#forms + 1] = form end
+    i = i + 1
+  end
+  groups[g], wanted[g] = tokens, forms
 end
 local levels = nil
 local n_levels = tonumber(ARGV[i]); i = i + 1
@@ -55,7 +67,7 @@ local function passes_filters(t)
   if #groups == 0 then return true end
   t = ' ' .. t .. ' '
   for g = 1, #groups do
-    if not has_any(t, groups[g]) then return false end
+    if not has_any(t, wanted[g]) then return false end
   end
   return true
 end
@@ -112,7 +124,9 @@ local state = stage_state(prefix)
 local level_tokens = nil
 if state and levels and KEYS[1] ~= prefix .. 'geo' then
   level_tokens = {}
-  for level in pairs(levels) do level_tokens[#level_tokens + 1] = ' loc:' .. level .. ' ' end
+  for level in pairs(levels) do
+    for _, form in ipairs(forms_of('loc:' .. level)) do level_tokens[#level_tokens + 1] = form end
+  end
 end
 
 local function by_distance(a, b) return tonumber(a[2]) < tonumber(b[2]) end

@@ -22,6 +22,7 @@ from aggregator.store import (
     STATUS_CODES,
     Store,
     composed,
+    facility_members,
     founded_alone,
     stored_observation,
     unpack,
@@ -33,13 +34,13 @@ LUA = Path(__file__).resolve().parents[2] / "aggregator" / "lua"
 
 def full_composition(store: Store, fid: str) -> dict[str, object]:
     """``facility.compose`` of the facility's records as stored (what a full composed copy would hold)."""
-    members = store.redis.hget(store.keys.center(fid), "m")
+    members = facility_members(fid, *store.redis.hmget(store.keys.center(fid), "j", "m"))
     assert members
     from aggregator.model import Center
 
     records = [
         facility.Member(Center.model_validate_json(unpack(store.redis.hget(store.keys.record(m), "j") or b"")))
-        for m in members.decode().split()
+        for m in sorted(members)
     ]
     return facility.compose(fid, records)
 

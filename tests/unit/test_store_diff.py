@@ -85,8 +85,9 @@ def test_facility_index_and_geo_changes_follow_the_tokens_as_read() -> None:
     )
     diff = diff_facilities(KEYS, plan)
     written = {c.facility: c for c in diff.facilities}
-    assert written[detox.id].fields is not None and written[detox.id].fields["t"] == "loc:detox pay:medicaid"
-    assert written[detox.id].fields["m"] == detox.id
+    assert written[detox.id].fields is not None and written[detox.id].fields["t"] == "a l"  # loc:detox pay:medicaid
+    assert "m" not in written[detox.id].fields  # its founding record alone: no member list kept
+    assert written[detox.id].cleared == []
     assert written[detox.id].identifiers_added == [("npi", "1")]
     assert written[detox.id].identifiers_removed == [("npi", "2")]
     assert written["beds:left"].fields is None and written["beds:left"].identifiers_removed == [("npi", "9")]
