@@ -840,12 +840,7 @@ class Pipeline:
             return  # every row was kept from its memo: the memos stand as they are
         fingerprint, memos = memo_fingerprint(ctx), done.memos(stored.digests, ctx)
         try:
-            changed = {row: memo for row, memo in memos.items() if done.given.get(row) != memo}
-            gone = [r for r in done.given if r not in memos]
-            if done.given and len(changed) + len(gone) <= len(done.given) // 2:
-                # read under this fingerprint, and most of them stand: only what changed is written
-                self.store.update_row_memos(feed.id, fingerprint, changed, gone)
-            else:  # written aside and renamed into place: no long transaction for a file that changed throughout
+            if memos != done.given:  # kept packed in one value (store.pack_memos): written whole
                 self.store.save_row_memos(feed.id, fingerprint, memos)
         except StoreUnavailable as exc:
             log.warning("feed %s: row memos not saved (%s); its next run normalizes every row", feed.id, exc)

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import logging
 import secrets
 import struct
 import threading
@@ -83,14 +84,16 @@ from aggregator.model import Availability, AvailabilityStatus, Center, CenterSta
 if TYPE_CHECKING:  # matching (scourgify, rapidfuzz) loads only where a write plans links: a CLI search stays quick
     from aggregator import match
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PREFIX = "cav:"
 
 #: filter groups and their token prefixes
 GROUPS = {"levels_of_care": "loc", "payment": "pay", "populations": "pop", "languages": "lang"}
 
 #: Index tokens as a facility's ``t`` keeps them (``token_code``): one character each for the vocabulary's values,
-#: by their place here. Only ever added to, at the end: a stored code keeps its meaning across releases. Past the
-#: 36 single characters, codes are two lower-case letters or digits.
+#: by their place here. Only ever added to, at the end: a stored code keeps its meaning across releases. One
+#: character (a-z, 0-9) is left; past it, a token stays spelled out.
 _CODED_TOKENS = (
     *(f"loc:{v}" for v in ("detox", "residential", "inpatient", "php", "iop", "outpatient", "otp", "mat")),
     *(f"loc:{v}" for v in ("recovery_housing", "crisis", "telehealth")),
@@ -119,7 +122,7 @@ def token_code(token: str) -> str:
 
 def token_of(kept: str) -> str:
     """What ``token_code`` kept, as the index token again; a token kept as it is (a store written before codes,
-    or one without a code) as it is."""
+    or one without a code) as it is, and so a code this release does not know (a later release's)."""
     if ":" in kept:
         return kept
     token = _TOKEN_NAMES.get(kept)
@@ -127,7 +130,7 @@ def token_of(kept: str) -> str:
         return token
     if len(kept) == 2 and kept.isascii() and kept.isalpha() and kept.isupper():
         return "lang:" + kept.lower()
-    raise ValueError(f"index token code {kept!r} is not known to this release")
+    return kept
 
 
 def _token_prelude() -> str:
@@ -870,6 +873,8 @@ class LinkPlan:
     uncertain: list[tuple[str, str, match.Verdict]] = field(default_factory=list)
     #: facilities founded by a record of this snapshot (new ids: nobody else can be writing them)
     founded_here: set[str] = field(default_factory=set)
+    #: facility -> which of the fields a facility may leave out (m, x) its stored hash holds
+    spelled: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def facilities(self) -> set[str]:
@@ -942,9 +947,14 @@ class RecordDiff:
     old: dict[str, tuple[bytes | None, str]] = field(default_factory=dict)
 
 
+#: a record's digest, in bytes (an earlier release kept it as 32 hexadecimal digits, and its feed and facility
+#: spelled out)
+DIGEST_SIZE = 16
+
+
 def record_digest(record: bytes) -> bytes:
-    """A feed record's stored digest (``r:{record}`` h): equal JSON, equal digest (16 bytes)."""
-    return hashlib.blake2b(record, digest_size=16).digest()
+    """A feed record's stored digest (``r:{record}`` h): equal JSON, equal digest."""
+    return hashlib.blake2b(record, digest_size=DIGEST_SIZE).digest()
 
 
 def feed_of_record(record_id: str, stored: bytes | str | None = None) -> str:
@@ -1072,15 +1082,15 @@ def diff_facilities(keys: Keys, plan: LinkPlan, records: Mapping[str, bytes] | N
             "p": "1" if located and indexed else "0",
             "t": " ".join(sorted(token_code(t) for t in want)),
         }
-        cleared = []  # stored before: what it kept then may be left out now
+        spelled, cleared = plan.spelled.get(fid, set()), []  # a field stored before and left out now is deleted
         names = sorted(c.center.id for c in members)
         if names != [fid]:  # a facility of its founding record alone keeps no m (facility_members)
             fields_["m"] = " ".join(names)
-        elif plan.before.get(fid):
+        elif "m" in spelled:
             cleared.append("m")
         if ids:  # none: no x
             fields_["x"] = orjson.dumps(sorted(ids))
-        elif plan.before.get(fid):
+        elif "x" in spelled:
             cleared.append("x")
         out.facilities.append(
             FacilityChange(
@@ -1872,7 +1882,8 @@ class Store:
             link = plan.link[rid]
             if link != rid:  # a record that founded its facility keeps no fac (facility_of_record)
                 fields_["fac"] = link
-            if diff.old.get(rid, (None, ""))[0] is not None:  # stored before: what it kept then may be left out now
+            stored = diff.old.get(rid, (None, ""))[0]
+            if stored is not None and len(stored) != DIGEST_SIZE:  # written by an earlier release: f, fac = its id
                 q.hdel(k.record(rid), "f", *(("fac",) if link == rid else ()))
             if why is not None:
                 fields_["why"] = FOUNDED_ALONE if why == founded_alone(rid) else pack(orjson.dumps(why))
@@ -1978,7 +1989,8 @@ class Store:
             if facility_members(fid, j, m) != plan.before[fid]:
                 raise redis.WatchError(f"facility {fid} changed while this snapshot was planned")
             ids_ = {(a, b) for a, b in orjson.loads(x)} if x else set()
-            plan.previous[fid] = ({token_of(x) for x in _str(t).split()} if t else set(), ids_)
+            plan.previous[fid] = ({token_of(kept) for kept in _str(t).split()} if t else set(), ids_)
+            plan.spelled[fid] = {name for name, value in (("m", m), ("x", x)) if value is not None}
 
     def _plan_links(
         self,
@@ -2201,7 +2213,11 @@ class Store:
                     pipe.multi()
                     pipe.hset(k.decisions(record_id), facility_id, decision)
                     pipe.hdel(k.matches, f"{record_id}|{facility_id}")
-                    pipe.hset(k.record(record_id), mapping={"fac": target, "why": pack(orjson.dumps(why))})
+                    if target == record_id:  # its own facility: no fac (facility_of_record)
+                        pipe.hdel(k.record(record_id), "fac")
+                        pipe.hset(k.record(record_id), "why", pack(orjson.dumps(why)))
+                    else:
+                        pipe.hset(k.record(record_id), mapping={"fac": target, "why": pack(orjson.dumps(why))})
                     self._queue_facilities(pipe, plan, ReplaceResult())
                     if plan.recompose:
                         pipe.eval(self._compose_src, *self._compose_args(plan.recompose))
@@ -2456,7 +2472,11 @@ class Store:
             return {}
         if self._call("reading row memos", lambda: self._stages("w", feed_id)):
             return {}
-        return unpack_memos(packed)
+        try:
+            return unpack_memos(packed)
+        except (zlib.error, struct.error) as exc:  # a damaged value: a shortcut lost, nothing else
+            log.warning("feed %s: row memos unreadable (%s); its run normalizes every row", feed_id, exc)
+            return {}
 
     def save_row_memos(self, feed_id: str, fingerprint: str, memos: Mapping[bytes, bytes]) -> None:
         """Replace the feed's row memos, packed into one value (``pack_memos``), in one transaction."""
@@ -2467,36 +2487,6 @@ class Store:
                 pipe.delete(key)  # memos kept one a field by an earlier release go with it
                 pipe.hset(key, mapping={"_fp": fingerprint, "b": packed})
                 pipe.execute()
-
-        self._call("writing row memos", write)
-
-    def update_row_memos(
-        self, feed_id: str, fingerprint: str, changed: Mapping[bytes, bytes], gone: Iterable[bytes]
-    ) -> None:
-        """Write some of the feed's row memos and drop others, while the memos are still those made under
-        ``fingerprint`` (else nothing: whatever replaced them holds for its own settings). The packed memos are
-        read, changed and written back in one optimistic transaction."""
-        key = self.keys.feed_rows(feed_id)
-        items, dropped = dict(changed), list(gone)
-        if not items and not dropped:
-            return
-
-        def write() -> None:
-            with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key)
-                    fp, packed = pipe.hmget(key, "_fp", "b")
-                    if fp is None or _str(fp) != fingerprint or packed is None:
-                        return
-                    memos = unpack_memos(cast(bytes, packed))
-                    for row in dropped:
-                        memos.pop(row, None)
-                    memos.update(items)
-                    pipe.multi()
-                    pipe.hset(key, "b", pack_memos(memos))
-                    pipe.execute()
-                except redis.WatchError:
-                    return  # changed meanwhile: a shortcut missed, nothing lost
 
         self._call("writing row memos", write)
 
