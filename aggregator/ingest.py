@@ -840,8 +840,8 @@ class Pipeline:
             return  # every row was kept from its memo: the memos stand as they are
         fingerprint, memos = memo_fingerprint(ctx), done.memos(stored.digests, ctx)
         try:
-            if memos != done.given:  # kept packed in one value (store.pack_memos): written whole
-                self.store.save_row_memos(feed.id, fingerprint, memos)
+            if memos != done.given:  # kept packed by bucket: those that changed are written (store.save_row_memos)
+                self.store.save_row_memos(feed.id, fingerprint, memos, done.given)
         except StoreUnavailable as exc:
             log.warning("feed %s: row memos not saved (%s); its next run normalizes every row", feed.id, exc)
 

@@ -22,8 +22,9 @@ Key names are built here and nowhere else (``Keys``). Layout, under a configurab
     needs_location         set   centers that could not be placed (kept, listed for operators)
     feed:{feed_id}:state   hash  feed health (``FeedState``): last attempt/success/error, counts, validators, digest
     feed:{feed_id}:held    str   a quarantined snapshot waiting for an operator (JSON)
-    feed:{feed_id}:rows    hash  b=the row memos (``ingest.RowMemo``) of the last stored run, packed in one value
-                                 (``pack_memos``); _fp: their settings and code fingerprint
+    feed:{feed_id}:rows    hash  b:{byte}=the row memos (``ingest.RowMemo``) of the last stored run whose row digest
+                                 begins with that byte, packed (``memo_buckets``, ``pack_memos``); _fp: their settings
+                                 and code fingerprint
     lock:{name}            str   a lock's token (SET NX PX), e.g. one run per feed at a time
     push:{ingest_id}       hash  a partner push (``PushRecord``), stored before it is acknowledged, then its result
     push:event:{feed}:{id} str   the ingest that accepted a partner's event id (replay protection)
@@ -138,8 +139,10 @@ def _token_prelude() -> str:
     table = ", ".join(f"[{orjson.dumps(t).decode()}] = {orjson.dumps(c).decode()}" for t, c in _TOKEN_CODES.items())
     return (
         "-- Generated (store._token_prelude): an index token as a facility's t keeps it (store.token_code).\n"
-        f"local TOKEN_CODE = {{{table}}}\n"
+        "-- The table is built on first use: a search without filters never builds it.\n"
+        "local TOKEN_CODE = nil\n"
         "local function token_code(token)\n"
+        f"  if not TOKEN_CODE then TOKEN_CODE = {{{table}}} end\n"
         "  local code = TOKEN_CODE[token]\n"
         "  if code then return code end\n"
         "  local lang = string.match(token, '^lang:(%l%l)$')\n"
@@ -480,9 +483,19 @@ def unpack(stored: bytes) -> bytes:
 _MEMO_HEAD = struct.Struct("<HI")
 
 
+def memo_buckets(memos: Mapping[bytes, bytes]) -> dict[str, dict[bytes, bytes]]:
+    """A feed's row memos by bucket, the field of ``feed:{feed}:rows`` that keeps them packed: ``b:`` and the
+    first byte of the row digest in hexadecimal (256 buckets at most)."""
+    out: dict[str, dict[bytes, bytes]] = defaultdict(dict)
+    for row, memo in memos.items():
+        out[f"b:{row[:1].hex()}"][row] = memo
+    return dict(out)
+
+
 def pack_memos(memos: Mapping[bytes, bytes]) -> bytes:
-    """A feed's row memos as one value (``feed:{feed}:rows`` b): each row digest and memo after their lengths,
-    deflated. A row memo kept one a hash field cost about 110 bytes of Redis memory; packed, about 45."""
+    """Row memos as one value (a bucket of ``feed:{feed}:rows``, ``memo_buckets``): each row digest and memo after
+    their lengths, deflated. A row memo kept one a hash field cost about 110 bytes of Redis memory; packed,
+    about 45."""
     head = _MEMO_HEAD.pack
     return zlib.compress(b"".join(head(len(k), len(v)) + k + v for k, v in memos.items()), 1)
 
@@ -2467,25 +2480,44 @@ class Store:
         write of the feed is unfinished (its next write rewrites every record), or where they were kept one a
         field (before ``pack_memos``: the feed's next run normalizes every row and keeps them packed)."""
         key = self.keys.feed_rows(feed_id)
-        fp, packed = self._call("reading row memos", lambda: self.redis.hmget(key, "_fp", "b"))
-        if fp is None or _str(fp) != fingerprint or packed is None:
+        fp = self._call("reading row memos", lambda: self.redis.hget(key, "_fp"))
+        if fp is None or _str(fp) != fingerprint:
             return {}
         if self._call("reading row memos", lambda: self._stages("w", feed_id)):
             return {}
-        try:
-            return unpack_memos(packed)
-        except (zlib.error, struct.error) as exc:  # a damaged value: a shortcut lost, nothing else
-            log.warning("feed %s: row memos unreadable (%s); its run normalizes every row", feed_id, exc)
-            return {}
+        out: dict[bytes, bytes] = {}
+        for name, packed in self._call("reading row memos", lambda: self.redis.hgetall(key)).items():
+            if name[:2] != b"b:":
+                continue  # _fp, or a memo kept one a field by an earlier release: not read
+            try:
+                out.update(unpack_memos(packed))
+            except (zlib.error, struct.error) as exc:  # a damaged value: a shortcut lost, nothing else
+                log.warning("feed %s: row memos unreadable (%s); their rows are normalized again", feed_id, exc)
+        return out
 
-    def save_row_memos(self, feed_id: str, fingerprint: str, memos: Mapping[bytes, bytes]) -> None:
-        """Replace the feed's row memos, packed into one value (``pack_memos``), in one transaction."""
-        key, packed = self.keys.feed_rows(feed_id), pack_memos(memos)
+    def save_row_memos(
+        self, feed_id: str, fingerprint: str, memos: Mapping[bytes, bytes], given: Mapping[bytes, bytes] | None = None
+    ) -> None:
+        """Keep the feed's row memos, packed by bucket (``memo_buckets``, ``pack_memos``), in one transaction.
+        ``given``: the memos as read under this fingerprint (``row_memos``): only the buckets that differ from
+        them are written (a run that changed a few rows writes a few buckets); without them, every bucket."""
+        key = self.keys.feed_rows(feed_id)
+        new = memo_buckets(memos)
+        old = memo_buckets(given) if given else None
+        names = set(new) | set(old or ())
+        changed = sorted(n for n in names if old is None or new.get(n) != old.get(n))
+        if old is not None and not changed:
+            return
+        values: dict[Any, Any] = {name: pack_memos(new[name]) for name in changed if name in new}
+        gone = [name for name in changed if name not in new]
 
         def write() -> None:
             with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(key)  # memos kept one a field by an earlier release go with it
-                pipe.hset(key, mapping={"_fp": fingerprint, "b": packed})
+                if old is None:
+                    pipe.delete(key)  # memos of other settings, or kept one a field by an earlier release
+                pipe.hset(key, mapping={"_fp": fingerprint, **values})
+                if gone:
+                    pipe.hdel(key, *gone)
                 pipe.execute()
 
         self._call("writing row memos", write)
