@@ -2479,48 +2479,64 @@ class Store:
         """The feed's row memos (row digest -> memo) if they were made under ``fingerprint``; none while a staged
         write of the feed is unfinished (its next write rewrites every record), or where they were kept one a
         field (before ``pack_memos``: the feed's next run normalizes every row and keeps them packed)."""
-        key = self.keys.feed_rows(feed_id)
-        fp = self._call("reading row memos", lambda: self.redis.hget(key, "_fp"))
+        stored = self._call("reading row memos", lambda: self.redis.hgetall(self.keys.feed_rows(feed_id)))
+        fp = stored.pop(b"_fp", None)
         if fp is None or _str(fp) != fingerprint:
             return {}
         if self._call("reading row memos", lambda: self._stages("w", feed_id)):
             return {}
         out: dict[bytes, bytes] = {}
-        for name, packed in self._call("reading row memos", lambda: self.redis.hgetall(key)).items():
+        for name, packed in stored.items():
             if name[:2] != b"b:":
-                continue  # _fp, or a memo kept one a field by an earlier release: not read
+                continue  # a memo kept one a field by an earlier release: not read
             try:
                 out.update(unpack_memos(packed))
-            except (zlib.error, struct.error) as exc:  # a damaged value: a shortcut lost, nothing else
+            except (zlib.error, struct.error) as exc:  # a damaged value: a shortcut lost (rewritten by the next save)
                 log.warning("feed %s: row memos unreadable (%s); their rows are normalized again", feed_id, exc)
         return out
 
     def save_row_memos(
         self, feed_id: str, fingerprint: str, memos: Mapping[bytes, bytes], given: Mapping[bytes, bytes] | None = None
     ) -> None:
-        """Keep the feed's row memos, packed by bucket (``memo_buckets``, ``pack_memos``), in one transaction.
-        ``given``: the memos as read under this fingerprint (``row_memos``): only the buckets that differ from
-        them are written (a run that changed a few rows writes a few buckets); without them, every bucket."""
+        """Keep the feed's row memos, packed by bucket (``memo_buckets``, ``pack_memos``).
+
+        ``given``: the memos this run read (``row_memos``) under ``fingerprint``. Then only the buckets that differ
+        from them (or that are damaged or missing) are written, and buckets of no row dropped, while the memos are
+        still those of ``fingerprint``; else nothing (dropped or replaced meanwhile: what is there stands, and the
+        next run rewrites them whole). Without ``given``, every bucket is written in place of what was there."""
         key = self.keys.feed_rows(feed_id)
         new = memo_buckets(memos)
         old = memo_buckets(given) if given else None
-        names = set(new) | set(old or ())
-        changed = sorted(n for n in names if old is None or new.get(n) != old.get(n))
-        if old is not None and not changed:
-            return
-        values: dict[Any, Any] = {name: pack_memos(new[name]) for name in changed if name in new}
-        gone = [name for name in changed if name not in new]
 
-        def write() -> None:
+        def write_all() -> None:
+            packed: dict[Any, Any] = {name: pack_memos(bucket) for name, bucket in new.items()}
             with self.redis.pipeline(transaction=True) as pipe:
-                if old is None:
-                    pipe.delete(key)  # memos of other settings, or kept one a field by an earlier release
-                pipe.hset(key, mapping={"_fp": fingerprint, **values})
-                if gone:
-                    pipe.hdel(key, *gone)
+                pipe.delete(key)  # memos of other settings, or kept one a field by an earlier release
+                pipe.hset(key, mapping={"_fp": fingerprint, **packed})
                 pipe.execute()
 
-        self._call("writing row memos", write)
+        def write_changed(old: dict[str, dict[bytes, bytes]]) -> None:
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    fp = pipe.hget(key, "_fp")
+                    if fp is None or _str(fp) != fingerprint:
+                        return
+                    stored = {_str(name) for name in pipe.hkeys(key)} - {"_fp"}
+                    changed = {n: pack_memos(b) for n, b in new.items() if b != old.get(n) or n not in stored}
+                    gone = sorted(stored - set(new))
+                    if not changed and not gone:
+                        return
+                    pipe.multi()
+                    if changed:
+                        pipe.hset(key, mapping=cast(dict[Any, Any], changed))
+                    if gone:
+                        pipe.hdel(key, *gone)
+                    pipe.execute()
+                except redis.WatchError:
+                    return  # changed meanwhile: a shortcut missed, nothing lost
+
+        self._call("writing row memos", write_all if old is None else lambda: write_changed(old))
 
     def drop_row_memos(self, feed_id: str) -> None:
         self._call("dropping row memos", lambda: self.redis.delete(self.keys.feed_rows(feed_id)))

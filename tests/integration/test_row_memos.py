@@ -347,6 +347,46 @@ def test_a_run_that_changed_one_row_writes_only_the_buckets_of_its_memos(
     assert len(second) == 40 and len(set(first) - set(second)) == 1
 
 
+def test_memos_dropped_or_replaced_during_a_run_are_not_patched_by_it(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """A run writes the buckets it changed only while the memos are still those it read: memos a release dropped
+    meanwhile stay dropped, and those another run made under other settings are not touched."""
+    feed = feed_for(serve(partner, [row(i) for i in range(20)]))
+    pipeline.run(feed)
+    fp = memo_fingerprint(context_for(feed, NOW))
+    given = store.row_memos("memo", fp)
+    changed = {**given, b"x" * 16: RowMemo("memo:C99", "C99", b"d", None, 0).encode("memo")}
+    key = store.keys.feed_rows("memo")
+    store.drop_row_memos("memo")
+    store.save_row_memos("memo", fp, changed, given)
+    assert store.redis.exists(key) == 0
+    store.save_row_memos("memo", "other settings", given)  # another run, under other settings, wrote them whole
+    before = store.redis.hgetall(key)
+    store.save_row_memos("memo", fp, changed, given)
+    assert store.redis.hgetall(key) == before
+    assert store.row_memos("memo", fp) == {} and store.row_memos("memo", "other settings") == given
+
+
+def test_a_damaged_bucket_is_written_again_and_one_of_no_row_dropped(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    lines = [row(i) for i in range(40)]
+    feed = feed_for(serve(partner, lines))
+    pipeline.run(feed)
+    fp = memo_fingerprint(context_for(feed, NOW))
+    whole = store.row_memos("memo", fp)
+    key = store.keys.feed_rows("memo")
+    damaged = sorted(n for n in store.redis.hkeys(key) if n != b"_fp")[0]
+    store.redis.hset(key, mapping={damaged: b"not deflated", "b:zz": b"not deflated either"})
+    assert len(store.row_memos("memo", fp)) < 40
+    serve(partner, [row(0, beds=8), *lines[1:]])
+    pipeline.run(feed)
+    assert b"b:zz" not in store.redis.hkeys(key)
+    after = store.row_memos("memo", fp)
+    assert len(after) == 40 and len(set(whole) & set(after)) == 39
+
+
 def test_damaged_memos_are_a_shortcut_lost_not_a_failed_run(
     store: Store, partner: LoopbackServer, pipeline: Pipeline
 ) -> None:
