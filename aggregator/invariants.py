@@ -127,9 +127,7 @@ def _geo(store: Store, masked: set[str]) -> list[Violation]:
         if doc is None:
             out.append(Violation("geo_without_record", f"GEO member {fid} has no composed record"))
             continue
-        members[fid] = sorted(facility_members(fid, doc, m))
-        if not members[fid]:
-            out.append(Violation("geo_without_record", f"facility {fid} is indexed with no member record"))
+        members[fid] = sorted(facility_members(fid, doc, m))  # at least its own id: a lone founder keeps no m
     flat = [(fid, rid) for fid, rids in members.items() for rid in rids]
     for (fid, rid), exists in zip(flat, _exists(store, [k.record(rid) for _, rid in flat]), strict=True):
         if not exists:

@@ -134,8 +134,10 @@ def token_of(kept: str) -> str:
     return kept
 
 
+@lru_cache(maxsize=1)
 def _token_prelude() -> str:
-    """``token_code`` for Lua scripts that look a token up in a facility's ``t`` (lua/near.lua, lua/cleanup.lua)."""
+    """``token_code`` for Lua scripts that look a token up in a facility's ``t`` (lua/near.lua, lua/cleanup.lua),
+    made once a process."""
     table = ", ".join(f"[{orjson.dumps(t).decode()}] = {orjson.dumps(c).decode()}" for t, c in _TOKEN_CODES.items())
     return (
         "-- Generated (store._token_prelude): an index token as a facility's t keeps it (store.token_code).\n"
