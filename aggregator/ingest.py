@@ -335,11 +335,13 @@ def normalize_all(raws: RawRecords, ctx: FeedContext) -> tuple[list[Center], lis
 def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, bytes] | None = None) -> Normalized:
     """Normalize a feed's raw records.
 
-    A source_id seen twice keeps the record with the newest report (its latest observation; a tie,
-    or no observation at all, keeps the earlier record), whatever order the partner's pages came
-    in; the other is counted as rejected with reason ``source_id: repeated in this feed ...``, with its
-    own problems beside it (a repeat whose report was rejected as "in the future" says so). Field
-    problems are counted for the records kept.
+    A source_id seen twice keeps the record with the newest report (its latest observation), whatever order
+    the partner's rows or pages came in; the other is counted as rejected with reason ``source_id: repeated in
+    this feed ...``, with its own problems beside it (a repeat whose report was rejected as "in the future" says
+    so). Where neither report is newer (or neither row has one), the row that says more is kept (``_says_more``:
+    a list view repeating a detail view keeps the detail), and between rows saying as much, the same one in any
+    order (the lower row digest): a file exported in another order stores the same record. Field problems are
+    counted for the records kept.
 
     With ``memos`` (row digest -> ``RowMemo``, from the feed's last stored run), a row whose digest has a memo
     is not normalized again: the report counts it from its memo, and its record is ``kept`` as stored."""
@@ -347,6 +349,7 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
     kept: dict[str, NormalizedRecord | RowMemo] = {}
     rows: dict[str, bytes] = {}
     newest: dict[str, int | None] = {}
+    items: dict[str, Mapping[str, Any] | Row] = {}  # the raw row kept for each id (a tie between repeats reads it)
     for item in raws:
         report.records += 1
         lazy = None if isinstance(item, Mapping) else item  # a parser's Row: mapped only when no memo knows it
@@ -377,7 +380,10 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
         else:
             report.repeated += 1
             before = newest[center_id]
-            wins = latest is not None and (before is None or latest > before)
+            if latest == before:
+                wins = _says_more(item, row, items[center_id], rows[center_id])
+            else:
+                wins = latest is not None and (before is None or latest > before)
             loser = earlier if wins else result
             _reject(report, [Rejection(record=loser.source_id, field="source_id", reason=REPEATED), *loser.problems])
             if not wins:
@@ -385,6 +391,7 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
         kept[center_id] = result
         rows[center_id] = row
         newest[center_id] = latest
+        items[center_id] = item
     done = Normalized([], [], report)
     for center_id, result in kept.items():
         levels = (
@@ -412,6 +419,26 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
     latest_ms = max((m for m in newest.values() if m is not None), default=None)
     report.newest_data_at = datetime.fromtimestamp(latest_ms / 1000, UTC) if latest_ms is not None else None
     return done
+
+
+def _says_more(item: Mapping[str, Any] | Row, row: bytes, other: Mapping[str, Any] | Row, other_row: bytes) -> bool:
+    """Between two rows of one id whose reports are as new: does ``item`` win over ``other``? The row whose raw
+    record (as the mapping reads it) is longer says more; as long, the lower row digest wins. Either way the
+    choice is the same whatever order the rows came in. ``row``: the digest where the run computed it (with memos),
+    else empty."""
+    mine, theirs = _raw_size(item), _raw_size(other)
+    if mine != theirs:
+        return mine > theirs
+    return (row or _digest_of(item)) < (other_row or _digest_of(other))
+
+
+def _raw_size(item: Mapping[str, Any] | Row) -> int:
+    raw = item if isinstance(item, Mapping) else item.mapped()
+    return len(orjson.dumps(raw if isinstance(raw, dict) else dict(raw), default=str, option=orjson.OPT_NON_STR_KEYS))
+
+
+def _digest_of(item: Mapping[str, Any] | Row) -> bytes:
+    return row_digest(item) if isinstance(item, Mapping) else item.digest
 
 
 def _count_terms(

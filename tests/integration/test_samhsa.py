@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from aggregator.feeds import csv as csv_feed
 from aggregator.geography import haversine_mi
-from aggregator.local.sample import SAMHSA_FEED, load_samhsa
+from aggregator.ingest import normalize_all
+from aggregator.local.sample import SAMHSA_FEED, SAMHSA_MAPPING, load_samhsa
 from aggregator.lookup import near
+from aggregator.model import Source
+from aggregator.normalize import FeedContext
 from aggregator.store import Store
 from tests.conftest import shared_file
 from tests.integration.factories import NOW
@@ -66,3 +72,19 @@ def test_near_cambridge_returns_real_cambridge_and_boston_facilities(samhsa_stor
         )
         assert h.distance_mi == pytest.approx(expected, rel=0.005, abs=0.01)
     assert all(h.center["address"]["state"] == "MA" for h in answer.results)
+
+
+@pytest.mark.shared_data
+def test_the_same_rows_in_another_order_give_the_same_records() -> None:
+    # the list repeats a few places (same name and address, geocoded twice): which is kept must not follow the
+    # export's order, or every run in a new order would move them back and forth
+    header, *lines = shared_file("samhsa_sud_facilities_geocoded.csv").read_bytes().splitlines(keepends=True)
+    ctx = FeedContext(
+        feed_id=SAMHSA_FEED, now=NOW, source=Source.PULL, freshness_seconds=int(timedelta(days=30).total_seconds())
+    )
+    runs = []
+    for order in (lines, lines[::-1]):
+        centers, _, report = normalize_all(csv_feed.parse_one(header + b"".join(order), SAMHSA_MAPPING), ctx)
+        assert report.repeated > 0
+        runs.append(sorted(c.model_dump_json() for c in centers))
+    assert runs[0] == runs[1]

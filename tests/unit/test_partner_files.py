@@ -408,6 +408,30 @@ def test_the_newest_of_repeated_reports_wins_whatever_the_order() -> None:
     assert (report.records, report.accepted, report.rejected, report.repeated) == (3, 1, 2, 2)
 
 
+def test_repeats_with_reports_as_new_keep_the_row_that_says_more_whatever_the_order() -> None:
+    # a list view repeating a detail view, neither with a newer report: the detail is kept, in either order
+    detail = {**BASE, "website": "https://patapsco.example.org", "phone": "410-555-0142"}
+    for raws in ([detail, BASE], [BASE, detail]):
+        centers, _, report = normalize_all(raws, ctx())
+        assert [(c.website, [p.number for p in c.phones]) for c in centers] == [
+            ("https://patapsco.example.org", ["+14105550142"])
+        ]
+        assert [(r.record, r.field, r.reason) for r in report.rejections] == [("MD-2101", "source_id", REPEATED)]
+        assert (report.records, report.accepted, report.repeated) == (2, 1, 1)
+
+
+def test_repeats_saying_as_much_keep_the_same_row_in_any_order() -> None:
+    # the same place geocoded twice (as in the SAMHSA list): which is kept must not follow the export's order
+    one = {**BASE, "latitude": "39.2904", "longitude": "-76.6122"}
+    two = {**BASE, "latitude": "39.2911", "longitude": "-76.6105"}
+    kept = {
+        (centers[0].latitude, centers[0].longitude)
+        for raws in ([one, two], [two, one])
+        for centers, _, _ in [normalize_all(raws, ctx())]
+    }
+    assert len(kept) == 1
+
+
 def test_a_zip_plus_4_that_lost_its_leading_zero_is_repaired_and_counted() -> None:
     raw = {
         "source_id": "nj-millville",
