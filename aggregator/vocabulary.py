@@ -311,30 +311,54 @@ ACCEPTING_WORDS: tuple[tuple[str, Accepting], ...] = (
 
 #: what a term maps to by a table's codes and phrases, by (table, term key): partners repeat their terms on
 #: every row, and a phrase table is a dozen regular expressions. Bounded: cleared when it grows past 50,000.
-_TERM_CACHE: dict[tuple[int, str], tuple[frozenset[Any], bool]] = {}
+_TERM_CACHE: dict[tuple[int, str], tuple[frozenset[Any], bool, bool]] = {}
+
+#: a phrase said not to hold: a negation just before it ("does not accept Medicaid", "no adolescents",
+#: "non-Medicaid", "no Medicaid or Medicare"; "no cost" and the like are phrases of their own) ...
+_NEGATED_BEFORE = re.compile(
+    r"(?:\b(?:not|non|never|without|except|excluding|excludes?|no)\b(?!\s+(?:cost|fee|charge|payment)\b)"
+    r"|n't\b)[\w\s/&-]{0,24}$"
+)
+#: ... or after it, ending the term ("Medicaid not accepted", "Medicaid: no"; not "open - no waitlist")
+_NEGATED_AFTER = re.compile(
+    r"^[\s:,-]*(?:(?:is|are|currently)\s+)*(?:not|no|none)"
+    r"(?:\s+(?:accepted|offered|available|provided|covered|taken|served))?\s*[.!]?\s*$"
+)
+
+
+def _negated(text: str, start: int, end: int) -> bool:
+    """Is the phrase at ``text[start:end]`` said not to hold (``_NEGATED_BEFORE``, ``_NEGATED_AFTER``)?"""
+    return bool(_NEGATED_BEFORE.search(text, 0, start) or _NEGATED_AFTER.match(text[end:]))
 
 
 def _by_table(
     k: str, codes: Mapping[str, tuple[E, ...]], phrases: tuple[tuple[str, tuple[E, ...]], ...], enum: type[E]
-) -> tuple[frozenset[E], bool]:
-    """A term key's values by the codes, then the enum's own values, then the phrases; and whether any matched."""
+) -> tuple[frozenset[E], bool, bool]:
+    """A term key's values by the codes, then the enum's own values, then the phrases; whether any matched; and
+    whether a phrase was found negated ("does not accept Medicaid": that phrase gives no value)."""
     cache_key = (id(codes), k)
     hit = _TERM_CACHE.get(cache_key)
     if hit is not None:
         return hit
     if k in codes:
-        found: tuple[frozenset[E], bool] = (frozenset(codes[k]), True)
+        found: tuple[frozenset[E], bool, bool] = (frozenset(codes[k]), True, False)
     elif k in enum._value2member_map_:
-        found = (frozenset((enum(k),)), True)
+        found = (frozenset((enum(k),)), True, False)
     else:
         values: set[E] = set()
-        rest, matched = k, False
+        rest, matched, negated = k, False, False
         for pattern, vals in phrases:
-            rest, n = re.subn(pattern, " ", rest)
-            if n:
+            spans = [(m.start(), m.end()) for m in re.finditer(pattern, rest)]
+            if not spans:
+                continue
+            said = [span for span in spans if not _negated(rest, *span)]
+            if said:
                 values.update(vals)
                 matched = True
-        found = (frozenset(values), matched)
+            negated = negated or len(said) < len(spans)
+            for start, end in spans:  # blanked either way: "intensive outpatient" is not also "outpatient"
+                rest = rest[:start] + " " * (end - start) + rest[end:]
+        found = (frozenset(values), matched, negated)
     if len(_TERM_CACHE) > 50_000:
         _TERM_CACHE.clear()
     _TERM_CACHE[cache_key] = found
@@ -359,10 +383,9 @@ def _map(
         if k in over:
             found.update(enum(v) for v in over[k])
             continue
-        values, hit = _by_table(k, codes, phrases, enum)
-        if hit:
-            found.update(values)
-        else:
+        values, hit, negated = _by_table(k, codes, phrases, enum)
+        found.update(values)
+        if negated or not hit:  # a negated phrase is reported, never read as its value
             unmapped.append(term)
     return Mapped(frozenset(found), tuple(unmapped))
 
@@ -419,8 +442,8 @@ def map_status(text: str) -> AvailabilityStatus | None:
         return None
     if k in AvailabilityStatus._value2member_map_:
         return AvailabilityStatus(k)
-    for pattern, status in STATUS_WORDS:
-        if re.search(pattern, k):
+    for pattern, status in STATUS_WORDS:  # a word said not to hold ("not full", "open - no waitlist") is no sign
+        if any(not _negated(k, m.start(), m.end()) for m in re.finditer(pattern, k)):
             return status
     return None
 

@@ -118,6 +118,45 @@ def test_unknown_terms_are_reported() -> None:
     assert map_levels_of_care(["DUI", "DT"]).unmapped == ("DUI",)
 
 
+@pytest.mark.parametrize(
+    ("term", "values"),
+    [
+        ("Does not accept Medicaid", set()),
+        ("No Medicaid or Medicare", set()),
+        ("Non-Medicaid", set()),
+        ("Medicaid not accepted", set()),
+        ("Medicaid: no", set()),
+        ("No cost", {Payment.FREE}),  # a phrase of its own, not a negation
+        ("State-financed (other than Medicaid)", {Payment.STATE_FUNDED}),
+    ],
+)
+def test_a_payment_said_not_to_be_taken_is_never_mapped_to_it_and_is_reported(term: str, values: set[Payment]) -> None:
+    mapped = map_payment([term])
+    assert mapped.values == values
+    assert mapped.unmapped == (() if values else (term,))
+
+
+def test_a_population_or_level_said_not_to_be_served_is_reported_not_mapped() -> None:
+    adults = map_populations(["Adults only - no adolescents"])
+    assert (adults.values, adults.unmapped) == ({Population.ADULTS}, ("Adults only - no adolescents",))
+    levels = map_levels_of_care(["Detox not offered", "No detox"])
+    assert (levels.values, levels.unmapped) == (frozenset(), ("Detox not offered", "No detox"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Open - no waitlist", AvailabilityStatus.AVAILABLE),
+        ("Accepting, no wait list", AvailabilityStatus.AVAILABLE),
+        ("Not full", None),  # unrecognized (reported), never "full"
+        ("No beds", AvailabilityStatus.FULL),
+        ("Not accepting", AvailabilityStatus.FULL),
+    ],
+)
+def test_a_status_word_said_not_to_hold_is_no_sign_of_it(text: str, expected: AvailabilityStatus | None) -> None:
+    assert map_status(text) is expected
+
+
 def test_overrides_come_first() -> None:
     assert map_levels_of_care(["OP"], {"OP": ["otp"]}).values == {L.OTP}
 
