@@ -25,6 +25,7 @@ from aggregator.model import (
     LevelOfCare,
     Payment,
     Population,
+    Source,
 )
 from aggregator.store import GROUPS, MAX_EXAMINED, OBSERVATION_DEFAULTS, RawHit, SearchHits, Store
 from aggregator.vocabulary import age_words as age_words  # the one age formatter, where the CLI and page find it
@@ -365,14 +366,29 @@ def answer_near(plan: NearPlan, hits: SearchHits, audience: Audience) -> NearAns
             "narrow the radius or the filters"
         )
     now_ms = plan.now.timestamp() * 1000
+    results = [_hit(h, now_ms, audience) for h in hits]
+    if plan.available_only:  # as shown: a hit whose figures read open (near.lua judges the same, from the field u)
+        levels = plan.filters.get("levels_of_care")
+        results = [h for h in results if _shows_open(h, levels)]
     return NearAnswer(
         origin=plan.origin,
         radius_mi=plan.radius,
         limit=plan.limit,
         filters=plan.filters,
         available_only=plan.available_only,
-        results=[_hit(h, now_ms, audience) for h in hits],
+        results=results,
         notes=notes,
+    )
+
+
+_OPEN = frozenset({AvailabilityStatus.AVAILABLE.value, AvailabilityStatus.LIMITED.value})
+_OPERATOR = Source.OPERATOR.value
+
+
+def _shows_open(hit: Hit, levels: Sequence[str] | None) -> bool:
+    """Does the hit show a fresh open figure (available or limited), at one of ``levels`` if given?"""
+    return any(
+        v["fresh"] and v["status"] in _OPEN and (not levels or v["level_of_care"] in levels) for v in hit.availability
     )
 
 
@@ -428,18 +444,20 @@ def _hit(raw: RawHit, now_ms: float, audience: Audience) -> Hit:
 
 
 def _date_sources(center: dict[str, Any], observations: Sequence[Mapping[str, Any]]) -> None:
-    """Each linked record's newest report, on the facility's ``sources`` (before observations are reshaped)."""
+    """Each linked record's newest report, on the facility's ``sources`` (before observations are reshaped). An
+    operator's phone report is the facility's own, never a source's (it is kept under the facility's id, which is
+    its founding record's)."""
     sources = center.get("sources")
     if not sources:
         return
     if len(sources) == 1:  # the common case: one record, its newest report
-        newest_o = max(observations, key=lambda o: o["rt"], default=None)
+        newest_o = max((o for o in observations if o.get("source") != _OPERATOR), key=lambda o: o["rt"], default=None)
         sources[0]["reported_at"] = newest_o["reported_at"] if newest_o is not None else None
         return
     newest: dict[str, tuple[int, str]] = {}
     for o in observations:
         record = o.get("record")
-        if record is not None and o["rt"] > newest.get(record, (-1, ""))[0]:
+        if record is not None and o.get("source") != _OPERATOR and o["rt"] > newest.get(record, (-1, ""))[0]:
             newest[record] = (o["rt"], o["reported_at"])
     for src in sources:
         found = newest.get(src["id"])

@@ -10,23 +10,22 @@ local function compose(prefix, id)
   local ckey = prefix .. 'c:' .. id
   local v = redis.call('HMGET', ckey, 'j', 'm')
   if not v[1] then return end
-  -- u: until when each level of care has a fresh open figure ("detox=1796536065781 residential=..."; '' when
-  -- none): an available_only search reads this one field instead of decoding every observation (near.lua)
-  local open = {}
-  for _, g in ipairs(observation_groups(prefix, id, v[2])) do
-    local kv = g[2]
-    for k = 1, #kv, 2 do
-      local o = observation(kv[k + 1])
-      local status = o.st or o.status  -- o.status: stored before the compact form
-      if status == 'available' or status == 'limited' then
-        local level = level_of(kv[k])
-        local u = o.rt + (o.fs or o.freshness_seconds) * 1000
-        if not open[level] or u > open[level] then open[level] = u end
+  -- u: when each level of care shows a fresh open figure (open_spans), as "detox=1796536065781 residential=..."
+  -- (until then) or, where a newer figure hides it until that one goes stale, "from:to"; several spans of a level
+  -- after commas; '' when none. An available_only search reads this one field instead of decoding every
+  -- observation (near.lua).
+  local parts = {}
+  for level, spans in pairs(open_spans(group_figures(observation_groups(prefix, id, v[2])))) do
+    local texts = {}
+    for _, s in ipairs(spans) do
+      if s[1] == 0 then
+        texts[#texts + 1] = string.format('%.0f', s[2])
+      else
+        texts[#texts + 1] = string.format('%.0f:%.0f', s[1], s[2])
       end
     end
+    parts[#parts + 1] = level .. '=' .. table.concat(texts, ',')
   end
-  local parts = {}
-  for level, u in pairs(open) do parts[#parts + 1] = level .. '=' .. string.format('%.0f', u) end
   table.sort(parts)
   redis.call('HSET', ckey, 'u', table.concat(parts, ' '))
   redis.call('HDEL', ckey, 'd')  -- the read document a store written before readdoc.lua kept here

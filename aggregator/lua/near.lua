@@ -72,26 +72,28 @@ local function passes_filters(t)
   return true
 end
 
--- a fresh available or limited observation (at one of the requested levels, if any), from its field
--- ("{level}|{source}") and its named fields (readdoc.lua's observation; o.status, o.freshness_seconds: the long
--- form stored before the compact one)
-local function is_open(field, o)
-  local status = o.st or o.status
-  return (levels == nil or levels[level_of(field)]) and (status == 'available' or status == 'limited')
-      and o.rt + (o.fs or o.freshness_seconds) * 1000 > now
-end
-
-local function open_now(avail)
-  for k = 2, #avail, 2 do
-    if is_open(avail[k - 1], observation(avail[k])) then return true end
+-- is the figure a reader shows open now, at one of the requested levels (any level when none is)? (open_spans)
+local function shows_open(figures)
+  for level, spans in pairs(open_spans(figures)) do
+    if levels == nil or levels[level] then
+      for _, s in ipairs(spans) do
+        if s[1] <= now and s[2] > now then return true end
+      end
+    end
   end
   return false
 end
 
--- until when each level has a fresh open figure, as its document was composed (doc.lua): "level=ms ..."
+-- the same from a facility's u field, as doc.lua composed it: "level=to,from:to ..." (spans of open figures shown)
 local function open_until_now(u)
-  for level, ms in string.gmatch(u, '(%S+)=(%d+)') do
-    if (levels == nil or levels[level]) and tonumber(ms) > now then return true end
+  for level, spans in string.gmatch(u, '(%S+)=(%S+)') do
+    if levels == nil or levels[level] then
+      for span in string.gmatch(spans, '[^,]+') do
+        local from, to = string.match(span, '^(%d+):(%d+)$')
+        if not from then from, to = 0, span end
+        if tonumber(from) <= now and tonumber(to) > now then return true end
+      end
+    end
   end
   return false
 end
@@ -99,24 +101,18 @@ end
 -- a facility's observations live with each of its linked records (a:{record}) and its own (a:{facility});
 -- one composed before the 'u' field existed is judged from them
 local function facility_open_now(id)
-  local u = redis.call('HGET', prefix .. 'c:' .. id, 'u')
-  if u then return open_until_now(u) end
-  if open_now(redis.call('HGETALL', prefix .. 'a:' .. id)) then return true end
-  local members = redis.call('HGET', prefix .. 'c:' .. id, 'm') or ''
-  for m in string.gmatch(members, '%S+') do
-    if m ~= id and open_now(redis.call('HGETALL', prefix .. 'a:' .. m)) then return true end
-  end
-  return false
+  local v = redis.call('HMGET', prefix .. 'c:' .. id, 'u', 'm')
+  if v[1] then return open_until_now(v[1]) end
+  return shows_open(group_figures(observation_groups(prefix, id, v[2] or nil)))
 end
 
 -- a masked facility (visible.lua): the document readers may see is checked whole (its groups: readdoc.lua)
 local function doc_open_now(doc)
+  local figures = {}
   for _, g in ipairs(doc_groups(doc)) do
-    for k = 3, #g, 2 do
-      if is_open(g[k - 1], observation(g[k])) then return true end
-    end
+    for k = 3, #g, 2 do figures[#figures + 1] = {g[k - 1], observation(g[k])} end
   end
-  return false
+  return shows_open(figures)
 end
 
 local state = stage_state(prefix)

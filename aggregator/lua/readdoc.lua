@@ -91,3 +91,50 @@ local function doc_groups(doc)
   end
   return {group}
 end
+-- When the figure a reader shows for each level of care is an open one (available or limited), as spans of
+-- epoch ms [from, to). A reader (lookup._levels) shows, per level, the figure reported last among those fresh at
+-- the time (the first of equals, in document order); so an open figure is shown from when every figure reported
+-- after it (or as late and before it) has gone stale, until it goes stale itself: a newer "full" from another
+-- source (an operator's call) hides an older "available" for as long as it is fresh.
+-- figures: a list of {field ("{level}|{source}"), observation (named: observation())}, in document order.
+-- Returns level -> {{from, to}, ...}.
+local function open_spans(figures)
+  local by_level = {}
+  for i, f in ipairs(figures) do
+    local o = f[2]
+    local level = level_of(f[1])
+    local list = by_level[level]
+    if not list then
+      list = {}
+      by_level[level] = list
+    end
+    local status = o.st or o.status  -- o.status: stored before the compact form
+    list[#list + 1] = {rt = o.rt, to = o.rt + (o.fs or o.freshness_seconds) * 1000, i = i,
+                       open = status == 'available' or status == 'limited'}
+  end
+  local spans = {}
+  for level, list in pairs(by_level) do
+    for _, a in ipairs(list) do
+      if a.open then
+        local from = 0
+        for _, b in ipairs(list) do
+          if (b.rt > a.rt or (b.rt == a.rt and b.i < a.i)) and b.to > from then from = b.to end
+        end
+        if from < a.to then
+          spans[level] = spans[level] or {}
+          table.insert(spans[level], {from, a.to})
+        end
+      end
+    end
+  end
+  return spans
+end
+-- the figures of observation groups as observation_groups gives them ({record, {field, stored, ...}})
+local function group_figures(groups)
+  local figures = {}
+  for _, g in ipairs(groups) do
+    local kv = g[2]
+    for k = 1, #kv, 2 do figures[#figures + 1] = {kv[k], observation(kv[k + 1])} end
+  end
+  return figures
+end

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+import re
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from aggregator.errors import InvalidQuery, UnknownZip
 from aggregator.geography import haversine_mi
-from aggregator.lookup import MAX_LIMIT, MAX_RADIUS_MI, get_center, near
+from aggregator.lookup import MAX_LIMIT, MAX_RADIUS_MI, get_center, near, plan_near
 from aggregator.store import Store
 from tests.integration.factories import CAMBRIDGE, NOW, ago, center, observation
 
@@ -130,6 +133,50 @@ def test_available_only_reads_the_open_until_field_and_answers_as_the_observatio
     for cid in ("f:a", "f:b"):  # facilities composed before the field existed: judged from the observations
         store.redis.hdel(store.keys.center(cid), "u")
     assert [ids(near(store, zip="02139", available_only=True, now=NOW, **ask)) for ask in asks] == answers
+
+
+def test_available_only_leaves_out_an_open_figure_a_newer_full_one_hides(store: Store) -> None:
+    # the feed said detox was available (a day's window); an operator's call since says full (4 hours): the
+    # answer shows "full", so "available now" must not list the center until the operator's figure goes stale
+    lat, lon = CAMBRIDGE
+    a = center("f", "a", lat, lon, levels_of_care=["detox", "outpatient"])
+    store.replace_feed(
+        "f",
+        [a],
+        [observation(a, "detox", "available", beds_available=4, reported_at=ago(hours=7), freshness=86400)],
+        now=NOW,
+        source="pull",
+    )
+    assert ids(near(store, zip="02139", available_only=True, levels_of_care=["detox"], now=NOW)) == ["f:a"]
+    store.record_observations(
+        [
+            observation(
+                a, "detox", "full", beds_available=0, reported_at=ago(hours=1), freshness=4 * 3600, source="operator"
+            )
+        ]
+    )
+    later = {"now": NOW + timedelta(hours=3, minutes=1)}  # the operator's figure stale: the feed's shows again
+
+    def found(**ask: Any) -> tuple[list[str], list[str]]:  # near()'s answer, and its search script's alone
+        plan = plan_near(zip="02139", available_only=True, **ask)
+        return ids(near(store, zip="02139", available_only=True, **ask)), [
+            cid for cid, _, _ in store.search_documents(**plan.search())
+        ]
+
+    for ask in ({}, {"levels_of_care": ["detox"]}):
+        assert found(now=NOW, **ask) == ([], [])
+        assert found(**later, **ask) == (["f:a"], ["f:a"])
+    [hit] = near(store, zip="02139", now=NOW).results
+    [detox, _] = hit.availability
+    assert (detox["status"], detox["source"]) == ("full", "operator")
+    # the operator's call is the facility's own report, not the feed's: the source still reads as reported at 08:00
+    assert [s["reported_at"] for s in hit.center["sources"]] == ["2026-11-27T08:00:00Z"]
+    u = store.redis.hget(store.keys.center("f:a"), "u")
+    assert u is not None and re.fullmatch(rb"detox=\d+:\d+", u)  # open from when the operator's figure goes stale
+    store.redis.hdel(store.keys.center("f:a"), "u")  # composed before the field: judged from the figures alike
+    for ask in ({}, {"levels_of_care": ["detox"]}):
+        assert found(now=NOW, **ask) == ([], [])
+        assert found(**later, **ask) == (["f:a"], ["f:a"])
 
 
 def test_newest_source_wins_and_operator_reports_expire(store: Store) -> None:
