@@ -31,6 +31,7 @@ local prefix = ARGV[1]
 local order = tonumber(ARGV[2])
 local written, stale = 0, 0
 local touched = {}
+local facilities_own = {}
 local skip = #prefix + 3  -- a center's id follows prefix .. 'a:' in its key
 for i, key in ipairs(KEYS) do
   local field = ARGV[2 * i + 1]
@@ -60,12 +61,17 @@ for i, key in ipairs(KEYS) do
     if ch and (ch ~= new.rt or chu ~= new.ru) then new.ch, new.chu = ch, chu end
     redis.call('HSET', key, field, observation_text(new))
     written = written + 1
-    touched[string.sub(key, skip)] = true
+    local id = string.sub(key, skip)
+    if string.sub(field, -9) == '|operator' then  -- an operator's report is about the facility of that id
+      facilities_own[id] = true
+    else  -- a feed's figure, about its record's facility
+      touched[id] = true
+    end
   else
     stale = stale + 1
   end
 end
-local facilities = {}
+local facilities = facilities_own
 for id in pairs(touched) do facilities[facility_of(prefix, id)] = true end
 for id in pairs(facilities) do compose(prefix, id) end
 return {written, stale}

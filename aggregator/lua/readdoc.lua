@@ -6,10 +6,32 @@
 -- the record as stored (r:{facility} j), which the reader composes (facility.single).
 -- A group is [record id, field, observation, field, observation, ...]: an observation's stored form leaves out
 -- what its key and field say (store.observation_json).
+-- a:{id} holds two things under one id: the feed figures of record {id} (fields "{level}|{pull|scrape|push}") and
+-- operators' phone reports about facility {id} ("{level}|operator": store.record_observations writes them to the
+-- facility's own key). While the record founds the facility they read as one; once the record is linked to
+-- another facility, its figures go with it and the operators' reports stay (they are about this place).
+local OPERATOR = '|operator'
+local function operators_only(kv, wanted)
+  local out = {}
+  for k = 1, #kv, 2 do
+    if (string.sub(kv[k], -#OPERATOR) == OPERATOR) == wanted then
+      out[#out + 1] = kv[k]
+      out[#out + 1] = kv[k + 1]
+    end
+  end
+  return out
+end
 local function observation_groups(prefix, id, members)
-  local groups = {{id, redis.call('HGETALL', prefix .. 'a:' .. id)}}
+  local own = redis.call('HGETALL', prefix .. 'a:' .. id)
+  -- no member list: the facility is its founding record alone (store.facility_members)
+  if members and members ~= '' and not string.find(' ' .. members .. ' ', ' ' .. id .. ' ', 1, true) then
+    own = operators_only(own, true)  -- the founding record has left: only the reports about this facility
+  end
+  local groups = {{id, own}}
   for m in string.gmatch(members or '', '%S+') do
-    if m ~= id then groups[#groups + 1] = {m, redis.call('HGETALL', prefix .. 'a:' .. m)} end
+    if m ~= id then  -- a record founded elsewhere: its own figures, not the reports about its old facility
+      groups[#groups + 1] = {m, operators_only(redis.call('HGETALL', prefix .. 'a:' .. m), false)}
+    end
   end
   return groups
 end

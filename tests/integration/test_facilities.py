@@ -181,3 +181,54 @@ def test_a_facility_is_composed_from_a_superseded_record_as_stored_not_from_the_
     found = get_center(store, "beds:A", now=NOW)
     assert found is not None and found["website"] == "https://harbor.example.org/"
     assert [s["id"] for s in found["sources"]] == ["beds:A"]
+
+
+def test_a_founding_record_moved_elsewhere_takes_its_figures_along_and_leaves_the_facilitys_own(store: Store) -> None:
+    # samhsa:1 founded the Harbor facility, which the bed board's H-9 joined; an operator then says samhsa:1 is
+    # the Riverside place (la:7) instead. Its figures go with it; the Harbor facility keeps its id, H-9's
+    # figures and the operator's calls about the Harbor facility, which never show at Riverside.
+    riverside = center("la", "7", 42.30, -71.10, name="Riverside Family Counseling", levels_of_care=["detox"])
+    directory = harbor("samhsa", "1", levels_of_care=["detox"])
+    board = harbor("beds", "H-9", NEAR_HARBOR, name="Harbor House Recovery Ctr, Inc.", levels_of_care=["detox"])
+    store.replace_feed("la", [riverside], [], now=NOW, source="pull")
+    store.replace_feed(
+        "samhsa",
+        [directory],
+        [observation(directory, "detox", "available", beds_available=5, reported_at=NOW - timedelta(minutes=9))],
+        now=NOW,
+        source="pull",
+    )
+    store.replace_feed("beds", [board], [], now=NOW, source="scrape")
+    assert store.facility_of("beds:H-9") == "samhsa:1"
+    assert store.decide_match("samhsa:1", "la:7", "same", by="dana", now=NOW) == "la:7"
+
+    def available_now() -> list[str]:
+        hits = near(store, latitude=HARBOR[0], longitude=HARBOR[1], radius_mi=25, available_only=True, now=NOW)
+        return sorted(h.id for h in hits.results)
+
+    call = {"source": "operator", "freshness": 4 * 3600}
+    store.record_observations(
+        [
+            observation(
+                "samhsa:1", "detox", "available", beds_available=2, reported_at=NOW - timedelta(minutes=2), **call
+            )
+        ]
+    )
+    assert available_now() == ["la:7", "samhsa:1"]  # the call about the Harbor facility composes the Harbor facility
+    store.record_observations(
+        [observation("samhsa:1", "detox", "full", beds_available=0, reported_at=NOW - timedelta(minutes=1), **call)]
+    )
+
+    def figures(facility: str) -> list[tuple[str, int | None, str]]:
+        found = get_center(store, facility, audience="operator", now=NOW)
+        assert found is not None
+        return [(a["status"], a["beds_available"], a["source"]) for a in found["availability"]]
+
+    assert figures("la:7") == [("available", 5, "pull")]  # samhsa:1's own report, where samhsa:1 now is
+    assert figures("samhsa:1") == [("full", 0, "operator")]  # the call about the Harbor facility, only there
+    # "available now" finds the place samhsa:1's beds are at, not the Harbor facility its operator called full
+    assert available_now() == ["la:7"]
+    assert sorted(h.id for h in near(store, latitude=HARBOR[0], longitude=HARBOR[1], now=NOW).results) == [
+        "la:7",
+        "samhsa:1",
+    ]
