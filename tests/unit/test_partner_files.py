@@ -249,6 +249,20 @@ def test_the_registry_rejects_a_wrong_split(fields: dict[str, Any], message: str
             "425 Shrewsbury St Worcester, Massachusetts 01604",
             ("425 Shrewsbury St", "", "Worcester", "Massachusetts", "01604"),
         ),
+        # rows of the Los Angeles County bed tool: the parser takes address numbers for ZIP codes, a room for a
+        # state, an office for a city, and cannot place a suite; the last state and ZIP win, nothing is dropped
+        (
+            "10603, 10607, 10615, 10621 Downey Avenue,Downey, CA 90241",
+            ("10603, 10607, 10615, 10621 Downey Avenue", "", "Downey", "CA", "90241"),
+        ),
+        (
+            "2180 West Valley Boulevard, Outpatient Office, Meeting Room, Ground Floor,Pomona, CA 91768",
+            ("2180 West Valley Boulevard", "Outpatient Office, Meeting Room, Ground Floor", "Pomona", "CA", "91768"),
+        ),
+        (
+            "11902 Rosecrans Boulevard, Suites A and D,Norwalk, CA 90650",
+            ("11902 Rosecrans Boulevard", "Suites A and D", "Norwalk", "CA", "90650"),
+        ),
     ],
 )
 def test_split_one_line(text: str, parts: tuple[str, ...]) -> None:
