@@ -542,8 +542,8 @@ _SUFFIX = re.compile(r"^\s*[-–:]?\s*[(\[]\s*([^()\[\]]{1,20}?)\s*[)\]]", re.I)
 _LAST_SUFFIX = re.compile(r"^\s*[-–]?\s*(fax|tty|tdd|intake|hotline|main)\b[\s.;,]*$", re.I)
 #: what between two numbers says "the same kind": "or", "/", ",", "and"
 _CONNECTIVE = re.compile(r"^[\s,/&;|]*(?:or|and)?[\s,/&;|]*$", re.I)
-#: a run of digits and phone punctuation long enough to be a number
-_DIGIT_RUN = re.compile(r"\+?\(?\d[\d\s().\-]{5,}\d")
+#: digits left beside the numbers found (three or more are reported: part of a number that was not read)
+_LEFT_DIGITS = re.compile(r"\+?\(?\d[\d\s().\-]*\d")
 #: a cell holding one US number written the common ways and nothing else: "617-555-0142", "(617) 555-0142",
 #: "+1 617.555.0142" (``phone_numbers`` checks it with phonenumbers and falls back to the matcher)
 _ONE_NUMBER = re.compile(r"(?:\+?1[\s.\-]?)?\(?([2-9]\d\d)\)?[\s.\-]?([2-9]\d\d)[\s.\-]?(\d{4})", re.ASCII)
@@ -625,9 +625,9 @@ def phone_numbers(
             return [Phone(number=phone_e164(text, field), role=role)], []
         except InvalidValue as exc:
             return [], [exc]
-    for rest in leftover:
-        for m in _DIGIT_RUN.finditer(rest):
-            if len(_NOT_DIGIT.sub("", m.group())) >= 7:
+    for rest in leftover:  # digits left between and around the numbers: a number's last digits ("-5439/5440") too
+        for m in _LEFT_DIGITS.finditer(rest):
+            if len(_NOT_DIGIT.sub("", m.group())) >= 3:
                 problems.append(InvalidValue(field, f"unreadable number {m.group()!r}; the others are kept"))
     return found, problems
 
@@ -650,16 +650,16 @@ def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
         else:
             candidates.append((item, PhoneRole.MAIN, f"phones.{i}"))
     phones: list[Phone] = []
-    seen: set[tuple[str, PhoneRole]] = set()
+    seen: set[tuple[str, PhoneRole, str]] = set()
     for value, role, fld in candidates:
         if not _present(value):
             continue
         numbers, problems = phone_numbers(value, role, fld)
         for exc in problems:
             problem(exc.field, exc.reason)
-        for phone in numbers:
-            if (phone.number, phone.role) not in seen:
-                seen.add((phone.number, phone.role))
+        for phone in numbers:  # one number at two extensions is two lines to call
+            if (phone.number, phone.role, phone.extension) not in seen:
+                seen.add((phone.number, phone.role, phone.extension))
                 phones.append(phone)
     return phones
 

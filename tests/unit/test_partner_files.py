@@ -93,6 +93,19 @@ def test_an_unreadable_number_is_reported_and_the_others_kept() -> None:
     assert [p.reason for p in problems] == ["unreadable number '301-555-01'; the others are kept"]
 
 
+def test_the_short_form_of_a_second_number_is_reported_not_lost() -> None:
+    # "-5439/5440": a second line written by its last digits; not a number to dial as written, so it is a reason
+    numbers, problems = phone_numbers("410-955-5439/5440")
+    assert numbers == [("+14109555439", PhoneRole.MAIN)]
+    assert [p.reason for p in problems] == ["unreadable number '5440'; the others are kept"]
+
+
+def test_one_number_at_two_extensions_is_two_lines() -> None:
+    centers, _, report = normalize_all([{**BASE, "phone": "(410) 955-5000 ext 101 or (410) 955-5000 ext 102"}], ctx())
+    assert [(p.number, p.extension) for p in centers[0].phones] == [("+14109555000", "101"), ("+14109555000", "102")]
+    assert not report.field_problems
+
+
 def test_non_us_numbers_are_reasons_and_us_territories_are_kept() -> None:
     assert phone_numbers("+1 (787) 555-0101") == ([("+17875550101", PhoneRole.MAIN)], [])
     numbers, problems = phone_numbers("Main 410-555-0100, +44 20 7946 0958")
