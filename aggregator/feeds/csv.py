@@ -50,17 +50,22 @@ def rows(documents: Sequence[Document], mapping: RecordMapping) -> list[Row]:
 
 class Row:
     """One CSV row: ``digest`` (BLAKE2b, 128 bits) of its cells under the header and mapping they were read with;
-    ``mapped`` builds its raw record (``apply``)."""
+    ``mapped`` builds its raw record (``apply``). ``problem``: why the row cannot be read as its header says (its
+    record is rejected with it)."""
 
-    __slots__ = ("_get", "_mapping", "digest")
+    __slots__ = ("_get", "_mapping", "digest", "problem")
 
-    def __init__(self, digest: bytes, get: Callable[[str], Any], mapping: RecordMapping) -> None:
+    def __init__(self, digest: bytes, get: Callable[[str], Any], mapping: RecordMapping, problem: str = "") -> None:
         self.digest = digest
         self._get = get
         self._mapping = mapping
+        self.problem = problem
 
     def mapped(self) -> dict[str, Any]:
-        return apply(self._get, self._mapping)
+        raw = apply(self._get, self._mapping)
+        if self.problem:
+            raw["_problem"] = self.problem
+        return raw
 
 
 def _rows(body: bytes, mapping: RecordMapping) -> list[Row]:
@@ -78,6 +83,13 @@ def _rows(body: bytes, mapping: RecordMapping) -> list[Row]:
         raise ParseError(f"CSV header unreadable: {exc}") from exc
     columns = {name.strip(): i for i, name in enumerate(header)}
     needed = _referenced(mapping)
+    names = [name.strip() for name in header]
+    repeated = sorted({name for name in names if name in needed and names.count(name) > 1})
+    if repeated:
+        raise ParseError(
+            f"CSV header repeats {', '.join(repr(c) for c in repeated)}: which column the mapping means is not "
+            "known; rename one in the export or map by another name"
+        )
     missing = sorted(c for c in needed if c not in columns)
     if missing:
         raise ParseError(
@@ -96,7 +108,14 @@ def _rows(body: bytes, mapping: RecordMapping) -> list[Row]:
                 return row[i].strip() if i < len(row) else ""
 
             digest = hashlib.blake2b(orjson.dumps(row), digest_size=16, key=salt).digest()
-            records.append(Row(digest, get, mapping))
+            extra = sum(1 for cell in row[len(header) :] if cell.strip())
+            problem = (
+                f"line {reader.line_num} has {extra} more filled cell{'s' if extra > 1 else ''} than the header has "
+                "columns (an unquoted comma?): its values may sit under the wrong columns; not read"
+                if extra
+                else ""
+            )
+            records.append(Row(digest, get, mapping, problem))
     except csv.Error as exc:
         raise ParseError(f"CSV malformed at line {reader.line_num}: {exc}") from exc
     return records

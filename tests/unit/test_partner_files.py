@@ -17,6 +17,7 @@ import pytest
 from aggregator.address import split_one_line
 from aggregator.errors import ConfigError, InvalidValue, ParseError
 from aggregator.feeds import Document
+from aggregator.feeds import csv as csv_feed
 from aggregator.feeds.json import expression
 from aggregator.feeds.mapping import RecordMapping, apply, split_cell
 from aggregator.feeds.smart import follow
@@ -379,6 +380,37 @@ def test_the_registry_names_the_feed_and_key_of_a_bad_jmespath() -> None:
 def test_a_csv_column_name_is_not_checked_as_jmespath() -> None:
     [feed] = registry.parse(one_feed(payment="Payment [primary]")).feeds
     assert feed.mapping.fields["payment"] == "Payment [primary]"
+
+
+def test_a_csv_row_with_more_filled_cells_than_the_header_is_rejected_naming_its_line() -> None:
+    # an unquoted comma shifts every value after it: "Residential" would sit under no column, a phone under
+    # another's name; a row cut short (trailing empty cells left out) reads its missing cells as empty
+    mapping = RecordMapping(
+        fields={"source_id": "id", "name": "name", "address": "address", "phone": "phone", "levels_of_care": "services"}
+    )
+    body = (
+        b"id,name,address,phone,services\n"
+        b'1,Clinic A,"1 Main St, Los Angeles, CA 90013",213-626-6411,Detox,Residential\n'
+        b'2,Clinic B,"2 Main St, Los Angeles, CA 90013"\n'
+        b'3,Clinic C,"3 Main St, Los Angeles, CA 90013",213-626-6412,Detox,\n'
+    )
+    centers, _, report = normalize_all(csv_feed.rows([Document("http://127.0.0.1/a.csv", body)], mapping), ctx())
+    assert [c.source_id for c in centers] == ["2", "3"]
+    assert [(r.record, r.field, r.reason) for r in report.rejections] == [
+        (
+            "1",
+            "record",
+            "line 2 has 1 more filled cell than the header has columns (an unquoted comma?): its values may sit "
+            "under the wrong columns; not read",
+        )
+    ]
+
+
+def test_a_csv_header_repeating_a_mapped_column_is_an_error_naming_it() -> None:
+    mapping = RecordMapping(fields={"source_id": "id", "name": "name", "phone": "Phone"})
+    with pytest.raises(ParseError, match=r"^CSV header repeats 'Phone': which column the mapping means"):
+        csv_feed.parse_one(b"id,name,Phone,Phone\n1,A,617-555-0142,617-555-0143\n", mapping)
+    assert csv_feed.parse_one(b"id,name,Phone,Notes,Notes\n1,A,617-555-0142,x,y\n", mapping)  # not mapped: no matter
 
 
 # --------------------------------------------------------------------------------------------------
