@@ -719,7 +719,14 @@ def _informative(entry: Mapping[str, Any]) -> bool:
     """Does a partner's availability entry say anything? ("N/A" in every cell does not.)"""
     if any(
         _present(entry.get(k))
-        for k in ("beds_available", "beds_total", "waitlist_size", "accepting", "appointments_available")
+        for k in (
+            "beds_available",
+            "beds_total",
+            "waitlist_size",
+            "accepting",
+            "appointments_available",
+            "next_appointment_at",
+        )
     ):
         return True
     status = _text(entry.get("status"))

@@ -382,6 +382,16 @@ def test_a_csv_column_name_is_not_checked_as_jmespath() -> None:
     assert feed.mapping.fields["payment"] == "Payment [primary]"
 
 
+def test_an_entry_giving_only_the_next_appointment_is_kept() -> None:
+    # the earliest open intake appointment says something: it is kept (status unknown), not dropped as blank
+    entry = {"level_of_care": "outpatient", "next_appointment_at": "2026-11-28T14:30:00Z"}
+    _, observations, report = normalize_all([{**BASE, "availability": [entry]}], ctx())
+    assert [(o.level_of_care, o.status, o.next_appointment_at) for o in observations] == [
+        (LevelOfCare.OUTPATIENT, AvailabilityStatus.UNKNOWN, datetime(2026, 11, 28, 14, 30, tzinfo=UTC))
+    ]
+    assert not report.field_problems
+
+
 def test_a_csv_row_with_more_filled_cells_than_the_header_is_rejected_naming_its_line() -> None:
     # an unquoted comma shifts every value after it: "Residential" would sit under no column, a phone under
     # another's name; a row cut short (trailing empty cells left out) reads its missing cells as empty
