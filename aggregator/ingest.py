@@ -44,7 +44,7 @@ from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
 from aggregator.health import hold_obsolete, parse_when
 from aggregator.model import Availability, Center, GeoPrecision, Rejection
-from aggregator.normalize import FeedContext, NormalizedRecord, normalize_record
+from aggregator.normalize import YEAR_SUPPLIED, FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
 from aggregator.store import FeedState, KeptRecordsRefused, PushRecord, ReplaceResult, Store
 from config.registry import FeedConfig
@@ -220,7 +220,7 @@ class RowMemo:
         center = result.center
         if center is None or center.geo_precision is not GeoPrecision.FEED:
             return None
-        if any(p.field.endswith("_at") for p in result.problems):
+        if any(p.field.endswith("_at") for p in result.problems) or YEAR_SUPPLIED in result.repairs:
             return None
         times = [o.reported_at for o in result.availability]
         if times and (ctx.max_report_age_seconds is not None or ctx.now in times):

@@ -174,19 +174,43 @@ _TERM_SEPARATOR = re.compile(r"\s*[;|,]\s*")
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
 
 
+#: two days to fill in what a text leaves out (naive, as the text is; leap years, so "Feb 29" reads): where the two
+#: readings differ tells which part it left out
+_FILL_A, _FILL_B = datetime(2004, 2, 3), datetime(2008, 3, 4)  # noqa: DTZ001
+
+
 @functools.lru_cache(maxsize=4096)
-def _parse_time(text: str) -> datetime | None:
-    """A time's text as written (aware when it says its offset), or the parser's error. A feed repeats a
-    time on every figure of a row and often on every row: each distinct text is read once."""
+def _parse_time(text: str) -> tuple[datetime | None, str]:
+    """A time's text as written (aware when it says its offset), or the parser's error; and what it leaves out:
+    "date" ("8:42 AM"), "year" ("Nov 27 8:42 AM") or "". Nothing is taken from the machine's clock: the parts
+    left out are the caller's to settle (``timestamp``). A feed repeats a time on every figure of a row and often
+    on every row: each distinct text is read once."""
     if _ISO_TIME.fullmatch(text):
         try:
-            return datetime.fromisoformat(text)
+            return datetime.fromisoformat(text), ""
         except ValueError:
             pass  # dateutil says what is wrong with it
     with warnings.catch_warnings():
         warnings.simplefilter("error", dateparser.UnknownTimezoneWarning)
-        parsed: datetime | None = dateparser.parse(text, tzinfos=_TZINFOS)
-    return parsed
+        a: datetime | None = dateparser.parse(text, default=_FILL_A, tzinfos=_TZINFOS)
+        b: datetime | None = dateparser.parse(text, default=_FILL_B, tzinfos=_TZINFOS)
+    if a is None or b is None:
+        return None, ""
+    if (a.month, a.day) != (b.month, b.day):
+        return a, "date"
+    return a, "year" if a.year != b.year else ""
+
+
+def _latest_year(parsed: datetime, until: datetime) -> datetime:
+    """``parsed`` in the latest year that puts it no later than ``until`` (naive, the same clock)."""
+    for year in range(until.year, until.year - 8, -1):
+        try:
+            candidate = parsed.replace(year=year)
+        except ValueError:  # Feb 29 of a year that has none
+            continue
+        if candidate.replace(tzinfo=None) <= until:
+            return candidate
+    return parsed.replace(year=until.year - 8)
 
 
 def timestamp(raw: object, tz: str = "UTC", field: str = "reported_at", now: datetime | None = None) -> datetime:
@@ -218,13 +242,19 @@ def timestamp(raw: object, tz: str = "UTC", field: str = "reported_at", now: dat
         if m and m.group(1) in _GENERIC_ZONES:
             generic, text = _GENERIC_ZONES[m.group(1)], text[: m.start()]
         try:
-            parsed = _parse_time(text)
+            parsed, missing = _parse_time(text)
         except dateparser.UnknownTimezoneWarning as exc:
             raise InvalidValue(field, f"{text!r} has a time zone we do not know") from exc
         except (ValueError, OverflowError, TypeError, dateparser.ParserError) as exc:
             raise InvalidValue(field, f"{text!r} is not a time") from exc
         if parsed is None:
             raise InvalidValue(field, f"{text!r} is not a time")
+        if missing == "date":  # today's or an older day's? Read as today, a stale figure could pass for live
+            raise InvalidValue(field, f"{text!r} has no date: the day it was reported is not known")
+        if missing == "year":  # the latest such day not after now (a board's "Nov 27 8:42 AM")
+            if now is None:
+                raise InvalidValue(field, f"{text!r} has no year")
+            parsed = _latest_year(parsed, now.astimezone(zone(generic or tz)).replace(tzinfo=None) + MAX_CLOCK_SKEW)
         value = parsed
         if generic and value.tzinfo is None:
             value = value.replace(tzinfo=zone(generic))
@@ -522,7 +552,28 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
     for fld, reason in clips:
         problem(fld, reason)
     out.availability, out.rejected_levels = _observations(raw, center, ctx, problem)
+    entries = raw.get("availability") or ()
+    times = [raw.get("reported_at"), *(e.get("reported_at") for e in entries if isinstance(e, Mapping))]
+    if out.availability and any(_year_left_out(t) for t in times):
+        out.repairs.append(YEAR_SUPPLIED)
     return out
+
+
+#: the repair named when a report time gave no year (``timestamp``: the latest such day not after the run); the
+#: year then follows the clock, so such a row gets no memo (``ingest.RowMemo.of``)
+YEAR_SUPPLIED = "report time without a year: read as the latest such day"
+
+
+def _year_left_out(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    text = _PREFIX.sub("", _text(value))
+    if not text or len(text) > 64:
+        return False
+    try:
+        return _parse_time(text)[1] == "year"
+    except (ValueError, OverflowError, TypeError, dateparser.ParserError, dateparser.UnknownTimezoneWarning):
+        return False
 
 
 #: words that give a number its role; None: not a number to call (fax, TTY), dropped with a word
