@@ -766,6 +766,10 @@ _BEDS_N = (  # a count inside a status cell: "5", "2 beds", "3 open", "12 availa
 )
 
 
+#: "24/7", "24 hours": words of a status, not a count
+_ROUND_THE_CLOCK = re.compile(r"24\s*/\s*7|24[\s-]*(?:hours?|hrs?)\b", re.I)
+
+
 def _informative(entry: Mapping[str, Any]) -> bool:
     """Does a partner's availability entry say anything? ("N/A" in every cell does not.)"""
     if any(
@@ -809,7 +813,7 @@ def _observations(
             continue
         level = next(iter(level_set))
         try:
-            obs = _observation_fields(entry, raw, ctx, fld)
+            obs = _observation_fields(entry, raw, ctx, fld, problem)
         except _TooOld as exc:
             problem(exc.field, exc.reason)
             continue
@@ -845,7 +849,9 @@ def _observations(
     return result, rejected - {o.level_of_care for o in result}
 
 
-def _observation_fields(entry: Mapping[str, Any], raw: Mapping[str, Any], ctx: FeedContext, fld: str) -> dict[str, Any]:
+def _observation_fields(
+    entry: Mapping[str, Any], raw: Mapping[str, Any], ctx: FeedContext, fld: str, problem: Any = None
+) -> dict[str, Any]:
     status_text = _text(entry.get("status"))
     beds = count(entry.get("beds_available"), f"{fld}.beds_available")
     total = count(entry.get("beds_total"), f"{fld}.beds_total")
@@ -853,13 +859,19 @@ def _observation_fields(entry: Mapping[str, Any], raw: Mapping[str, Any], ctx: F
     if beds is not None and total is not None and beds > total:
         raise InvalidValue(f"{fld}.beds_available", f"{beds} available exceeds {total} total")
     if status_text:
+        unread = status_text  # what of the status's words no count was read from
         if waitlist is None and (m := _WAITLIST_N.search(status_text)):
             waitlist = int(m.group(1))
+            unread = status_text[: m.start(1)] + status_text[m.end(1) :]
         if beds is None:
             for pattern in _BEDS_N:
                 if m := pattern.match(status_text):
                     beds = int(m.group(1))
+                    unread = ""
                     break
+        if problem is not None and any(ch.isdigit() for ch in _ROUND_THE_CLOCK.sub("", unread)):
+            # "3 beds available, waitlist 5", "Limited (2)": the status is read, a count in its words is not
+            problem(f"{fld}.status", f"a number in {status_text[:60]!r} was not read as a count; the status is kept")
     status = vocabulary.map_status(status_text) if status_text else None
     if status_text and status is None and beds is None:
         raise InvalidValue(f"{fld}.status", f"unrecognized status {status_text[:40]!r}")

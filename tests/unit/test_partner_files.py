@@ -382,6 +382,31 @@ def test_a_csv_column_name_is_not_checked_as_jmespath() -> None:
     assert feed.mapping.fields["payment"] == "Payment [primary]"
 
 
+@pytest.mark.parametrize(
+    ("status", "read"),
+    [
+        ("3 beds available, waitlist 5", ("waitlist", None, 5)),
+        ("Limited (2)", ("limited", None, None)),
+        ("Full - 12 on waitlist", ("waitlist", None, None)),
+    ],
+)
+def test_a_count_in_a_status_that_is_not_read_is_reported(
+    status: str, read: tuple[str, int | None, int | None]
+) -> None:
+    entry = {"level_of_care": "detox", "status": status}
+    _, observations, report = normalize_all([{**BASE, "availability": [entry]}], ctx())
+    assert [(o.status.value, o.beds_available, o.waitlist_size) for o in observations] == [read]
+    assert [(p.field, p.reason) for p in report.field_problems] == [
+        ("availability.0.status", f"a number in {status!r} was not read as a count; the status is kept")
+    ]
+
+
+def test_a_count_read_from_a_status_or_round_the_clock_words_are_no_problem() -> None:
+    for status in ("Waitlist (3)", "2 beds", "Open 24/7", "Open 24 hours"):
+        _, _, report = normalize_all([{**BASE, "availability": [{"level_of_care": "detox", "status": status}]}], ctx())
+        assert not report.field_problems, status
+
+
 def test_an_entry_giving_only_the_next_appointment_is_kept() -> None:
     # the earliest open intake appointment says something: it is kept (status unknown), not dropped as blank
     entry = {"level_of_care": "outpatient", "next_appointment_at": "2026-11-28T14:30:00Z"}
