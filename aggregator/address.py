@@ -91,6 +91,8 @@ def split_one_line(text: str) -> AddressParts:
     state = postal = ""
     for i, (token, label) in enumerate(tokens):
         word = token.strip(",;")
+        if label == "CountryName":  # "USA", "United States": every address here is in the US (Address.country)
+            continue
         if label in _STREET or label == "Recipient":
             street.append(word)
         elif label in _UNIT:

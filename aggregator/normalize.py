@@ -201,6 +201,19 @@ def _parse_time(text: str) -> tuple[datetime | None, str]:
     return a, "year" if a.year != b.year else ""
 
 
+def _nearest_year(parsed: datetime, now: datetime) -> datetime:
+    """``parsed`` in the year that puts it nearest ``now`` (naive, the same clock)."""
+    candidates = []
+    for year in (now.year - 1, now.year, now.year + 1):
+        try:
+            candidates.append(parsed.replace(year=year))
+        except ValueError:  # Feb 29 of a year that has none
+            continue
+    if not candidates:
+        return _latest_year(parsed, now)
+    return min(candidates, key=lambda c: abs(c.replace(tzinfo=None) - now))
+
+
 def _latest_year(parsed: datetime, until: datetime) -> datetime:
     """``parsed`` in the latest year that puts it no later than ``until`` (naive, the same clock)."""
     for year in range(until.year, until.year - 8, -1):
@@ -213,7 +226,9 @@ def _latest_year(parsed: datetime, until: datetime) -> datetime:
     return parsed.replace(year=until.year - 8)
 
 
-def timestamp(raw: object, tz: str = "UTC", field: str = "reported_at", now: datetime | None = None) -> datetime:
+def timestamp(
+    raw: object, tz: str = "UTC", field: str = "reported_at", now: datetime | None = None, *, upcoming: bool = False
+) -> datetime:
     """Any partner time to an aware UTC datetime.
 
     Naive times are read in the feed's time zone ``tz``; 'EST'/'EDT'-style and 'ET'-style suffixes
@@ -250,11 +265,20 @@ def timestamp(raw: object, tz: str = "UTC", field: str = "reported_at", now: dat
         if parsed is None:
             raise InvalidValue(field, f"{text!r} is not a time")
         if missing == "date":  # today's or an older day's? Read as today, a stale figure could pass for live
-            raise InvalidValue(field, f"{text!r} has no date: the day it was reported is not known")
-        if missing == "year":  # the latest such day not after now (a board's "Nov 27 8:42 AM")
+            raise InvalidValue(
+                field,
+                f"{text!r} has no date: "
+                + ("which day is not known" if upcoming else "the day it was reported is not known"),
+            )
+        if missing == "year":  # a report: the latest such day not after now (a board's "Nov 27 8:42 AM")
             if now is None:
                 raise InvalidValue(field, f"{text!r} has no year")
-            parsed = _latest_year(parsed, now.astimezone(zone(generic or tz)).replace(tzinfo=None) + MAX_CLOCK_SKEW)
+            local_now = now.astimezone(zone(generic or tz)).replace(tzinfo=None)
+            parsed = (
+                _nearest_year(parsed, local_now)
+                if upcoming  # an appointment: the such day nearest now (a past one stays past, never a year on)
+                else _latest_year(parsed, local_now + MAX_CLOCK_SKEW)
+            )
         value = parsed
         if generic and value.tzinfo is None:
             value = value.replace(tzinfo=zone(generic))
@@ -266,7 +290,7 @@ def timestamp(raw: object, tz: str = "UTC", field: str = "reported_at", now: dat
         raise InvalidValue(field, "time out of range") from exc
     if value < _EARLIEST:
         raise InvalidValue(field, f"{value:%Y-%m-%d} is before 2000")
-    if now is not None and value > now:
+    if now is not None and value > now and not upcoming:
         if value > now + MAX_CLOCK_SKEW:
             raise InvalidValue(field, f"{value.isoformat()} is in the future")
         value = now  # a partner clock a little ahead: never a negative age
@@ -552,16 +576,17 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
     for fld, reason in clips:
         problem(fld, reason)
     out.availability, out.rejected_levels = _observations(raw, center, ctx, problem)
-    entries = raw.get("availability") or ()
-    times = [raw.get("reported_at"), *(e.get("reported_at") for e in entries if isinstance(e, Mapping))]
+    entries = [e for e in raw.get("availability") or () if isinstance(e, Mapping)]
+    times = [raw.get("reported_at"), *(e.get(k) for e in entries for k in ("reported_at", "next_appointment_at"))]
     if out.availability and any(_year_left_out(t) for t in times):
         out.repairs.append(YEAR_SUPPLIED)
     return out
 
 
-#: the repair named when a report time gave no year (``timestamp``: the latest such day not after the run); the
-#: year then follows the clock, so such a row gets no memo (``ingest.RowMemo.of``)
-YEAR_SUPPLIED = "report time without a year: read as the latest such day"
+#: the repair named when a time gave no year (``timestamp``: a report the latest such day not after the run, an
+#: appointment the such day nearest it); the year then follows the clock, so such a row gets no memo
+#: (``ingest.RowMemo.of``)
+YEAR_SUPPLIED = "time without a year: its year taken from the run's date"
 
 
 def _year_left_out(value: object) -> bool:
@@ -570,6 +595,9 @@ def _year_left_out(value: object) -> bool:
     text = _PREFIX.sub("", _text(value))
     if not text or len(text) > 64:
         return False
+    m = _ZONE_SUFFIX.search(text)
+    if m and m.group(1) in _GENERIC_ZONES:  # "Nov 27 8:42 AM ET": read without its zone, as timestamp does
+        text = text[: m.start()]
     try:
         return _parse_time(text)[1] == "year"
     except (ValueError, OverflowError, TypeError, dateparser.ParserError, dateparser.UnknownTimezoneWarning):
@@ -593,7 +621,7 @@ _SUFFIX = re.compile(r"^\s*[-–:]?\s*[(\[]\s*([^()\[\]]{1,20}?)\s*[)\]]", re.I)
 _LAST_SUFFIX = re.compile(r"^\s*[-–]?\s*(fax|tty|tdd|intake|hotline|main)\b[\s.;,]*$", re.I)
 #: what between two numbers says "the same kind": "or", "/", ",", "and"
 _CONNECTIVE = re.compile(r"^[\s,/&;|]*(?:or|and)?[\s,/&;|]*$", re.I)
-#: digits left beside the numbers found (three or more are reported: part of a number that was not read)
+#: digits left beside the numbers found (four or more are reported: part of a number that was not read)
 _LEFT_DIGITS = re.compile(r"\+?\(?\d[\d\s().\-]*\d")
 #: a cell holding one US number written the common ways and nothing else: "617-555-0142", "(617) 555-0142",
 #: "+1 617.555.0142" (``phone_numbers`` checks it with phonenumbers and falls back to the matcher)
@@ -676,9 +704,9 @@ def phone_numbers(
             return [Phone(number=phone_e164(text, field), role=role)], []
         except InvalidValue as exc:
             return [], [exc]
-    for rest in leftover:  # digits left between and around the numbers: a number's last digits ("-5439/5440") too
+    for rest in leftover:  # digits left between and around the numbers: a number's last four ("-5439/5440") too
         for m in _LEFT_DIGITS.finditer(rest):
-            if len(_NOT_DIGIT.sub("", m.group())) >= 3:
+            if len(_NOT_DIGIT.sub("", m.group())) >= 4:  # not "TTY 711", "988", "Rm 101"
                 problems.append(InvalidValue(field, f"unreadable number {m.group()!r}; the others are kept"))
     return found, problems
 
@@ -877,7 +905,14 @@ def _observation_fields(
         raise InvalidValue(f"{fld}.status", f"unrecognized status {status_text[:40]!r}")
     appointments = count(entry.get("appointments_available"), f"{fld}.appointments_available")
     next_raw = entry.get("next_appointment_at")
-    next_appointment = timestamp(next_raw, ctx.timezone, f"{fld}.next_appointment_at") if _present(next_raw) else None
+    next_appointment = None
+    if _present(next_raw):
+        try:
+            next_appointment = timestamp(next_raw, ctx.timezone, f"{fld}.next_appointment_at", ctx.now, upcoming=True)
+        except InvalidValue as exc:
+            if problem is None:
+                raise
+            problem(exc.field, f"{exc.reason}; the level's other figures are kept")  # a time is not the figure
     if beds is None and appointments is not None and (status is None or status in OPEN_STATUSES):
         status = AvailabilityStatus.AVAILABLE if appointments else AvailabilityStatus.FULL
     if beds is not None:

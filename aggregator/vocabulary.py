@@ -314,10 +314,12 @@ ACCEPTING_WORDS: tuple[tuple[str, Accepting], ...] = (
 _TERM_CACHE: dict[tuple[int, str], tuple[frozenset[Any], bool, bool]] = {}
 
 #: a phrase said not to hold: a negation just before it ("does not accept Medicaid", "no adolescents",
-#: "non-Medicaid", "no Medicaid or Medicare"; "no cost" and the like are phrases of their own) ...
+#: "non-Medicaid", "no Medicaid or Medicare"). A cue joined to the next word by a hyphen binds that word only
+#: ("non-hospital residential", "no-cost outpatient" negate nothing of ours), and "no cost" and the like are
+#: phrases of their own ...
 _NEGATED_BEFORE = re.compile(
-    r"(?:\b(?:not|non|never|without|except|excluding|excludes?|no)\b(?!\s+(?:cost|fee|charge|payment)\b)"
-    r"|n't\b)[\w\s/&-]{0,24}$"
+    r"(?:\b(?:not|non|never|without|except|excluding|excludes?|no)\b(?!\s*-?\s*(?:cost|fee|charge|payment)\b)"
+    r"|n't\b)(?:[\s-]*|\s+[\w\s/&]{0,24})$"
 )
 #: ... or after it, ending the term ("Medicaid not accepted", "Medicaid: no"; not "open - no waitlist")
 _NEGATED_AFTER = re.compile(
@@ -327,7 +329,8 @@ _NEGATED_AFTER = re.compile(
 
 
 def _negated(text: str, start: int, end: int) -> bool:
-    """Is the phrase at ``text[start:end]`` said not to hold (``_NEGATED_BEFORE``, ``_NEGATED_AFTER``)?"""
+    """Is the phrase at ``text[start:end]`` said not to hold (``_NEGATED_BEFORE``, ``_NEGATED_AFTER``)? Judged on
+    the term as written, not as other phrases left it."""
     return bool(_NEGATED_BEFORE.search(text, 0, start) or _NEGATED_AFTER.match(text[end:]))
 
 
@@ -351,7 +354,7 @@ def _by_table(
             spans = [(m.start(), m.end()) for m in re.finditer(pattern, rest)]
             if not spans:
                 continue
-            said = [span for span in spans if not _negated(rest, *span)]
+            said = [span for span in spans if not _negated(k, *span)]
             if said:
                 values.update(vals)
                 matched = True

@@ -118,6 +118,11 @@ def _rows(body: bytes, mapping: RecordMapping) -> list[Row]:
             records.append(Row(digest, get, mapping, problem))
     except csv.Error as exc:
         raise ParseError(f"CSV malformed at line {reader.line_num}: {exc}") from exc
+    if sum(1 for r in records if r.problem) * 2 > len(records):
+        # most rows run past the header: a column the export left unnamed, not values shifted by a comma (the
+        # named columns read as they are, the unnamed one is not read, as before)
+        for r in records:
+            r.problem = ""
     return records
 
 

@@ -10,10 +10,11 @@ local function compose(prefix, id)
   local ckey = prefix .. 'c:' .. id
   local v = redis.call('HMGET', ckey, 'j', 'm')
   if not v[1] then return end
-  -- u: when each level of care shows a fresh open figure (open_spans), as "detox=1796536065781 residential=..."
+  -- s: when each level of care shows a fresh open figure (open_spans), as "detox=1796536065781 residential=..."
   -- (until then) or, where a newer figure hides it until that one goes stale, "from:to"; several spans of a level
   -- after commas; '' when none. An available_only search reads this one field instead of decoding every
-  -- observation (near.lua).
+  -- observation (near.lua). It replaces u (until when each level had any fresh open figure, hidden or not: a
+  -- facility composed before keeps u, and near.lua judges it from its figures until it is composed again).
   local parts = {}
   for level, spans in pairs(open_spans(group_figures(observation_groups(prefix, id, v[2])))) do
     local texts = {}
@@ -27,6 +28,6 @@ local function compose(prefix, id)
     parts[#parts + 1] = level .. '=' .. table.concat(texts, ',')
   end
   table.sort(parts)
-  redis.call('HSET', ckey, 'u', table.concat(parts, ' '))
-  redis.call('HDEL', ckey, 'd')  -- the read document a store written before readdoc.lua kept here
+  redis.call('HSET', ckey, 's', table.concat(parts, ' '))
+  redis.call('HDEL', ckey, 'u', 'd')  -- u: see above; d: the read document a store written before readdoc.lua kept
 end

@@ -84,7 +84,7 @@ local function shows_open(figures)
   return false
 end
 
--- the same from a facility's u field, as doc.lua composed it: "level=to,from:to ..." (spans of open figures shown)
+-- the same from a facility's s field, as doc.lua composed it: "level=to,from:to ..." (spans of open figures shown)
 local function open_until_now(u)
   for level, spans in string.gmatch(u, '(%S+)=(%S+)') do
     if levels == nil or levels[level] then
@@ -99,9 +99,10 @@ local function open_until_now(u)
 end
 
 -- a facility's observations live with each of its linked records (a:{record}) and its own (a:{facility});
--- one composed before the 'u' field existed is judged from them
+-- one composed before the 's' field existed (its u said only until when any open figure was fresh) is judged
+-- from them
 local function facility_open_now(id)
-  local v = redis.call('HMGET', prefix .. 'c:' .. id, 'u', 'm')
+  local v = redis.call('HMGET', prefix .. 'c:' .. id, 's', 'm')
   if v[1] then return open_until_now(v[1]) end
   return shows_open(group_figures(observation_groups(prefix, id, v[2] or nil)))
 end

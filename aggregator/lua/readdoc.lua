@@ -9,7 +9,8 @@
 -- a:{id} holds two things under one id: the feed figures of record {id} (fields "{level}|{pull|scrape|push}") and
 -- operators' phone reports about facility {id} ("{level}|operator": store.record_observations writes them to the
 -- facility's own key). While the record founds the facility they read as one; once the record is linked to
--- another facility, its figures go with it and the operators' reports stay (they are about this place).
+-- another facility, its figures go with it and the operators' reports stay (they are about this place) while
+-- facility {id} lives on; when it is gone (merged into the one its record joined), they went with the place.
 local OPERATOR = '|operator'
 local function operators_only(kv, wanted)
   local out = {}
@@ -29,8 +30,10 @@ local function observation_groups(prefix, id, members)
   end
   local groups = {{id, own}}
   for m in string.gmatch(members or '', '%S+') do
-    if m ~= id then  -- a record founded elsewhere: its own figures, not the reports about its old facility
-      groups[#groups + 1] = {m, operators_only(redis.call('HGETALL', prefix .. 'a:' .. m), false)}
+    if m ~= id then  -- a record founded elsewhere: its own figures, and the reports about its old facility if gone
+      local kv = redis.call('HGETALL', prefix .. 'a:' .. m)
+      if redis.call('EXISTS', prefix .. 'c:' .. m) == 1 then kv = operators_only(kv, false) end
+      groups[#groups + 1] = {m, kv}
     end
   end
   return groups

@@ -36,7 +36,7 @@ def test_a_record_that_founded_its_facility_keeps_no_facility_and_no_feed(store:
     assert len(store.redis.hget(store.keys.record("f:a"), "h") or b"") == 16  # the digest as bytes, not hex
     assert store.facility_of("f:a") == "f:a"
     assert store.facility_of("f:gone") is None
-    assert fields(store, store.keys.center("f:a")) == {"j", "p", "t", "u"}  # no m, no x
+    assert fields(store, store.keys.center("f:a")) == {"j", "p", "t", "s"}  # no m, no x
     assert not check(store, now=NOW)
     digest = store.redis.hget(store.keys.record("f:a"), "h")
     assert digest is not None
@@ -64,7 +64,7 @@ def test_a_linked_record_keeps_its_facility_and_the_facility_its_members_until_t
     assert store.redis.hget(store.keys.center("samhsa:1"), "x") == b'[["samhsa","frid-1"]]'
     unnamed = directory.model_copy(update={"external_ids": ()})
     store.replace_feed("samhsa", [unnamed], [], now=NOW, source="pull", authority=10)
-    assert fields(store, store.keys.center("samhsa:1")) == {"j", "p", "t", "u"}  # its identifier gone: no x
+    assert fields(store, store.keys.center("samhsa:1")) == {"j", "p", "t", "s"}  # its identifier gone: no x
     assert store.redis.smembers(store.keys.identifier("samhsa", "frid-1")) == set()
     assert not check(store, now=NOW)
     assert [h.id for h in near(store, zip="02139", now=NOW).results] == ["samhsa:1"]
@@ -115,7 +115,7 @@ def test_what_the_previous_release_spelled_out_reads_searches_and_checks_alike(s
     assert result.updated == 2  # the digest is kept otherwise now: each record written once more
     assert fields(store, store.keys.record("f:a")) == {"j", "h", "a", "o", "why"}
     assert store.redis.hget(store.keys.center("f:a"), "t") == b"ES a l"
-    assert fields(store, store.keys.center("f:a")) == {"j", "p", "t", "u"}
+    assert fields(store, store.keys.center("f:a")) == {"j", "p", "t", "s"}
     assert store.replace_feed("f", cs, [], now=NOW, source="pull").unchanged == 2
     assert sorted(h.id for h in near(store, zip="02139", now=NOW, languages=["es"]).results) == ["f:a", "f:b"]
     assert not check(store, now=NOW)

@@ -176,7 +176,7 @@ def test_an_available_only_search_reads_the_positional_and_the_object_form_alike
     for sid, form in forms.items():
         if form is not None:
             store.redis.hset(store.keys.availability(f"f:{sid}"), "detox|pull", orjson.dumps(form))
-        store.redis.hdel(store.keys.center(f"f:{sid}"), "u")  # composed before 'u' was kept
+        store.redis.hdel(store.keys.center(f"f:{sid}"), "s")  # composed before 's' was kept
     found = near(store, zip="02139", available_only=True, now=NOW)
     assert sorted(h.id for h in found.results) == ["f:a", "f:b"]
     assert {h.availability[0]["status"] for h in found.results} == {"available"}

@@ -232,3 +232,22 @@ def test_a_founding_record_moved_elsewhere_takes_its_figures_along_and_leaves_th
         "la:7",
         "samhsa:1",
     ]
+
+
+def test_an_operators_call_about_a_place_merged_into_another_stays_with_the_place(store: Store) -> None:
+    # beds:A stood alone and an operator called it (2 beds); an operator then says it is the Riverside place
+    # (la:7): beds:A's facility is gone, and the call is about the place now answered as la:7
+    riverside = center("la", "7", *HARBOR, name="Riverside Family Counseling", levels_of_care=["detox"])
+    board = center("beds", "A", 42.30, -71.10, name="Riverside Family Counseling Annex", levels_of_care=["detox"])
+    store.replace_feed("la", [riverside], [], now=NOW, source="pull")
+    store.replace_feed("beds", [board], [], now=NOW, source="scrape")
+    call = observation("beds:A", "detox", "available", beds_available=2, source="operator", freshness=4 * 3600)
+    store.record_observations([call])
+    assert store.decide_match("beds:A", "la:7", "same", by="dana", now=NOW) == "la:7"
+    found = get_center(store, "la:7", audience="operator", now=NOW)
+    assert found is not None
+    assert [(a["status"], a["beds_available"], a["source"]) for a in found["availability"]] == [
+        ("available", 2, "operator")
+    ]
+    hits = near(store, latitude=HARBOR[0], longitude=HARBOR[1], available_only=True, now=NOW)
+    assert [h.id for h in hits.results] == ["la:7"]

@@ -124,14 +124,14 @@ def test_available_only_reads_the_open_until_field_and_answers_as_the_observatio
         now=NOW,
         source="pull",
     )
-    fields = {cid: store.redis.hget(store.keys.center(cid), "u") for cid in ("f:a", "f:b")}
+    fields = {cid: store.redis.hget(store.keys.center(cid), "s") for cid in ("f:a", "f:b")}
     assert fields["f:a"] is not None and fields["f:a"].startswith(b"outpatient=")
     assert fields["f:b"] is not None and fields["f:b"].startswith(b"detox=")
     asks = [{}, {"levels_of_care": ["detox"]}, {"levels_of_care": ["outpatient"]}]
     answers = [ids(near(store, zip="02139", available_only=True, now=NOW, **ask)) for ask in asks]
     assert answers == [["f:a"], [], ["f:a"]]
     for cid in ("f:a", "f:b"):  # facilities composed before the field existed: judged from the observations
-        store.redis.hdel(store.keys.center(cid), "u")
+        store.redis.hdel(store.keys.center(cid), "s")
     assert [ids(near(store, zip="02139", available_only=True, now=NOW, **ask)) for ask in asks] == answers
 
 
@@ -171,9 +171,12 @@ def test_available_only_leaves_out_an_open_figure_a_newer_full_one_hides(store: 
     assert (detox["status"], detox["source"]) == ("full", "operator")
     # the operator's call is the facility's own report, not the feed's: the source still reads as reported at 08:00
     assert [s["reported_at"] for s in hit.center["sources"]] == ["2026-11-27T08:00:00Z"]
-    u = store.redis.hget(store.keys.center("f:a"), "u")
+    u = store.redis.hget(store.keys.center("f:a"), "s")
     assert u is not None and re.fullmatch(rb"detox=\d+:\d+", u)  # open from when the operator's figure goes stale
-    store.redis.hdel(store.keys.center("f:a"), "u")  # composed before the field: judged from the figures alike
+    # composed before the field (or with the u of the release before, which said only until when any open figure
+    # was fresh): judged from the figures alike
+    store.redis.hdel(store.keys.center("f:a"), "s")
+    store.redis.hset(store.keys.center("f:a"), "u", "detox=1796536065781")
     for ask in ({}, {"levels_of_care": ["detox"]}):
         assert found(now=NOW, **ask) == ([], [])
         assert found(**later, **ask) == (["f:a"], ["f:a"])

@@ -255,7 +255,7 @@ def test_observations_stored_before_the_compact_form_are_read_and_carried(store:
         "wo": 1,
     }
     store.redis.hset(store.keys.availability("f:a"), "detox|pull", orjson.dumps(old))
-    store.redis.hdel(store.keys.center("f:a"), "u")  # judged from the observations themselves
+    store.redis.hdel(store.keys.center("f:a"), "s")  # judged from the observations themselves
     found = store.get_center("f:a")
     assert found is not None
     assert found[1][0]["beds_available"] == 4 and found[1][0]["notes"] == ""

@@ -86,3 +86,5 @@ def test_a_row_whose_report_time_gives_no_year_is_repaired_in_the_open_and_gets_
     assert [o.reported_at for o in result.availability] == [datetime(2026, 12, 30, 13, 42, tzinfo=UTC)]
     assert result.repairs == [YEAR_SUPPLIED]
     assert RowMemo.of(result, b"digest", ctx) is None  # next year, the same text is another day
+    raw["availability"][0]["reported_at"] = "Dec 30 8:42 AM ET"  # a zone word does not hide it
+    assert normalize_record(raw, ctx).repairs == [YEAR_SUPPLIED]

@@ -94,6 +94,11 @@ def test_an_unreadable_number_is_reported_and_the_others_kept() -> None:
     assert [p.reason for p in problems] == ["unreadable number '301-555-01'; the others are kept"]
 
 
+def test_short_codes_beside_a_number_are_no_problem() -> None:
+    for text in ("TTY 711; main 617-555-0142", "617-555-0142, or call 988"):
+        assert phone_numbers(text) == ([("+16175550142", PhoneRole.MAIN)], []), text
+
+
 def test_the_short_form_of_a_second_number_is_reported_not_lost() -> None:
     # "-5439/5440": a second line written by its last digits; not a number to dial as written, so it is a reason
     numbers, problems = phone_numbers("410-955-5439/5440")
@@ -277,6 +282,7 @@ def test_the_registry_rejects_a_wrong_split(fields: dict[str, Any], message: str
             "11902 Rosecrans Boulevard, Suites A and D,Norwalk, CA 90650",
             ("11902 Rosecrans Boulevard", "Suites A and D", "Norwalk", "CA", "90650"),
         ),
+        ("123 Main St, Boston, MA 02139, USA", ("123 Main St", "", "Boston", "MA", "02139")),
     ],
 )
 def test_split_one_line(text: str, parts: tuple[str, ...]) -> None:
@@ -407,6 +413,24 @@ def test_a_count_read_from_a_status_or_round_the_clock_words_are_no_problem() ->
         assert not report.field_problems, status
 
 
+def test_a_next_appointment_without_a_year_or_date_never_costs_the_level_its_figures() -> None:
+    now = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    got = []
+    for when in ("Dec 3 9:00 AM", "Jan 4 9:00 AM", "9:00 AM"):
+        entry = {"level_of_care": "outpatient", "status": "Available", "next_appointment_at": when}
+        context = FeedContext(feed_id="partner", now=now, timezone="America/New_York")
+        _, observations, report = normalize_all([{**BASE, "availability": [entry]}], context)
+        got.append(
+            ([(o.status, o.next_appointment_at) for o in observations], [p.reason for p in report.field_problems])
+        )
+    available = AvailabilityStatus.AVAILABLE
+    assert got == [
+        ([(available, datetime(2026, 12, 3, 14, 0, tzinfo=UTC))], []),  # the such day nearest the run: past stays past
+        ([(available, datetime(2027, 1, 4, 14, 0, tzinfo=UTC))], []),
+        ([(available, None)], ["'9:00 AM' has no date: which day is not known; the level's other figures are kept"]),
+    ]
+
+
 def test_an_entry_giving_only_the_next_appointment_is_kept() -> None:
     # the earliest open intake appointment says something: it is kept (status unknown), not dropped as blank
     entry = {"level_of_care": "outpatient", "next_appointment_at": "2026-11-28T14:30:00Z"}
@@ -439,6 +463,14 @@ def test_a_csv_row_with_more_filled_cells_than_the_header_is_rejected_naming_its
             "under the wrong columns; not read",
         )
     ]
+
+
+def test_a_csv_whose_rows_all_run_past_the_header_has_an_unnamed_column_not_shifted_rows() -> None:
+    mapping = RecordMapping(fields={"source_id": "id", "name": "name", "address": "address"})
+    body = b'id,name,address\n1,A,"1 Main St, Los Angeles, CA 90013",x\n2,B,"2 Main St, Los Angeles, CA 90013",y\n'
+    centers, _, report = normalize_all(csv_feed.rows([Document("http://127.0.0.1/a.csv", body)], mapping), ctx())
+    assert [c.source_id for c in centers] == ["1", "2"]
+    assert not report.rejections
 
 
 def test_a_csv_header_repeating_a_mapped_column_is_an_error_naming_it() -> None:

@@ -136,6 +136,20 @@ def test_a_payment_said_not_to_be_taken_is_never_mapped_to_it_and_is_reported(te
     assert mapped.unmapped == (() if values else (term,))
 
 
+@pytest.mark.parametrize(
+    ("term", "values"),
+    [
+        ("Non-hospital residential detoxification", {L.DETOX, L.RESIDENTIAL}),  # "non-" binds "hospital" only
+        ("Non-medical detox", {L.DETOX}),
+        ("No-cost outpatient", {L.OUTPATIENT}),
+        ("Buprenorphine - no methadone", {L.MAT}),  # the "no" is methadone's, whatever was read first
+        ("Outpatient - not telehealth", {L.OUTPATIENT}),
+    ],
+)
+def test_a_negation_takes_only_the_phrase_it_stands_by(term: str, values: set[LevelOfCare]) -> None:
+    assert map_levels_of_care([term]).values == values
+
+
 def test_a_population_or_level_said_not_to_be_served_is_reported_not_mapped() -> None:
     adults = map_populations(["Adults only - no adolescents"])
     assert (adults.values, adults.unmapped) == ({Population.ADULTS}, ("Adults only - no adolescents",))
