@@ -192,20 +192,30 @@ class RowMemo:
 
     @classmethod
     def decode(cls, raw: bytes, feed_id: str = "") -> RowMemo:
-        """What ``encode`` kept, for the same feed."""
+        """What ``encode`` kept, for the same feed. Read for every unchanged row of a run: the common memo (nothing
+        noticed) is built without the frozen ``__init__``'s per-field checks."""
         cid, sid, digest, latest, n, *rest = orjson.loads(raw)
-        problems, unmapped, repairs, levels = (*rest, [], [], [], [])[:4]
-        return cls(
-            f"{feed_id}:{sid}" if cid is None else cid,
-            sid,
-            bytes.fromhex(digest),
-            latest,
-            n,
-            tuple(Rejection(record=r, field=f, reason=why) for r, f, why in problems),
-            tuple((fld, tuple(ts)) for fld, ts in unmapped),
-            tuple(repairs),
-            tuple(levels),
+        memo = object.__new__(cls)
+        memo.__dict__.update(
+            center_id=f"{feed_id}:{sid}" if cid is None else cid,
+            source_id=sid,
+            digest=bytes.fromhex(digest),
+            latest_ms=latest,
+            observations=n,
+            problems=(),
+            unmapped=(),
+            repairs=(),
+            rejected_levels=(),
         )
+        if rest:
+            problems, unmapped, repairs, levels = (*rest, [], [], [], [])[:4]
+            memo.__dict__.update(
+                problems=tuple(Rejection(record=r, field=f, reason=why) for r, f, why in problems),
+                unmapped=tuple((fld, tuple(ts)) for fld, ts in unmapped),
+                repairs=tuple(repairs),
+                rejected_levels=tuple(levels),
+            )
+        return memo
 
     @classmethod
     def of(cls, result: NormalizedRecord, digest: bytes, ctx: FeedContext) -> RowMemo | None:

@@ -98,6 +98,7 @@ def _rows(body: bytes, mapping: RecordMapping) -> list[Row]:
         )
     salt = hashlib.blake2b(orjson.dumps([header, mapping], default=_plain), digest_size=16).digest()
     records = []
+    width = len(header)
     try:
         for row in reader:
             if not any(cell.strip() for cell in row):
@@ -108,7 +109,7 @@ def _rows(body: bytes, mapping: RecordMapping) -> list[Row]:
                 return row[i].strip() if i < len(row) else ""
 
             digest = hashlib.blake2b(orjson.dumps(row), digest_size=16, key=salt).digest()
-            extra = sum(1 for cell in row[len(header) :] if cell.strip())
+            extra = sum(1 for cell in row[width:] if cell.strip()) if len(row) > width else 0
             problem = (
                 f"line {reader.line_num} has {extra} more filled cell{'s' if extra > 1 else ''} than the header has "
                 "columns (an unquoted comma?): its values may sit under the wrong columns; not read"
