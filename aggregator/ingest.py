@@ -360,14 +360,17 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
     rows: dict[str, bytes] = {}
     newest: dict[str, int | None] = {}
     items: dict[str, Mapping[str, Any] | Row] = {}  # the raw row kept for each id (a tie between repeats reads it)
+    records = 0
+    decode, feed_id = RowMemo.decode, ctx.feed_id
     for item in raws:
-        report.records += 1
-        lazy = None if isinstance(item, Mapping) else item  # a parser's Row: mapped only when no memo knows it
+        records += 1
+        # a parser's Row (it has a digest): mapped only when no memo knows it
+        lazy = None if type(item) is dict or isinstance(item, Mapping) else item
         row = b""
         if memos is not None:
             row = lazy.digest if lazy is not None else row_digest(cast(Mapping[str, Any], item))
         memo_raw = memos.get(row) if memos else None
-        memo = RowMemo.decode(memo_raw, ctx.feed_id) if memo_raw is not None else None
+        memo = decode(memo_raw, feed_id) if memo_raw is not None else None
         result: NormalizedRecord | RowMemo
         if memo is not None:
             result, label, center_id, latest = memo, memo.source_id, memo.center_id, memo.latest_ms
@@ -383,7 +386,8 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
                 continue
             center_id = result.center.id
             latest = max((_ms(o.reported_at) for o in result.availability), default=None)
-        _count_terms(report, unmapped, repairs, label)
+        if unmapped or repairs:
+            _count_terms(report, unmapped, repairs, label)
         earlier = kept.get(center_id)
         if earlier is None:
             report.accepted += 1
@@ -402,13 +406,15 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
         rows[center_id] = row
         newest[center_id] = latest
         items[center_id] = item
+    report.records += records
     done = Normalized([], [], report)
     for center_id, result in kept.items():
-        levels = (
-            set(result.rejected_levels) if isinstance(result, RowMemo) else {lv.value for lv in result.rejected_levels}
-        )
-        if levels:
-            report.rejected_levels[center_id] = levels
+        if result.rejected_levels:
+            report.rejected_levels[center_id] = (
+                set(result.rejected_levels)
+                if isinstance(result, RowMemo)
+                else {lv.value for lv in result.rejected_levels}
+            )
         for p in result.problems:
             key = reason_key(p)
             report.problems_by_reason[key] += 1
