@@ -2544,21 +2544,22 @@ class Store:
         self._call("dropping row memos", lambda: self.redis.delete(self.keys.feed_rows(feed_id)))
 
     def changed_records(self, feed_id: str, expected: Mapping[str, bytes]) -> set[str]:
-        """Which of these records are not stored as ``expected`` (record id -> digest): changed since, gone,
-        or no longer the feed's."""
-        ids = list(expected)
+        """Which of these records of ``feed_id`` (their ids say the feed: ``feed_of_record``) are not stored as
+        ``expected`` (record id -> digest): changed since, or gone. An id of another feed is never this feed's."""
+        own = f"{feed_id}:"
+        ids = [rid for rid in expected if rid.startswith(own)]
+        foreign = {rid for rid in expected if not rid.startswith(own)}
 
         def read() -> set[str]:
             out: set[str] = set()
             for piece in staging.pieces(ids, staging.MEMBERS):  # a few milliseconds of Redis each
                 found = self._changed(
-                    keys=[self.keys.record(rid) for rid in piece],
-                    args=[feed_id, self.keys.prefix, *[expected[rid] for rid in piece]],
+                    keys=[self.keys.record(rid) for rid in piece], args=[expected[rid] for rid in piece]
                 )
                 out.update(piece[int(i) - 1] for i in found)
             return out
 
-        return set(self._call("checking stored records", read))
+        return set(self._call("checking stored records", read)) | foreign
 
     # ------------------------------------------------------------------------------ feed health
 
