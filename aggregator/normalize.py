@@ -26,7 +26,7 @@ import functools
 import math
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -525,7 +525,8 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
         problem(exc.field, f"{exc.reason}; ZIP {nearest}, nearest the feed's coordinates, is used instead")
 
     phones = _phones(raw, problem)
-    services = _services(raw, ctx, out)
+    entries = _entries(raw, ctx)
+    services = _services(raw, ctx, out, entries)
     status_text = _text(raw.get("status")).lower()
     center_status = _CENTER_STATUS.get(status_text)
     if center_status is None:
@@ -575,11 +576,12 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
     out.center = center
     for fld, reason in clips:
         problem(fld, reason)
-    out.availability, out.rejected_levels = _observations(raw, center, ctx, problem)
-    entries = [e for e in raw.get("availability") or () if isinstance(e, Mapping)]
-    times = [raw.get("reported_at"), *(e.get(k) for e in entries for k in ("reported_at", "next_appointment_at"))]
-    if out.availability and any(_year_left_out(t) for t in times):
-        out.repairs.append(YEAR_SUPPLIED)
+    out.availability, out.rejected_levels = _observations(raw, center, ctx, problem, entries)
+    if out.availability:
+        objects = [e for _i, e, _informative, _level in entries if isinstance(e, Mapping)]
+        times = [raw.get("reported_at"), *(e.get(k) for e in objects for k in ("reported_at", "next_appointment_at"))]
+        if any(_year_left_out(t) for t in times):
+            out.repairs.append(YEAR_SUPPLIED)
     return out
 
 
@@ -657,10 +659,10 @@ def phone_numbers(
     plain = _ONE_NUMBER.fullmatch(text)
     if plain is not None:  # the usual cell, one number and nothing else: no need to search it
         number = phonenumbers.PhoneNumber(country_code=1, national_number=int("".join(plain.groups())))
-        if phonenumbers.is_valid_number(number):
-            return [
-                Phone(number=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), role=role)
-            ], []
+        # valid for the US is valid (the US is the first region of +1 is_valid_number tries), at half its cost;
+        # else the territories (787, 671 ...) are tried too
+        if phonenumbers.is_valid_number_for_region(number, "US") or phonenumbers.is_valid_number(number):
+            return [Phone(number=f"+1{number.national_number}", role=role)], []
     matches = list(phonenumbers.PhoneNumberMatcher(text, "US"))
     found: list[Phone] = []
     problems: list[InvalidValue] = []
@@ -743,7 +745,25 @@ def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
     return phones
 
 
-def _services(raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord) -> Services:
+#: a record's availability entries, each judged once: (index, entry, informative, level) where the entry is an
+#: object; level is None when it says nothing or names no level we know
+_Entry = tuple[int, Any, bool, set[LevelOfCare] | None]
+
+
+def _entries(raw: Mapping[str, Any], ctx: FeedContext) -> list[_Entry]:
+    out: list[_Entry] = []
+    for i, entry in enumerate(raw.get("availability") or ()):
+        if not isinstance(entry, Mapping):
+            out.append((i, entry, False, None))
+            continue
+        informative = _informative(entry)
+        out.append((i, entry, informative, _observation_level(entry, ctx) if informative else None))
+    return out
+
+
+def _services(
+    raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord, entries: Sequence[_Entry] | None = None
+) -> Services:
     vm = ctx.value_maps
     terms = {fld: _terms(raw.get(fld)) for fld in ("levels_of_care", "payment", "populations", "languages")}
     levels = vocabulary.map_levels_of_care(terms["levels_of_care"], vm.get("levels_of_care"))
@@ -764,9 +784,9 @@ def _services(raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord) -
             out.unmapped[fld] = lost
     # a level with availability is a level the center offers
     extra_levels: set[LevelOfCare] = set()
-    for entry in raw.get("availability") or ():
-        if isinstance(entry, Mapping) and _informative(entry):
-            extra_levels |= _observation_level(entry, ctx) or set()
+    for _i, _entry, informative, level in _entries(raw, ctx) if entries is None else entries:
+        if informative and level:
+            extra_levels |= level
     return Services(
         levels_of_care=tuple(levels.values | extra_levels),
         payment=tuple(payment.values),
@@ -821,20 +841,19 @@ class _TooOld(InvalidValue):
 
 
 def _observations(
-    raw: Mapping[str, Any], center: Center, ctx: FeedContext, problem: Any
+    raw: Mapping[str, Any], center: Center, ctx: FeedContext, problem: Any, entries: Sequence[_Entry] | None = None
 ) -> tuple[list[Availability], set[LevelOfCare]]:
     """The record's observations, one per level, and the levels whose figures were given but rejected
     (their previous figures stay: a bad value never removes good data)."""
     combined: dict[LevelOfCare, dict[str, Any]] = {}
     rejected: set[LevelOfCare] = set()
-    for i, entry in enumerate(raw.get("availability") or ()):
+    for i, entry, informative, level_set in _entries(raw, ctx) if entries is None else entries:
         fld = f"availability.{i}"
         if not isinstance(entry, Mapping):
             problem(fld, "not an object")
             continue
-        if not _informative(entry):
+        if not informative:
             continue  # "N/A", blank: nothing reported for this level
-        level_set = _observation_level(entry, ctx)
         if level_set is None:
             level_text = "; ".join(_terms(entry.get("level_of_care")))
             problem(f"{fld}.level_of_care", f"unrecognized level of care {level_text[:40]!r}")
@@ -1005,8 +1024,24 @@ def _null_set(values: Iterable[str]) -> frozenset[str]:
     return null_words(values if isinstance(values, frozenset | tuple) else tuple(values))
 
 
+@functools.lru_cache(maxsize=64)
+def _longest(nulls: frozenset[str]) -> int:
+    return max(map(len, nulls), default=0)
+
+
+def _plain(text: str) -> bool:
+    """Is ``text`` as ``_text`` leaves it (no whitespace but single spaces between words)? Every character
+    ``str.split`` splits on but the space is unprintable, so a printable text with no double, leading or trailing
+    space is."""
+    return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
+
+
 def _is_null(value: object, nulls: frozenset[str]) -> bool:
-    return isinstance(value, str) and " ".join(value.lower().split()) in nulls
+    if not isinstance(value, str):
+        return False
+    if len(value) > _longest(nulls) and _plain(value):  # folding spaces leaves it as long (lower() never shortens)
+        return False
+    return " ".join(value.lower().split()) in nulls
 
 
 def without_nulls(raw: Mapping[str, Any], nulls: frozenset[str]) -> dict[str, Any]:
@@ -1039,6 +1074,8 @@ def _digits(raw: object) -> str:
 
 
 def _text(raw: object) -> str:
+    if type(raw) is str and _plain(raw):  # the usual cell: as it is
+        return raw
     if raw is None:
         return ""
     if isinstance(raw, float) and math.isnan(raw):

@@ -639,3 +639,40 @@ def test_a_plain_one_number_cell_reads_as_the_matcher_reads_it(area: int, exchan
         assert [p.number for p in phones] == found and not problems
     else:
         assert not phones and problems
+
+
+# --- fast paths: each answers exactly as the full computation it skips
+
+
+_CELL_TEXT = st.text(
+    alphabet=st.sampled_from([*"aAnN/ -x1", " ", "\xa0", "\t", "\n", "\u2003", "\u200b", "\x1f", "İ", "ß"]), max_size=12
+)
+
+
+@given(_CELL_TEXT | st.sampled_from(["N/A", " n/a ", "NONE", "Not  Applicable", "n\xa0a", "-", "", "TBD "]))
+@settings(max_examples=400)
+def test_text_and_null_fast_paths_agree_with_folding(value: str) -> None:
+    from aggregator.feeds.mapping import DEFAULT_NULL_VALUES
+    from aggregator.normalize import _is_null, _null_set, _text
+
+    assert _text(value) == " ".join(value.replace("\xa0", " ").split())
+    for words in (DEFAULT_NULL_VALUES, ("n a", "x"), ("unknown", "not applicable")):
+        nulls = _null_set(words)
+        assert _is_null(value, nulls) == (" ".join(value.lower().split()) in nulls), (value, words)
+
+
+def test_plain_us_number_fast_path_agrees_with_phonenumbers() -> None:
+    """A lone number is checked for the US first, then every region of +1 (the territories): the same verdict and
+    E.164 form as phonenumbers' own is_valid_number and format_number."""
+    import phonenumbers
+
+    from aggregator.normalize import phone_numbers
+
+    for text in ("617-555-0100", "(787) 555-0199", "671 555 0100", "212-555-0100", "800-662-4357", "311-555-0100"):
+        found, problems = phone_numbers(text)
+        number = phonenumbers.PhoneNumber(country_code=1, national_number=int("".join(filter(str.isdigit, text))))
+        if phonenumbers.is_valid_number(number):
+            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            assert ([p.number for p in found], problems) == ([e164], []), text
+        else:
+            assert (found, bool(problems)) == ([], True), text
