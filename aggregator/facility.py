@@ -79,11 +79,11 @@ def compose(facility_id: str, members: Sequence[Member]) -> dict[str, Any]:
         if not doc.get(key):
             doc[key] = next((getattr(m.center, key) for m in order if getattr(m.center, key)), "")
     phones: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for m in order:
-        for p in m.center.phones:
-            if (p.number, p.role.value) not in seen:
-                seen.add((p.number, p.role.value))
+        for p in m.center.phones:  # one number at two extensions is two lines to call (as normalize keeps them)
+            if (p.number, p.role.value, p.extension) not in seen:
+                seen.add((p.number, p.role.value, p.extension))
                 phones.append({**p.model_dump(mode="json"), "source": m.center.feed_id})
     doc["phones"] = phones
     ids = {(x.system, x.value): x.model_dump() for m in order for x in m.center.external_ids}

@@ -251,3 +251,20 @@ def test_an_operators_call_about_a_place_merged_into_another_stays_with_the_plac
     ]
     hits = near(store, latitude=HARBOR[0], longitude=HARBOR[1], available_only=True, now=NOW)
     assert [h.id for h in hits.results] == ["la:7"]
+
+
+def test_one_number_at_two_extensions_stays_two_lines_in_the_facility(store: Store) -> None:
+    """Normalize keeps "ext. 101" and "ext. 205" of one number as two phones: so does the composed facility, alone
+    and merged with another feed's record of the place that repeats one of them."""
+    lines = (Phone(number="+16175550142", extension="101"), Phone(number="+16175550142", extension="205"))
+    directory = harbor("samhsa", "1", phones=lines, levels_of_care=["detox"])
+    store.replace_feed("samhsa", [directory], [], now=NOW, source="pull", authority=10)
+    alone = get_center(store, "samhsa:1", now=NOW)
+    assert alone is not None
+    number = "+16175550142"
+    assert [(p["number"], p["extension"]) for p in alone["phones"]] == [(number, "101"), (number, "205")]
+    board = harbor("beds", "H-9", NEAR_HARBOR, phones=(lines[1],), levels_of_care=["detox"])
+    store.replace_feed("beds", [board], [], now=NOW, source="scrape")
+    merged = get_center(store, "samhsa:1", now=NOW)
+    assert merged is not None and [s["id"] for s in merged["sources"]] == ["samhsa:1", "beds:H-9"]
+    assert [(p["extension"], p["source"]) for p in merged["phones"]] == [("101", "samhsa"), ("205", "samhsa")]
