@@ -109,3 +109,63 @@ def test_the_positional_form_reads_as_the_named_form_of_the_same_figures(
     by_place = _observations([["f:a", "detox|push", positional]])
     assert by_place == by_name
     assert by_place[0]["status"] == status and by_place[0]["beds_available"] == beds
+
+
+@given(
+    _THIS_CENTURY,
+    st.integers(0, 10**9),
+    st.sampled_from([s.value for s in AvailabilityStatus]),
+    _MAYBE_COUNT,
+    _MAYBE_COUNT,
+    st.none() | st.sampled_from([a.value for a in Accepting]),
+    _MAYBE_COUNT,
+    _MAYBE_COUNT,
+    st.none() | _THIS_CENTURY,
+    st.text(max_size=30),
+    st.text(max_size=20),
+)
+def test_the_stored_form_is_built_as_the_named_fields_give_it(
+    t: datetime,
+    later_us: int,
+    status: str,
+    beds: int | None,
+    total: int | None,
+    accepting: str | None,
+    waitlist: int | None,
+    appointments: int | None,
+    next_appointment: datetime | None,
+    notes: str,
+    reported_by: str,
+) -> None:
+    """``observation_json`` writes its slots directly; the definition is each optional figure by its short name,
+    put in ``SLOTS`` order: byte for byte the same (and every optional figure of the model is among them)."""
+    from aggregator.store import OBSERVATION_DEFAULTS, _named_observation_json
+
+    assert set(OBSERVATION_DEFAULTS) == {
+        "beds_available",
+        "beds_total",
+        "accepting",
+        "waitlist_size",
+        "appointments_available",
+        "next_appointment_at",
+        "notes",
+        "reported_by",
+    }, "a new optional figure: give observation_json its slot"
+    obs = Availability(
+        center_id="f:a",
+        level_of_care="detox",
+        source="pull",
+        status=status,
+        beds_available=beds if beds is None or total is None else min(beds, total),
+        beds_total=total,
+        accepting=accepting,
+        waitlist_size=waitlist,
+        appointments_available=appointments,
+        next_appointment_at=next_appointment,
+        notes=notes.strip(),
+        reported_by=reported_by.strip(),
+        reported_at=t,
+        checked_at=t + timedelta(microseconds=later_us),
+        freshness_seconds=900,
+    )
+    assert observation_json(obs) == _named_observation_json(obs)
