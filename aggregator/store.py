@@ -1110,18 +1110,20 @@ def diff_facilities(keys: Keys, plan: LinkPlan, records: Mapping[str, bytes] | N
                 geo_rem[key].append(fid)
             out.facilities.append(FacilityChange(fid, None, identifiers_removed=list(prev_ids)))
             continue
-        doc = facility.compose(fid, members)
+        own = records.get(fid) if records and len(members) == 1 and members[0].center.id == fid else None
+        alone = facility.compose_alone(fid, members[0], own) if own is not None else None
+        doc = alone if alone is not None else facility.compose(fid, members)
         tokens = facility.index_tokens(doc)
         indexed = doc["status"] != CenterStatus.INACTIVE.value
         want = set(tokens) if indexed else set()
         ids = set(facility.identifiers(doc))
         located = doc["latitude"] is not None and doc["longitude"] is not None
-        body = orjson.dumps(doc)
-        own = records.get(fid) if records and len(members) == 1 and members[0].center.id == fid else None
-        if own is not None and orjson.dumps(facility.single(orjson.loads(own))) == body:
-            stored = COMPOSED_FROM_RECORD
-        else:
-            stored = pack(body)
+        # a facility of its founding record alone keeps one byte where readers compose it from the record: when
+        # composing the record as read gives byte for byte what compose gives (compose_alone: sure of it)
+        same = alone is not None or (
+            own is not None and orjson.dumps(facility.single(orjson.loads(own))) == orjson.dumps(doc)
+        )
+        stored = COMPOSED_FROM_RECORD if same else pack(orjson.dumps(doc))
         fields_: dict[str, Any] = {
             "j": stored,
             "p": "1" if located and indexed else "0",
