@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from aggregator import lookup
 from aggregator.store import OBSERVATION_DEFAULTS, Store, observation_json, stored_observation
@@ -431,3 +432,23 @@ def test_a_checked_time_with_microseconds_on_the_write_order_reads_back_whole(st
     assert "ct" not in stored and stored["cu"] == 417
     found = store.get_center("f:a")
     assert found is not None and found[1][0]["checked_at"] == "2026-11-27T15:00:00.000417Z"
+
+
+def test_reads_in_one_round_trip_survive_a_dropped_connection_and_never_reuse_a_half_read_one(store: Store) -> None:
+    """``_read_many``: replies in order; an idle connection the server dropped is no error (the pool replaces it);
+    an error reply raises, and the connection it was read on (replies left unread behind it) is not handed on."""
+    store.redis.hset("cx:test:h", mapping={"a": "1", "b": "2"})
+    assert store._read_many([("HGET", "cx:test:h", "a"), ("HMGET", "cx:test:h", "b", "z"), ("SMEMBERS", "cx:no")]) == [
+        b"1",
+        [b"2", None],
+        [],
+    ]
+    admin = redis.Redis(connection_pool=redis.ConnectionPool(**store.redis.connection_pool.connection_kwargs))
+    for client in admin.client_list():  # the store's idle connection dies under it
+        if int(client["id"]) != admin.client_id():
+            admin.client_kill_filter(_id=client["id"])
+    admin.close()
+    assert store._read_many([("HGET", "cx:test:h", "b")]) == [b"2"]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        store._read_many([("SMEMBERS", "cx:test:h"), ("HGET", "cx:test:h", "a")])
+    assert store._read_many([("HGET", "cx:test:h", "a")] * 3) == [b"1"] * 3  # no stray reply read as an answer
