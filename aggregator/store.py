@@ -316,10 +316,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def observation_json(obs: Availability) -> bytes:
-    """The stored form (see ``OBSERVATION_DEFAULTS``), as observe.lua takes it (it sets the write order ``wo``, and
-    an unchanged figure keeps its changed time, compared figure by figure). Built in ``SLOTS`` order (what
-    ``_positional`` gives of the named fields: a test holds the two alike)."""
+def observation_json(obs: Availability, order: int | None = None) -> bytes:
+    """The stored form (see ``OBSERVATION_DEFAULTS``), as observe.lua takes it (an unchanged figure keeps its changed
+    time, compared figure by figure). Built in ``SLOTS`` order (what ``_positional`` gives of the named fields: a
+    test holds the two alike). ``order``: the write's order (epoch ms), kept as ``wo``, with no ``ct`` when the
+    figure was checked at that very ms (readers take ``wo``): the form as stored, which observe.lua stores as it
+    comes where the level had no figure of this source."""
     rt, ru = divmod(_us(obs.reported_at), 1000)
     ct, cu = divmod(_us(obs.checked_at), 1000)
     na = obs.next_appointment_at
@@ -327,14 +329,14 @@ def observation_json(obs: Availability) -> bytes:
         _STATUS_CODE[obs.status.value],
         obs.freshness_seconds,
         rt,
-        None,  # wo: observe.lua sets it
+        order,  # wo (observe.lua sets it where none is given)
         ru,
         cu,
         obs.beds_available,
         obs.beds_total,
         None,  # ch, chu: observe.lua keeps them
         0,
-        ct,
+        None if ct == order else ct,
         obs.accepting,  # an enum is stored as its value (orjson)
         obs.waitlist_size,
         obs.appointments_available,
@@ -2040,7 +2042,7 @@ class Store:
         keys = [self.keys.availability(o.center_id) for o in obs]
         argv: list[Any] = [self.keys.prefix, order]
         for o in obs:
-            argv.extend((observation_field(o), observation_json(o)))
+            argv.extend((observation_field(o), observation_json(o, order)))
         return [len(keys), *keys, *argv]
 
     def _compose_args(self, facility_ids: Sequence[str]) -> list[Any]:

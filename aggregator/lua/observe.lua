@@ -35,12 +35,18 @@ local facilities_own = {}
 local skip = #prefix + 3  -- a center's id follows prefix .. 'a:' in its key
 for i, key in ipairs(KEYS) do
   local field = ARGV[2 * i + 1]
-  local new = observation(ARGV[2 * i + 2])
-  new.wo = order
-  if new.ct == order then new.ct = nil end  -- checked as it was written (a run's start: most figures): ct is wo
+  local text = ARGV[2 * i + 2]
   local cur = redis.call('HGET', key, field)
   local apply = true
+  local new = nil
   local ch, chu = nil, nil  -- when the figures last changed, when that was before this report
+  -- the level's first figure of this source, in the positional form carrying this write's order as wo
+  -- (store.observation_json with the order): stored as it comes; else read, and written as observation_text makes it
+  if cur or string.match(text, '^%[%d+,%d+,%d+,(%d+)[,%]]') ~= ARGV[2] then
+    new = observation(text)
+    new.wo = order
+    if new.ct == order then new.ct = nil end  -- checked as it was written (a run's start: most figures): ct is wo
+  end
   if cur then
     local old = observation(cur)
     if new.rt < old.rt or (new.rt == old.rt and old.wo and old.wo ~= cjson.null and order < old.wo) then
@@ -57,9 +63,13 @@ for i, key in ipairs(KEYS) do
       end
     end
   end
-  if apply then
+  if apply and not new then
+    redis.call('HSET', key, field, text)
+  elseif apply then
     if ch and (ch ~= new.rt or chu ~= new.ru) then new.ch, new.chu = ch, chu end
     redis.call('HSET', key, field, observation_text(new))
+  end
+  if apply then
     written = written + 1
     local id = string.sub(key, skip)
     if string.sub(field, -9) == '|operator' then  -- an operator's report is about the facility of that id

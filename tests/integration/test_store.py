@@ -452,3 +452,33 @@ def test_reads_in_one_round_trip_survive_a_dropped_connection_and_never_reuse_a_
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         store._read_many([("SMEMBERS", "cx:test:h"), ("HGET", "cx:test:h", "a")])
     assert store._read_many([("HGET", "cx:test:h", "a")] * 3) == [b"1"] * 3  # no stray reply read as an answer
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"checked_at": NOW},  # checked at the write's order: no ct, readers take wo
+        {"checked_at": NOW + timedelta(microseconds=1500)},
+        {"beds_available": 2, "beds_total": 9, "notes": "men / women", "accepting": "new"},
+        {"next_appointment_at": NOW + timedelta(days=2), "waitlist_size": 4, "reported_by": "intake desk"},
+    ],
+)
+def test_a_first_figure_stored_as_it_comes_is_what_reading_and_writing_it_again_stores(
+    store: Store, kw: dict[str, Any]
+) -> None:
+    """observe.lua stores a level's first figure as the store sent it (with the write's order as wo) instead of
+    decoding and encoding it again; the same figure sent without the order takes the long way: both store the
+    same fields."""
+    from aggregator.store import observation_field
+
+    order = int(NOW.timestamp() * 1000)
+    obs = observation("f:a", "detox", "limited", reported_at=NOW - timedelta(minutes=5), **kw)
+    fast, slow = store.keys.availability("f:fast"), store.keys.availability("f:slow")
+    field = observation_field(obs)
+    store.redis.eval(store._observe_src, 1, fast, store.keys.prefix, order, field, observation_json(obs, order))
+    store.redis.eval(store._observe_src, 1, slow, store.keys.prefix, order, field, observation_json(obs))
+    stored_fast, stored_slow = store.redis.hget(fast, field), store.redis.hget(slow, field)
+    assert stored_fast == observation_json(obs, order)  # as it came
+    assert stored_observation(stored_fast) == stored_observation(stored_slow)
+    assert stored_observation(stored_fast)["wo"] == order
