@@ -26,10 +26,10 @@ import functools
 import math
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -51,8 +51,10 @@ from aggregator.model import (
     ExternalId,
     GeoPrecision,
     LevelOfCare,
+    Payment,
     Phone,
     PhoneRole,
+    Population,
     Rejection,
     Services,
     Source,
@@ -387,6 +389,29 @@ class FeedContext:
     default_state: str | None = None
     #: cell texts meaning "no value" (compared case-insensitively)
     null_values: Iterable[str] = DEFAULT_NULL_VALUES
+    #: what this feed's cells were found to mean, by cell (a row's service cells, a level's name): a run reads the
+    #: same few texts on most rows, and with the same value maps they mean the same (``_remembered``)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+_T = TypeVar("_T")
+
+#: cells remembered a context at most (a feed of unique texts stops remembering them, and maps each as it comes)
+MEMO_LIMIT = 50_000
+
+
+def _remembered(ctx: FeedContext, key: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
+    """``compute()``, remembered in ``ctx.memo`` under ``key`` when the key's cells can be (texts, not lists)."""
+    try:
+        return cast(_T, ctx.memo[key])
+    except KeyError:
+        pass
+    except TypeError:  # a list in a cell (JSON feeds): mapped each time
+        return compute()
+    value = compute()
+    if len(ctx.memo) < MEMO_LIMIT:
+        ctx.memo[key] = value
+    return value
 
 
 @dataclass
@@ -747,7 +772,7 @@ def _phones(raw: Mapping[str, Any], problem: Any) -> list[Phone]:
 
 #: a record's availability entries, each judged once: (index, entry, informative, level) where the entry is an
 #: object; level is None when it says nothing or names no level we know
-_Entry = tuple[int, Any, bool, set[LevelOfCare] | None]
+_Entry = tuple[int, Any, bool, frozenset[LevelOfCare] | None]
 
 
 def _entries(raw: Mapping[str, Any], ctx: FeedContext) -> list[_Entry]:
@@ -761,11 +786,43 @@ def _entries(raw: Mapping[str, Any], ctx: FeedContext) -> list[_Entry]:
     return out
 
 
+_SERVICE_FIELDS = ("levels_of_care", "payment", "populations", "languages")
+
+#: a row's service cells as mapped: levels, payment, populations, languages, and the terms no group maps by field
+_MappedServices = tuple[
+    frozenset[LevelOfCare],
+    frozenset[Payment],
+    frozenset[Population],
+    frozenset[str],
+    tuple[tuple[str, tuple[str, ...]], ...],
+]
+
+
 def _services(
     raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord, entries: Sequence[_Entry] | None = None
 ) -> Services:
+    cells = tuple(raw.get(fld) for fld in _SERVICE_FIELDS)
+    levels, payment, populations, languages, lost = _remembered(
+        ctx, ("services", cells), lambda: _map_services(raw, ctx)
+    )
+    for fld, terms in lost:
+        out.unmapped[fld] = terms
+    # a level with availability is a level the center offers
+    extra_levels: set[LevelOfCare] = set()
+    for _i, _entry, informative, level in _entries(raw, ctx) if entries is None else entries:
+        if informative and level:
+            extra_levels |= level
+    return Services(
+        levels_of_care=tuple(levels | extra_levels),
+        payment=tuple(payment),
+        populations=tuple(populations),
+        languages=tuple(languages),
+    )
+
+
+def _map_services(raw: Mapping[str, Any], ctx: FeedContext) -> _MappedServices:
     vm = ctx.value_maps
-    terms = {fld: _terms(raw.get(fld)) for fld in ("levels_of_care", "payment", "populations", "languages")}
+    terms = {fld: _terms(raw.get(fld)) for fld in _SERVICE_FIELDS}
     levels = vocabulary.map_levels_of_care(terms["levels_of_care"], vm.get("levels_of_care"))
     payment = vocabulary.map_payment(terms["payment"], vm.get("payment"))
     populations = vocabulary.map_populations(terms["populations"], vm.get("populations"))
@@ -778,28 +835,24 @@ def _services(
     }
     # one column of mixed codes ("OTP/MD/DT/SF") feeds several groups: a term another group maps is not lost
     mapped_somewhere = {t.lower() for fld, ts in terms.items() for t in ts if t not in unmapped_by_field[fld]}
+    lost_by_field = []
     for fld, unmapped in unmapped_by_field.items():
         lost = tuple(t for t in unmapped if t.lower() not in mapped_somewhere)
         if lost:
-            out.unmapped[fld] = lost
-    # a level with availability is a level the center offers
-    extra_levels: set[LevelOfCare] = set()
-    for _i, _entry, informative, level in _entries(raw, ctx) if entries is None else entries:
-        if informative and level:
-            extra_levels |= level
-    return Services(
-        levels_of_care=tuple(levels.values | extra_levels),
-        payment=tuple(payment.values),
-        populations=tuple(populations.values),
-        languages=tuple(languages),
-    )
+            lost_by_field.append((fld, lost))
+    return levels.values, payment.values, populations.values, frozenset(languages), tuple(lost_by_field)
 
 
-def _observation_level(entry: Mapping[str, Any], ctx: FeedContext) -> set[LevelOfCare] | None:
-    mapped = vocabulary.map_levels_of_care(_terms(entry.get("level_of_care")), ctx.value_maps.get("levels_of_care"))
+def _observation_level(entry: Mapping[str, Any], ctx: FeedContext) -> frozenset[LevelOfCare] | None:
+    cell = entry.get("level_of_care")
+    return _remembered(ctx, ("level", cell), lambda: _level_of(cell, ctx))
+
+
+def _level_of(cell: object, ctx: FeedContext) -> frozenset[LevelOfCare] | None:
+    mapped = vocabulary.map_levels_of_care(_terms(cell), ctx.value_maps.get("levels_of_care"))
     if not mapped.values:
         return None
-    return {next(lv for lv in LEVEL_PRIORITY if lv in mapped.values)}
+    return frozenset((next(lv for lv in LEVEL_PRIORITY if lv in mapped.values),))
 
 
 _WAITLIST_N = re.compile(r"wait\s*-?\s*list\w*\s*[(:\-–]?\s*(\d{1,5})", re.I)
@@ -818,20 +871,22 @@ _BEDS_N = (  # a count inside a status cell: "5", "2 beds", "3 open", "12 availa
 _ROUND_THE_CLOCK = re.compile(r"24\s*/\s*7|24[\s-]*(?:hours?|hrs?)\b", re.I)
 
 
+_FIGURE_FIELDS = (
+    "beds_available",
+    "beds_total",
+    "waitlist_size",
+    "accepting",
+    "appointments_available",
+    "next_appointment_at",
+)
+
+
 def _informative(entry: Mapping[str, Any]) -> bool:
     """Does a partner's availability entry say anything? ("N/A" in every cell does not.)"""
-    if any(
-        _present(entry.get(k))
-        for k in (
-            "beds_available",
-            "beds_total",
-            "waitlist_size",
-            "accepting",
-            "appointments_available",
-            "next_appointment_at",
-        )
-    ):
-        return True
+    for k in _FIGURE_FIELDS:
+        value = entry.get(k)
+        if value is not None and _present(value):
+            return True
     status = _text(entry.get("status"))
     return bool(status) and vocabulary.map_status(status) is not AvailabilityStatus.UNKNOWN
 

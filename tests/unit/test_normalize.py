@@ -676,3 +676,22 @@ def test_plain_us_number_fast_path_agrees_with_phonenumbers() -> None:
             assert ([p.number for p in found], problems) == ([e164], []), text
         else:
             assert (found, bool(problems)) == ([], True), text
+
+
+def test_rows_of_one_feed_with_the_same_service_cells_map_alike_and_each_reports_what_it_lost() -> None:
+    """A run remembers what a row's service cells and a level's name mapped to (``FeedContext.memo``): every row
+    carrying them gets the same services and its own report of the terms nothing maps; another feed's value maps
+    (another context) are not taken from it; a list in a cell (JSON feeds) is mapped each time."""
+    feed = ctx(value_maps={"payment": {"zumba": ["free"]}})
+    cells = {"levels_of_care": "DT; RES", "payment": "Medicaid; Zumba; Barter", "languages": "EnglishSpanish"}
+    first, second = (normalize_record(good_raw(source_id=s, **cells), feed) for s in ("A-1", "A-2"))
+    assert first.center is not None and second.center is not None
+    assert first.center.services == second.center.services
+    assert set(first.center.services.payment) == {Payment.MEDICAID, Payment.FREE}
+    assert first.unmapped == second.unmapped == {"payment": ("Barter",)}
+    assert first.unmapped is not second.unmapped
+    other = normalize_record(good_raw(**cells), ctx())  # no value map: Zumba means nothing there
+    assert other.center is not None and Payment.FREE not in other.center.services.payment
+    assert other.unmapped == {"payment": ("Zumba", "Barter")}
+    listed = normalize_record(good_raw(source_id="A-3", payment=["Medicaid", "Zumba"]), feed)
+    assert listed.center is not None and set(listed.center.services.payment) == {Payment.MEDICAID, Payment.FREE}
