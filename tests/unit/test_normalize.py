@@ -653,12 +653,14 @@ _CELL_TEXT = st.text(
 @settings(max_examples=400)
 def test_text_and_null_fast_paths_agree_with_folding(value: str) -> None:
     from aggregator.feeds.mapping import DEFAULT_NULL_VALUES
-    from aggregator.normalize import _is_null, _null_set, _text
+    from aggregator.normalize import _is_null, _null_set, _text, without_nulls
 
     assert _text(value) == " ".join(value.replace("\xa0", " ").split())
     for words in (DEFAULT_NULL_VALUES, ("n a", "x"), ("unknown", "not applicable")):
         nulls = _null_set(words)
         assert _is_null(value, nulls) == (" ".join(value.lower().split()) in nulls), (value, words)
+        kept = without_nulls({"cell": value, "list": [value, "x"], "entries": [{"cell": value}]}, nulls)
+        assert ("cell" in kept) == (value in kept["list"]) == ("cell" in kept["entries"][0]) != _is_null(value, nulls)
 
 
 def test_plain_us_number_fast_path_agrees_with_phonenumbers() -> None:
