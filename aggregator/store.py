@@ -349,19 +349,6 @@ def observation_json(obs: Availability, order: int | None = None) -> bytes:
     return orjson.dumps(out)
 
 
-def _named_observation_json(obs: Availability) -> bytes:
-    """``observation_json`` by the named fields (the definition the fast form is held to, in tests)."""
-    data: dict[str, Any] = {"st": obs.status.value, "fs": obs.freshness_seconds}
-    for name, short in _SHORT.items():
-        value = getattr(obs, name)
-        if value != OBSERVATION_DEFAULTS[name]:
-            data[short] = _iso(_us(value)) if isinstance(value, datetime) else value
-    _stamp(data, "rt", "ru", obs.reported_at)
-    _stamp(data, "ct", "cu", obs.checked_at)
-    data["st"] = _STATUS_CODE[data["st"]]
-    return orjson.dumps(_positional(data))
-
-
 def _positional(data: Mapping[str, Any]) -> list[Any]:
     """Named fields in ``SLOTS`` order: absent ones null (0 for microseconds), none after the last present."""
     out = [data.get(name, pad) for name, pad in zip(SLOTS, _PADDING, strict=True)]
@@ -383,16 +370,6 @@ def _named(o: list[Any]) -> dict[str, Any]:
     }
     named["st"] = STATUS_CODES[named["st"]]
     return named
-
-
-def _stamp(data: dict[str, Any], ms_name: str, us_name: str, t: datetime) -> None:
-    """A time as epoch ms (the scripts compare it: exact, floored) and the microseconds left over, if any. The
-    release before took ms from the float timestamp: for a time on a whole millisecond it could read 1 ms less,
-    which only decides a tie between two reports of the same instant."""
-    ms, rest = divmod(_us(t), 1000)
-    data[ms_name] = ms
-    if rest:
-        data[us_name] = rest
 
 
 def _us(t: datetime) -> int:
