@@ -365,7 +365,7 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
     for item in raws:
         records += 1
         # a parser's Row (it has a digest): mapped only when no memo knows it
-        lazy = None if type(item) is dict or isinstance(item, Mapping) else item
+        lazy = None if type(item) is dict or _is_mapping(type(item)) else cast(Row, item)
         row = b""
         if memos is not None:
             row = lazy.digest if lazy is not None else row_digest(cast(Mapping[str, Any], item))
@@ -435,6 +435,13 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
     latest_ms = max((m for m in newest.values() if m is not None), default=None)
     report.newest_data_at = datetime.fromtimestamp(latest_ms / 1000, UTC) if latest_ms is not None else None
     return done
+
+
+@functools.lru_cache(maxsize=64)
+def _is_mapping(kind: type) -> bool:
+    """Is a raw record of this type a mapping (else a parser's ``Row``)? Asked once a type, not once a row: the
+    abstract class check costs a row more than the rest of reading its memo."""
+    return issubclass(kind, Mapping)
 
 
 def _says_more(item: Mapping[str, Any] | Row, row: bytes, other: Mapping[str, Any] | Row, other_row: bytes) -> bool:

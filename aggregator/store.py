@@ -1502,7 +1502,9 @@ class Store:
         return orjson.loads(unpack(raw)) if raw else None
 
     def _members(self, key: str) -> set[str]:
-        return {_str(m) for m in self._call("reading a set", lambda: self.redis.smembers(key))}
+        return {
+            m.decode() if type(m) is bytes else m for m in self._call("reading a set", lambda: self.redis.smembers(key))
+        }
 
     def feed_members(self, feed_id: str) -> set[str]:
         return self._members(self.keys.feed_members(feed_id))
@@ -1837,7 +1839,7 @@ class Store:
 
         Reads (the feed's members, its stored records, the links: ``_plan_links``), the pure diffs
         (``diff_records``, ``diff_facilities``), then the writer (``_queue_writes``)."""
-        all_ids = {_str(m) for m in pipe.smembers(self.keys.feed_members(feed_id))}
+        all_ids = {m.decode() if type(m) is bytes else m for m in pipe.smembers(self.keys.feed_members(feed_id))}
         if force and kept:  # taking over a dead write rewrites every record: the caller must send them all
             raise KeptRecordsRefused(f"feed {feed_id}: a staged write died half-way; send every record")
         kept = kept & all_ids

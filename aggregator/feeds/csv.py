@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -53,16 +53,25 @@ class Row:
     ``mapped`` builds its raw record (``apply``). ``problem``: why the row cannot be read as its header says (its
     record is rejected with it)."""
 
-    __slots__ = ("_get", "_mapping", "digest", "problem")
+    __slots__ = ("_cells", "_columns", "_mapping", "digest", "problem")
 
-    def __init__(self, digest: bytes, get: Callable[[str], Any], mapping: RecordMapping, problem: str = "") -> None:
+    def __init__(
+        self, digest: bytes, cells: list[str], columns: dict[str, int], mapping: RecordMapping, problem: str = ""
+    ) -> None:
         self.digest = digest
-        self._get = get
+        self._cells = cells
+        self._columns = columns
         self._mapping = mapping
         self.problem = problem
 
+    def get(self, ref: str) -> Any:
+        """The cell of column ``ref`` (stripped; "" where the row stops short of it)."""
+        i = self._columns[ref]
+        cells = self._cells
+        return cells[i].strip() if i < len(cells) else ""
+
     def mapped(self) -> dict[str, Any]:
-        raw = apply(self._get, self._mapping)
+        raw = apply(self.get, self._mapping)
         if self.problem:
             raw["_problem"] = self.problem
         return raw
@@ -101,13 +110,8 @@ def _rows(body: bytes, mapping: RecordMapping) -> list[Row]:
     width = len(header)
     try:
         for row in reader:
-            if not any(cell.strip() for cell in row):
+            if not "".join(row).strip():  # a blank row (every cell empty or spaces)
                 continue
-
-            def get(ref: str, row: list[str] = row) -> Any:
-                i = columns[ref]
-                return row[i].strip() if i < len(row) else ""
-
             digest = hashlib.blake2b(orjson.dumps(row), digest_size=16, key=salt).digest()
             extra = sum(1 for cell in row[width:] if cell.strip()) if len(row) > width else 0
             problem = (
@@ -116,7 +120,7 @@ def _rows(body: bytes, mapping: RecordMapping) -> list[Row]:
                 if extra
                 else ""
             )
-            records.append(Row(digest, get, mapping, problem))
+            records.append(Row(digest, row, columns, mapping, problem))
     except csv.Error as exc:
         raise ParseError(f"CSV malformed at line {reader.line_num}: {exc}") from exc
     if sum(1 for r in records if r.problem) * 2 > len(records):
