@@ -2592,10 +2592,14 @@ class Store:
 
         def read() -> set[str]:
             out: set[str] = set()
-            for piece in staging.pieces(ids, staging.MEMBERS):  # a few milliseconds of Redis each
-                found = self._changed(
-                    keys=[self.keys.record(rid) for rid in piece], args=[expected[rid] for rid in piece]
-                )
+            pieces = list(staging.pieces(ids, staging.MEMBERS))  # a few milliseconds of Redis each
+            if not pieces:
+                return out
+            record = self.keys.record
+            pipe = self.redis.pipeline(transaction=False)  # every piece in one round trip
+            for piece in pieces:
+                self._changed(keys=[record(rid) for rid in piece], args=[expected[rid] for rid in piece], client=pipe)
+            for piece, found in zip(pieces, pipe.execute(), strict=True):
                 out.update(piece[int(i) - 1] for i in found)
             return out
 
