@@ -391,7 +391,7 @@ class FeedContext:
     null_values: Iterable[str] = DEFAULT_NULL_VALUES
     #: what this feed's cells were found to mean, by cell (a row's service cells, a level's name): a run reads the
     #: same few texts on most rows, and with the same value maps they mean the same (``_remembered``)
-    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 _T = TypeVar("_T")
@@ -400,14 +400,17 @@ _T = TypeVar("_T")
 MEMO_LIMIT = 50_000
 
 
-def _remembered(ctx: FeedContext, key: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
-    """``compute()``, remembered in ``ctx.memo`` under ``key`` when the key's cells can be (texts, not lists)."""
+def _remembered(ctx: FeedContext, kind: str, cells: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
+    """``compute()``, remembered in ``ctx.memo`` under ``kind`` and ``cells`` when every cell is a text or absent
+    (a list, a number or a boolean, as JSON feeds send, is mapped each time: 1, 1.0 and True are one dict key).
+    ``ctx.memo`` is the context's own (``dataclasses.replace`` gives a new context a new one)."""
+    if not all(type(c) is str or c is None for c in cells):
+        return compute()
+    key = (kind, *cells)
     try:
         return cast(_T, ctx.memo[key])
     except KeyError:
         pass
-    except TypeError:  # a list in a cell (JSON feeds): mapped each time
-        return compute()
     value = compute()
     if len(ctx.memo) < MEMO_LIMIT:
         ctx.memo[key] = value
@@ -802,9 +805,7 @@ def _services(
     raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord, entries: Sequence[_Entry] | None = None
 ) -> Services:
     cells = tuple(raw.get(fld) for fld in _SERVICE_FIELDS)
-    levels, payment, populations, languages, lost = _remembered(
-        ctx, ("services", cells), lambda: _map_services(raw, ctx)
-    )
+    levels, payment, populations, languages, lost = _remembered(ctx, "services", cells, lambda: _map_services(raw, ctx))
     for fld, terms in lost:
         out.unmapped[fld] = terms
     # a level with availability is a level the center offers
@@ -845,7 +846,7 @@ def _map_services(raw: Mapping[str, Any], ctx: FeedContext) -> _MappedServices:
 
 def _observation_level(entry: Mapping[str, Any], ctx: FeedContext) -> frozenset[LevelOfCare] | None:
     cell = entry.get("level_of_care")
-    return _remembered(ctx, ("level", cell), lambda: _level_of(cell, ctx))
+    return _remembered(ctx, "level", (cell,), lambda: _level_of(cell, ctx))
 
 
 def _level_of(cell: object, ctx: FeedContext) -> frozenset[LevelOfCare] | None:

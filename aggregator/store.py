@@ -1871,27 +1871,25 @@ class Store:
         """Read commands in one round trip, each reply as Redis sends it (HGETALL: field, value, ... ; see
         ``_pairs``). A pipeline without redis-py's bookkeeping of every command (about 4 us a command, against 1
         here): planning a write reads a few commands for each of its records. An error reply raises as a command's
-        would; a connection that broke is dropped and the reads sent once more on a new one (they change nothing).
-        """
+        would, and its connection (replies may be left unread behind it) is dropped; a connection that broke is
+        retried as the client's other commands are (its ``Retry``: the reads change nothing)."""
         if not commands:
             return []
         payload = [b"".join(hiredis.pack_command(c) for c in commands)]
         pool = self.redis.connection_pool
-        for attempt in (1, 2):
-            conn = pool.get_connection()
-            try:
-                conn.send_packed_command(payload)
-                return [conn.read_response() for _ in commands]
-            except (redis.ConnectionError, redis.TimeoutError):
-                conn.disconnect()
-                if attempt == 2:
-                    raise
-            except BaseException:
-                conn.disconnect()  # replies may be left unread: the connection is not handed on
-                raise
-            finally:
-                pool.release(conn)
-        raise AssertionError("unreachable")
+        conn = pool.get_connection()
+
+        def read() -> list[Any]:
+            conn.send_packed_command(payload)
+            return [conn.read_response() for _ in commands]
+
+        try:
+            return cast(list[Any], conn.retry.call_with_retry(read, lambda _error: conn.disconnect()))
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def _read_records(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
         """What a write needs of these stored records (an absent one reads with no digest and no facility)."""
@@ -2592,14 +2590,10 @@ class Store:
 
         def read() -> set[str]:
             out: set[str] = set()
-            pieces = list(staging.pieces(ids, staging.MEMBERS))  # a few milliseconds of Redis each
-            if not pieces:
-                return out
-            record = self.keys.record
-            pipe = self.redis.pipeline(transaction=False)  # every piece in one round trip
-            for piece in pieces:
-                self._changed(keys=[record(rid) for rid in piece], args=[expected[rid] for rid in piece], client=pipe)
-            for piece, found in zip(pieces, pipe.execute(), strict=True):
+            for piece in staging.pieces(ids, staging.MEMBERS):  # a few milliseconds of Redis each
+                found = self._changed(
+                    keys=[self.keys.record(rid) for rid in piece], args=[expected[rid] for rid in piece]
+                )
                 out.update(piece[int(i) - 1] for i in found)
             return out
 

@@ -697,3 +697,23 @@ def test_rows_of_one_feed_with_the_same_service_cells_map_alike_and_each_reports
     assert other.unmapped == {"payment": ("Zumba", "Barter")}
     listed = normalize_record(good_raw(source_id="A-3", payment=["Medicaid", "Zumba"]), feed)
     assert listed.center is not None and set(listed.center.services.payment) == {Payment.MEDICAID, Payment.FREE}
+
+
+def test_what_a_run_remembers_is_texts_only_and_a_context_of_its_own() -> None:
+    """1, 1.0 and True are one dict key: a cell that is not a text is mapped each time, so a JSON feed's number and
+    boolean in one column do not take each other's meaning. A context made from another (dataclasses.replace, new
+    value maps) remembers nothing of the first."""
+    import dataclasses
+
+    feed = ctx(value_maps={"levels_of_care": {"1": ["detox"]}})
+    number = normalize_record(good_raw(source_id="A-1", levels_of_care=1, availability=[]), feed)
+    boolean = normalize_record(good_raw(source_id="A-2", levels_of_care=True, availability=[]), feed)
+    assert number.center is not None and boolean.center is not None
+    assert number.center.services.levels_of_care == (LevelOfCare.DETOX,)
+    assert LevelOfCare.DETOX not in boolean.center.services.levels_of_care
+    assert boolean.unmapped.get("levels_of_care") == ("True",)
+    normalize_record(good_raw(levels_of_care="1", payment="Medicaid", availability=[]), feed)
+    other = dataclasses.replace(feed, value_maps={})
+    assert other.memo == {} and feed.memo
+    plain = normalize_record(good_raw(levels_of_care="1", payment="Medicaid", availability=[]), other)
+    assert plain.center is not None and LevelOfCare.DETOX not in plain.center.services.levels_of_care
