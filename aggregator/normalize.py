@@ -1105,15 +1105,11 @@ def without_nulls(raw: Mapping[str, Any], nulls: frozenset[str]) -> dict[str, An
     if not nulls:
         return dict(raw)
     out: dict[str, Any] = {}
-    longest = _longest(nulls)
     for key, value in raw.items():
-        if type(value) is str:  # _is_null, inline: most cells are longer than any null word, and plain
-            if (len(value) <= longest or not _plain(value)) and " ".join(value.lower().split()) in nulls:
-                continue
-        elif isinstance(value, list):
-            value = [without_nulls(v, nulls) if isinstance(v, Mapping) else v for v in value if not _is_null(v, nulls)]
-        elif _is_null(value, nulls):
+        if _is_null(value, nulls):
             continue
+        if isinstance(value, list):
+            value = [without_nulls(v, nulls) if isinstance(v, Mapping) else v for v in value if not _is_null(v, nulls)]
         out[key] = value
     return out
 

@@ -1099,10 +1099,12 @@ def diff_facilities(keys: Keys, plan: LinkPlan, records: Mapping[str, bytes] | N
         located = doc["latitude"] is not None and doc["longitude"] is not None
         # a facility of its founding record alone keeps one byte where readers compose it from the record: when
         # composing the record as read gives byte for byte what compose gives (compose_alone: sure of it)
-        same = alone is not None or (
-            own is not None and orjson.dumps(facility.single(orjson.loads(own))) == orjson.dumps(doc)
-        )
-        stored = COMPOSED_FROM_RECORD if same else pack(orjson.dumps(doc))
+        if alone is not None:
+            stored = COMPOSED_FROM_RECORD
+        else:
+            body = orjson.dumps(doc)
+            same = own is not None and orjson.dumps(facility.single(orjson.loads(own))) == body
+            stored = COMPOSED_FROM_RECORD if same else pack(body)
         fields_: dict[str, Any] = {
             "j": stored,
             "p": "1" if located and indexed else "0",
@@ -1502,9 +1504,7 @@ class Store:
         return orjson.loads(unpack(raw)) if raw else None
 
     def _members(self, key: str) -> set[str]:
-        return {
-            m.decode() if type(m) is bytes else m for m in self._call("reading a set", lambda: self.redis.smembers(key))
-        }
+        return {_str(m) for m in self._call("reading a set", lambda: self.redis.smembers(key))}
 
     def feed_members(self, feed_id: str) -> set[str]:
         return self._members(self.keys.feed_members(feed_id))
@@ -1839,7 +1839,7 @@ class Store:
 
         Reads (the feed's members, its stored records, the links: ``_plan_links``), the pure diffs
         (``diff_records``, ``diff_facilities``), then the writer (``_queue_writes``)."""
-        all_ids = {m.decode() if type(m) is bytes else m for m in pipe.smembers(self.keys.feed_members(feed_id))}
+        all_ids = {_str(m) for m in pipe.smembers(self.keys.feed_members(feed_id))}
         if force and kept:  # taking over a dead write rewrites every record: the caller must send them all
             raise KeptRecordsRefused(f"feed {feed_id}: a staged write died half-way; send every record")
         kept = kept & all_ids
@@ -1875,7 +1875,7 @@ class Store:
         retried as the client's other commands are (its ``Retry``: the reads change nothing)."""
         if not commands:
             return []
-        payload = [b"".join(hiredis.pack_command(c) for c in commands)]
+        payload = [b"".join(part for c in commands for part in _COMMANDS.pack(*c))]
         pool = self.redis.connection_pool
         conn = pool.get_connection()
 

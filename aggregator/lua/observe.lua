@@ -63,13 +63,12 @@ for i, key in ipairs(KEYS) do
       end
     end
   end
-  if apply and not new then
-    redis.call('HSET', key, field, text)
-  elseif apply then
-    if ch and (ch ~= new.rt or chu ~= new.ru) then new.ch, new.chu = ch, chu end
-    redis.call('HSET', key, field, observation_text(new))
-  end
   if apply then
+    if new then
+      if ch and (ch ~= new.rt or chu ~= new.ru) then new.ch, new.chu = ch, chu end
+      text = observation_text(new)
+    end
+    redis.call('HSET', key, field, text)
     written = written + 1
     local id = string.sub(key, skip)
     if string.sub(field, -9) == '|operator' then  -- an operator's report is about the facility of that id
