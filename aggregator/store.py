@@ -378,11 +378,24 @@ def _us(t: datetime) -> int:
 
 @lru_cache(maxsize=4096)  # a feed stamps its rows alike: an answer's times are mostly a few
 def _iso(us: int) -> str:
-    """Epoch microseconds as the API writes a time (pydantic's form: UTC, 'Z', microseconds only when any)."""
+    """Epoch microseconds as the API writes a time (pydantic's form: UTC, 'Z', microseconds only when any).
+    The time of day is written by hand, the date looked up (a datetime and strftime for each time cost four
+    times as much, and pushed figures have times of their own)."""
     seconds, rest = divmod(us, 1_000_000)
-    t = _EPOCH + timedelta(seconds=seconds)
-    text = f"{t.year:04d}{t.strftime('-%m-%dT%H:%M:%S')}"
-    return f"{text}.{rest:06d}Z" if rest else f"{text}Z"
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    # printf-style: a third faster here than f-string format specs (one call, not one per field)
+    if rest:
+        return "%s%02d:%02d:%02d.%06dZ" % (_iso_day(days), hours, minutes, seconds, rest)  # noqa: UP031
+    return "%s%02d:%02d:%02dZ" % (_iso_day(days), hours, minutes, seconds)  # noqa: UP031
+
+
+@lru_cache(maxsize=1024)
+def _iso_day(days: int) -> str:
+    """The date part of ``_iso``: days since the epoch as 'YYYY-MM-DDT'."""
+    t = _EPOCH + timedelta(days=days)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
 
 
 def _observations(groups: list[Any]) -> list[dict[str, Any]]:

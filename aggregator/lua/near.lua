@@ -100,11 +100,10 @@ end
 
 -- a facility's observations live with each of its linked records (a:{record}) and its own (a:{facility});
 -- one composed before the 's' field existed (its u said only until when any open figure was fresh) is judged
--- from them
-local function facility_open_now(id)
-  local v = redis.call('HMGET', prefix .. 'c:' .. id, 's', 'm')
-  if v[1] then return open_until_now(v[1]) end
-  return shows_open(group_figures(observation_groups(prefix, id, v[2] or nil)))
+-- from them (s and m: the facility's fields, as take() read them)
+local function facility_open_now(id, s, m)
+  if s then return open_until_now(s) end
+  return shows_open(group_figures(observation_groups(prefix, id, m or nil)))
 end
 
 -- a masked facility (visible.lua): the document readers may see is checked whole (its groups: readdoc.lua)
@@ -131,29 +130,36 @@ local function by_distance(a, b) return tonumber(a[2]) < tonumber(b[2]) end
 local out = {}
 local found = 0
 
+-- the fields take() reads of a facility (c:{id}) on the usual path, in one HMGET: its composed record and members,
+-- then its index tokens when there are filters, its open spans when only open ones are wanted
+local fields, T, S = {'j', 'm'}, nil, nil
+if #groups > 0 then fields[#fields + 1] = 't'; T = #fields end
+if available_only then fields[#fields + 1] = 's'; S = #fields end
+
 -- a candidate that passes every filter and is open (when asked) joins the answer; true when it is full
 local function take(id, dist)
-  local t, doc, masked = nil, nil, false
+  local doc
   if state then  -- a large write is staged: what readers may see (visible.lua)
+    local t, masked
     t, doc, masked = visible(prefix, state, id)
     if not doc or not passes_filters(t) then return false end
-  else  -- the usual path: the tokens only when there are filters, the document only when they pass
-    if #groups > 0 then
-      t = redis.call('HGET', prefix .. 'c:' .. id, 't')
-      if not t or not passes_filters(t) then return false end
+    if level_tokens and not has_any(' ' .. t .. ' ', level_tokens) then return false end
+    if available_only then
+      if masked then
+        if not doc_open_now(doc) then return false end
+      else
+        local v = redis.call('HMGET', prefix .. 'c:' .. id, 's', 'm')
+        if not facility_open_now(id, v[1], v[2]) then return false end
+      end
     end
-    local v = redis.call('HMGET', prefix .. 'c:' .. id, 'j', 'm')
-    local record = v[1] and composed_record(prefix, id, v[1])
+  else  -- the usual path: one read of the facility's fields; the document only for one that passes
+    local v = redis.call('HMGET', prefix .. 'c:' .. id, unpack(fields))
+    if not v[1] then return false end  -- a ghost: no record
+    if T and not (v[T] and passes_filters(v[T])) then return false end
+    if S and not facility_open_now(id, v[S], v[2]) then return false end
+    local record = composed_record(prefix, id, v[1])
     if not record then return false end
     doc = read_doc(prefix, id, record, v[2])
-  end
-  if level_tokens and not has_any(' ' .. t .. ' ', level_tokens) then return false end
-  if available_only then
-    if masked then
-      if not doc_open_now(doc) then return false end
-    elseif not facility_open_now(id) then
-      return false
-    end
   end
   out[#out + 1] = id
   out[#out + 1] = dist
