@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from datetime import timedelta
@@ -14,6 +15,8 @@ from aggregator.geography import haversine_mi
 from aggregator.lookup import MAX_LIMIT, MAX_RADIUS_MI, get_center, near, plan_near
 from aggregator.store import Store
 from tests.integration.factories import CAMBRIDGE, NOW, ago, center, observation
+
+PAYMENTS = ["medicaid", "private", "self_pay", "sliding_scale", "free", "medicare", "military", "va"]
 
 
 @pytest.fixture
@@ -341,6 +344,33 @@ def test_outward_search_agrees_with_brute_force(store: Store) -> None:
         got_ids = [h.id for h in got.results]
         assert got_ids[: len(expected)] == [e[1] for e in expected], (radius, limit, pay, lvl, only)
         assert len(got_ids) <= len(expected) + 1  # at most one more, exactly at the radius edge
+
+
+def test_outward_search_is_exact_where_density_changes_with_distance(store: Store) -> None:
+    """near.lua guesses its next radius from the density it found so far: wrong guesses (a few centers close by,
+    a dense town farther out, filters that pass few) cost a search more, never a center missed or out of order."""
+    rng = random.Random(5)
+    lat0, lon0 = CAMBRIDGE
+    centers = []
+    for i, (lo, hi, n) in enumerate([(0.2, 1.5, 4), (3.0, 4.0, 300), (9.0, 20.0, 60)]):
+        for j in range(n):
+            miles = rng.uniform(lo, hi)
+            bearing = rng.uniform(0, 6.283)
+            lat = lat0 + miles / 69.0 * math.cos(bearing)
+            lon = lon0 + miles / (69.0 * math.cos(math.radians(lat0))) * math.sin(bearing)
+            centers.append(
+                center("g", f"{i}-{j}", lat, lon, levels_of_care=["outpatient"], payment=[rng.choice(PAYMENTS)])
+            )
+    store.replace_feed("g", centers, [], now=NOW, source="pull")
+    for radius, limit, pay in [(25, 10, []), (25, 30, []), (25, 10, ["self_pay"]), (25, 50, ["medicaid"]), (5, 10, [])]:
+        expected = sorted(
+            (haversine_mi(lat0, lon0, c.latitude, c.longitude), c.id)  # type: ignore[arg-type]
+            for c in centers
+            if not pay or set(pay) & set(c.services.payment)
+        )
+        expected = [e for e in expected if e[0] <= radius - 0.02][:limit]
+        got = near(store, latitude=lat0, longitude=lon0, radius_mi=radius, limit=limit, payment=pay, now=NOW)
+        assert [h.id for h in got.results][: len(expected)] == [e[1] for e in expected], (radius, limit, pay)
 
 
 @pytest.fixture
