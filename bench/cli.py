@@ -33,6 +33,7 @@ from aggregator.local.redis_process import RedisProcess
 from aggregator.model import Source
 from aggregator.normalize import FeedContext
 from aggregator.store import Store
+from bench import _summary
 from bench.ingest import synthetic_csv
 
 
@@ -49,6 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--centers", type=int, default=20_000)
+    _summary.add_option(ap)
     args = ap.parse_args()
     centers = shutil.which("centers", path=str(Path(sys.executable).parent)) or "centers"
     tmp = Path(tempfile.mkdtemp(prefix="bench-cli-"))
@@ -91,6 +93,14 @@ def main() -> None:
     for name, ts in times.items():
         med = statistics.median(ts)
         print(f"  {name:<32}{med:>10.3f}{max(ts):>10.3f}{med - base:>14.3f}")
+    _summary.write(
+        args.summary,
+        {
+            "runs": args.runs,
+            "centers": args.centers,
+            **{f"{name} median s": statistics.median(ts) for name, ts in times.items()},
+        },
+    )
     shutil.rmtree(tmp, ignore_errors=True)
 
 

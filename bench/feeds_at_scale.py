@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator.geography import _zip_table, zip_place
 from aggregator.local.redis_process import free_port
+from bench import _summary
 from bench._stack import Stack, pct, preamble, ratio
 from workers import names
 from workers.schedule import offset_for
@@ -238,6 +239,7 @@ def main() -> None:
     ap.add_argument("--ping-seconds", type=float, default=2.0, help="a no-op task is sent this often")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the run's folder (fetch and worker logs) and name it")
+    _summary.add_option(ap)
     args = ap.parse_args()
     if not 1 <= args.feeds <= 5000 or not 0 < args.minutes <= 60:
         raise SystemExit("--feeds 1..5000 and --minutes up to 60: this benchmark stays bounded")
@@ -344,6 +346,23 @@ def main() -> None:
     print(
         f"outcomes: {', '.join(f'{k} {v}' for k, v in outcomes.most_common()) or 'none'}; "
         f"queue 'feeds' length at each ping: p50 {pct(backlog, 0.5):.0f}, max {max(backlog, default=0)}"
+    )
+    _summary.write(
+        args.summary,
+        {
+            "feeds": args.feeds,
+            "interval_s": args.interval_seconds,
+            "minutes": (stopped - started) / 60,
+            "missed": missed,
+            "due": slots,
+            "extra": extra,
+            "expired": expired,
+            "runs": len(start_lags),
+            "start lag p50 s": pct(start_lags, 0.5),
+            "start lag p99 s": pct(start_lags, 0.99),
+            "ping lag p50 s": pct(ping_lags, 0.5),
+            "ping lag p99 s": pct(ping_lags, 0.99),
+        },
     )
     if args.keep:
         print(f"fetch log, worker log and registry kept in {folder}")

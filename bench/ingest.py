@@ -51,6 +51,7 @@ from aggregator.ingest import Pipeline
 from aggregator.local import sample
 from aggregator.local.redis_process import RedisProcess
 from aggregator.store import Store
+from bench import _summary
 from bench.api_process import api_process
 from config import registry
 from config.registry import FeedConfig
@@ -200,7 +201,9 @@ def feed_config(feed_id: str, mapping: RecordMapping, url: str, freshness: int) 
 
 def report_ingest(
     name: str, data: bytes, mapping: RecordMapping, store: Store, partner: Partner, freshness: int
-) -> None:
+) -> dict[str, float]:
+    """The three runs of one file, printed; returns the first run's rec/s and how many times faster each
+    unchanged run was."""
     pipeline = Pipeline(store, Fetcher(new_session("center-availability-bench/1.0")))
     feed = feed_config(name, mapping, partner.url(f"/{name}.csv"), freshness)
     first = ingest(pipeline, partner, feed, data)
@@ -218,6 +221,15 @@ def report_ingest(
             f"{r['place']:>9.2f}{r['store']:>9.2f}{r['written']:>9,.0f}{r['kept']:>10,.0f}"
             f"{first['total'] / r['total']:>8.1f}x"
         )
+    return {
+        "records": n,
+        "first_rec_s": n / first["total"],
+        "same_bytes_x": first["total"] / again["total"],
+        "new_order_x": first["total"] / reordered["total"],
+        "first_s": first["total"],
+        "normalize_s": first["normalize"],
+        "store_s": first["store"],
+    }
 
 
 class Wrk:
@@ -286,7 +298,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--python-clients", action="store_true", help="Python client threads even where wrk is installed")
+    _summary.add_option(ap)
     args = ap.parse_args()
+    figures: dict[str, object] = {"rows": args.rows}
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     print(f"machine: {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d}")
     with RedisProcess(tmp / "redis", persistent=False) as server:
@@ -294,7 +308,9 @@ def main() -> None:
         empty = int(store.redis.info("memory")["used_memory"])
         partner = Partner()
         now = datetime.now(UTC)
-        report_ingest("synthetic", synthetic_csv(args.rows, updated=now), TIMED_MAPPING, store, partner, 3600)
+        figures["synthetic"] = report_ingest(
+            "synthetic", synthetic_csv(args.rows, updated=now), TIMED_MAPPING, store, partner, 3600
+        )
         used = int(store.redis.info("memory")["used_memory"]) - empty
         centers = len(store.feed_members("synthetic"))
         observations = sum(
@@ -307,13 +323,19 @@ def main() -> None:
             f"\nmemory: {used / centers:,.0f} bytes per center ({centers:,} centers, "
             f"{observations / min(centers, 2000):.1f} observations each; INFO memory used_memory)"
         )
+        figures["bytes_per_center"] = used / centers
         samhsa = sample.shared_samhsa_file()
         if samhsa is None:
             print("\ningest samhsa: ../shared/data/samhsa_sud_facilities_geocoded.csv is absent: skipped")
+            figures["samhsa_skipped"] = "../shared/data/samhsa_sud_facilities_geocoded.csv is absent"
         else:
-            report_ingest("samhsa", samhsa.read_bytes(), sample.SAMHSA_MAPPING, store, partner, 86400 * 30)
+            figures["samhsa"] = report_ingest(
+                "samhsa", samhsa.read_bytes(), sample.SAMHSA_MAPPING, store, partner, 86400 * 30
+            )
         untimed = max(1, args.rows // 5)
-        report_ingest("untimed", synthetic_csv(untimed, seed=6), sample.SAMPLE_MAPPING, store, partner, 3600)
+        figures["untimed"] = report_ingest(
+            "untimed", synthetic_csv(untimed, seed=6), sample.SAMPLE_MAPPING, store, partner, 3600
+        )
 
         with api_process(server.url, tmp, "--no-access-log") as url:
             zips = [{"zip": z} for z in sorted(_zip_table())[::50]]
@@ -336,6 +358,8 @@ def main() -> None:
             f"/healthz {t:,.0f} req/s, near {n:,.0f} req/s: near = {n / t:.2f}x the trivial route"
             f"{f'; {bad} non-200' if bad else ''}"
         )
+        figures.update(healthz_req_s=t, near_req_s=n, near_vs_healthz=n / t if t else float("nan"), non_200=bad)
+        _summary.write(args.summary, figures)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from aggregator.local.redis_process import RedisProcess
 from aggregator.lookup import near, plan_near
 from aggregator.model import OPEN_STATUSES, Availability, Center
 from aggregator.store import Store
+from bench import _summary
 from bench._stack import pct, preamble
 from bench.lookup import build
 
@@ -188,6 +189,7 @@ def main() -> None:
     )
     ap.add_argument("--gin", action="store_true", help="also index the array columns with GIN (slower plans)")
     ap.add_argument("--explain", action="store_true", help="print PostgreSQL's plan of each statement")
+    _summary.add_option(ap)
     args = ap.parse_args()
     preamble("near() against the GEOSEARCH floor and PostGIS (bench/postgis.py)")
     rng = random.Random(args.seed)
@@ -218,9 +220,10 @@ def main() -> None:
             print()
             all_centers = [c for cs, _ in feeds.values() for c in cs]
             origins = [(c.latitude, c.longitude) for c in rng.sample(all_centers, min(args.queries, len(all_centers)))]
-            measure(store, pg, origins, args, now)
+            figures = measure(store, pg, origins, args, now)
             if skipped:
                 print(f"PostGIS comparison skipped: {skipped}")
+            _summary.write(args.summary, {"centers": args.centers, "postgis_skipped": skipped or None, **figures})
             store.redis.connection_pool.disconnect()
     finally:
         if pg is not None:
@@ -229,7 +232,8 @@ def main() -> None:
 
 def measure(
     store: Store, pg: PostGIS | None, origins: list[tuple[float, float]], args: argparse.Namespace, now: datetime
-) -> None:
+) -> dict[str, float]:
+    """Times every kind of query, prints the table; returns each kind's p50 and p99 in µs (``{kind} p50``)."""
     r, geo, radius, limit = store.redis, store.keys.geo, args.radius, args.limit
 
     def floor(lat: float, lon: float) -> int:
@@ -329,8 +333,9 @@ def measure(
             f"{labels[name]:42}{p(name, 0.5):>9.0f}{p(name, 0.99):>9.0f}{p(name, 0.5) / p('floor', 0.5):>12.2f}"
             f"{p(name, 0.99) / p('floor', 0.99):>12.2f}{hits[name] / len(origins):>11.1f}"
         )
+    figures = {f"{name} p{q}": p(name, q / 100) for name, _ in kinds for q in (50, 99)}
     if pg is None:
-        return
+        return figures
     print(f"{'near() / PostGIS, same shape':42}{'p50':>9}{'p99':>9}")
     for shape, ours in (
         ("unfiltered", "near"),
@@ -349,6 +354,7 @@ def measure(
             "hits near() vs PostGIS differ (centers on the radius's edge: Redis measures on a 6,372.8 km sphere "
             "with geohash-rounded points, PostGIS on a 6,371.0 km one): " + "; ".join(differ)
         )
+    return figures
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator.push import sign
 from aggregator.store import Store
+from bench import _summary
 from bench._stack import Stack, pct, preamble, ratio
 from bench.lookup import build
 from workers import names
@@ -120,6 +121,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one push or ping")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the run's folder (logs, registry) and name it")
+    _summary.add_option(ap)
     args = ap.parse_args()
     preamble("push -> visible latency (bench/push_latency.py)")
     rng = random.Random(args.seed)
@@ -198,6 +200,18 @@ def main() -> None:
         print(
             f"ratio push / no-op task: p50 {ratio(pct(push_times, 0.5), pct(ping_times, 0.5))}, "
             f"p99 {ratio(pct(push_times, 0.99), pct(ping_times, 0.99))} (goal <= 3x)"
+        )
+        _summary.write(
+            args.summary,
+            {
+                "pushes": args.pushes,
+                "centers": args.centers,
+                **{
+                    f"{name} p{q} ms": pct(s, q / 100) * 1000
+                    for name, s in (("push", push_times), ("ping", ping_times))
+                    for q in (50, 99)
+                },
+            },
         )
         store.redis.connection_pool.disconnect()
     if args.keep:
