@@ -11,10 +11,10 @@
 -- Otherwise the GEO search stops after max_examined candidates, and the reply ends with the marker
 -- '__stopped__' (the caller says the search stopped early).
 --
--- Searches outward (first_radius, x4, ... up to radius) and asks GEOSEARCH only for as many
--- nearest candidates as it needs, so the nearest ten in a dense metro cost a small search, not a
--- scan of every center within 25 miles. Several indexes are merged by distance, taking only what
--- is certainly nearest-first. Members without a record (ghosts) are skipped.
+-- Searches outward (first_radius, then wider by what the density found says is needed, 1.5x to 4x, up to
+-- radius) and asks GEOSEARCH only for as many nearest candidates as it needs, so the nearest ten in a dense
+-- metro cost a small search, not a scan of every center within 25 miles. Several indexes are merged by
+-- distance, taking only what is certainly nearest-first. Members without a record (ghosts) are skipped.
 -- While a large write is staged, candidates are seen as visible.lua says (the prelude this script is
 -- loaded with): the facility as it was until the write's flip.
 -- Returns a flat list: id, distance_mi, document (its observation groups, a newline, its record: readdoc.lua), ...
