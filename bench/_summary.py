@@ -17,8 +17,19 @@ def add_option(ap: argparse.ArgumentParser) -> None:
 
 
 def write(path: Path | None, figures: dict[str, Any]) -> None:
-    """``figures`` to ``path`` (nothing when None); a figure that could not be measured (NaN) is written null."""
+    """``figures`` to ``path`` (nothing when None); a figure that could not be measured (NaN) is written null, so
+    bench/goals.py reads it "not run"."""
     if path is None:
         return
-    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in figures.items()}
-    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(_finite(figures), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity, however deep, as None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

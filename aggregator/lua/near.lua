@@ -250,13 +250,14 @@ while true do
   elseif r >= radius then
     return out
   else
-    -- every candidate within r is seen: the next radius from the density found (candidates a square mile, and
-    -- the share that passed), with a margin, between 1.5x and 4x (none found: 4x)
+    -- every candidate within r is examined now (the distinct ones: a center in two level indexes counts once):
+    -- the next radius from the density found and the share that passed, with a margin, between 1.5x and 4x
+    -- (4x when there was no candidate within r)
     local grow = 4
-    if #batch > 0 then
-      local rate = math.max(found, 1) / math.max(examined, 1)
-      local needed = (examined + (limit - found) / rate) / #batch
-      grow = math.min(4, math.max(1.5, 1.3 * math.sqrt(needed)))
+    if examined > 0 then
+      local rate = math.max(found, 1) / examined
+      local needed = examined + (limit - found) / rate
+      grow = math.min(4, math.max(1.5, 1.3 * math.sqrt(needed / examined)))
     end
     r = math.min(r * grow, radius)
   end

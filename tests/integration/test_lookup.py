@@ -348,29 +348,75 @@ def test_outward_search_agrees_with_brute_force(store: Store) -> None:
 
 def test_outward_search_is_exact_where_density_changes_with_distance(store: Store) -> None:
     """near.lua guesses its next radius from the density it found so far: wrong guesses (a few centers close by,
-    a dense town farther out, filters that pass few) cost a search more, never a center missed or out of order."""
+    a dense ring farther out, searches where few candidates pass) cost a search more, never a center missed or
+    out of order. available_only and levels of care go the outward way (a level's own GEO index; two levels: two
+    indexes merged); a payment filter this small is answered from its index set, with max_examined below the
+    set's size it goes the outward way too."""
     rng = random.Random(5)
     lat0, lon0 = CAMBRIDGE
-    centers = []
+    centers, obs = [], []
     for i, (lo, hi, n) in enumerate([(0.2, 1.5, 4), (3.0, 4.0, 300), (9.0, 20.0, 60)]):
         for j in range(n):
             miles = rng.uniform(lo, hi)
             bearing = rng.uniform(0, 6.283)
             lat = lat0 + miles / 69.0 * math.cos(bearing)
             lon = lon0 + miles / (69.0 * math.cos(math.radians(lat0))) * math.sin(bearing)
-            centers.append(
-                center("g", f"{i}-{j}", lat, lon, levels_of_care=["outpatient"], payment=[rng.choice(PAYMENTS)])
+            c = center(
+                "g",
+                f"{i}-{j}",
+                lat,
+                lon,
+                levels_of_care=sorted(rng.sample(["detox", "outpatient", "residential"], rng.randint(1, 2))),
+                payment=[rng.choice(PAYMENTS)],
             )
-    store.replace_feed("g", centers, [], now=NOW, source="pull")
-    for radius, limit, pay in [(25, 10, []), (25, 30, []), (25, 10, ["self_pay"]), (25, 50, ["medicaid"]), (5, 10, [])]:
+            centers.append(c)
+            if rng.random() < 0.3:
+                level = c.services.levels_of_care[0]
+                obs.append(observation(c, level, rng.choice(["available", "full", "full"]), reported_at=ago(minutes=1)))
+    store.replace_feed("g", centers, obs, now=NOW, source="pull")
+    open_at = {(o.center_id, o.level_of_care.value) for o in obs if o.status == "available"}
+    cases: list[tuple[float, int, list[str], list[str], bool]] = [
+        (25, 10, [], [], False),
+        (25, 30, [], [], False),
+        (5, 10, [], [], False),
+        (25, 10, [], [], True),
+        (25, 20, [], ["detox"], False),
+        (25, 10, [], ["detox", "residential"], False),
+        (25, 5, [], ["detox", "residential"], True),
+        (25, 10, ["self_pay"], [], False),
+        (25, 40, ["medicaid"], [], False),
+        (25, 20, PAYMENTS[:6], [], False),  # most centers pass; its sets hold more than 200
+    ]
+    skipped: list[tuple[Any, ...]] = []
+    for radius, limit, pay, lvl, only in cases:
         expected = sorted(
             (haversine_mi(lat0, lon0, c.latitude, c.longitude), c.id)  # type: ignore[arg-type]
             for c in centers
-            if not pay or set(pay) & set(c.services.payment)
+            if (not pay or set(pay) & set(c.services.payment))
+            and (not lvl or set(lvl) & set(c.services.levels_of_care))
+            and (not only or any((c.id, level) in open_at for level in (lvl or c.services.levels_of_care)))
         )
         expected = [e for e in expected if e[0] <= radius - 0.02][:limit]
-        got = near(store, latitude=lat0, longitude=lon0, radius_mi=radius, limit=limit, payment=pay, now=NOW)
-        assert [h.id for h in got.results][: len(expected)] == [e[1] for e in expected], (radius, limit, pay)
+        assert len(expected) == limit, (radius, limit, pay, lvl, only)  # the answer is full: the search went far
+        plan = plan_near(
+            latitude=lat0,
+            longitude=lon0,
+            radius_mi=radius,
+            limit=limit,
+            payment=pay,
+            levels_of_care=lvl,
+            available_only=only,
+            now=NOW,
+        )
+        for max_examined in (2000, 200):  # 200: under the sets' size of PAYMENTS[:6], which then searches outward
+            found = store.search(**plan.search(), max_examined=max_examined)
+            if found.stopped:
+                skipped.append((radius, limit, pay, lvl, only, max_examined))
+                continue  # examined its maximum before filling the answer: said so (test_bounded_*)
+            assert [h[0] for h in found][: len(expected)] == [e[1] for e in expected], (radius, limit, pay, lvl, only)
+    assert skipped == []
+    # the case that searches outward at 200: its payment sets hold more than that (near.lua's selective path)
+    assert sum(store.redis.scard(f"{store.keys.prefix}ix:pay:{v}") for v in PAYMENTS[:6]) > 200
 
 
 @pytest.fixture

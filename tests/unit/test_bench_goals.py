@@ -4,10 +4,16 @@ and a benchmark that did not run reads "not run", never "met"."""
 from __future__ import annotations
 
 import copy
+import json
+import os
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench import _summary, goals
 from bench.goals import BENCHMARKS, Row, goal_rows, table
 
 #: a run that meets every goal exactly at its edge
@@ -100,3 +106,52 @@ def test_samhsa_absent_says_why() -> None:
         r.verdict == "not run" and r.baseline.startswith("skipped: ../shared") for r in samhsa
     )
     assert [r.verdict for r in rows if "SAMHSA" not in r.figure] == ["met"] * (len(rows) - 2)
+
+
+def test_a_benchmark_past_its_time_is_stopped_with_what_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """goals.py stops a benchmark that outlives its minutes, and the processes it started with it (a child holding
+    the output pipe open must not keep goals.py waiting)."""
+    (tmp_path / "bench").mkdir()
+    pid_file = tmp_path / "child.pid"
+    (tmp_path / "bench" / "hang.py").write_text(
+        "import subprocess, sys, time\n"
+        "print('started', flush=True)\n"
+        f"child = subprocess.Popen(['sleep', '300'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(300)\n"
+    )
+    monkeypatch.setattr(goals, "ROOT", tmp_path)
+    monkeypatch.setitem(goals.BENCHMARKS, "hang", ("hang.py", [], [], 0.05))
+    out = tmp_path / "out"
+    out.mkdir()
+    t0 = time.monotonic()
+    summary, _took, status = goals.run("hang", False, out)
+    assert time.monotonic() - t0 < 30
+    assert summary is None and status != 0
+    log = (out / "hang.txt").read_text()
+    assert "started" in log and "stopped after 0.05 minutes" in log
+    child = int(pid_file.read_text())
+    for _ in range(50):
+        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the benchmark's child outlived it")
+
+
+def test_a_run_with_no_due_time_inside_shows_nothing_met() -> None:
+    summaries = copy.deepcopy(AT_THE_EDGE)
+    summaries["feeds"].update(missed=0, due=0)
+    assert goal_rows(summaries)[10].verdict == "missed"
+
+
+def test_a_figure_not_measured_is_written_null_however_deep(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    _summary.write(path, {"a": float("nan"), "b": {"c": float("inf"), "d": [1.0, float("nan")]}, "e": 2})
+    assert json.loads(path.read_text()) == {"a": None, "b": {"c": None, "d": [1.0, None]}, "e": 2}
+    summaries = copy.deepcopy(AT_THE_EDGE)
+    summaries["ingest"]["synthetic"]["first_rec_s"] = None
+    assert goal_rows(summaries)[0].verdict == "not run"
