@@ -13,6 +13,7 @@ import pytest
 from aggregator.errors import InvalidQuery, UnknownZip
 from aggregator.geography import haversine_mi
 from aggregator.lookup import MAX_LIMIT, MAX_RADIUS_MI, get_center, near, plan_near
+from aggregator.model import Center
 from aggregator.store import Store
 from tests.integration.factories import CAMBRIDGE, NOW, ago, center, observation
 
@@ -286,6 +287,28 @@ def test_get_center_by_id(metro: Store) -> None:
     assert get_center(metro, "f:nope") is None
 
 
+def nearest_by_hand(
+    centers: list[Center],
+    open_at: set[tuple[str, str]],
+    radius: float,
+    limit: int,
+    pay: list[str],
+    lvl: list[str],
+    only: bool,
+) -> list[tuple[float, str]]:
+    """The answer near Cambridge worked out from the centers themselves: (distance, id), nearest first (a little
+    inside the radius: Redis and haversine_mi differ on its edge). ``open_at``: (center, level) shown open."""
+    lat0, lon0 = CAMBRIDGE
+    found = sorted(
+        (haversine_mi(lat0, lon0, c.latitude, c.longitude), c.id)  # type: ignore[arg-type]
+        for c in centers
+        if (not pay or set(pay) & set(c.services.payment))
+        and (not lvl or set(lvl) & set(c.services.levels_of_care))
+        and (not only or any((c.id, level) in open_at for level in (lvl or c.services.levels_of_care)))
+    )
+    return [e for e in found if e[0] <= radius - 0.02][:limit]
+
+
 def test_outward_search_agrees_with_brute_force(store: Store) -> None:
     """Random centers and filters: near() returns exactly the nearest matching ones, in order."""
     rng = random.Random(11)
@@ -322,14 +345,7 @@ def test_outward_search_agrees_with_brute_force(store: Store) -> None:
         pay = rng.sample(["medicaid", "private", "self_pay"], rng.randint(0, 2))
         lvl = rng.sample(["detox", "residential", "otp"], rng.randint(0, 2))
         only = trial % 3 == 0
-        expected = sorted(
-            (haversine_mi(lat0, lon0, c.latitude, c.longitude), c.id)  # type: ignore[arg-type]
-            for c in centers
-            if (not pay or set(pay) & set(c.services.payment))
-            and (not lvl or set(lvl) & set(c.services.levels_of_care))
-            and (not only or any((c.id, level) in open_at for level in (lvl or c.services.levels_of_care)))
-        )
-        expected = [e for e in expected if e[0] <= radius - 0.02][:limit]
+        expected = nearest_by_hand(centers, open_at, radius, limit, pay, lvl, only)
         got = near(
             store,
             latitude=lat0,
@@ -389,14 +405,7 @@ def test_outward_search_is_exact_where_density_changes_with_distance(store: Stor
     ]
     skipped: list[tuple[Any, ...]] = []
     for radius, limit, pay, lvl, only in cases:
-        expected = sorted(
-            (haversine_mi(lat0, lon0, c.latitude, c.longitude), c.id)  # type: ignore[arg-type]
-            for c in centers
-            if (not pay or set(pay) & set(c.services.payment))
-            and (not lvl or set(lvl) & set(c.services.levels_of_care))
-            and (not only or any((c.id, level) in open_at for level in (lvl or c.services.levels_of_care)))
-        )
-        expected = [e for e in expected if e[0] <= radius - 0.02][:limit]
+        expected = nearest_by_hand(centers, open_at, radius, limit, pay, lvl, only)
         assert len(expected) == limit, (radius, limit, pay, lvl, only)  # the answer is full: the search went far
         plan = plan_near(
             latitude=lat0,
