@@ -46,7 +46,7 @@ from aggregator.health import hold_obsolete, parse_when
 from aggregator.model import Availability, Center, GeoPrecision, Rejection
 from aggregator.normalize import YEAR_SUPPLIED, FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
-from aggregator.store import FeedState, KeptRecordsRefused, PushRecord, ReplaceResult, Store
+from aggregator.store import FeedState, KeptRecordsRefused, PushRecord, ReplaceResult, Store, kept_json
 from config.registry import FeedConfig
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class RowMemo:
         ]
         while len(fields) > 5 and not fields[-1]:
             fields.pop()
-        return orjson.dumps(fields)
+        return kept_json(fields)
 
     @classmethod
     def decode(cls, raw: bytes, feed_id: str = "") -> RowMemo:

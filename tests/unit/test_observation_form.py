@@ -194,3 +194,33 @@ def _named_observation_json(obs: Availability) -> bytes:
         if rest:
             data[us_name] = rest
     return orjson.dumps(_positional(data))
+
+
+def test_values_kept_until_a_write_sends_them_take_their_own_size() -> None:
+    """A large write holds three observations a record (and a row memo a row) until it sends them: each must take
+    about its own size, not the buffer orjson wrote it in (4 KiB: a 100,000-record first load peaked at 2.9 GB of
+    resident memory, 1.7 GB with copies of their size)."""
+    import tracemalloc
+
+    t = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    obs = [
+        Availability(
+            center_id="f:a",
+            level_of_care="detox",
+            source="pull",
+            status="available",
+            reported_at=t,
+            checked_at=t,
+            freshness_seconds=3600,
+            beds_available=i % 40,
+        )
+        for i in range(1000)
+    ]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [observation_json(o, order=_us(t) // 1000) for o in obs]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == 1000 and used < 1000 * 200, f"{used / 1000:.0f} bytes an observation"
