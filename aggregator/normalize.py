@@ -801,16 +801,14 @@ _MappedServices = tuple[
 ]
 
 
-def _services(
-    raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord, entries: Sequence[_Entry] | None = None
-) -> Services:
+def _services(raw: Mapping[str, Any], ctx: FeedContext, out: NormalizedRecord, entries: Sequence[_Entry]) -> Services:
     cells = tuple(raw.get(fld) for fld in _SERVICE_FIELDS)
     levels, payment, populations, languages, lost = _remembered(ctx, "services", cells, lambda: _map_services(raw, ctx))
     for fld, terms in lost:
         out.unmapped[fld] = terms
     # a level with availability is a level the center offers
     extra_levels: set[LevelOfCare] = set()
-    for _i, _entry, informative, level in _entries(raw, ctx) if entries is None else entries:
+    for _i, _entry, informative, level in entries:
         if informative and level:
             extra_levels |= level
     return Services(
@@ -897,13 +895,13 @@ class _TooOld(InvalidValue):
 
 
 def _observations(
-    raw: Mapping[str, Any], center: Center, ctx: FeedContext, problem: Any, entries: Sequence[_Entry] | None = None
+    raw: Mapping[str, Any], center: Center, ctx: FeedContext, problem: Any, entries: Sequence[_Entry]
 ) -> tuple[list[Availability], set[LevelOfCare]]:
     """The record's observations, one per level, and the levels whose figures were given but rejected
     (their previous figures stay: a bad value never removes good data)."""
     combined: dict[LevelOfCare, dict[str, Any]] = {}
     rejected: set[LevelOfCare] = set()
-    for i, entry, informative, level_set in _entries(raw, ctx) if entries is None else entries:
+    for i, entry, informative, level_set in entries:
         fld = f"availability.{i}"
         if not isinstance(entry, Mapping):
             problem(fld, "not an object")

@@ -352,14 +352,16 @@ def observation_json(obs: Availability, order: int | None = None) -> bytes:
         obs.notes or None,
         obs.reported_by or None,
     ]
-    while out and (out[-1] is None or (out[-1] == 0 and SLOTS[len(out) - 1] in _ZERO_IS_NONE)):
-        out.pop()
-    return kept_json(out)
+    return kept_json(_trimmed(out))
 
 
 def _positional(data: Mapping[str, Any]) -> list[Any]:
     """Named fields in ``SLOTS`` order: absent ones null (0 for microseconds), none after the last present."""
-    out = [data.get(name, pad) for name, pad in zip(SLOTS, _PADDING, strict=True)]
+    return _trimmed([data.get(name, pad) for name, pad in zip(SLOTS, _PADDING, strict=True)])
+
+
+def _trimmed(out: list[Any]) -> list[Any]:
+    """Slots in ``SLOTS`` order with none after the last present (null, or 0 for microseconds), changed in place."""
     while out and (out[-1] is None or (out[-1] == 0 and SLOTS[len(out) - 1] in _ZERO_IS_NONE)):
         out.pop()
     return out
