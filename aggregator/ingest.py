@@ -946,12 +946,13 @@ class Pipeline:
         if record.finished:
             return {"ingest_id": ingest_id, "status": record.status}
         now = self.clock()
-        self.store.mark_push_pending(ingest_id, now)  # the sweeper's clock starts again from this start
-        self.store.update_push(
+        self.store.start_push(  # pending again: the sweeper's clock starts again from this start
             ingest_id,
             PushRecord(status="processing", started_at=_iso(now), applier=f"{socket.gethostname()}:{os.getpid()}"),
+            feed.id,
+            FeedState(last_attempt=_iso(now)),
+            now,
         )
-        self.store.set_feed_state(feed.id, FeedState(last_attempt=_iso(now)))
         try:
             raws = parse_push(record.body or b"", record.kind or "", feed.mapping, f"push {ingest_id}")
             centers, observations, report = normalize_all(raws, context_for(feed, now))
@@ -977,7 +978,7 @@ class Pipeline:
             self.store.push_finished(ingest_id)
             return {"ingest_id": ingest_id, "status": "failed", "error": str(exc)}
         rejections = [r.model_dump() for r in report.rejections + report.field_problems]
-        self.store.update_push(
+        self.store.end_push(
             ingest_id,
             PushRecord(
                 status="done",
@@ -988,10 +989,9 @@ class Pipeline:
                 observations=report.observations,
                 rejections=json.dumps(rejections),
             ),
-        )
-        self.store.push_finished(ingest_id)
-        self.store.set_feed_state(
-            feed.id, replace(self._success(report, now), consecutive_failures=0), delete=FeedState.ERROR
+            feed.id,
+            replace(self._success(report, now), consecutive_failures=0),
+            delete=FeedState.ERROR,
         )
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 

@@ -971,6 +971,16 @@ class _Grid:
         return found
 
 
+@dataclass
+class _Look:
+    """What a write read of its feed before planning (``Store._look``): the members it plans with (a partial
+    write's: those of its records), the feed's size, and for a partial write what is stored of its records."""
+
+    members: set[str]
+    count: int = 0
+    stored: dict[str, StoredRecord] | None = None
+
+
 @dataclass(frozen=True)
 class StoredRecord:
     """What a write reads of a stored feed record: its digest, the facility it is linked to ("" when none) and
@@ -1305,6 +1315,7 @@ class Store:
         self._fingerprint = client.register_script(_lua("fingerprint"))
         self._cleanup = client.register_script(_token_prelude() + _lua("cleanup"))
         self._changed = client.register_script(_lua("changed"))
+        self._look_script = client.register_script(_lua("look"))
         prelude = _lua("readdoc") + _lua("doc")
         self._observe_src = prelude + _lua("observe")
         self._prune_src = prelude + _lua("prune")
@@ -1600,10 +1611,25 @@ class Store:
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    if not self._writer_free(pipe, deadline, members_key, k.feed_meta(feed_id)):
+                    pipe.watch(members_key, k.feed_meta(feed_id), k.lock(WRITER_LOCK))
+                    look = self._look(pipe, feed_id, new, partial)
+                    if look is None:  # a staged write runs: wait, then read again
+                        pipe.reset()
+                        self._wait_for_writer(deadline)
                         continue
                     result, _, at = self._queue_replace(
-                        pipe, feed_id, new, obs, now, source, partial, authority, order_ms, keep or {}, kept=still
+                        pipe,
+                        feed_id,
+                        new,
+                        obs,
+                        now,
+                        source,
+                        partial,
+                        authority,
+                        order_ms,
+                        keep or {},
+                        kept=still,
+                        look=look,
                     )
                     replies = pipe.execute()
                     break
@@ -1618,6 +1644,31 @@ class Store:
         return result
 
     # ----------------------------------------------------------------------------- staged writes
+
+    def _look(self, pipe: Any, feed_id: str, new: Mapping[str, Center], partial: bool) -> _Look | None:
+        """A small write's reads in one call on its watching ``pipe`` (``lua/look.lua``): None while a staged write
+        holds the writer lock; else the feed's members (a partial write's: those of its records that are members,
+        with what is stored of them) and the feed's size."""
+        k = self.keys
+        keys = [k.lock(WRITER_LOCK), k.feed_members(feed_id)]
+        args = [k.prefix, "1" if partial else "0", *(sorted(new) if partial else ())]
+        try:
+            reply = pipe.evalsha(self._look_script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:  # Redis lost its scripts (a restart): the WATCH still holds
+            pipe.script_load(self._look_script.script)
+            reply = pipe.evalsha(self._look_script.sha, len(keys), *keys, *args)
+        if int(reply[0]):
+            return None
+        _, found, count = reply
+        if not partial:
+            return _Look({_str(m) for m in found}, int(count))
+        stored = {
+            _str(rid): StoredRecord(
+                digest, facility_of_record(_str(rid), digest, fac), int(written) if written is not None else None
+            )
+            for rid, digest, fac, written in found
+        }
+        return _Look(set(stored), int(count), stored)
 
     def _writer_free(self, pipe: Any, deadline: float, *keys: str) -> bool:
         """WATCH ``keys`` and the writer lock: True when no staged write runs; else wait a moment and say False
@@ -1855,18 +1906,26 @@ class Store:
         force: bool = False,
         extra: set[str] | None = None,
         kept: frozenset[str] = frozenset(),
+        look: _Look | None = None,
     ) -> tuple[ReplaceResult, set[str], ReplyAt]:
         """Plan a replace and queue its commands on ``pipe``; returns the result, every facility the commands
         may change and where the replies to read are. ``force``: rewrite every record whatever its digest says,
         and compose the facilities in ``extra`` again (taking over a staged write that died half-way).
 
         Reads (the feed's members, its stored records, the links: ``_plan_links``), the pure diffs
-        (``diff_records``, ``diff_facilities``), then the writer (``_queue_writes``)."""
-        all_ids = {_str(m) for m in pipe.smembers(self.keys.feed_members(feed_id))}
+        (``diff_records``, ``diff_facilities``), then the writer (``_queue_writes``). ``look``: what ``_look`` read
+        (else the feed's members are read here, and the records)."""
+        if look is None:
+            look = _Look({_str(m) for m in pipe.smembers(self.keys.feed_members(feed_id))})
+            look.count = len(look.members)
+        all_ids = look.members
         if force and kept:  # taking over a dead write rewrites every record: the caller must send them all
             raise KeptRecordsRefused(f"feed {feed_id}: a staged write died half-way; send every record")
         kept = kept & all_ids
-        stored = self._read_records(sorted(all_ids & set(new)) if partial else sorted(all_ids - kept))
+        if look.stored is not None:
+            stored = look.stored
+        else:
+            stored = self._read_records(sorted(all_ids & set(new)) if partial else sorted(all_ids - kept))
         diff = diff_records(new, stored, kept=kept, order=order, force=force)
         # links: a record keeps its facility; a new one is matched against nearby facilities
         plan = self._plan_links(feed_id, new, diff.old, diff.changed, diff.removed, authority, extra or set())
@@ -1884,7 +1943,7 @@ class Store:
             order,
             keep or {},
             kept,
-            all_ids,
+            look.count + len(new.keys() - all_ids) if partial else len(new) + len(kept),
             diff,
             plan,
         )
@@ -1939,11 +1998,12 @@ class Store:
         order: int,
         keep: Mapping[str, Iterable[str]],
         kept: frozenset[str],
-        all_ids: set[str],
+        centers: int,
         diff: RecordDiff,
         plan: LinkPlan,
     ) -> ReplyAt:
-        """The writer: queue a replace's commands (after MULTI) and say where the replies to read are."""
+        """The writer: queue a replace's commands (after MULTI) and say where the replies to read are. ``centers``:
+        the feed's size after the write."""
         k = self.keys
         result, removed = diff.result, diff.removed
         q.multi()
@@ -2000,7 +2060,7 @@ class Store:
         q.hset(
             k.feed_meta(feed_id),
             mapping={
-                "centers": len(all_ids | set(new)) if partial else len(new) + len(kept),
+                "centers": centers,
                 "replaced_at": now.isoformat(),
             },
         )
@@ -2758,6 +2818,47 @@ class Store:
     def update_push(self, ingest_id: str, values: PushRecord) -> None:
         """Write the fields ``values`` sets."""
         self._call("updating a push", lambda: self.redis.hset(self.keys.push(ingest_id), mapping=values.to_hash()))  # type: ignore[arg-type]
+
+    def start_push(self, ingest_id: str, values: PushRecord, feed_id: str, state: FeedState, at: datetime) -> None:
+        """A push's application begins, in one transaction: it is pending again from ``at`` (``mark_push_pending``),
+        its record takes ``values`` (``update_push``) and its feed's health ``state`` (``set_feed_state``)."""
+        self._push_step("starting a push", ingest_id, values, feed_id, state, pending_at=at)
+
+    def end_push(
+        self, ingest_id: str, values: PushRecord, feed_id: str, state: FeedState, *, delete: Sequence[str] = ()
+    ) -> None:
+        """A push applied, in one transaction: its record takes ``values``, it leaves the pending pushes
+        (``push_finished``), and its feed's health takes ``state`` less the fields ``delete`` names."""
+        self._push_step("finishing a push", ingest_id, values, feed_id, state, delete=delete)
+
+    def _push_step(
+        self,
+        doing: str,
+        ingest_id: str,
+        values: PushRecord,
+        feed_id: str,
+        state: FeedState,
+        *,
+        pending_at: datetime | None = None,
+        delete: Sequence[str] = (),
+    ) -> None:
+        k = self.keys
+        health = state.to_hash()
+
+        def write() -> Any:
+            pipe = self.redis.pipeline(transaction=True)
+            if pending_at is not None:
+                pipe.zadd(k.pending_pushes, {ingest_id: _ms(pending_at)})
+            else:
+                pipe.zrem(k.pending_pushes, ingest_id)
+            pipe.hset(k.push(ingest_id), mapping=values.to_hash())  # type: ignore[arg-type]
+            if health:
+                pipe.hset(k.feed_state(feed_id), mapping=health)  # type: ignore[arg-type]
+            if delete:
+                pipe.hdel(k.feed_state(feed_id), *delete)
+            return pipe.execute()
+
+        self._call(doing, write)
 
     # ----------------------------------------------------------------------------- rate limits
 

@@ -16,7 +16,7 @@ from aggregator.lookup import get_center
 from aggregator.store import PushRecord, Store
 from config import registry
 from config.registry import FeedConfig
-from tests.integration.factories import NOW, FlakyStore
+from tests.integration.factories import NOW, FlakyStore, center
 
 FEED: FeedConfig = registry.parse(
     {
@@ -164,3 +164,28 @@ def test_of_two_pushes_stamped_the_same_second_the_one_accepted_later_wins(store
     [detox] = center["availability"]
     assert detox["beds_available"] == 1
     assert "wo" not in detox
+
+
+def test_a_push_to_a_large_feed_reads_only_the_records_it_carries(store: Store) -> None:
+    """A partner pushing one change at a time to a feed of many centers: each push reads what is stored of its own
+    records and the feed's size, never every member of the feed (a one-record push to a feed of 100,000 records
+    took 51 ms when it did: BENCHMARKS.md, "Push -> visible")."""
+    pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    others = [center("harbor", f"x-{i}", 42.0 + i / 1000, -71.5) for i in range(600)]
+    store.replace_feed("harbor", others, [], now=NOW, source="push")
+    smembers = store.redis.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0)
+
+    push(store, "ing_new", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
+    assert pipeline.apply_push(FEED, "ing_new")["status"] == "done"
+    assert store.feed_meta("harbor")["centers"] == "601"  # a new record: the feed grew by one
+    push(
+        store, "ing_again", "2026-11-27T15:00:00Z", name="Harbor House", detox_beds=1, updated_at="2026-11-27T14:59:30Z"
+    )
+    assert pipeline.apply_push(FEED, "ing_again")["status"] == "done"
+    assert store.feed_meta("harbor")["centers"] == "601"  # a record it had: the same size
+
+    assert store.redis.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0) == smembers
+    assert len(store.feed_members("harbor")) == 601  # nothing else removed
+    center_now = get_center(store, "harbor:h-1", now=NOW + timedelta(minutes=5))
+    assert center_now is not None and center_now["availability"][0]["beds_available"] == 1
+    assert get_center(store, "harbor:x-599", now=NOW + timedelta(minutes=5)) is not None

@@ -165,7 +165,8 @@ def test_a_writer_that_dies_after_its_flip_is_cleaned_up(store: Store) -> None:
     assert invariants.check(store, now=NOW, quiet=True, feed_sizes={"big": 30}) == []
 
 
-def test_small_writes_wait_while_a_staged_write_runs(store: Store) -> None:
+@pytest.mark.parametrize("partial", [False, True], ids=["snapshot", "push"])
+def test_small_writes_wait_while_a_staged_write_runs(store: Store, partial: bool) -> None:
     store.replace_feed("big", *feed(1), now=NOW, source="pull")
     small = Store(store.redis, stage_above=10_000)
     events: list[str] = []
@@ -182,7 +183,7 @@ def test_small_writes_wait_while_a_staged_write_runs(store: Store) -> None:
         started.wait(10)
         assert store.redis.exists(store.keys.lock(WRITER_LOCK))
         threading.Timer(0.3, release.set).start()
-        small.replace_feed("small", [center("small", "a", CAMBRIDGE[0], CAMBRIDGE[1])], [], now=NOW)
+        small.replace_feed("small", [center("small", "a", CAMBRIDGE[0], CAMBRIDGE[1])], [], now=NOW, partial=partial)
         events.append("small write")
 
     store.on_stage_step = hook
