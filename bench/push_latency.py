@@ -1,6 +1,6 @@
 """Benchmark: a partner's push, from its POST to the new figure in public search, against a no-op task's trip.
 
-    python bench/push_latency.py [--pushes 50] [--centers 20000] [--poll-ms 2]
+    python bench/push_latency.py [--pushes 150] [--centers 20000] [--poll-ms 2]
 
 Starts, on 127.0.0.1, what `centers serve` runs: a private redis-server, a real Celery worker (beat on,
 2 processes) and the API under uvicorn, with a registry holding one push feed signed with an HMAC secret
@@ -115,7 +115,7 @@ def visible_beds(client: httpx.Client) -> int | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pushes", type=int, default=50)
+    ap.add_argument("--pushes", type=int, default=150)
     ap.add_argument("--centers", type=int, default=20_000)
     ap.add_argument("--poll-ms", type=float, default=2.0)
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one push or ping")
