@@ -43,7 +43,15 @@ from aggregator.feeds import Document, Row, follower_for, parser_for, rows_for
 from aggregator.fetch import Fetched, Fetcher, Validators, credentials_header
 from aggregator.geocode import Geocoder, PlacementReport, place_all
 from aggregator.health import hold_obsolete, parse_when
-from aggregator.model import Availability, Center, GeoPrecision, Rejection
+from aggregator.model import (
+    Accepting,
+    Availability,
+    AvailabilityStatus,
+    Center,
+    GeoPrecision,
+    LevelOfCare,
+    Rejection,
+)
 from aggregator.normalize import YEAR_SUPPLIED, FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
 from aggregator.store import FeedState, KeptRecordsRefused, PushRecord, ReplaceResult, Store, kept_json
@@ -171,6 +179,10 @@ class RowMemo:
     unmapped: tuple[tuple[str, tuple[str, ...]], ...] = ()
     repairs: tuple[str, ...] = ()
     rejected_levels: tuple[str, ...] = ()
+    #: the figures of a row that gave no time (``NormalizedRecord.run_timed``), each (level, status, beds, total,
+    #: accepting, waitlist, appointments, notes): the fetch is their report, so every run reports them again at its
+    #: own time (``observations_now``)
+    figures: tuple[tuple[Any, ...], ...] = ()
 
     def encode(self, feed_id: str = "") -> bytes:
         """Kept compact (a feed keeps one a row): the center id left out (null) when it is the feed's own id of
@@ -185,6 +197,7 @@ class RowMemo:
             self.unmapped,
             self.repairs,
             self.rejected_levels,
+            self.figures,
         ]
         while len(fields) > 5 and not fields[-1]:
             fields.pop()
@@ -206,24 +219,51 @@ class RowMemo:
             unmapped=(),
             repairs=(),
             rejected_levels=(),
+            figures=(),
         )
         if rest:
-            problems, unmapped, repairs, levels = (*rest, [], [], [], [])[:4]
+            problems, unmapped, repairs, levels, figures = (*rest, [], [], [], [], [])[:5]
             memo.__dict__.update(
                 problems=tuple(Rejection(record=r, field=f, reason=why) for r, f, why in problems),
                 unmapped=tuple((fld, tuple(ts)) for fld, ts in unmapped),
                 repairs=tuple(repairs),
                 rejected_levels=tuple(levels),
+                figures=tuple(map(tuple, figures)),
             )
         return memo
+
+    def observations_now(self, ctx: FeedContext) -> list[Availability]:
+        """A run-timed row's figures as normalizing them again gives them: reported (and checked) at this run."""
+        return [
+            Availability.model_construct(
+                center_id=self.center_id,
+                level_of_care=LevelOfCare(level),
+                source=ctx.source,
+                status=AvailabilityStatus(status),
+                beds_available=beds,
+                beds_total=total,
+                accepting=None if accepting is None else Accepting(accepting),
+                waitlist_size=waitlist,
+                appointments_available=appointments,
+                next_appointment_at=None,
+                notes=notes,
+                reported_at=ctx.now,
+                checked_at=ctx.now,
+                changed_at=None,
+                freshness_seconds=ctx.freshness_seconds,
+                reported_by="",
+            )
+            for level, status, beds, total, accepting, waitlist, appointments, notes in self.figures
+        ]
 
     @classmethod
     def of(cls, result: NormalizedRecord, digest: bytes, ctx: FeedContext) -> RowMemo | None:
         """The memo of a freshly normalized row, or None where what it normalizes to depends on the run, so the
         row is normalized every run:
 
-        * a figure whose report time is the run's own: the row gave none (the fetch is the report: every
-          run reports it again, as a full normalize would) or one a little ahead of our clock (read as now);
+        * a figure whose report time is the run's own because it was a little ahead of our clock (read as now);
+          a row that gave no time at all keeps its figures instead (``figures``): every run reports them again
+          at its own time, as a full normalize would;
         * a report time judged against the clock: refused as in the future, or a feed that refuses reports
           older than ``max_report_age`` (a report ages out of it);
         * a center not placed by the feed's own coordinates: geocoding may place it better on a later run."""
@@ -233,18 +273,33 @@ class RowMemo:
         if any(p.field.endswith("_at") for p in result.problems) or YEAR_SUPPLIED in result.repairs:
             return None
         times = [o.reported_at for o in result.availability]
-        if times and (ctx.max_report_age_seconds is not None or ctx.now in times):
+        run_timed = result.run_timed and all(t == ctx.now for t in times)
+        if times and not run_timed and (ctx.max_report_age_seconds is not None or ctx.now in times):
             return None
+        figures = tuple(
+            (
+                o.level_of_care.value,
+                o.status.value,
+                o.beds_available,
+                o.beds_total,
+                None if o.accepting is None else o.accepting.value,
+                o.waitlist_size,
+                o.appointments_available,
+                o.notes,
+            )
+            for o in (result.availability if run_timed else ())
+        )
         return cls(
             center.id,
             result.source_id,
             digest,
-            _ms(max(times)) if times else None,
+            _ms(max(times)) if times and not run_timed else None,  # a run-timed row reports as of each run
             len(result.availability),
             tuple(result.problems),
             tuple((fld, tuple(ts)) for fld, ts in result.unmapped.items()),
             tuple(result.repairs),
             tuple(sorted(lv.value for lv in result.rejected_levels)),
+            figures,
         )
 
 
@@ -373,7 +428,8 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
         memo = decode(memo_raw, feed_id) if memo_raw is not None else None
         result: NormalizedRecord | RowMemo
         if memo is not None:
-            result, label, center_id, latest = memo, memo.source_id, memo.center_id, memo.latest_ms
+            result, label, center_id = memo, memo.source_id, memo.center_id
+            latest = memo.latest_ms if not memo.figures else _ms(ctx.now)  # a run-timed row: reported now
             unmapped, repairs = memo.unmapped, memo.repairs
         else:
             raw = lazy.mapped() if lazy is not None else cast(Mapping[str, Any], item)
@@ -426,6 +482,8 @@ def normalize_rows(raws: RawRecords, ctx: FeedContext, memos: Mapping[bytes, byt
             done.kept[center_id] = result
             done.kept_rows[rows[center_id]] = result
             report.observations += result.observations
+            if result.figures:  # its record stays as stored; its figures are reported again by this run
+                done.observations.extend(result.observations_now(ctx))
         else:
             assert result.center is not None
             done.centers.append(result.center)

@@ -431,6 +431,9 @@ class NormalizedRecord:
     #: levels of care whose figures the record carried but were rejected (a bad count, an impossible
     #: time): the feed's previous figures for them are kept, never pruned as "no longer reported"
     rejected_levels: set[LevelOfCare] = field(default_factory=set)
+    #: the record gave no time at all (no report time, no appointment time): every figure is as of the run,
+    #: reported at its clock (``ingest.RowMemo``: an unchanged such row is reported again without normalizing)
+    run_timed: bool = False
 
     @property
     def rejected(self) -> bool:
@@ -610,6 +613,7 @@ def normalize_record(raw: Mapping[str, Any], ctx: FeedContext) -> NormalizedReco
         times = [raw.get("reported_at"), *(e.get(k) for e in objects for k in ("reported_at", "next_appointment_at"))]
         if any(_year_left_out(t) for t in times):
             out.repairs.append(YEAR_SUPPLIED)
+        out.run_timed = not any(_present(t) for t in times)
     return out
 
 

@@ -1612,7 +1612,7 @@ class Store:
             while True:
                 try:
                     pipe.watch(members_key, k.feed_meta(feed_id), k.lock(WRITER_LOCK))
-                    look = self._look(pipe, feed_id, new, partial)
+                    look = self._look(pipe, feed_id, new, still, partial)
                     if look is None:  # a staged write runs: wait, then read again
                         pipe.reset()
                         self._wait_for_writer(deadline)
@@ -1645,13 +1645,15 @@ class Store:
 
     # ----------------------------------------------------------------------------- staged writes
 
-    def _look(self, pipe: Any, feed_id: str, new: Mapping[str, Center], partial: bool) -> _Look | None:
+    def _look(
+        self, pipe: Any, feed_id: str, new: Mapping[str, Center], kept: frozenset[str], partial: bool
+    ) -> _Look | None:
         """A small write's reads in one call on its watching ``pipe`` (``lua/look.lua``): None while a staged write
-        holds the writer lock; else the feed's members (a partial write's: those of its records that are members,
-        with what is stored of them) and the feed's size."""
+        holds the writer lock; else the feed's members (a partial write's: those of its records, sent or ``kept``,
+        that are members, with what is stored of them) and the feed's size."""
         k = self.keys
         keys = [k.lock(WRITER_LOCK), k.feed_members(feed_id)]
-        args = [k.prefix, "1" if partial else "0", *(sorted(new) if partial else ())]
+        args = [k.prefix, "1" if partial else "0", *(sorted(new.keys() | kept) if partial else ())]
         try:
             reply = pipe.evalsha(self._look_script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:  # Redis lost its scripts (a restart): the WATCH still holds
@@ -1922,15 +1924,22 @@ class Store:
         if force and kept:  # taking over a dead write rewrites every record: the caller must send them all
             raise KeptRecordsRefused(f"feed {feed_id}: a staged write died half-way; send every record")
         kept = kept & all_ids
+        # kept records whose figures this write reports again (rows that gave no time): their facilities are
+        # composed again, so the write may change them
+        restamped = sorted(kept & {o.center_id for o in obs})
         if look.stored is not None:
-            stored = look.stored
+            known = look.stored
+            stored = {rid: s for rid, s in known.items() if rid in new}
         else:
-            stored = self._read_records(sorted(all_ids & set(new)) if partial else sorted(all_ids - kept))
+            wanted = sorted(all_ids & set(new)) if partial else sorted(all_ids - kept)
+            known = self._read_records(wanted + restamped)
+            stored = {rid: known[rid] for rid in wanted}
         diff = diff_records(new, stored, kept=kept, order=order, force=force)
         # links: a record keeps its facility; a new one is matched against nearby facilities
         plan = self._plan_links(feed_id, new, diff.old, diff.changed, diff.removed, authority, extra or set())
         self._watch_facilities(pipe, plan)
         touched = plan.facilities | {plan.link.get(rid) or diff.old.get(rid, (None, ""))[1] or rid for rid in new}
+        touched |= {known[rid].facility or rid for rid in restamped}
         replies = self._queue_writes(
             _Counted(pipe),
             feed_id,
@@ -2066,7 +2075,7 @@ class Store:
         )
         if plan.recompose:
             q.eval(self._compose_src, *self._compose_args(plan.recompose))
-        return self._queue_observations(q, new, obs, source, order, keep)
+        return self._queue_observations(q, new, obs, source, order, keep, kept)
 
     def _queue_observations(
         self,
@@ -2076,13 +2085,16 @@ class Store:
         source: str | None,
         order: int,
         keep: Mapping[str, Iterable[str]],
+        kept: frozenset[str] = frozenset(),
     ) -> ReplyAt:
         """Queue the snapshot's observations (newest wins) and, for a feed's own ``source``, the pruning of its
-        figures for levels a record no longer reports (``keep``: levels carried but rejected stay)."""
+        figures for levels a record no longer reports (``keep``: levels carried but rejected stay). Figures of
+        ``kept`` records (stored as they are) are written too: a row that gave no time reports them again."""
         k = self.keys
         observe_at: int | None = None
         if obs:
-            observe_at = q.eval(self._observe_src, *self._observe_args([o for o in obs if o.center_id in new], order))
+            sent = [o for o in obs if o.center_id in new or o.center_id in kept]
+            observe_at = q.eval(self._observe_src, *self._observe_args(sent, order))
         if not source or not (obs or new):
             return ReplyAt(observe=observe_at)
         levels: dict[str, list[str]] = defaultdict(list)

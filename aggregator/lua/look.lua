@@ -1,6 +1,6 @@
 -- What a small write reads before it plans, in one call under its WATCH (Store._look): KEYS[1] the writer lock,
 -- KEYS[2] the feed's members; ARGV[1] the key prefix, ARGV[2] '1' for a partial write (a push), ARGV[3..] the ids
--- of the records it carries. Read-only.
+-- of the records it carries (sent, or kept as stored). Read-only.
 -- Returns {1} while a staged write holds the writer lock. Else {0, members, count}: a full write gets every member
 -- (it removes those it does not carry); a partial one only those of its own records that are members, each as
 -- {id, h, fac, o} (the stored record's digest, link and order: Store._read_records), and the feed's size: a push

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -16,7 +16,7 @@ from aggregator.fetch import Fetcher, new_session
 from aggregator.ingest import IngestReport, Pipeline, RowMemo, context_for, memo_fingerprint
 from aggregator.invariants import check
 from aggregator.lookup import near
-from aggregator.store import Store, pack_memos, unpack_memos
+from aggregator.store import STAGE_ABOVE, Store, pack_memos, unpack_memos
 from config import registry
 from config.registry import FeedConfig
 from tests.integration.factories import NOW
@@ -239,20 +239,113 @@ def test_row_memos_round_trip() -> None:
 def test_rows_without_their_own_report_time_are_reported_again_by_every_run(
     store: Store, partner: LoopbackServer
 ) -> None:
-    """The fetch is the report of a row that gives no time: each run reports it again, as a full normalize does
-    (a row unchanged since the last run is no less current than the rest of the file)."""
+    """The fetch is the report of a row that gives no time: each run reports it again at its own time, as a full
+    normalize does (a row unchanged since the last run is no less current than the rest of the file). Its memo keeps
+    its figures, so an unchanged such row is reported again without being normalized again."""
     times = iter([NOW, NOW + timedelta(hours=20), NOW + timedelta(hours=30)])
+    said: list[str] = []
     pipeline = Pipeline(store, Fetcher(new_session("t")), clock=lambda: next(times))
     lines = [row(i, updated="") for i in range(3)]
     feed = feed_for(serve(partner, lines))
     pipeline.run(feed)
-    assert store.row_memos("memo", memo_fingerprint(context_for(feed, NOW))) == {}  # nothing to keep as it is
+    memos = [
+        RowMemo.decode(m, "memo") for m in store.row_memos("memo", memo_fingerprint(context_for(feed, NOW))).values()
+    ]
+    assert sorted(m.figures for m in memos) == [(("detox", "available", 3, None, None, None, None, ""),)] * 3
+    assert {m.latest_ms for m in memos} == {None}  # reported as of each run, not of the first
+
     serve(partner, [row(0, beds=9, updated=""), *lines[1:]])
-    second = pipeline.run(feed)
+    second = pipeline.run(feed, progress=said.append)
     assert second.report is not None and second.report.stored is not None
+    assert "(2 unchanged rows not normalized again)" in " ".join(said)
     assert second.report.stored.observations_written == 3  # every figure reported at the run's time
+    assert second.report.observations == 3 and second.report.newest_data_at == NOW + timedelta(hours=20)
     later = near(store, zip="02139", now=NOW + timedelta(hours=30)).results
     assert {h.id: h.availability[0]["status"] for h in later} == {f"memo:C{i}": "available" for i in range(3)}
+
+    third = pipeline.run(feed, force=True)  # the same file again: every row from its memo
+    assert third.report is not None and third.report.stored is not None
+    assert third.report.stored.unchanged == 3 and third.report.stored.observations_written == 3
+    # fresh for a day from this run, not from the run that first stored them
+    still = near(store, zip="02139", now=NOW + timedelta(hours=53), audience="operator").results
+    assert {h.id: (h.availability[0]["fresh"], h.availability[0]["beds_available"]) for h in still} == {
+        "memo:C0": (True, 9),
+        "memo:C1": (True, 3),
+        "memo:C2": (True, 3),
+    }
+    assert {h.availability[0]["reported_at"] for h in still} == {"2026-11-28T21:00:00Z"}
+    assert {h.availability[0]["changed_at"] for h in still} == {"2026-11-28T11:00:00Z", "2026-11-27T15:00:00Z"}
+    assert not check(store, now=NOW + timedelta(hours=31))
+
+
+@pytest.mark.parametrize("stage_above", [STAGE_ABOVE, 2], ids=["one transaction", "staged"])
+def test_rows_reported_again_from_their_memos_store_what_normalizing_them_again_stores(
+    redis_url: str, partner: LoopbackServer, stage_above: int
+) -> None:
+    """The same runs into two stores, one keeping row memos and one normalizing every row every run: what each
+    stores of every record (figures with their times, facilities, open spans) is the same, byte for byte. The rows
+    mix the cases a memo must tell apart: no time at all, a time a little ahead of the clock (read as the run's
+    time, so never reported again from a memo), a rejected figure (its last good one stays, its time unchanged), a
+    repeated id and an id that leaves. A row with its own time is kept without writing anything, its checked time
+    included (the tests above): C2's time stops being ahead after the first run, so from the third run on its
+    figure is kept as it stood and only its checked time differs."""
+    client = Store.from_url(redis_url).redis
+    client.flushdb()
+    memo_store = Store(client, prefix="m:", stage_above=stage_above)
+    plain_store = Store(client, prefix="p:", stage_above=stage_above)
+    starts = [NOW + timedelta(hours=h) for h in (0, 1, 2, 3, 4)]
+    clocks = {name: iter(starts) for name in ("m", "p")}
+    memo_run = Pipeline(memo_store, Fetcher(new_session("t")), clock=lambda: next(clocks["m"]))
+    plain_run = Pipeline(plain_store, Fetcher(new_session("t")), clock=lambda: next(clocks["p"]))
+    ahead = "11/27/2026 10:05 AM"  # 15:05 UTC: five minutes ahead of the first run, read as its time
+    first = [
+        row(0, updated=""),
+        row(1, beds=0, updated=""),
+        row(2, updated=ahead),
+        row(3, services="DT;OP", updated=""),
+        row(4, beds=5, updated=""),
+        row(5, updated=""),
+        "C5,Center 5,MA,02139,42.36,-71.10,617-555-0100,DT,7,\n",  # the same id again, saying as much
+        row(6, services="DT;RES", updated=""),
+    ]
+    then = [*first[:4], row(4, beds=-2, updated=""), *first[5:7]]  # C4's count rejected; C6 leaves
+    said: list[str] = []
+    feed = feed_for(serve(partner, first))
+    for i, lines in enumerate([first, then, then, list(reversed(then)), then]):
+        serve(partner, lines)
+        plain_store.drop_row_memos("memo")
+        memo_outcome = memo_run.run(feed, force=True, progress=said.append)
+        plain_outcome = plain_run.run(feed, force=True)
+        assert memo_outcome.status == plain_outcome.status == "applied", i
+        assert counts(memo_outcome.report) == counts(plain_outcome.report), i
+        timed_kept = {"memo:C2"} if i >= 2 else set()
+        memo_stored, plain_stored = memo_outcome.report.stored, plain_outcome.report.stored
+        assert memo_stored.observations_written == plain_stored.observations_written - len(timed_kept), i
+        for name in ("observations_stale", "observations_pruned", "removed", "unchanged"):
+            assert getattr(memo_stored, name) == getattr(plain_stored, name), (i, name)
+        for kind in ("a", "c", "r"):
+            for cid in (f"memo:C{n}" for n in range(7)):
+                if kind == "a" and cid in timed_kept:
+                    continue
+                assert client.hgetall(f"m:{kind}:{cid}") == client.hgetall(f"p:{kind}:{cid}"), (i, kind, cid)
+        for when in (starts[i], starts[i] + timedelta(hours=23, minutes=30), starts[i] + timedelta(hours=25)):
+            for audience in ("public", "operator"):
+                for available_only in (False, True):
+                    a, b = (_answer(s, when, audience, available_only, timed_kept) for s in (memo_store, plain_store))
+                    assert a == b, (i, when, audience, available_only)
+                    assert a["results"] or available_only, (i, when)
+    assert "(4 unchanged rows not normalized again)" in " ".join(said)  # C0, C1, C3 and C5
+    assert not check(memo_store, now=starts[-1]) and not check(plain_store, now=starts[-1])
+
+
+def _answer(store: Store, when: datetime, audience: str, available_only: bool, timed_kept: set[str]) -> dict[str, Any]:
+    """A near answer as a dict, the checked time of ``timed_kept`` records' figures left out."""
+    answer = near(store, zip="02139", now=when, audience=audience, available_only=available_only).as_dict()  # type: ignore[arg-type]
+    for hit in answer["results"]:
+        if hit["id"] in timed_kept:
+            for figure in hit["availability"]:
+                figure.pop("checked_at")
+    return answer
 
 
 def test_a_center_placed_without_the_feeds_coordinates_is_placed_again_by_every_run(
