@@ -1924,22 +1924,17 @@ class Store:
         if force and kept:  # taking over a dead write rewrites every record: the caller must send them all
             raise KeptRecordsRefused(f"feed {feed_id}: a staged write died half-way; send every record")
         kept = kept & all_ids
-        # kept records whose figures this write reports again (rows that gave no time): their facilities are
-        # composed again, so the write may change them
-        restamped = sorted(kept & {o.center_id for o in obs})
         if look.stored is not None:
-            known = look.stored
-            stored = {rid: s for rid, s in known.items() if rid in new}
+            stored = {rid: s for rid, s in look.stored.items() if rid in new}
         else:
-            wanted = sorted(all_ids & set(new)) if partial else sorted(all_ids - kept)
-            known = self._read_records(wanted + restamped)
-            stored = {rid: known[rid] for rid in wanted}
+            stored = self._read_records(sorted(all_ids & set(new)) if partial else sorted(all_ids - kept))
         diff = diff_records(new, stored, kept=kept, order=order, force=force)
         # links: a record keeps its facility; a new one is matched against nearby facilities
         plan = self._plan_links(feed_id, new, diff.old, diff.changed, diff.removed, authority, extra or set())
         self._watch_facilities(pipe, plan)
+        # (a kept record's figures reported again, a row that gave no time, change no facility but its figures'
+        # times: its facility is not masked while a staged write runs, each figure shows as soon as it is written)
         touched = plan.facilities | {plan.link.get(rid) or diff.old.get(rid, (None, ""))[1] or rid for rid in new}
-        touched |= {known[rid].facility or rid for rid in restamped}
         replies = self._queue_writes(
             _Counted(pipe),
             feed_id,
