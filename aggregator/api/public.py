@@ -47,8 +47,12 @@ class Availability(BaseModel):
     notes: str = ""
     source: str | None = None
     reported_at: str | None = Field(None, description="what the partner asserts, UTC")
-    checked_at: str | None = None
-    changed_at: str | None = None
+    checked_at: str | None = Field(
+        None,
+        description="when this figure was last fetched and written, UTC; a figure a feed sends unchanged with its "
+        "own report time is kept as it stood (the feed's health says when it was last fetched)",
+    )
+    changed_at: str | None = Field(None, description="when the figures last changed, UTC")
     age_seconds: int | None = Field(None, description="seconds since reported_at")
     fresh: bool = Field(description="false past the feed's freshness window: the status then reads unknown")
     freshness_seconds: int | None = Field(
