@@ -9,7 +9,8 @@ In a private redis-server:
   ``Pipeline.run`` (fetch -> parse -> normalize -> place -> store), timed per stage; then the same bytes
   again (an unchanged re-ingest), then the same records in a new order. The SAMHSA list (../shared/data,
   14,034 rows) the same way, where present; then a fifth as many synthetic rows without report times
-  (each run reports those figures again at its own time, so they are normalized and written every run);
+  (each run reports those figures again at its own time: an unchanged row is not normalized again, its memo
+  keeps its figures, but they are written every run);
 * memory: ``INFO memory`` used_memory of the loaded store over the number of centers;
 * HTTP: the API (uvicorn, one process) on that store; for ``--http-seconds`` in all, requests go to
   ``/healthz`` (the same server's trivial route: the baseline), then to ``/v1/centers/near?zip=...``
