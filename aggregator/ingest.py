@@ -391,6 +391,33 @@ class Normalized:
         return out
 
 
+def warm_up() -> None:
+    """Load what normalizing and matching load on first use (the state and ZIP tables, phone metadata, the
+    vocabulary, the matcher and its address standardizer): a worker's main process calls it before it forks its
+    pool, so a child started later (one replaced after its task budget) does not load them on its first task."""
+    from aggregator import match
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    raw = {
+        "source_id": "warm",
+        "name": "Warm Up Recovery Center",
+        "address_1": "12 Harbor Way Suite 2",
+        "city": "Cambridge",
+        "state": "MA",
+        "postal_code": "02139",
+        "latitude": "42.3626",
+        "longitude": "-71.0995",
+        "phone": "(617) 555-0190",
+        "levels_of_care": "detox; residential",
+        "payment": "Medicaid",
+        "availability": [{"level_of_care": "detox", "beds_available": "3"}],
+    }
+    result = normalize_record(raw, FeedContext(feed_id="warm", now=now))
+    if result.center is not None:
+        match.identity_of(result.center)
+    match.standard_street("12 Harbor Way", "Suite 2", "Cambridge", "MA", "02139")
+
+
 def normalize_all(raws: RawRecords, ctx: FeedContext) -> tuple[list[Center], list[Availability], IngestReport]:
     """Normalize a feed's raw records (``normalize_rows`` without memos)."""
     done = normalize_rows(raws, ctx)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_received, worker_process_init, worker_ready
+from celery.signals import task_received, worker_init, worker_process_init, worker_ready
 
 from aggregator.fetch import Fetcher
 from aggregator.geocode import Geocoder
-from aggregator.ingest import Pipeline
+from aggregator.ingest import Pipeline, warm_up
 from aggregator.store import Store
 from aggregator.wiring import fetcher_for, geocoder_for, pipeline_for
 from config import registry as registry_module
@@ -106,7 +106,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_soft_shutdown_timeout=30.0,
         worker_enable_soft_shutdown_on_idle=True,
-        worker_max_tasks_per_child=200,
+        # a child is replaced after this many tasks (and sooner past the memory cap below, which is what bounds
+        # a large feed run's high-water mark): each replacement holds up the worker's dispatch for a moment (2 to
+        # 3.5 s seen here, celery/celery#9579), and at 200 tasks a child that takes pushes was replaced every few
+        # hundred pushes (bench/push_latency.py: its p99 8x a no-op task's, 2.9x without)
+        worker_max_tasks_per_child=5000,
         worker_max_memory_per_child=400_000,
         task_default_queue=names.FEEDS_QUEUE,
         task_routes={
@@ -246,6 +250,15 @@ def _sweep_forever(app: Any, name: str, probe: Callable[[], bool | None]) -> Non
             except Exception as exc:  # Redis or the broker down: the next round tries again
                 log.warning("sweep failed (%s); trying again in %.0f s", exc, settings.sweep_seconds)
         time.sleep(max(0.05, min(next_probe, next_sweep) - time.monotonic()))
+
+
+@worker_init.connect
+def _warm_up(**_kwargs: Any) -> None:
+    """In the worker's main process, before its pool forks: what a first task would load (``ingest.warm_up``)."""
+    try:
+        warm_up()
+    except Exception as exc:  # a shortcut lost: each child then loads what it needs on its first task
+        log.warning("warming up failed (%s); children load on their first task", exc)
 
 
 @worker_process_init.connect

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from config import registry
@@ -39,6 +41,25 @@ def test_reliability_settings() -> None:
     assert HARD_TIME_LIMIT < conf.broker_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT
     assert conf.broker_connection_max_retries is None
     assert conf.worker_cancel_long_running_tasks_on_connection_loss
+    # children are replaced past a memory cap (a large run's high-water mark), and after a task budget large
+    # enough that pushes do not replace them every few minutes (each replacement holds up dispatch a moment)
+    assert conf.worker_max_memory_per_child == 400_000
+    assert conf.worker_max_tasks_per_child >= 5000
+
+
+def test_the_worker_loads_what_a_first_task_needs_before_it_forks() -> None:
+    """``warm_up`` (run in the worker's main process at start) leaves the matcher, its address standardizer and the
+    place tables loaded: a fresh process shows what a child forked after it inherits."""
+    code = (
+        "import sys\n"
+        "from aggregator.ingest import warm_up\n"
+        "from aggregator import geography\n"
+        "assert 'aggregator.match' not in sys.modules and 'scourgify' not in sys.modules\n"
+        "warm_up()\n"
+        "assert 'aggregator.match' in sys.modules and 'scourgify' in sys.modules\n"
+        "assert geography._table.cache_info().currsize == 1\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_retry_backoff_is_jittered_capped_and_honours_retry_after() -> None:
