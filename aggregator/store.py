@@ -1653,7 +1653,8 @@ class Store:
         that are members, with what is stored of them) and the feed's size."""
         k = self.keys
         keys = [k.lock(WRITER_LOCK), k.feed_members(feed_id)]
-        args = [k.prefix, "1" if partial else "0", *(sorted(new.keys() | kept) if partial else ())]
+        sent = sorted(new) if partial else []
+        args = [k.prefix, "1" if partial else "0", len(sent), *sent, *(sorted(kept - new.keys()) if partial else ())]
         try:
             reply = pipe.evalsha(self._look_script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:  # Redis lost its scripts (a restart): the WATCH still holds
@@ -1661,7 +1662,7 @@ class Store:
             reply = pipe.evalsha(self._look_script.sha, len(keys), *keys, *args)
         if int(reply[0]):
             return None
-        _, found, count = reply
+        _, found, count, kept_members = reply
         if not partial:
             return _Look({_str(m) for m in found}, int(count))
         stored = {
@@ -1670,7 +1671,7 @@ class Store:
             )
             for rid, digest, fac, written in found
         }
-        return _Look(set(stored), int(count), stored)
+        return _Look(set(stored) | {_str(m) for m in kept_members}, int(count), stored)
 
     def _writer_free(self, pipe: Any, deadline: float, *keys: str) -> bool:
         """WATCH ``keys`` and the writer lock: True when no staged write runs; else wait a moment and say False
@@ -1925,7 +1926,7 @@ class Store:
             raise KeptRecordsRefused(f"feed {feed_id}: a staged write died half-way; send every record")
         kept = kept & all_ids
         if look.stored is not None:
-            stored = {rid: s for rid, s in look.stored.items() if rid in new}
+            stored = look.stored
         else:
             stored = self._read_records(sorted(all_ids & set(new)) if partial else sorted(all_ids - kept))
         diff = diff_records(new, stored, kept=kept, order=order, force=force)

@@ -482,3 +482,20 @@ def test_a_first_figure_stored_as_it_comes_is_what_reading_and_writing_it_again_
     assert stored_fast == observation_json(obs, order)  # as it came
     assert stored_observation(stored_fast) == stored_observation(stored_slow)
     assert stored_observation(stored_fast)["wo"] == order
+
+
+@pytest.mark.parametrize("stage_above", [1000, 1], ids=["one transaction", "staged"])
+def test_a_partial_write_counts_what_it_keeps_and_the_feeds_size(redis_url: str, stage_above: int) -> None:
+    """A partial write (a push, or a run some of whose files failed) keeps the records it names as kept that are
+    the feed's, counts them unchanged, and leaves the feed's size right, whatever else the feed holds."""
+    store = Store(Store.from_url(redis_url).redis, stage_above=stage_above)
+    store.redis.flushdb()
+    centers = [center("f", str(i), 42.36 + i / 1000, -71.1) for i in range(5)]
+    store.replace_feed("f", centers, [], now=NOW, source="pull")
+    kept = ["f:1", "f:2", "f:9"]  # f:9 is no record of the feed
+    again = store.replace_feed("f", [centers[0]], [], now=NOW, partial=True, kept=kept)
+    assert (again.unchanged, again.added, again.removed) == (3, 0, 0)
+    grown = store.replace_feed("f", [center("f", "7", 42.5, -71.1)], [], now=NOW, partial=True, kept=kept)
+    assert (grown.unchanged, grown.added, grown.removed) == (2, 1, 0)
+    assert store.feed_meta("f")["centers"] == "6"
+    assert store.feed_members("f") == {f"f:{i}" for i in (0, 1, 2, 3, 4, 7)}
