@@ -759,6 +759,11 @@ class Pipeline:
                 self._hold(feed, centers, observations, report, held, now)
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome=RunStatus.HELD.value))
                 return RunOutcome(feed.id, RunStatus.HELD, report, documents=len(documents))
+            if partial:
+                # a partial run keeps no memos and prunes nothing: a row it writes may report more than the memo
+                # of that row's earlier text says, and a later run sending that text again must drop the rest,
+                # as normalizing it does. Its memos go first: the next full run normalizes every row.
+                self.store.drop_row_memos(feed.id)
             try:
                 self._apply(
                     feed, centers, observations, report, now, say, partial=partial, prune=not partial, kept=done.kept
@@ -980,6 +985,14 @@ class Pipeline:
             if memos != done.given:  # kept packed by bucket: those that changed are written (store.save_row_memos)
                 self.store.save_row_memos(feed.id, fingerprint, memos, done.given)
         except StoreUnavailable as exc:
+            # the memos standing may be those of rows this run changed: none is better than a stale one
+            try:
+                self.store.drop_row_memos(feed.id)
+            except StoreUnavailable:
+                log.error(
+                    "feed %s: row memos neither saved nor dropped (%s); they may not match its records", feed.id, exc
+                )
+                return
             log.warning("feed %s: row memos not saved (%s); its next run normalizes every row", feed.id, exc)
 
     def _apply(

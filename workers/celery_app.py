@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         # a child is replaced after this many tasks (and sooner past the memory cap below, which is what bounds
         # a large feed run's high-water mark): each replacement holds up the worker's dispatch for a moment (2 to
         # 3.5 s seen here, celery/celery#9579), and at 200 tasks a child that takes pushes was replaced every few
-        # hundred pushes (bench/push_latency.py: its p99 8x a no-op task's, 2.9x without)
+        # hundred pushes (bench/push_latency.py, 150 pushes: p99 8.4x a no-op task's trip; 1.5x with 5,000)
         worker_max_tasks_per_child=5000,
         worker_max_memory_per_child=400_000,
         task_default_queue=names.FEEDS_QUEUE,

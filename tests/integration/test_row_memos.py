@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from aggregator.errors import StoreUnavailable
 from aggregator.fetch import Fetcher, new_session
 from aggregator.ingest import IngestReport, Pipeline, RowMemo, context_for, memo_fingerprint
 from aggregator.invariants import check
@@ -547,3 +548,87 @@ def test_memos_kept_one_a_field_by_the_previous_release_are_not_read(
     assert again.report.stored.unchanged == 4  # normalized again: the same records, none rewritten
     assert all(name == b"_fp" or name.startswith(b"b:") for name in store.redis.hkeys(key))
     assert store.row_memos("memo", fp) == memos
+
+
+def _two_level_feed(url: str) -> FeedConfig:
+    [feed] = registry.parse(
+        {
+            "feed": [
+                {
+                    "id": "memo",
+                    "format": "csv",
+                    "url": url,
+                    "allow_private": True,
+                    "freshness": "24h",
+                    "timeout": 2,
+                    "mapping": {
+                        "fields": {
+                            "source_id": "ID",
+                            "name": "Name",
+                            "state": "State",
+                            "postal_code": "ZIP",
+                            "latitude": "Lat",
+                            "longitude": "Lon",
+                            "levels_of_care": "Services",
+                        },
+                        "availability": [
+                            {"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox"}},
+                            {"constants": {"level_of_care": "residential"}, "fields": {"beds_available": "Res"}},
+                        ],
+                    },
+                }
+            ]
+        }
+    ).feeds
+    return feed
+
+
+def _serve_two(partner: LoopbackServer, res: str) -> str:
+    text = f"ID,Name,State,ZIP,Lat,Lon,Services,Detox,Res\nX,Center X,MA,02139,42.36,-71.10,DT;RES,3,{res}\n"
+    partner.route("/two.csv", Response(200, text.encode(), {"Content-Type": "text/csv"}))
+    return partner.url("/two.csv")
+
+
+def _residential(store: Store, when: datetime) -> tuple[str, bool]:
+    [hit] = near(store, zip="02139", now=when, audience="operator").results
+    [res] = [a for a in hit.availability if a["level_of_care"] == "residential"]
+    return res["status"], res["fresh"]
+
+
+@pytest.mark.parametrize("how", ["partial run", "memos not saved"])
+def test_a_level_the_partner_withdraws_after_a_run_that_kept_no_memos_is_dropped(
+    store: Store, partner: LoopbackServer, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A run that writes rows but keeps no memos (some of its files failed, or saving them failed) leaves none
+    behind: the memo of a row's earlier text would keep the record as stored on a later run sending that text
+    again, and the level the partner has withdrawn since would stay live instead of being dropped."""
+    times = iter(NOW + timedelta(hours=h) for h in range(10))
+    pipeline = Pipeline(store, Fetcher(new_session("t")), clock=lambda: next(times))
+    feed = _two_level_feed(_serve_two(partner, res=""))
+    assert pipeline.run(feed).status == "applied"  # detox only: its memo is kept
+
+    _serve_two(partner, res="5")  # the same center, with residential beds too
+    if how == "partial run":
+        fetch_all = pipeline._fetch_all
+
+        def one_file_failed(*args: Any) -> Any:
+            documents, first, failed = fetch_all(*args)
+            return documents, first, [*failed, "page 2: 404"]
+
+        monkeypatch.setattr(pipeline, "_fetch_all", one_file_failed)
+        assert pipeline.run(feed).status == "partial"
+        monkeypatch.undo()
+    else:
+
+        def unavailable(*args: Any, **kwargs: Any) -> None:
+            raise StoreUnavailable("Timeout writing to socket (injected)")
+
+        monkeypatch.setattr(store, "save_row_memos", unavailable)
+        assert pipeline.run(feed).status == "applied"
+        monkeypatch.undo()
+    assert _residential(store, NOW + timedelta(hours=1, minutes=30)) == ("available", True)
+    assert store.row_memos("memo", memo_fingerprint(context_for(feed, NOW))) == {}
+
+    _serve_two(partner, res="")  # withdrawn: the first text again
+    assert pipeline.run(feed).status == "applied"
+    assert _residential(store, NOW + timedelta(hours=2, minutes=30)) == ("unknown", False)

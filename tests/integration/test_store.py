@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from aggregator import lookup
+from aggregator import store as store_module
 from aggregator.store import OBSERVATION_DEFAULTS, Store, observation_json, stored_observation
 from tests.integration.factories import NOW, ago, center, observation
 
@@ -484,10 +485,18 @@ def test_a_first_figure_stored_as_it_comes_is_what_reading_and_writing_it_again_
     assert stored_observation(stored_fast)["wo"] == order
 
 
-@pytest.mark.parametrize("stage_above", [1000, 1], ids=["one transaction", "staged"])
-def test_a_partial_write_counts_what_it_keeps_and_the_feeds_size(redis_url: str, stage_above: int) -> None:
+@pytest.mark.parametrize(
+    ("stage_above", "look_max"),
+    [(1000, 5000), (1000, 1), (1, 5000)],
+    ids=["one transaction", "one transaction, members read whole", "staged"],
+)
+def test_a_partial_write_counts_what_it_keeps_and_the_feeds_size(
+    redis_url: str, stage_above: int, look_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A partial write (a push, or a run some of whose files failed) keeps the records it names as kept that are
-    the feed's, counts them unchanged, and leaves the feed's size right, whatever else the feed holds."""
+    the feed's, counts them unchanged, and leaves the feed's size right, whatever else the feed holds (a small one
+    naming many records reads the feed's members whole: ``LOOK_KEPT_MAX``)."""
+    monkeypatch.setattr(store_module, "LOOK_KEPT_MAX", look_max)
     store = Store(Store.from_url(redis_url).redis, stage_above=stage_above)
     store.redis.flushdb()
     centers = [center("f", str(i), 42.36 + i / 1000, -71.1) for i in range(5)]
