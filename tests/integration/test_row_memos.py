@@ -551,36 +551,21 @@ def test_memos_kept_one_a_field_by_the_previous_release_are_not_read(
 
 
 def _two_level_feed(url: str) -> FeedConfig:
-    [feed] = registry.parse(
-        {
-            "feed": [
-                {
-                    "id": "memo",
-                    "format": "csv",
-                    "url": url,
-                    "allow_private": True,
-                    "freshness": "24h",
-                    "timeout": 2,
-                    "mapping": {
-                        "fields": {
-                            "source_id": "ID",
-                            "name": "Name",
-                            "state": "State",
-                            "postal_code": "ZIP",
-                            "latitude": "Lat",
-                            "longitude": "Lon",
-                            "levels_of_care": "Services",
-                        },
-                        "availability": [
-                            {"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox"}},
-                            {"constants": {"level_of_care": "residential"}, "fields": {"beds_available": "Res"}},
-                        ],
-                    },
-                }
-            ]
-        }
-    ).feeds
-    return feed
+    """``feed_for``'s feed, its rows giving detox and residential beds and no time."""
+    fields = {
+        "source_id": "ID",
+        "name": "Name",
+        "state": "State",
+        "postal_code": "ZIP",
+        "latitude": "Lat",
+        "longitude": "Lon",
+        "levels_of_care": "Services",
+    }
+    levels = [
+        {"constants": {"level_of_care": "detox"}, "fields": {"beds_available": "Detox"}},
+        {"constants": {"level_of_care": "residential"}, "fields": {"beds_available": "Res"}},
+    ]
+    return feed_for(url, mapping={"fields": fields, "availability": levels})
 
 
 def _serve_two(partner: LoopbackServer, res: str) -> str:
