@@ -485,20 +485,14 @@ def test_a_first_figure_stored_as_it_comes_is_what_reading_and_writing_it_again_
     assert stored_observation(stored_fast)["wo"] == order
 
 
-@pytest.mark.parametrize(
-    ("stage_above", "look_max"),
-    [(1000, 5000), (1000, 1), (1, 5000)],
-    ids=["one transaction", "one transaction, members read whole", "staged"],
-)
+@pytest.mark.parametrize("look_max", [5000, 1], ids=["its records", "members read whole"])
 def test_a_partial_write_counts_what_it_keeps_and_the_feeds_size(
-    redis_url: str, stage_above: int, look_max: int, monkeypatch: pytest.MonkeyPatch
+    store: Store, look_max: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A partial write (a push, or a run some of whose files failed) keeps the records it names as kept that are
     the feed's, counts them unchanged, and leaves the feed's size right, whatever else the feed holds (a small one
-    naming many records reads the feed's members whole: ``LOOK_KEPT_MAX``)."""
+    naming many records reads the feed's members whole: ``LOOK_KEPT_MAX``; test_staged_writes runs it staged)."""
     monkeypatch.setattr(store_module, "LOOK_KEPT_MAX", look_max)
-    store = Store(Store.from_url(redis_url).redis, stage_above=stage_above)
-    store.redis.flushdb()
     centers = [center("f", str(i), 42.36 + i / 1000, -71.1) for i in range(5)]
     store.replace_feed("f", centers, [], now=NOW, source="pull")
     kept = ["f:1", "f:2", "f:9"]  # f:9 is no record of the feed
