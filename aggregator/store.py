@@ -994,6 +994,11 @@ class StoredRecord:
     facility: str = ""
     written: int | None = None
 
+    @classmethod
+    def read(cls, record_id: str, digest: bytes | None, fac: bytes | None, written: bytes | None) -> StoredRecord:
+        """From r:{record} h, fac and o as Redis returns them."""
+        return cls(digest, facility_of_record(record_id, digest, fac), int(written) if written is not None else None)
+
 
 @dataclass
 class RecordDiff:
@@ -1672,12 +1677,7 @@ class Store:
         _, found, count, kept_members = reply
         if not named:
             return _Look({_str(m) for m in found}, int(count))
-        stored = {
-            _str(rid): StoredRecord(
-                digest, facility_of_record(_str(rid), digest, fac), int(written) if written is not None else None
-            )
-            for rid, digest, fac, written in found
-        }
+        stored = {_str(rid): StoredRecord.read(_str(rid), digest, fac, written) for rid, digest, fac, written in found}
         return _Look(set(stored) | {_str(m) for m in kept_members}, int(count), stored)
 
     def _writer_free(self, pipe: Any, deadline: float, *keys: str) -> bool:
@@ -1926,8 +1926,8 @@ class Store:
         (``diff_records``, ``diff_facilities``), then the writer (``_queue_writes``). ``look``: what ``_look`` read
         (else the feed's members are read here, and the records)."""
         if look is None:
-            look = _Look({_str(m) for m in pipe.smembers(self.keys.feed_members(feed_id))})
-            look.count = len(look.members)
+            members = {_str(m) for m in pipe.smembers(self.keys.feed_members(feed_id))}
+            look = _Look(members, len(members))
         all_ids = look.members
         if force and kept:  # taking over a dead write rewrites every record: the caller must send them all
             raise KeptRecordsRefused(f"feed {feed_id}: a staged write died half-way; send every record")
@@ -1991,9 +1991,7 @@ class Store:
             return {}
         replies = self._read_many([("HMGET", self.keys.record(rid), "h", "fac", "o") for rid in record_ids])
         return {
-            rid: StoredRecord(
-                digest, facility_of_record(rid, digest, fac), int(written) if written is not None else None
-            )
+            rid: StoredRecord.read(rid, digest, fac, written)
             for rid, (digest, fac, written) in zip(record_ids, replies, strict=True)
         }
 
@@ -2718,19 +2716,26 @@ class Store:
     ) -> None:
         """Write the fields ``values`` sets, add 1 to the counter ``increment`` (a ``FeedState`` counter) and
         drop the fields ``delete`` names (``FeedState.ERROR``, ...), in one transaction."""
-        mapping = values.to_hash()
 
         def write() -> Any:
             pipe = self.redis.pipeline(transaction=True)
-            if mapping:
-                pipe.hset(self.keys.feed_state(feed_id), mapping=mapping)  # type: ignore[arg-type]
-            if increment:
-                pipe.hincrby(self.keys.feed_state(feed_id), increment, 1)
-            if delete:
-                pipe.hdel(self.keys.feed_state(feed_id), *delete)
+            self._queue_feed_state(pipe, feed_id, values, increment=increment, delete=delete)
             return pipe.execute()
 
         self._call("writing feed health", write)
+
+    def _queue_feed_state(
+        self, pipe: Any, feed_id: str, values: FeedState, *, increment: str | None = None, delete: Sequence[str] = ()
+    ) -> None:
+        """``set_feed_state``'s commands, queued on ``pipe``."""
+        key = self.keys.feed_state(feed_id)
+        mapping = values.to_hash()
+        if mapping:
+            pipe.hset(key, mapping=mapping)
+        if increment:
+            pipe.hincrby(key, increment, 1)
+        if delete:
+            pipe.hdel(key, *delete)
 
     def hold_snapshot(self, feed_id: str, snapshot: bytes) -> None:
         self._call("holding a snapshot", lambda: self.redis.set(self.keys.feed_held(feed_id), snapshot))
@@ -2858,7 +2863,6 @@ class Store:
         delete: Sequence[str] = (),
     ) -> None:
         k = self.keys
-        health = state.to_hash()
 
         def write() -> Any:
             pipe = self.redis.pipeline(transaction=True)
@@ -2867,10 +2871,7 @@ class Store:
             else:
                 pipe.zrem(k.pending_pushes, ingest_id)
             pipe.hset(k.push(ingest_id), mapping=values.to_hash())  # type: ignore[arg-type]
-            if health:
-                pipe.hset(k.feed_state(feed_id), mapping=health)  # type: ignore[arg-type]
-            if delete:
-                pipe.hdel(k.feed_state(feed_id), *delete)
+            self._queue_feed_state(pipe, feed_id, state, delete=delete)
             return pipe.execute()
 
         self._call(doing, write)
