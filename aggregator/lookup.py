@@ -27,7 +27,20 @@ from aggregator.model import (
     Population,
     Source,
 )
-from aggregator.store import GROUPS, MAX_EXAMINED, OBSERVATION_DEFAULTS, RawHit, SearchHits, Store
+from aggregator.store import (
+    _PADDING,
+    GROUPS,
+    MAX_EXAMINED,
+    OBSERVATION_DEFAULTS,
+    STATUS_CODES,
+    DocumentHits,
+    RawHit,
+    SearchHits,
+    Store,
+    _iso,
+    read_doc,
+    read_doc_positional,
+)
 from aggregator.vocabulary import age_words as age_words  # the one age formatter, where the CLI and page find it
 
 DEFAULT_RADIUS_MI = 25.0
@@ -293,7 +306,7 @@ def near(
         now=now,
         origin=origin,
     )
-    answer = answer_near(plan, store.search(**plan.search()), audience)
+    answer = answer_documents(plan, store.search_documents(**plan.search()), audience)
     if not answer.results:
         add_hint(store, plan, answer, helpline)
     return answer
@@ -359,14 +372,24 @@ def plan_near(
 
 def answer_near(plan: NearPlan, hits: SearchHits, audience: Audience) -> NearAnswer:
     """The answer to ``plan`` from the store's hits: each result's levels judged for freshness (no hint)."""
+    now_ms = plan.now.timestamp() * 1000
+    return _answer(plan, [_hit(h, now_ms, audience) for h in hits], hits.stopped)
+
+
+def answer_documents(plan: NearPlan, found: DocumentHits, audience: Audience) -> NearAnswer:
+    """``answer_near`` of the hits as ``Store.search_documents`` returned them (each shaped from its stored slots,
+    ``_hit_doc``)."""
+    now_ms = plan.now.timestamp() * 1000
+    return _answer(plan, [_hit_doc(i, d, doc, now_ms, audience) for i, d, doc in found], found.stopped)
+
+
+def _answer(plan: NearPlan, results: list[Hit], stopped: bool) -> NearAnswer:
     notes = list(plan.notes)
-    if hits.stopped:
+    if stopped:
         notes.append(
             f"searched the nearest {MAX_EXAMINED:,} centers only: a place farther away may also match; "
             "narrow the radius or the filters"
         )
-    now_ms = plan.now.timestamp() * 1000
-    results = [_hit(h, now_ms, audience) for h in hits]
     if plan.available_only:  # as shown: a hit whose figures read open (near.lua judges the same, from the field u)
         levels = plan.filters.get("levels_of_care")
         results = [h for h in results if _shows_open(h, levels)]
@@ -441,6 +464,102 @@ def _hit(raw: RawHit, now_ms: float, audience: Audience) -> Hit:
     center_id, distance, center, observations = raw
     _date_sources(center, observations)
     return Hit(center_id, round(distance, 2), center, _levels(center, observations, now_ms, audience))
+
+
+def _hit_doc(center_id: str, distance: float, doc: bytes, now_ms: float, audience: Audience) -> Hit:
+    """``_hit`` of a read document as Redis returned it, shaped straight from its stored slots: only the figure
+    shown for each level is spelled out (``_hit`` of ``read_doc``'s observations gives the same, and reads the
+    older stored forms this leaves to it)."""
+    found = read_doc_positional(doc)
+    if found is None:
+        return _hit((center_id, distance, *read_doc(doc)), now_ms, audience)
+    center, groups = found
+    best: dict[str, tuple[bool, int, str, str, str, list[Any]]] = {}
+    newest: dict[str, list[Any]] = {}  # each record's newest report of its own (an operator's is the facility's)
+    top: list[Any] | None = None  # the newest of them all
+    for g in groups:
+        if type(g) is not list:
+            return _hit((center_id, distance, *read_doc(doc)), now_ms, audience)
+        record = g[0]
+        for i in range(1, len(g), 2):
+            o = g[i + 1]
+            if type(o) is not list:
+                return _hit((center_id, distance, *read_doc(doc)), now_ms, audience)
+            rt = o[2]
+            fresh = rt + o[1] * 1000 > now_ms
+            level, _, source = g[i].partition("|")
+            cur = best.get(level)
+            if cur is None or (fresh, rt) > (cur[0], cur[1]):
+                best[level] = (fresh, rt, level, source, record, o)
+            if source != _OPERATOR:
+                if top is None or rt > top[2]:
+                    top = o
+                mine = newest.get(record)
+                if mine is None or rt > mine[2]:
+                    newest[record] = o
+    sources = center.get("sources")
+    if sources:
+        if len(sources) == 1:
+            sources[0]["reported_at"] = _reported(top) if top is not None else None
+        else:
+            for src in sources:
+                mine = newest.get(src["id"])
+                src["reported_at"] = _reported(mine) if mine is not None else None
+    public = audience == "public"
+    out = []
+    for level in center["services"]["levels_of_care"]:
+        entry = best.pop(level, None)
+        out.append(_view_slots(entry, now_ms, public) if entry else _no_report(level))
+    for entry in best.values():  # observed levels the center's services do not list
+        out.append(_view_slots(entry, now_ms, public))
+    return Hit(center_id, round(distance, 2), center, out)
+
+
+_SLOTS = len(_PADDING)
+
+
+def _reported(o: list[Any]) -> str:
+    """A stored figure's report time (slots ``rt`` and ``ru``) as the API writes a time."""
+    return _iso(o[2] * 1000 + ((o[4] or 0) if len(o) > 4 else 0))
+
+
+def _view_slots(entry: tuple[bool, int, str, str, str, list[Any]], now_ms: float, public: bool) -> dict[str, Any]:
+    """``_view`` of the figure ``entry`` holds in its stored slots (``store._positional_observation`` reads the
+    same slots into an observation)."""
+    fresh, rt, level, source, record, o = entry
+    if len(o) != _SLOTS:  # trailing slots left out (padded in place: the list was decoded for this answer alone)
+        if len(o) < _SLOTS:
+            o += _PADDING[len(o) :]
+        else:  # slots a later release added: not read here
+            o = o[:_SLOTS]
+    st, fs, _rt, wo, ru, cu, ba, bt, ch, chu, ct, ac, wl, ap, na, no, rb, chi = o
+    reported = _iso(rt * 1000 + (ru or 0))
+    if chi is None:
+        chi = reported if ch is None else _iso(ch * 1000 + (chu or 0))
+    view = {
+        "level_of_care": level,
+        "source": source,
+        "status": STATUS_CODES[st],
+        "beds_available": ba,
+        "beds_total": bt,
+        "accepting": ac,
+        "waitlist_size": wl,
+        "appointments_available": ap,
+        "next_appointment_at": na,
+        "notes": "" if no is None else no,
+        "reported_at": reported,
+        "checked_at": _iso((wo if ct is None else ct) * 1000 + (cu or 0)),
+        "changed_at": chi,
+        "freshness_seconds": fs,
+    }
+    if not public:
+        view["reported_by"] = "" if rb is None else rb
+    view["record"] = record
+    view["age_seconds"] = int(now_ms - rt) // 1000 if now_ms > rt else 0
+    view["fresh"] = fresh
+    if public and not fresh:
+        view.update(_HIDDEN_WHEN_STALE)
+    return view
 
 
 def _date_sources(center: dict[str, Any], observations: Sequence[Mapping[str, Any]]) -> None:

@@ -559,6 +559,16 @@ def read_doc(doc: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return composed(doc[nl + 1 :]), _observations(orjson.loads(doc[:nl]))
 
 
+def read_doc_positional(doc: bytes) -> tuple[dict[str, Any], list[Any]] | None:
+    """A read document's record and its observation groups as stored (``[record, field, [slot, ...], ...]``, in
+    ``SLOTS`` order, trailing ones left out) for a reader that takes the slots itself (``lookup``'s shaping of a
+    hit); None for a document composed before records were packed (``read_doc`` reads every form)."""
+    if doc[1:2] == b"{":
+        return None
+    nl = doc.index(b"\n")
+    return composed(doc[nl + 1 :]), orjson.loads(doc[:nl])
+
+
 def composed(stored: bytes) -> dict[str, Any]:
     """A composed record as a read document carries it (or c:{facility} j keeps it, with its founding record's
     JSON after ``COMPOSED_FROM_RECORD``): packed, plain JSON, or to compose from its one record."""

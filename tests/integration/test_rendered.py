@@ -123,6 +123,47 @@ def test_the_same_answer_as_shaping_anew_at_every_moment(varied: Store) -> None:
     assert renderer.shaped == shaped
 
 
+def test_near_shapes_the_stored_slots_as_decoding_every_observation_does(varied: Store) -> None:
+    """``near()`` shapes each hit from its stored slots (``lookup.answer_documents``), spelling out only the figure
+    shown for each level: the same answers, for the public and for operators, at every moment, as decoding every
+    observation first (``read_doc``, ``answer_near``). An operator's call, a push with microseconds and a changed
+    figure join the varied centers; every query kind; and documents of the older stored forms."""
+    lat, lon = CAMBRIDGE
+    varied.record_observations(
+        [
+            observation("f:a", "detox", "full", source="operator", reported_at=ago(minutes=2), reported_by="Dana"),
+            observation("f:a", "residential", "limited", source="push", reported_at=ago(seconds=30.000123)),
+        ]
+    )
+    varied.record_observations([observation("f:d", "outpatient", "full", source="push", reported_at=ago(seconds=20))])
+    queries: list[dict[str, Any]] = [{}, {"levels_of_care": ["detox"]}, {"available_only": True}, {"limit": 2}]
+    compared = 0
+    for minutes in (-3, 0, 1, 3, 9, 11, 12, 16, 40, 130):
+        for query in queries:
+            p, found = documents(varied, NOW + timedelta(minutes=minutes), **query)
+            for audience in ("public", "operator"):
+                decoded = no_hits(found)
+                decoded.extend((c, d, *read_doc(doc)) for c, d, doc in found)
+                expected = lookup.answer_near(p, decoded, audience).as_dict()
+                assert lookup.answer_documents(p, found, audience).as_dict() == expected
+                assert orjson.dumps(lookup.answer_documents(p, found, audience).as_dict()) == orjson.dumps(expected)
+                compared += len(found)
+    assert compared > 200
+    operator_view = lookup.near(varied, latitude=lat, longitude=lon, now=NOW, audience="operator")
+    a = {e["level_of_care"]: e for e in next(h for h in operator_view.results if h.id == "f:a").availability}
+    assert a["detox"]["source"] == "operator" and a["detox"]["reported_by"] == "Dana"
+
+    reported = int(NOW.timestamp() * 1000)
+    record = {"id": "f:z", "name": "Z", "services": {"levels_of_care": ["detox", "iop"]}, "sources": []}
+    compact = ["f:z", "detox|pull", {"st": "available", "fs": 600.0, "rt": reported, "ct": reported, "sig": "0"}]
+    old = {"level_of_care": "iop", "source": "pull", "status": "limited", "freshness_seconds": 600, "rt": reported}
+    whole = [record, [old | {"reported_at": "t", "checked_at": "t", "changed_at": "t"}]]
+    for doc in (orjson.dumps([compact]) + b"\n" + orjson.dumps(record), orjson.dumps(whole)):
+        for audience in ("public", "operator"):
+            shaped = lookup._hit_doc("f:z", 0.25, doc, reported + 60_000.0, audience)
+            assert shaped == lookup._hit(("f:z", 0.25, *read_doc(doc)), reported + 60_000.0, audience)
+
+
 def test_a_figure_turns_stale_at_the_very_millisecond_its_window_ends(varied: Store) -> None:
     """f:a's detox figure was reported 5 minutes before NOW with a 15-minute window: live until NOW + 10 min."""
     renderer = HitRenderer()
