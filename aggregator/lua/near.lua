@@ -84,8 +84,19 @@ local function shows_open(figures)
   return false
 end
 
--- the same from a facility's s field, as doc.lua composed it: "level=to,from:to ..." (spans of open figures shown)
+-- the same from a facility's s field, as doc.lua composed it: "level=to,from:to ..." (spans of open figures shown);
+-- at any level, the spans are read alone (a level's name holds no digits)
 local function open_until_now(u)
+  if levels == nil then
+    for from, colon, to in string.gmatch(u, '(%d+)(:?)(%d*)') do
+      if colon == '' then
+        if tonumber(from) > now then return true end  -- "to" alone: open from the start
+      elseif tonumber(from) <= now and tonumber(to) > now then
+        return true
+      end
+    end
+    return false
+  end
   for level, spans in string.gmatch(u, '(%S+)=(%S+)') do
     if levels == nil or levels[level] then
       for span in string.gmatch(spans, '[^,]+') do
