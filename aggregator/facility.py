@@ -132,7 +132,8 @@ def single(record: dict[str, Any]) -> dict[str, Any]:
     phones carry their feed, ``sources`` names the record. The store keeps no composed copy of such a facility
     when this gives exactly what ``compose`` gave (``store.diff_facilities`` checks it, byte for byte)."""
     feed = record["feed_id"]
-    record["phones"] = [{**p, "source": feed} for p in record["phones"]]
+    for phone in record["phones"]:  # the caller's own (decoded for this call): changed in place, as the record is
+        phone["source"] = feed
     record["sources"] = [{"id": record["id"], "feed_id": feed, "source_id": record["source_id"]}]
     return record
 
