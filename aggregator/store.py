@@ -2691,19 +2691,19 @@ class Store:
         """Which of these records of ``feed_id`` (their ids say the feed: ``feed_of_record``) are not stored as
         ``expected`` (record id -> digest): changed since, or gone. An id of another feed is never this feed's."""
         own = f"{feed_id}:"
-        ids = [rid for rid in expected if rid.startswith(own)]
-        foreign = {rid for rid in expected if not rid.startswith(own)}
+        ids = [rid for rid, digest in expected.items() if rid.startswith(own) and len(digest) == DIGEST_SIZE]
+        # another feed's id, or a digest not of the stored form (it matches no stored record): not as expected
+        other = set(expected).difference(ids)
+        prefix = self.keys.record("")
 
         def read() -> set[str]:
             out: set[str] = set()
             for piece in staging.pieces(ids, staging.MEMBERS):  # a few milliseconds of Redis each
-                found = self._changed(
-                    keys=[self.keys.record(rid) for rid in piece], args=[expected[rid] for rid in piece]
-                )
+                found = self._changed(args=[prefix, b"".join([expected[rid] for rid in piece]), *piece])
                 out.update(piece[int(i) - 1] for i in found)
             return out
 
-        return set(self._call("checking stored records", read)) | foreign
+        return set(self._call("checking stored records", read)) | other
 
     # ------------------------------------------------------------------------------ feed health
 

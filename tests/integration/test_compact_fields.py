@@ -5,6 +5,9 @@ previous release wrote, every field spelled out, still reads, searches and check
 
 from __future__ import annotations
 
+import pytest
+
+from aggregator import staging
 from aggregator.invariants import check
 from aggregator.lookup import get_center, near
 from aggregator.model import ExternalId, LevelOfCare, Payment, Population
@@ -45,6 +48,21 @@ def test_a_record_that_founded_its_facility_keeps_no_facility_and_no_feed(store:
     assert store.changed_records("f", {"f:gone": digest}) == {"f:gone"}
     assert store.changed_records("g", {"f:a": digest}) == {"f:a"}  # another feed's record, by its id
     assert store.changed_records("f:", {"f:a": digest}) == {"f:a"}
+    assert store.changed_records("f", {"f:a": digest.hex().encode()}) == {"f:a"}  # the hexadecimal form of before
+
+
+def test_records_are_checked_by_their_place_in_each_piece(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``changed_records`` sends ids and their digests apart (the digests end to end): each answer names the record
+    at its own place, in pieces too."""
+    centers = [center("f", str(i), HARBOR[0] + i * 0.01, HARBOR[1]) for i in range(7)]
+    store.replace_feed("f", centers, [], now=NOW, source="pull")
+    stored = {c.id: store.redis.hget(store.keys.record(c.id), "h") or b"" for c in centers}
+    expected = dict(stored) | {"f:1": b"\1" * 16, "f:4": b"\2" * 16, "f:gone": b"\3" * 16, "g:5": stored["f:5"]}
+    want = {"f:1", "f:4", "f:gone", "g:5"}
+    assert store.changed_records("f", expected) == want
+    monkeypatch.setattr(staging, "MEMBERS", 2)
+    assert store.changed_records("f", expected) == want
+    assert store.changed_records("f", stored) == set()
 
 
 def test_a_linked_record_keeps_its_facility_and_the_facility_its_members_until_they_part(store: Store) -> None:
