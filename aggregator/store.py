@@ -1341,6 +1341,7 @@ class Store:
         self._compose_src = prelude + _lua("compose")
         self._ratelimit = client.register_script(_lua("ratelimit"))
         self._accept_push = client.register_script(_lua("accept_push"))
+        self._rate_accept_push = client.register_script(_lua("rate_first") + _lua("accept_push"))
         self._rate = client.register_script(_lua("rate"))
         self._lock = client.register_script(_lua("lock"))
         self._unlock = client.register_script(_lua("unlock"))
@@ -2803,6 +2804,33 @@ class Store:
             ),
         )
         return None if existing in (None, b"", "") else _str(existing)
+
+    def count_and_accept_push(
+        self,
+        client: str,
+        window_ms: int,
+        allowed: int,
+        feed_id: str,
+        event_id: str,
+        ingest_id: str,
+        record: PushRecord,
+        *,
+        event_ttl: int = 86400,
+        push_ttl: int = 7 * 86400,
+    ) -> tuple[int | None, str | None]:
+        """``count_request`` and ``accept_push`` in one script call (``lua/rate_first.lua`` in front of
+        ``lua/accept_push.lua``): a push's one durable write before it is queued. Over ``allowed`` requests in the
+        window nothing is stored: (ms until the window ends, None). Else (None, None) when stored, or (None, the
+        ingest id that already accepted this event id)."""
+        args: list[Any] = [window_ms, allowed, ingest_id, event_ttl, push_ttl]
+        for k, v in record.to_hash().items():
+            args.extend((k, v))
+        keys = [self.keys.rate(client), self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id)]
+        keys.append(self.keys.pending_pushes)
+        reply = self._call("storing a push", lambda: self._rate_accept_push(keys=keys, args=args))
+        if isinstance(reply, list):  # {'__limited__', ms}
+            return max(0, int(reply[1])), None
+        return None, None if reply in (None, b"", "") else _str(reply)
 
     def forget_push(self, feed_id: str, event_id: str, ingest_id: str) -> None:
         """Undo ``accept_push`` (it could not be queued): the partner may retry with the same event id."""

@@ -19,7 +19,15 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from aggregator.api.common import ApiError, AppState, enforce_rate, json_response, state_of
+from aggregator.api.common import (
+    RATE_WINDOW_MS,
+    ApiError,
+    AppState,
+    json_response,
+    rate_key,
+    rate_limited_error,
+    state_of,
+)
 from aggregator.push import (
     ASCII_DIGITS,
     content_kind,
@@ -122,14 +130,14 @@ async def push_records(
     if kind is None:
         raise ApiError(415, "unsupported_media_type", "send application/json, application/x-ndjson or text/csv")
     event_id = _caller(st, feed_id, request, body)
-    try:
-        enforce_rate(st, f"push:{feed_id}", st.settings.push_rate_limit, "pushes to this feed")
-    except ApiError:
-        st.metrics.push(feed_id, "rate_limited")
-        raise
     ingest_id = "ing_" + secrets_module.token_hex(16)
     now = st.clock()
-    existing = st.store.accept_push(
+    limit = st.settings.push_rate_limit
+    # the feed's rate counted and the push stored in one round trip: over the limit, nothing is stored
+    retry_ms, existing = st.store.count_and_accept_push(
+        rate_key(f"push:{feed_id}"),
+        RATE_WINDOW_MS,
+        limit,
         feed_id,
         event_id,
         ingest_id,
@@ -143,6 +151,9 @@ async def push_records(
             bytes=str(len(body)),
         ),
     )
+    if retry_ms is not None:
+        st.metrics.push(feed_id, "rate_limited")
+        raise rate_limited_error(limit, "pushes to this feed", retry_ms)
     if existing is not None:
         st.metrics.push(feed_id, "replayed")
         raise ApiError(

@@ -380,6 +380,7 @@ def test_a_partner_is_rate_limited_per_feed(stack: Stack) -> None:
     limited = ApiServer({**stack.env, "CENTERS_PUSH_RATE_LIMIT": "2"}, stack.tmp).start()
     try:
         stack.store.redis.delete(stack.store.keys.rate(rate_key("push:harbor")))
+        before = set(stack.store.redis.keys(stack.store.keys.push("ing_*")))
         with limited.client() as client:
             body = json.dumps([RECORDS[0]]).encode()
             codes = [
@@ -390,6 +391,8 @@ def test_a_partner_is_rate_limited_per_feed(stack: Stack) -> None:
             refused = client.post("/v1/feeds/harbor/records", content=body, headers=signed(body))
             assert refused.json()["error"] == "rate_limited"
             assert int(refused.headers["retry-after"]) >= 1
+            # refused pushes are not stored (counted and stored in one script call, they stop at the count)
+            assert len(set(stack.store.redis.keys(stack.store.keys.push("ing_*"))) - before) == 2
             # an unauthenticated caller never spends the partner's allowance
             assert (
                 client.post(
