@@ -32,12 +32,13 @@ from aggregator.store import (
     GROUPS,
     MAX_EXAMINED,
     OBSERVATION_DEFAULTS,
-    STATUS_CODES,
+    REPORTED_BY_SLOT,
     DocumentHits,
     RawHit,
     SearchHits,
     Store,
     _iso,
+    figure_fields,
     read_doc,
     read_doc_positional,
 )
@@ -532,27 +533,9 @@ def _view_slots(entry: tuple[bool, int, str, str, str, list[Any]], now_ms: float
             o += _PADDING[len(o) :]
         else:  # slots a later release added: not read here
             o = o[:_SLOTS]
-    st, fs, _rt, wo, ru, cu, ba, bt, ch, chu, ct, ac, wl, ap, na, no, rb, chi = o
-    reported = _iso(rt * 1000 + (ru or 0))
-    if chi is None:
-        chi = reported if ch is None else _iso(ch * 1000 + (chu or 0))
-    view = {
-        "level_of_care": level,
-        "source": source,
-        "status": STATUS_CODES[st],
-        "beds_available": ba,
-        "beds_total": bt,
-        "accepting": ac,
-        "waitlist_size": wl,
-        "appointments_available": ap,
-        "next_appointment_at": na,
-        "notes": "" if no is None else no,
-        "reported_at": reported,
-        "checked_at": _iso((wo if ct is None else ct) * 1000 + (cu or 0)),
-        "changed_at": chi,
-        "freshness_seconds": fs,
-    }
+    view = figure_fields(level, source, o)
     if not public:
+        rb = o[REPORTED_BY_SLOT]
         view["reported_by"] = "" if rb is None else rb
     view["record"] = record
     view["age_seconds"] = int(now_ms - rt) // 1000 if now_ms > rt else 0

@@ -313,6 +313,8 @@ _STATUS_CODE = {name: i for i, name in enumerate(STATUS_CODES)}
 _ZERO_IS_NONE = frozenset({"ru", "cu", "chu"})
 #: a stored array padded to every slot (absent microseconds 0, every other absent field null)
 _PADDING = [0 if name in _ZERO_IS_NONE else None for name in SLOTS]
+#: where a stored figure keeps who reported it (operators see it, the public does not)
+REPORTED_BY_SLOT = SLOTS.index("rb")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -436,8 +438,21 @@ def _positional_observation(record: str, field: str, o: list[Any]) -> dict[str, 
     read through it too, put in place by ``_positional``)."""
     if len(o) != len(_PADDING):  # trailing fields left out (or slots a later release added: not read here)
         o = (o + _PADDING[len(o) :])[: len(_PADDING)]
-    st, fs, rt, wo, ru, cu, ba, bt, ch, chu, ct, ac, wl, ap, na, no, rb, chi = o
     level, _, source = field.partition("|")
+    out = figure_fields(level, source, o)
+    rb = o[REPORTED_BY_SLOT]
+    out["reported_by"] = "" if rb is None else rb
+    out["record"] = record
+    out["rt"] = o[2]
+    out["wo"] = o[3]
+    return out
+
+
+def figure_fields(level: str, source: str, o: list[Any]) -> dict[str, Any]:
+    """A figure's stored slots (``o``, padded to every slot of ``SLOTS``) as readers name them, up to its freshness
+    window: who reported it, its record and its times in ms follow (``_positional_observation``), or its age
+    (``lookup``'s view of a hit, which reads the slots itself)."""
+    st, fs, rt, wo, ru, cu, ba, bt, ch, chu, ct, ac, wl, ap, na, no, _rb, chi = o
     reported = _iso(rt * 1000 + (ru or 0))
     if chi is None:
         chi = reported if ch is None else _iso(ch * 1000 + (chu or 0))
@@ -456,10 +471,6 @@ def _positional_observation(record: str, field: str, o: list[Any]) -> dict[str, 
         "checked_at": _iso((wo if ct is None else ct) * 1000 + (cu or 0)),  # ct: wo unless other
         "changed_at": chi,
         "freshness_seconds": fs,
-        "reported_by": "" if rb is None else rb,
-        "record": record,
-        "rt": rt,
-        "wo": wo,
     }
 
 
@@ -2793,17 +2804,18 @@ class Store:
         """Store a push durably under ``ingest_id``, once per (feed, event id).
 
         Returns None when stored, else the ingest id that already accepted this event id."""
+        keys, args = self._push_command(feed_id, event_id, ingest_id, record, event_ttl, push_ttl)
+        existing = self._call("storing a push", lambda: self._accept_push(keys=keys, args=args))
+        return None if existing in (None, b"", "") else _str(existing)
+
+    def _push_command(
+        self, feed_id: str, event_id: str, ingest_id: str, record: PushRecord, event_ttl: int, push_ttl: int
+    ) -> tuple[list[str], list[Any]]:
+        """accept_push.lua's keys and arguments."""
         args: list[Any] = [ingest_id, event_ttl, push_ttl]
         for k, v in record.to_hash().items():
             args.extend((k, v))
-        existing = self._call(
-            "storing a push",
-            lambda: self._accept_push(
-                keys=[self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id), self.keys.pending_pushes],
-                args=args,
-            ),
-        )
-        return None if existing in (None, b"", "") else _str(existing)
+        return [self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id), self.keys.pending_pushes], args
 
     def count_and_accept_push(
         self,
@@ -2822,11 +2834,9 @@ class Store:
         ``lua/accept_push.lua``): a push's one durable write before it is queued. Over ``allowed`` requests in the
         window nothing is stored: (ms until the window ends, None). Else (None, None) when stored, or (None, the
         ingest id that already accepted this event id)."""
-        args: list[Any] = [window_ms, allowed, ingest_id, event_ttl, push_ttl]
-        for k, v in record.to_hash().items():
-            args.extend((k, v))
-        keys = [self.keys.rate(client), self.keys.push_event(feed_id, event_id), self.keys.push(ingest_id)]
-        keys.append(self.keys.pending_pushes)
+        keys, args = self._push_command(feed_id, event_id, ingest_id, record, event_ttl, push_ttl)
+        keys.insert(0, self.keys.rate(client))
+        args[:0] = [window_ms, allowed]
         reply = self._call("storing a push", lambda: self._rate_accept_push(keys=keys, args=args))
         if isinstance(reply, list):  # {'__limited__', ms}
             return max(0, int(reply[1])), None
