@@ -291,7 +291,8 @@ def near(
     Raises ``InvalidQuery`` (naming the parameter), ``UnknownZip`` or ``PlaceNotFound``.
 
     The same in three steps, for a caller that talks to Redis itself (the HTTP API, asynchronously):
-    ``plan_near``, ``Store.search(**plan.search())``, ``answer_near`` (and ``add_hint`` when empty)."""
+    ``plan_near``, ``Store.search_documents(**plan.search())``, ``answer_documents`` (or ``Store.search`` and
+    ``answer_near``: decoded first), and ``add_hint`` when empty."""
     plan = plan_near(
         latitude=latitude,
         longitude=longitude,
@@ -473,19 +474,19 @@ def _hit_doc(center_id: str, distance: float, doc: bytes, now_ms: float, audienc
     older stored forms this leaves to it)."""
     found = read_doc_positional(doc)
     if found is None:
-        return _hit((center_id, distance, *read_doc(doc)), now_ms, audience)
+        return _hit_decoded(center_id, distance, doc, now_ms, audience)
     center, groups = found
     best: dict[str, tuple[bool, int, str, str, str, list[Any]]] = {}
     newest: dict[str, list[Any]] = {}  # each record's newest report of its own (an operator's is the facility's)
     top: list[Any] | None = None  # the newest of them all
     for g in groups:
         if type(g) is not list:
-            return _hit((center_id, distance, *read_doc(doc)), now_ms, audience)
+            return _hit_decoded(center_id, distance, doc, now_ms, audience)
         record = g[0]
         for i in range(1, len(g), 2):
             o = g[i + 1]
             if type(o) is not list:
-                return _hit((center_id, distance, *read_doc(doc)), now_ms, audience)
+                return _hit_decoded(center_id, distance, doc, now_ms, audience)
             rt = o[2]
             fresh = rt + o[1] * 1000 > now_ms
             level, _, source = g[i].partition("|")
@@ -514,6 +515,11 @@ def _hit_doc(center_id: str, distance: float, doc: bytes, now_ms: float, audienc
     for entry in best.values():  # observed levels the center's services do not list
         out.append(_view_slots(entry, now_ms, public))
     return Hit(center_id, round(distance, 2), center, out)
+
+
+def _hit_decoded(center_id: str, distance: float, doc: bytes, now_ms: float, audience: Audience) -> Hit:
+    """``_hit`` of a document holding a figure of an older stored form: every observation decoded first."""
+    return _hit((center_id, distance, *read_doc(doc)), now_ms, audience)
 
 
 _SLOTS = len(_PADDING)

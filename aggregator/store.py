@@ -2711,7 +2711,7 @@ class Store:
         def read() -> set[str]:
             out: set[str] = set()
             for piece in staging.pieces(ids, staging.MEMBERS):  # a few milliseconds of Redis each
-                found = self._changed(args=[prefix, b"".join([expected[rid] for rid in piece]), *piece])
+                found = self._changed(args=[prefix, DIGEST_SIZE, b"".join([expected[rid] for rid in piece]), *piece])
                 out.update(piece[int(i) - 1] for i in found)
             return out
 

@@ -84,27 +84,24 @@ local function shows_open(figures)
   return false
 end
 
--- the same from a facility's s field, as doc.lua composed it: "level=to,from:to ..." (spans of open figures shown);
--- at any level, the spans are read alone (a level's name holds no digits)
-local function open_until_now(u)
-  if levels == nil then
-    for from, colon, to in string.gmatch(u, '(%d+)(:?)(%d*)') do
-      if colon == '' then
-        if tonumber(from) > now then return true end  -- "to" alone: open from the start
-      elseif tonumber(from) <= now and tonumber(to) > now then
-        return true
-      end
+-- does one of these spans ("to,from:to,..." of doc.lua's s field) hold now? (a level's name holds no digits, so a
+-- facility's whole s field reads as its spans at any level)
+local function span_now(spans)
+  for from, colon, to in string.gmatch(spans, '(%d+)(:?)(%d*)') do
+    if colon == '' then
+      if tonumber(from) > now then return true end  -- "to" alone: open from the start
+    elseif tonumber(from) <= now and tonumber(to) > now then
+      return true
     end
-    return false
   end
+  return false
+end
+
+-- the same from a facility's s field, as doc.lua composed it: "level=to,from:to ..." (spans of open figures shown)
+local function open_until_now(u)
+  if levels == nil then return span_now(u) end
   for level, spans in string.gmatch(u, '(%S+)=(%S+)') do
-    if levels == nil or levels[level] then
-      for span in string.gmatch(spans, '[^,]+') do
-        local from, to = string.match(span, '^(%d+):(%d+)$')
-        if not from then from, to = 0, span end
-        if tonumber(from) <= now and tonumber(to) > now then return true end
-      end
-    end
+    if levels[level] and span_now(spans) then return true end
   end
   return false
 end
