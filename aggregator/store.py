@@ -873,6 +873,9 @@ class _Packer:
 
 _COMMANDS = _Packer()
 
+#: a staged write's transaction: its recorded calls, each with the kind of reply summed (``staging.Staged``)
+_Chunk = list[tuple[staging.Op, str]]
+
 
 def connect(url: str, *, timeout: float = 2.0, max_connections: int = 50, retries: int = 2) -> redis.Redis:
     """A client with explicit timeouts and bounded, jittered retries (never block forever).
@@ -1859,11 +1862,8 @@ class Store:
                 self.redis.sadd(key, *piece)
         if plan.add_feed:
             self.redis.sadd(k.feeds, feed_id)
-        for chunk in plan.chunks:
-            with self.redis.pipeline(transaction=True) as pipe:
-                for (name, args, kwargs), _kind in chunk:
-                    getattr(pipe, name)(*args, **kwargs)
-                replies = pipe.execute()
+
+        def done(chunk: _Chunk, replies: list[Any]) -> None:
             for (_op, kind), reply in zip(chunk, replies, strict=True):
                 if kind == "observe":
                     result.observations_written += int(reply[0])
@@ -1872,6 +1872,70 @@ class Store:
                     result.observations_pruned += int(reply)
             lease.check()
             self.on_stage_step("chunk")
+
+        self._run_transactions(plan.chunks, done)
+
+    def _run_transactions(self, chunks: Sequence[_Chunk], done: Callable[[_Chunk, list[Any]], None]) -> None:
+        """Each chunk of recorded calls as one MULTI/EXEC, in order, on one connection, the next one sent before
+        the one before it is answered: Redis runs a transaction while this process packs the next, instead of
+        each waiting for the other. ``done`` gets each chunk's replies once it is answered, before the chunk two
+        after it is sent (so at most one transaction is in flight past a ``done`` that raises: a staged write
+        tolerates any prefix of its transactions). A reply that is an error raises it, as a pipeline does. A lost
+        connection is retried as redis-py retries a pipeline: the transactions not yet answered are sent again
+        (each is a replay of the same writes)."""
+        pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        packed: dict[int, list[bytes]] = {}
+        answered = [0]  # the first chunk not yet answered
+
+        def pack(i: int) -> list[bytes]:
+            pipe = self.redis.pipeline(transaction=True)
+            for name, args, kwargs in (op for op, _kind in chunks[i]):
+                getattr(pipe, name)(*args, **kwargs)
+            return conn.pack_commands([("MULTI",), *[a for a, _options in pipe.command_stack], ("EXEC",)])
+
+        def answers(n: int) -> list[Any]:
+            conn.read_response()  # MULTI
+            queued: list[redis.ResponseError] = []
+            for _ in range(n):
+                try:
+                    conn.read_response()  # QUEUED, or the reason the command was refused
+                except redis.ResponseError as exc:
+                    queued.append(exc)
+            try:
+                replies = conn.read_response()
+            except redis.exceptions.ExecAbortError:
+                if queued:
+                    raise queued[0] from None
+                raise
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return cast(list[Any], replies)
+
+        def attempt() -> None:
+            sent: list[int] = []
+            following = answered[0]
+            while answered[0] < len(chunks):
+                while following < len(chunks) and len(sent) < 2:
+                    if following not in packed:
+                        packed[following] = pack(following)
+                    conn.send_packed_command(packed[following], check_health=not sent)
+                    sent.append(following)
+                    following += 1
+                i = sent.pop(0)
+                replies = answers(len(chunks[i]))
+                del packed[i]
+                answered[0] = i + 1
+                done(chunks[i], replies)
+
+        try:
+            conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
+        except BaseException:
+            conn.disconnect()  # replies of a transaction in flight are left unread: never reuse the connection
+            raise
+        finally:
+            pool.release(conn)
 
     def _flip_and_clean(
         self, gen: str, dead: Sequence[str], feed_id: str, plan: staging.Staged, left: set[str]

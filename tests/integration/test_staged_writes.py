@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from aggregator import invariants
 from aggregator.lookup import get_center, near
@@ -163,6 +164,45 @@ def test_a_writer_that_dies_after_its_flip_is_cleaned_up(store: Store) -> None:
     assert store.feed_members("big") != {f"big:{i}" for i in range(30)}  # the members that left: next run
     store.replace_feed("big", *feed(2, n=30), now=NOW, source="pull")
     assert invariants.check(store, now=NOW, quiet=True, feed_sizes={"big": 30}) == []
+
+
+def test_a_staged_write_whose_connection_drops_half_way_finishes_on_a_new_one(store: Store) -> None:
+    """Its transactions go out one ahead of their answers; those not answered when the connection dies are sent
+    again on a new one (each is a replay of the same writes), and the write ends as if nothing had happened."""
+    store.replace_feed("big", *feed(1), now=NOW, source="pull")
+    chunks = {"n": 0}
+
+    def cut(step: str) -> None:
+        if step == "chunk":
+            chunks["n"] += 1
+            if chunks["n"] == 3:  # the writer's connection (and every other) is closed by the server
+                assert store.redis.client_kill_filter(_type="normal", skipme=True) >= 1
+
+    store.on_stage_step = cut
+    result = store.replace_feed("big", *feed(2), now=NOW, source="pull")
+    store.on_stage_step = lambda step: None
+    assert chunks["n"] > 3
+    assert versions(store) == {"v2"}
+    assert (result.observations_written, result.observations_stale) == (40, 0)  # each answer counted once
+    assert not store.redis.exists(store.keys.staging, store.keys.masks)
+    assert invariants.check(store, now=NOW, quiet=True) == []
+
+
+def test_a_refused_transaction_stops_a_staged_write_before_its_flip(store: Store) -> None:
+    """An error reply half-way through is raised as it came, nothing of the write becomes visible, the client is
+    left fit for use, and the feed's next write takes the generation over."""
+    store.replace_feed("big", *feed(1), now=NOW, source="pull")
+    observe = store._observe_src
+    store._observe_src = "return redis.error_reply('ERR refused on purpose')"
+    with pytest.raises(redis.ResponseError, match="refused on purpose"):
+        store.replace_feed("big", *feed(2), now=NOW, source="pull")
+    store._observe_src = observe
+    assert store.redis.ping()
+    assert versions(store) == {"v1"}
+    store.replace_feed("big", *feed(2), now=NOW, source="pull")
+    assert versions(store) == {"v2"}
+    assert not store.redis.exists(store.keys.staging, store.keys.masks)
+    assert invariants.check(store, now=NOW, quiet=True) == []
 
 
 @pytest.mark.parametrize("partial", [False, True], ids=["snapshot", "push"])
