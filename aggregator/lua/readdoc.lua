@@ -154,12 +154,23 @@ local function open_spans(figures)
   end
   return spans
 end
--- the figures of observation groups as observation_groups gives them ({record, {field, stored, ...}})
+-- the figures of observation groups as observation_groups gives them ({record, {field, stored, ...}}), for
+-- open_spans: a figure of the positional form read as far as open_spans reads it (status, window and report time:
+-- its first three slots, by place; a facility is composed again whenever its figures change, so this is most of
+-- what observe.lua costs), any other form whole (observation)
 local function group_figures(groups)
   local figures = {}
   for _, g in ipairs(groups) do
     local kv = g[2]
-    for k = 1, #kv, 2 do figures[#figures + 1] = {kv[k], observation(kv[k + 1])} end
+    for k = 1, #kv, 2 do
+      local text = kv[k + 1]
+      local st, fs, rt = string.match(text, '^%[(%d+),(%d+),(%d+)[,%]]')
+      if st then
+        figures[#figures + 1] = {kv[k], {st = STATUSES[tonumber(st) + 1], fs = tonumber(fs), rt = tonumber(rt)}}
+      else
+        figures[#figures + 1] = {kv[k], observation(text)}
+      end
+    end
   end
   return figures
 end
