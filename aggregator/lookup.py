@@ -12,7 +12,7 @@ fewer filters would find something.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -507,14 +507,7 @@ def _hit_doc(center_id: str, distance: float, doc: bytes, now_ms: float, audienc
             for src in sources:
                 mine = newest.get(src["id"])
                 src["reported_at"] = _reported(mine) if mine is not None else None
-    public = audience == "public"
-    out = []
-    for level in center["services"]["levels_of_care"]:
-        entry = best.pop(level, None)
-        out.append(_view_slots(entry, now_ms, public) if entry else _no_report(level))
-    for entry in best.values():  # observed levels the center's services do not list
-        out.append(_view_slots(entry, now_ms, public))
-    return Hit(center_id, round(distance, 2), center, out)
+    return Hit(center_id, round(distance, 2), center, _in_service_order(center, best, _view_slots, now_ms, audience))
 
 
 def _hit_decoded(center_id: str, distance: float, doc: bytes, now_ms: float, audience: Audience) -> Hit:
@@ -596,13 +589,25 @@ def _levels(
         cur = best.get(level)
         if cur is None or (fresh, rt) > cur[:2]:
             best[level] = (fresh, rt, o)
+    return _in_service_order(center, best, _view, now_ms, audience)
+
+
+def _in_service_order(
+    center: Mapping[str, Any],
+    best: dict[str, Any],
+    view: Callable[[Any, float, bool], dict[str, Any]],
+    now_ms: float,
+    audience: Audience,
+) -> list[dict[str, Any]]:
+    """The figure shown for each level (``best``: level -> the entry ``view`` spells out), in the order of the
+    center's services, a level nobody reported on as such; then observed levels its services do not list."""
     public = audience == "public"
     out = []
     for level in center["services"]["levels_of_care"]:
         entry = best.pop(level, None)
-        out.append(_view(entry, now_ms, public) if entry else _no_report(level))
-    for entry in best.values():  # observed levels the center's services do not list
-        out.append(_view(entry, now_ms, public))
+        out.append(view(entry, now_ms, public) if entry else _no_report(level))
+    for entry in best.values():
+        out.append(view(entry, now_ms, public))
     return out
 
 
