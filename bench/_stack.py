@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,17 +31,34 @@ def pct(samples: Sequence[float], q: float) -> float:
 
 
 def machine() -> str:
+    """The machine as every benchmark names it: cores, memory, processor, system, Python, and how fast this Python
+    runs a plain loop here (``python_loop_us``): a ratio of Python work to Redis work moves with that balance."""
     memory = 0.0
+    cpu = ""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 memory = int(line.split()[1]) / 2**20
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     except OSError:
         pass
     return (
-        f"{os.cpu_count()} cores, {memory:.1f} GiB, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
+        f"{os.cpu_count()} cores, {memory:.1f} GiB, {cpu or platform.machine()}, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()} (sum(range(1000)) {python_loop_us():.1f} µs)"
     )
+
+
+def python_loop_us() -> float:
+    """µs this Python takes for ``sum(range(1000))``, the best of five rounds: a plain measure of the machine's
+    speed for Python code, to set runs on different machines side by side."""
+    return min(timeit.repeat("sum(range(1000))", number=1000, repeat=5)) / 1000 * 1e6
 
 
 def preamble(title: str) -> None:

@@ -34,6 +34,7 @@ from aggregator.model import Source
 from aggregator.normalize import FeedContext
 from aggregator.store import Store
 from bench import _summary
+from bench._stack import machine
 from bench.ingest import synthetic_csv
 
 
@@ -55,7 +56,7 @@ def main() -> None:
     centers = shutil.which("centers", path=str(Path(sys.executable).parent)) or "centers"
     tmp = Path(tempfile.mkdtemp(prefix="bench-cli-"))
     print(
-        f"machine: {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d}; python bench/cli.py "
+        f"machine: {machine()}; {datetime.now(UTC):%Y-%m-%d}; python bench/cli.py "
         f"--runs {args.runs} --centers {args.centers}"
     )
     with RedisProcess(tmp / "redis", persistent=False) as server:

@@ -28,7 +28,6 @@ import argparse
 import csv
 import dataclasses
 import io
-import os
 import random
 import re
 import shutil
@@ -53,6 +52,7 @@ from aggregator.local import sample
 from aggregator.local.redis_process import RedisProcess
 from aggregator.store import Store
 from bench import _summary
+from bench._stack import machine
 from bench.api_process import api_process
 from config import registry
 from config.registry import FeedConfig
@@ -303,7 +303,7 @@ def main() -> None:
     args = ap.parse_args()
     figures: dict[str, object] = {"rows": args.rows}
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    print(f"machine: {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d}")
+    print(f"machine: {machine()}; {datetime.now(UTC):%Y-%m-%d}")
     with RedisProcess(tmp / "redis", persistent=False) as server:
         store = Store.from_url(server.url)
         empty = int(store.redis.info("memory")["used_memory"])
