@@ -1890,10 +1890,12 @@ class Store:
         """Each chunk of recorded calls as one MULTI/EXEC, in order, on one connection, the next one sent before
         the one before it is answered: Redis runs a transaction while this process packs the next, instead of
         each waiting for the other. ``done`` gets each chunk's replies once it is answered, before the chunk two
-        after it is sent (so at most one transaction is in flight past a ``done`` that raises: a staged write
-        tolerates any prefix of its transactions). A reply that is an error raises it, as a pipeline does. A lost
-        connection is retried as redis-py retries a pipeline: the transactions not yet answered are sent again
-        (each is a replay of the same writes)."""
+        after it is sent. A reply that is an error raises it, as a pipeline does; the one transaction sent after
+        it may have been applied already, and so may one past a ``done`` that raises: a generation stopped before
+        its flip is never seen, and the feed's next write takes it over whole, whichever of its transactions
+        landed. A lost connection is retried as redis-py retries a pipeline, with the connection's retry budget
+        for each transaction (a long write rides out as many short outages as it has transactions, as when each
+        was a pipeline): the transactions not yet answered are sent again (each is a replay of the same writes)."""
         pool = self.redis.connection_pool
         conn = pool.get_connection()
         packed: dict[int, list[bytes]] = {}
@@ -1924,24 +1926,31 @@ class Store:
                     raise reply
             return cast(list[Any], replies)
 
-        def attempt() -> None:
-            sent: list[int] = []
-            following = answered[0]
-            while answered[0] < len(chunks):
-                while following < len(chunks) and len(sent) < 2:
-                    if following not in packed:
-                        packed[following] = pack(following)
-                    conn.send_packed_command(packed[following], check_health=not sent)
-                    sent.append(following)
-                    following += 1
-                i = sent.pop(0)
-                replies = answers(len(chunks[i]))
-                del packed[i]
-                answered[0] = i + 1
-                done(chunks[i], replies)
+        sent: list[int] = []  # chunks sent on this connection and not yet answered, in order
+        following = [0]  # the next chunk to send
+
+        def step() -> None:
+            """Keep two transactions in flight, then read the first one's answer."""
+            while following[0] < len(chunks) and len(sent) < 2:
+                if following[0] not in packed:
+                    packed[following[0]] = pack(following[0])
+                conn.send_packed_command(packed[following[0]], check_health=not sent)
+                sent.append(following[0])
+                following[0] += 1
+            i = sent.pop(0)
+            replies = answers(len(chunks[i]))
+            del packed[i]
+            answered[0] = i + 1
+            done(chunks[i], replies)
+
+        def lost(_error: Exception) -> None:  # a new connection: what was not answered goes again
+            conn.disconnect()
+            sent.clear()
+            following[0] = answered[0]
 
         try:
-            conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
+            while answered[0] < len(chunks):  # each transaction answered with its own retry budget
+                conn.retry.call_with_retry(step, lost)
         except BaseException:
             conn.disconnect()  # replies of a transaction in flight are left unread: never reuse the connection
             raise

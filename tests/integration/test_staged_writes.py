@@ -188,6 +188,30 @@ def test_a_staged_write_whose_connection_drops_half_way_finishes_on_a_new_one(st
     assert invariants.check(store, now=NOW, quiet=True) == []
 
 
+def test_a_staged_write_rides_out_more_dropped_connections_than_one_transaction_is_retried(store: Store) -> None:
+    """The connection's retry budget holds for each transaction, as when each was a pipeline of its own: a long
+    write (a national feed's first load) outlives as many short outages as it has transactions, one at a time."""
+    retries = store.redis.connection_pool.connection_kwargs["retry"].get_retries()
+    store.replace_feed("big", *feed(1, 200), now=NOW, source="pull")
+    drops = {3 * (k + 1) for k in range(retries + 2)}  # more than the budget, each at another transaction
+    chunks = {"n": 0}
+
+    def cut(step: str) -> None:
+        if step == "chunk":
+            chunks["n"] += 1
+            if chunks["n"] in drops:
+                assert store.redis.client_kill_filter(_type="normal", skipme=True) >= 1
+
+    store.on_stage_step = cut
+    result = store.replace_feed("big", *feed(2, 200), now=NOW, source="pull")
+    store.on_stage_step = lambda step: None
+    assert chunks["n"] > max(drops)
+    assert versions(store) == {"v2"}
+    assert (result.observations_written, result.observations_stale) == (200, 0)  # each answer counted once
+    assert not store.redis.exists(store.keys.staging, store.keys.masks)
+    assert invariants.check(store, now=NOW, quiet=True) == []
+
+
 def test_a_refused_transaction_stops_a_staged_write_before_its_flip(store: Store) -> None:
     """An error reply half-way through is raised as it came, nothing of the write becomes visible, the client is
     left fit for use, and the feed's next write takes the generation over."""
