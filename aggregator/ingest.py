@@ -764,6 +764,8 @@ class Pipeline:
                 # of that row's earlier text says, and a later run sending that text again must drop the rest,
                 # as normalizing it does. Its memos go first: the next full run normalizes every row.
                 self.store.drop_row_memos(feed.id)
+            # the validators dropped, and the memos suspended when rows were normalized anew, until this run ends
+            self.store.begin_feed_write(feed.id, memo_fingerprint(ctx) if done.rows and not partial else None)
             try:
                 self._apply(
                     feed, centers, observations, report, now, say, partial=partial, prune=not partial, kept=done.kept
@@ -772,6 +774,8 @@ class Pipeline:
                 done = normalize_rows(raws, ctx)
                 centers, observations, report = done.centers, done.observations, done.report
                 report.failed_documents = failed
+                if not partial:
+                    self.store.begin_feed_write(feed.id, memo_fingerprint(ctx))
                 self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial)
             if not partial and report.stored is not None:
                 self._remember_rows(feed, done, report.stored, ctx)
@@ -982,7 +986,9 @@ class Pipeline:
             return  # every row was kept from its memo: the memos stand as they are
         fingerprint, memos = memo_fingerprint(ctx), done.memos(stored.digests, ctx)
         try:
-            if memos != done.given:  # kept packed by bucket: those that changed are written (store.save_row_memos)
+            # kept packed by bucket: those that changed are written, and memos suspended for the write read again
+            # (store.save_row_memos)
+            if memos != done.given or done.rows:
                 self.store.save_row_memos(feed.id, fingerprint, memos, done.given)
         except StoreUnavailable as exc:
             # the memos standing may be those of rows this run changed: none is better than a stale one

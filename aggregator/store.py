@@ -648,6 +648,9 @@ WRITER_WAIT_SECONDS = 180.0
 
 #: candidates one near query may examine: its work on Redis is bounded however dense the area
 MAX_EXAMINED = 2000
+#: ``_fp`` of a feed's row memos while a write of rows normalized anew runs (``Store.begin_feed_write``), then the
+#: fingerprint they were made under: no run reads them until the write's own run saves its memos
+ROW_MEMOS_SUSPENDED = "suspended "
 #: a small partial write naming more records than this (sent, or kept as stored) reads its feed's members whole
 #: (lua/look.lua asks for each one: at 100,000 kept records, some 85 ms of Redis time against 15 for SMEMBERS)
 LOOK_KEPT_MAX = 5000
@@ -2762,14 +2765,17 @@ class Store:
                 try:
                     pipe.watch(key)
                     fp = pipe.hget(key, "_fp")
-                    if fp is None or _str(fp) != fingerprint:
+                    if fp is None or _str(fp) not in (fingerprint, ROW_MEMOS_SUSPENDED + fingerprint):
                         return
+                    suspended = _str(fp) != fingerprint
                     stored = {_str(name) for name in pipe.hkeys(key)} - {"_fp"}
                     changed = {n: pack_memos(b) for n, b in new.items() if b != old.get(n) or n not in stored}
                     gone = sorted(stored - set(new))
-                    if not changed and not gone:
+                    if not changed and not gone and not suspended:
                         return
                     pipe.multi()
+                    if suspended:  # this run's write is done: its memos are read again
+                        pipe.hset(key, "_fp", fingerprint)
                     if changed:
                         pipe.hset(key, mapping=cast(dict[Any, Any], changed))
                     if gone:
@@ -2782,6 +2788,25 @@ class Store:
 
     def drop_row_memos(self, feed_id: str) -> None:
         self._call("dropping row memos", lambda: self.redis.delete(self.keys.feed_rows(feed_id)))
+
+    def begin_feed_write(self, feed_id: str, memo_fingerprint: str | None = None) -> None:
+        """Before a run writes what its feed sent, in one transaction: the feed's validators (``FeedState.VALIDATORS``:
+        the export's digest, its ETag and Last-Modified) are dropped until the run's end sets them again, and with
+        ``memo_fingerprint`` (a write of rows normalized anew) its row memos are suspended: no run reads them until
+        ``save_row_memos`` under that fingerprint puts them right after the write. A run that stops between its
+        write and its end (a killed worker, a staged write's clean-up failing after the flip) would otherwise leave
+        them describing the export before: that export sent again would read as unchanged (a 304, the same
+        digest) or have its rows kept from their memos, and what the stopped run wrote would stay."""
+        k = self.keys
+
+        def write() -> Any:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hdel(k.feed_state(feed_id), *FeedState.VALIDATORS)
+            if memo_fingerprint is not None:
+                pipe.hset(k.feed_rows(feed_id), "_fp", ROW_MEMOS_SUSPENDED + memo_fingerprint)
+            return pipe.execute()
+
+        self._call("starting a feed's write", write)
 
     def changed_records(self, feed_id: str, expected: Mapping[str, bytes]) -> set[str]:
         """Which of these records of ``feed_id`` (their ids say the feed: ``feed_of_record``) are not stored as

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from aggregator.errors import StoreUnavailable
 from aggregator.fetch import Fetcher, new_session
@@ -617,3 +618,50 @@ def test_a_level_the_partner_withdraws_after_a_run_that_kept_no_memos_is_dropped
     _serve_two(partner, res="")  # withdrawn: the first text again
     assert pipeline.run(feed).status == "applied"
     assert _residential(store, NOW + timedelta(hours=2, minutes=30)) == ("unknown", False)
+
+
+@pytest.mark.parametrize("how", ["stopped before its memos", "clean-up failed after the flip"])
+def test_a_run_that_stops_after_its_write_leaves_no_memo_of_the_rows_it_changed(
+    store: Store, partner: LoopbackServer, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A run whose write is done but whose memos are not (its worker killed in between, or a staged write's
+    clean-up failing after the flip made it visible) leaves the memos suspended, not those of the rows' earlier
+    texts: a later run sending such a text again normalizes it, and the level the partner withdrew is dropped."""
+    times = iter(NOW + timedelta(hours=h) for h in range(10))
+    pipeline = Pipeline(store, Fetcher(new_session("t")), clock=lambda: next(times))
+    feed = _two_level_feed(_serve_two(partner, res=""))
+    assert pipeline.run(feed).status == "applied"  # detox only: its memo is kept
+    fingerprint = memo_fingerprint(context_for(feed, NOW))
+    assert store.row_memos("memo", fingerprint)
+
+    _serve_two(partner, res="5")  # the same center, with residential beds too
+    if how == "stopped before its memos":
+
+        def killed(*args: Any) -> None:
+            raise KeyboardInterrupt("the worker stopped here")
+
+        monkeypatch.setattr(pipeline, "_remember_rows", killed)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.run(feed)
+    else:
+        store.stage_above = 0  # staged: the flip makes it visible, then the clean-up fails
+
+        def lost(step: str) -> None:
+            if step == "flipped":
+                raise redis.ConnectionError("connection lost during the clean-up (injected)")
+
+        store.on_stage_step = lost
+        with pytest.raises(StoreUnavailable):
+            pipeline.run(feed)
+        store.on_stage_step = lambda step: None
+        store.stage_above = STAGE_ABOVE
+    monkeypatch.undo()
+    assert _residential(store, NOW + timedelta(hours=1, minutes=30)) == ("available", True)
+    assert store.row_memos("memo", fingerprint) == {}  # suspended: no run reads them
+
+    _serve_two(partner, res="")  # withdrawn: the first text again
+    assert pipeline.run(feed).status == "applied"
+    assert _residential(store, NOW + timedelta(hours=2, minutes=30)) == ("unknown", False)
+    assert store.row_memos("memo", fingerprint)  # this run's memos, read again
+    store.finish_staged()  # the sweep's part: the clean-up the failed run left
+    assert check(store, now=NOW + timedelta(hours=2, minutes=30), quiet=True) == []
