@@ -15,6 +15,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import platform
 import re
 import socket
 import threading
@@ -321,12 +322,19 @@ _NORMALIZING_LIBRARIES = ("phonenumbers", "zipcodes", "usaddress", "pydantic", "
 
 @functools.cache
 def _code_digest() -> str:
+    """The normalizing code's files, the libraries' versions and Python's: made when this module is imported
+    (below), so a process that runs the code it loaded labels its memos with that code, not with files a release
+    changed on disk since (a worker's child forked after an upgrade landed, before the worker restarted)."""
     h = hashlib.blake2b(digest_size=16)
     for name in _NORMALIZING_CODE:
         h.update((Path(__file__).parent / name).read_bytes())
     for library in _NORMALIZING_LIBRARIES:
         h.update(f"{library}=={importlib.metadata.version(library)}".encode())
+    h.update(f"python=={platform.python_version()}".encode())  # its datetime parsing reads times (fromisoformat)
     return h.hexdigest()
+
+
+_code_digest()
 
 
 def memo_fingerprint(ctx: FeedContext) -> str:

@@ -293,3 +293,32 @@ def test_a_record_carrying_a_holes_text_is_shaped_per_request() -> None:
     assert got == orjson.dumps(public_center(hit.as_dict(), PARTNERS))
     assert orjson.loads(got)["availability"][0]["age_seconds"] == 60
     assert len(renderer) == 0
+
+
+def test_what_an_entry_is_counted_covers_what_it_holds_however_many_figures_its_document_has(store: Store) -> None:
+    """A facility known from many feeds has many figures but a short public answer (one view a level): each
+    figure's expiry and freshness flag are held too, and counted, so the kept bytes stay within their bound."""
+    import tracemalloc
+
+    levels = ["crisis", "detox", "inpatient", "iop", "mat", "otp", "outpatient", "php", "residential", "telehealth"]
+    lat, lon = CAMBRIDGE
+    for i in range(40):  # one facility: the same SAMHSA id from 40 partners
+        c = center(f"p{i}", "x", lat, lon, levels_of_care=levels, external_ids=[{"system": "samhsa", "value": "77"}])
+        figures = [observation(c, lv, "available", reported_at=ago(minutes=i % 7), freshness=3600) for lv in levels]
+        store.replace_feed(f"p{i}", [c], figures, now=NOW, source="pull")
+    plan = lookup.plan_near(zip="02139", now=NOW, limit=1)
+    found = store.search_documents(**plan.search())
+    assert len(found) == 1 and len(read_doc(found[0][2])[1]) == 400
+    renderer = HitRenderer()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        renderer.hits(found, NOW.timestamp() * 1000, {})
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(
+        d.size_diff for d in after.compare_to(before, "filename") if d.traceback[0].filename.endswith("rendered.py")
+    )
+    assert len(renderer) == 1
+    assert held <= renderer.size, (held, renderer.size)

@@ -665,3 +665,20 @@ def test_a_run_that_stops_after_its_write_leaves_no_memo_of_the_rows_it_changed(
     assert store.row_memos("memo", fingerprint)  # this run's memos, read again
     store.finish_staged()  # the sweep's part: the clean-up the failed run left
     assert check(store, now=NOW + timedelta(hours=2, minutes=30), quiet=True) == []
+
+
+def test_a_row_not_read_for_what_the_other_rows_say_is_never_kept_from_its_memo(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """A row with more filled cells than the header is read when most rows run past it (a column left unnamed)
+    and rejected when few do (values shifted by a comma): the same cells, judged by the rest of the file. A memo
+    made where it was read never keeps it where it is not."""
+    past = [row(i).rstrip("\n") + ",x\n" for i in range(5)]  # each runs one cell past the header
+    feed = feed_for(serve(partner, past), min_accepted_share=0.1)
+    first = pipeline.run(feed)
+    assert first.report is not None and first.report.accepted == 5
+    serve(partner, [past[0]] + [row(i) for i in range(1, 5)])  # C0 alone runs past: its values may be shifted
+    second = pipeline.run(feed, force=True)
+    assert second.report is not None and (second.report.accepted, second.report.rejected) == (4, 1)
+    assert "more filled cell" in str(second.report.as_dict()["rejections"])
+    assert "memo:C0" not in store.feed_members("memo")
