@@ -161,6 +161,7 @@ def context_for(feed: FeedConfig, now: datetime) -> FeedContext:
         value_maps=feed.mapping.value_maps,
         default_state=feed.default_state,
         null_values=feed.mapping.null_values,
+        authority=feed.authority,
     )
 
 
@@ -338,8 +339,9 @@ _code_digest()
 
 
 def memo_fingerprint(ctx: FeedContext) -> str:
-    """Row memos hold for one feed's settings (everything normalizing reads but the clock) and one version
-    of the normalizing code."""
+    """Row memos hold for one feed's settings (everything normalizing reads but the clock, and the authority its
+    records are written with) and one version of the normalizing code; so do its validators (``FeedState.settings``:
+    a run under others fetches and reads the export whole)."""
     settings = [
         ctx.feed_id,
         ctx.source.value,
@@ -350,6 +352,7 @@ def memo_fingerprint(ctx: FeedContext) -> str:
         {k: {t: sorted(v) for t, v in m.items()} for k, m in ctx.value_maps.items()},
         ctx.default_state,
         sorted(ctx.null_values),
+        ctx.authority,
     ]
     return hashlib.blake2b(
         orjson.dumps([_code_digest(), settings], option=orjson.OPT_SORT_KEYS), digest_size=16
@@ -727,9 +730,12 @@ class Pipeline:
         if not force and (state.next_fetch_after or 0) > now.timestamp():
             return RunOutcome(feed.id, RunStatus.WAITING)
         self.store.set_feed_state(feed.id, FeedState(last_attempt=_iso(now)), increment=FeedState.RUNS)
+        # what the feed's rows are read and written with (its settings, its authority, the code): the validators
+        # of an export read under other settings say nothing of what reading it now would store
+        settings = memo_fingerprint(context_for(feed, now))
         try:
             say(f"fetching {feed.url}")
-            documents, first, failed = self._fetch_all(feed, state, force)
+            documents, first, failed = self._fetch_all(feed, state, force or state.settings != settings)
             checked = FeedState(
                 last_checked=_iso(now), consecutive_failures=0, next_fetch_after=now.timestamp() + (first.max_age or 0)
             )
@@ -737,7 +743,7 @@ class Pipeline:
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome="not_modified"))
                 return RunOutcome(feed.id, RunStatus.NOT_MODIFIED, documents=1)
             digest = hashlib.sha256(b"".join(hashlib.sha256(d.body).digest() for d in documents)).hexdigest()
-            if digest == state.digest and not force:
+            if digest == state.digest and state.settings == settings and not force:
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome="unchanged"))
                 return RunOutcome(feed.id, RunStatus.UNCHANGED, documents=len(documents))
             say(f"parsing {len(documents)} document(s), {sum(len(d.body) for d in documents):,} bytes")
@@ -757,7 +763,7 @@ class Pipeline:
                 + (f" ({len(done.kept)} unchanged rows not normalized again)" if done.kept else "")
             )
             self._check_share(feed, report)
-            validators = FeedState(etag=first.etag, last_modified=first.last_modified, digest=digest)
+            validators = FeedState(etag=first.etag, last_modified=first.last_modified, digest=digest, settings=settings)
             partial = bool(failed)
             held = "" if partial else _hold_reason(self.store, feed, {c.id for c in centers} | set(done.kept))
             if held:

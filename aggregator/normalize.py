@@ -389,6 +389,9 @@ class FeedContext:
     default_state: str | None = None
     #: cell texts meaning "no value" (compared case-insensitively)
     null_values: Iterable[str] = DEFAULT_NULL_VALUES
+    #: the feed's rank where records of several feeds compose one place: not read by normalizing, but what a
+    #: row's record is written with, so its memos hold for one authority (``ingest.memo_fingerprint``)
+    authority: int = 0
     #: what this feed's cells were found to mean, by cell (a row's service cells, a level's name): a run reads the
     #: same few texts on most rows, and with the same value maps they mean the same (``_remembered``)
     memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)

@@ -771,6 +771,8 @@ class FeedState:
     digest: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    #: the feed's settings the validators above were stored under (``ingest.memo_fingerprint``)
+    settings: str | None = None
     # a held (quarantined) run, and what operators did with it
     held_reason: str | None = None
     held_at: str | None = None
@@ -801,7 +803,7 @@ class FeedState:
     #: field groups cleared together (``Store.set_feed_state(..., delete=...)``)
     ERROR: ClassVar[tuple[str, ...]] = ("last_error", "last_error_kind", "last_error_at")
     HOLD: ClassVar[tuple[str, ...]] = ("held_reason", "held_at")
-    VALIDATORS: ClassVar[tuple[str, ...]] = ("digest", "etag", "last_modified")
+    VALIDATORS: ClassVar[tuple[str, ...]] = ("digest", "etag", "last_modified", "settings")
     #: counters (``Store.set_feed_state(..., increment=...)``)
     RUNS: ClassVar[str] = "runs"
     FAILURES: ClassVar[str] = "failures"
@@ -1025,17 +1027,30 @@ class _Look:
 
 @dataclass(frozen=True)
 class StoredRecord:
-    """What a write reads of a stored feed record: its digest, the facility it is linked to ("" when none) and
-    the order of the write that wrote it (None when unknown)."""
+    """What a write reads of a stored feed record: its digest, the facility it is linked to ("" when none), the
+    order of the write that wrote it and the authority of its feed when it was written (None when unknown)."""
 
     digest: bytes | None
     facility: str = ""
     written: int | None = None
+    authority: int | None = None
 
     @classmethod
-    def read(cls, record_id: str, digest: bytes | None, fac: bytes | None, written: bytes | None) -> StoredRecord:
-        """From r:{record} h, fac and o as Redis returns them."""
-        return cls(digest, facility_of_record(record_id, digest, fac), int(written) if written is not None else None)
+    def read(
+        cls,
+        record_id: str,
+        digest: bytes | None,
+        fac: bytes | None,
+        written: bytes | None,
+        authority: bytes | None = None,
+    ) -> StoredRecord:
+        """From r:{record} h, fac, o and a as Redis returns them."""
+        return cls(
+            digest,
+            facility_of_record(record_id, digest, fac),
+            int(written) if written is not None else None,
+            int(authority) if authority is not None else None,
+        )
 
 
 @dataclass
@@ -1090,11 +1105,14 @@ def diff_records(
     kept: frozenset[str] = frozenset(),
     order: int = 0,
     force: bool = False,
+    authority: int | None = None,
 ) -> RecordDiff:
     """Pure: the record changes of a snapshot. ``stored``: the records read (the feed's members, or for a partial
     write those it carries; ``kept`` ones not read); ``kept``: stored records carried unchanged without being sent
-    (counted unchanged, nothing written). A record whose digest and link are as stored is unchanged, unless
-    ``force``; one last written by a later write (``order``) is superseded; every other is added or updated."""
+    (counted unchanged, nothing written). A record whose digest and link are as stored, and written with the feed's
+    ``authority`` (when given), is unchanged, unless ``force``; one last written by a later write (``order``) is
+    superseded; every other is added or updated (a feed whose authority changed rewrites its records, and their
+    facilities are composed again by the new ranks)."""
     result = ReplaceResult(unchanged=len(kept))
     diff = RecordDiff(result, old={rid: (s.digest, s.facility) for rid, s in stored.items()})
     later = {rid for rid, s in stored.items() if s.written is not None and s.written > order and rid in new}
@@ -1106,7 +1124,13 @@ def diff_records(
         digest = record_digest(record)
         result.digests[rid] = digest
         prev = stored.get(rid)
-        if prev is not None and prev.digest == digest and prev.facility and not force:
+        if (
+            prev is not None
+            and prev.digest == digest
+            and prev.facility
+            and not force
+            and (authority is None or prev.authority in (None, authority))
+        ):
             result.unchanged += 1
             continue
         if rid in later:
@@ -1716,7 +1740,7 @@ class Store:
         _, found, count, kept_members = reply
         if not named:
             return _Look(_strs(found), int(count))
-        stored = {_str(rid): StoredRecord.read(_str(rid), digest, fac, written) for rid, digest, fac, written in found}
+        stored = {_str(rid): StoredRecord.read(_str(rid), *fields) for rid, *fields in found}
         return _Look(set(stored) | _strs(kept_members), int(count), stored)
 
     def _writer_free(self, pipe: Any, deadline: float, *keys: str) -> bool:
@@ -2045,7 +2069,7 @@ class Store:
             stored = look.stored
         else:
             stored = self._read_records(sorted(all_ids & set(new)) if partial else sorted(all_ids - kept))
-        diff = diff_records(new, stored, kept=kept, order=order, force=force)
+        diff = diff_records(new, stored, kept=kept, order=order, force=force, authority=authority)
         # links: a record keeps its facility; a new one is matched against nearby facilities
         plan = self._plan_links(feed_id, new, diff.old, diff.changed, diff.removed, authority, extra or set())
         self._watch_facilities(pipe, plan)
@@ -2098,10 +2122,10 @@ class Store:
         """What a write needs of these stored records (an absent one reads with no digest and no facility)."""
         if not record_ids:
             return {}
-        replies = self._read_many([("HMGET", self.keys.record(rid), "h", "fac", "o") for rid in record_ids])
+        replies = self._read_many([("HMGET", self.keys.record(rid), "h", "fac", "o", "a") for rid in record_ids])
         return {
-            rid: StoredRecord.read(rid, digest, fac, written)
-            for rid, (digest, fac, written) in zip(record_ids, replies, strict=True)
+            rid: StoredRecord.read(rid, digest, fac, written, authority)
+            for rid, (digest, fac, written, authority) in zip(record_ids, replies, strict=True)
         }
 
     def _queue_writes(

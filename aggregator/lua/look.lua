@@ -4,9 +4,9 @@
 -- stored (unchanged rows of a run). Read-only.
 -- Returns {1} while a staged write holds the writer lock. Else {0, members, count, kept}: a full write gets every
 -- member (it removes those it does not carry) and no kept list; a partial one only those of its sent records that
--- are members, each as {id, h, fac, o} (the stored record's digest, link and order: Store._read_records), and of
--- its kept ones those that are members; count is the feed's size. A push of one record to a feed of 100,000 reads
--- one record, not the 100,000 ids.
+-- are members, each as {id, h, fac, o, a} (the stored record's digest, link, order and authority:
+-- Store._read_records), and of its kept ones those that are members; count is the feed's size. A push of one
+-- record to a feed of 100,000 reads one record, not the 100,000 ids.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {1}
 end
@@ -20,8 +20,8 @@ for i = 4, #ARGV do
   local id = ARGV[i]
   if redis.call('SISMEMBER', KEYS[2], id) == 1 then
     if i < 4 + sent then
-      local r = redis.call('HMGET', ARGV[1] .. 'r:' .. id, 'h', 'fac', 'o')
-      found[#found + 1] = {id, r[1], r[2], r[3]}
+      local r = redis.call('HMGET', ARGV[1] .. 'r:' .. id, 'h', 'fac', 'o', 'a')
+      found[#found + 1] = {id, r[1], r[2], r[3], r[4]}
     else
       kept[#kept + 1] = id
     end

@@ -682,3 +682,44 @@ def test_a_row_not_read_for_what_the_other_rows_say_is_never_kept_from_its_memo(
     assert second.report is not None and (second.report.accepted, second.report.rejected) == (4, 1)
     assert "more filled cell" in str(second.report.as_dict()["rejections"])
     assert "memo:C0" not in store.feed_members("memo")
+
+
+def _harbor_feed(partner: LoopbackServer, feed_id: str, name: str, authority: int) -> FeedConfig:
+    text = (
+        "ID,Name,Street,City,State,ZIP,Lat,Lon,Phone,Services\n"
+        f"A1,{name},12 Harbor Way,Cambridge,MA,02139,42.3626,-71.0995,(617) 555-0190,DT\n"
+    )
+    partner.route(f"/{feed_id}.csv", Response(200, text.encode(), {"Content-Type": "text/csv"}))
+    fields = {
+        "source_id": "ID",
+        "name": "Name",
+        "address_1": "Street",
+        "city": "City",
+        "state": "State",
+        "postal_code": "ZIP",
+        "latitude": "Lat",
+        "longitude": "Lon",
+        "phone": "Phone",
+        "levels_of_care": "Services",
+    }
+    feed = feed_for(partner.url(f"/{feed_id}.csv"), mapping={"fields": fields}, authority=authority)
+    return dataclasses.replace(feed, id=feed_id)
+
+
+@pytest.mark.parametrize("forced", [True, False], ids=["forced", "scheduled"])
+def test_a_feed_whose_authority_changed_rewrites_its_records_and_its_places_take_the_new_ranks(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline, forced: bool
+) -> None:
+    """Raising a feed's authority in the registry reaches the places its records compose, though its export is
+    the same bytes: its validators and row memos were made under the old settings, and its stored records say
+    the authority they were written with."""
+    one = _harbor_feed(partner, "one", "Harbor Recovery Center", authority=1)
+    two = _harbor_feed(partner, "two", "Harbor Recovery Ctr LLC", authority=2)
+    assert pipeline.run(one).status == "applied" and pipeline.run(two).status == "applied"
+    assert store.facility_of("one:A1") == store.facility_of("two:A1")
+    assert store.get_center("one:A1")[0]["name"] == "Harbor Recovery Ctr LLC"  # feed two outranks feed one
+    outcome = pipeline.run(dataclasses.replace(one, authority=5), force=forced)
+    assert outcome.status == "applied", outcome
+    assert store.get_center("one:A1")[0]["name"] == "Harbor Recovery Center"
+    assert store.redis.hget(store.keys.record("one:A1"), "a") == b"5"
+    assert pipeline.run(dataclasses.replace(one, authority=5)).status == "unchanged"  # the same settings again
