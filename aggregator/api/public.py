@@ -23,7 +23,7 @@ from aggregator.api.common import (
     require_loaded,
     state_of,
 )
-from aggregator.api.rendered import answer_bytes, no_hits, public_center
+from aggregator.api.rendered import answer_bytes, max_age, no_hits, public_center
 from aggregator.errors import InvalidQuery, PlaceNotFound, UnknownZip
 from aggregator.model import LevelOfCare, Payment, Population
 
@@ -214,15 +214,18 @@ async def centers_near(request: Request) -> Response:
     retry_ms, found = await st.store.count_and_search_documents(rate_key(address), RATE_WINDOW_MS, limit, plan.search())
     if retry_ms is not None:
         raise rate_limited_error(limit, "requests", retry_ms)
-    headers = {"Cache-Control": f"public, max-age={st.settings.public_max_age}"}
     answer = lookup.answer_near(plan, no_hits(found), "public")  # its results are rendered below
     if not found:  # rare: what would help, and whether the store has data at all (more reads)
         await run_in_threadpool(_empty_answer, st, plan, answer)
         st.metrics.lookup("public", False)
-        return json_response(answer.as_dict(), headers=headers)
+        return json_response(
+            answer.as_dict(), headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"}
+        )
     partners = {f.id: f.partner for f in st.registry.feeds}
-    results = st.renderer.hits(found, plan.now.timestamp() * 1000, partners)
+    now_ms = plan.now.timestamp() * 1000
+    results, turn_ms = st.renderer.hits_and_turn(found, now_ms, partners)
     st.metrics.lookup("public", True)
+    headers = {"Cache-Control": f"public, max-age={max_age(st.settings.public_max_age, now_ms, turn_ms)}"}
     return Response(answer_bytes(answer, len(found), results), media_type="application/json", headers=headers)
 
 
@@ -264,7 +267,14 @@ def center_by_id(
     if found is None:
         require_loaded(st)
         raise ApiError(404, "not_found", f"no center {center_id!r}", center_id=center_id)
+    # kept no longer than its first fresh figure stays fresh (its age is whole seconds: one more taken off)
+    fresh_for = [
+        a["freshness_seconds"] - a["age_seconds"] - 1
+        for a in found.get("availability", ())
+        if a.get("fresh") and a.get("age_seconds") is not None
+    ]
+    seconds = max(0, min([st.settings.public_max_age, *fresh_for]))
     return json_response(
         public_center(found, {f.id: f.partner for f in st.registry.feeds}),
-        headers={"Cache-Control": f"public, max-age={st.settings.public_max_age}"},
+        headers={"Cache-Control": f"public, max-age={seconds}"},
     )

@@ -17,6 +17,7 @@ serializing the answer): see BENCHMARKS.md, "HTTP".
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -183,6 +184,14 @@ class HitRenderer:
     def hits(self, found: DocumentHits, now_ms: float, partners: Mapping[str, str]) -> list[bytes]:
         """The hits' public JSON, nearest first, judged at ``now_ms``, as parts of a JSON array's items
         (commas included): ``answer_bytes`` joins them."""
+        return self.hits_and_turn(found, now_ms, partners)[0]
+
+    def hits_and_turn(
+        self, found: DocumentHits, now_ms: float, partners: Mapping[str, str]
+    ) -> tuple[list[bytes], float]:
+        """``hits``, and the first moment after ``now_ms`` (epoch ms) at which a figure of theirs turns stale, so
+        the answer may read otherwise (``math.inf`` when none will): a cache must not keep it past then."""
+        turn = math.inf
         out: list[bytes] = []
         ages: dict[int, bytes] = {}
         docs = self._docs
@@ -198,6 +207,9 @@ class HitRenderer:
                 key = (center_id, hashlib.blake2b(doc, digest_size=16).digest())  # the document, not kept
                 entry = docs.get(key)
                 if entry is not None:
+                    for e in entry.expiries:  # _next_turn, inline: the busiest path
+                        if now_ms < e < turn:
+                            turn = e
                     docs.move_to_end(key)
                     if entry.mask(now_ms) == entry.mask_of:
                         entry.fill(out, distance, now_ms, ages)
@@ -205,20 +217,43 @@ class HitRenderer:
                 shaped = _shape(center_id, doc, now_ms, self._partners) if len(doc) <= KEPT_DOCUMENT_MAX else None
                 self.shaped += 1
                 if shaped is None:
-                    out.append(_shaped_now(center_id, distance, doc, now_ms, self._partners))
+                    text, expiries = _shaped_now(center_id, distance, doc, now_ms, self._partners)
+                    turn = min(turn, _next_turn(expiries, now_ms))
+                    out.append(text)
                     continue
+                turn = min(turn, _next_turn(shaped[0], now_ms))
                 if entry is None:
                     entry = docs[key] = _Rendered(shaped[0])
                 entry.mask_of, entry.parts, entry.fills = entry.mask(now_ms), shaped[1], shaped[2]
                 entry.fill(out, distance, now_ms, ages)
                 self._keep(key, entry)
-        return out
+        return out, turn
 
 
-def _shaped_now(center_id: str, distance: float, doc: bytes, now_ms: float, partners: Mapping[str, str]) -> bytes:
+def _next_turn(expiries: Sequence[float], now_ms: float) -> float:
+    """The first of ``expiries`` after ``now_ms`` (``math.inf`` when none is)."""
+    turn = math.inf
+    for e in expiries:
+        if now_ms < e < turn:
+            turn = e
+    return turn
+
+
+def _shaped_now(
+    center_id: str, distance: float, doc: bytes, now_ms: float, partners: Mapping[str, str]
+) -> tuple[bytes, tuple[float, ...]]:
     center, observations = read_doc(doc)
+    expiries = tuple(o["rt"] + o["freshness_seconds"] * 1000 for o in observations)  # before they are reshaped
     hit = lookup._hit((center_id, distance, center, observations), now_ms, "public")
-    return orjson.dumps(public_center(hit.as_dict(), partners))
+    return orjson.dumps(public_center(hit.as_dict(), partners)), expiries
+
+
+def max_age(default: int, now_ms: float, turn_ms: float) -> int:
+    """A public answer's ``Cache-Control`` max-age: ``default`` seconds, but never past the moment a figure it
+    shows turns stale (``turn_ms``: a browser or a proxy keeping it longer would show that figure as live)."""
+    if turn_ms == math.inf:
+        return default
+    return max(0, min(default, int((turn_ms - now_ms) // 1000)))
 
 
 def answer_bytes(answer: lookup.NearAnswer, count: int, results: Sequence[bytes]) -> bytes:

@@ -322,3 +322,46 @@ def test_what_an_entry_is_counted_covers_what_it_holds_however_many_figures_its_
     )
     assert len(renderer) == 1
     assert held <= renderer.size, (held, renderer.size)
+
+
+def test_a_public_answer_is_never_cacheable_past_the_moment_a_figure_it_shows_turns_stale(store: Store) -> None:
+    """``Cache-Control: max-age`` lets a browser or a proxy show the answer again without asking: never past the
+    moment a fresh figure in it turns stale, or that figure would be shown as live (near-you and one center)."""
+    from fastapi.testclient import TestClient
+
+    from aggregator.api import create_app
+    from config.registry import Registry
+    from config.settings import Settings
+
+    lat, lon = CAMBRIDGE
+    c = center("f", "a", lat, lon, levels_of_care=["detox"])
+    # reported 59 min 56.5 s before NOW with a one-hour window: fresh for 3.5 s more
+    store.replace_feed(
+        "f",
+        [c],
+        [observation(c, "detox", "available", reported_at=ago(minutes=59, seconds=56.5), freshness=3600)],
+        now=NOW,
+    )
+    clock = {"now": NOW}
+    settings = Settings.from_env({"CENTERS_RATE_LIMIT": "100000", "CENTERS_GEOCODER": "none"})
+    app = create_app(
+        settings,
+        store,
+        registry=Registry(feeds=()),
+        enqueue=lambda _n, _a: None,
+        environ={},
+        clock=lambda: clock["now"],
+    )
+    with TestClient(app) as client:
+        for moment, seconds in (
+            (NOW - timedelta(minutes=5), 10),
+            (NOW, 3),
+            (NOW + timedelta(seconds=3), 0),
+            (NOW + timedelta(seconds=4), 10),
+        ):
+            clock["now"] = moment
+            near = client.get("/v1/centers/near", params={"zip": "02139"})
+            one = client.get("/v1/centers/f:a")
+            assert near.status_code == one.status_code == 200
+            assert near.headers["cache-control"] == f"public, max-age={seconds}", moment
+            assert one.headers["cache-control"] == f"public, max-age={seconds}", moment
