@@ -272,7 +272,11 @@ SETTINGS: dict[str, Setting] = {
     ),
     "push_max_bytes": Setting("CENTERS_PUSH_MAX_BYTES", "5000000", _positive_int, "Largest push body (413 above)."),
     "public_max_age": Setting(
-        "CENTERS_PUBLIC_MAX_AGE", "10", _positive_int, "Cache-Control max-age, seconds, of public search answers."
+        "CENTERS_PUBLIC_MAX_AGE",
+        "10",
+        _positive_int,
+        "Cache-Control max-age, seconds, of public search answers (at most: never past the moment a figure shown "
+        "turns stale).",
     ),
     "api_host": Setting("CENTERS_API_HOST", "127.0.0.1", str, "Address `centers serve` binds the HTTP API to."),
     "api_port": Setting("CENTERS_API_PORT", "8000", _port, "Port of the HTTP API (0: a free port)."),
