@@ -55,7 +55,15 @@ from aggregator.model import (
 )
 from aggregator.normalize import YEAR_SUPPLIED, FeedContext, NormalizedRecord, normalize_record
 from aggregator.push import parse_push
-from aggregator.store import FeedState, KeptRecordsRefused, PushRecord, ReplaceResult, Store, kept_json
+from aggregator.store import (
+    FeedRunWrite,
+    FeedState,
+    KeptRecordsRefused,
+    PushRecord,
+    ReplaceResult,
+    Store,
+    kept_json,
+)
 from config.registry import FeedConfig
 
 log = logging.getLogger(__name__)
@@ -778,19 +786,30 @@ class Pipeline:
                 # of that row's earlier text says, and a later run sending that text again must drop the rest,
                 # as normalizing it does. Its memos go first: the next full run normalizes every row.
                 self.store.drop_row_memos(feed.id)
-            # the validators dropped, and the memos suspended when rows were normalized anew, until this run ends
-            self.store.begin_feed_write(feed.id, memo_fingerprint(ctx) if done.rows and not partial else None)
+            # as the write lands: the validators dropped, and the memos suspended when rows were normalized anew,
+            # until this run ends (Store.begin_feed_write)
+            write = FeedRunWrite(settings if done.rows and not partial else None)
             try:
                 self._apply(
-                    feed, centers, observations, report, now, say, partial=partial, prune=not partial, kept=done.kept
+                    feed,
+                    centers,
+                    observations,
+                    report,
+                    now,
+                    say,
+                    partial=partial,
+                    prune=not partial,
+                    kept=done.kept,
+                    run=write,
                 )
             except KeptRecordsRefused:  # an earlier write of the feed died half-way: send every record
-                done = normalize_rows(raws, ctx)
+                done = normalize_rows(raws, ctx, {})  # each row with its digest, for the memos saved after
                 centers, observations, report = done.centers, done.observations, done.report
                 report.failed_documents = failed
-                if not partial:
-                    self.store.begin_feed_write(feed.id, memo_fingerprint(ctx))
-                self._apply(feed, centers, observations, report, now, say, partial=partial, prune=not partial)
+                write = FeedRunWrite(None if partial else settings)
+                self._apply(
+                    feed, centers, observations, report, now, say, partial=partial, prune=not partial, run=write
+                )
             if not partial and report.stored is not None:
                 self._remember_rows(feed, done, report.stored, ctx)
             outcome = RunStatus.PARTIAL if partial else RunStatus.APPLIED
@@ -1028,10 +1047,12 @@ class Pipeline:
         prune: bool = True,
         order: int | None = None,
         kept: Mapping[str, RowMemo] | None = None,
+        run: FeedRunWrite | None = None,
     ) -> None:
         """Place and store. ``partial``: remove no center; ``prune``: drop this feed's figures for levels a
         center no longer reports (not when files of the run are missing: their figures may be in them), but
-        never for a level whose figures the run carried and rejected (``report.rejected_levels``)."""
+        never for a level whose figures the run carried and rejected (``report.rejected_levels``). ``run``: a feed
+        run's write (``Store.replace_feed``)."""
         say(f"placing {len(centers)} centers")
         placed, report.placement = place_all(centers, self.geocoder, now)
         say("storing the snapshot")
@@ -1046,6 +1067,7 @@ class Pipeline:
             order=order,
             keep=report.rejected_levels,
             kept=kept or (),
+            run=run,
         )
 
     # ------------------------------------------------------------------------------------ push
@@ -1220,7 +1242,7 @@ class Pipeline:
             observations=len(observations),
             rejected_levels={cid: set(lv) for cid, lv in snapshot.get("rejected_levels", {}).items()},
         )
-        self._apply(feed, centers, observations, report, now, lambda _m: None)
+        self._apply(feed, centers, observations, report, now, lambda _m: None, run=FeedRunWrite())
         self.store.drop_row_memos(feed.id)
         self.store.drop_held_snapshot(feed.id)
         self.store.set_feed_state(

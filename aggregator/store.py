@@ -656,6 +656,14 @@ ROW_MEMOS_SUSPENDED = "suspended "
 LOOK_KEPT_MAX = 5000
 
 
+@dataclass(frozen=True)
+class FeedRunWrite:
+    """A feed run's write (``Store.replace_feed``'s ``run``): as it lands, the feed's validators are dropped and, with
+    ``memo_fingerprint`` (rows normalized anew), its row memos suspended, until the run's end sets them again."""
+
+    memo_fingerprint: str | None = None
+
+
 class KeptRecordsRefused(Exception):
     """A write named records to keep as stored (``replace_feed``'s ``kept``) that it cannot keep: an earlier
     staged write of the feed died half-way, and taking it over rewrites every record. Send them all."""
@@ -1643,6 +1651,7 @@ class Store:
         order: int | None = None,
         keep: Mapping[str, Iterable[str]] | None = None,
         kept: Iterable[str] = (),
+        run: FeedRunWrite | None = None,
     ) -> ReplaceResult:
         """Make ``centers`` (the feed's records) the feed's whole snapshot, atomically and idempotently.
 
@@ -1659,7 +1668,10 @@ class Store:
         feed's previous figures for them are not pruned. ``kept``: ids of stored records this snapshot carries
         unchanged without sending them (rows the ingest did not normalize again, ``changed_records`` checked):
         they stay members and nothing of their records is written; their figures in ``observations`` (a row that
-        gave no time, reported again at this run's time) are written as the others are, never pruned."""
+        gave no time, reported again at this run's time) are written as the others are, never pruned. ``run``: a
+        feed run's write, which makes its feed's validators and (with a fingerprint) row memos void as it lands
+        (``begin_feed_write``: in the write's own transaction, or just before a staged write's first step; a write
+        that fails before then leaves them as they were)."""
         new = {c.id: c for c in centers}
         still = frozenset(kept) - new.keys()
         obs = list(observations)
@@ -1679,7 +1691,9 @@ class Store:
             )
         )
         if size > self.stage_above:
-            return self._replace_staged(feed_id, new, obs, now, source, partial, authority, order_ms, keep or {}, still)
+            return self._replace_staged(
+                feed_id, new, obs, now, source, partial, authority, order_ms, keep or {}, still, run
+            )
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -1704,6 +1718,8 @@ class Store:
                         kept=still,
                         look=look,
                     )
+                    if run is not None:  # after every reply _queue_replace counts on: their places stand
+                        self._queue_feed_write(pipe, feed_id, run.memo_fingerprint)
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
@@ -1834,6 +1850,7 @@ class Store:
         order: int,
         keep: Mapping[str, Iterable[str]],
         kept: frozenset[str] = frozenset(),
+        run: FeedRunWrite | None = None,
     ) -> ReplaceResult:
         """``replace_feed`` for a large write, as a staged generation (``aggregator.staging``).
 
@@ -1872,6 +1889,8 @@ class Store:
                 )
                 plan = staging.plan(rec.ops, scripts, budget=self.stage_budget)
                 gen = f"{_ms(now)}.{secrets.token_hex(4)}"
+                if run is not None:
+                    self.begin_feed_write(feed_id, run.memo_fingerprint)
                 self._run_staged(gen, feed_id, plan, sorted(touched), result, lease)
                 self._flip_and_clean(
                     gen, dead, feed_id, plan, set() if partial else rec.members_before - set(new) - kept
@@ -2821,16 +2840,19 @@ class Store:
         write and its end (a killed worker, a staged write's clean-up failing after the flip) would otherwise leave
         them describing the export before: that export sent again would read as unchanged (a 304, the same
         digest) or have its rows kept from their memos, and what the stopped run wrote would stay."""
-        k = self.keys
 
         def write() -> Any:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hdel(k.feed_state(feed_id), *FeedState.VALIDATORS)
-            if memo_fingerprint is not None:
-                pipe.hset(k.feed_rows(feed_id), "_fp", ROW_MEMOS_SUSPENDED + memo_fingerprint)
+            self._queue_feed_write(pipe, feed_id, memo_fingerprint)
             return pipe.execute()
 
         self._call("starting a feed's write", write)
+
+    def _queue_feed_write(self, pipe: Any, feed_id: str, memo_fingerprint: str | None) -> None:
+        """``begin_feed_write``'s commands, queued on ``pipe`` (a small write's own transaction)."""
+        pipe.hdel(self.keys.feed_state(feed_id), *FeedState.VALIDATORS)
+        if memo_fingerprint is not None:
+            pipe.hset(self.keys.feed_rows(feed_id), "_fp", ROW_MEMOS_SUSPENDED + memo_fingerprint)
 
     def changed_records(self, feed_id: str, expected: Mapping[str, bytes]) -> set[str]:
         """Which of these records of ``feed_id`` (their ids say the feed: ``feed_of_record``) are not stored as

@@ -723,3 +723,31 @@ def test_a_feed_whose_authority_changed_rewrites_its_records_and_its_places_take
     assert store.get_center("one:A1")[0]["name"] == "Harbor Recovery Center"
     assert store.redis.hget(store.keys.record("one:A1"), "a") == b"5"
     assert pipeline.run(dataclasses.replace(one, authority=5)).status == "unchanged"  # the same settings again
+
+
+def test_a_run_that_fails_before_its_write_leaves_the_memos_and_validators_as_they_were(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of a run that failed before it wrote (a Redis blip, a wait for another feed's staged write timing
+    out) is void: its retry normalizes only the rows that changed, not every row."""
+    feed = feed_for(serve(partner, [row(i) for i in range(30)]))
+    assert pipeline.run(feed).status == "applied"
+    fingerprint = memo_fingerprint(context_for(feed, NOW))
+    digest = store.feed_state("memo").digest
+    assert digest is not None and len(store.row_memos("memo", fingerprint)) == 30
+
+    serve(partner, [row(0, beds=7)] + [row(i) for i in range(1, 30)])
+    replace_feed = store.replace_feed
+
+    def blip(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("Timeout reading from socket (injected, before anything was written)")
+
+    monkeypatch.setattr(store, "replace_feed", blip)
+    with pytest.raises(StoreUnavailable):
+        pipeline.run(feed)
+    monkeypatch.setattr(store, "replace_feed", replace_feed)
+    assert store.feed_state("memo").digest == digest
+    assert len(store.row_memos("memo", fingerprint)) == 30
+    said: list[str] = []
+    assert pipeline.run(feed, progress=said.append).status == "applied"
+    assert any("29 unchanged rows not normalized again" in line for line in said), said
