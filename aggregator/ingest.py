@@ -740,7 +740,8 @@ class Pipeline:
         self.store.set_feed_state(feed.id, FeedState(last_attempt=_iso(now)), increment=FeedState.RUNS)
         # what the feed's rows are read and written with (its settings, its authority, the code): the validators
         # of an export read under other settings say nothing of what reading it now would store
-        settings = memo_fingerprint(context_for(feed, now))
+        ctx = context_for(feed, now)
+        settings = memo_fingerprint(ctx)
         try:
             say(f"fetching {feed.url}")
             documents, first, failed = self._fetch_all(feed, state, force or state.settings != settings)
@@ -762,7 +763,6 @@ class Pipeline:
             say(f"parsed {len(raws)} records")
             if not raws and not self.store.feed_members(feed.id):
                 raise ParseError("the feed contained no records (empty export, or a page of another shape)")
-            ctx = context_for(feed, now)
             done = self._normalize(feed, raws, ctx)
             centers, observations, report = done.centers, done.observations, done.report
             report.failed_documents = failed

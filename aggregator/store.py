@@ -2833,8 +2833,10 @@ class Store:
         self._call("dropping row memos", lambda: self.redis.delete(self.keys.feed_rows(feed_id)))
 
     def begin_feed_write(self, feed_id: str, memo_fingerprint: str | None = None) -> None:
-        """Before a run writes what its feed sent, in one transaction: the feed's validators (``FeedState.VALIDATORS``:
-        the export's digest, its ETag and Last-Modified) are dropped until the run's end sets them again, and with
+        """As a run's write of what its feed sent lands, in one transaction (``replace_feed``'s ``run``: just before a
+        staged write's first step; a small write queues the same in its own transaction, ``_queue_feed_write``): the
+        feed's validators (``FeedState.VALIDATORS``: the export's digest, its ETag and Last-Modified) are dropped
+        until the run's end sets them again, and with
         ``memo_fingerprint`` (a write of rows normalized anew) its row memos are suspended: no run reads them until
         ``save_row_memos`` under that fingerprint puts them right after the write. A run that stops between its
         write and its end (a killed worker, a staged write's clean-up failing after the flip) would otherwise leave

@@ -221,8 +221,8 @@ class HitRenderer:
                     turn = min(turn, _next_turn(expiries, now_ms))
                     out.append(text)
                     continue
-                turn = min(turn, _next_turn(shaped[0], now_ms))
-                if entry is None:
+                if entry is None:  # (a kept entry's figures were counted in the turn above)
+                    turn = min(turn, _next_turn(shaped[0], now_ms))
                     entry = docs[key] = _Rendered(shaped[0])
                 entry.mask_of, entry.parts, entry.fills = entry.mask(now_ms), shaped[1], shaped[2]
                 entry.fill(out, distance, now_ms, ages)
