@@ -742,6 +742,10 @@ class Pipeline:
         # of an export read under other settings say nothing of what reading it now would store
         ctx = context_for(feed, now)
         settings = memo_fingerprint(ctx)
+        # read under other settings than the feed's last stored run (a corrected time zone, say): the run's figures
+        # replace the feed's own stored ones whatever their report times (unknown settings, as after an upgrade, are
+        # taken as unchanged)
+        settings_changed = bool(state.settings) and state.settings != settings
         try:
             say(f"fetching {feed.url}")
             documents, first, failed = self._fetch_all(feed, state, force or state.settings != settings)
@@ -771,14 +775,21 @@ class Pipeline:
                 + (f" ({len(done.kept)} unchanged rows not normalized again)" if done.kept else "")
             )
             self._check_share(feed, report)
-            validators = FeedState(etag=first.etag, last_modified=first.last_modified, digest=digest, settings=settings)
             partial = bool(failed)
+            # a partial run under changed settings leaves the settings as they were: the next run reads the export
+            # whole, and replaces the figures of the documents this one could not read
+            validators = FeedState(
+                etag=first.etag,
+                last_modified=first.last_modified,
+                digest=digest,
+                settings=state.settings if partial and settings_changed else settings,
+            )
             held = "" if partial else _hold_reason(self.store, feed, {c.id for c in centers} | set(done.kept))
             if held:
                 if done.kept:  # the held snapshot carries every record: normalize the kept rows too
                     done = normalize_rows(raws, ctx)
                     centers, observations, report = done.centers, done.observations, done.report
-                self._hold(feed, centers, observations, report, held, now)
+                self._hold(feed, centers, observations, report, held, now, settings_changed=settings_changed)
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome=RunStatus.HELD.value))
                 return RunOutcome(feed.id, RunStatus.HELD, report, documents=len(documents))
             if partial:
@@ -788,7 +799,7 @@ class Pipeline:
                 self.store.drop_row_memos(feed.id)
             # as the write lands: the validators dropped, and the memos suspended when rows were normalized anew,
             # until this run ends (Store.begin_feed_write)
-            write = FeedRunWrite(settings if done.rows and not partial else None)
+            write = FeedRunWrite(settings if done.rows and not partial else None, settings_changed)
             try:
                 self._apply(
                     feed,
@@ -806,7 +817,7 @@ class Pipeline:
                 done = normalize_rows(raws, ctx, {})  # each row with its digest, for the memos saved after
                 centers, observations, report = done.centers, done.observations, done.report
                 report.failed_documents = failed
-                write = FeedRunWrite(None if partial else settings)
+                write = FeedRunWrite(None if partial else settings, settings_changed)
                 self._apply(
                     feed, centers, observations, report, now, say, partial=partial, prune=not partial, run=write
                 )
@@ -1208,10 +1219,14 @@ class Pipeline:
         report: IngestReport,
         reason: str,
         now: datetime,
+        *,
+        settings_changed: bool = False,
     ) -> None:
         snapshot = {
             "held_at": _iso(now),
             "reason": reason,
+            # read under changed settings: its release replaces the feed's own figures as the run would have
+            "settings_changed": settings_changed,
             "centers": [c.model_dump(mode="json") for c in centers],
             "availability": [o.model_dump(mode="json") for o in observations],
             "report": report.as_dict(),
@@ -1242,7 +1257,8 @@ class Pipeline:
             observations=len(observations),
             rejected_levels={cid: set(lv) for cid, lv in snapshot.get("rejected_levels", {}).items()},
         )
-        self._apply(feed, centers, observations, report, now, lambda _m: None, run=FeedRunWrite())
+        write = FeedRunWrite(settings_changed=bool(snapshot.get("settings_changed")))
+        self._apply(feed, centers, observations, report, now, lambda _m: None, run=write)
         self.store.drop_row_memos(feed.id)
         self.store.drop_held_snapshot(feed.id)
         self.store.set_feed_state(

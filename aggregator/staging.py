@@ -92,8 +92,8 @@ def cut(op: Op, scripts: Scripts, budget: float = BUDGET) -> list[tuple[Op, str,
         keys, argv = rest[: int(numkeys)], rest[int(numkeys) :]
         # each unit: (its keys, its arguments); a piece carries its units' keys and the script's head
         if src is scripts.observe:
-            head, kind = argv[:2], "observe"
-            units = [((key,), tuple(argv[2 + 2 * i : 4 + 2 * i])) for i, key in enumerate(keys)]
+            head, kind = argv[:3], "observe"
+            units = [((key,), tuple(argv[3 + 2 * i : 5 + 2 * i])) for i, key in enumerate(keys)]
         elif src is scripts.compose:
             head, kind = argv[:1], ""
             units = [((key,), ()) for key in keys]

@@ -662,6 +662,11 @@ class FeedRunWrite:
     ``memo_fingerprint`` (rows normalized anew), its row memos suspended, until the run's end sets them again."""
 
     memo_fingerprint: str | None = None
+    #: the feed's settings changed since its last stored run (a corrected time zone, say): its figures replace those
+    #: it stored before whatever their report times (observe.lua's mode 'own'); newest-wins guards against an older
+    #: export, not against the feed's own correction, which would otherwise leave figures stamped by the wrong clock
+    #: showing as fresh until their window ends
+    settings_changed: bool = False
 
 
 class KeptRecordsRefused(Exception):
@@ -1694,6 +1699,7 @@ class Store:
             return self._replace_staged(
                 feed_id, new, obs, now, source, partial, authority, order_ms, keep or {}, still, run
             )
+        own = run is not None and run.settings_changed
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -1717,6 +1723,7 @@ class Store:
                         keep or {},
                         kept=still,
                         look=look,
+                        own=own,
                     )
                     if run is not None:  # after every reply _queue_replace counts on: their places stand
                         self._queue_feed_write(pipe, feed_id, run.memo_fingerprint)
@@ -1810,6 +1817,8 @@ class Store:
         keep: Mapping[str, Iterable[str]],
         kept: frozenset[str],
         dead: Sequence[str],
+        *,
+        own: bool = False,
     ) -> tuple[_Recorder, ReplaceResult, set[str]]:
         """Plan a staged write, recording its commands; returns the recorder, the result and every facility
         it may change (those of ``dead`` generations included, to be composed again)."""
@@ -1833,6 +1842,7 @@ class Store:
                     force=bool(dead),
                     extra=extra,
                     kept=kept,
+                    own=own,
                 )
             except redis.WatchError:  # a facility changed while it was planned: plan again
                 continue
@@ -1862,9 +1872,10 @@ class Store:
         of this snapshot is rewritten whatever its digest says, and one flip makes both visible."""
         k = self.keys
         args = (feed_id, new, obs, now, source, partial, authority, order, keep, kept)
+        own = run is not None and run.settings_changed
         with self._translated(f"replacing feed {feed_id} (staged)"):
             dead = self._stages("w", feed_id)
-            rec, result, touched = self._plan_staged(*args, dead)
+            rec, result, touched = self._plan_staged(*args, dead, own=own)
             lease = _Lease(self, self._take_writer())
             try:
                 for gen in self._stages("c"):  # a clean-up a dead writer left
@@ -1876,7 +1887,7 @@ class Store:
                     or self._fingerprints(watched) != [rec.fingerprints[f] for f in watched]
                 ):
                     dead = self._stages("w", feed_id)
-                    rec, result, touched = self._plan_staged(*args, dead)
+                    rec, result, touched = self._plan_staged(*args, dead, own=own)
                 scripts = staging.Scripts(
                     observe=self._observe_src,
                     compose=self._compose_src,
@@ -2069,6 +2080,7 @@ class Store:
         extra: set[str] | None = None,
         kept: frozenset[str] = frozenset(),
         look: _Look | None = None,
+        own: bool = False,
     ) -> tuple[ReplaceResult, set[str], ReplyAt]:
         """Plan a replace and queue its commands on ``pipe``; returns the result, every facility the commands
         may change and where the replies to read are. ``force``: rewrite every record whatever its digest says,
@@ -2110,6 +2122,7 @@ class Store:
             look.count + len(new.keys() - all_ids) if partial else len(new) + len(kept),
             diff,
             plan,
+            own,
         )
         return diff.result, touched, replies
 
@@ -2163,9 +2176,10 @@ class Store:
         centers: int,
         diff: RecordDiff,
         plan: LinkPlan,
+        own: bool = False,
     ) -> ReplyAt:
         """The writer: queue a replace's commands (after MULTI) and say where the replies to read are. ``centers``:
-        the feed's size after the write."""
+        the feed's size after the write; ``own``: its figures replace the feed's own whatever their times."""
         k = self.keys
         result, removed = diff.result, diff.removed
         q.multi()
@@ -2228,7 +2242,7 @@ class Store:
         )
         if plan.recompose:
             q.eval(self._compose_src, *self._compose_args(plan.recompose))
-        return self._queue_observations(q, new, obs, source, order, keep, kept)
+        return self._queue_observations(q, new, obs, source, order, keep, kept, own=own)
 
     def _queue_observations(
         self,
@@ -2239,15 +2253,18 @@ class Store:
         order: int,
         keep: Mapping[str, Iterable[str]],
         kept: frozenset[str] = frozenset(),
+        *,
+        own: bool = False,
     ) -> ReplyAt:
-        """Queue the snapshot's observations (newest wins) and, for a feed's own ``source``, the pruning of its
-        figures for levels a record no longer reports (``keep``: levels carried but rejected stay). Figures of
-        ``kept`` records (stored as they are) are written too: a row that gave no time reports them again."""
+        """Queue the snapshot's observations (newest wins; ``own``: replacing the source's own whatever their
+        times) and, for a feed's own ``source``, the pruning of its figures for levels a record no longer reports
+        (``keep``: levels carried but rejected stay). Figures of ``kept`` records (stored as they are) are written
+        too: a row that gave no time reports them again."""
         k = self.keys
         observe_at: int | None = None
         if obs:
             sent = [o for o in obs if o.center_id in new or o.center_id in kept]
-            observe_at = q.eval(self._observe_src, *self._observe_args(sent, order))
+            observe_at = q.eval(self._observe_src, *self._observe_args(sent, order, own=own))
         if not source or not (obs or new):
             return ReplyAt(observe=observe_at)
         levels: dict[str, list[str]] = defaultdict(list)
@@ -2261,11 +2278,11 @@ class Store:
             argv.extend((len(lv), *lv))
         return ReplyAt(observe=observe_at, prune=q.eval(self._prune_src, len(keys), *keys, *argv))
 
-    def _observe_args(self, obs: Sequence[Availability], order: int) -> list[Any]:
-        """observe.lua's arguments: numkeys, each observation's a:{center} key, then prefix, order and each
-        observation's field and JSON."""
+    def _observe_args(self, obs: Sequence[Availability], order: int, *, own: bool = False) -> list[Any]:
+        """observe.lua's arguments: numkeys, each observation's a:{center} key, then prefix, order, mode ('own' or
+        '') and each observation's field and JSON."""
         keys = [self.keys.availability(o.center_id) for o in obs]
-        argv: list[Any] = [self.keys.prefix, order]
+        argv: list[Any] = [self.keys.prefix, order, "own" if own else ""]
         for o in obs:
             argv.extend((observation_field(o), observation_json(o, order)))
         return [len(keys), *keys, *argv]

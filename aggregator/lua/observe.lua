@@ -1,7 +1,7 @@
 -- Upsert availability observations; an older report never overwrites a newer one.
 --
 -- KEYS  a:{center_id} of each observation, in order
--- ARGV  prefix, order, then per observation: field ("{level}|{source}"), its stored form (store.observation_json;
+-- ARGV  prefix, order, mode, then per observation: field ("{level}|{source}"), its stored form (store.observation_json;
 --       stored in the positional form whatever form it came in: readdoc.lua, observation_text)
 -- Each carries rt (reported_at, epoch milliseconds: exact in Lua's doubles; ru the microseconds left over). Its
 -- changed time moves only when the figures change (compared one by one; the release before compared a digest,
@@ -10,6 +10,10 @@
 -- ms: a push's acceptance, a run's start) breaks a tie of equal report times: of two pushes stamped the same
 -- second, the one accepted later wins, whichever is applied last. It is kept with the observation as wo; ct
 -- (checked_at, ms) is left out when it is the same (readers take wo).
+-- mode 'own': the write's figures replace those stored in the same field whatever their report times (a feed
+-- read under changed settings, such as a corrected time zone, replaces its own figures: newest-wins guards against
+-- an older export, not against the feed's own correction); an unchanged figure then keeps its changed time only
+-- where that is not after the new report. '' is newest-wins.
 -- Rebuilds the read document of every facility it wrote to. Returns {written, stale}.
 -- an observation's figures (what its changed time follows), by stored name: the long name of the form kept before
 local FIGURES = {st = 'status', ba = 'beds_available', bt = 'beds_total', ac = 'accepting', wl = 'waitlist_size',
@@ -29,13 +33,14 @@ local function same_figures(a, b)
 end
 local prefix = ARGV[1]
 local order = tonumber(ARGV[2])
+local own = ARGV[3] == 'own'
 local written, stale = 0, 0
 local touched = {}
 local facilities_own = {}
 local skip = #prefix + 3  -- a center's id follows prefix .. 'a:' in its key
 for i, key in ipairs(KEYS) do
-  local field = ARGV[2 * i + 1]
-  local text = ARGV[2 * i + 2]
+  local field = ARGV[2 * i + 2]
+  local text = ARGV[2 * i + 3]
   local cur = redis.call('HGET', key, field)
   local apply = true
   local new = nil
@@ -49,9 +54,10 @@ for i, key in ipairs(KEYS) do
   end
   if cur then
     local old = observation(cur)
-    if new.rt < old.rt or (new.rt == old.rt and old.wo and old.wo ~= cjson.null and order < old.wo) then
+    if not own and (new.rt < old.rt or (new.rt == old.rt and old.wo and old.wo ~= cjson.null and order < old.wo)) then
       apply = false
-    elseif same_figures(new, old) then  -- the same figures: they changed when the old ones did
+    elseif same_figures(new, old) and (not own or old.rt <= new.rt) then  -- the same figures: they changed when
+      -- the old ones did (a figure replaced by its own source's earlier report changed at that report)
       if old.st == nil then  -- stored before the compact form: its changed_at is ISO text
         if old.changed_at and old.changed_at ~= cjson.null then new.chi = old.changed_at end
       elseif old.chi then

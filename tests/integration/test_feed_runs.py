@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -553,3 +554,73 @@ def test_a_due_run_that_did_not_complete_is_queued_again(store: Store, partner: 
     assert pipeline.sweep_feeds([feed], sent.append) == ["beds"]
     assert store.feed_state("beds").last_swept_why == "overdue"
     assert sent == ["beds", "beds", "beds"]
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["one-transaction", "staged"])
+def test_a_corrected_time_zone_replaces_the_figures_the_wrong_one_stamped_later(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline, staged: bool
+) -> None:
+    """A partner writes its times in UTC, and the feed was set up as New York's: 9:45 was stored as 14:45 UTC. Once
+    the time zone is corrected the same rows report 9:45 UTC, earlier than what is stored; newest-wins would refuse
+    them and keep the wrongly stamped figures live until their window ended. The feed's own figures are replaced."""
+    if staged:
+        store.stage_above = 0
+    partner.route("/beds.csv", csv(rows(5)))
+    feed = csv_feed(partner.url("/beds.csv"))
+    pipeline.run(feed)
+    [hit, *_] = near(store, zip="02139", now=NOW).results
+    assert hit.availability[0]["reported_at"] == "2026-11-27T14:45:00Z"
+    partner.route("/beds.csv", csv(rows(5, beds=1)))
+    corrected = csv_feed(partner.url("/beds.csv"), timezone="UTC")
+    out = pipeline.run(corrected)
+    assert out.status == "applied" and out.report is not None and out.report.stored is not None
+    assert (out.report.stored.observations_written, out.report.stored.observations_stale) == (5, 0)
+    for hit in near(store, zip="02139", now=NOW).results:
+        [level] = hit.availability
+        assert (level["reported_at"], level["beds_available"]) == ("2026-11-27T09:45:00Z", 1)
+    # from then on newest-wins again: an older export of the same feed is refused
+    partner.route("/beds.csv", csv(rows(5, beds=7).replace(b"9:45 AM", b"8:45 AM")))
+    older = pipeline.run(corrected)
+    assert older.report is not None and older.report.stored is not None
+    assert older.report.stored.observations_stale == 5
+    assert {h.availability[0]["beds_available"] for h in near(store, zip="02139", now=NOW).results} == {1}
+    assert not check(store, now=NOW)
+
+
+def test_a_held_run_under_a_corrected_time_zone_replaces_the_figures_when_released(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    partner.route("/beds.csv", csv(rows(10)))
+    pipeline.run(csv_feed(partner.url("/beds.csv"), quarantine_share=0.3))
+    partner.route("/beds.csv", csv(rows(4, beds=1)))  # six of ten gone: held
+    corrected = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3, timezone="UTC")
+    assert pipeline.run(corrected).status == "held"
+    assert pipeline.release(corrected, by="operator-7").status == "applied"
+    for hit in near(store, zip="02139", now=NOW).results:
+        assert (hit.availability[0]["reported_at"], hit.availability[0]["beds_available"]) == (
+            "2026-11-27T09:45:00Z",
+            1,
+        )
+
+
+def test_a_partial_run_under_corrected_settings_leaves_the_next_run_to_read_the_export_whole(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partner.route("/beds.csv", csv(rows(5)))
+    pipeline.run(csv_feed(partner.url("/beds.csv")))
+    before = store.feed_state("beds").settings
+    corrected = csv_feed(partner.url("/beds.csv"), timezone="UTC")
+    fetch_all = pipeline._fetch_all
+
+    def one_document_failed(*args: Any) -> Any:
+        documents, first, failed = fetch_all(*args)
+        return documents, first, [*failed, "page 2: 404"]
+
+    monkeypatch.setattr(pipeline, "_fetch_all", one_document_failed)
+    assert pipeline.run(corrected).status == "partial"
+    monkeypatch.undo()
+    assert store.feed_state("beds").settings == before  # the settings' change is not yet done with
+    again = pipeline.run(corrected)  # the same bytes: read whole, not "unchanged"
+    assert again.status == "applied" and again.report is not None and again.report.stored is not None
+    assert again.report.stored.observations_stale == 0
+    assert store.feed_state("beds").settings not in (None, before)

@@ -477,8 +477,8 @@ def test_a_first_figure_stored_as_it_comes_is_what_reading_and_writing_it_again_
     obs = observation("f:a", "detox", "limited", reported_at=NOW - timedelta(minutes=5), **kw)
     fast, slow = store.keys.availability("f:fast"), store.keys.availability("f:slow")
     field = observation_field(obs)
-    store.redis.eval(store._observe_src, 1, fast, store.keys.prefix, order, field, observation_json(obs, order))
-    store.redis.eval(store._observe_src, 1, slow, store.keys.prefix, order, field, observation_json(obs))
+    store.redis.eval(store._observe_src, 1, fast, store.keys.prefix, order, "", field, observation_json(obs, order))
+    store.redis.eval(store._observe_src, 1, slow, store.keys.prefix, order, "", field, observation_json(obs))
     stored_fast, stored_slow = store.redis.hget(fast, field), store.redis.hget(slow, field)
     assert stored_fast == observation_json(obs, order)  # as it came
     assert stored_observation(stored_fast) == stored_observation(stored_slow)

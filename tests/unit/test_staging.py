@@ -24,15 +24,16 @@ def flat(staged: staging.Staged) -> list[staging.Op]:
 def test_a_script_call_naming_many_centers_is_cut_at_whole_items() -> None:
     keys = [f"p:a:c{i}" for i in range(1000)]
     pairs = [x for i in range(1000) for x in ("detox|pull", f'{{"n":{i}}}')]
-    pieces = staging.cut(("eval", (OBSERVE, 1000, *keys, "p:", 123, *pairs), {}), S)
+    pieces = staging.cut(("eval", (OBSERVE, 1000, *keys, "p:", 123, "own", *pairs), {}), S)
     assert len(pieces) == 1000 // staging.SCRIPT_ITEMS
     got_keys, got_pairs = [], []
     for (name, args, _), kind, cost in pieces:
         n = args[1]
-        assert name == "eval" and kind == "observe" and args[0] == OBSERVE and args[2 + n : 4 + n] == ("p:", 123)
-        assert cost == n <= staging.SCRIPT_ITEMS and len(args) - 4 - n == 2 * n
+        assert name == "eval" and kind == "observe" and args[0] == OBSERVE
+        assert args[2 + n : 5 + n] == ("p:", 123, "own")  # every piece carries the head: prefix, order, mode
+        assert cost == n <= staging.SCRIPT_ITEMS and len(args) - 5 - n == 2 * n
         got_keys.extend(args[2 : 2 + n])
-        got_pairs.extend(args[4 + n :])
+        got_pairs.extend(args[5 + n :])
     assert (got_keys, got_pairs) == (keys, pairs)  # each observation's key stays with its field and JSON
 
 
