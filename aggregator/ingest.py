@@ -1059,11 +1059,12 @@ class Pipeline:
         order: int | None = None,
         kept: Mapping[str, RowMemo] | None = None,
         run: FeedRunWrite | None = None,
+        also: Callable[[Any], None] | None = None,
     ) -> None:
         """Place and store. ``partial``: remove no center; ``prune``: drop this feed's figures for levels a
         center no longer reports (not when files of the run are missing: their figures may be in them), but
         never for a level whose figures the run carried and rejected (``report.rejected_levels``). ``run``: a feed
-        run's write (``Store.replace_feed``)."""
+        run's write; ``also``: more commands for the write's transaction (both ``Store.replace_feed``'s)."""
         say(f"placing {len(centers)} centers")
         placed, report.placement = place_all(centers, self.geocoder, now)
         say("storing the snapshot")
@@ -1079,6 +1080,7 @@ class Pipeline:
             keep=report.rejected_levels,
             kept=kept or (),
             run=run,
+            also=also,
         )
 
     # ------------------------------------------------------------------------------------ push
@@ -1091,24 +1093,53 @@ class Pipeline:
             return self._apply_push(feed, ingest_id)
 
     def _apply_push(self, feed: FeedConfig, ingest_id: str) -> dict[str, Any]:
-        record = self.store.push_record(ingest_id)
-        if record is None:
-            return {"ingest_id": ingest_id, "status": "missing"}
-        if record.finished:
-            return {"ingest_id": ingest_id, "status": record.status}
         now = self.clock()
-        self.store.start_push(  # pending again: the sweeper's clock starts again from this start
+        record = self.store.begin_push(  # read, and pending again: the sweeper's clock starts again from this start
             ingest_id,
             PushRecord(status="processing", started_at=_iso(now), applier=f"{socket.gethostname()}:{os.getpid()}"),
             feed.id,
             FeedState(last_attempt=_iso(now)),
             now,
         )
+        if record is None:
+            return {"ingest_id": ingest_id, "status": "missing"}
+        if record.finished:
+            return {"ingest_id": ingest_id, "status": record.status}
+        report: IngestReport | None = None
+
+        def done(pipe: Any) -> None:  # the push is done in the transaction its data lands in
+            assert report is not None
+            rejections = [r.model_dump() for r in report.rejections + report.field_problems]
+            self.store.queue_end_push(
+                pipe,
+                ingest_id,
+                PushRecord(
+                    status="done",
+                    finished_at=_iso(self.clock()),
+                    records=report.records,
+                    accepted=report.accepted,
+                    rejected=report.rejected,
+                    observations=report.observations,
+                    rejections=json.dumps(rejections),
+                ),
+                feed.id,
+                replace(self._success(report, now), consecutive_failures=0),
+                delete=FeedState.ERROR,
+            )
+
         try:
             raws = parse_push(record.body or b"", record.kind or "", feed.mapping, f"push {ingest_id}")
             centers, observations, report = normalize_all(raws, context_for(feed, now))
             self._apply(
-                feed, centers, observations, report, now, lambda _m: None, partial=True, order=push_order(record)
+                feed,
+                centers,
+                observations,
+                report,
+                now,
+                lambda _m: None,
+                partial=True,
+                order=push_order(record),
+                also=done,
             )
         except AggregatorError as exc:
             # a transient error leaves the push to be applied again (applying is idempotent and ordered);
@@ -1128,22 +1159,6 @@ class Pipeline:
                 raise
             self.store.push_finished(ingest_id)
             return {"ingest_id": ingest_id, "status": "failed", "error": str(exc)}
-        rejections = [r.model_dump() for r in report.rejections + report.field_problems]
-        self.store.end_push(
-            ingest_id,
-            PushRecord(
-                status="done",
-                finished_at=_iso(self.clock()),
-                records=report.records,
-                accepted=report.accepted,
-                rejected=report.rejected,
-                observations=report.observations,
-                rejections=json.dumps(rejections),
-            ),
-            feed.id,
-            replace(self._success(report, now), consecutive_failures=0),
-            delete=FeedState.ERROR,
-        )
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 
     def sweep_feeds(

@@ -1406,6 +1406,7 @@ class Store:
         self._compose_src = prelude + _lua("compose")
         self._ratelimit = client.register_script(_lua("ratelimit"))
         self._accept_push = client.register_script(_lua("accept_push"))
+        self._begin_push = client.register_script(_lua("begin_push"))
         self._rate_accept_push = client.register_script(_lua("rate_first") + _lua("accept_push"))
         self._rate = client.register_script(_lua("rate"))
         self._lock = client.register_script(_lua("lock"))
@@ -1657,6 +1658,7 @@ class Store:
         keep: Mapping[str, Iterable[str]] | None = None,
         kept: Iterable[str] = (),
         run: FeedRunWrite | None = None,
+        also: Callable[[Any], None] | None = None,
     ) -> ReplaceResult:
         """Make ``centers`` (the feed's records) the feed's whole snapshot, atomically and idempotently.
 
@@ -1676,7 +1678,9 @@ class Store:
         gave no time, reported again at this run's time) are written as the others are, never pruned. ``run``: a
         feed run's write, which makes its feed's validators and (with a fingerprint) row memos void as it lands
         (``begin_feed_write``: in the write's own transaction, or just before a staged write's first step; a write
-        that fails before then leaves them as they were)."""
+        that fails before then leaves them as they were). ``also``: queues more commands on the write's own
+        transaction, after its own (a push is marked done as its data lands, ``queue_end_push``); a staged write runs
+        them in a transaction of their own once it is done."""
         new = {c.id: c for c in centers}
         still = frozenset(kept) - new.keys()
         obs = list(observations)
@@ -1696,9 +1700,14 @@ class Store:
             )
         )
         if size > self.stage_above:
-            return self._replace_staged(
+            result = self._replace_staged(
                 feed_id, new, obs, now, source, partial, authority, order_ms, keep or {}, still, run
             )
+            if also is not None:
+                with self._translated(f"replacing feed {feed_id} (staged)"), self.redis.pipeline() as pipe:
+                    also(pipe)
+                    pipe.execute()
+            return result
         own = run is not None and run.settings_changed
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
@@ -1727,6 +1736,8 @@ class Store:
                     )
                     if run is not None:  # after every reply _queue_replace counts on: their places stand
                         self._queue_feed_write(pipe, feed_id, run.memo_fingerprint)
+                    if also is not None:
+                        also(pipe)
                     replies = pipe.execute()
                     break
                 except redis.WatchError:
@@ -3061,42 +3072,41 @@ class Store:
         """Write the fields ``values`` sets."""
         self._call("updating a push", lambda: self.redis.hset(self.keys.push(ingest_id), mapping=values.to_hash()))  # type: ignore[arg-type]
 
-    def start_push(self, ingest_id: str, values: PushRecord, feed_id: str, state: FeedState, at: datetime) -> None:
-        """A push's application begins, in one transaction: it is pending again from ``at`` (``mark_push_pending``),
-        its record takes ``values`` (``update_push``) and its feed's health ``state`` (``set_feed_state``)."""
-        self._push_step("starting a push", ingest_id, values, feed_id, state, pending_at=at)
+    def begin_push(
+        self, ingest_id: str, values: PushRecord, feed_id: str, state: FeedState, at: datetime
+    ) -> PushRecord | None:
+        """A push's application begins, in one round trip with reading it (``lua/begin_push.lua``): when it is stored
+        and not finished, it is pending again from ``at`` (``mark_push_pending``: the sweeper's clock starts again),
+        its record takes ``values`` and its feed's health ``state``. The push as it was stored before, None when
+        there is none."""
+        k = self.keys
+        push, health = values.to_hash(), state.to_hash()
+        args: list[Any] = [ingest_id, _ms(at), " ".join(PushRecord.DONE), len(push)]
+        for key, value in (*push.items(), *health.items()):
+            args.extend((key, value))
+        raw = self._call(
+            "starting a push",
+            lambda: self._begin_push(keys=[k.push(ingest_id), k.pending_pushes, k.feed_state(feed_id)], args=args),
+        )
+        return PushRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
 
-    def end_push(
-        self, ingest_id: str, values: PushRecord, feed_id: str, state: FeedState, *, delete: Sequence[str] = ()
-    ) -> None:
-        """A push applied, in one transaction: its record takes ``values``, it leaves the pending pushes
-        (``push_finished``), and its feed's health takes ``state`` less the fields ``delete`` names."""
-        self._push_step("finishing a push", ingest_id, values, feed_id, state, delete=delete)
-
-    def _push_step(
+    def queue_end_push(
         self,
-        doing: str,
+        pipe: Any,
         ingest_id: str,
         values: PushRecord,
         feed_id: str,
         state: FeedState,
         *,
-        pending_at: datetime | None = None,
         delete: Sequence[str] = (),
     ) -> None:
+        """A push applied, queued on ``pipe`` (``replace_feed``'s ``also``: the push is done in the very transaction
+        its data lands in): its record takes ``values``, it leaves the pending pushes (``push_finished``), and its
+        feed's health takes ``state`` less the fields ``delete`` names."""
         k = self.keys
-
-        def write() -> Any:
-            pipe = self.redis.pipeline(transaction=True)
-            if pending_at is not None:
-                pipe.zadd(k.pending_pushes, {ingest_id: _ms(pending_at)})
-            else:
-                pipe.zrem(k.pending_pushes, ingest_id)
-            pipe.hset(k.push(ingest_id), mapping=values.to_hash())  # type: ignore[arg-type]
-            self._queue_feed_state(pipe, feed_id, state, delete=delete)
-            return pipe.execute()
-
-        self._call(doing, write)
+        pipe.zrem(k.pending_pushes, ingest_id)
+        pipe.hset(k.push(ingest_id), mapping=values.to_hash())
+        self._queue_feed_state(pipe, feed_id, state, delete=delete)
 
     # ----------------------------------------------------------------------------- rate limits
 

@@ -189,3 +189,59 @@ def test_a_push_to_a_large_feed_reads_only_the_records_it_carries(store: Store) 
     center_now = get_center(store, "harbor:h-1", now=NOW + timedelta(minutes=5))
     assert center_now is not None and center_now["availability"][0]["beds_available"] == 1
     assert get_center(store, "harbor:x-599", now=NOW + timedelta(minutes=5)) is not None
+
+
+def test_a_push_is_read_and_started_in_one_round_trip_and_done_in_the_transaction_its_data_lands_in(
+    store: Store,
+) -> None:
+    """The worker's trips to Redis for a push: one to read and start it, one pair (WATCH and the feed's look) and one
+    transaction that writes the data and marks the push done together; a finished push is only read, again."""
+    pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
+    store.redis.config_resetstat()
+    assert pipeline.apply_push(FEED, "ing_1")["status"] == "done"
+    stats = store.redis.info("commandstats")
+    assert stats["cmdstat_exec"]["calls"] == 1  # data and "done" in one transaction
+    assert stats["cmdstat_multi"]["calls"] == 1
+    record = store.push_record("ing_1")
+    assert record is not None and record.status == "done" and record.accepted == 1
+    assert record.started_at == "2026-11-27T15:05:00Z" and record.applier
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is None
+    health = store.feed_state("harbor")
+    assert health.last_attempt == "2026-11-27T15:05:00Z" and health.last_outcome == "applied"
+    # a finished push is read, never started again: nothing of it or of its feed's health changes
+    before = store.redis.hgetall(store.keys.push("ing_1")), store.redis.hgetall(store.keys.feed_state("harbor"))
+    later = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=9))
+    assert later.apply_push(FEED, "ing_1") == {"ingest_id": "ing_1", "status": "done"}
+    after = store.redis.hgetall(store.keys.push("ing_1")), store.redis.hgetall(store.keys.feed_state("harbor"))
+    assert after == before
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is None
+    # a push nobody stored writes nothing
+    assert later.apply_push(FEED, "ing_missing") == {"ingest_id": "ing_missing", "status": "missing"}
+    assert store.redis.exists(store.keys.push("ing_missing")) == 0
+
+
+def test_a_push_whose_write_fails_is_not_marked_done(redis_url: str, store: Store) -> None:
+    """'done' is written by the data's own transaction: a write that fails leaves the push retrying and pending."""
+    flaky = FlakyStore(store.redis, store.keys.prefix)
+    pipeline = Pipeline(flaky, Fetcher(new_session("tests/1.0")), clock=lambda: NOW)
+    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
+    with pytest.raises(StoreUnavailable):
+        pipeline.apply_push(FEED, "ing_1")
+    record = store.push_record("ing_1")
+    assert record is not None and record.status == "retrying" and record.finished_at is None
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is not None  # the sweeper still sees it
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["one-transaction", "staged"])
+def test_a_push_is_done_once_its_data_is_stored_small_or_staged(store: Store, staged: bool) -> None:
+    if staged:
+        store.stage_above = 0
+    pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
+    assert pipeline.apply_push(FEED, "ing_1")["status"] == "done"
+    record = store.push_record("ing_1")
+    assert record is not None and record.status == "done" and record.finished_at
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is None
+    center_now = get_center(store, "harbor:h-1", now=NOW + timedelta(minutes=5))
+    assert center_now is not None and center_now["availability"][0]["beds_available"] == 3
