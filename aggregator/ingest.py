@@ -347,10 +347,22 @@ _code_digest()
 
 
 def memo_fingerprint(ctx: FeedContext) -> str:
-    """Row memos hold for one feed's settings (everything normalizing reads but the clock, and the authority its
-    records are written with) and one version of the normalizing code; so do its validators (``FeedState.settings``:
-    a run under others fetches and reads the export whole)."""
-    settings = [
+    """Row memos hold for one feed's settings (``settings_fingerprint``) and one version of the normalizing code; so
+    do its validators (``FeedState.settings``: a run under others fetches and reads the export whole)."""
+    return hashlib.blake2b(
+        orjson.dumps([_code_digest(), _settings(ctx)], option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+def settings_fingerprint(ctx: FeedContext) -> str:
+    """A feed's settings alone: everything normalizing reads but the clock, and the authority its records are written
+    with. The figures a run stores were read under them (``FeedState.figures_settings``); a new version of the code
+    does not change them."""
+    return hashlib.blake2b(orjson.dumps(_settings(ctx), option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+def _settings(ctx: FeedContext) -> list[Any]:
+    return [
         ctx.feed_id,
         ctx.source.value,
         ctx.timezone,
@@ -362,9 +374,6 @@ def memo_fingerprint(ctx: FeedContext) -> str:
         sorted(ctx.null_values),
         ctx.authority,
     ]
-    return hashlib.blake2b(
-        orjson.dumps([_code_digest(), settings], option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).hexdigest()
 
 
 def row_digest(raw: Mapping[str, Any]) -> bytes:
@@ -742,10 +751,11 @@ class Pipeline:
         # of an export read under other settings say nothing of what reading it now would store
         ctx = context_for(feed, now)
         settings = memo_fingerprint(ctx)
-        # read under other settings than the feed's last stored run (a corrected time zone, say): the run's figures
-        # replace the feed's own stored ones whatever their report times (unknown settings, as after an upgrade, are
-        # taken as unchanged)
-        settings_changed = bool(state.settings) and state.settings != settings
+        # the feed's figures were stored under other settings (a corrected time zone, say): the run's figures replace
+        # them whatever their report times. Not the validators' settings: those carry the code's version too, and are
+        # dropped as a write lands; unknown (a feed stored before they were kept) is taken as unchanged
+        figures_settings = settings_fingerprint(ctx)
+        settings_changed = bool(state.figures_settings) and state.figures_settings != figures_settings
         try:
             say(f"fetching {feed.url}")
             documents, first, failed = self._fetch_all(feed, state, force or state.settings != settings)
@@ -776,20 +786,26 @@ class Pipeline:
             )
             self._check_share(feed, report)
             partial = bool(failed)
-            # a partial run under changed settings leaves the settings as they were: the next run reads the export
-            # whole, and replaces the figures of the documents this one could not read
-            validators = FeedState(
-                etag=first.etag,
-                last_modified=first.last_modified,
-                digest=digest,
-                settings=state.settings if partial and settings_changed else settings,
+            # a partial run keeps no validators, so the next run reads every document (not a 304 on the first one
+            # while another went missing), and leaves the figures' settings as they were: under changed settings,
+            # the next run replaces the figures of the documents this one could not read
+            validators = (
+                FeedState()
+                if partial
+                else FeedState(
+                    etag=first.etag,
+                    last_modified=first.last_modified,
+                    digest=digest,
+                    settings=settings,
+                    figures_settings=figures_settings,
+                )
             )
             held = "" if partial else _hold_reason(self.store, feed, {c.id for c in centers} | set(done.kept))
             if held:
                 if done.kept:  # the held snapshot carries every record: normalize the kept rows too
                     done = normalize_rows(raws, ctx)
                     centers, observations, report = done.centers, done.observations, done.report
-                self._hold(feed, centers, observations, report, held, now, settings_changed=settings_changed)
+                self._hold(feed, centers, observations, report, held, now, figures_settings=figures_settings)
                 self.store.set_feed_state(feed.id, replace(checked, last_outcome=RunStatus.HELD.value))
                 return RunOutcome(feed.id, RunStatus.HELD, report, documents=len(documents))
             if partial:
@@ -1145,7 +1161,7 @@ class Pipeline:
             # a transient error leaves the push to be applied again (applying is idempotent and ordered);
             # only a permanent one fails it for good
             retry = isinstance(exc, TransientError)
-            self.store.update_push(
+            self.store.push_not_applied(
                 ingest_id,
                 PushRecord(
                     status="retrying" if retry else "failed",
@@ -1153,12 +1169,21 @@ class Pipeline:
                     error_kind=exc.kind,
                     finished_at=None if retry else _iso(self.clock()),
                 ),
+                again_at=now if retry else None,
             )
             self._failed(feed.id, f"push {ingest_id}: {exc}", exc.kind, now)
             if retry:
                 raise
-            self.store.push_finished(ingest_id)
             return {"ingest_id": ingest_id, "status": "failed", "error": str(exc)}
+        except Exception as exc:
+            # an error reply inside the write's transaction (a script that failed): what was queued after it still ran,
+            # the push's "done" among it. The push is put back, to be applied again (the sweeper queues it)
+            self.store.push_not_applied(
+                ingest_id,
+                PushRecord(status="retrying", error=f"{exc.__class__.__name__}: {exc}"[:500], error_kind="store"),
+                again_at=now,
+            )
+            raise
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 
     def sweep_feeds(
@@ -1235,13 +1260,14 @@ class Pipeline:
         reason: str,
         now: datetime,
         *,
-        settings_changed: bool = False,
+        figures_settings: str = "",
     ) -> None:
         snapshot = {
             "held_at": _iso(now),
             "reason": reason,
-            # read under changed settings: its release replaces the feed's own figures as the run would have
-            "settings_changed": settings_changed,
+            # the settings it was read under: a release replaces the feed's own figures when they differ from those
+            # its stored figures were read under, as the run would have
+            "figures_settings": figures_settings,
             "centers": [c.model_dump(mode="json") for c in centers],
             "availability": [o.model_dump(mode="json") for o in observations],
             "report": report.as_dict(),
@@ -1272,13 +1298,20 @@ class Pipeline:
             observations=len(observations),
             rejected_levels={cid: set(lv) for cid, lv in snapshot.get("rejected_levels", {}).items()},
         )
-        write = FeedRunWrite(settings_changed=bool(snapshot.get("settings_changed")))
+        held_under = snapshot.get("figures_settings") or ""
+        stored_under = self.store.feed_state(feed.id).figures_settings
+        write = FeedRunWrite(settings_changed=bool(held_under and stored_under and held_under != stored_under))
         self._apply(feed, centers, observations, report, now, lambda _m: None, run=write)
         self.store.drop_row_memos(feed.id)
         self.store.drop_held_snapshot(feed.id)
         self.store.set_feed_state(
             feed.id,
-            replace(self._success(report, now), released_by=by, released_at=_iso(now)),
+            replace(
+                self._success(report, now),
+                released_by=by,
+                released_at=_iso(now),
+                figures_settings=held_under or None,
+            ),
             delete=FeedState.HOLD + FeedState.VALIDATORS,
         )
         return RunOutcome(feed.id, RunStatus.APPLIED, report)

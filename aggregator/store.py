@@ -786,6 +786,10 @@ class FeedState:
     last_modified: str | None = None
     #: the feed's settings the validators above were stored under (``ingest.memo_fingerprint``)
     settings: str | None = None
+    #: the feed's settings its stored figures were read under (``ingest.settings_fingerprint``: no code version in
+    #: it), set by a run that read the export whole or a release; never dropped with the validators. A run under
+    #: others replaces the feed's own figures whatever their report times (``FeedRunWrite.settings_changed``)
+    figures_settings: str | None = None
     # a held (quarantined) run, and what operators did with it
     held_reason: str | None = None
     held_at: str | None = None
@@ -3067,6 +3071,25 @@ class Store:
 
     def push_finished(self, ingest_id: str) -> None:
         self._call("finishing a push", lambda: self.redis.zrem(self.keys.pending_pushes, ingest_id))
+
+    def push_not_applied(self, ingest_id: str, values: PushRecord, *, again_at: datetime | None) -> None:
+        """A push whose application failed, in one transaction: its record takes ``values``. With ``again_at`` it is
+        pending from then and its finished time is dropped: a write that failed inside its transaction may have marked
+        it done and taken it off the pending pushes (the commands after an error in a MULTI still run), and a write
+        whose reply was lost may have too. Without, it leaves the pending pushes for good (``push_finished``)."""
+        k = self.keys
+
+        def write() -> Any:
+            pipe = self.redis.pipeline(transaction=True)
+            if again_at is not None:
+                pipe.zadd(k.pending_pushes, {ingest_id: _ms(again_at)})
+                pipe.hdel(k.push(ingest_id), "finished_at")
+            else:
+                pipe.zrem(k.pending_pushes, ingest_id)
+            pipe.hset(k.push(ingest_id), mapping=values.to_hash())  # type: ignore[arg-type]
+            return pipe.execute()
+
+        self._call("recording a push that was not applied", write)
 
     def update_push(self, ingest_id: str, values: PushRecord) -> None:
         """Write the fields ``values`` sets."""

@@ -56,17 +56,19 @@ for i, key in ipairs(KEYS) do
     local old = observation(cur)
     if not own and (new.rt < old.rt or (new.rt == old.rt and old.wo and old.wo ~= cjson.null and order < old.wo)) then
       apply = false
-    elseif same_figures(new, old) and (not own or old.rt <= new.rt) then  -- the same figures: they changed when
-      -- the old ones did (a figure replaced by its own source's earlier report changed at that report)
+    elseif same_figures(new, old) then  -- the same figures: they changed when the old ones did
       if old.st == nil then  -- stored before the compact form: its changed_at is ISO text
-        if old.changed_at and old.changed_at ~= cjson.null then new.chi = old.changed_at end
+        if old.changed_at and old.changed_at ~= cjson.null and not own then new.chi = old.changed_at end
       elseif old.chi then
-        new.chi = old.chi
+        if not own then new.chi = old.chi end
       elseif old.ch then
         ch, chu = old.ch, old.chu
       else
         ch, chu = old.rt, old.ru
       end
+      -- own mode: a changed time after the new report was stamped by the settings replaced (the wrong time zone);
+      -- the figures then changed as of this report (an ISO changed time, from before the compact form, likewise)
+      if own and ch and (ch > new.rt or (ch == new.rt and (chu or 0) > (new.ru or 0))) then ch, chu = nil, nil end
     end
   end
   if apply then

@@ -603,12 +603,16 @@ def test_a_held_run_under_a_corrected_time_zone_replaces_the_figures_when_releas
         )
 
 
-def test_a_partial_run_under_corrected_settings_leaves_the_next_run_to_read_the_export_whole(
+def test_a_partial_run_keeps_no_validators_and_leaves_a_settings_change_pending(
     store: Store, partner: LoopbackServer, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    partner.route("/beds.csv", csv(rows(5)))
+    """A run missing one of its documents keeps no validators (the next run reads every document, not a 304 on the
+    first one) and does not record the new settings as those its figures were read under (the next run replaces
+    the figures of the document it could not read)."""
+    partner.route("/beds.csv", csv(rows(5), ETag='"v1"'))
     pipeline.run(csv_feed(partner.url("/beds.csv")))
-    before = store.feed_state("beds").settings
+    before = store.feed_state("beds").figures_settings
+    assert before and store.feed_state("beds").etag == '"v1"'
     corrected = csv_feed(partner.url("/beds.csv"), timezone="UTC")
     fetch_all = pipeline._fetch_all
 
@@ -619,8 +623,103 @@ def test_a_partial_run_under_corrected_settings_leaves_the_next_run_to_read_the_
     monkeypatch.setattr(pipeline, "_fetch_all", one_document_failed)
     assert pipeline.run(corrected).status == "partial"
     monkeypatch.undo()
-    assert store.feed_state("beds").settings == before  # the settings' change is not yet done with
-    again = pipeline.run(corrected)  # the same bytes: read whole, not "unchanged"
+    state = store.feed_state("beds")
+    assert (state.etag, state.digest, state.settings, state.figures_settings) == (None, None, None, before)
+    again = pipeline.run(corrected)  # the same bytes: read whole, not "unchanged" nor a 304
     assert again.status == "applied" and again.report is not None and again.report.stored is not None
     assert again.report.stored.observations_stale == 0
-    assert store.feed_state("beds").settings not in (None, before)
+    assert store.feed_state("beds").figures_settings not in (None, before)
+    assert _shown(store) == {("2026-11-27T09:45:00Z", 3)}
+
+
+def _shown(store: Store) -> set[tuple[str, int]]:
+    return {
+        (h.availability[0]["reported_at"], h.availability[0]["beds_available"])
+        for h in near(store, zip="02139", now=NOW).results
+    }
+
+
+def test_a_corrected_run_whose_staged_write_failed_leaves_its_retry_to_replace_the_figures(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """A staged write drops the validators (their settings among them) before its first step; the settings the
+    figures were read under are kept apart, so the retry after a failed write still replaces them."""
+    store.stage_above = 0
+    partner.route("/beds.csv", csv(rows(5)))
+    pipeline.run(csv_feed(partner.url("/beds.csv")))
+    partner.route("/beds.csv", csv(rows(5, beds=1)))
+    corrected = csv_feed(partner.url("/beds.csv"), timezone="UTC")
+
+    def fail(step: str) -> None:
+        if step == "masked":
+            raise TransientError("Redis went away (injected)")
+
+    store.on_stage_step = fail
+    with pytest.raises(TransientError):
+        pipeline.run(corrected)
+    store.on_stage_step = lambda _step: None
+    assert store.feed_state("beds").settings is None  # the validators went as the write began
+    assert pipeline.run(corrected).status == "applied"
+    assert _shown(store) == {("2026-11-27T09:45:00Z", 1)}
+
+
+def test_a_release_of_a_run_held_under_the_old_settings_leaves_the_correction_to_the_next_run(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    partner.route("/beds.csv", csv(rows(10)))
+    old = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3)
+    pipeline.run(old)
+    partner.route("/beds.csv", csv(rows(4, beds=1)))
+    assert pipeline.run(old).status == "held"  # read under the old time zone
+    corrected = csv_feed(partner.url("/beds.csv"), quarantine_share=0.3, timezone="UTC")
+    assert pipeline.release(corrected, by="operator-7").status == "applied"
+    assert _shown(store) == {("2026-11-27T14:45:00Z", 1)}  # as the held run read them
+    assert pipeline.run(corrected).status == "applied"
+    assert _shown(store) == {("2026-11-27T09:45:00Z", 1)}
+
+
+def test_a_new_version_of_the_code_keeps_newest_wins(store: Store, partner: LoopbackServer, pipeline: Pipeline) -> None:
+    """The validators' settings carry the normalizing code's version; the figures' settings do not: after an upgrade
+    the export is read whole, and an older export is still refused."""
+    partner.route("/beds.csv", csv(rows(5)))
+    feed = csv_feed(partner.url("/beds.csv"))
+    pipeline.run(feed)
+    store.set_feed_state("beds", FeedState(settings="written-by-another-version"))
+    partner.route("/beds.csv", csv(rows(5, beds=7).replace(b"9:45 AM", b"8:45 AM")))  # an older copy of the export
+    out = pipeline.run(feed)
+    assert out.status == "applied" and out.report is not None and out.report.stored is not None
+    assert out.report.stored.observations_stale == 5
+    assert _shown(store) == {("2026-11-27T14:45:00Z", 3)}
+
+
+def test_an_unchanged_figure_replaced_in_own_mode_keeps_no_changed_time_from_the_wrong_clock(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    partner.route("/beds.csv", csv(rows(1).replace(b"9:45 AM", b"8:45 AM")))
+    pipeline.run(csv_feed(partner.url("/beds.csv")))
+    partner.route("/beds.csv", csv(rows(1)))  # the same beds, reported again an hour later
+    pipeline.run(csv_feed(partner.url("/beds.csv")))
+    [level] = get_levels(store)
+    assert (level["reported_at"], level["changed_at"]) == ("2026-11-27T14:45:00Z", "2026-11-27T13:45:00Z")
+    pipeline.run(csv_feed(partner.url("/beds.csv"), timezone="UTC"))  # the same beds, read under the right zone
+    [level] = get_levels(store)
+    # 13:45 (the wrong clock's first report) is after 9:45 UTC: the figures changed as of this report
+    assert (level["reported_at"], level["changed_at"]) == ("2026-11-27T09:45:00Z", "2026-11-27T09:45:00Z")
+
+
+def get_levels(store: Store) -> list[dict[str, object]]:
+    [hit] = near(store, zip="02139", now=NOW, audience="operator").results
+    return hit.availability
+
+
+def test_an_unchanged_figure_replaced_in_own_mode_keeps_a_changed_time_from_before_the_new_report(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    partner.route("/beds.csv", csv(rows(1).replace(b"9:45 AM", b"3:00 AM")))
+    pipeline.run(csv_feed(partner.url("/beds.csv")))
+    partner.route("/beds.csv", csv(rows(1)))  # the same beds, reported again
+    pipeline.run(csv_feed(partner.url("/beds.csv")))
+    pipeline.run(csv_feed(partner.url("/beds.csv"), timezone="UTC"))  # the same beds, read under the right zone
+    [level] = get_levels(store)
+    # the beds have been the same since at least 8:00 (3:00 read as New York's): before this report, so kept
+    assert (level["reported_at"], level["changed_at"]) == ("2026-11-27T09:45:00Z", "2026-11-27T08:00:00Z")

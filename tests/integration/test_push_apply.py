@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 
 from aggregator.errors import StoreUnavailable
 from aggregator.fetch import Fetcher, new_session
@@ -245,3 +246,59 @@ def test_a_push_is_done_once_its_data_is_stored_small_or_staged(store: Store, st
     assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is None
     center_now = get_center(store, "harbor:h-1", now=NOW + timedelta(minutes=5))
     assert center_now is not None and center_now["availability"][0]["beds_available"] == 3
+
+
+def test_a_push_whose_write_failed_inside_its_transaction_is_put_back_to_be_applied_again(store: Store) -> None:
+    """Commands after an error reply in a MULTI still run, the push's "done" among them: the push is put back as
+    retrying and pending, so the sweeper applies it again once the store is well."""
+    pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
+    observe = store._observe_src
+    store._observe_src = "return redis.error_reply('ERR refused on purpose')"
+    try:
+        with pytest.raises(redis.ResponseError):
+            pipeline.apply_push(FEED, "ing_1")
+    finally:
+        store._observe_src = observe
+    record = store.push_record("ing_1")
+    assert record is not None and record.status == "retrying" and record.finished_at is None
+    assert "refused on purpose" in (record.error or "")
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is not None
+    assert pipeline.apply_push(FEED, "ing_1")["status"] == "done"  # the sweeper's delivery
+    center_now = get_center(store, "harbor:h-1", now=NOW + timedelta(minutes=5))
+    assert center_now is not None and center_now["availability"][0]["beds_available"] == 3
+
+
+def test_a_push_whose_write_landed_but_whose_reply_was_lost_stays_pending(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction ran (data and "done"), then the connection dropped before its reply: the push is retrying, and
+    it is back among the pending pushes for the sweeper (the retry finds it done, or applies it again)."""
+    pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
+    real = store.redis.pipeline
+    armed = [True]
+
+    def pipeline_losing_one_reply(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        execute = pipe.execute
+
+        def lose(*a: Any, **kw: Any) -> Any:
+            out = execute(*a, **kw)
+            if armed[0] and len(out) > 3:  # the data's transaction, not a small step's
+                armed[0] = False
+                raise redis.ConnectionError("connection lost after EXEC (injected)")
+            return out
+
+        pipe.execute = lose
+        return pipe
+
+    monkeypatch.setattr(store.redis, "pipeline", pipeline_losing_one_reply)
+    with pytest.raises(StoreUnavailable):
+        pipeline.apply_push(FEED, "ing_1")
+    monkeypatch.undo()
+    record = store.push_record("ing_1")
+    assert record is not None and record.status == "retrying" and record.finished_at is None
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is not None
+    assert pipeline.apply_push(FEED, "ing_1")["status"] == "done"
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is None
