@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import re
+import secrets
 import socket
 import threading
 from collections import Counter
@@ -787,19 +788,17 @@ class Pipeline:
             self._check_share(feed, report)
             partial = bool(failed)
             # a partial run keeps no validators, so the next run reads every document (not a 304 on the first one
-            # while another went missing), and leaves the figures' settings as they were: under changed settings,
-            # the next run replaces the figures of the documents this one could not read
+            # while another went missing)
             validators = (
                 FeedState()
                 if partial
-                else FeedState(
-                    etag=first.etag,
-                    last_modified=first.last_modified,
-                    digest=digest,
-                    settings=settings,
-                    figures_settings=figures_settings,
-                )
+                else FeedState(etag=first.etag, last_modified=first.last_modified, digest=digest, settings=settings)
             )
+            # the settings its figures are read under, once every figure of the feed was replaced under them: not
+            # after a partial run (the figures of the documents it could not read: the next run replaces again).
+            # Recorded in any case where none was
+            if not state.figures_settings or not partial:
+                validators = replace(validators, figures_settings=figures_settings)
             held = "" if partial else _hold_reason(self.store, feed, {c.id for c in centers} | set(done.kept))
             if held:
                 if done.kept:  # the held snapshot carries every record: normalize the kept rows too
@@ -1079,8 +1078,10 @@ class Pipeline:
     ) -> None:
         """Place and store. ``partial``: remove no center; ``prune``: drop this feed's figures for levels a
         center no longer reports (not when files of the run are missing: their figures may be in them), but
-        never for a level whose figures the run carried and rejected (``report.rejected_levels``). ``run``: a feed
-        run's write; ``also``: more commands for the write's transaction (both ``Store.replace_feed``'s)."""
+        never for a level whose figures the run carried and rejected (``report.rejected_levels``), unless the run was
+        read under changed settings (``run.settings_changed``): the figure kept would be one stamped under the
+        settings replaced (a wrong time zone's, showing as fresher than it is). ``run``: a feed run's write;
+        ``also``: more commands for the write's transaction (both ``Store.replace_feed``'s)."""
         say(f"placing {len(centers)} centers")
         placed, report.placement = place_all(centers, self.geocoder, now)
         say("storing the snapshot")
@@ -1093,7 +1094,7 @@ class Pipeline:
             partial=partial,
             authority=feed.authority,
             order=order,
-            keep=report.rejected_levels,
+            keep={} if run is not None and run.settings_changed else report.rejected_levels,
             kept=kept or (),
             run=run,
             also=also,
@@ -1110,9 +1111,15 @@ class Pipeline:
 
     def _apply_push(self, feed: FeedConfig, ingest_id: str) -> dict[str, Any]:
         now = self.clock()
+        attempt = secrets.token_hex(8)  # this delivery's: another may apply the same push (a redelivery, a sweep)
         record = self.store.begin_push(  # read, and pending again: the sweeper's clock starts again from this start
             ingest_id,
-            PushRecord(status="processing", started_at=_iso(now), applier=f"{socket.gethostname()}:{os.getpid()}"),
+            PushRecord(
+                status="processing",
+                started_at=_iso(now),
+                applier=f"{socket.gethostname()}:{os.getpid()}",
+                attempt=attempt,
+            ),
             feed.id,
             FeedState(last_attempt=_iso(now)),
             now,
@@ -1131,6 +1138,7 @@ class Pipeline:
                 ingest_id,
                 PushRecord(
                     status="done",
+                    done_by=attempt,
                     finished_at=_iso(self.clock()),
                     records=report.records,
                     accepted=report.accepted,
@@ -1161,8 +1169,9 @@ class Pipeline:
             # a transient error leaves the push to be applied again (applying is idempotent and ordered);
             # only a permanent one fails it for good
             retry = isinstance(exc, TransientError)
-            self.store.push_not_applied(
+            mine = self.store.push_not_applied(
                 ingest_id,
+                attempt,
                 PushRecord(
                     status="retrying" if retry else "failed",
                     error=str(exc)[:500],
@@ -1171,18 +1180,21 @@ class Pipeline:
                 ),
                 again_at=now if retry else None,
             )
+            if not mine:  # another delivery applied it meanwhile: nothing failed
+                return {"ingest_id": ingest_id, "status": "done"}
             self._failed(feed.id, f"push {ingest_id}: {exc}", exc.kind, now)
             if retry:
                 raise
             return {"ingest_id": ingest_id, "status": "failed", "error": str(exc)}
         except Exception as exc:
-            # an error reply inside the write's transaction (a script that failed): what was queued after it still ran,
-            # the push's "done" among it. The push is put back, to be applied again (the sweeper queues it)
-            self.store.push_not_applied(
-                ingest_id,
-                PushRecord(status="retrying", error=f"{exc.__class__.__name__}: {exc}"[:500], error_kind="store"),
-                again_at=now,
-            )
+            # an error reply inside the write's transaction (a script that failed), a time limit, a defect: what was
+            # queued after an error reply still ran, the push's "done" among it. The push is put back, to be applied
+            # again (the sweeper queues it), and the feed's health says why
+            error = f"{exc.__class__.__name__}: {exc}"[:500]
+            if self.store.push_not_applied(
+                ingest_id, attempt, PushRecord(status="retrying", error=error, error_kind="unexpected"), again_at=now
+            ):
+                self._failed(feed.id, f"push {ingest_id}: {error}", "unexpected", now)
             raise
         return {"ingest_id": ingest_id, "status": "done", "accepted": report.accepted, "rejected": report.rejected}
 

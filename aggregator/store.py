@@ -854,6 +854,8 @@ class PushRecord:
     bytes: str | None = None  # the body's size
     started_at: str | None = None
     applier: str | None = None  # host:pid of the worker applying it
+    attempt: str | None = None  # the token of the delivery applying it (begin_push)
+    done_by: str | None = None  # the token of the delivery that applied it (written with its data)
     finished_at: str | None = None
     error: str | None = None
     error_kind: str | None = None
@@ -1411,6 +1413,7 @@ class Store:
         self._ratelimit = client.register_script(_lua("ratelimit"))
         self._accept_push = client.register_script(_lua("accept_push"))
         self._begin_push = client.register_script(_lua("begin_push"))
+        self._push_not_applied = client.register_script(_lua("push_not_applied"))
         self._rate_accept_push = client.register_script(_lua("rate_first") + _lua("accept_push"))
         self._rate = client.register_script(_lua("rate"))
         self._lock = client.register_script(_lua("lock"))
@@ -3072,24 +3075,22 @@ class Store:
     def push_finished(self, ingest_id: str) -> None:
         self._call("finishing a push", lambda: self.redis.zrem(self.keys.pending_pushes, ingest_id))
 
-    def push_not_applied(self, ingest_id: str, values: PushRecord, *, again_at: datetime | None) -> None:
-        """A push whose application failed, in one transaction: its record takes ``values``. With ``again_at`` it is
-        pending from then and its finished time is dropped: a write that failed inside its transaction may have marked
-        it done and taken it off the pending pushes (the commands after an error in a MULTI still run), and a write
-        whose reply was lost may have too. Without, it leaves the pending pushes for good (``push_finished``)."""
+    def push_not_applied(self, ingest_id: str, attempt: str, values: PushRecord, *, again_at: datetime | None) -> bool:
+        """A push whose application by the delivery ``attempt`` failed, in one script (``lua/push_not_applied.lua``):
+        its record takes ``values``; with ``again_at`` it is pending from then and its finished time is dropped (a
+        write that failed inside its transaction may have marked it done: the commands after an error in a MULTI still
+        run; so may a write whose reply was lost); without, it leaves the pending pushes for good. A push another
+        delivery applied meanwhile is left as it is (False)."""
         k = self.keys
-
-        def write() -> Any:
-            pipe = self.redis.pipeline(transaction=True)
-            if again_at is not None:
-                pipe.zadd(k.pending_pushes, {ingest_id: _ms(again_at)})
-                pipe.hdel(k.push(ingest_id), "finished_at")
-            else:
-                pipe.zrem(k.pending_pushes, ingest_id)
-            pipe.hset(k.push(ingest_id), mapping=values.to_hash())  # type: ignore[arg-type]
-            return pipe.execute()
-
-        self._call("recording a push that was not applied", write)
+        args: list[Any] = [ingest_id, attempt, _ms(again_at) if again_at is not None else ""]
+        for key, value in values.to_hash().items():
+            args.extend((key, value))
+        return bool(
+            self._call(
+                "recording a push that was not applied",
+                lambda: self._push_not_applied(keys=[k.push(ingest_id), k.pending_pushes], args=args),
+            )
+        )
 
     def update_push(self, ingest_id: str, values: PushRecord) -> None:
         """Write the fields ``values`` sets."""

@@ -723,3 +723,53 @@ def test_an_unchanged_figure_replaced_in_own_mode_keeps_a_changed_time_from_befo
     [level] = get_levels(store)
     # the beds have been the same since at least 8:00 (3:00 read as New York's): before this report, so kept
     assert (level["reported_at"], level["changed_at"]) == ("2026-11-27T09:45:00Z", "2026-11-27T08:00:00Z")
+
+
+def test_a_level_rejected_in_a_corrected_run_drops_the_figure_the_wrong_clock_stamped(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """A level whose cell is unreadable keeps its last figure, except in a run under changed settings: that figure
+    was stamped by the settings replaced (14:45 for a report made at 9:45) and would show as fresher than it is."""
+    partner.route("/beds.csv", csv(rows(2)))
+    pipeline.run(csv_feed(partner.url("/beds.csv")))
+    corrected = csv_feed(partner.url("/beds.csv"), timezone="UTC")
+    unreadable = rows(2, beds=1).replace(b"-71.10,DT,1,11/27/2026 9:45 AM\n", b"-71.10,DT,lots,11/27/2026 9:45 AM\n", 1)
+    partner.route("/beds.csv", csv(unreadable))
+    out = pipeline.run(corrected)
+    assert out.report is not None and out.report.rejected_levels == {"beds:C0": {"detox"}}
+    assert out.report.stored is not None and out.report.stored.observations_pruned == 1
+    assert _shown_by_id(store) == {"beds:C0": None, "beds:C1": ("2026-11-27T09:45:00Z", 1)}
+    # under settings unchanged, a rejected level keeps its last figure, as before
+    partner.route("/beds.csv", csv(rows(2, beds=1)))
+    pipeline.run(corrected)
+    partner.route("/beds.csv", csv(unreadable.replace(b"9:45 AM", b"10:45 AM")))
+    pipeline.run(corrected)
+    assert _shown_by_id(store)["beds:C0"] == ("2026-11-27T09:45:00Z", 1)
+
+
+def _shown_by_id(store: Store) -> dict[str, tuple[str, int] | None]:
+    return {
+        h.id: (h.availability[0]["reported_at"], h.availability[0]["beds_available"])
+        if h.availability and h.availability[0].get("reported_at")
+        else None
+        for h in near(store, zip="02139", now=NOW).results
+    }
+
+
+def test_the_first_partial_run_of_a_feed_records_the_settings_its_figures_were_read_under(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partner.route("/beds.csv", csv(rows(3)))
+    fetch_all = pipeline._fetch_all
+
+    def one_document_failed(*args: Any) -> Any:
+        documents, first, failed = fetch_all(*args)
+        return documents, first, [*failed, "page 2: 404"]
+
+    monkeypatch.setattr(pipeline, "_fetch_all", one_document_failed)
+    assert pipeline.run(csv_feed(partner.url("/beds.csv"))).status == "partial"
+    monkeypatch.undo()
+    assert store.feed_state("beds").figures_settings  # a later correction is a change, not an unknown
+    partner.route("/beds.csv", csv(rows(3, beds=1)))
+    assert pipeline.run(csv_feed(partner.url("/beds.csv"), timezone="UTC")).status == "applied"
+    assert _shown(store) == {("2026-11-27T09:45:00Z", 1)}

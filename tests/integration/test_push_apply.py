@@ -302,3 +302,49 @@ def test_a_push_whose_write_landed_but_whose_reply_was_lost_stays_pending(
     assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is not None
     assert pipeline.apply_push(FEED, "ing_1")["status"] == "done"
     assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is None
+
+
+@pytest.mark.parametrize("error", [StoreUnavailable("writer lock held too long (injected)"), RuntimeError("a defect")])
+def test_a_delivery_that_fails_after_another_applied_the_push_leaves_it_done(
+    store: Store, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """Two deliveries of one push (a redelivery after a lost worker, the sweeper's): the one that fails after the other
+    applied it neither turns "done" back nor records a failure in the feed's health."""
+    a = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    b = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
+
+    def b_apply(*args: Any, **kwargs: Any) -> None:  # B began; A applies the same push meanwhile, then B fails
+        assert a.apply_push(FEED, "ing_1")["status"] == "done"
+        raise error
+
+    monkeypatch.setattr(b, "_apply", b_apply)
+    if isinstance(error, StoreUnavailable):
+        assert b.apply_push(FEED, "ing_1")["status"] == "done"
+    else:
+        with pytest.raises(RuntimeError):
+            b.apply_push(FEED, "ing_1")
+    record = store.push_record("ing_1")
+    assert record is not None and record.status == "done" and record.finished_at and record.accepted == 1
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is None
+    health = store.feed_state("harbor")
+    assert health.last_error is None and not health.consecutive_failures
+
+
+def test_a_push_failing_for_an_unexpected_reason_says_why_in_the_feeds_health(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = Pipeline(store, Fetcher(new_session("tests/1.0")), clock=lambda: NOW + timedelta(minutes=5))
+    push(store, "ing_1", "2026-11-27T14:59:00Z", name="Harbor House", detox_beds=3, updated_at="2026-11-27T14:58:00Z")
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(pipeline, "_apply", broken)
+    with pytest.raises(RuntimeError):
+        pipeline.apply_push(FEED, "ing_1")
+    record = store.push_record("ing_1")
+    assert record is not None and record.status == "retrying" and record.error_kind == "unexpected"
+    assert store.redis.zscore(store.keys.pending_pushes, "ing_1") is not None
+    health = store.feed_state("harbor")
+    assert health.last_error_kind == "unexpected" and "a defect" in (health.last_error or "")
