@@ -1027,14 +1027,20 @@ class Pipeline:
     def _normalize(self, feed: FeedConfig, raws: RawRecords, ctx: FeedContext) -> Normalized:
         """Normalize a pulled run's rows, keeping the rows unchanged since the feed's last stored run (their
         memos) as they are stored. A kept record the store no longer holds as its memo says (a geocode retry
-        moved it, a write died half-way) is normalized again."""
-        memos = self.store.row_memos(feed.id, memo_fingerprint(ctx))
+        moved it, a write died half-way) is normalized again; while no write changed the feed's records since the
+        memos were saved (its write token stands), none is asked for."""
+        fingerprint = memo_fingerprint(ctx)
+        memos = self.store.row_memos(feed.id, fingerprint)
         done = normalize_rows(raws, ctx, memos)
-        if done.kept:
-            stale = self.store.changed_records(feed.id, {cid: m.digest for cid, m in done.kept.items()})
+        # memos saved with the feed's write token that still stands describe its records as stored: no write changed
+        # them since (Store.row_memos). Else each kept record is checked, and the memos vouched for when none changed
+        if done.kept and not memos.current:
+            stale, token = self.store.check_records(feed.id, {cid: m.digest for cid, m in done.kept.items()})
             if stale:
                 drop = {row for row, memo in done.kept_rows.items() if memo.center_id in stale}
                 done = normalize_rows(raws, ctx, {row: m for row, m in memos.items() if row not in drop})
+            elif token is not None and len(done.kept) == len(memos):
+                self.store.vouch_row_memos(feed.id, fingerprint, token)
         done.given = memos
         return done
 
@@ -1048,7 +1054,7 @@ class Pipeline:
             # kept packed by bucket: those that changed are written, and memos suspended for the write read again
             # (store.save_row_memos)
             if memos != done.given or done.rows:
-                self.store.save_row_memos(feed.id, fingerprint, memos, done.given)
+                self.store.save_row_memos(feed.id, fingerprint, memos, done.given, stored.write_token)
         except StoreUnavailable as exc:
             # the memos standing may be those of rows this run changed: none is better than a stale one
             try:

@@ -538,6 +538,13 @@ def memo_buckets(memos: Mapping[bytes, bytes]) -> dict[str, dict[bytes, bytes]]:
     return dict(out)
 
 
+class RowMemos(dict[bytes, bytes]):
+    """A feed's row memos as ``Store.row_memos`` reads them; ``current``: saved with the feed's write token that
+    still stands, so no write changed the feed's records since."""
+
+    current: bool = False
+
+
 def pack_memos(memos: Mapping[bytes, bytes]) -> bytes:
     """Row memos as one value (a bucket of ``feed:{feed}:rows``, ``memo_buckets``): each row digest and memo after
     their lengths, deflated. A row memo kept one a hash field cost about 110 bytes of Redis memory; packed,
@@ -710,6 +717,8 @@ class ReplaceResult:
     uncertain: int = 0
     #: the stored digest of every record the write carried, changed or not (``kept`` ones excluded)
     digests: dict[str, bytes] = field(default_factory=dict)
+    #: the feed's write token this write set (feed meta ``w``), None when it set none (``_queue_writes``)
+    write_token: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -1715,7 +1724,6 @@ class Store:
                     also(pipe)
                     pipe.execute()
             return result
-        own = run is not None and run.settings_changed
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         with self._translated(f"replacing feed {feed_id}"), self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -1739,7 +1747,7 @@ class Store:
                         keep or {},
                         kept=still,
                         look=look,
-                        own=own,
+                        run=run,
                     )
                     if run is not None:  # after every reply _queue_replace counts on: their places stand
                         self._queue_feed_write(pipe, feed_id, run.memo_fingerprint)
@@ -1836,7 +1844,7 @@ class Store:
         kept: frozenset[str],
         dead: Sequence[str],
         *,
-        own: bool = False,
+        run: FeedRunWrite | None = None,
     ) -> tuple[_Recorder, ReplaceResult, set[str]]:
         """Plan a staged write, recording its commands; returns the recorder, the result and every facility
         it may change (those of ``dead`` generations included, to be composed again)."""
@@ -1860,7 +1868,7 @@ class Store:
                     force=bool(dead),
                     extra=extra,
                     kept=kept,
-                    own=own,
+                    run=run,
                 )
             except redis.WatchError:  # a facility changed while it was planned: plan again
                 continue
@@ -1890,10 +1898,9 @@ class Store:
         of this snapshot is rewritten whatever its digest says, and one flip makes both visible."""
         k = self.keys
         args = (feed_id, new, obs, now, source, partial, authority, order, keep, kept)
-        own = run is not None and run.settings_changed
         with self._translated(f"replacing feed {feed_id} (staged)"):
             dead = self._stages("w", feed_id)
-            rec, result, touched = self._plan_staged(*args, dead, own=own)
+            rec, result, touched = self._plan_staged(*args, dead, run=run)
             lease = _Lease(self, self._take_writer())
             try:
                 for gen in self._stages("c"):  # a clean-up a dead writer left
@@ -1905,7 +1912,7 @@ class Store:
                     or self._fingerprints(watched) != [rec.fingerprints[f] for f in watched]
                 ):
                     dead = self._stages("w", feed_id)
-                    rec, result, touched = self._plan_staged(*args, dead, own=own)
+                    rec, result, touched = self._plan_staged(*args, dead, run=run)
                 scripts = staging.Scripts(
                     observe=self._observe_src,
                     compose=self._compose_src,
@@ -2098,7 +2105,7 @@ class Store:
         extra: set[str] | None = None,
         kept: frozenset[str] = frozenset(),
         look: _Look | None = None,
-        own: bool = False,
+        run: FeedRunWrite | None = None,
     ) -> tuple[ReplaceResult, set[str], ReplyAt]:
         """Plan a replace and queue its commands on ``pipe``; returns the result, every facility the commands
         may change and where the replies to read are. ``force``: rewrite every record whatever its digest says,
@@ -2140,7 +2147,7 @@ class Store:
             look.count + len(new.keys() - all_ids) if partial else len(new) + len(kept),
             diff,
             plan,
-            own,
+            run,
         )
         return diff.result, touched, replies
 
@@ -2194,12 +2201,18 @@ class Store:
         centers: int,
         diff: RecordDiff,
         plan: LinkPlan,
-        own: bool = False,
+        run: FeedRunWrite | None = None,
     ) -> ReplyAt:
         """The writer: queue a replace's commands (after MULTI) and say where the replies to read are. ``centers``:
-        the feed's size after the write; ``own``: its figures replace the feed's own whatever their times."""
+        the feed's size after the write; ``run``: a feed run's (its figures replace the feed's own whatever their
+        times when its settings changed). A write that changes or removes records, or that stores rows normalized
+        anew (their memos are saved after it), gives the feed a new write token (``ReplaceResult.write_token``,
+        feed meta ``w``): row memos saved with it vouch for the records while it stands (``row_memos``)."""
         k = self.keys
         result, removed = diff.result, diff.removed
+        own = run is not None and run.settings_changed
+        if diff.changed or removed or (run is not None and run.memo_fingerprint is not None):
+            result.write_token = secrets.token_hex(8)
         q.multi()
         q.queued = 0  # replies count from here
         for rid in removed:
@@ -2256,6 +2269,7 @@ class Store:
             mapping={
                 "centers": centers,
                 "replaced_at": now.isoformat(),
+                **({"w": result.write_token} if result.write_token else {}),
             },
         )
         if plan.recompose:
@@ -2798,17 +2812,29 @@ class Store:
 
     # ------------------------------------------------------------------------------- row memos
 
-    def row_memos(self, feed_id: str, fingerprint: str) -> dict[bytes, bytes]:
+    def row_memos(self, feed_id: str, fingerprint: str) -> RowMemos:
         """The feed's row memos (row digest -> memo) if they were made under ``fingerprint``; none while a staged
         write of the feed is unfinished (its next write rewrites every record), or where they were kept one a
-        field (before ``pack_memos``: the feed's next run normalizes every row and keeps them packed)."""
-        stored = self._call("reading row memos", lambda: self.redis.hgetall(self.keys.feed_rows(feed_id)))
+        field (before ``pack_memos``: the feed's next run normalizes every row and keeps them packed). ``current``:
+        they were saved with the feed's write token that still stands (``save_row_memos``' ``token``): no write
+        changed the feed's records since, so they are stored as the memos say (``changed_records`` need not ask)."""
+        k = self.keys
+
+        def read() -> Any:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hgetall(k.feed_rows(feed_id))
+            pipe.hget(k.feed_meta(feed_id), "w")
+            return pipe.execute()
+
+        stored, token = self._call("reading row memos", read)
         fp = stored.pop(b"_fp", None)
+        vouched = stored.pop(b"_w", None)
         if fp is None or _str(fp) != fingerprint:
-            return {}
+            return RowMemos()
         if self._call("reading row memos", lambda: self._stages("w", feed_id)):
-            return {}
-        out: dict[bytes, bytes] = {}
+            return RowMemos()
+        out = RowMemos()
+        out.current = token is not None and vouched == token
         for name, packed in stored.items():
             if name[:2] != b"b:":
                 continue  # a memo kept one a field by an earlier release: not read
@@ -2819,14 +2845,21 @@ class Store:
         return out
 
     def save_row_memos(
-        self, feed_id: str, fingerprint: str, memos: Mapping[bytes, bytes], given: Mapping[bytes, bytes] | None = None
+        self,
+        feed_id: str,
+        fingerprint: str,
+        memos: Mapping[bytes, bytes],
+        given: Mapping[bytes, bytes] | None = None,
+        token: str | None = None,
     ) -> None:
         """Keep the feed's row memos, packed by bucket (``memo_buckets``, ``pack_memos``).
 
         ``given``: the memos this run read (``row_memos``) under ``fingerprint``. Then only the buckets that differ
         from them (or that are damaged or missing) are written, and buckets of no row dropped, while the memos are
         still those of ``fingerprint``; else nothing (dropped or replaced meanwhile: what is there stands, and the
-        next run rewrites them whole). Without ``given``, every bucket is written in place of what was there."""
+        next run rewrites them whole). Without ``given``, every bucket is written in place of what was there.
+        ``token``: the write token the run's write set (``ReplaceResult.write_token``), kept with the memos: while
+        it stands, no write has changed the records they describe. Without one, the memos vouch for nothing."""
         key = self.keys.feed_rows(feed_id)
         new = memo_buckets(memos)
         old = memo_buckets(given) if given else None
@@ -2835,7 +2868,7 @@ class Store:
             packed: dict[Any, Any] = {name: pack_memos(bucket) for name, bucket in new.items()}
             with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(key)  # memos of other settings, or kept one a field by an earlier release
-                pipe.hset(key, mapping={"_fp": fingerprint, **packed})
+                pipe.hset(key, mapping={"_fp": fingerprint, **({"_w": token} if token else {}), **packed})
                 pipe.execute()
 
         def write_changed(old: dict[str, dict[bytes, bytes]]) -> None:
@@ -2846,14 +2879,16 @@ class Store:
                     if fp is None or _str(fp) not in (fingerprint, ROW_MEMOS_SUSPENDED + fingerprint):
                         return
                     suspended = _str(fp) != fingerprint
-                    stored = {_str(name) for name in pipe.hkeys(key)} - {"_fp"}
+                    stored = {_str(name) for name in pipe.hkeys(key)} - {"_fp", "_w"}
                     changed = {n: pack_memos(b) for n, b in new.items() if b != old.get(n) or n not in stored}
                     gone = sorted(stored - set(new))
-                    if not changed and not gone and not suspended:
+                    if not changed and not gone and not suspended and not token:
                         return
                     pipe.multi()
                     if suspended:  # this run's write is done: its memos are read again
                         pipe.hset(key, "_fp", fingerprint)
+                    if token:  # else the write changed no record: the token kept before, if any, stands
+                        pipe.hset(key, "_w", token)
                     if changed:
                         pipe.hset(key, mapping=cast(dict[Any, Any], changed))
                     if gone:
@@ -2894,6 +2929,38 @@ class Store:
     def changed_records(self, feed_id: str, expected: Mapping[str, bytes]) -> set[str]:
         """Which of these records of ``feed_id`` (their ids say the feed: ``feed_of_record``) are not stored as
         ``expected`` (record id -> digest): changed since, or gone. An id of another feed is never this feed's."""
+        return self.check_records(feed_id, expected)[0]
+
+    def check_records(self, feed_id: str, expected: Mapping[str, bytes]) -> tuple[set[str], str | None]:
+        """``changed_records``, and the feed's write token when it stood the whole check (else None: a write of the
+        feed's records may have come meanwhile, or none ever set one)."""
+        token_key = self.keys.feed_meta(feed_id)
+        before = self._call("checking stored records", lambda: self.redis.hget(token_key, "w"))
+        changed = self._changed_records(feed_id, expected)
+        after = self._call("checking stored records", lambda: self.redis.hget(token_key, "w"))
+        return changed, _str(after) if after is not None and after == before else None
+
+    def vouch_row_memos(self, feed_id: str, fingerprint: str, token: str) -> None:
+        """The feed's row memos (under ``fingerprint``) were checked against its records under the write token
+        ``token`` (``check_records``): kept with them, so the next run need not check while it stands."""
+        key = self.keys.feed_rows(feed_id)
+
+        def write() -> None:
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    fp = pipe.hget(key, "_fp")
+                    if fp is None or _str(fp) != fingerprint:
+                        return
+                    pipe.multi()
+                    pipe.hset(key, "_w", token)
+                    pipe.execute()
+                except redis.WatchError:  # changed meanwhile: left for the next check
+                    return
+
+        self._call("writing row memos", write)
+
+    def _changed_records(self, feed_id: str, expected: Mapping[str, bytes]) -> set[str]:
         own = f"{feed_id}:"
         ids = [rid for rid, digest in expected.items() if rid.startswith(own) and len(digest) == DIGEST_SIZE]
         # another feed's id, or a digest not of the stored form (it matches no stored record): not as expected

@@ -18,6 +18,7 @@ from aggregator.fetch import Fetcher, new_session
 from aggregator.ingest import IngestReport, Pipeline, RowMemo, context_for, memo_fingerprint
 from aggregator.invariants import check
 from aggregator.lookup import near
+from aggregator.model import Center
 from aggregator.store import STAGE_ABOVE, Store, pack_memos, unpack_memos
 from config import registry
 from config.registry import FeedConfig
@@ -159,13 +160,71 @@ def test_a_record_changed_behind_its_memo_is_normalized_again(
 ) -> None:
     feed = feed_for(serve(partner, [row(i) for i in range(5)]))
     pipeline.run(feed)
-    store.redis.hset(store.keys.record("memo:C2"), "h", "something else")  # a write the memo does not know
-    store.redis.delete(store.keys.record("memo:C3"))  # or one lost
+    raw = store.stored_records(["memo:C2"])["memo:C2"]
+    moved = Center.model_validate_json(raw).model_copy(update={"latitude": 42.5, "longitude": -71.2})
+    assert store.update_location(moved, NOW)  # a write the memo does not know (a geocode retry's): a new write token
+    store.redis.delete(store.keys.record("memo:C3"))  # and a record lost: the same check finds it
     out = pipeline.run(feed, force=True)
     stored = out.report.stored if out.report else None
     assert stored is not None and stored.unchanged == 3 and stored.updated + stored.added == 2
     assert {"memo:C2", "memo:C3"} <= {r.id for r in near(store, zip="02139", now=NOW).results}
     assert not check(store, now=NOW + timedelta(hours=1))
+
+
+def test_memos_saved_under_the_standing_write_token_are_not_checked_against_the_records(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """Every write of a feed's records gives the feed a new write token; memos saved with the token their run's write
+    set need no check while it stands. A check that finds every kept record as its memo says vouches for the memos
+    under the token it stood through."""
+    asked: list[int] = []
+    ask = store._changed_records
+
+    def counted(feed_id: str, expected: Any) -> set[str]:
+        asked.append(len(expected))
+        return ask(feed_id, expected)
+
+    store._changed_records = counted  # type: ignore[method-assign]
+    feed = feed_for(serve(partner, [row(i) for i in range(6)]))
+    pipeline.run(feed)
+    token = store.redis.hget(store.keys.feed_meta("memo"), "w")
+    assert token and store.redis.hget(store.keys.feed_rows("memo"), "_w") == token
+    unchanged = pipeline.run(feed, force=True)
+    assert unchanged.report is not None and unchanged.report.stored is not None
+    assert unchanged.report.stored.unchanged == 6 and asked == []  # kept without asking
+    assert store.redis.hget(store.keys.feed_meta("memo"), "w") == token  # nothing written: the token stands
+    # another write of the feed (a record of it placed anew) gives a new token: the next run checks every kept record
+    other = Center.model_validate_json(store.stored_records(["memo:C5"])["memo:C5"])
+    store.replace_feed("memo", [other.model_copy(update={"name": "Center 5 renamed"})], [], now=NOW, partial=True)
+    assert store.redis.hget(store.keys.feed_meta("memo"), "w") != token
+    again = pipeline.run(feed, force=True)
+    assert asked == [6]
+    assert again.report is not None and again.report.stored is not None
+    assert again.report.stored.unchanged == 5 and again.report.stored.updated == 1  # C5 normalized and written again
+    # that write set a token its memos were saved with: the run after asks nothing
+    pipeline.run(feed, force=True)
+    assert asked == [6]
+
+
+def test_a_check_that_finds_every_record_as_its_memo_says_vouches_for_the_memos(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    asked: list[int] = []
+    ask = store._changed_records
+
+    def counted(feed_id: str, expected: Any) -> set[str]:
+        asked.append(len(expected))
+        return ask(feed_id, expected)
+
+    store._changed_records = counted  # type: ignore[method-assign]
+    feed = feed_for(serve(partner, [row(i) for i in range(4)]))
+    pipeline.run(feed)
+    store.redis.hset(store.keys.feed_meta("memo"), "w", "a-write-that-changed-none-of-these")
+    pipeline.run(feed, force=True)
+    assert asked == [4]  # checked: all as their memos say
+    assert store.redis.hget(store.keys.feed_rows("memo"), "_w") == b"a-write-that-changed-none-of-these"
+    pipeline.run(feed, force=True)
+    assert asked == [4]  # vouched: not asked again
 
 
 def test_new_settings_or_a_stale_write_void_the_memos(
@@ -472,7 +531,7 @@ def test_a_damaged_bucket_is_written_again_and_one_of_no_row_dropped(
     fp = memo_fingerprint(context_for(feed, NOW))
     whole = store.row_memos("memo", fp)
     key = store.keys.feed_rows("memo")
-    damaged = sorted(n for n in store.redis.hkeys(key) if n != b"_fp")[0]
+    damaged = sorted(n for n in store.redis.hkeys(key) if n[:2] == b"b:")[0]
     store.redis.hset(key, mapping={damaged: b"not deflated", "b:zz": b"not deflated either"})
     assert len(store.row_memos("memo", fp)) < 40
     serve(partner, [row(0, beds=8), *lines[1:]])
@@ -490,7 +549,7 @@ def test_damaged_memos_are_a_shortcut_lost_not_a_failed_run(
     fp = memo_fingerprint(context_for(feed, NOW))
     key = store.keys.feed_rows("memo")
     for bucket in store.redis.hkeys(key):
-        if bucket != b"_fp":
+        if bucket[:2] == b"b:":
             store.redis.hset(key, bucket, b"not deflated")
     assert store.row_memos("memo", fp) == {}
     again = pipeline.run(feed, force=True)
@@ -547,7 +606,7 @@ def test_memos_kept_one_a_field_by_the_previous_release_are_not_read(
     again = pipeline.run(feed, force=True)
     assert again.report is not None and again.report.stored is not None
     assert again.report.stored.unchanged == 4  # normalized again: the same records, none rewritten
-    assert all(name == b"_fp" or name.startswith(b"b:") for name in store.redis.hkeys(key))
+    assert all(name in (b"_fp", b"_w") or name.startswith(b"b:") for name in store.redis.hkeys(key))
     assert store.row_memos("memo", fp) == memos
 
 
