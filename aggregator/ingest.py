@@ -404,6 +404,8 @@ class Normalized:
     rows: dict[str, tuple[bytes, NormalizedRecord]] = field(default_factory=dict)
     #: the memos the run read (row digest -> memo as stored), all of them: those of kept rows are kept as they are
     given: Mapping[bytes, bytes] = field(default_factory=dict)
+    #: the feed's write token the kept rows' records were found good under (``FeedRunWrite.seen_token``)
+    seen_token: str | None = None
 
     def memos(self, digests: Mapping[str, bytes], ctx: FeedContext) -> dict[bytes, bytes]:
         """The memos of this run once stored: the kept rows' and the normalized winners' (with the digest the
@@ -814,7 +816,9 @@ class Pipeline:
                 self.store.drop_row_memos(feed.id)
             # as the write lands: the validators dropped, and the memos suspended when rows were normalized anew,
             # until this run ends (Store.begin_feed_write)
-            write = FeedRunWrite(settings if done.rows and not partial else None, settings_changed)
+            write = FeedRunWrite(
+                settings if done.rows and not partial else None, settings_changed, seen_token=done.seen_token
+            )
             try:
                 self._apply(
                     feed,
@@ -1034,14 +1038,16 @@ class Pipeline:
         done = normalize_rows(raws, ctx, memos)
         # memos saved with the feed's write token that still stands describe its records as stored: no write changed
         # them since (Store.row_memos). Else each kept record is checked, and the memos vouched for when none changed
+        seen = memos.token
         if done.kept and not memos.current:
-            stale, token = self.store.check_records(feed.id, {cid: m.digest for cid, m in done.kept.items()})
+            stale, seen = self.store.check_records(feed.id, {cid: m.digest for cid, m in done.kept.items()})
             if stale:
                 drop = {row for row, memo in done.kept_rows.items() if memo.center_id in stale}
                 done = normalize_rows(raws, ctx, {row: m for row, m in memos.items() if row not in drop})
-            elif token is not None and len(done.kept) == len(memos):
-                self.store.vouch_row_memos(feed.id, fingerprint, token)
+            elif seen is not None and len(done.kept) == len(memos):
+                self.store.vouch_row_memos(feed.id, fingerprint, seen)
         done.given = memos
+        done.seen_token = seen
         return done
 
     def _remember_rows(self, feed: FeedConfig, done: Normalized, stored: ReplaceResult, ctx: FeedContext) -> None:
@@ -1054,7 +1060,7 @@ class Pipeline:
             # kept packed by bucket: those that changed are written, and memos suspended for the write read again
             # (store.save_row_memos)
             if memos != done.given or done.rows:
-                self.store.save_row_memos(feed.id, fingerprint, memos, done.given, stored.write_token)
+                self.store.save_row_memos(feed.id, fingerprint, memos, done.given, stored.memo_token)
         except StoreUnavailable as exc:
             # the memos standing may be those of rows this run changed: none is better than a stale one
             try:

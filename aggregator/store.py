@@ -538,11 +538,22 @@ def memo_buckets(memos: Mapping[bytes, bytes]) -> dict[str, dict[bytes, bytes]]:
     return dict(out)
 
 
+def _memo_token(result: ReplaceResult, run: FeedRunWrite | None, kept: Iterable[str], standing: Any) -> str | None:
+    """``ReplaceResult.memo_token`` of a write that set ``result.write_token``, given the token ``standing`` as it
+    was planned (read only when it kept records)."""
+    if result.write_token is None or result.superseded:
+        return None
+    if kept and (run is None or run.seen_token is None or standing is None or _str(standing) != run.seen_token):
+        return None  # a record kept may have been written after it was found good: the memos must be checked
+    return result.write_token
+
+
 class RowMemos(dict[bytes, bytes]):
     """A feed's row memos as ``Store.row_memos`` reads them; ``current``: saved with the feed's write token that
-    still stands, so no write changed the feed's records since."""
+    still stands (``token``), so no write changed the feed's records since."""
 
     current: bool = False
+    token: str | None = None
 
 
 def pack_memos(memos: Mapping[bytes, bytes]) -> bytes:
@@ -674,6 +685,10 @@ class FeedRunWrite:
     #: export, not against the feed's own correction, which would otherwise leave figures stamped by the wrong clock
     #: showing as fresh until their window ends
     settings_changed: bool = False
+    #: the feed's write token its rows kept from their memos were found good under (``RowMemos.token`` when the
+    #: memos were current, else ``check_records``' token), None when there is none: the write's token vouches for
+    #: the memos saved after it only if no other write came between (``ReplaceResult.memo_token``)
+    seen_token: str | None = None
 
 
 class KeptRecordsRefused(Exception):
@@ -719,6 +734,10 @@ class ReplaceResult:
     digests: dict[str, bytes] = field(default_factory=dict)
     #: the feed's write token this write set (feed meta ``w``), None when it set none (``_queue_writes``)
     write_token: str | None = None
+    #: ``write_token`` when the memos saved after this write may carry it (``save_row_memos``): no record of the
+    #: write superseded (its memo's digest is not what is stored), and the records it kept were found good under
+    #: the token that stood until this write (``FeedRunWrite.seen_token``); else None, and the memos vouch for nothing
+    memo_token: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -1734,6 +1753,8 @@ class Store:
                         pipe.reset()
                         self._wait_for_writer(deadline)
                         continue
+                    # the token standing as this write is planned (the meta is watched: it stands until it lands)
+                    standing = pipe.hget(k.feed_meta(feed_id), "w") if run is not None and still else None
                     result, _, at = self._queue_replace(
                         pipe,
                         feed_id,
@@ -1754,6 +1775,7 @@ class Store:
                     if also is not None:
                         also(pipe)
                     replies = pipe.execute()
+                    result.memo_token = _memo_token(result, run, still, standing)
                     break
                 except redis.WatchError:
                     pipe.reset()
@@ -1913,6 +1935,8 @@ class Store:
                 ):
                     dead = self._stages("w", feed_id)
                     rec, result, touched = self._plan_staged(*args, dead, run=run)
+                # the token standing as this write begins (the writer lock keeps every other write out until the flip)
+                standing = self.redis.hget(k.feed_meta(feed_id), "w") if run is not None and kept else None
                 scripts = staging.Scripts(
                     observe=self._observe_src,
                     compose=self._compose_src,
@@ -1931,6 +1955,7 @@ class Store:
                 self._flip_and_clean(
                     gen, dead, feed_id, plan, set() if partial else rec.members_before - set(new) - kept
                 )
+                result.memo_token = _memo_token(result, run, kept, standing)
             finally:
                 lease.end()
         return result
@@ -2835,6 +2860,7 @@ class Store:
             return RowMemos()
         out = RowMemos()
         out.current = token is not None and vouched == token
+        out.token = _str(token) if out.current else None
         for name, packed in stored.items():
             if name[:2] != b"b:":
                 continue  # a memo kept one a field by an earlier release: not read
@@ -2879,16 +2905,19 @@ class Store:
                     if fp is None or _str(fp) not in (fingerprint, ROW_MEMOS_SUSPENDED + fingerprint):
                         return
                     suspended = _str(fp) != fingerprint
-                    stored = {_str(name) for name in pipe.hkeys(key)} - {"_fp", "_w"}
+                    stored_raw = set(pipe.hkeys(key))
+                    stored = {_str(name) for name in stored_raw} - {"_fp", "_w"}
                     changed = {n: pack_memos(b) for n, b in new.items() if b != old.get(n) or n not in stored}
                     gone = sorted(stored - set(new))
-                    if not changed and not gone and not suspended and not token:
+                    if not changed and not gone and not suspended and not token and b"_w" not in stored_raw:
                         return
                     pipe.multi()
                     if suspended:  # this run's write is done: its memos are read again
                         pipe.hset(key, "_fp", fingerprint)
-                    if token:  # else the write changed no record: the token kept before, if any, stands
+                    if token:
                         pipe.hset(key, "_w", token)
+                    else:  # memos that vouch for nothing (a write that may not match them): checked next run
+                        pipe.hdel(key, "_w")
                     if changed:
                         pipe.hset(key, mapping=cast(dict[Any, Any], changed))
                     if gone:

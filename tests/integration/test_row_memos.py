@@ -810,3 +810,64 @@ def test_a_run_that_fails_before_its_write_leaves_the_memos_and_validators_as_th
     said: list[str] = []
     assert pipeline.run(feed, progress=said.append).status == "applied"
     assert any("29 unchanged rows not normalized again" in line for line in said), said
+
+
+def _before_the_run_writes(store: Store, action: Any) -> None:
+    """``action`` once, just before the next feed run's write (a geocode retry landing between its check and it)."""
+    original = store.replace_feed
+    fired: list[int] = []
+
+    def wrapped(feed_id: str, centers: Any, observations: Any, **kw: Any) -> Any:
+        if kw.get("run") is not None and not fired:
+            fired.append(1)
+            action()
+        return original(feed_id, centers, observations, **kw)
+
+    store.replace_feed = wrapped  # type: ignore[method-assign]
+
+
+def _memo_digest(store: Store, feed: FeedConfig, center_id: str) -> tuple[bool, bytes | None]:
+    memos = store.row_memos("memo", memo_fingerprint(context_for(feed, NOW)))
+    found = [m for m in (RowMemo.decode(raw, "memo") for raw in memos.values()) if m.center_id == center_id]
+    return memos.current, found[0].digest if found else None
+
+
+def test_a_kept_record_written_between_the_runs_check_and_its_write_is_checked_again(
+    store: Store, partner: LoopbackServer
+) -> None:
+    clock = [NOW]
+    pipeline = Pipeline(store, Fetcher(new_session("t")), clock=lambda: clock[0])
+    feed = feed_for(serve(partner, [row(i) for i in range(5)]))
+    pipeline.run(feed)
+    serve(partner, [row(i, beds=9) if i == 0 else row(i) for i in range(5)])  # C0 changed; C2 kept from its memo
+    moved = Center.model_validate_json(store.stored_records(["memo:C2"])["memo:C2"])
+    moved = moved.model_copy(update={"latitude": 42.5, "longitude": -71.2})
+    _before_the_run_writes(store, lambda: store.update_location(moved, NOW + timedelta(seconds=1)))
+    clock[0] = NOW + timedelta(minutes=1)
+    pipeline.run(feed)
+    current, digest = _memo_digest(store, feed, "memo:C2")
+    assert digest != store.redis.hget(store.keys.record("memo:C2"), "h")  # C2's memo no longer says what is stored
+    assert not current  # so its memos vouch for nothing: the next run checks, and puts C2 right
+    clock[0] = NOW + timedelta(minutes=2)
+    out = pipeline.run(feed, force=True)
+    assert out.report is not None and out.report.stored is not None and out.report.stored.updated == 1
+    assert Center.model_validate_json(store.stored_records(["memo:C2"])["memo:C2"]).latitude != 42.5
+
+
+def test_a_row_whose_write_was_superseded_is_checked_again_and_applied(store: Store, partner: LoopbackServer) -> None:
+    clock = [NOW]
+    pipeline = Pipeline(store, Fetcher(new_session("t")), clock=lambda: clock[0])
+    feed = feed_for(serve(partner, [row(i) for i in range(5)]))
+    pipeline.run(feed)
+    serve(partner, [row(i) if i != 2 else row(2).replace("Center 2", "Center Two") for i in range(5)])
+    old = Center.model_validate_json(store.stored_records(["memo:C2"])["memo:C2"])
+    old = old.model_copy(update={"latitude": 42.5, "longitude": -71.2})
+    # a geocode retry ordered after the run's start lands before its write: the run's C2 is superseded
+    _before_the_run_writes(store, lambda: store.update_location(old, NOW + timedelta(minutes=1, seconds=30)))
+    clock[0] = NOW + timedelta(minutes=1)
+    out = pipeline.run(feed)
+    assert out.report is not None and out.report.stored is not None and out.report.stored.superseded == 1
+    assert not _memo_digest(store, feed, "memo:C2")[0]  # its memo's digest is not what is stored: vouches nothing
+    clock[0] = NOW + timedelta(minutes=2)
+    pipeline.run(feed, force=True)  # later than the retry: the renamed row is applied
+    assert Center.model_validate_json(store.stored_records(["memo:C2"])["memo:C2"]).name == "Center Two"
