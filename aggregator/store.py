@@ -1913,30 +1913,32 @@ class Store:
         """``replace_feed`` for a large write, as a staged generation (``aggregator.staging``).
 
         It is planned without the writer lock (planning a national feed takes a while; pushes go on
-        meanwhile), then, holding the lock, checked: if the feed's members or any facility it planned
-        from changed since, it is planned again under the lock. Every other write of facility data waits
-        while the lock is held. A generation of this feed whose writer died before its flip (still masked:
-        readers see the state before it) is taken over: its facilities are composed again, every record
-        of this snapshot is rewritten whatever its digest says, and one flip makes both visible."""
+        meanwhile), then, holding the lock, checked: if the feed's members, its write token (any write of its
+        records) or any facility it planned from changed since, it is planned again under the lock. Every other
+        write of facility data waits while the lock is held. A generation of this feed whose writer died before its
+        flip (still masked: readers see the state before it) is taken over: its facilities are composed again, every
+        record of this snapshot is rewritten whatever its digest says, and one flip makes both visible."""
         k = self.keys
         args = (feed_id, new, obs, now, source, partial, authority, order, keep, kept)
         with self._translated(f"replacing feed {feed_id} (staged)"):
+            planned_under = self.redis.hget(k.feed_meta(feed_id), "w")  # read before what the plan reads
             dead = self._stages("w", feed_id)
             rec, result, touched = self._plan_staged(*args, dead, run=run)
             lease = _Lease(self, self._take_writer())
             try:
                 for gen in self._stages("c"):  # a clean-up a dead writer left
                     self._clean_stage(gen)
+                # the token standing as this write begins (the writer lock keeps every other write out until the flip)
+                standing = self.redis.hget(k.feed_meta(feed_id), "w")
                 watched = sorted(rec.fingerprints)
                 if (
                     self._stages("w", feed_id) != dead
+                    or standing != planned_under  # a record written since it was read (a geocode retry, a push)
                     or self._members(k.feed_members(feed_id)) != rec.members_before
                     or self._fingerprints(watched) != [rec.fingerprints[f] for f in watched]
                 ):
                     dead = self._stages("w", feed_id)
                     rec, result, touched = self._plan_staged(*args, dead, run=run)
-                # the token standing as this write begins (the writer lock keeps every other write out until the flip)
-                standing = self.redis.hget(k.feed_meta(feed_id), "w") if run is not None and kept else None
                 scripts = staging.Scripts(
                     observe=self._observe_src,
                     compose=self._compose_src,

@@ -871,3 +871,35 @@ def test_a_row_whose_write_was_superseded_is_checked_again_and_applied(store: St
     clock[0] = NOW + timedelta(minutes=2)
     pipeline.run(feed, force=True)  # later than the retry: the renamed row is applied
     assert Center.model_validate_json(store.stored_records(["memo:C2"])["memo:C2"]).name == "Center Two"
+
+
+def test_a_staged_write_planned_before_another_write_of_its_records_is_planned_again(
+    store: Store, partner: LoopbackServer
+) -> None:
+    """A staged write plans without the writer lock; a record of its feed written after the plan read it (a geocode
+    retry) changes the feed's write token, so the write plans again under the lock and its memos say what is stored."""
+    clock = [NOW]
+    pipeline = Pipeline(store, Fetcher(new_session("t")), clock=lambda: clock[0])
+    store.stage_above = 0
+    feed = feed_for(serve(partner, [row(i) for i in range(5)]))
+    pipeline.run(feed)
+    store.drop_row_memos("memo")  # the next run keeps nothing: every row normalized and sent
+    moved = Center.model_validate_json(store.stored_records(["memo:C2"])["memo:C2"])
+    moved = moved.model_copy(update={"latitude": 42.5, "longitude": -71.2})
+    take = store._take_writer
+    fired: list[int] = []
+
+    def retry_lands_first() -> str:
+        if not fired:
+            fired.append(1)
+            assert store.update_location(moved, NOW + timedelta(seconds=30))
+        return take()
+
+    store._take_writer = retry_lands_first  # type: ignore[method-assign]
+    clock[0] = NOW + timedelta(minutes=1)
+    assert pipeline.run(feed, force=True).status == "applied"
+    store._take_writer = take  # type: ignore[method-assign]
+    current, digest = _memo_digest(store, feed, "memo:C2")
+    assert digest == store.redis.hget(store.keys.record("memo:C2"), "h")  # planned again: C2 written back
+    assert current
+    assert Center.model_validate_json(store.stored_records(["memo:C2"])["memo:C2"]).latitude != 42.5
