@@ -603,6 +603,17 @@ def test_a_held_run_under_a_corrected_time_zone_replaces_the_figures_when_releas
         )
 
 
+def _one_document_fails(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's runs miss a second document of their feed (a page answering 404): partial runs."""
+    fetch_all = pipeline._fetch_all
+
+    def one_document_failed(*args: Any) -> Any:
+        documents, first, failed = fetch_all(*args)
+        return documents, first, [*failed, "page 2: 404"]
+
+    monkeypatch.setattr(pipeline, "_fetch_all", one_document_failed)
+
+
 def test_a_partial_run_keeps_no_validators_and_leaves_a_settings_change_pending(
     store: Store, partner: LoopbackServer, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -614,13 +625,7 @@ def test_a_partial_run_keeps_no_validators_and_leaves_a_settings_change_pending(
     before = store.feed_state("beds").figures_settings
     assert before and store.feed_state("beds").etag == '"v1"'
     corrected = csv_feed(partner.url("/beds.csv"), timezone="UTC")
-    fetch_all = pipeline._fetch_all
-
-    def one_document_failed(*args: Any) -> Any:
-        documents, first, failed = fetch_all(*args)
-        return documents, first, [*failed, "page 2: 404"]
-
-    monkeypatch.setattr(pipeline, "_fetch_all", one_document_failed)
+    _one_document_fails(pipeline, monkeypatch)
     assert pipeline.run(corrected).status == "partial"
     monkeypatch.undo()
     state = store.feed_state("beds")
@@ -760,13 +765,7 @@ def test_the_first_partial_run_of_a_feed_records_the_settings_its_figures_were_r
     store: Store, partner: LoopbackServer, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     partner.route("/beds.csv", csv(rows(3)))
-    fetch_all = pipeline._fetch_all
-
-    def one_document_failed(*args: Any) -> Any:
-        documents, first, failed = fetch_all(*args)
-        return documents, first, [*failed, "page 2: 404"]
-
-    monkeypatch.setattr(pipeline, "_fetch_all", one_document_failed)
+    _one_document_fails(pipeline, monkeypatch)
     assert pipeline.run(csv_feed(partner.url("/beds.csv"))).status == "partial"
     monkeypatch.undo()
     assert store.feed_state("beds").figures_settings  # a later correction is a change, not an unknown

@@ -171,12 +171,8 @@ def test_a_record_changed_behind_its_memo_is_normalized_again(
     assert not check(store, now=NOW + timedelta(hours=1))
 
 
-def test_memos_saved_under_the_standing_write_token_are_not_checked_against_the_records(
-    store: Store, partner: LoopbackServer, pipeline: Pipeline
-) -> None:
-    """Every write of a feed's records gives the feed a new write token; memos saved with the token their run's write
-    set need no check while it stands. A check that finds every kept record as its memo says vouches for the memos
-    under the token it stood through."""
+def _count_checks(store: Store) -> list[int]:
+    """How many records each check of kept records against the store asks about, as runs make them."""
     asked: list[int] = []
     ask = store._changed_records
 
@@ -185,6 +181,16 @@ def test_memos_saved_under_the_standing_write_token_are_not_checked_against_the_
         return ask(feed_id, expected)
 
     store._changed_records = counted  # type: ignore[method-assign]
+    return asked
+
+
+def test_memos_saved_under_the_standing_write_token_are_not_checked_against_the_records(
+    store: Store, partner: LoopbackServer, pipeline: Pipeline
+) -> None:
+    """Every write of a feed's records gives the feed a new write token; memos saved with the token their run's write
+    set need no check while it stands. A check that finds every kept record as its memo says vouches for the memos
+    under the token it stood through."""
+    asked = _count_checks(store)
     feed = feed_for(serve(partner, [row(i) for i in range(6)]))
     pipeline.run(feed)
     token = store.redis.hget(store.keys.feed_meta("memo"), "w")
@@ -209,14 +215,7 @@ def test_memos_saved_under_the_standing_write_token_are_not_checked_against_the_
 def test_a_check_that_finds_every_record_as_its_memo_says_vouches_for_the_memos(
     store: Store, partner: LoopbackServer, pipeline: Pipeline
 ) -> None:
-    asked: list[int] = []
-    ask = store._changed_records
-
-    def counted(feed_id: str, expected: Any) -> set[str]:
-        asked.append(len(expected))
-        return ask(feed_id, expected)
-
-    store._changed_records = counted  # type: ignore[method-assign]
+    asked = _count_checks(store)
     feed = feed_for(serve(partner, [row(i) for i in range(4)]))
     pipeline.run(feed)
     store.redis.hset(store.keys.feed_meta("memo"), "w", "a-write-that-changed-none-of-these")
