@@ -1070,6 +1070,8 @@ class _Look:
     members: set[str]
     count: int = 0
     stored: dict[str, StoredRecord] | None = None
+    #: the feed's write token as read (feed meta ``w``), None when none
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1753,8 +1755,7 @@ class Store:
                         pipe.reset()
                         self._wait_for_writer(deadline)
                         continue
-                    # the token standing as this write is planned (the meta is watched: it stands until it lands)
-                    standing = pipe.hget(k.feed_meta(feed_id), "w") if run is not None and still else None
+                    standing = look.token  # as this write is planned (the meta is watched: it stands until it lands)
                     result, _, at = self._queue_replace(
                         pipe,
                         feed_id,
@@ -1797,7 +1798,7 @@ class Store:
         that are members, with what is stored of them) and the feed's size. A partial write keeping more records
         than ``LOOK_KEPT_MAX`` reads every member instead (one SMEMBERS, not a script asking for each)."""
         k = self.keys
-        keys = [k.lock(WRITER_LOCK), k.feed_members(feed_id)]
+        keys = [k.lock(WRITER_LOCK), k.feed_members(feed_id), k.feed_meta(feed_id)]
         named = partial and len(kept) + len(new) <= LOOK_KEPT_MAX
         sent = sorted(new) if named else []
         args = [k.prefix, "1" if named else "0", len(sent), *sent, *(sorted(kept - new.keys()) if named else ())]
@@ -1808,11 +1809,12 @@ class Store:
             reply = pipe.evalsha(self._look_script.sha, len(keys), *keys, *args)
         if int(reply[0]):
             return None
-        _, found, count, kept_members = reply
+        _, found, count, kept_members, token = reply
+        token = _str(token) if token else None
         if not named:
-            return _Look(_strs(found), int(count))
+            return _Look(_strs(found), int(count), token=token)
         stored = {_str(rid): StoredRecord.read(_str(rid), *fields) for rid, *fields in found}
-        return _Look(set(stored) | _strs(kept_members), int(count), stored)
+        return _Look(set(stored) | _strs(kept_members), int(count), stored, token)
 
     def _writer_free(self, pipe: Any, deadline: float, *keys: str) -> bool:
         """WATCH ``keys`` and the writer lock: True when no staged write runs; else wait a moment and say False
