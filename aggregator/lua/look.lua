@@ -1,10 +1,10 @@
 -- What a small write reads before it plans, in one call under its WATCH (Store._look): KEYS[1] the writer lock,
--- KEYS[2] the feed's members, KEYS[3] its meta; ARGV[1] the key prefix, ARGV[2] '1' for a partial write (a push, or a run some of
--- whose files failed), ARGV[3] how many records it sends, then their ids, then the ids of the records it keeps as
--- stored (unchanged rows of a run). Read-only.
--- Returns {1} while a staged write holds the writer lock. Else {0, members, count, kept, token}: a full write gets every
--- member (it removes those it does not carry) and no kept list; a partial one only those of its sent records that
--- are members, each as {id, h, fac, o, a} (the stored record's digest, link, order and authority:
+-- KEYS[2] the feed's members, KEYS[3] its meta; ARGV[1] the key prefix, ARGV[2] '1' for a partial write (a push, or
+-- a run some of whose files failed), ARGV[3] how many records it sends, then their ids, then the ids of the records it
+-- keeps as stored (unchanged rows of a run). Read-only.
+-- Returns {1} while a staged write holds the writer lock. Else {0, members, count, kept, token}: a full write gets
+-- every member (it removes those it does not carry) and no kept list; a partial one only those of its sent records
+-- that are members, each as {id, h, fac, o, a} (the stored record's digest, link, order and authority:
 -- Store._read_records), and of its kept ones those that are members; count is the feed's size. A push of one
 -- record to a feed of 100,000 reads one record, not the 100,000 ids. token: the feed's write token (meta w), false
 -- when none.

@@ -1,8 +1,9 @@
 -- Upsert availability observations; an older report never overwrites a newer one.
 --
 -- KEYS  a:{center_id} of each observation, in order
--- ARGV  prefix, order, mode, then per observation: field ("{level}|{source}"), its stored form (store.observation_json;
---       stored in the positional form whatever form it came in: readdoc.lua, observation_text)
+-- ARGV  prefix, order, mode, then per observation: field ("{level}|{source}"), its stored form
+--       (store.observation_json; stored in the positional form whatever form it came in: readdoc.lua,
+--       observation_text)
 -- Each carries rt (reported_at, epoch milliseconds: exact in Lua's doubles; ru the microseconds left over). Its
 -- changed time moves only when the figures change (compared one by one; the release before compared a digest,
 -- sig, which observations it stored still carry): ch (and chu) when it differs
