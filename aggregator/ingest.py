@@ -780,7 +780,7 @@ class Pipeline:
             say(f"parsed {len(raws)} records")
             if not raws and not self.store.feed_members(feed.id):
                 raise ParseError("the feed contained no records (empty export, or a page of another shape)")
-            done = self._normalize(feed, raws, ctx)
+            done = self._normalize(feed, raws, ctx, settings)
             centers, observations, report = done.centers, done.observations, done.report
             report.failed_documents = failed
             say(
@@ -841,7 +841,7 @@ class Pipeline:
                     feed, centers, observations, report, now, say, partial=partial, prune=not partial, run=write
                 )
             if not partial and report.stored is not None:
-                self._remember_rows(feed, done, report.stored, ctx)
+                self._remember_rows(feed, done, report.stored, ctx, settings)
             outcome = RunStatus.PARTIAL if partial else RunStatus.APPLIED
             self.store.set_feed_state(
                 feed.id,
@@ -1028,12 +1028,11 @@ class Pipeline:
             )
         )
 
-    def _normalize(self, feed: FeedConfig, raws: RawRecords, ctx: FeedContext) -> Normalized:
+    def _normalize(self, feed: FeedConfig, raws: RawRecords, ctx: FeedContext, fingerprint: str) -> Normalized:
         """Normalize a pulled run's rows, keeping the rows unchanged since the feed's last stored run (their
         memos) as they are stored. A kept record the store no longer holds as its memo says (a geocode retry
         moved it, a write died half-way) is normalized again; while no write changed the feed's records since the
-        memos were saved (its write token stands), none is asked for."""
-        fingerprint = memo_fingerprint(ctx)
+        memos were saved (its write token stands), none is asked for. ``fingerprint``: ``memo_fingerprint(ctx)``."""
         memos = self.store.row_memos(feed.id, fingerprint)
         done = normalize_rows(raws, ctx, memos)
         # memos saved with the feed's write token that still stands describe its records as stored: no write changed
@@ -1050,12 +1049,14 @@ class Pipeline:
         done.seen_token = seen
         return done
 
-    def _remember_rows(self, feed: FeedConfig, done: Normalized, stored: ReplaceResult, ctx: FeedContext) -> None:
+    def _remember_rows(
+        self, feed: FeedConfig, done: Normalized, stored: ReplaceResult, ctx: FeedContext, fingerprint: str
+    ) -> None:
         """Keep the memos of the rows just stored, for the feed's next run (only when they changed). Memos are
         a shortcut: failing to write them loses nothing, so it is logged, never the run's failure."""
         if not done.rows and stored.removed == 0 and not stored.superseded:
             return  # every row was kept from its memo: the memos stand as they are
-        fingerprint, memos = memo_fingerprint(ctx), done.memos(stored.digests, ctx)
+        memos = done.memos(stored.digests, ctx)
         try:
             # kept packed by bucket: those that changed are written, and memos suspended for the write read again
             # (store.save_row_memos)
@@ -1130,7 +1131,6 @@ class Pipeline:
                 status="processing",
                 started_at=_iso(now),
                 applier=f"{socket.gethostname()}:{os.getpid()}",
-                attempt=attempt,
             ),
             feed.id,
             FeedState(last_attempt=_iso(now)),
@@ -1306,7 +1306,8 @@ class Pipeline:
         if raw is None:
             return RunOutcome(feed.id, RunStatus.FAILED, error="no held run to release", error_kind="not_held")
         snapshot = json.loads(raw)
-        obsolete = hold_obsolete(self.store.feed_state(feed.id), snapshot.get("held_at"))
+        state = self.store.feed_state(feed.id)
+        obsolete = hold_obsolete(state, snapshot.get("held_at"))
         if obsolete:
             self.store.drop_held_snapshot(feed.id)
             self.store.set_feed_state(feed.id, FeedState(hold_discarded=obsolete), delete=FeedState.HOLD)
@@ -1323,7 +1324,7 @@ class Pipeline:
             rejected_levels={cid: set(lv) for cid, lv in snapshot.get("rejected_levels", {}).items()},
         )
         held_under = snapshot.get("figures_settings") or ""
-        stored_under = self.store.feed_state(feed.id).figures_settings
+        stored_under = state.figures_settings
         write = FeedRunWrite(settings_changed=bool(held_under and stored_under and held_under != stored_under))
         self._apply(feed, centers, observations, report, now, lambda _m: None, run=write)
         self.store.drop_row_memos(feed.id)

@@ -539,8 +539,8 @@ def memo_buckets(memos: Mapping[bytes, bytes]) -> dict[str, dict[bytes, bytes]]:
 
 
 def _memo_token(result: ReplaceResult, run: FeedRunWrite | None, kept: Iterable[str], standing: Any) -> str | None:
-    """``ReplaceResult.memo_token`` of a write that set ``result.write_token``, given the token ``standing`` as it
-    was planned (read only when it kept records)."""
+    """``ReplaceResult.memo_token`` of a write that set ``result.write_token``, given the feed's token ``standing``
+    as the write was planned (it matters only when the write kept records)."""
     if result.write_token is None or result.superseded:
         return None
     if kept and (run is None or run.seen_token is None or standing is None or _str(standing) != run.seen_token):
@@ -882,7 +882,6 @@ class PushRecord:
     bytes: str | None = None  # the body's size
     started_at: str | None = None
     applier: str | None = None  # host:pid of the worker applying it
-    attempt: str | None = None  # the token of the delivery applying it (begin_push)
     done_by: str | None = None  # the token of the delivery that applied it (written with its data)
     finished_at: str | None = None
     error: str | None = None
@@ -2939,9 +2938,9 @@ class Store:
         """As a run's write of what its feed sent lands, in one transaction (``replace_feed``'s ``run``: just before a
         staged write's first step; a small write queues the same in its own transaction, ``_queue_feed_write``): the
         feed's validators (``FeedState.VALIDATORS``: the export's digest, its ETag and Last-Modified) are dropped
-        until the run's end sets them again, and with
-        ``memo_fingerprint`` (a write of rows normalized anew) its row memos are suspended: no run reads them until
-        ``save_row_memos`` under that fingerprint puts them right after the write. A run that stops between its
+        until the run's end sets them again, and with ``memo_fingerprint`` (a write of rows normalized anew) its row
+        memos are suspended: no run reads them until ``save_row_memos`` under that fingerprint puts them right after
+        the write. A run that stops between its
         write and its end (a killed worker, a staged write's clean-up failing after the flip) would otherwise leave
         them describing the export before: that export sent again would read as unchanged (a 304, the same
         digest) or have its rows kept from their memos, and what the stopped run wrote would stay."""
@@ -2962,7 +2961,7 @@ class Store:
     def changed_records(self, feed_id: str, expected: Mapping[str, bytes]) -> set[str]:
         """Which of these records of ``feed_id`` (their ids say the feed: ``feed_of_record``) are not stored as
         ``expected`` (record id -> digest): changed since, or gone. An id of another feed is never this feed's."""
-        return self.check_records(feed_id, expected)[0]
+        return self._changed_records(feed_id, expected)
 
     def check_records(self, feed_id: str, expected: Mapping[str, bytes]) -> tuple[set[str], str | None]:
         """``changed_records``, and the feed's write token when it stood the whole check (else None: a write of the

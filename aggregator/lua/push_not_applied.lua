@@ -1,7 +1,8 @@
 -- A push whose application failed, unless another delivery of it finished it meanwhile.
 --
 -- KEYS  push:{ingest id}, pushes:pending (zset: ingest id -> last start, ms)
--- ARGV  ingest_id, attempt (the failed delivery's token, begin_push), again_ms ('' : failed for good), field, value...
+-- ARGV  ingest_id, attempt (the failed delivery's token: its done_by had it landed), again_ms ('' : failed for good),
+--       field, value...
 -- A push done by another attempt (done_by, written in its data's own transaction) is left as it is: another
 -- delivery (a redelivery after a lost worker, the sweeper's) applied it. Else its record takes the fields given;
 -- with again_ms it is pending again from then and its finished time dropped (the failed write may have marked it
